@@ -1,0 +1,115 @@
+"""PyTorch -> ONNX: torch.onnx's dynamo exporter, falling back to the
+TorchScript exporter when it fails. Writes only ``out_path`` (and its external
+data file for models over 2 GB)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import inspect
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+from converters.loading import TorchModel
+from zoo import errors
+
+DEFAULT_OPSET = 18
+MIN_OPSET, MAX_OPSET = 9, 23
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB per file
+DIM_MAX = {"batch": 4096, "sequence": None}
+
+
+def exporter_versions() -> dict[str, str]:
+    out = {}
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def check_opset(opset: int | None) -> int:
+    opset = DEFAULT_OPSET if opset is None else opset
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise errors.UsageError(f"opset {opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}",
+                                hint=f"pass --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
+    return opset
+
+
+def _dynamic_shapes(tm: TorchModel, example: tuple, seq_max: int | None) -> Any:
+    import torch
+
+    dims: dict[str, Any] = {}
+    for name in ("batch", "sequence"):
+        top = DIM_MAX[name] if name != "sequence" else seq_max
+        dims[name] = torch.export.Dim(name, min=1, max=top) if top else torch.export.Dim(name, min=1)
+    per_input = tuple({axis: dims[dim] for axis, dim in tm.dynamic_axes[name].items()} for name in tm.input_names)
+    params = inspect.signature(tm.module.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return (per_input,)  # forward(*args): one top-level entry holding them all
+    return per_input
+
+
+def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, exporter: str = "auto",
+                seq_max: int | None = None) -> dict[str, Any]:
+    """Export ``tm.module`` at ``example`` inputs; return what was used and why."""
+    import torch
+
+    n_bytes = sum(p.numel() * p.element_size() for p in tm.module.parameters())
+    external = n_bytes > EXTERNAL_DATA_BYTES
+    info: dict[str, Any] = {"opset": opset, "external_data": external, "versions": exporter_versions()}
+    failures = []
+    order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
+    for kind in order:
+        out_path.unlink(missing_ok=True)
+        try:
+            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                if kind == "dynamo":
+                    torch.onnx.export(tm.module, example, str(out_path), input_names=tm.input_names,
+                                      output_names=tm.output_names, opset_version=opset, dynamo=True,
+                                      dynamic_shapes=_dynamic_shapes(tm, example, seq_max),
+                                      external_data=external, verbose=False)
+                else:
+                    torch.onnx.export(tm.module, example, str(out_path), input_names=tm.input_names,
+                                      output_names=tm.output_names, opset_version=opset, dynamo=False,
+                                      dynamic_axes=tm.dynamic_axes, do_constant_folding=True)
+        except Exception as exc:  # noqa: BLE001 - each exporter fails in its own way
+            failures.append(f"{kind}: {type(exc).__name__}: {_first_line(exc)}")
+            continue
+        info["exporter"] = kind
+        if failures:
+            info["fallback_reason"] = failures[0]
+        return info
+    out_path.unlink(missing_ok=True)
+    raise errors.ConversionError("torch.onnx could not export the model: " + "; ".join(failures),
+                                 hint="try another --opset, or report the model and the message above")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            return line.strip()[:300]
+    return text[:300]
+
+
+def write_metadata(path: Path, props: dict[str, str]) -> None:
+    """Set ONNX ``metadata_props`` in place (graph untouched)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    model.producer_name = model.producer_name or "zoo"
+    tmp = path.with_suffix(".meta.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)

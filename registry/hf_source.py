@@ -1,0 +1,318 @@
+"""Hugging Face repos as a registry source: fetch through huggingface_hub (its
+cache, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``) and describe a repo
+from its ``config.json``.
+
+Which files are fetched is decided here, in one place: safetensors weights
+first, pickle weights (``pytorch_model.bin``) only when a repo has nothing else,
+and never code (``*.py``): zoo does not run remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from registry.records import FileInfo, ModelRecord, image_input_spec, text_input_spec
+from zoo import errors
+from zoo.settings import Settings
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+METADATA_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class Snapshot:
+    """Files of one repo revision, present on local disk."""
+
+    repo_id: str
+    commit: str
+    root: Path  # snapshot directory (or any directory holding the files)
+    files: list[str]  # chosen repo paths, all present under root
+    weights: list[str]
+    weights_format: str  # "safetensors" | "pickle"
+    license: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def repo_cache_dir(hub_cache: Path, repo_id: str) -> Path:
+    return hub_cache / ("models--" + repo_id.replace("/", "--"))
+
+
+def validate_repo_path(path: str) -> str:
+    """Refuse repo file names that could escape a directory."""
+    p = PurePosixPath(path)
+    if not path or p.is_absolute() or ".." in p.parts or "\\" in path or re.match(r"^[A-Za-z]:", path):
+        raise errors.UnsafeModelError(f"refusing repo file name {path!r}: it points outside the repository")
+    return path
+
+
+def choose_files(available: list[str], *, repo_filename: str | None = None) -> tuple[list[str], list[str], str]:
+    """Pick (files, weights, weights_format) from a repo's file list."""
+    names = [validate_repo_path(n) for n in available]
+    present = set(names)
+    meta = [n for n in METADATA_FILES if n in present]
+    if repo_filename:
+        weights = [repo_filename] if repo_filename in present else []
+    elif "model.safetensors" in present:
+        weights = ["model.safetensors"]
+    elif "model.safetensors.index.json" in present:
+        weights = ["model.safetensors.index.json"] + sorted(n for n in names if re.match(r"^model-\d+-of-\d+\.safetensors$", n))
+    elif "pytorch_model.bin" in present:
+        weights = ["pytorch_model.bin"]
+    elif "pytorch_model.bin.index.json" in present:
+        weights = ["pytorch_model.bin.index.json"] + sorted(n for n in names if re.match(r"^pytorch_model-\d+-of-\d+\.bin$", n))
+    else:
+        weights = sorted(n for n in names if "/" not in n and n.endswith(".safetensors"))[:1]
+    if not weights:
+        raise errors.InvalidModelError(
+            "the repo has no weights zoo can load (model.safetensors or pytorch_model.bin)",
+            hint="publish safetensors weights, or import a directory with `zoo import DIR --name N`",
+        )
+    fmt = "safetensors" if weights[-1].endswith(".safetensors") else "pickle"
+    return sorted(set(meta + weights)), weights, fmt
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectError", "TimeoutException", "NetworkError", "RemoteProtocolError", "ConnectionError", "OfflineModeIsEnabled"})
+
+
+def translate_hub_error(exc: BaseException, repo_id: str, revision: str | None) -> errors.ZooError:
+    """Map a huggingface_hub exception to zoo's error with a next step."""
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, hf.GatedRepoError):
+        return errors.AuthError(f"{repo_id} is gated: the hub refused access", hint="set HF_TOKEN to a token that has accepted the repo's terms", model=repo_id)
+    if isinstance(exc, hf.RepositoryNotFoundError):
+        return errors.ModelNotFoundError(f"no model repo {repo_id!r} on {_endpoint_of(exc)}", hint="check the name; private repos need HF_TOKEN", model=repo_id)
+    if isinstance(exc, hf.RevisionNotFoundError):
+        return errors.RevisionNotFoundError(f"{repo_id} has no revision {revision!r}", hint="use a branch, tag or commit sha that exists", model=repo_id)
+    if isinstance(exc, hf.EntryNotFoundError):
+        return errors.InvalidModelError(f"{repo_id}: a file it lists could not be fetched ({exc})", model=repo_id)
+    if isinstance(exc, hf.HfHubHTTPError):
+        return errors.NetworkError(f"the hub answered with an error for {repo_id}: {exc}", hint="retry later, or check HF_ENDPOINT", model=repo_id)
+    return errors.NetworkError(f"cannot reach the hub for {repo_id}: {exc}", hint="check your network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the local cache", model=repo_id)
+
+
+def _endpoint_of(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    url = getattr(getattr(response, "request", None), "url", None)
+    return str(url).split("/api/")[0].split("/", 3)[2] if url else "the hub"
+
+
+def offline_error(repo_id: str, revision: str | None, settings: Settings) -> errors.OfflineError:
+    return errors.OfflineError(
+        f"{repo_id}{'@' + revision if revision else ''} is not in the local Hugging Face cache ({settings.hf_hub_cache}) and HF_HUB_OFFLINE is set",
+        hint="unset HF_HUB_OFFLINE, or point HF_ENDPOINT at a reachable hub or mirror, or bring the files in with `zoo import DIR --name N`",
+        model=repo_id,
+    )
+
+
+def cached_snapshot(repo_id: str, revision: str | None, settings: Settings, repo_filename: str | None = None) -> Snapshot | None:
+    """The snapshot of ``repo_id@revision`` in the local cache, or None."""
+    repo_dir = repo_cache_dir(settings.hf_hub_cache, repo_id)
+    revision = revision or "main"
+    if COMMIT_RE.match(revision):
+        commit = revision
+    else:
+        ref = repo_dir / "refs" / revision
+        if not ref.is_file():
+            return None
+        commit = ref.read_text().strip()
+    root = repo_dir / "snapshots" / commit
+    if not root.is_dir():
+        return None
+    available = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    try:
+        files, weights, fmt = choose_files(available, repo_filename=repo_filename)
+    except errors.InvalidModelError:
+        return None
+    return Snapshot(repo_id, commit, root, files, weights, fmt)
+
+
+def fetch_snapshot(
+    repo_id: str,
+    revision: str | None,
+    settings: Settings,
+    *,
+    repo_filename: str | None = None,
+    progress: bool = False,
+    on_note: Callable[[str], None] | None = None,
+) -> Snapshot:
+    """Resolve ``repo_id@revision`` to a commit and make its files local.
+
+    Online: one ``model_info`` call, then ``hf_hub_download`` per file at the
+    commit sha (no request at all for files already in the cache). Offline, or
+    when the hub cannot be reached: the local cache alone.
+    """
+    if settings.hf_offline:
+        snap = cached_snapshot(repo_id, revision, settings, repo_filename)
+        if snap is None:
+            raise offline_error(repo_id, revision, settings)
+        return snap
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    try:
+        info = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token).model_info(repo_id, revision=revision)
+    except Exception as exc:  # noqa: BLE001 - translated below
+        if _is_connection_error(exc):
+            snap = cached_snapshot(repo_id, revision, settings, repo_filename)
+            if snap is not None:
+                if on_note:
+                    on_note(f"hub unreachable ({type(exc).__name__}); using the cached {repo_id}@{snap.commit[:12]}")
+                return snap
+        raise translate_hub_error(exc, repo_id, revision) from exc
+    commit = info.sha
+    available = [s.rfilename for s in (info.siblings or [])]
+    files, weights, fmt = choose_files(available, repo_filename=repo_filename)
+    (enable_progress_bars if progress else disable_progress_bars)()
+    root: Path | None = None
+    for name in files:
+        try:
+            local = hf_hub_download(
+                repo_id, name, revision=commit, cache_dir=settings.hf_hub_cache,
+                endpoint=settings.hf_endpoint, token=settings.hf_token,
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise translate_hub_error(exc, repo_id, revision) from exc
+        root = Path(local[: len(local) - len(name)]) if root is None else root
+    assert root is not None  # choose_files never returns an empty list
+    return Snapshot(repo_id, commit, root, files, weights, fmt, license=_license_of(info))
+
+
+def _license_of(info: Any) -> str | None:
+    card = getattr(info, "card_data", None) or getattr(info, "cardData", None)
+    if card is not None:
+        lic = card.get("license") if hasattr(card, "get") else getattr(card, "license", None)
+        if lic:
+            return str(lic)
+    for tag in getattr(info, "tags", None) or []:
+        if tag.startswith("license:"):
+            return tag.split(":", 1)[1]
+    return None
+
+
+def read_json(root: Path, name: str) -> dict[str, Any] | None:
+    path = root / name
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.InvalidModelError(f"{name} is not valid JSON: {exc}", hint="re-upload or fix the file") from exc
+
+
+def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
+    """Complete ``base`` (id, source, repo) from the repo's own config files."""
+    config = read_json(root, "config.json")
+    if config is None:
+        raise errors.InvalidModelError(
+            f"{base.id} has no config.json, so zoo cannot tell what architecture to build",
+            hint="add the config.json that save_pretrained / timm's push_to_hf_hub writes",
+            model=base.id,
+        )
+    if "architecture" in config:  # timm's hub format
+        return _describe_timm(base, config)
+    if "model_type" in config or "architectures" in config:
+        return _describe_transformers(base, config, read_json(root, "preprocessor_config.json"), files)
+    raise errors.UnsupportedError(
+        f"{base.id}: config.json names neither a timm architecture nor a transformers model_type",
+        hint="zoo builds timm and transformers models",
+        model=base.id,
+    )
+
+
+def _describe_timm(base: ModelRecord, config: dict[str, Any]) -> ModelRecord:
+    from registry.timm_source import record_from_pretrained_cfg
+
+    cfg = dict(config.get("pretrained_cfg") or {})
+    cfg["architecture"] = config["architecture"]
+    cfg.setdefault("num_classes", config.get("num_classes"))
+    rec = record_from_pretrained_cfg(cfg, is_default=False)
+    rec.id, rec.source, rec.name, rec.repo_id = base.id, base.source, base.name, base.repo_id
+    rec.license = base.license or rec.license
+    rec.extra["timm_config"] = {k: v for k, v in config.items() if k != "pretrained_cfg"}
+    if config.get("label_names"):
+        rec.labels = list(config["label_names"])
+    return rec
+
+
+_TRANSFORMERS_TASKS = {
+    "ForSequenceClassification": "text-classification",
+    "ForImageClassification": "image-classification",
+}
+
+
+def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: dict[str, Any] | None, files: list[str]) -> ModelRecord:
+    archs = config.get("architectures") or []
+    arch = archs[0] if archs else None
+    task = None
+    for suffix, name in _TRANSFORMERS_TASKS.items():
+        if arch and arch.endswith(suffix):
+            task = name
+    if task is None and (arch is None or arch.endswith("Model")):
+        task = "feature-extraction"
+    if task is None:
+        raise errors.UnsupportedError(
+            f"{base.id}: head {arch} is not supported yet",
+            hint="supported: feature extraction (*Model), *ForSequenceClassification, *ForImageClassification",
+            model=base.id,
+        )
+    rec = ModelRecord(id=base.id, source=base.source, name=base.name, repo_id=base.repo_id, library="transformers",
+                      arch=arch, task=task, license=base.license, extra={"model_type": config.get("model_type")})
+    id2label = config.get("id2label") or {}
+    if task.endswith("classification") and id2label:
+        rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
+        rec.num_classes = len(id2label)
+    is_vision = preproc is not None or "image_size" in config or task == "image-classification"
+    if is_vision:
+        size = config.get("image_size", 224)
+        channels = config.get("num_channels", 3)
+        rec.input_spec = image_input_spec((channels, size, size), name="pixel_values")
+        if preproc:
+            rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size", "resample", "rescale_factor", "do_resize", "do_normalize", "crop_size") if k in preproc}
+    else:
+        has_types = config.get("type_vocab_size", 0) > 1 or config.get("model_type") == "bert"
+        names = list(TEXT_INPUTS if has_types else TEXT_INPUTS[:2])
+        rec.input_spec = text_input_spec(names)
+        rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(("tokenizer", "vocab", "merges", "special_tokens", "spiece", "added_tokens", "sentencepiece"))],
+                             "max_length": config.get("max_position_embeddings")}
+        rec.extra["vocab_size"] = config.get("vocab_size")
+    return rec
+
+
+def file_infos(root: Path, files: list[str], known: dict[str, str] | None = None) -> list[FileInfo]:
+    """sha256 and size of each file; LFS blobs (named by sha256) are checked."""
+    from zoo.hashing import sha256_file
+
+    out = []
+    for name in files:
+        path = root / name
+        digest = (known or {}).get(name) or sha256_file(path)
+        blob = path.resolve().name
+        if re.fullmatch(r"[0-9a-f]{64}", blob) and blob != digest:
+            raise errors.IntegrityError(
+                f"{name}: content sha256 {digest[:12]}... does not match the hub's {blob[:12]}...",
+                hint="the cached file is corrupt: delete it from the Hugging Face cache and pull again",
+            )
+        out.append(FileInfo(name, digest, path.stat().st_size))
+    return out

@@ -1,0 +1,159 @@
+"""The registry index: records in the database, name resolution, search."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import sqlalchemy as sa
+
+from registry.names import ModelRef
+from registry.records import FileInfo, ModelRecord
+from zoo import db, errors
+from zoo.settings import Settings
+
+TIMM_VERSION_KEY = "timm_catalog_version"
+
+
+class Registry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = db.get_engine(settings.database_url)
+
+    # --- records -----------------------------------------------------------
+    def get(self, model_id: str) -> ModelRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.models.c.record).where(db.models.c.id == model_id)).first()
+        return ModelRecord.from_dict(row[0]) if row else None
+
+    def upsert(self, record: ModelRecord) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, [record])
+
+    @staticmethod
+    def _upsert(conn: sa.Connection, records: Iterable[ModelRecord]) -> None:
+        rows = [
+            {"id": r.id, "source": r.source, "name": r.name, "arch": r.arch, "tag": r.tag,
+             "is_default": r.is_default, "record": {**r.to_dict(), "files": []}}
+            for r in records
+        ]
+        if not rows:
+            return
+        conn.execute(sa.delete(db.models).where(db.models.c.id.in_([r["id"] for r in rows])))
+        conn.execute(sa.insert(db.models), rows)
+
+    def add_revision(self, model_id: str, revision: str, files: list[FileInfo]) -> None:
+        payload = [f.__dict__ for f in files]
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(db.revisions).where((db.revisions.c.model_id == model_id) & (db.revisions.c.revision == revision)))
+            conn.execute(sa.insert(db.revisions).values(model_id=model_id, revision=revision, files=payload))
+
+    def revision_files(self, model_id: str, revision: str) -> list[FileInfo] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.revisions.c.files).where(
+                (db.revisions.c.model_id == model_id) & (db.revisions.c.revision == revision))).first()
+        return [FileInfo(**f) for f in row[0]] if row else None
+
+    def revisions(self, model_id: str) -> list[tuple[str, list[FileInfo]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(db.revisions.c.revision, db.revisions.c.files)
+                                .where(db.revisions.c.model_id == model_id).order_by(db.revisions.c.fetched_at)).all()
+        return [(r[0], [FileInfo(**f) for f in r[1]]) for r in rows]
+
+    # --- timm catalog ------------------------------------------------------
+    def ensure_timm_catalog(self, *, quiet: bool = False) -> bool:
+        """Index timm's catalog once per installed timm version; False if timm is absent."""
+        from registry.timm_source import installed_timm_version, iter_catalog
+
+        version = installed_timm_version()
+        if version is None:
+            return False
+        with self.engine.connect() as conn:
+            if db.get_meta(conn, TIMM_VERSION_KEY) == version:
+                return True
+        if not quiet:
+            print(f"zoo: indexing timm {version}'s pretrained catalog (once per timm version)...", file=sys.stderr)
+        records = list(iter_catalog())
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(db.models).where(db.models.c.source == "timm"))
+            self._upsert(conn, records)
+            db.set_meta(conn, TIMM_VERSION_KEY, version)
+        return True
+
+    # --- resolution --------------------------------------------------------
+    def resolve(self, ref: ModelRef) -> ModelRecord:
+        """The record a parsed name refers to (HF repos not yet indexed get a stub)."""
+        if ref.source == "local":
+            return self.get(f"local/{ref.name}") or self._not_found(ref, sources=("local",))
+        if ref.is_repo:
+            existing = self.get(ref.name)
+            if existing is None and ref.name.startswith("timm/") and ref.source != "hf" and self.ensure_timm_catalog():
+                existing = self.get(ref.name)
+            if existing is not None:
+                return existing
+            return ModelRecord(id=ref.name, source="hf", name=ref.name, repo_id=ref.name, library="transformers")
+        sources = ("timm",) if ref.source == "timm" else ("timm", "local")
+        have_timm = self.ensure_timm_catalog()
+        if ref.source == "timm" and not have_timm:
+            raise errors.MissingDependencyError("timm is not installed, so timm: names cannot be resolved",
+                                                hint="pip install 'zoo-hub[torch]'")
+        matches = self._match_bare(ref.name, sources)
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            choices = sorted(f"{m.source}:{m.name}" for m in matches)
+            raise errors.AmbiguousNameError(
+                f"{ref.text!r} matches {len(matches)} models: {', '.join(choices[:12])}{' ...' if len(choices) > 12 else ''}",
+                hint="give the full name, e.g. " + choices[0], name=ref.text, choices=choices,
+            )
+        return self._not_found(ref, sources)
+
+    def _match_bare(self, name: str, sources: tuple[str, ...]) -> list[ModelRecord]:
+        m = db.models.c
+        with self.engine.connect() as conn:
+            query = sa.select(m.record).where(m.source.in_(sources))
+            exact = conn.execute(query.where((m.name == name) | ((m.arch == name) & m.is_default & (m.source == "timm")))).all()
+            if not exact and "." in name:  # a unique prefix of a tag: resnet50.a1 -> resnet50.a1_in1k
+                exact = conn.execute(query.where(m.name.startswith(name, autoescape=True) & (m.source == "timm"))).all()
+        return [ModelRecord.from_dict(r[0]) for r in exact]
+
+    def _not_found(self, ref: ModelRef, sources: tuple[str, ...]) -> ModelRecord:
+        with self.engine.connect() as conn:
+            names = [r[0] for r in conn.execute(sa.select(db.models.c.name).where(db.models.c.source.in_(sources)))]
+        archs = {n.split(".", 1)[0] for n in names}
+        close = difflib.get_close_matches(ref.name, sorted(archs | set(names)), n=5, cutoff=0.6)
+        hint = ("did you mean: " + ", ".join(close)) if close else "run `zoo list PATTERN` to search, or use org/name for a Hugging Face repo"
+        raise errors.ModelNotFoundError(f"no model named {ref.text!r} in {', '.join(sources)}", hint=hint, name=ref.text, candidates=close)
+
+    # --- search ------------------------------------------------------------
+    def search(self, pattern: str | None = None, *, source: str | None = None, limit: int | None = None,
+               offset: int = 0) -> list[ModelRecord]:
+        m = db.models.c
+        query = sa.select(m.record).order_by(m.source, m.name)
+        if source:
+            query = query.where(m.source == source)
+        if pattern:
+            like = pattern.replace("*", "%") if "*" in pattern else f"%{pattern}%"
+            query = query.where(m.name.like(like) | m.id.like(like))
+        if limit:
+            query = query.limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return [ModelRecord.from_dict(r[0]) for r in conn.execute(query)]
+
+
+def cached_hf_repos(hub_cache: Path) -> list[tuple[str, list[str]]]:
+    """(repo_id, [commits]) for each model repo in the local Hugging Face cache."""
+    out = []
+    if not hub_cache.is_dir():
+        return out
+    for repo_dir in sorted(hub_cache.glob("models--*")):
+        repo_id = repo_dir.name.removeprefix("models--").replace("--", "/", 1)
+        snaps = repo_dir / "snapshots"
+        commits = sorted(p.name for p in snaps.iterdir()) if snaps.is_dir() else []
+        out.append((repo_id, commits))
+    return out
+
+
+Progress = Callable[[str], None]

@@ -1,0 +1,73 @@
+"""Models the user imports from a local directory (``zoo import DIR --name N``).
+
+The directory must look like a Hugging Face or timm model repo: a
+``config.json`` plus weights. Files are copied into ``ZOO_HOME/local/N/<rev>/``
+where ``<rev>`` is the digest of the imported files, so re-importing changed
+files makes a new revision and the old artifacts stay valid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from registry.hf_source import choose_files, describe
+from registry.index import Registry
+from registry.records import FileInfo, ModelRecord
+from zoo import errors
+from zoo.hashing import sha256_file, sha256_json
+from zoo.settings import Settings
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def import_directory(directory: Path, name: str, settings: Settings) -> ModelRecord:
+    if not NAME_RE.match(name):
+        raise errors.InvalidNameError(f"invalid local model name {name!r}",
+                                      hint="use letters, digits, '.', '_' and '-' (no '/')")
+    directory = directory.expanduser()
+    if not directory.is_dir():
+        raise errors.NotFoundError(f"{directory} is not a directory", hint="pass the directory holding config.json and the weights")
+    available = _safe_listing(directory)
+    files, _weights, _fmt = choose_files(available)
+    base = ModelRecord(id=f"local/{name}", source="local", name=name)
+    record = describe(base, directory, files)  # raises on a missing/invalid config.json
+    infos = [FileInfo(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in files]
+    revision = sha256_json([i.__dict__ for i in infos])[:40]
+    record.revision = revision
+    dest = settings.home / "local" / name / revision
+    if not dest.is_dir():
+        tmp = settings.home / "tmp" / f"{os.getpid()}-import-{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        try:
+            for f in files:
+                (tmp / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(directory / f, tmp / f)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    registry = Registry(settings)
+    registry.upsert(record)
+    registry.add_revision(record.id, revision, infos)  # the record carries its current revision
+    record.files = infos
+    return record
+
+
+def _safe_listing(directory: Path) -> list[str]:
+    """Regular files inside ``directory``; links and escapes are refused."""
+    root = directory.resolve()
+    out = []
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            raise errors.UnsafeModelError(f"refusing {rel}: symbolic links are not imported",
+                                          hint="copy the real file into the directory")
+        if path.is_file():
+            if not path.resolve().is_relative_to(root):
+                raise errors.UnsafeModelError(f"refusing {rel}: it resolves outside {directory}")
+            out.append(rel)
+    return out

@@ -1,0 +1,269 @@
+"""Tiny real model repos with seeded random weights, and a writer for the huggingface_hub cache layout.
+
+Every builder returns ``dict[str, bytes]`` (path in repo -> content), deterministic for a given seed, so
+the same seed gives the same bytes and the same commit. Heavy frameworks are imported inside builders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from hubserver import commit_for, file_etag, git_blob_sha1, is_lfs, lfs_pointer, sha256_hex
+
+__all__ = [
+    "bert_repo",
+    "commit_for",
+    "git_blob_sha1",
+    "is_lfs",
+    "pickle_only_repo",
+    "sha256_hex",
+    "timm_repo",
+    "vit_image_classifier_repo",
+    "write_hf_cache",
+]
+
+# Fields of timm's registry cfg that describe preprocessing; config.json must carry the tag's values.
+_TIMM_INPUT_FIELDS = (
+    "input_size", "test_input_size", "fixed_input_size", "interpolation",
+    "crop_pct", "test_crop_pct", "crop_mode", "mean", "std",
+)  # fmt: skip
+
+SST_LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+VIT_LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish", 4: "frog"}
+
+_WORDS = """
+a about above after again against all almost also always am an and another any are around as ask at
+away back bad be beautiful because become been before began being below best better between big bird
+black blue book both boy brown but buy by call came can car cat change child children city close cold
+come could country cut day did different do does dog done door down draw during each early earth eat
+end enough even ever every eye face fact family far fast father feel few film find fine first fish five
+food for found four friend from full game gave get girl give go good got great green group grow had
+half hand happy hard has have he head hear heard help her here high him his home horse hot hour house
+how i idea if important in into is it its just keep kind knew know land large last late learn leave
+left let life light like line little live long look love made make man many may me mean men might mind
+model money more morning most mother move movie much music must my name near need never new next night
+no not nothing now number of off often old on once one only open or order other our out over own page
+paper part people picture place plant play point poor put question quick quickly read real really red
+right river road room run said same saw say school sea second see seem sentence set she short should
+show side simple since small so some something sometimes song soon sound start state still stop story
+study such sun sure table take talk tell terrible than that the their them then there these they thing
+think this those thought three through time to today together told too took top tree true try turn two
+under until up us use very walk want war warm was watch water way we well went were what when where
+which while white who why will with without woman word work world would write year yes yet you young
+your zoo awful excellent boring wonderful okay neutral positive negative fun funny sad slow
+""".split()
+
+
+def _bert_vocab() -> list[str]:
+    """Specials, punctuation, digits, letters (and their ``##`` pieces), then common English words."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    singles = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + list("0123456789abcdefghijklmnopqrstuvwxyz")
+    pieces = [f"##{c}" for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
+    words = sorted(set(_WORDS) - set(singles))
+    return specials + singles + pieces + words
+
+
+def _read_dir(directory: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def _model_card(library: str, pipeline_tag: str, extra_tags: tuple[str, ...] = ()) -> bytes:
+    tags = "".join(f"- {t}\n" for t in (library, pipeline_tag, *extra_tags))
+    return (
+        f"---\nlicense: apache-2.0\nlibrary_name: {library}\npipeline_tag: {pipeline_tag}\ntags:\n{tags}---\n\n"
+        "# Tiny test model\n\nRandom weights for offline tests. Not for any real use.\n"
+    ).encode()
+
+
+# --- timm ------------------------------------------------------------------------------------
+
+
+def _timm_model(name: str, seed: int):
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    return timm.create_model(name, pretrained=False).eval()
+
+
+def _timm_config(model, name: str, directory: Path) -> None:
+    """Rewrite config.json so pretrained_cfg carries the tag's registry preprocessing values."""
+    import timm
+
+    registry_cfg = timm.models.get_pretrained_cfg(name).to_dict()
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    for key in _TIMM_INPUT_FIELDS:
+        if registry_cfg.get(key) is not None:
+            value = registry_cfg[key]
+            config["pretrained_cfg"][key] = list(value) if isinstance(value, tuple) else value
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def timm_repo(name: str, seed: int = 0) -> dict[str, bytes]:
+    """A timm hub repo (model.safetensors + config.json + README.md) for an ``arch.tag`` name."""
+    from timm.models._hub import save_for_hf
+
+    model = _timm_model(name, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_for_hf(model, tmp, safe_serialization=True)
+        _timm_config(model, name, Path(tmp))
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("timm", "image-classification", ("transformers",))
+    return files
+
+
+def pickle_only_repo(name: str = "test_resnet.r160_in1k", seed: int = 0) -> dict[str, bytes]:
+    """A timm repo whose weights exist only as ``pytorch_model.bin`` (torch.save of the state_dict)."""
+    from timm.models._hub import save_for_hf
+
+    model = _timm_model(name, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_for_hf(model, tmp, safe_serialization=False)
+        _timm_config(model, name, Path(tmp))
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("timm", "image-classification")
+    return files
+
+
+# --- transformers ----------------------------------------------------------------------------
+
+
+def _save_transformers(model, extra_savers=()) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        for save in extra_savers:
+            save(tmp)
+        return _read_dir(Path(tmp))
+
+
+def _bert_tokenizer(tmp: str):
+    from transformers import BertTokenizerFast
+    from transformers.models.bert.tokenization_bert import load_vocab
+
+    vocab_file = os.path.join(tmp, "vocab.txt")
+    Path(vocab_file).write_text("\n".join(_bert_vocab()) + "\n")
+    # transformers 5 ignores vocab_file= (the tokenizer would silently have only the 5 specials).
+    return BertTokenizerFast(vocab=dict(load_vocab(vocab_file)), model_max_length=128)
+
+
+def bert_repo(head: str = "base", seed: int = 0) -> dict[str, bytes]:
+    """A tiny BERT: ``head`` is "base" (BertModel) or "sequence-classification" (3 sentiment labels)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    heads = {"base": BertModel, "sequence-classification": BertForSequenceClassification}
+    if head not in heads:
+        raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
+    labels = {"num_labels": 3, "id2label": SST_LABELS, "label2id": {v: k for k, v in SST_LABELS.items()}}
+    config = BertConfig(
+        vocab_size=len(_bert_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        **(labels if head == "sequence-classification" else {}),
+    )
+    torch.manual_seed(seed)
+    model = heads[head](config).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _bert_tokenizer(tmp)
+        files = _save_transformers(model, [tokenizer.save_pretrained])
+        files["vocab.txt"] = Path(tmp, "vocab.txt").read_bytes()
+    task = "text-classification" if head == "sequence-classification" else "feature-extraction"
+    files["README.md"] = _model_card("transformers", task, ("bert", "safetensors"))
+    return files
+
+
+def vit_image_classifier_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny ViTForImageClassification (32x32 input, 5 labels) with its preprocessor_config.json."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=len(VIT_LABELS),
+        id2label=VIT_LABELS,
+        label2id={v: k for k, v in VIT_LABELS.items()},
+    )
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    files = _save_transformers(model, [processor.save_pretrained])
+    files["README.md"] = _model_card("transformers", "image-classification", ("vit", "safetensors"))
+    return files
+
+
+# --- the huggingface_hub cache ---------------------------------------------------------------
+
+
+def _tree_cache_json(files: dict[str, bytes]) -> str:
+    """``trees/<commit>.json`` as snapshot_download writes it (huggingface_hub._tree_cache format 1)."""
+    entries = {}
+    for path in sorted(files):
+        data = files[path]
+        if is_lfs(path, len(data)):
+            info = {"size": len(data), "blob_id": git_blob_sha1(lfs_pointer(data))}
+            info.update(lfs_sha256=sha256_hex(data), lfs_size=len(data))
+        else:
+            info = {"size": len(data), "blob_id": git_blob_sha1(data)}
+        entries[path] = info
+    return json.dumps({"format_version": 1, "files": entries}, indent=1)
+
+
+def write_hf_cache(
+    hub_cache: Path,
+    repo_id: str,
+    files: dict[str, bytes],
+    commit: str | None = None,
+    ref: str = "main",
+    tree: bool = True,
+) -> Path:
+    """Write ``files`` into ``hub_cache`` exactly as huggingface_hub leaves a downloaded model repo.
+
+    ``models--org--name/blobs/<etag>`` (sha256 for LFS files, git blob sha1 otherwise, as the server
+    reports), ``snapshots/<commit>/<path>`` as relative symlinks into ``../../blobs``, ``refs/<ref>``
+    holding the commit and, with ``tree``, the ``trees/<commit>.json`` listing snapshot_download writes
+    (which lets the client notice a snapshot that is missing files). Returns the snapshot directory.
+    """
+    commit = commit or commit_for(files)
+    storage = Path(hub_cache) / f"models--{repo_id.replace('/', '--')}"
+    snapshot = storage / "snapshots" / commit
+    for path, data in files.items():
+        blob = storage / "blobs" / file_etag(path, data)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if not blob.exists():
+            blob.write_bytes(data)
+        pointer = snapshot / path
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        if pointer.is_symlink() or pointer.exists():
+            pointer.unlink()
+        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / ref).write_text(commit)
+    if tree:
+        (storage / "trees").mkdir(exist_ok=True)
+        (storage / "trees" / f"{commit}.json").write_text(_tree_cache_json(files))
+    tag = Path(hub_cache) / "CACHEDIR.TAG"
+    if not tag.exists():
+        tag.write_text(_cachedir_tag())
+    return snapshot
+
+
+def _cachedir_tag() -> str:
+    try:
+        from huggingface_hub._local_folder import CACHEDIR_TAG_CONTENT
+    except ImportError:  # older/newer client: the standard's mandatory first line is enough
+        return "Signature: 8a477f597d28d172789f06886806bc55\n"
+    return CACHEDIR_TAG_CONTENT

@@ -1,0 +1,153 @@
+"""Shared fixtures: an isolated environment per test, tiny real model repos, and an offline hub.
+
+huggingface_hub reads its environment once, at import (``huggingface_hub.constants``). Setting
+``HF_HOME``/``HF_ENDPOINT`` only reaches subprocesses and code that reads the environment itself (zoo's
+settings); so the fixtures below also point the already-imported constants at the test's directories
+and hub, so that in-process library calls (timm, transformers) can never touch ~/.cache or the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builders import bert_repo, pickle_only_repo, timm_repo, vit_image_classifier_repo, write_hf_cache
+from hubserver import HubServer, Repo
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Set before anything imports huggingface_hub in this process (it reads them at import).
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+_DELETED_ENV = (
+    "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "ZOO_DATABASE_URL", "ZOO_SERVER",
+    # aliases that would defeat the isolation above
+    "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH",
+    "HF_OIDC_RESOURCE", "HF_ASSETS_CACHE", "HF_XET_CACHE",
+)  # fmt: skip
+
+TINY_REPO_BUILDERS = {
+    "timm/test_resnet.r160_in1k": lambda: timm_repo("test_resnet.r160_in1k"),
+    "timm/test_vit.r160_in1k": lambda: timm_repo("test_vit.r160_in1k"),
+    "timm/test_efficientnet.r160_in1k": lambda: timm_repo("test_efficientnet.r160_in1k"),
+    "zoo-test/tiny-bert": lambda: bert_repo("base"),
+    "zoo-test/tiny-bert-sst": lambda: bert_repo("sequence-classification"),
+    "zoo-test/tiny-vit-classifier": vit_image_classifier_repo,
+    "zoo-test/pickle-only-resnet": pickle_only_repo,
+}
+GATED_REPO_ID = "zoo-test/gated-bert"  # a gated copy of zoo-test/tiny-bert
+
+
+@dataclass(frozen=True)
+class ZooEnv:
+    home: Path  # ZOO_HOME
+    hf_home: Path  # HF_HOME
+    hub_cache: Path  # HF_HOME/hub
+
+
+def _set_hf_constants(monkeypatch: pytest.MonkeyPatch, **values) -> None:
+    """Point huggingface_hub's import-time constants at ``values`` (skipping any a version lacks)."""
+    from huggingface_hub import constants
+
+    for name, value in values.items():
+        if hasattr(constants, name):
+            monkeypatch.setattr(constants, name, value)
+
+
+def _forget_cached_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop transformers' shared HfApi, which captured the endpoint when it was created."""
+    hub = sys.modules.get("transformers.utils.hub")
+    if hub is not None and hasattr(hub, "_hf_api"):
+        monkeypatch.setattr(hub, "_hf_api", None)
+
+
+@pytest.fixture(autouse=True)
+def zoo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ZooEnv:
+    """Isolate every test: its own ZOO_HOME and HF_HOME, no endpoint, token or offline flag."""
+    env = ZooEnv(home=tmp_path / "zoo", hf_home=tmp_path / "hf", hub_cache=tmp_path / "hf" / "hub")
+    for name in _DELETED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ZOO_HOME", str(env.home))
+    monkeypatch.setenv("HF_HOME", str(env.hf_home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("ZOO_DEBUG", "1")
+    hf_home = str(env.hf_home)
+    _set_hf_constants(
+        monkeypatch,
+        HF_HOME=hf_home,
+        HF_HUB_CACHE=str(env.hub_cache),
+        HUGGINGFACE_HUB_CACHE=str(env.hub_cache),
+        HF_ASSETS_CACHE=os.path.join(hf_home, "assets"),
+        HF_TOKEN_PATH=os.path.join(hf_home, "token"),
+        HF_STORED_TOKENS_PATH=os.path.join(hf_home, "stored_tokens"),
+        CHECK_FOR_UPDATE_DONE_PATH=os.path.join(hf_home, ".check_for_update_done"),
+        AGENT_HARNESSES_PATH=os.path.join(hf_home, ".agent_harnesses.json"),
+        HF_HUB_OFFLINE=False,
+        HF_HUB_DISABLE_TELEMETRY=True,
+        HF_HUB_DISABLE_PROGRESS_BARS=True,
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_repos() -> dict[str, dict[str, bytes]]:
+    """Every tiny repo, built once per session (deterministic: same bytes, same commit each run)."""
+    return {repo_id: build() for repo_id, build in TINY_REPO_BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def hub(tiny_repos: dict[str, dict[str, bytes]]):
+    """A started HubServer with all tiny repos plus the gated ``zoo-test/gated-bert``."""
+    repos = [Repo(repo_id, files) for repo_id, files in tiny_repos.items()]
+    repos.append(Repo(GATED_REPO_ID, tiny_repos["zoo-test/tiny-bert"], gated=True))
+    with HubServer(repos) as server:
+        yield server
+
+
+@pytest.fixture
+def hub_endpoint(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point this test (env and in-process huggingface_hub) at ``hub``; clears its request log."""
+    hub.clear()
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    _set_hf_constants(
+        monkeypatch,
+        ENDPOINT=hub.endpoint,
+        HUGGINGFACE_CO_URL_TEMPLATE=hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    _forget_cached_clients(monkeypatch)
+    return hub.endpoint
+
+
+@pytest.fixture
+def cached_repo(zoo_env: ZooEnv, tiny_repos: dict[str, dict[str, bytes]]):
+    """``(repo_id) -> snapshot Path``: write a tiny repo into this test's HF cache, as if downloaded."""
+
+    def write(repo_id: str) -> Path:
+        return write_hf_cache(zoo_env.hub_cache, repo_id, tiny_repos[repo_id])
+
+    return write
+
+
+def run_zoo(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m zoo *args`` with the (fixture-patched) environment plus ``env``."""
+    merged = {**os.environ, **(env or {})}
+    merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), merged.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args],
+        env=merged,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )

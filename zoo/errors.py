@@ -1,0 +1,135 @@
+"""Every error zoo raises on purpose, and the one table that maps them to exit codes.
+
+Each class also inherits the closest built-in exception so callers that do not
+know zoo can still catch it sensibly. Every message says what happened and what
+to do next; ``hint`` carries the second half when it is worth a separate line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ZooError(Exception):
+    """Root of every error zoo raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        out.update({k: v for k, v in self.details.items() if v is not None})
+        return out
+
+
+# --- usage -----------------------------------------------------------------
+class UsageError(ZooError, ValueError):
+    code = "usage"
+
+
+class InvalidNameError(UsageError):
+    code = "invalid_name"
+
+
+class AmbiguousNameError(UsageError):
+    code = "ambiguous_name"
+
+
+# --- not found -------------------------------------------------------------
+class NotFoundError(ZooError, LookupError):
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class RevisionNotFoundError(NotFoundError):
+    code = "revision_not_found"
+
+
+class ArtifactNotFoundError(NotFoundError):
+    code = "artifact_not_found"
+
+
+# --- offline / network -----------------------------------------------------
+class NetworkError(ZooError, ConnectionError):
+    code = "network"
+
+
+class OfflineError(NetworkError):
+    code = "offline_not_cached"
+
+
+class AuthError(NetworkError):
+    code = "auth"
+
+
+# --- unsupported -----------------------------------------------------------
+class UnsupportedError(ZooError, NotImplementedError):
+    code = "unsupported"
+
+
+class UnsupportedFormatError(UnsupportedError):
+    code = "unsupported_format"
+
+
+class MissingDependencyError(UnsupportedError, ImportError):
+    code = "missing_dependency"
+
+
+# --- bad model files -------------------------------------------------------
+class InvalidModelError(ZooError, ValueError):
+    """The model's own files are missing, corrupt or unsafe."""
+
+    code = "invalid_model"
+
+
+class IntegrityError(InvalidModelError):
+    code = "integrity"
+
+
+class UnsafeModelError(InvalidModelError):
+    code = "unsafe_model"
+
+
+# --- conversion and parity -------------------------------------------------
+class ConversionError(ZooError, RuntimeError):
+    code = "conversion_failed"
+
+
+class ParityError(ZooError, ArithmeticError):
+    code = "parity_failed"
+
+
+# --- the one table ---------------------------------------------------------
+# Most specific class first; the first isinstance match wins.
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (UsageError, 2),
+    (NotFoundError, 3),
+    (NetworkError, 4),
+    (UnsupportedError, 5),
+    (ParityError, 6),
+    (InvalidModelError, 7),
+    (ConversionError, 8),
+    (ZooError, 1),
+]
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return EXIT_INTERNAL

@@ -1,0 +1,306 @@
+"""The one orchestrator: resolve -> fetch -> convert -> check parity -> publish.
+
+The CLI calls ``pull``; the API and workers will call the same function. A
+cached pull touches only the registry database, the Hugging Face cache and the
+store: it imports neither torch, timm nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from registry.hf_source import Snapshot, describe, fetch_snapshot, file_infos
+from registry.index import Registry
+from registry.names import parse_name
+from registry.records import FileInfo, ModelRecord
+from zoo import __version__, db, errors
+from zoo.progress import Progress, quiet
+from zoo.settings import Settings, get_settings
+from zoo.store import Artifact, ArtifactStore, copy_out
+
+FORMATS = ("onnx",)
+CONVERTER = "torch->onnx"
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    format: str = "onnx"
+    opset: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    exporter: str = "auto"  # "auto" (dynamo, then TorchScript), "dynamo", "torchscript"
+
+    def canonical(self) -> dict[str, Any]:
+        from converters.torch_onnx import check_opset  # light: no torch import at module level
+
+        return {"format": self.format, "opset": check_opset(self.opset), "atol": self.atol, "rtol": self.rtol,
+                "exporter": self.exporter}
+
+
+@dataclass
+class PullResult:
+    model: str
+    revision: str
+    format: str
+    path: str
+    sha256: str
+    size: int
+    cached: bool
+    verified: bool
+    digest: str
+    artifact_dir: str
+    parity: dict[str, Any]
+    conversion: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Fetched:
+    record: ModelRecord
+    revision: str
+    root: Path
+    files: list[FileInfo]
+    weights: list[str]
+    weights_format: str
+
+
+def pull(name: str, options: PullOptions | None = None, *, settings: Settings | None = None,
+         progress: Progress | None = None, output: Path | None = None) -> PullResult:
+    options = options or PullOptions()
+    settings = settings or get_settings()
+    progress = progress or quiet()
+    if options.format not in FORMATS:
+        raise errors.UnsupportedFormatError(f"format {options.format!r} is not supported",
+                                            hint=f"supported formats: {', '.join(FORMATS)}")
+    canonical = options.canonical()  # validates before any network or heavy work
+    ref = parse_name(name)
+    registry = Registry(settings)
+    with progress.stage("resolve", name):
+        record = registry.resolve(ref)
+    with progress.stage("fetch", record.repo_id or record.id):
+        fetched = fetch(record, ref.revision, registry, settings, progress)
+    key = cache_key(fetched, canonical)
+    store = ArtifactStore(settings.home)
+    result = lookup(registry, store, key)
+    if result is None:
+        from filelock import FileLock
+
+        store.locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(store.locks / f"{key}.lock")):
+            result = lookup(registry, store, key)  # another process may have finished it meanwhile
+            if result is None:
+                store.clean_stale()
+                result = convert(fetched, options, canonical, key, registry, store, progress)
+    result.notes = progress.notes + result.notes
+    if output is not None:
+        art = store.get(result.digest)
+        assert art is not None
+        result.path = str(copy_out(art, output))
+    return result
+
+
+def fetch(record: ModelRecord, revision: str | None, registry: Registry, settings: Settings,
+          progress: Progress) -> Fetched:
+    if record.source == "local":
+        root = settings.home / "local" / record.name / str(record.revision)
+        files = registry.revision_files(record.id, str(record.revision)) or []
+        if not root.is_dir() or not files:
+            raise errors.ModelNotFoundError(f"the files of {record.id} are missing from {root}",
+                                            hint=f"import it again: zoo import DIR --name {record.name}")
+        weights = [f.path for f in files if f.path.endswith((".safetensors", ".bin"))]
+        fmt = "safetensors" if any(w.endswith(".safetensors") for w in weights) else "pickle"
+        return Fetched(record, str(record.revision), root, files, weights, fmt)
+    if not record.repo_id:
+        raise errors.UnsupportedError(
+            f"{record.id}: timm publishes these weights only at a URL, not on the Hugging Face hub",
+            hint="pick another tag of the architecture (zoo list ARCH)")
+    snap = fetch_snapshot(record.repo_id, revision, settings, repo_filename=record.repo_filename,
+                          progress=progress.downloads_visible, on_note=progress.note)
+    if record.source == "hf":
+        record = describe(record, snap.root, snap.files)
+        record.license = snap.license or record.license
+        registry.upsert(record)
+    files = registry.revision_files(record.id, snap.commit)
+    if files is None or {f.path for f in files} != set(snap.files):
+        files = file_infos(snap.root, snap.files)
+        registry.add_revision(record.id, snap.commit, files)
+    return Fetched(record, snap.commit, snap.root, files, snap.weights, snap.weights_format)
+
+
+def converter_versions() -> dict[str, str]:
+    out = {"zoo": __version__}
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def cache_key(fetched: Fetched, canonical: dict[str, Any]) -> str:
+    from zoo.hashing import sha256_json
+
+    return sha256_json({
+        "model": fetched.record.id, "revision": fetched.revision,
+        "files": sorted((f.path, f.sha256) for f in fetched.files),
+        "converter": CONVERTER, "versions": converter_versions(), "options": canonical,
+    })
+
+
+def lookup(registry: Registry, store: ArtifactStore, key: str) -> PullResult | None:
+    """A verified artifact for ``key`` whose files are all present, or None."""
+    with registry.engine.connect() as conn:
+        row = conn.execute(sa.select(db.artifacts).where((db.artifacts.c.key == key) & db.artifacts.c.verified)).mappings().first()
+    if row is None:
+        return None
+    art = store.get(row["digest"])
+    if art is None or not store.quick_check(art):
+        with registry.engine.begin() as conn:  # stale index entry: convert again
+            conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.key == key))
+        return None
+    return _result(row["manifest"], art, cached=True)
+
+
+def _result(manifest: dict[str, Any], art: Artifact, *, cached: bool) -> PullResult:
+    entry = art.primary_entry()
+    return PullResult(model=manifest["model"], revision=manifest["revision"], format=manifest["format"],
+                      path=str(art.primary_path), sha256=entry["sha256"], size=entry["size"], cached=cached,
+                      verified=art.verified, digest=art.digest, artifact_dir=str(art.path),
+                      parity=manifest["parity"], conversion=manifest.get("conversion", {}))
+
+
+def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], key: str, registry: Registry,
+            store: ArtifactStore, progress: Progress) -> PullResult:
+    """The heavy path: build, export, check parity, publish (verified or quarantined)."""
+    from converters import loading, torch_onnx
+    from converters.inputs import parity_input_sets
+    from converters.parity import Tolerance, check_parity, default_tolerance
+
+    record = fetched.record
+    with progress.stage("load", f"{record.library} {record.arch}"):
+        tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
+        input_sets = parity_input_sets(record, tm.tokenizer)
+    with store.staging() as staging:
+        onnx_path = staging / "model.onnx"
+        with progress.stage("export", f"ONNX opset {canonical['opset']}"):
+            example = _torch_inputs(input_sets[0].feeds, tm.input_names)
+            seq_max = (record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
+            conversion = torch_onnx.export_onnx(tm, example, onnx_path, opset=canonical["opset"],
+                                                exporter=options.exporter, seq_max=seq_max)
+        if conversion.get("fallback_reason"):
+            progress.note(f"dynamo exporter failed, used TorchScript: {conversion['fallback_reason']}")
+        with progress.stage("parity", f"{len(input_sets)} input sets"):
+            base = default_tolerance("float32")
+            tol = Tolerance(options.atol if options.atol is not None else base.atol,
+                            options.rtol if options.rtol is not None else base.rtol,
+                            scaled=options.atol is None)
+            report = check_parity(_torch_runner(tm), _onnx_runner(onnx_path), input_sets,
+                                  output_names=tm.output_names, tolerance=tol,
+                                  classifier_outputs=tm.classifier_outputs, versions=converter_versions())
+        parity = report.to_dict()
+        _write_onnx_metadata(onnx_path, fetched, tm, conversion, report)
+        _copy_sidecar_files(fetched, staging)
+        manifest = {"model": record.id, "revision": fetched.revision, "format": options.format, "key": key,
+                    "converter": CONVERTER, "options": canonical, "conversion": conversion, "parity": parity,
+                    "source_files": [f.__dict__ for f in fetched.files], "record": record.to_dict(),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with progress.stage("publish"):
+            art = store.publish(staging, "model.onnx", manifest, verified=report.passed)
+            _index_artifact(registry, key, art, manifest)
+    result = _result(manifest, art, cached=False)
+    if not report.passed:
+        raise errors.ParityError(
+            f"parity check failed for {record.id}: {report.summary_line()}",
+            hint=f"the artifact is kept for inspection only, NOT verified: {art.path}; "
+                 "loosen --atol/--rtol only if the differences are acceptable",
+            model=record.id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
+        )
+    return result
+
+
+def _torch_inputs(feeds: dict[str, Any], names: list[str]) -> tuple:
+    import torch
+
+    return tuple(torch.from_numpy(feeds[n]) for n in names)
+
+
+def _torch_runner(tm: Any):
+    import torch
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        with torch.no_grad():
+            out = tm.module(*_torch_inputs(feeds, tm.input_names))
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return [t.detach().cpu().numpy() for t in out]
+
+    return run
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        return session.run(None, {n: feeds[n] for n in names})
+
+    return run
+
+
+def _write_onnx_metadata(path: Path, fetched: Fetched, tm: Any, conversion: dict[str, Any], report: Any) -> None:
+    from converters.torch_onnx import write_metadata
+
+    record = fetched.record
+    props = {
+        "zoo.version": __version__,
+        "zoo.source": record.id,
+        "zoo.source_revision": fetched.revision,
+        "zoo.task": record.task or "",
+        "zoo.input_spec": json.dumps(record.input_spec),
+        "zoo.preprocessing": json.dumps(record.preprocessing),
+        "zoo.exporter": conversion["exporter"],
+        "zoo.parity": json.dumps({"passed": report.passed, "max_abs_diff": report.max_abs_diff,
+                                  "atol": report.tolerance.atol, "rtol": report.tolerance.rtol,
+                                  "inputs_sha256": report.inputs_sha256,
+                                  "outputs": {k: {"max_abs_diff": v.get("max_abs_diff"), "passed": v.get("passed")}
+                                              for k, v in report.outputs.items()}}),
+        "zoo.license": record.license or "",
+    }
+    if tm.labels:
+        props["zoo.labels"] = json.dumps(list(tm.labels))
+    write_metadata(path, props)
+
+
+def _copy_sidecar_files(fetched: Fetched, staging: Path) -> None:
+    """Transformers artifacts carry their config and tokenizer files."""
+    if fetched.record.library != "transformers":
+        return
+    from registry.hf_source import METADATA_FILES
+
+    for f in fetched.files:
+        if f.path in METADATA_FILES:
+            shutil.copyfile(fetched.root / f.path, staging / f.path)
+
+
+def _index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[str, Any]) -> None:
+    entry = art.primary_entry()
+    row = {"key": key, "digest": art.digest, "model_id": manifest["model"], "revision": manifest["revision"],
+           "format": manifest["format"], "primary_file": art.primary, "sha256": entry["sha256"],
+           "size": entry["size"], "verified": art.verified, "manifest": {**manifest, "digest": art.digest}}
+    with registry.engine.begin() as conn:
+        conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.key == key))
+        conn.execute(sa.insert(db.artifacts).values(**row))
