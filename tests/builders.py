@@ -53,7 +53,7 @@ study such sun sure table take talk tell terrible than that the their them then 
 think this those thought three through time to today together told too took top tree true try turn two
 under until up us use very walk want war warm was watch water way we well went were what when where
 which while white who why will with without woman word work world would write year yes yet you young
-your zoo awful excellent boring wonderful okay neutral positive negative fun funny sad slow
+your zoo hello hi thanks please sorry awful excellent boring wonderful okay neutral positive negative fun funny sad slow
 """.split()
 
 
@@ -88,10 +88,35 @@ def _timm_model(name: str, seed: int):
     import torch
 
     torch.manual_seed(seed)
-    return timm.create_model(name, pretrained=False).eval()
+    model = timm.create_model(name, pretrained=False).eval()
+    _randomize_norms(model)
+    return model
 
 
-def _timm_config(model, name: str, directory: Path) -> None:
+def _randomize_norms(model) -> None:
+    """Give normalisation layers seeded non-trivial affine parameters and statistics.
+
+    Fresh timm models zero-initialise the last norm of each residual block
+    (``zero_init_last``), which silences whole branches: a conversion bug there
+    would be invisible to parity. Trained weights never look like that.
+    """
+    import torch
+
+    norm_types = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, norm_types):
+                continue
+            if getattr(module, "weight", None) is not None:
+                module.weight.uniform_(0.5, 1.5)
+            if getattr(module, "bias", None) is not None:
+                module.bias.normal_(0.0, 0.1)
+            if getattr(module, "running_mean", None) is not None:
+                module.running_mean.normal_(0.0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+
+
+def _timm_config(name: str, directory: Path) -> None:
     """Rewrite config.json so pretrained_cfg carries the tag's registry preprocessing values."""
     import timm
 
@@ -112,7 +137,7 @@ def timm_repo(name: str, seed: int = 0) -> dict[str, bytes]:
     model = _timm_model(name, seed)
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hf(model, tmp, safe_serialization=True)
-        _timm_config(model, name, Path(tmp))
+        _timm_config(name, Path(tmp))
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("timm", "image-classification", ("transformers",))
     return files
@@ -125,7 +150,7 @@ def pickle_only_repo(name: str = "test_resnet.r160_in1k", seed: int = 0) -> dict
     model = _timm_model(name, seed)
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hf(model, tmp, safe_serialization=False)
-        _timm_config(model, name, Path(tmp))
+        _timm_config(name, Path(tmp))
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("timm", "image-classification")
     return files

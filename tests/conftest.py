@@ -61,8 +61,12 @@ def _set_hf_constants(monkeypatch: pytest.MonkeyPatch, **values) -> None:
             monkeypatch.setattr(constants, name, value)
 
 
-def _forget_cached_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Drop transformers' shared HfApi, which captured the endpoint when it was created."""
+def _point_shared_clients(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Shared HfApi instances captured the endpoint when created: huggingface_hub's module-level one
+    (behind ``huggingface_hub.model_info`` & co.) and transformers' cached one."""
+    from huggingface_hub import hf_api
+
+    monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
     hub = sys.modules.get("transformers.utils.hub")
     if hub is not None and hasattr(hub, "_hf_api"):
         monkeypatch.setattr(hub, "_hf_api", None)
@@ -123,7 +127,7 @@ def hub_endpoint(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> str:
         ENDPOINT=hub.endpoint,
         HUGGINGFACE_CO_URL_TEMPLATE=hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
     )
-    _forget_cached_clients(monkeypatch)
+    _point_shared_clients(monkeypatch, hub.endpoint)
     return hub.endpoint
 
 

@@ -394,7 +394,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
 def _split_path(raw_path: str) -> list[str]:
     """Path segments, each URL-decoded; HubError(400) on traversal attempts."""
     segments = [unquote(s) for s in raw_path.split("/")[1:]]
-    if any(s in (".", "..") or "\\" in s or "\0" in s for s in segments):
+    parts = [part for s in segments for part in s.split("/")]  # "%2F" hides separators inside a segment
+    if any(p in (".", "..") or "\\" in p or "\0" in p for p in parts):
         raise HubError(400, None, "Invalid path")
     return segments
 
@@ -431,9 +432,11 @@ class _HubHandler(BaseHTTPRequestHandler):
         try:
             status = self._route(method, split.path, parse_qs(split.query))
         except HubError as err:
-            status = self._send_error(err, head=method == "HEAD")
+            status = self._send_error(err)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client hung up
         except Exception as exc:  # a bug in this server: answer 500 rather than hang the client
-            status = self._send_error(HubError(500, None, f"test hub error: {exc!r}"), head=method == "HEAD")
+            status = self._send_error(HubError(500, None, f"test hub error: {exc!r}"))
         finally:
             headers = {k.lower(): v for k, v in self.headers.items()}
             self.hub._log(Record(method, split.path, split.query, headers, status))
@@ -443,8 +446,6 @@ class _HubHandler(BaseHTTPRequestHandler):
         if method == "POST":
             raise HubError(405, None, "Method not allowed")
         if seg[:1] == ["api"]:
-            if method != "GET":
-                raise HubError(405, None, "Method not allowed")
             return self._route_api(seg[1:], query)
         if len(seg) >= 5 and seg[2] == "resolve":
             repo_id, revision, path = f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:])
@@ -488,7 +489,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         if is_lfs(path, len(data)):
             headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))})
         if method == "HEAD":
-            return self._send(200, headers, data, head=True)
+            return self._send(200, headers, data)
         span = parse_range(self.headers.get("Range"), len(data))
         if span is False:
             raise HubError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{len(data)}"})
@@ -505,21 +506,21 @@ class _HubHandler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         return self._send(200, {"Content-Type": "application/json; charset=utf-8"}, data)
 
-    def _send_error(self, err: HubError, head: bool) -> int:
+    def _send_error(self, err: HubError) -> int:
         message = " ".join(err.message.split())  # header-safe: no CR/LF
         headers = {"Content-Type": "application/json; charset=utf-8", "X-Error-Message": message, **err.headers}
         if err.code:
             headers["X-Error-Code"] = err.code
-        return self._send(err.status, headers, json.dumps({"error": err.message}).encode(), head=head)
+        return self._send(err.status, headers, json.dumps({"error": err.message}).encode())
 
-    def _send(self, status: int, headers: dict, body: bytes, head: bool = False, cut_after: int | None = None) -> int:
-        """Write a response; ``cut_after`` sends only that many body bytes then drops the connection."""
+    def _send(self, status: int, headers: dict, body: bytes, cut_after: int | None = None) -> int:
+        """Write a response (no body to HEAD); ``cut_after`` sends that many body bytes, then hangs up."""
         self.send_response(status, HTTPStatus(status).phrase)
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(name, value)
         self.send_header("X-Request-Id", self.hub._request_id())
         self.end_headers()
-        if head:
+        if self.command == "HEAD":
             return status
         if cut_after is None:
             self.wfile.write(body)
