@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv and install zoo with the given extras (default: torch,dev).
+# Idempotent: reinstalls only when pyproject.toml or the extras change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-torch,dev}"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+STAMP=".venv/.zoo-installed"
+WANT="$(sha256sum pyproject.toml | cut -c1-16) $EXTRAS"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    echo "zoo setup: installing zoo[$EXTRAS] into .venv (first run downloads PyTorch, a few minutes)..." >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    # Plain torch + torchvision from the index resolve to a matching pair; timm imports torchvision.
+    .venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
+    .venv/bin/python -c "import timm, torchvision, onnxruntime" 2>/dev/null \
+        || { echo "zoo setup: torch/torchvision/timm do not import together; see README 'Installing'" >&2; exit 1; }
+    echo "$WANT" > "$STAMP"
+fi
