@@ -10,6 +10,7 @@ and never code (``*.py``): zoo does not run remote code.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -196,7 +197,22 @@ def fetch_snapshot(
             raise translate_hub_error(exc, repo_id, revision) from exc
         root = Path(local[: len(local) - len(name)]) if root is None else root
     assert root is not None  # choose_files never returns an empty list
+    _record_ref(settings.hf_hub_cache, repo_id, revision or "main", commit)
     return Snapshot(repo_id, commit, root, files, weights, fmt, license=_license_of(info))
+
+
+def _record_ref(hub_cache: Path, repo_id: str, revision: str, commit: str) -> None:
+    """Write ``refs/<revision>`` as huggingface_hub does when it resolves a ref,
+    so offline runs (zoo's, timm's, transformers') find this snapshot."""
+    if COMMIT_RE.match(revision):
+        return
+    ref = repo_cache_dir(hub_cache, repo_id) / "refs" / revision
+    if ref.is_file() and ref.read_text().strip() == commit:
+        return
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)
 
 
 def _license_of(info: Any) -> str | None:

@@ -357,3 +357,17 @@ def test_import_refuses_symlinks_and_missing_config(indexed, tiny_repos, tmp_pat
     (src / "config.json").symlink_to("/etc/hostname")
     proc = run_zoo("import", str(src), "--name", "m")
     assert proc.returncode == 7 and "symbolic link" in proc.stderr
+
+
+def test_online_download_then_offline_reuse_of_the_same_cache(indexed, hub_endpoint, hub, monkeypatch, tmp_path):
+    first = pull_json("zoo-test/tiny-bert-sst")
+    ref = indexed.hub_cache / "models--zoo-test--tiny-bert-sst" / "refs" / "main"
+    assert ref.read_text() == first["revision"]  # written as huggingface_hub would, for offline use
+    hub.clear()
+    offline = pull_json("zoo-test/tiny-bert-sst", env={"HF_HUB_OFFLINE": "1"})
+    assert offline["cached"] is True and offline["sha256"] == first["sha256"] and hub.requests == []
+    # a fresh ZOO_HOME answers `zoo info` from the Hugging Face cache alone
+    info = run_zoo("info", "zoo-test/tiny-bert-sst", "--json",
+                   env={"HF_HUB_OFFLINE": "1", "ZOO_HOME": str(tmp_path / "fresh")})
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["task"] == "text-classification"
