@@ -77,6 +77,7 @@ def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, e
                     torch.onnx.export(tm.module, example, str(out_path), input_names=tm.input_names,
                                       output_names=tm.output_names, opset_version=opset, dynamo=False,
                                       dynamic_axes=tm.dynamic_axes, do_constant_folding=True)
+            _ensure_opset(out_path, opset, kind)
         except Exception as exc:  # noqa: BLE001 - each exporter fails in its own way
             failures.append(f"{kind}: {type(exc).__name__}: {_first_line(exc)}")
             continue
@@ -87,6 +88,34 @@ def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, e
     out_path.unlink(missing_ok=True)
     raise errors.ConversionError("torch.onnx could not export the model: " + "; ".join(failures),
                                  hint="try another --opset, or report the model and the message above")
+
+
+def model_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _ensure_opset(path: Path, opset: int, kind: str) -> None:
+    """The dynamo exporter targets opset >= 18 and may ignore a lower request:
+    convert down with onnx's version converter, or fail so the next exporter runs."""
+    import onnx
+    from onnx import version_converter
+
+    got = model_opset(path)
+    if got == opset:
+        onnx.checker.check_model(str(path))  # a schema-invalid export counts as this exporter failing
+        return
+
+    try:
+        converted = version_converter.convert_version(onnx.load(str(path)), opset)
+        onnx.save(converted, str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"{kind} exporter wrote opset {got} and onnx cannot convert it to {opset}: {_first_line(exc)}") from exc
+    if model_opset(path) != opset:
+        raise RuntimeError(f"{kind} exporter wrote opset {got}, not the requested {opset}")
+    onnx.checker.check_model(str(path))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -428,6 +428,7 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         split = urlsplit(self.path)
+        self._logged = False
         status = 500
         try:
             status = self._route(method, split.path, parse_qs(split.query))
@@ -438,8 +439,15 @@ class _HubHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in this server: answer 500 rather than hang the client
             status = self._send_error(HubError(500, None, f"test hub error: {exc!r}"))
         finally:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            self.hub._log(Record(method, split.path, split.query, headers, status))
+            if not self._logged:  # the client hung up before any response was written
+                self._log_request(status)
+
+    def _log_request(self, status: int) -> None:
+        """Log before the body is written: a client that has its response sees its record."""
+        split = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.hub._log(Record(self.command, split.path, split.query, headers, status))
+        self._logged = True
 
     def _route(self, method: str, raw_path: str, query: dict) -> int:
         seg = _split_path(raw_path)
@@ -519,6 +527,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(name, value)
         self.send_header("X-Request-Id", self.hub._request_id())
+        self._log_request(status)
         self.end_headers()
         if self.command == "HEAD":
             return status

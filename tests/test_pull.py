@@ -371,3 +371,76 @@ def test_online_download_then_offline_reuse_of_the_same_cache(indexed, hub_endpo
                    env={"HF_HUB_OFFLINE": "1", "ZOO_HOME": str(tmp_path / "fresh")})
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["task"] == "text-classification"
+
+
+def test_weights_timm_already_downloaded_are_not_downloaded_again(indexed, hub_endpoint, hub):
+    import subprocess
+
+    # timm itself downloads the model through the hub (its own code path, in its own process)
+    script = "import timm; timm.create_model('test_resnet.r160_in1k', pretrained=True)"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any("model.safetensors" in p for m, p in hub.requests if m == "GET")
+    hub.clear()
+    out = pull_json("test_resnet")
+    assert out["parity"]["passed"]
+    fetched = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p and "model.safetensors" in p]
+    assert fetched == []  # zoo reused timm's download
+
+
+@pytest.mark.parametrize(
+    "opset, exporter, used",
+    [
+        (20, "dynamo", "dynamo"),
+        (14, "torchscript", "torchscript"),
+        # dynamo targets opset >= 18: for 17, zoo converts down or falls back, and says which
+        (17, "auto", None),
+    ],
+)
+def test_opset_and_exporter_options(indexed, cached_repo, opset, exporter, used):
+    import onnx
+
+    cached_repo(TIMM_REPO)
+    proc = run_zoo("pull", "test_resnet", "--opset", str(opset), "--exporter", exporter, "--json", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    model = onnx.load(out["path"])
+    assert {o.domain: o.version for o in model.opset_import}[""] == opset
+    assert out["parity"]["passed"]
+    if used:
+        assert out["conversion"]["exporter"] == used
+    if out["conversion"]["exporter"] == "torchscript" and exporter == "auto":
+        assert "used TorchScript" in proc.stderr and out["conversion"]["fallback_reason"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] == "batch" and dims[1:] == [3, 160, 160]
+
+
+def test_progress_on_a_terminal_quiet_otherwise(indexed, cached_repo):
+    import os
+    import pty
+    import subprocess
+
+    cached_repo(TIMM_REPO)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    piped = subprocess.run([sys.executable, "-m", "zoo", "pull", "test_resnet"], env=env, capture_output=True, text=True)
+    assert piped.returncode == 0 and "zoo: export" not in piped.stderr  # quiet when not a terminal
+    run_zoo("cache", "rm", "timm/test_resnet.r160_in1k")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "pull", "test_resnet"], env=env,
+                            stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=300)
+    os.close(leader)
+    shown = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    for stage in ("resolve", "fetch", "load", "export", "parity", "publish"):
+        assert f"zoo: {stage}" in shown, shown

@@ -252,7 +252,11 @@ def _onnx_runner(path: Path):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
+        raise errors.ConversionError(f"onnxruntime cannot load the exported model: {str(exc)[:400]}",
+                                     hint="try another --opset or --exporter") from exc
     names = [i.name for i in session.get_inputs()]
 
     def run(feeds: dict[str, Any]) -> list[Any]:
