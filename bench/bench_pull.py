@@ -24,6 +24,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,15 +82,60 @@ print(json.dumps({"max_abs_diff": float(np.abs(ref - got).max()), "import_s": t_
 ''' % {"batch": EXAMPLE_BATCH}
 
 STAGES_SCRIPT = r'''
-"""One zoo pull in-process with stage timings on stderr (Progress enabled, as on a terminal)."""
-import sys, time
-t0 = time.perf_counter()
-from zoo.pipeline import PullOptions, pull
-from zoo.progress import Progress
-t1 = time.perf_counter()
-sys.stderr.write(f"zoo: import zoo.pipeline done in {t1 - t0:.2f}s\n")
-r = pull(sys.argv[1], PullOptions(format="onnx"), progress=Progress(enabled=True, stream=sys.stderr))
-sys.stderr.write(f"zoo: total in-process done in {time.perf_counter() - t0:.2f}s (cached={r.cached})\n")
+"""One cold zoo pull in-process, timing zoo's internal steps (names that no longer exist are skipped)."""
+import functools, sys, time
+T0 = time.perf_counter()
+acc = {}
+
+def add(label, secs):
+    acc.setdefault(label, []).append(secs)
+
+def wrap(owner, name, label):
+    f = getattr(owner, name, None)
+    if f is None:
+        return
+    @functools.wraps(f)
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            add(label, time.perf_counter() - t)
+    setattr(owner, name, timed)
+
+from zoo import pipeline, store
+from converters import inputs, loading, parity, torch_onnx
+add("import zoo.pipeline", time.perf_counter() - T0)
+for owner, name, label in [
+    (pipeline, "fetch", "fetch (cache scan + sha256 of source files)"), (pipeline, "cache_key", "cache_key"),
+    (pipeline, "lookup", "lookup"), (loading, "build_model", "build_model (import torch+timm, create, load)"),
+    (inputs, "parity_input_sets", "parity_input_sets (random + sample images)"),
+    (torch_onnx, "export_onnx", "export_onnx (torch.onnx dynamo)"), (parity, "check_parity", "check_parity (all sets)"),
+    (torch_onnx, "write_metadata", "write_metadata (onnx load + save)"), (store.ArtifactStore, "publish", "store.publish"),
+]:
+    wrap(owner, name, label)
+make_torch, make_onnx = pipeline._torch_runner, pipeline._onnx_runner
+
+def torch_runner(tm):
+    run = make_torch(tm)
+    def timed(feeds):
+        t = time.perf_counter(); out = run(feeds); add("  torch forward, per input set", time.perf_counter() - t); return out
+    return timed
+
+def onnx_runner(path):
+    t = time.perf_counter(); run = make_onnx(path); add("ORT import + session", time.perf_counter() - t)
+    def timed(feeds):
+        t = time.perf_counter(); out = run(feeds); add("  ORT run, per input set", time.perf_counter() - t); return out
+    return timed
+
+pipeline._torch_runner, pipeline._onnx_runner = torch_runner, onnx_runner
+t = time.perf_counter()
+result = pipeline.pull(sys.argv[1], pipeline.PullOptions(format="onnx"))
+add("pull() total", time.perf_counter() - t)
+assert not result.cached
+for label, secs in acc.items():
+    each = f"  ({', '.join(f'{x:.2f}' for x in secs)})" if len(secs) > 1 else ""
+    print(f"{label:48s} {sum(secs):6.2f} s{each}")
 '''
 
 
@@ -112,14 +158,46 @@ def online(env: dict[str, str], endpoint: str, **extra: str) -> dict[str, str]:
 
 
 def timed(cmd: list[str], env: dict[str, str], what: str) -> tuple[float, subprocess.CompletedProcess]:
-    """Wall time of one subprocess, start to exit; raises with its stderr if it fails."""
+    """Wall time of one subprocess, start to exit; raises with its stderr if it fails.
+
+    The child's CPU time (user + sys, from rusage) is left on ``proc.cpu_s``: it moves much less than
+    wall time when other processes compete for the cores.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # type: ignore[attr-defined]
     if proc.returncode != 0:
         raise SystemExit(f"bench: {what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
                          f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}")
     return elapsed, proc
+
+
+def busy_fraction(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat) while this process sleeps: other load."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return float("nan")
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def machine_load(label: str, log: list[dict[str, Any]]) -> None:
+    """Record (and warn about) load from other processes before a section: it skews wall times badly."""
+    busy = busy_fraction()
+    log.append({"before": label, "busy": round(busy, 3), "loadavg": [round(x, 2) for x in os.getloadavg()]})
+    if busy > 0.15:
+        say(f"WARNING: {busy:.0%} of the CPUs are busy with other processes before {label}; "
+            "wall times will be inflated (torch's OpenMP threads suffer most)")
 
 
 def versions() -> dict[str, Any]:
@@ -204,7 +282,7 @@ def bench_cold(args, work: Path, env: dict[str, str], template: Path, name: str,
                 out = json.loads(proc.stdout)
                 if out.get("cached") or not out.get("verified"):
                     raise SystemExit(f"bench: cold zoo pull was cached={out.get('cached')} verified={out.get('verified')}")
-                zoo_runs.append({"wall_s": secs, "exporter": out["conversion"].get("exporter"),
+                zoo_runs.append({"wall_s": secs, "cpu_s": proc.cpu_s, "exporter": out["conversion"].get("exporter"),
                                  "max_abs_diff": out["parity"]["max_abs_diff"], "size": out["size"]})
                 if last_home != template:
                     shutil.rmtree(last_home)  # keep only the newest store (the artifact is ~100 MB)
@@ -214,13 +292,16 @@ def bench_cold(args, work: Path, env: dict[str, str], template: Path, name: str,
                 cmd = [sys.executable, str(bare_py), arch, str(weights), str(onnx_out), *map(str, input_size),
                        str(DIM_MAX_BATCH)]
                 secs, proc = timed(cmd, offline(env), "bare export script")
-                bare_runs.append({"wall_s": secs, **json.loads(proc.stdout.strip().splitlines()[-1])})
+                bare_runs.append({"wall_s": secs, "cpu_s": proc.cpu_s, **json.loads(proc.stdout.strip().splitlines()[-1])})
                 onnx_out.unlink(missing_ok=True)
-            say(f"cold {kind:4} #{i + 1}/{args.repeat}: {secs:6.1f} s")
+            say(f"cold {kind:4} #{i + 1}/{args.repeat}: {secs:6.1f} s wall, {proc.cpu_s:6.1f} s CPU")
     zoo_med = statistics.median(r["wall_s"] for r in zoo_runs)
     bare_med = statistics.median(r["wall_s"] for r in bare_runs)
+    zoo_cpu = statistics.median(r["cpu_s"] for r in zoo_runs)
+    bare_cpu = statistics.median(r["cpu_s"] for r in bare_runs)
     return {"zoo_s": zoo_med, "bare_s": bare_med, "ratio": zoo_med / bare_med, "target": COLD_TARGET,
-            "ok": zoo_med / bare_med <= COLD_TARGET, "zoo_runs": zoo_runs, "bare_runs": bare_runs,
+            "ok": zoo_med / bare_med <= COLD_TARGET, "zoo_cpu_s": zoo_cpu, "bare_cpu_s": bare_cpu,
+            "cpu_ratio": zoo_cpu / bare_cpu, "zoo_runs": zoo_runs, "bare_runs": bare_runs,
             "bare_breakdown_median": {k: statistics.median(r[k] for r in bare_runs)
                                       for k in ("import_s", "build_load_s", "export_s", "check_s")}}, last_home
 
@@ -233,6 +314,7 @@ def bench_cached(n: int, zoo_env: dict[str, str], hf_env: dict[str, str], name: 
     zoo_cmd = [str(BIN / "zoo"), "pull", name, "--format", "onnx"]
     hf_cmd = [str(BIN / "hf"), "download", repo_id]
     times: dict[str, list[float]] = {"zoo": [], "hf": []}
+    cpu: dict[str, list[float]] = {"zoo": [], "hf": []}
     requests: dict[str, list[str]] = {}
     for i in range(n):
         for kind in (("zoo", "hf") if i % 2 == 0 else ("hf", "zoo")):
@@ -243,13 +325,15 @@ def bench_cached(n: int, zoo_env: dict[str, str], hf_env: dict[str, str], name: 
             if kind == "zoo" and "cached" not in proc.stdout:
                 raise SystemExit(f"bench: the {label} zoo pull was not a cache hit:\n{proc.stdout}{proc.stderr}")
             times[kind].append(secs)
+            cpu[kind].append(proc.cpu_s)
             if server is not None and kind not in requests:
                 requests[kind] = [f"{m} {p}" for m, p in server.requests]
     zoo_med, hf_med = statistics.median(times["zoo"]), statistics.median(times["hf"])
     say(f"cached {label}: zoo {zoo_med:.3f} s, hf download {hf_med:.3f} s (median of {n})")
     out: dict[str, Any] = {"zoo_s": zoo_med, "hf_s": hf_med, "ratio": zoo_med / hf_med, "target": CACHED_TARGET,
                            "ok": zoo_med <= hf_med * CACHED_TARGET, "n": n, "zoo_runs": times["zoo"],
-                           "hf_runs": times["hf"]}
+                           "hf_runs": times["hf"], "zoo_cpu_s": statistics.median(cpu["zoo"]),
+                           "hf_cpu_s": statistics.median(cpu["hf"])}
     if server is not None:
         out["requests"] = requests
     return out
@@ -276,12 +360,12 @@ def check_imports(zoo_env: dict[str, str], name: str) -> dict[str, Any]:
 
 
 def profile_cold(work: Path, env: dict[str, str], template: Path, name: str) -> dict[str, Any]:
-    """Stage timings of one more cold pull, and cProfile's top functions of another."""
+    """Step timings of one more cold pull, and cProfile's top functions of another."""
     stages_py = work / "pull_stages.py"
     stages_py.write_text(STAGES_SCRIPT)
     home = fresh_home(work, template, "profile-stages")
-    secs, proc = timed([sys.executable, str(stages_py), name], offline(env, ZOO_HOME=str(home)), "stage-timed pull")
-    stages = [line[len("zoo: "):] for line in proc.stderr.splitlines() if " done in " in line]
+    secs, proc = timed([sys.executable, str(stages_py), name], offline(env, ZOO_HOME=str(home)), "step-timed pull")
+    stages = proc.stdout.strip().splitlines() + [f"{'wall, python start to exit':48s} {secs:6.2f} s"]
     shutil.rmtree(home)
     home = fresh_home(work, template, "profile-cprofile")
     prof = work / "cold.prof"
@@ -317,6 +401,9 @@ def table(res: dict[str, Any]) -> str:
     b = cold["bare_breakdown_median"]
     lines += [
         "",
+        f"CPU time (user+sys, median): cold zoo {cold['zoo_cpu_s']:.2f} s vs bare {cold['bare_cpu_s']:.2f} s "
+        f"(ratio {cold['cpu_ratio']:.2f}); cached offline zoo {off['zoo_cpu_s']:.3f} s vs hf {off['hf_cpu_s']:.3f} s; "
+        f"online zoo {on['zoo_cpu_s']:.3f} s vs hf {on['hf_cpu_s']:.3f} s",
         f"bare script breakdown (median): import {b['import_s']:.2f} s, build+load {b['build_load_s']:.2f} s, "
         f"export {b['export_s']:.2f} s, forward+ORT session+run {b['check_s']:.2f} s",
         f"timm catalog index, once per ZOO_HOME and timm version (not in the cold figure): {idx['index_s']:.2f} s "
@@ -324,6 +411,8 @@ def table(res: dict[str, Any]) -> str:
         f"cached zoo pull imports torch/timm/onnxruntime: {'no' if imp['ok'] else 'YES: ' + ', '.join(imp['heavy_modules'][:8])}"
         f" ({imp['n_modules']} modules, {imp['total_import_s']:.3f} s of imports)",
         "  heaviest top-level imports (cumulative ms): " + ", ".join(f"{m} {c}" for m, c in imp["top_level_cumulative_ms"][:8]),
+        "other load before each section (busy share of all CPUs): "
+        + ", ".join(f"{m['before']} {m['busy']:.0%}" for m in res["machine_load"]),
         f"online requests per run: zoo {len(on['requests'].get('zoo', []))} {on['requests'].get('zoo')}; "
         f"hf download {len(on['requests'].get('hf', []))} {on['requests'].get('hf')}",
     ]
@@ -336,7 +425,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="cold runs of each kind (default: 3)")
     p.add_argument("--cached-repeat", type=int, default=10, help="cached runs of each kind per mode (default: 10)")
     p.add_argument("--json", type=Path, help="write the figures here")
-    p.add_argument("--profile", action="store_true", help="also stage-time and cProfile one extra cold pull")
+    p.add_argument("--profile", action="store_true", help="also step-time and cProfile one extra cold pull")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args()
     if args.repeat < 1 or args.cached_repeat < 1:
@@ -348,7 +437,8 @@ def main() -> int:
     hf_home = work / "hf"
     env = base_env(hf_home)
     res: dict[str, Any] = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                           "model": args.model, "environment": versions()}
+                           "model": args.model, "environment": versions(), "machine_load": []}
+    load = res["machine_load"]
     try:
         say(f"building timm/{args.model} (random weights) into {hf_home}")
         repo_id, files, snapshot, input_size = build_cache(args.model, hf_home)
@@ -363,17 +453,20 @@ def main() -> int:
         res["index"] = idx
         say(f"index: {idx['index_s']:.2f} s")
 
+        machine_load("cold pulls", load)
         res["cold"], home = bench_cold(args, work, env, template, name, snapshot, input_size)
         zoo_env = offline(env, ZOO_HOME=str(home))
         timed([str(BIN / "zoo"), "pull", name, "--format", "onnx"], zoo_env, "cached warm-up")
+        machine_load("cached offline", load)
         res["cached_offline"] = bench_cached(args.cached_repeat, zoo_env, offline(env), name, repo_id, "offline")
         with HubServer([Repo(repo_id, files)]) as server:
             zoo_on, hf_on = online(env, server.endpoint, ZOO_HOME=str(home)), online(env, server.endpoint)
             timed([str(BIN / "zoo"), "pull", name, "--format", "onnx"], zoo_on, "online warm-up")
+            machine_load("cached online", load)
             res["cached_online"] = bench_cached(args.cached_repeat, zoo_on, hf_on, name, repo_id, "online", server)
         res["imports"] = check_imports(zoo_env, name)
         if args.profile:
-            say("profiling one more cold pull (stage timings, then cProfile)")
+            say("profiling one more cold pull (step timings, then cProfile)")
             res["profile"] = profile_cold(work, env, template, name)
     finally:
         if args.keep:
@@ -389,7 +482,7 @@ def main() -> int:
           f"onnxruntime {res['environment']['onnxruntime']}, huggingface_hub {res['environment']['huggingface_hub']}\n")
     print(report)
     if "profile" in res:
-        print("\ncold pull stages (one extra run, in-process):\n  " + "\n  ".join(res["profile"]["stages"]))
+        print("\ncold pull steps (one extra run, timed in-process):\n  " + "\n  ".join(res["profile"]["stages"]))
         print("\ncProfile (cumulative) of one extra cold pull:\n" + res["profile"]["cprofile_top"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

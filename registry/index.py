@@ -102,6 +102,10 @@ class Registry:
         matches = self._match_bare(ref.name, sources)
         if len(matches) == 1:
             return matches[0]
+        if not matches and not have_timm:
+            raise errors.MissingDependencyError(
+                f"{ref.text!r} is not a local import, and timm is not installed to resolve timm names",
+                hint="pip install 'zoo-hub[torch]', or use org/name for a Hugging Face repo")
         if len(matches) > 1:
             choices = sorted(f"{m.source}:{m.name}" for m in matches)
             raise errors.AmbiguousNameError(
