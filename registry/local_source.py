@@ -53,6 +53,7 @@ def import_directory(directory: Path, name: str, settings: Settings) -> ModelRec
     registry = Registry(settings)
     registry.upsert(record)
     registry.add_revision(record.id, revision, infos)  # the record carries its current revision
+    shutil.rmtree(settings.home / "pulls", ignore_errors=True)  # a new local name can change how names resolve
     record.files = infos
     return record
 

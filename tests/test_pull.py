@@ -109,7 +109,7 @@ def test_second_pull_is_cached_and_imports_no_framework(indexed, cached_repo):
     assert second["cached"] is True and second["sha256"] == first["sha256"] and second["path"] == first["path"]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert imported, "import-time profile missing"
-    assert not imported & {"torch", "timm", "onnxruntime", "transformers", "onnx"}
+    assert not imported & {"torch", "timm", "onnxruntime", "transformers", "onnx", "sqlalchemy"}
 
 
 def test_output_copy_and_cache_commands(indexed, cached_repo, tmp_path):
@@ -444,3 +444,19 @@ def test_progress_on_a_terminal_quiet_otherwise(indexed, cached_repo):
     assert proc.returncode == 0
     for stage in ("resolve", "fetch", "load", "export", "parity", "publish"):
         assert f"zoo: {stage}" in shown, shown
+
+
+def test_a_moved_branch_is_converted_again_and_old_artifact_kept(indexed, hub_endpoint, hub, tiny_repos):
+    from builders import timm_repo
+    from hubserver import Repo
+
+    hub.add(Repo("zoo-test/moving-resnet", tiny_repos[TIMM_REPO]))
+    first = pull_json("zoo-test/moving-resnet")
+    cached = pull_json("zoo-test/moving-resnet")
+    assert cached["cached"] is True and cached["revision"] == first["revision"]
+    hub.add(Repo("zoo-test/moving-resnet", timm_repo("test_resnet.r160_in1k", seed=1)))  # main moves
+    moved = pull_json("zoo-test/moving-resnet")
+    assert moved["cached"] is False and moved["revision"] != first["revision"]
+    assert moved["sha256"] != first["sha256"] and Path(first["path"]).is_file()
+    pinned = pull_json(f"zoo-test/moving-resnet@{first['revision']}")  # the old commit is still served
+    assert pinned["cached"] is True and pinned["sha256"] == first["sha256"]

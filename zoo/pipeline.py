@@ -15,16 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
-from registry.hf_source import Snapshot, describe, fetch_snapshot, file_infos
-from registry.index import Registry
 from registry.names import parse_name
 from registry.records import FileInfo, ModelRecord
-from zoo import __version__, db, errors
+from zoo import __version__, errors, pullmemo
 from zoo.progress import Progress, quiet
 from zoo.settings import Settings, get_settings
 from zoo.store import Artifact, ArtifactStore, copy_out
+
+if TYPE_CHECKING:
+    from registry.index import Registry
 
 FORMATS = ("onnx",)
 CONVERTER = "torch->onnx"
@@ -85,6 +86,12 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
                                             hint=f"supported formats: {', '.join(FORMATS)}")
     canonical = options.canonical()  # validates before any network or heavy work
     ref = parse_name(name)
+    fp = pullmemo.fingerprint(name.strip(), ref.revision, canonical, converter_versions())
+    fast = _recall(ref, fp, settings, output) if ref.source != "local" else None
+    if fast is not None:
+        return fast
+    from registry.index import Registry
+
     registry = Registry(settings)
     with progress.stage("resolve", name):
         record = registry.resolve(ref)
@@ -103,6 +110,9 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
                 store.clean_stale()
                 result = convert(fetched, options, canonical, key, registry, store, progress)
     result.notes = progress.notes + result.notes
+    if fetched.record.source != "local":
+        pullmemo.remember(settings, fp, {"repo_id": fetched.record.repo_id, "commit": fetched.revision,
+                                         "key": key, "digest": result.digest})
     if output is not None:
         art = store.get(result.digest)
         assert art is not None
@@ -110,8 +120,28 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     return result
 
 
+def _recall(ref: Any, fp: str, settings: Settings, output: Path | None) -> PullResult | None:
+    """The answer of an identical earlier pull, if its commit and files still hold."""
+    memo = pullmemo.recall(settings, fp)
+    if not memo or pullmemo.current_commit(memo["repo_id"], ref.revision, settings) != memo["commit"]:
+        return None
+    store = ArtifactStore(settings.home)
+    art = store.get(memo["digest"])
+    if art is None or not store.quick_check(art):
+        return None
+    manifest = json.loads((art.path / "zoo.json").read_text())
+    if manifest.get("key") != memo["key"]:
+        return None
+    result = _result(manifest, art, cached=True)
+    if output is not None:
+        result.path = str(copy_out(art, output))
+    return result
+
+
 def fetch(record: ModelRecord, revision: str | None, registry: Registry, settings: Settings,
           progress: Progress) -> Fetched:
+    from registry.hf_source import describe, fetch_snapshot, file_infos
+
     if record.source == "local":
         root = settings.home / "local" / record.name / str(record.revision)
         files = registry.revision_files(record.id, str(record.revision)) or []
@@ -160,6 +190,10 @@ def cache_key(fetched: Fetched, canonical: dict[str, Any]) -> str:
 
 def lookup(registry: Registry, store: ArtifactStore, key: str) -> PullResult | None:
     """A verified artifact for ``key`` whose files are all present, or None."""
+    import sqlalchemy as sa
+
+    from zoo import db
+
     with registry.engine.connect() as conn:
         row = conn.execute(sa.select(db.artifacts).where((db.artifacts.c.key == key) & db.artifacts.c.verified)).mappings().first()
     if row is None:
@@ -301,6 +335,10 @@ def _copy_sidecar_files(fetched: Fetched, staging: Path) -> None:
 
 
 def _index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[str, Any]) -> None:
+    import sqlalchemy as sa
+
+    from zoo import db
+
     entry = art.primary_entry()
     row = {"key": key, "digest": art.digest, "model_id": manifest["model"], "revision": manifest["revision"],
            "format": manifest["format"], "primary_file": art.primary, "sha256": entry["sha256"],
