@@ -59,7 +59,7 @@ def test_sample_size_and_licence():
     {"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 1.15},  # crop larger than resize: pads
 ])
 def test_preprocess_matches_timm_eval_transform(config):
-    data = pytest.importorskip("timm.data")
+    import timm.data as data
     resolved = data.resolve_data_config(dict(config))
     transform = data.create_transform(**resolved, is_training=False)
     (_, square), (_, other) = sample_images(2)
@@ -72,7 +72,7 @@ def test_preprocess_matches_timm_eval_transform(config):
 
 @pytest.mark.parametrize("arch", ["test_resnet", "test_vit"])
 def test_preprocess_matches_timm_for_a_real_model_config(arch):
-    timm = pytest.importorskip("timm")
+    import timm
     config = timm.data.resolve_data_config({}, model=timm.create_model(arch, pretrained=False))
     transform = timm.data.create_transform(**config, is_training=False)
     images = sample_images(3)
