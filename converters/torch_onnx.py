@@ -40,7 +40,8 @@ def check_opset(opset: int | None) -> int:
     return opset
 
 
-def _dynamic_shapes(tm: TorchModel, example: tuple, seq_max: int | None) -> Any:
+def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:
+    """``torch.export`` dynamic shapes for ``tm``'s dynamic axes, sharing one Dim per name."""
     import torch
 
     dims: dict[str, Any] = {}
@@ -72,7 +73,7 @@ def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, e
                 if kind == "dynamo":
                     program = torch.onnx.export(tm.module, example, str(out_path), input_names=tm.input_names,
                                       output_names=tm.output_names, opset_version=opset, dynamo=True,
-                                      dynamic_shapes=_dynamic_shapes(tm, example, seq_max),
+                                      dynamic_shapes=dynamic_shapes(tm, seq_max),
                                       external_data=external, verbose=False)
                 else:
                     torch.onnx.export(tm.module, example, str(out_path), input_names=tm.input_names,

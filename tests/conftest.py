@@ -8,12 +8,15 @@ and hub, so that in-process library calls (timm, transformers) can never touch ~
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from builders import bert_repo, pickle_only_repo, timm_repo, vit_image_classifier_repo, write_hf_cache
@@ -155,3 +158,48 @@ def run_zoo(
         timeout=timeout,
         input=input,
     )
+
+
+# --- zoo-level helpers shared by the pull and graph tests -------------------------------------
+TIMM_REPO = "timm/test_resnet.r160_in1k"
+
+
+@pytest.fixture(scope="session")
+def timm_index_db(tmp_path_factory) -> Path:
+    """The timm catalog indexed once per session (3 s), copied into each test's ZOO_HOME."""
+    home = tmp_path_factory.mktemp("index")
+    from registry.index import Registry
+    from zoo.settings import Settings
+
+    settings = Settings.from_env({**os.environ, "ZOO_HOME": str(home)})
+    registry = Registry(settings)
+    registry.ensure_timm_catalog(quiet=True)
+    with registry.engine.connect() as conn:  # fold SQLite's write-ahead log into the file we copy
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    registry.engine.dispose()
+    return home / "registry.db"
+
+
+@pytest.fixture
+def indexed(zoo_env, timm_index_db):
+    zoo_env.home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(timm_index_db, zoo_env.home / "registry.db")
+    return zoo_env
+
+
+def pull_json(*args: str, env: dict | None = None, code: int = 0) -> dict:
+    proc = run_zoo("pull", *args, "--json", env=env)
+    assert proc.returncode == code, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def source_outputs(files: dict[str, bytes], arch: str, x: np.ndarray) -> np.ndarray:
+    """The real source model's output, built here independently of zoo."""
+    import timm
+    import torch
+    from safetensors.torch import load as load_safetensors
+
+    model = timm.create_model(arch, pretrained=False)
+    model.load_state_dict(load_safetensors(files["model.safetensors"]))
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(x)).numpy()

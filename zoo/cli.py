@@ -34,12 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     pull = sub.add_parser("pull", help="resolve, download, convert and verify a model",
                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     pull.add_argument("name", help="resnet50, resnet50.a1_in1k, org/name[@rev], hf:org/name, local:NAME")
-    pull.add_argument("--format", "-f", default="onnx", help="target format (default: onnx)")
+    pull.add_argument("--format", "-f", default="onnx",
+                      help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), pt2 (torch.export)")
     pull.add_argument("--opset", type=int, help="ONNX opset (default: 18)")
     pull.add_argument("--atol", type=float, help="absolute tolerance for parity (default: per dtype, scaled by output magnitude)")
     pull.add_argument("--rtol", type=float, help="relative tolerance for parity")
     pull.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
                       help="torch.onnx exporter (default: dynamo, falling back to TorchScript)")
+    pull.add_argument("--allow-mismatch", action="store_true",
+                      help="when parity fails, still hand back the (unverified) artifact and exit 0")
     pull.add_argument("-o", "--output", type=Path, help="also copy the artifact to this path")
     pull.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -123,7 +126,8 @@ def cmd_pull(args: argparse.Namespace, settings) -> int:
     from zoo.pipeline import PullOptions, pull
     from zoo.progress import Progress
 
-    options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol, exporter=args.exporter)
+    options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol, exporter=args.exporter,
+                          allow_mismatch=args.allow_mismatch)
     result = pull(args.name, options, settings=settings, progress=Progress(), output=args.output)
     parity = result.parity
     out = result.to_json()

@@ -27,8 +27,6 @@ from zoo.store import Artifact, ArtifactStore, copy_out
 if TYPE_CHECKING:
     from registry.index import Registry
 
-FORMATS = ("onnx",)
-CONVERTER = "torch->onnx"
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,7 @@ class PullOptions:
     atol: float | None = None
     rtol: float | None = None
     exporter: str = "auto"  # "auto" (dynamo, then TorchScript), "dynamo", "torchscript"
+    allow_mismatch: bool = False  # publish (unverified) and exit 0 when parity fails; not part of the cache key
 
     def canonical(self) -> dict[str, Any]:
         from converters.torch_onnx import check_opset  # light: no torch import at module level
@@ -81,9 +80,9 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     options = options or PullOptions()
     settings = settings or get_settings()
     progress = progress or quiet()
-    if options.format not in FORMATS:
-        raise errors.UnsupportedFormatError(f"format {options.format!r} is not supported",
-                                            hint=f"supported formats: {', '.join(FORMATS)}")
+    from converters import graph
+
+    chain = graph.plan("torch", options.format)  # unsupported formats fail before any network or heavy work
     canonical = options.canonical()  # validates before any network or heavy work
     ref = parse_name(name)
     fp = pullmemo.fingerprint(name.strip(), ref.revision, canonical, converter_versions())
@@ -97,7 +96,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
         record = registry.resolve(ref)
     with progress.stage("fetch", record.repo_id or record.id):
         fetched = fetch(record, ref.revision, registry, settings, progress)
-    key = cache_key(fetched, canonical)
+    key = cache_key(fetched, canonical, graph.chain_name(chain))
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
     if result is None:
@@ -110,7 +109,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
                 store.clean_stale()
                 result = convert(fetched, options, canonical, key, registry, store, progress)
     result.notes = progress.notes + result.notes
-    if fetched.record.source != "local":
+    if fetched.record.source != "local" and result.verified:
         pullmemo.remember(settings, fp, {"repo_id": fetched.record.repo_id, "commit": fetched.revision,
                                          "key": key, "digest": result.digest})
     if output is not None:
@@ -178,13 +177,13 @@ def converter_versions() -> dict[str, str]:
     return out
 
 
-def cache_key(fetched: Fetched, canonical: dict[str, Any]) -> str:
+def cache_key(fetched: Fetched, canonical: dict[str, Any], converter: str) -> str:
     from zoo.hashing import sha256_json
 
     return sha256_json({
         "model": fetched.record.id, "revision": fetched.revision,
         "files": sorted((f.path, f.sha256) for f in fetched.files),
-        "converter": CONVERTER, "versions": converter_versions(), "options": canonical,
+        "converter": converter, "versions": converter_versions(), "options": canonical,
     })
 
 
@@ -216,51 +215,86 @@ def _result(manifest: dict[str, Any], art: Artifact, *, cached: bool) -> PullRes
 
 def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], key: str, registry: Registry,
             store: ArtifactStore, progress: Progress) -> PullResult:
-    """The heavy path: build, export, check parity, publish (verified or quarantined)."""
-    from converters import loading, torch_onnx
+    """The heavy path: build, run the planned chain of edges, check parity end to
+    end against the source model, publish (verified, or quarantined)."""
+    from converters import graph, loading
     from converters.inputs import parity_input_sets
     from converters.parity import Tolerance, check_parity, default_tolerance
 
+    chain = graph.plan("torch", options.format)
     record = fetched.record
     with progress.stage("load", f"{record.library} {record.arch}"):
         tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
         input_sets = parity_input_sets(record, tm.tokenizer)
+    ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter,
+                            example=_torch_inputs(input_sets[0].feeds, tm.input_names),
+                            seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
     with store.staging() as staging:
-        onnx_path = staging / "model.onnx"
-        with progress.stage("export", f"ONNX opset {canonical['opset']}"):
-            example = _torch_inputs(input_sets[0].feeds, tm.input_names)
-            seq_max = (record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
-            conversion = torch_onnx.export_onnx(tm, example, onnx_path, opset=canonical["opset"],
-                                                exporter=options.exporter, seq_max=seq_max)
-        if conversion.get("fallback_reason"):
-            progress.note(f"dynamo exporter failed, used TorchScript: {conversion['fallback_reason']}")
-        with progress.stage("parity", f"{len(input_sets)} input sets"):
-            base = default_tolerance("float32")
+        current: Any = tm
+        for i, step in enumerate(chain):
+            hop = staging / f"{i}-{step.target}"
+            hop.mkdir()
+            with progress.stage("export" if step.source == "torch" else "convert", f"{step.source} -> {step.target} ({step.name})"):
+                current = step.run(current, hop, ctx)
+        for note in ctx.notes:
+            progress.note(note)
+        dtype = graph.chain_dtype(chain)
+        with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
+            base = default_tolerance(dtype)
             tol = Tolerance(options.atol if options.atol is not None else base.atol,
                             options.rtol if options.rtol is not None else base.rtol,
                             scaled=options.atol is None)
-            report = check_parity(_torch_runner(tm), _onnx_runner(onnx_path), input_sets,
+            report = check_parity(_torch_runner(tm), _artifact_runner(current, tm), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()
-        _write_onnx_metadata(onnx_path, fetched, tm, conversion, report)
-        _copy_sidecar_files(fetched, staging)
+        conversion = {**ctx.info.get("torch->onnx", {}), "chain": graph.chain_name(chain),
+                      "edges": [{"from": e.source, "to": e.target, "tool": e.name, "dtype": e.dtype} for e in chain],
+                      "details": ctx.info}
+        if current.suffix == ".onnx":
+            _write_onnx_metadata(current, fetched, tm, conversion, report)
+        _copy_sidecar_files(fetched, current.parent)
         manifest = {"model": record.id, "revision": fetched.revision, "format": options.format, "key": key,
-                    "converter": CONVERTER, "options": canonical, "conversion": conversion, "parity": parity,
-                    "source_files": [f.__dict__ for f in fetched.files], "record": record.to_dict(),
+                    "converter": graph.chain_name(chain), "options": canonical, "conversion": conversion,
+                    "parity": parity, "source_files": [f.__dict__ for f in fetched.files], "record": record.to_dict(),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with progress.stage("publish"):
-            art = store.publish(staging, "model.onnx", manifest, verified=report.passed)
+            art = store.publish(current.parent, current.name, manifest, verified=report.passed)
             _index_artifact(registry, key, art, manifest)
     result = _result(manifest, art, cached=False)
-    if not report.passed:
+    if not report.passed and options.allow_mismatch:
+        progress.note(f"parity FAILED but --allow-mismatch was given: {report.summary_line()}; "
+                      f"the artifact is NOT verified and lives in {art.path}")
+    elif not report.passed:
         raise errors.ParityError(
             f"parity check failed for {record.id}: {report.summary_line()}",
             hint=f"the artifact is kept for inspection only, NOT verified: {art.path}; "
-                 "loosen --atol/--rtol only if the differences are acceptable",
+                 "loosen --atol/--rtol only if the differences are acceptable, or pass --allow-mismatch",
             model=record.id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
         )
     return result
+
+
+def _artifact_runner(path: Path, tm: Any):
+    if path.suffix == ".onnx":
+        return _onnx_runner(path)
+    if path.suffix == ".pt2":
+        return _pt2_runner(path, tm.input_names)
+    raise errors.UnsupportedFormatError(f"no runner for {path.name}")
+
+
+def _pt2_runner(path: Path, input_names: list[str]):
+    import torch
+
+    module = torch.export.load(str(path)).module()
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        with torch.no_grad():
+            out = module(*_torch_inputs(feeds, input_names))
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return [t.detach().cpu().numpy() for t in out]
+
+    return run
 
 
 def _torch_inputs(feeds: dict[str, Any], names: list[str]) -> tuple:

@@ -1,0 +1,109 @@
+"""The conversion graph: formats are nodes, converters are edges, and a
+request is planned as the shortest path from the source format.
+
+An edge is a function ``run(src, out_dir, ctx) -> primary file`` that writes
+only under ``out_dir``. ``src`` is the in-memory model for the ``torch`` node
+and the previous hop's primary file otherwise. Each edge names the dtype whose
+tolerance its output is checked at; a chain is checked end to end against the
+source model at the loosest tolerance along it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from zoo import errors
+
+DTYPE_ORDER = ("float32", "float16", "bfloat16", "int8")  # loosest last
+
+
+@dataclass
+class EdgeContext:
+    opset: int
+    exporter: str = "auto"
+    example: tuple = ()  # torch tensors at the export shape
+    seq_max: int | None = None
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # what each edge reports (exporter used, versions...)
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    name: str  # the tool it wraps, e.g. "torch.onnx", "onnxruntime.quantization"
+    dtype: str
+    primary: str  # file name the edge writes in its output directory
+    run: Callable[[Any, Path, EdgeContext], Path]
+
+
+EDGES: dict[tuple[str, str], Edge] = {}
+
+
+def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str) -> Callable:
+    """Register ``fn`` as the converter from ``source`` to ``target``."""
+
+    def register(fn: Callable[[Any, Path, EdgeContext], Path]) -> Callable:
+        EDGES[(source, target)] = Edge(source, target, name, dtype, primary, fn)
+        return fn
+
+    return register
+
+
+def _load_edges() -> None:
+    # importing the edge modules registers their edges; none imports a framework at module level
+    from converters import onnx_variants, torch_edges  # noqa: F401
+
+
+def formats() -> list[str]:
+    _load_edges()
+    return sorted({e.target for e in EDGES.values()} | {e.source for e in EDGES.values()})
+
+
+def reachable(source: str) -> list[str]:
+    _load_edges()
+    seen, queue = {source}, deque([source])
+    while queue:
+        node = queue.popleft()
+        for (src, dst) in EDGES:
+            if src == node and dst not in seen:
+                seen.add(dst)
+                queue.append(dst)
+    return sorted(seen - {source})
+
+
+def plan(source: str, target: str) -> list[Edge]:
+    """The shortest chain of edges from ``source`` to ``target`` (BFS, ties by name)."""
+    _load_edges()
+    previous: dict[str, Edge] = {}
+    queue = deque([source])
+    while queue:
+        node = queue.popleft()
+        if node == target:
+            break
+        for key in sorted(EDGES):
+            e = EDGES[key]
+            if e.source == node and e.target not in previous and e.target != source:
+                previous[e.target] = e
+                queue.append(e.target)
+    if target not in previous:
+        raise errors.UnsupportedFormatError(
+            f"no conversion from {source} to {target!r}",
+            hint=f"formats reachable from {source}: {', '.join(reachable(source)) or 'none'}")
+    chain = []
+    node = target
+    while node != source:
+        chain.append(previous[node])
+        node = previous[node].source
+    return chain[::-1]
+
+
+def chain_dtype(chain: list[Edge]) -> str:
+    return max((e.dtype for e in chain), key=DTYPE_ORDER.index, default="float32")
+
+
+def chain_name(chain: list[Edge]) -> str:
+    return " -> ".join([chain[0].source] + [e.target for e in chain]) if chain else ""

@@ -1,0 +1,42 @@
+"""Edges out of the in-memory PyTorch model: ONNX (torch.onnx) and a
+``torch.export`` program file (``.pt2``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from converters.graph import EdgeContext, edge
+from zoo import errors
+
+
+@edge("torch", "onnx", name="torch.onnx", primary="model.onnx")
+def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    from converters.torch_onnx import export_onnx
+
+    path = out_dir / "model.onnx"
+    info = export_onnx(tm, ctx.example, path, opset=ctx.opset, exporter=ctx.exporter, seq_max=ctx.seq_max)
+    ctx.info["torch->onnx"] = info
+    if info.get("fallback_reason"):
+        ctx.notes.append(f"dynamo exporter failed, used TorchScript: {info['fallback_reason']}")
+    return path
+
+
+@edge("torch", "pt2", name="torch.export", primary="model.pt2")
+def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    import torch
+
+    from converters.torch_onnx import dynamic_shapes
+
+    path = out_dir / "model.pt2"
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(tm.module, ctx.example, dynamic_shapes=dynamic_shapes(tm, ctx.seq_max))
+            torch.export.save(program, str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise errors.ConversionError(f"torch.export could not export the model: {type(exc).__name__}: {str(exc)[:300]}",
+                                     hint="models with data-dependent control flow cannot be exported as .pt2") from exc
+    ctx.info["torch->pt2"] = {"torch": torch.__version__}
+    return path

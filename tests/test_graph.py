@@ -1,0 +1,124 @@
+"""The conversion graph: planning, every registered edge on real tiny models,
+chains checked end to end against the source, and --allow-mismatch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TIMM_REPO, pull_json, source_outputs
+from converters import graph
+from converters.parity import default_tolerance
+from zoo import errors
+
+# (format, model) -> every edge of the plan from torch must be covered by at least one case
+EDGE_CASES = [
+    ("onnx", "test_resnet"),
+    ("onnx-fp16", "test_resnet"),
+    ("onnx-int8", "test_resnet"),
+    ("onnx-opt", "test_resnet"),
+    ("pt2", "test_resnet"),
+    ("onnx-fp16", "zoo-test/tiny-bert-sst"),
+    ("onnx-int8", "zoo-test/tiny-bert-sst"),
+    ("onnx-opt", "zoo-test/tiny-bert-sst"),
+    ("pt2", "zoo-test/tiny-bert-sst"),
+]
+
+
+def test_every_registered_edge_has_a_case():
+    covered = {(e.source, e.target) for fmt, _ in EDGE_CASES for e in graph.plan("torch", fmt)}
+    assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
+
+
+@pytest.mark.parametrize(
+    "target, chain",
+    [
+        ("onnx", ["torch", "onnx"]),
+        ("onnx-int8", ["torch", "onnx", "onnx-int8"]),
+        ("onnx-fp16", ["torch", "onnx", "onnx-fp16"]),
+        ("pt2", ["torch", "pt2"]),
+    ],
+)
+def test_plan_is_the_shortest_chain(target, chain):
+    edges = graph.plan("torch", target)
+    assert [edges[0].source] + [e.target for e in edges] == chain
+    assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16"}.get(target, "float32")
+
+
+def test_unreachable_format_names_the_reachable_ones():
+    with pytest.raises(errors.UnsupportedFormatError) as info:
+        graph.plan("torch", "caffe")
+    assert "onnx-int8" in info.value.hint and "pt2" in info.value.hint
+
+
+def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
+    if path.endswith(".onnx"):
+        import onnxruntime as ort
+
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    import torch
+
+    module = torch.export.load(path).module()
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("fmt, model", EDGE_CASES)
+def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, fmt, model):
+    repo = TIMM_REPO if model == "test_resnet" else model
+    cached_repo(repo)
+    out = pull_json(model, "--format", fmt, env={"HF_HUB_OFFLINE": "1"})
+    chain = graph.plan("torch", fmt)
+    assert out["format"] == fmt and out["conversion"]["chain"] == graph.chain_name(chain)
+    assert out["parity"]["passed"] and out["verified"]
+    tol = out["parity"]["tolerance"]
+    assert tol["atol"] == default_tolerance(graph.chain_dtype(chain)).atol  # checked at the chain's dtype
+    if model == "test_resnet":  # independently of zoo: the artifact against the real source model, batch 3
+        x = np.random.default_rng(11).standard_normal((3, 3, 160, 160)).astype(np.float32)
+        ref = source_outputs(tiny_repos[TIMM_REPO], "test_resnet", x)
+        got = _independent_outputs(out["path"], x)
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(got, ref, atol=tol["atol"] * scale, rtol=tol["rtol"])
+        assert (got.argmax(1) == ref.argmax(1)).mean() >= 2 / 3
+
+
+def test_formats_are_distinct_artifacts_and_each_cached(indexed, cached_repo):
+    cached_repo(TIMM_REPO)
+    plain = pull_json("test_resnet", env={"HF_HUB_OFFLINE": "1"})
+    int8 = pull_json("test_resnet", "--format", "onnx-int8", env={"HF_HUB_OFFLINE": "1"})
+    assert int8["sha256"] != plain["sha256"] and int8["size"] < plain["size"]
+    again = pull_json("test_resnet", "--format", "onnx-int8", env={"HF_HUB_OFFLINE": "1"})
+    assert again["cached"] and again["sha256"] == int8["sha256"]
+
+
+def test_allow_mismatch_hands_back_an_unverified_artifact(indexed, cached_repo, monkeypatch, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    import converters.torch_onnx as torch_onnx
+    from zoo import cli
+
+    real_export = torch_onnx.export_onnx
+
+    def sabotaged_export(tm, example, out_path, **kwargs):
+        info = real_export(tm, example, out_path, **kwargs)
+        model = onnx.load(str(out_path))
+        init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.05, init.name))
+        onnx.save(model, str(out_path))
+        return info
+
+    monkeypatch.setattr(torch_onnx, "export_onnx", sabotaged_export)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo(TIMM_REPO)
+    code = cli.main(["pull", "test_resnet", "--allow-mismatch", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out.strip().splitlines()[-1])
+    assert out["verified"] is False and out["parity"]["passed"] is False
+    assert Path(out["path"]).parent.parent.name == "quarantine" and "--allow-mismatch" in captured.err
+    # without the flag the same request fails, and an unverified artifact is never served as cached
+    assert cli.main(["pull", "test_resnet", "--json"]) == 6
