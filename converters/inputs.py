@@ -62,3 +62,55 @@ def _text_sets(record: ModelRecord, tokenizer: Any) -> list[InputSet]:
         if len(feeds) == len(record.input_spec):
             sets.append(InputSet("sample-sentences", feeds, kind="sample"))
     return sets
+
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Input spec (name, shape with dim names, dtype) and metadata_props of an ONNX file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    init_names = {t.name for t in model.graph.initializer}
+    spec = []
+    for value in model.graph.input:
+        if value.name in init_names:  # old exporters list weights as inputs
+            continue
+        tensor = value.type.tensor_type
+        dtype = _ONNX_DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            from zoo import errors
+
+            raise errors.UnsupportedError(f"input {value.name!r} has an ONNX element type zoo cannot feed ({tensor.elem_type})")
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in tensor.shape.dim]
+        spec.append({"name": value.name, "shape": shape, "dtype": dtype})
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta["__outputs__"] = ",".join(o.name for o in model.graph.output)
+    return spec, meta
+
+
+def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str]) -> list[InputSet]:
+    """Random sets from the file's own signature, plus zoo's sample images when
+    the file carries zoo's preprocessing metadata."""
+    import json
+
+    named = []
+    for item in spec:
+        shape = [("batch" if i == 0 else "sequence") if isinstance(d, str) or d is None else d
+                 for i, d in enumerate(item["shape"])]
+        entry = {"name": item["name"], "shape": shape, "dtype": item["dtype"]}
+        if item["dtype"].startswith("int"):  # valid for any mask, type-id or vocabulary input
+            name = item["name"].lower()
+            low, high = (1, 2) if "mask" in name else (0, 100) if "ids" in name and "type" not in name else (0, 2)
+            entry.update(low=low, high=high)
+        named.append(entry)
+    sets = random_input_sets(named, seq_lens=(16, 7, 33))
+    pre = json.loads(metadata.get("zoo.preprocessing") or "{}")
+    if len(spec) == 1 and spec[0]["dtype"] == "float32" and "input_size" in pre:
+        from zoo.samples import preprocess_images, sample_images
+
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+        images = [img for _, img in sample_images(SAMPLE_IMAGES, size=max(cfg["input_size"][1:]) + 32)]
+        sets.append(InputSet("sample-images", {spec[0]["name"]: preprocess_images(images, **cfg).astype(np.float32)}, kind="sample"))
+    return sets

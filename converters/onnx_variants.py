@@ -33,9 +33,17 @@ def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
 
 @edge("onnx", "onnx-int8", name="onnxruntime.quantization", dtype="int8", primary="model.onnx")
 def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    import logging
+
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = out_dir / "model.onnx"
+    model = onnx.load(str(src), load_external_data=False)
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        raise errors.UnsupportedError("int8 dynamic quantisation needs an fp32 graph; this one holds fp16 weights",
+                                      hint="quantise the fp32 ONNX model instead")
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # the quantiser warns on the root logger
     try:
         # per-channel int8 weights; activations quantised at run time (no calibration data needed)
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True)

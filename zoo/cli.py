@@ -46,6 +46,26 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("-o", "--output", type=Path, help="also copy the artifact to this path")
     pull.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    conv = sub.add_parser("convert", help="convert a local .onnx file or model directory",
+                          epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    conv.add_argument("path", type=Path, help="an .onnx file, or a directory with config.json and weights")
+    conv.add_argument("--to", required=True, dest="format", help="target format (onnx-fp16, onnx-int8, onnx-opt, ...)")
+    conv.add_argument("--opset", type=int)
+    conv.add_argument("--atol", type=float)
+    conv.add_argument("--rtol", type=float)
+    conv.add_argument("--allow-mismatch", action="store_true")
+    conv.add_argument("-o", "--output", type=Path)
+    conv.add_argument("--json", action="store_true")
+
+    par = sub.add_parser("parity", help="compare two models on the same inputs, or every format of one (--matrix)",
+                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    par.add_argument("models", nargs="*", help="REFERENCE CANDIDATE: a model name or .onnx/.pt2 file, then a file")
+    par.add_argument("--matrix", metavar="NAME", help="convert NAME to every reachable format and tabulate parity")
+    par.add_argument("--atol", type=float)
+    par.add_argument("--rtol", type=float)
+    par.add_argument("--dtype", default="float32", help="tolerance class: float32, float16, int8 (default float32)")
+    par.add_argument("--json", action="store_true")
+
     ls = sub.add_parser("list", help="search the model index (offline)")
     ls.add_argument("pattern", nargs="?", help="substring, or a glob with *")
     ls.add_argument("--source", choices=("timm", "hf", "local"))
@@ -79,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = get_settings()
     try:
-        handler = {"pull": cmd_pull, "list": cmd_list, "info": cmd_info, "import": cmd_import}.get(args.command)
+        handler = {"pull": cmd_pull, "convert": cmd_convert, "parity": cmd_parity, "list": cmd_list,
+                   "info": cmd_info, "import": cmd_import}.get(args.command)
         if handler is None:
             from zoo.cli_cache import cmd_cache
 
@@ -129,6 +150,47 @@ def cmd_pull(args: argparse.Namespace, settings) -> int:
     options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol, exporter=args.exporter,
                           allow_mismatch=args.allow_mismatch)
     result = pull(args.name, options, settings=settings, progress=Progress(), output=args.output)
+    return _print_result(args, result)
+
+
+def cmd_convert(args: argparse.Namespace, settings) -> int:
+    from zoo.convert import convert_path
+    from zoo.pipeline import PullOptions
+    from zoo.progress import Progress
+
+    options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol,
+                          allow_mismatch=args.allow_mismatch)
+    result = convert_path(args.path, options, settings=settings, progress=Progress(), output=args.output)
+    return _print_result(args, result)
+
+
+def cmd_parity(args: argparse.Namespace, settings) -> int:
+    from zoo import comparison
+    from zoo.errors import ParityError, UsageError
+
+    if args.matrix:
+        rows = comparison.matrix(args.matrix, settings)
+        _emit(args, {"model": args.matrix, "rows": rows}, comparison.matrix_markdown(args.matrix, rows))
+        return EXIT_OK
+    if len(args.models) != 2:
+        raise UsageError("zoo parity takes two models (REFERENCE CANDIDATE) or --matrix NAME",
+                         hint="e.g. zoo parity resnet50 ./model.onnx")
+    report, ref, cand = comparison.compare(*args.models, settings, atol=args.atol, rtol=args.rtol, dtype=args.dtype)
+    lines = [f"{cand}\n  against {ref}\n  {report.summary_line()}"]
+    for name, o in report.outputs.items():
+        lines.append(f"  {name}: max abs {o.get('max_abs_diff')}, max rel {o.get('max_rel_diff')}, "
+                     f"cosine {o.get('cosine')}, top-1 {o.get('top1_agreement')}, passed {o.get('passed')}")
+    if args.json:  # one object, failure included
+        code = EXIT_OK if report.passed else exit_code_for(ParityError(""))
+        print(json.dumps({"reference": ref, "candidate": cand, "parity": report.to_dict(), "exit_code": code}))
+        return code
+    print("\n".join(lines))
+    if not report.passed:
+        raise ParityError(f"{cand} does not match {ref}", worst=[vars(m) for m in report.worst(3)])
+    return EXIT_OK
+
+
+def _print_result(args: argparse.Namespace, result) -> int:
     parity = result.parity
     out = result.to_json()
     out["parity"] = {"passed": parity["passed"], "max_abs_diff": parity["max_abs_diff"], "outputs": parity["outputs"],

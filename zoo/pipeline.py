@@ -220,6 +220,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     from converters import graph, loading
     from converters.inputs import parity_input_sets
     from converters.parity import Tolerance, check_parity, default_tolerance
+    from converters.runners import artifact_runner, torch_inputs, torch_runner
 
     chain = graph.plan("torch", options.format)
     record = fetched.record
@@ -227,7 +228,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
         tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
         input_sets = parity_input_sets(record, tm.tokenizer)
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter,
-                            example=_torch_inputs(input_sets[0].feeds, tm.input_names),
+                            example=torch_inputs(input_sets[0].feeds, tm.input_names),
                             seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
     with store.staging() as staging:
         current: Any = tm
@@ -244,7 +245,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
             tol = Tolerance(options.atol if options.atol is not None else base.atol,
                             options.rtol if options.rtol is not None else base.rtol,
                             scaled=options.atol is None)
-            report = check_parity(_torch_runner(tm), _artifact_runner(current, tm), input_sets,
+            report = check_parity(torch_runner(tm), artifact_runner(current, tm.input_names), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()
@@ -273,64 +274,6 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
             model=record.id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
         )
     return result
-
-
-def _artifact_runner(path: Path, tm: Any):
-    if path.suffix == ".onnx":
-        return _onnx_runner(path)
-    if path.suffix == ".pt2":
-        return _pt2_runner(path, tm.input_names)
-    raise errors.UnsupportedFormatError(f"no runner for {path.name}")
-
-
-def _pt2_runner(path: Path, input_names: list[str]):
-    import torch
-
-    module = torch.export.load(str(path)).module()
-
-    def run(feeds: dict[str, Any]) -> list[Any]:
-        with torch.no_grad():
-            out = module(*_torch_inputs(feeds, input_names))
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        return [t.detach().cpu().numpy() for t in out]
-
-    return run
-
-
-def _torch_inputs(feeds: dict[str, Any], names: list[str]) -> tuple:
-    import torch
-
-    return tuple(torch.from_numpy(feeds[n]) for n in names)
-
-
-def _torch_runner(tm: Any):
-    import torch
-
-    def run(feeds: dict[str, Any]) -> list[Any]:
-        with torch.no_grad():
-            out = tm.module(*_torch_inputs(feeds, tm.input_names))
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        return [t.detach().cpu().numpy() for t in out]
-
-    return run
-
-
-def _onnx_runner(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
-        raise errors.ConversionError(f"onnxruntime cannot load the exported model: {str(exc)[:400]}",
-                                     hint="try another --opset or --exporter") from exc
-    names = [i.name for i in session.get_inputs()]
-
-    def run(feeds: dict[str, Any]) -> list[Any]:
-        return session.run(None, {n: feeds[n] for n in names})
-
-    return run
 
 
 def _write_onnx_metadata(path: Path, fetched: Fetched, tm: Any, conversion: dict[str, Any], report: Any) -> None:

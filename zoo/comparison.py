@@ -1,0 +1,110 @@
+"""``zoo parity``: compare any two models on the same inputs, or every format a
+model can reach (``--matrix``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo import errors
+from zoo.settings import Settings
+
+RUNNABLE = (".onnx", ".pt2")
+
+
+def _is_file(text: str) -> bool:
+    path = Path(text).expanduser()
+    return path.suffix.lower() in RUNNABLE and path.exists()
+
+
+def _model_side(name: str, settings: Settings) -> dict[str, Any]:
+    """The source PyTorch model behind a name, with zoo's parity inputs for it."""
+    from converters.inputs import parity_input_sets
+    from converters.loading import build_model
+    from converters.runners import torch_runner
+    from registry.index import Registry
+    from registry.names import parse_name
+    from zoo.pipeline import fetch
+    from zoo.progress import quiet
+
+    ref = parse_name(name)
+    registry = Registry(settings)
+    fetched = fetch(registry.resolve(ref), ref.revision, registry, settings, quiet())
+    tm = build_model(fetched.record, fetched.root, fetched.weights, fetched.weights_format, lambda _m: None)
+    return {"label": f"{fetched.record.id}@{fetched.revision[:12]} (torch)", "run": torch_runner(tm),
+            "inputs": parity_input_sets(fetched.record, tm.tokenizer), "names": tm.input_names,
+            "outputs": tm.output_names, "classifiers": tm.classifier_outputs}
+
+
+def _file_side(text: str, names: list[str] | None) -> dict[str, Any]:
+    from converters.inputs import file_input_sets, onnx_signature
+    from converters.runners import artifact_runner
+
+    path = Path(text).expanduser()
+    side: dict[str, Any] = {"label": str(path), "path": path}
+    if path.suffix == ".onnx":
+        spec, meta = onnx_signature(path)
+        side.update(inputs=file_input_sets(spec, meta), names=[s["name"] for s in spec],
+                    outputs=meta["__outputs__"].split(","))
+    input_names = side.get("names") or names
+    if input_names is None:
+        raise errors.UnsupportedError(f"cannot tell the inputs of {path.name}",
+                                      hint="compare it against an .onnx file or a model name as the first argument")
+    side["run"] = artifact_runner(path, input_names)
+    return side
+
+
+def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
+            dtype: str = "float32") -> tuple[Any, str, str]:
+    """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs."""
+    from converters.parity import Tolerance, check_parity, default_tolerance
+    from zoo.pipeline import converter_versions
+
+    if not _is_file(b):
+        raise errors.NotFoundError(f"{b} is not an .onnx or .pt2 file",
+                                   hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
+    first = _file_side(a, None) if _is_file(a) else _model_side(a, settings)
+    second = _file_side(b, first["names"])
+    inputs = first.get("inputs") or second.get("inputs")
+    base = default_tolerance(dtype)
+    tol = Tolerance(atol if atol is not None else base.atol, rtol if rtol is not None else base.rtol, scaled=atol is None)
+    report = check_parity(first["run"], second["run"], inputs, output_names=first.get("outputs"), tolerance=tol,
+                          classifier_outputs=first.get("classifiers", ()), versions=converter_versions())
+    return report, first["label"], second["label"]
+
+
+def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
+    """Pull ``name`` in every reachable format; each row is checked against the same source on the same inputs."""
+    from converters import graph
+    from zoo.pipeline import PullOptions, pull
+
+    rows = []
+    for fmt in graph.reachable("torch"):
+        start = time.perf_counter()
+        try:
+            result = pull(name, PullOptions(format=fmt, allow_mismatch=True), settings=settings)
+        except errors.ZooError as exc:
+            rows.append({"format": fmt, "passed": False, "error": exc.message, "seconds": time.perf_counter() - start})
+            continue
+        outputs = result.parity.get("outputs", {})
+        top1 = [o.get("top1_agreement") for o in outputs.values() if o.get("top1_agreement") is not None]
+        rows.append({"format": fmt, "chain": result.conversion.get("chain"), "passed": result.parity["passed"],
+                     "max_abs_diff": result.parity["max_abs_diff"], "top1_agreement": min(top1) if top1 else None,
+                     "atol": result.parity.get("tolerance", {}).get("atol"), "size": result.size,
+                     "cached": result.cached, "seconds": round(time.perf_counter() - start, 2),
+                     "inputs_sha256": result.parity.get("inputs_sha256"), "path": result.path})
+    return rows
+
+
+def matrix_markdown(name: str, rows: list[dict[str, Any]]) -> str:
+    lines = [f"| {name} | chain | passed | max abs diff | top-1 agreement | atol | size | time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['format']} | | error: {r['error']} | | | | | {r['seconds']:.1f} s |")
+            continue
+        top1 = "" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}"
+        lines.append(f"| {r['format']} | {r['chain']} | {'yes' if r['passed'] else 'NO'} | {r['max_abs_diff']:.2e} | "
+                     f"{top1} | {r['atol']:g} | {r['size'] / 1e6:.2f} MB | {r['seconds']:.1f} s{' (cached)' if r['cached'] else ''} |")
+    return "\n".join(lines)
