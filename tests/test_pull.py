@@ -258,6 +258,7 @@ def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo,
     from zoo import cli
 
     real_export = torch_onnx.export_onnx
+    sabotaged_nodes = []
 
     def sabotaged_export(tm, example, out_path, **kwargs):
         info = real_export(tm, example, out_path, **kwargs)
@@ -266,6 +267,7 @@ def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo,
         arr = numpy_helper.to_array(init).copy()
         arr *= 1.01  # one tensor 1% off: the kind of error a wrong scale or eps makes
         init.CopyFrom(numpy_helper.from_array(arr, init.name))
+        sabotaged_nodes.extend(n.name for n in model.graph.node if init.name in n.input)
         onnx.save(model, str(out_path))
         return info
 
@@ -278,6 +280,8 @@ def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo,
     err = json.loads(captured.out.strip().splitlines()[-1])
     assert err["error"] == "parity_failed" and err["report"]["passed"] is False
     assert "worst outputs" in captured.err and "logits" in captured.err
+    # the report points at the layer that was broken: the node consuming the scaled weight
+    assert err["divergence"]["onnx_node"] in sabotaged_nodes and "first diverging layer" in captured.err
     quarantined = Path(err["quarantined"])
     assert quarantined.parent.name == "quarantine" and (quarantined / "model.onnx").is_file()
     assert not (indexed.home / "artifacts").exists() or not any((indexed.home / "artifacts").iterdir())
@@ -412,3 +416,21 @@ def test_a_moved_branch_is_converted_again_and_old_artifact_kept(indexed, hub_en
     assert moved["sha256"] != first["sha256"] and Path(first["path"]).is_file()
     pinned = pull_json(f"zoo-test/moving-resnet@{first['revision']}")  # the old commit is still served
     assert pinned["cached"] is True and pinned["sha256"] == first["sha256"]
+
+
+def test_a_faithful_export_shows_no_divergence(indexed, cached_repo, tiny_repos):
+    from converters.divergence import locate_divergence
+    from converters.loading import build_model
+    from converters.runners import torch_inputs
+    from converters.torch_onnx import export_onnx
+    from registry.index import Registry
+    from registry.names import parse_name
+    from zoo.settings import get_settings
+
+    snapshot = cached_repo(TIMM_REPO)
+    record = Registry(get_settings()).resolve(parse_name("test_resnet"))
+    tm = build_model(record, snapshot, ["model.safetensors"], "safetensors", lambda _m: None)
+    feeds = {"input": np.random.default_rng(0).standard_normal((2, 3, 160, 160)).astype(np.float32)}
+    path = snapshot.parent.parent.parent / "check.onnx"
+    export_onnx(tm, torch_inputs(feeds, ["input"]), path, opset=18)
+    assert locate_divergence(tm, path, feeds) is None

@@ -134,6 +134,14 @@ def _report_error(exc: ZooError, args: argparse.Namespace, debug: bool) -> int:
             print(f"  {m['output']} on {m['input_set']}: max abs {m['max_abs_diff']:.3g} (atol {m['atol']:.3g}), "
                   f"max rel {m['max_rel_diff']:.3g}, cosine {m['cosine']:.6f}"
                   f"{'' if m.get('reason') is None else ' - ' + m['reason']}", file=sys.stderr)
+    divergence = exc.details.get("divergence")
+    if divergence and divergence.get("module"):
+        diff = divergence.get("max_abs_diff")
+        print(f"zoo: first diverging layer: {divergence['module']} ({divergence['module_type']}) -> ONNX node "
+              f"{divergence['onnx_node']} ({divergence['op_type']}): {divergence['what']}"
+              f"{'' if diff is None else f', max abs diff {diff:.3g}'}", file=sys.stderr)
+    elif divergence:
+        print(f"zoo: {divergence.get('note') or divergence.get('error')}", file=sys.stderr)
     if exc.hint:
         print(f"zoo: hint: {exc.hint}", file=sys.stderr)
     return code

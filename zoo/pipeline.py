@@ -232,11 +232,13 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
                             seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
     with store.staging() as staging:
         current: Any = tm
+        hops: list[Path] = []
         for i, step in enumerate(chain):
             hop = staging / f"{i}-{step.target}"
             hop.mkdir()
             with progress.stage("export" if step.source == "torch" else "convert", f"{step.source} -> {step.target} ({step.name})"):
                 current = step.run(current, hop, ctx)
+            hops.append(current)
         for note in ctx.notes:
             progress.note(note)
         dtype = graph.chain_dtype(chain)
@@ -249,6 +251,9 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()
+        if not report.passed and chain[0].target == "onnx":
+            with progress.stage("locate", "the first diverging layer"):
+                parity["divergence"] = _divergence(tm, hops[0], input_sets[0].feeds, base, chain)
         conversion = {**ctx.info.get("torch->onnx", {}), "chain": graph.chain_name(chain),
                       "edges": [{"from": e.source, "to": e.target, "tool": e.name, "dtype": e.dtype} for e in chain],
                       "details": ctx.info}
@@ -272,8 +277,24 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
             hint=f"the artifact is kept for inspection only, NOT verified: {art.path}; "
                  "loosen --atol/--rtol only if the differences are acceptable, or pass --allow-mismatch",
             model=record.id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
+            divergence=parity.get("divergence"),
         )
     return result
+
+
+def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain: list) -> dict[str, Any]:
+    """Best effort: a diagnostic must never turn a parity failure into a crash."""
+    from converters.divergence import locate_divergence
+
+    try:
+        found = locate_divergence(tm, onnx_path, feeds, atol=tol.atol, rtol=tol.rtol)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
+    if found is None:
+        later = ", ".join(f"{e.source}->{e.target}" for e in chain[1:])
+        return {"module": None, "note": "every layer of the torch->onnx export matches"
+                + (f"; the difference comes from {later}" if later else "; it appears only in the final outputs")}
+    return found
 
 
 def _write_onnx_metadata(path: Path, fetched: Fetched, tm: Any, conversion: dict[str, Any], report: Any) -> None:
