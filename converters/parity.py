@@ -138,6 +138,7 @@ class ParityReport:
     elapsed_s: float
     error: str | None = None  # set when the reference or the candidate raised
     versions: dict[str, str] = field(default_factory=dict)  # e.g. {"torch": ..., "onnxruntime": ...}
+    warnings: list[str] = field(default_factory=list)  # e.g. an output that does not depend on the input
 
     def to_dict(self) -> dict:
         data = {
@@ -151,6 +152,7 @@ class ParityReport:
             "elapsed_s": self.elapsed_s,
             "error": self.error,
             "versions": dict(self.versions),
+            "warnings": list(self.warnings),
         }
         return _json_safe(data)
 
@@ -168,6 +170,7 @@ class ParityReport:
             elapsed_s=float(d.get("elapsed_s", 0.0)),
             error=d.get("error"),
             versions=dict(d.get("versions") or {}),
+            warnings=list(d.get("warnings") or []),
         )
 
     def worst(self, n: int = 3) -> list[OutputMetrics]:
@@ -246,13 +249,26 @@ def check_parity(
     inputs_sha256 = _hash_inputs(np, sets)
     checks: list[OutputMetrics] = []
     errors: list[str] = []
+    seen: list[list] = []  # the reference's outputs, to tell whether they depend on the input at all
+
+    def recording(feeds: Feeds) -> Any:
+        out = reference(feeds)
+        seen.append(list(out) if isinstance(out, (list, tuple)) else [out])
+        return out
+
     for input_set in sets:
-        set_checks, error = _check_input_set(reference, candidate, input_set, ctx)
+        set_checks, error = _check_input_set(recording, candidate, input_set, ctx)
         checks.extend(set_checks)
         if error:
             errors.append(error)
     outputs = _aggregate(checks)
+    constant = _input_independent(np, seen, _names(ctx.output_names, max((len(o) for o in seen), default=0)))
+    warnings = [f"output {name!r} is the same for every input: it cannot show a conversion error" for name in constant]
+    if constant and len(constant) == len(outputs):
+        errors.append("every reference output is the same for every input (an untrained or degenerate model?): "
+                      "this check would prove nothing")
     return ParityReport(
+        warnings=warnings,
         passed=bool(checks) and not errors and all(c.passed for c in checks),
         tolerance=base,
         checks=checks,
@@ -294,6 +310,21 @@ def _check_input_set(reference: ModelFn, candidate: ModelFn, input_set: InputSet
             reason = f"could not compare: {type(exc).__name__}: {exc}"
             checks.append(_unmeasured(name, input_set, refs[i], outs[i], ctx, reason))
     return checks, None
+
+
+def _input_independent(np: Any, seen: list[list], names: list[str]) -> list[str]:
+    """Outputs whose every sample, across every input set, is identical."""
+    constant = []
+    for i, name in enumerate(names):
+        rows = []
+        for outs in seen:
+            if i < len(outs):
+                arr = np.asarray(outs[i])
+                rows.extend(arr.reshape(arr.shape[0], -1) if arr.ndim >= 1 and arr.shape[0] > 0 else [arr.reshape(-1)])
+        shapes = {r.shape for r in rows}
+        if len(rows) > 1 and len(shapes) == 1 and all(np.array_equal(rows[0], r) for r in rows[1:]):
+            constant.append(name)
+    return constant
 
 
 def _call(fn: ModelFn, feeds: Feeds) -> tuple[list | None, str | None]:

@@ -353,3 +353,24 @@ def test_real_torch_model_with_one_perturbed_weight_fails():
     assert not report.passed
     assert all(not c.passed for c in report.checks)
     assert report.outputs["logits"]["cosine"] > 0.99  # a subtle error, still caught
+
+
+def test_a_reference_that_ignores_its_input_makes_the_check_fail():
+    """A degenerate model (e.g. Keras' untrained MobileNetV2 outputs 0.1 everywhere) proves nothing."""
+    sets = random_input_sets([{"name": "x", "shape": [None, 4], "dtype": "float32"}])
+    constant = lambda feeds: [np.full((feeds["x"].shape[0], 3), 0.1, np.float32)]  # noqa: E731
+    report = check_parity(constant, constant, sets)
+    assert not report.passed and "prove nothing" in report.error
+    assert report.warnings and "output_0" in report.warnings[0]
+
+
+def test_one_constant_output_among_others_is_a_warning():
+    sets = random_input_sets([{"name": "x", "shape": [None, 4], "dtype": "float32"}])
+
+    def model(feeds):
+        x = feeds["x"]
+        return [x * 2.0, np.zeros((x.shape[0], 2), np.float32)]
+
+    report = check_parity(model, model, sets, output_names=["y", "bias"])
+    assert report.passed and report.warnings == ["output 'bias' is the same for every input: it cannot show a conversion error"]
+    assert ParityReport.from_dict(json.loads(json.dumps(report.to_dict()))).warnings == report.warnings

@@ -251,6 +251,8 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()
+        for warning in report.warnings:
+            progress.note(f"parity: {warning}")
         if not report.passed and chain[0].target == "onnx":
             with progress.stage("locate", "the first diverging layer"):
                 parity["divergence"] = _divergence(tm, hops[0], input_sets[0].feeds, base, chain)
