@@ -34,7 +34,42 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
     spec = record.input_spec
     if spec and spec[0]["name"] == "input_ids":
         return _text_sets(record, tokenizer)
+    if record.library == "keras":
+        return _keras_sets(record)
     return _image_sets(record)
+
+
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+
+
+def keras_preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """keras.applications' ``preprocess_input`` for NHWC RGB pixels in 0..255."""
+    if mode == "tf":
+        return pixels / 127.5 - 1.0
+    if mode == "caffe":
+        return pixels[..., ::-1] - _CAFFE_MEAN_BGR
+    if mode == "torch":
+        return (pixels / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD
+    return pixels  # "none": the model rescales itself
+
+
+def _keras_sets(record: ModelRecord) -> list[InputSet]:
+    from PIL import Image
+
+    from zoo.samples import sample_images
+
+    _, h, w, c = record.input_spec[0]["shape"]
+    sets = random_input_sets([{"name": "input", "shape": ["batch", h, w, c], "dtype": "float32"}])
+    mode = record.preprocessing.get("mode", "tf")
+    if mode == "none":  # the model expects raw pixels: random inputs in that range too
+        for s in sets:
+            s.feeds["input"] = (np.clip(s.feeds["input"] * 64 + 128, 0, 255)).astype(np.float32)
+    images = [img.convert("RGB").resize((w, h), Image.BILINEAR) for _, img in sample_images(SAMPLE_IMAGES, size=max(h, w))]
+    pixels = np.stack([np.asarray(img, dtype=np.float32) for img in images])
+    sets.append(InputSet("sample-images", {"input": keras_preprocess(pixels, mode).astype(np.float32)}, kind="sample"))
+    return sets
 
 
 def _image_sets(record: ModelRecord) -> list[InputSet]:

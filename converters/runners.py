@@ -56,9 +56,58 @@ def pt2_runner(path: Path, input_names: list[str]) -> Runner:
     return lambda feeds: _call_torch(module, feeds, input_names)
 
 
+def keras_runner(model: Any, input_names: list[str]) -> Runner:
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        out = model([feeds[n] for n in input_names] if len(input_names) > 1 else feeds[input_names[0]], training=False)
+        out = out if isinstance(out, (tuple, list)) else [out]
+        return [o.numpy() if hasattr(o, "numpy") else o for o in out]
+
+    return run
+
+
+def keras_file_runner(path: Path, input_names: list[str]) -> Runner:
+    from converters.keras_loading import import_keras
+
+    keras = import_keras()
+    try:  # safe_mode: no Lambda layers or arbitrary code from the file
+        model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001
+        raise errors.UnsafeModelError(f"keras refused to load {path.name} in safe mode: {str(exc)[:300]}") from exc
+    return keras_runner(model, input_names)
+
+
+def tflite_runner(path: Path, input_names: list[str]) -> Runner:
+    import warnings
+
+    from converters.keras_loading import import_keras
+
+    import_keras()
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        details = interpreter.get_input_details()
+        for i, detail in enumerate(details):
+            interpreter.resize_tensor_input(detail["index"], feeds[input_names[i]].shape)
+        interpreter.allocate_tensors()
+        for i, detail in enumerate(details):
+            interpreter.set_tensor(detail["index"], feeds[input_names[i]])
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+    return run
+
+
 def artifact_runner(path: Path, input_names: list[str]) -> Runner:
     if path.suffix == ".onnx":
         return onnx_runner(path)
     if path.suffix == ".pt2":
         return pt2_runner(path, input_names)
-    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}", hint="supported files: .onnx, .pt2")
+    if path.suffix == ".tflite":
+        return tflite_runner(path, input_names)
+    if path.suffix == ".keras":
+        return keras_file_runner(path, input_names)
+    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}", hint="supported files: .onnx, .pt2, .tflite, .keras")

@@ -82,11 +82,32 @@ class Registry:
             db.set_meta(conn, TIMM_VERSION_KEY, version)
         return True
 
+    def ensure_keras_catalog(self) -> None:
+        """Index the static Keras applications table once per zoo version."""
+        from registry.keras_source import iter_catalog
+        from zoo import __version__
+
+        with self.engine.connect() as conn:
+            if db.get_meta(conn, "keras_catalog_version") == __version__:
+                return
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(db.models).where(db.models.c.source == "keras"))
+            self._upsert(conn, iter_catalog())
+            db.set_meta(conn, "keras_catalog_version", __version__)
+
     # --- resolution --------------------------------------------------------
     def resolve(self, ref: ModelRef) -> ModelRecord:
         """The record a parsed name refers to (HF repos not yet indexed get a stub)."""
         if ref.source == "local":
             return self.get(f"local/{ref.name}") or self._not_found(ref, sources=("local",))
+        if ref.source == "keras":
+            self.ensure_keras_catalog()
+            record = self.get(f"keras/{ref.name}") or self._not_found(ref, sources=("keras",))
+            if ref.revision:
+                from registry.keras_source import with_input_size
+
+                record = with_input_size(record, int(ref.revision))
+            return record
         if ref.is_repo:
             existing = self.get(ref.name)
             if existing is None and ref.name.startswith("timm/") and ref.source != "hf" and self.ensure_timm_catalog():

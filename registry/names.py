@@ -8,6 +8,7 @@ Accepted forms (timm's ``arch.tag`` and ``hf-hub:`` conventions, plus zoo's own)
     org/name[@revision]      a Hugging Face repo (timm/... repos are timm models)
     hf:org/name[@revision]   a Hugging Face repo, explicitly (hf-hub: also accepted)
     local:name               a model imported with ``zoo import``
+    keras:MobileNetV2[@96]   a Keras application (optionally at a square input size)
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 
 from zoo.errors import InvalidNameError
 
-SOURCES = ("timm", "hf", "local")
-_PREFIXES = {"timm": "timm", "hf": "hf", "hf-hub": "hf", "local": "local"}
+SOURCES = ("timm", "hf", "local", "keras")
+_PREFIXES = {"timm": "timm", "hf": "hf", "hf-hub": "hf", "local": "local", "keras": "keras"}
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
 _REPO_RE = re.compile(rf"^{_PART}/{_PART}$")
 _BARE_RE = re.compile(rf"^{_PART}$")
@@ -59,7 +60,7 @@ def parse_name(text: str) -> ModelRef:
     if sep and prefix.lower() in _PREFIXES:
         source, text = _PREFIXES[prefix.lower()], rest
     elif sep:
-        raise _invalid(raw, f"unknown source prefix {prefix!r} (known: timm:, hf:, local:)")
+        raise _invalid(raw, f"unknown source prefix {prefix!r} (known: timm:, hf:, local:, keras:)")
     name, at, revision = text.partition("@")
     if at and not revision:
         raise _invalid(raw, "nothing after '@' (give a branch, tag or commit sha)")
@@ -80,6 +81,10 @@ def parse_name(text: str) -> ModelRef:
         raise _invalid(raw, "names use letters, digits, '.', '_' and '-'")
     elif source == "hf":
         raise _invalid(raw, "Hugging Face names are org/name")
+    if source == "keras":
+        if "/" in name or revision and not revision.isdigit():
+            raise _invalid(raw, "Keras applications are keras:Name or keras:Name@SIZE (a square input size)")
+        return ModelRef(text=raw, source=source, name=name, revision=revision or None)
     if revision and source in ("timm", "local") or revision and source is None and "/" not in name:
         raise _invalid(raw, "only Hugging Face repos (org/name@rev) take a revision")
     return ModelRef(text=raw, source=source, name=name, revision=revision or None)

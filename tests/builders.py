@@ -292,3 +292,38 @@ def _cachedir_tag() -> str:
     except ImportError:  # older/newer client: the standard's mandatory first line is enough
         return "Signature: 8a477f597d28d172789f06886806bc55\n"
     return CACHEDIR_TAG_CONTENT
+
+
+# --- keras ------------------------------------------------------------------------------------
+
+
+def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, bytes]:
+    """(file name keras' cache looks for, legacy .h5 weights) of a seeded MobileNetV2 at ``size``.
+
+    keras.applications.MobileNetV2(weights="imagenet") fetches this name into
+    KERAS_HOME/models without a hash check, so the file placed there is what
+    keras loads: the real loading path, offline. Norm layers get random
+    statistics: fresh Keras models output the same softmax for every input.
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import h5py
+    import keras
+    import numpy as np
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), weights=None)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype("float32"), rng.normal(0, 0.1, beta.shape).astype("float32"),
+                               rng.normal(0, 0.1, mean.shape).astype("float32"), rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.h5"
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        data = path.read_bytes()
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}.h5", data

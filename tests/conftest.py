@@ -87,6 +87,7 @@ def zoo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ZooEnv:
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("ZOO_DEBUG", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # keras' weights cache, never ~/.keras
     hf_home = str(env.hf_home)
     _set_hf_constants(
         monkeypatch,
@@ -203,3 +204,20 @@ def source_outputs(files: dict[str, bytes], arch: str, x: np.ndarray) -> np.ndar
     model.load_state_dict(load_safetensors(files["model.safetensors"]))
     with torch.no_grad():
         return model.eval()(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="session")
+def keras_weights() -> tuple[str, bytes]:
+    from builders import keras_mobilenet_v2_weights
+
+    return keras_mobilenet_v2_weights(96)
+
+
+@pytest.fixture
+def keras_cache(zoo_env, keras_weights) -> Path:
+    """KERAS_HOME/models holding seeded MobileNetV2 weights, as keras' own download would leave them."""
+    name, data = keras_weights
+    path = Path(os.environ["KERAS_HOME"]) / "models" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

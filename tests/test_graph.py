@@ -9,13 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TIMM_REPO, pull_json, source_outputs
+from conftest import TIMM_REPO, pull_json, run_zoo, source_outputs
 from converters import graph
 from converters.parity import default_tolerance
 from zoo import errors
 
-# (format, model) -> every edge of the plan from torch must be covered by at least one case
+KERAS = "keras:MobileNetV2@96"
+
+# (format, model) -> every edge of every plan must be covered by at least one case
 EDGE_CASES = [
+    ("onnx", KERAS),
+    ("tflite", KERAS),
+    ("keras", KERAS),
+    ("onnx-int8", KERAS),
     ("onnx", "test_resnet"),
     ("onnx-fp16", "test_resnet"),
     ("onnx-int8", "test_resnet"),
@@ -28,8 +34,12 @@ EDGE_CASES = [
 ]
 
 
+def _node(model: str) -> str:
+    return "keras-model" if model.startswith("keras:") else "torch"
+
+
 def test_every_registered_edge_has_a_case():
-    covered = {(e.source, e.target) for fmt, _ in EDGE_CASES for e in graph.plan("torch", fmt)}
+    covered = {(e.source, e.target) for fmt, model in EDGE_CASES for e in graph.plan(_node(model), fmt)}
     assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
 
 
@@ -59,6 +69,20 @@ def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
         import onnxruntime as ort
 
         return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    if path.endswith(".tflite"):
+        import tensorflow as tf
+
+        interpreter = tf.lite.Interpreter(model_path=path)
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    if path.endswith(".keras"):
+        import keras
+
+        return keras.saving.load_model(path, safe_mode=True, compile=False)(x, training=False).numpy()
     import torch
 
     module = torch.export.load(path).module()
@@ -67,11 +91,11 @@ def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt, model", EDGE_CASES)
-def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, fmt, model):
-    repo = TIMM_REPO if model == "test_resnet" else model
-    cached_repo(repo)
+def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, keras_cache, fmt, model):
+    if not model.startswith("keras:"):
+        cached_repo(TIMM_REPO if model == "test_resnet" else model)
     out = pull_json(model, "--format", fmt, env={"HF_HUB_OFFLINE": "1"})
-    chain = graph.plan("torch", fmt)
+    chain = graph.plan(_node(model), fmt)
     assert out["format"] == fmt and out["conversion"]["chain"] == graph.chain_name(chain)
     assert out["parity"]["passed"] and out["verified"]
     tol = out["parity"]["tolerance"]
@@ -83,6 +107,16 @@ def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, fmt, model):
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(got, ref, atol=tol["atol"] * scale, rtol=tol["rtol"])
         assert (got.argmax(1) == ref.argmax(1)).mean() >= 2 / 3
+    if model == KERAS:  # against keras' own model built from the same cached weights file
+        import keras
+
+        x = np.random.default_rng(11).standard_normal((3, 96, 96, 3)).astype(np.float32)
+        source = keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=str(keras_cache), classifier_activation=None)
+        ref = source(x, training=False).numpy()
+        got = _independent_outputs(out["path"], x)
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(got, ref, atol=tol["atol"] * scale, rtol=tol["rtol"])
+        assert ref.std() > 0  # the seeded weights give input-dependent logits: the check can fail
 
 
 def test_formats_are_distinct_artifacts_and_each_cached(indexed, cached_repo):
@@ -122,3 +156,17 @@ def test_allow_mismatch_hands_back_an_unverified_artifact(indexed, cached_repo, 
     assert Path(out["path"]).parent.parent.name == "quarantine" and "--allow-mismatch" in captured.err
     # without the flag the same request fails, and an unverified artifact is never served as cached
     assert cli.main(["pull", "test_resnet", "--json"]) == 6
+
+
+def test_keras_without_cached_weights_offline_is_a_network_error(indexed):
+    proc = run_zoo("pull", KERAS, env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 4 and "KERAS_HOME" in proc.stderr, proc.stderr[-1500:]
+
+
+def test_keras_catalog_lists_and_resolves(indexed):
+    listed = json.loads(run_zoo("list", "--source", "keras", "--json").stdout)
+    assert {"keras/MobileNetV2", "keras/ResNet50", "keras/EfficientNetB0"} <= {m["id"] for m in listed["models"]}
+    proc = run_zoo("pull", "keras:MobileNetV9")
+    assert proc.returncode == 3 and "MobileNetV2" in proc.stderr
+    proc = run_zoo("pull", "keras:MobileNetV2", "--format", "pt2")
+    assert proc.returncode == 5 and "tflite" in proc.stderr  # names what keras-model reaches

@@ -33,9 +33,10 @@ def _parser() -> argparse.ArgumentParser:
 
     pull = sub.add_parser("pull", help="resolve, download, convert and verify a model",
                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    pull.add_argument("name", help="resnet50, resnet50.a1_in1k, org/name[@rev], hf:org/name, local:NAME")
+    pull.add_argument("name", help="resnet50, resnet50.a1_in1k, org/name[@rev], hf:org/name, local:NAME, keras:MobileNetV2[@SIZE]")
     pull.add_argument("--format", "-f", default="onnx",
-                      help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), pt2 (torch.export)")
+                      help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
+                           "pt2 (torch.export; PyTorch sources), tflite and keras (Keras sources)")
     pull.add_argument("--opset", type=int, help="ONNX opset (default: 18)")
     pull.add_argument("--atol", type=float, help="absolute tolerance for parity (default: per dtype, scaled by output magnitude)")
     pull.add_argument("--rtol", type=float, help="relative tolerance for parity")
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="search the model index (offline)")
     ls.add_argument("pattern", nargs="?", help="substring, or a glob with *")
-    ls.add_argument("--source", choices=("timm", "hf", "local"))
+    ls.add_argument("--source", choices=("timm", "hf", "local", "keras"))
     ls.add_argument("--limit", type=int, default=50, help="at most this many rows (0: all)")
     ls.add_argument("--json", action="store_true")
 
@@ -93,8 +94,39 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_json_stream = None  # the real stdout while --json keeps native chatter off it
+
+
+def _protect_stdout() -> None:
+    """With --json, stdout carries exactly one JSON object. Native libraries
+    (TFLite's delegate notice, say) print to file descriptor 1 directly, so fd 1
+    points at stderr while zoo works, and the JSON goes to the saved stdout."""
+    global _json_stream
+    import os
+
+    sys.stdout.flush()
+    _json_stream = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _json_stream
     args = _parser().parse_args(argv)
+    if getattr(args, "json", False) and argv is None:  # a real process, not an in-process call
+        _protect_stdout()
+    try:
+        return _main(args)
+    finally:
+        if _json_stream is not None:
+            _json_stream.flush()
+            _json_stream = None
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str), file=_json_stream or sys.stdout, flush=True)
+
+
+def _main(args: argparse.Namespace) -> int:
     from zoo.settings import get_settings
 
     settings = get_settings()
@@ -125,7 +157,7 @@ def _report_error(exc: ZooError, args: argparse.Namespace, debug: bool) -> int:
 
         traceback.print_exception(exc, file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps({**exc.to_dict(), "exit_code": code}))
+        _print_json({**exc.to_dict(), "exit_code": code})
     print(f"zoo: error: {exc.message}", file=sys.stderr)
     worst = exc.details.get("worst")
     if worst:
@@ -148,7 +180,10 @@ def _report_error(exc: ZooError, args: argparse.Namespace, debug: bool) -> int:
 
 
 def _emit(args: argparse.Namespace, obj: Any, text: str) -> None:
-    print(json.dumps(obj, indent=None, default=str) if getattr(args, "json", False) else text)
+    if getattr(args, "json", False):
+        _print_json(obj)
+    else:
+        print(text)
 
 
 def cmd_pull(args: argparse.Namespace, settings) -> int:
@@ -190,7 +225,7 @@ def cmd_parity(args: argparse.Namespace, settings) -> int:
                      f"cosine {o.get('cosine')}, top-1 {o.get('top1_agreement')}, passed {o.get('passed')}")
     if args.json:  # one object, failure included
         code = EXIT_OK if report.passed else exit_code_for(ParityError(""))
-        print(json.dumps({"reference": ref, "candidate": cand, "parity": report.to_dict(), "exit_code": code}))
+        _print_json({"reference": ref, "candidate": cand, "parity": report.to_dict(), "exit_code": code})
         return code
     print("\n".join(lines))
     if not report.passed:
@@ -221,6 +256,8 @@ def cmd_list(args: argparse.Namespace, settings) -> int:
     registry = Registry(settings)
     if args.source in (None, "timm"):
         registry.ensure_timm_catalog()
+    if args.source in (None, "keras"):
+        registry.ensure_keras_catalog()
     records = registry.search(args.pattern, source=args.source, limit=None)
     rows = [{"id": r.id, "source": r.source, "name": r.name, "task": r.task, "default": r.is_default} for r in records]
     known = {r["id"] for r in rows}

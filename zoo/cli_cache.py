@@ -101,4 +101,6 @@ def _row(art) -> dict[str, Any]:
 
 
 def _out(args: argparse.Namespace, obj: Any, text: str) -> None:
-    print(json.dumps(obj, default=str) if args.json else text)
+    from zoo.cli import _emit
+
+    _emit(args, obj, text)

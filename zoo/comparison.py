@@ -77,10 +77,12 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
 def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
     """Pull ``name`` in every reachable format; each row is checked against the same source on the same inputs."""
     from converters import graph
-    from zoo.pipeline import PullOptions, pull
+    from registry.index import Registry
+    from registry.names import parse_name
+    from zoo.pipeline import PullOptions, pull, source_node
 
     rows = []
-    for fmt in graph.reachable("torch"):
+    for fmt in graph.reachable(source_node(Registry(settings).resolve(parse_name(name)))):
         start = time.perf_counter()
         try:
             result = pull(name, PullOptions(format=fmt, allow_mismatch=True), settings=settings)

@@ -82,7 +82,8 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     progress = progress or quiet()
     from converters import graph
 
-    chain = graph.plan("torch", options.format)  # unsupported formats fail before any network or heavy work
+    if options.format not in graph.formats():  # fail before any network or heavy work
+        graph.plan("torch", options.format)
     canonical = options.canonical()  # validates before any network or heavy work
     ref = parse_name(name)
     fp = pullmemo.fingerprint(name.strip(), ref.revision, canonical, converter_versions())
@@ -94,6 +95,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     registry = Registry(settings)
     with progress.stage("resolve", name):
         record = registry.resolve(ref)
+    chain = graph.plan(source_node(record), options.format)
     with progress.stage("fetch", record.repo_id or record.id):
         fetched = fetch(record, ref.revision, registry, settings, progress)
     key = cache_key(fetched, canonical, graph.chain_name(chain))
@@ -109,7 +111,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
                 store.clean_stale()
                 result = convert(fetched, options, canonical, key, registry, store, progress)
     result.notes = progress.notes + result.notes
-    if fetched.record.source != "local" and result.verified:
+    if fetched.record.repo_id and fetched.record.source != "local" and result.verified:
         pullmemo.remember(settings, fp, {"repo_id": fetched.record.repo_id, "commit": fetched.revision,
                                          "key": key, "digest": result.digest})
     if output is not None:
@@ -137,9 +139,18 @@ def _recall(ref: Any, fp: str, settings: Settings, output: Path | None) -> PullR
     return result
 
 
+def source_node(record: ModelRecord) -> str:
+    """The graph node a record's model starts from."""
+    return "keras-model" if record.library == "keras" else "torch"
+
+
 def fetch(record: ModelRecord, revision: str | None, registry: Registry, settings: Settings,
           progress: Progress) -> Fetched:
     from registry.hf_source import describe, fetch_snapshot, file_infos
+
+    if record.source == "keras":  # weights come through keras' own cache when the model is built
+        version = importlib.metadata.version("keras") if _has_dist("keras") else "none"
+        return Fetched(record, f"keras-{version}-{record.input_spec[0]['shape'][1]}", settings.home, [], [], "keras")
 
     if record.source == "local":
         root = settings.home / "local" / record.name / str(record.revision)
@@ -167,9 +178,17 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
     return Fetched(record, snap.commit, snap.root, files, snap.weights, snap.weights_format)
 
 
+def _has_dist(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
 def converter_versions() -> dict[str, str]:
     out = {"zoo": __version__}
-    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers"):
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers", "tensorflow", "keras", "tf2onnx"):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -222,13 +241,22 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     from converters.parity import Tolerance, check_parity, default_tolerance
     from converters.runners import artifact_runner, torch_inputs, torch_runner
 
-    chain = graph.plan("torch", options.format)
     record = fetched.record
+    node = source_node(record)
+    chain = graph.plan(node, options.format)
     with progress.stage("load", f"{record.library} {record.arch}"):
-        tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
+        if node == "keras-model":
+            from converters.keras_loading import build_keras
+            from converters.runners import keras_runner
+
+            tm = build_keras(record, progress.note)
+            reference = keras_runner(tm.model, tm.input_names)
+        else:
+            tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
+            reference = torch_runner(tm)
         input_sets = parity_input_sets(record, tm.tokenizer)
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter,
-                            example=torch_inputs(input_sets[0].feeds, tm.input_names),
+                            example=torch_inputs(input_sets[0].feeds, tm.input_names) if node == "torch" else (),
                             seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
     with store.staging() as staging:
         current: Any = tm
@@ -247,16 +275,16 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
             tol = Tolerance(options.atol if options.atol is not None else base.atol,
                             options.rtol if options.rtol is not None else base.rtol,
                             scaled=options.atol is None)
-            report = check_parity(torch_runner(tm), artifact_runner(current, tm.input_names), input_sets,
+            report = check_parity(reference, artifact_runner(current, tm.input_names), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()
         for warning in report.warnings:
             progress.note(f"parity: {warning}")
-        if not report.passed and chain[0].target == "onnx":
+        if not report.passed and chain[0].source == "torch" and chain[0].target == "onnx":
             with progress.stage("locate", "the first diverging layer"):
                 parity["divergence"] = _divergence(tm, hops[0], input_sets[0].feeds, base, chain)
-        conversion = {**ctx.info.get("torch->onnx", {}), "chain": graph.chain_name(chain),
+        conversion = {**ctx.info.get("torch->onnx", ctx.info.get("keras-model->onnx", {})), "chain": graph.chain_name(chain),
                       "edges": [{"from": e.source, "to": e.target, "tool": e.name, "dtype": e.dtype} for e in chain],
                       "details": ctx.info}
         if current.suffix == ".onnx":

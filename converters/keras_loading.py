@@ -1,0 +1,70 @@
+"""Build a Keras application with weights from keras' own cache."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from registry.records import ModelRecord
+from zoo import errors
+
+
+@dataclass
+class KerasModel:
+    model: Any  # keras.Model
+    input_names: list[str]
+    output_names: list[str]
+    classifier_outputs: list[str] = field(default_factory=list)
+    labels: list[str] | None = None
+    tokenizer: Any = None
+
+
+def import_keras() -> Any:
+    """Import keras (and TensorFlow), keeping TensorFlow's start-up chatter off stderr:
+    TF 2.21 logs before its log level applies, so fd 2 is parked during the import."""
+    import sys
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet = os.environ.get("ZOO_DEBUG", "") in ("", "0")
+    saved = os.dup(2) if quiet else None
+    try:
+        if saved is not None:
+            sys.stderr.flush()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        import keras
+        import tensorflow  # noqa: F401 - its C++ start-up is what logs
+    except ImportError as exc:
+        raise errors.MissingDependencyError("TensorFlow/Keras is needed for Keras models", hint="pip install 'zoo-hub[tf]'") from exc
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return keras
+
+
+def build_keras(record: ModelRecord, note: Callable[[str], None]) -> KerasModel:
+    keras = import_keras()
+    factory = getattr(keras.applications, record.arch or "", None)
+    if factory is None:
+        raise errors.UnsupportedError(f"keras {keras.__version__} has no application {record.arch!r}")
+    size = record.input_spec[0]["shape"][1]
+    try:
+        # logits, as timm and transformers classifiers give: parity on a 1000-way softmax
+        # (values ~1e-3) would hardly check anything at an absolute tolerance
+        model = factory(weights="imagenet", input_shape=(size, size, 3), classifier_activation=None)
+    except ValueError as exc:  # e.g. an input size the application does not support
+        raise errors.UsageError(f"keras:{record.arch} at {size}x{size}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - keras' get_file raises plain Exceptions on fetch failures
+        if "fetch" in str(exc).lower() or isinstance(exc, OSError):
+            raise errors.NetworkError(
+                f"keras could not download the weights of {record.arch} at {size}x{size}: {str(exc)[:200]}",
+                hint="connect to the internet once, or place the weights file in KERAS_HOME/models") from exc
+        raise errors.InvalidModelError(f"cannot build keras:{record.arch}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    outputs = [t.name.split("/")[0].split(":")[0] for t in model.outputs]
+    outputs = list(getattr(model, "output_names", None) or outputs)
+    return KerasModel(model, ["input"], outputs, classifier_outputs=outputs[:1])
