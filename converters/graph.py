@@ -101,6 +101,32 @@ def plan(source: str, target: str) -> list[Edge]:
     return chain[::-1]
 
 
+def require_format(target: str) -> None:
+    """Fail fast, before any network or heavy work, on a format no edge produces."""
+    known = formats()
+    if target not in known:
+        raise errors.UnsupportedFormatError(f"format {target!r} is not supported",
+                                            hint=f"known formats: {', '.join(known)}")
+
+
+def run_chain(chain: list[Edge], source: Any, staging: Path, ctx: EdgeContext, progress: Any) -> list[Path]:
+    """Run each edge into its own directory under ``staging``; every hop's primary file, in order."""
+    hops: list[Path] = []
+    current = source
+    for i, step in enumerate(chain):
+        hop = staging / f"{i}-{step.target}"
+        hop.mkdir()
+        stage = "export" if step.source == "torch" else "convert"
+        with progress.stage(stage, f"{step.source} -> {step.target} ({step.name})"):
+            current = step.run(current, hop, ctx)
+        hops.append(current)
+    return hops
+
+
+def describe_edges(chain: list[Edge]) -> list[dict[str, str]]:
+    return [{"from": e.source, "to": e.target, "tool": e.name, "dtype": e.dtype} for e in chain]
+
+
 def chain_dtype(chain: list[Edge]) -> str:
     return max((e.dtype for e in chain), key=DTYPE_ORDER.index, default="float32")
 

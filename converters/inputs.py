@@ -102,8 +102,8 @@ def _text_sets(record: ModelRecord, tokenizer: Any) -> list[InputSet]:
 _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 9: "bool"}
 
 
-def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Input spec (name, shape with dim names, dtype) and metadata_props of an ONNX file."""
+def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """Input spec (name, shape with dim names, dtype), output names and metadata_props of an ONNX file."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -120,9 +120,7 @@ def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
             raise errors.UnsupportedError(f"input {value.name!r} has an ONNX element type zoo cannot feed ({tensor.elem_type})")
         shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in tensor.shape.dim]
         spec.append({"name": value.name, "shape": shape, "dtype": dtype})
-    meta = {p.key: p.value for p in model.metadata_props}
-    meta["__outputs__"] = ",".join(o.name for o in model.graph.output)
-    return spec, meta
+    return spec, [o.name for o in model.graph.output], {p.key: p.value for p in model.metadata_props}
 
 
 def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str]) -> list[InputSet]:

@@ -85,6 +85,12 @@ def default_tolerance(dtype: str = "float32") -> Tolerance:
     return DEFAULT_TOLERANCES[key]
 
 
+def requested_tolerance(dtype: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
+    """The dtype's default tolerance with the user's overrides; an explicit atol is not scaled."""
+    base = default_tolerance(dtype)
+    return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol, scaled=atol is None)
+
+
 @dataclass
 class InputSet:
     """One batch of inputs both models are run on."""

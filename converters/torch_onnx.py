@@ -5,7 +5,6 @@ data file for models over 2 GB)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import inspect
 import io
 import os
@@ -23,13 +22,9 @@ DIM_MAX = {"batch": 4096, "sequence": None}
 
 
 def exporter_versions() -> dict[str, str]:
-    out = {}
-    for dist in ("torch", "onnx", "onnxscript", "onnxruntime"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    from zoo.versions import dist_versions
+
+    return dist_versions(("torch", "onnx", "onnxscript", "onnxruntime"))
 
 
 def check_opset(opset: int | None) -> int:

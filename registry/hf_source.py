@@ -127,18 +127,23 @@ def offline_error(repo_id: str, revision: str | None, settings: Settings) -> err
     )
 
 
-def cached_snapshot(repo_id: str, revision: str | None, settings: Settings, repo_filename: str | None = None) -> Snapshot | None:
-    """The snapshot of ``repo_id@revision`` in the local cache, or None."""
-    repo_dir = repo_cache_dir(settings.hf_hub_cache, repo_id)
+def cached_commit(repo_id: str, revision: str | None, hub_cache: Path) -> str | None:
+    """The commit ``revision`` (default main) names in the local cache: a sha as is, a ref from ``refs/``."""
     revision = revision or "main"
     if COMMIT_RE.match(revision):
-        commit = revision
-    else:
-        ref = repo_dir / "refs" / revision
-        if not ref.is_file():
-            return None
-        commit = ref.read_text().strip()
-    root = repo_dir / "snapshots" / commit
+        return revision
+    try:
+        return (repo_cache_dir(hub_cache, repo_id) / "refs" / revision).read_text().strip()
+    except OSError:
+        return None
+
+
+def cached_snapshot(repo_id: str, revision: str | None, settings: Settings, repo_filename: str | None = None) -> Snapshot | None:
+    """The snapshot of ``repo_id@revision`` in the local cache, or None."""
+    commit = cached_commit(repo_id, revision, settings.hf_hub_cache)
+    if commit is None:
+        return None
+    root = repo_cache_dir(settings.hf_hub_cache, repo_id) / "snapshots" / commit
     if not root.is_dir():
         return None
     available = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]

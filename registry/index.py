@@ -65,9 +65,10 @@ class Registry:
     # --- timm catalog ------------------------------------------------------
     def ensure_timm_catalog(self, *, quiet: bool = False) -> bool:
         """Index timm's catalog once per installed timm version; False if timm is absent."""
-        from registry.timm_source import installed_timm_version, iter_catalog
+        from registry.timm_source import iter_catalog
+        from zoo.versions import dist_version
 
-        version = installed_timm_version()
+        version = dist_version("timm")  # from metadata: importing timm costs ~4 s
         if version is None:
             return False
         with self.engine.connect() as conn:

@@ -3,21 +3,12 @@ installed timm (about 1.8k ``arch.tag`` entries)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any, Iterator
 
 from registry.records import ModelRecord, image_input_spec
 from zoo.errors import MissingDependencyError
 
 _PREPROCESSING_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
-
-
-def installed_timm_version() -> str | None:
-    """timm's version from its metadata, without importing timm (~4 s)."""
-    try:
-        return importlib.metadata.version("timm")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -169,7 +169,7 @@ def test_pickle_only_repo_falls_back_weights_only_and_says_so(indexed, hub_endpo
         (["../etc/passwd"], 2, "invalid model name"),
         (["a/b/c"], 2, "invalid model name"),
         (["resnet50@main"], 2, "revision"),
-        (["test_resnet", "--format", "caffe"], 5, "onnx-int8"),  # names the reachable formats
+        (["test_resnet", "--format", "caffe"], 5, "onnx-int8"),  # names the formats zoo knows
         (["test_resnet", "--opset", "3"], 2, "opset"),
     ],
 )

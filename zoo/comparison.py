@@ -44,9 +44,8 @@ def _file_side(text: str, names: list[str] | None) -> dict[str, Any]:
     path = Path(text).expanduser()
     side: dict[str, Any] = {"label": str(path), "path": path}
     if path.suffix == ".onnx":
-        spec, meta = onnx_signature(path)
-        side.update(inputs=file_input_sets(spec, meta), names=[s["name"] for s in spec],
-                    outputs=meta["__outputs__"].split(","))
+        spec, outputs, meta = onnx_signature(path)
+        side.update(inputs=file_input_sets(spec, meta), names=[s["name"] for s in spec], outputs=outputs)
     input_names = side.get("names") or names
     if input_names is None:
         raise errors.UnsupportedError(f"cannot tell the inputs of {path.name}",
@@ -58,7 +57,7 @@ def _file_side(text: str, names: list[str] | None) -> dict[str, Any]:
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
             dtype: str = "float32") -> tuple[Any, str, str]:
     """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs."""
-    from converters.parity import Tolerance, check_parity, default_tolerance
+    from converters.parity import check_parity, requested_tolerance
     from zoo.pipeline import converter_versions
 
     if not _is_file(b):
@@ -67,8 +66,7 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
     first = _file_side(a, None) if _is_file(a) else _model_side(a, settings)
     second = _file_side(b, first["names"])
     inputs = first.get("inputs") or second.get("inputs")
-    base = default_tolerance(dtype)
-    tol = Tolerance(atol if atol is not None else base.atol, rtol if rtol is not None else base.rtol, scaled=atol is None)
+    tol = requested_tolerance(dtype, atol, rtol)
     report = check_parity(first["run"], second["run"], inputs, output_names=first.get("outputs"), tolerance=tol,
                           classifier_outputs=first.get("classifiers", ()), versions=converter_versions())
     return report, first["label"], second["label"]

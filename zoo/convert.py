@@ -76,30 +76,22 @@ def _convert_file(path: Path, digest: str, model_id: str, chain: list, options: 
                   key: str, registry: Any, store: ArtifactStore, progress: Progress) -> PullResult:
     from converters import graph
     from converters.inputs import file_input_sets, onnx_signature
-    from converters.parity import Tolerance, check_parity, default_tolerance
+    from converters.parity import check_parity, requested_tolerance
     from converters.runners import artifact_runner, onnx_runner
 
-    spec, source_meta = onnx_signature(path)
+    spec, outputs, source_meta = onnx_signature(path)
     input_sets = file_input_sets(spec, source_meta)
     names = [s["name"] for s in spec]
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter)
     with store.staging() as staging:
-        current: Any = path
-        for i, step in enumerate(chain):
-            hop = staging / f"{i}-{step.target}"
-            hop.mkdir()
-            with progress.stage("convert", f"{step.source} -> {step.target} ({step.name})"):
-                current = step.run(current, hop, ctx)
+        current = graph.run_chain(chain, path, staging, ctx, progress)[-1]
         dtype = graph.chain_dtype(chain)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
-            base = default_tolerance(dtype)
-            tol = Tolerance(options.atol if options.atol is not None else base.atol,
-                            options.rtol if options.rtol is not None else base.rtol, scaled=options.atol is None)
+            tol = requested_tolerance(dtype, options.atol, options.rtol)
             report = check_parity(onnx_runner(path), artifact_runner(current, names), input_sets, tolerance=tol,
-                                  output_names=source_meta["__outputs__"].split(","), versions=converter_versions())
+                                  output_names=outputs, versions=converter_versions())
         parity = report.to_dict()
-        conversion = {"chain": graph.chain_name(chain), "details": ctx.info,
-                      "edges": [{"from": e.source, "to": e.target, "tool": e.name, "dtype": e.dtype} for e in chain]}
+        conversion = {"chain": graph.chain_name(chain), "details": ctx.info, "edges": graph.describe_edges(chain)}
         if current.suffix == ".onnx":
             _write_file_metadata(current, path, digest, source_meta, report)
         manifest = {"model": model_id, "revision": digest, "format": options.format, "key": key,
@@ -126,7 +118,7 @@ def _write_file_metadata(target: Path, source: Path, digest: str, source_meta: d
 
     model = onnx.load(str(target), load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
-    props.update({k: v for k, v in source_meta.items() if k.startswith("zoo.")})  # not "__outputs__"
+    props.update({k: v for k, v in source_meta.items() if k.startswith("zoo.")})
     props.update({
         "zoo.version": __version__,
         "zoo.converted_from": f"{source.name} sha256:{digest}",

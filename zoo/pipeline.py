@@ -7,15 +7,12 @@ store: it imports neither torch, timm nor onnxruntime.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from registry.names import parse_name
 from registry.records import FileInfo, ModelRecord
@@ -23,10 +20,10 @@ from zoo import __version__, errors, pullmemo
 from zoo.progress import Progress, quiet
 from zoo.settings import Settings, get_settings
 from zoo.store import Artifact, ArtifactStore, copy_out
+from zoo.versions import dist_version, dist_versions
 
 if TYPE_CHECKING:
     from registry.index import Registry
-
 
 
 @dataclass(frozen=True)
@@ -82,8 +79,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     progress = progress or quiet()
     from converters import graph
 
-    if options.format not in graph.formats():  # fail before any network or heavy work
-        graph.plan("torch", options.format)
+    graph.require_format(options.format)
     canonical = options.canonical()  # validates before any network or heavy work
     ref = parse_name(name)
     fp = pullmemo.fingerprint(name.strip(), ref.revision, canonical, converter_versions())
@@ -111,7 +107,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
                 store.clean_stale()
                 result = convert(fetched, options, canonical, key, registry, store, progress)
     result.notes = progress.notes + result.notes
-    if fetched.record.repo_id and fetched.record.source != "local" and result.verified:
+    if fetched.record.repo_id and result.verified:  # local and keras records have no repo to re-check
         pullmemo.remember(settings, fp, {"repo_id": fetched.record.repo_id, "commit": fetched.revision,
                                          "key": key, "digest": result.digest})
     if output is not None:
@@ -149,7 +145,7 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
     from registry.hf_source import describe, fetch_snapshot, file_infos
 
     if record.source == "keras":  # weights come through keras' own cache when the model is built
-        version = importlib.metadata.version("keras") if _has_dist("keras") else "none"
+        version = dist_version("keras") or "none"
         return Fetched(record, f"keras-{version}-{record.input_spec[0]['shape'][1]}", settings.home, [], [], "keras")
 
     if record.source == "local":
@@ -178,22 +174,9 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
     return Fetched(record, snap.commit, snap.root, files, snap.weights, snap.weights_format)
 
 
-def _has_dist(name: str) -> bool:
-    try:
-        importlib.metadata.version(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
 def converter_versions() -> dict[str, str]:
-    out = {"zoo": __version__}
-    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers", "tensorflow", "keras", "tf2onnx"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    return {"zoo": __version__, **dist_versions(("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers",
+                                                  "tensorflow", "keras", "tf2onnx"))}
 
 
 def cache_key(fetched: Fetched, canonical: dict[str, Any], converter: str) -> str:
@@ -238,7 +221,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     end against the source model, publish (verified, or quarantined)."""
     from converters import graph, loading
     from converters.inputs import parity_input_sets
-    from converters.parity import Tolerance, check_parity, default_tolerance
+    from converters.parity import check_parity, default_tolerance, requested_tolerance
     from converters.runners import artifact_runner, torch_inputs, torch_runner
 
     record = fetched.record
@@ -259,22 +242,13 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
                             example=torch_inputs(input_sets[0].feeds, tm.input_names) if node == "torch" else (),
                             seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
     with store.staging() as staging:
-        current: Any = tm
-        hops: list[Path] = []
-        for i, step in enumerate(chain):
-            hop = staging / f"{i}-{step.target}"
-            hop.mkdir()
-            with progress.stage("export" if step.source == "torch" else "convert", f"{step.source} -> {step.target} ({step.name})"):
-                current = step.run(current, hop, ctx)
-            hops.append(current)
+        hops = graph.run_chain(chain, tm, staging, ctx, progress)
+        current = hops[-1]
         for note in ctx.notes:
             progress.note(note)
         dtype = graph.chain_dtype(chain)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
-            base = default_tolerance(dtype)
-            tol = Tolerance(options.atol if options.atol is not None else base.atol,
-                            options.rtol if options.rtol is not None else base.rtol,
-                            scaled=options.atol is None)
+            tol = requested_tolerance(dtype, options.atol, options.rtol)
             report = check_parity(reference, artifact_runner(current, tm.input_names), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
@@ -283,10 +257,9 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
             progress.note(f"parity: {warning}")
         if not report.passed and chain[0].source == "torch" and chain[0].target == "onnx":
             with progress.stage("locate", "the first diverging layer"):
-                parity["divergence"] = _divergence(tm, hops[0], input_sets[0].feeds, base, chain)
+                parity["divergence"] = _divergence(tm, hops[0], input_sets[0].feeds, default_tolerance(dtype), chain)
         conversion = {**ctx.info.get("torch->onnx", ctx.info.get("keras-model->onnx", {})), "chain": graph.chain_name(chain),
-                      "edges": [{"from": e.source, "to": e.target, "tool": e.name, "dtype": e.dtype} for e in chain],
-                      "details": ctx.info}
+                      "edges": graph.describe_edges(chain), "details": ctx.info}
         if current.suffix == ".onnx":
             _write_onnx_metadata(current, fetched, tm, conversion, report)
         _copy_sidecar_files(fetched, current.parent)

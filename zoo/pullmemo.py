@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from registry.hf_source import COMMIT_RE, cached_commit
 from zoo.hashing import sha256_json
 from zoo.settings import Settings
-
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def fingerprint(name: str, revision: str | None, canonical: dict[str, Any], versions: dict[str, str]) -> str:
@@ -51,14 +49,8 @@ def recall(settings: Settings, fp: str) -> dict[str, Any] | None:
 def current_commit(repo_id: str, revision: str | None, settings: Settings) -> str | None:
     """The commit ``repo_id@revision`` points at now, or None when unsure."""
     revision = revision or "main"
-    if _COMMIT_RE.match(revision):
-        return revision
-    if settings.hf_offline:
-        ref = settings.hf_hub_cache / ("models--" + repo_id.replace("/", "--")) / "refs" / revision
-        try:
-            return ref.read_text().strip()
-        except OSError:
-            return None
+    if settings.hf_offline or COMMIT_RE.match(revision):
+        return cached_commit(repo_id, revision, settings.hf_hub_cache)
     try:  # huggingface_hub's own session: same proxies, certificates, token and user agent
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
@@ -66,6 +58,6 @@ def current_commit(repo_id: str, revision: str | None, settings: Settings) -> st
         response = get_session().get(url, headers=build_hf_headers(token=settings.hf_token), timeout=10)
         hf_raise_for_status(response)
         sha = response.json().get("sha")
-        return sha if isinstance(sha, str) and _COMMIT_RE.match(sha) else None
+        return sha if isinstance(sha, str) and COMMIT_RE.match(sha) else None
     except Exception:  # noqa: BLE001 - any doubt: the full pipeline decides and reports
         return None
