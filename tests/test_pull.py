@@ -434,3 +434,21 @@ def test_a_faithful_export_shows_no_divergence(indexed, cached_repo, tiny_repos)
     path = snapshot.parent.parent.parent / "check.onnx"
     export_onnx(tm, torch_inputs(feeds, ["input"]), path, opset=18)
     assert locate_divergence(tm, path, feeds) is None
+
+
+def test_fast_path_survives_the_same_bytes_published_under_another_key(indexed, cached_repo):
+    """Content-addressed artifacts keep the first publication's zoo.json; a later cache key
+    (say, after upgrading a library that changed no output) must still take the fast path."""
+    cached_repo(TIMM_REPO)
+    first = pull_json("test_resnet", env={"HF_HUB_OFFLINE": "1"})
+    manifest_path = Path(first["artifact_dir"]) / "zoo.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["key"] = "0" * 64  # as if an earlier key had published these bytes first
+    manifest_path.write_text(json.dumps(manifest))
+    assert run_zoo("cache", "verify").returncode == 0  # zoo.json is not part of the content digest
+    proc = run_zoo("pull", "test_resnet", "--json", env={"HF_HUB_OFFLINE": "1", "PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert again["cached"] and again["sha256"] == first["sha256"]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "sqlalchemy" not in imported  # answered by the memo, not the registry database

@@ -109,7 +109,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     result.notes = progress.notes + result.notes
     if fetched.record.repo_id and result.verified:  # local and keras records have no repo to re-check
         pullmemo.remember(settings, fp, {"repo_id": fetched.record.repo_id, "commit": fetched.revision,
-                                         "key": key, "digest": result.digest})
+                                         "digest": result.digest})
     if output is not None:
         art = store.get(result.digest)
         assert art is not None
@@ -127,7 +127,9 @@ def _recall(ref: Any, fp: str, settings: Settings, output: Path | None) -> PullR
     if art is None or not store.quick_check(art):
         return None
     manifest = json.loads((art.path / "zoo.json").read_text())
-    if manifest.get("key") != memo["key"]:
+    # Not the manifest's cache key: identical bytes published again under a new key (a
+    # library upgrade that changes no output) keep the first publication's zoo.json.
+    if manifest.get("revision") != memo["commit"]:
         return None
     result = _result(manifest, art, cached=True)
     if output is not None:
