@@ -37,6 +37,9 @@ def onnx_runner(path: Path) -> Runner:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # Parity alternates torch and onnxruntime in one process: ORT's worker threads spin-wait after each
+    # run by default and starve torch's OpenMP threads of the cores (measured: BERT-base forwards 2-3x slower).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types

@@ -167,18 +167,27 @@ def _save_transformers(model, extra_savers=()) -> dict[str, bytes]:
         return _read_dir(Path(tmp))
 
 
-def _bert_tokenizer(tmp: str):
+def _bert_tokenizer(tmp: str, max_length: int = 128):
     from transformers import BertTokenizerFast
     from transformers.models.bert.tokenization_bert import load_vocab
 
     vocab_file = os.path.join(tmp, "vocab.txt")
     Path(vocab_file).write_text("\n".join(_bert_vocab()) + "\n")
     # transformers 5 ignores vocab_file= (the tokenizer would silently have only the 5 specials).
-    return BertTokenizerFast(vocab=dict(load_vocab(vocab_file)), model_max_length=128)
+    return BertTokenizerFast(vocab=dict(load_vocab(vocab_file)), model_max_length=max_length)
 
 
-def bert_repo(head: str = "base", seed: int = 0) -> dict[str, bytes]:
-    """A tiny BERT: ``head`` is "base" (BertModel) or "sequence-classification" (3 sentiment labels)."""
+BERT_SIZES = {  # "tiny" for tests; "base" has BERT-base's shapes (110M parameters) for benchmarks
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37,
+             "max_position_embeddings": 128},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+             "max_position_embeddings": 512, "vocab_size": 30522},
+}
+
+
+def bert_repo(head: str = "base", seed: int = 0, size: str = "tiny") -> dict[str, bytes]:
+    """A BERT with seeded weights: ``head`` is "base" (BertModel) or "sequence-classification" (3 sentiment
+    labels); ``size`` is a key of BERT_SIZES."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
@@ -187,18 +196,13 @@ def bert_repo(head: str = "base", seed: int = 0) -> dict[str, bytes]:
         raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
     labels = {"num_labels": 3, "id2label": SST_LABELS, "label2id": {v: k for k, v in SST_LABELS.items()}}
     config = BertConfig(
-        vocab_size=len(_bert_vocab()),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
+        **{"vocab_size": len(_bert_vocab()), **BERT_SIZES[size]},
         **(labels if head == "sequence-classification" else {}),
     )
     torch.manual_seed(seed)
     model = heads[head](config).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _bert_tokenizer(tmp)
+        tokenizer = _bert_tokenizer(tmp, BERT_SIZES[size]["max_position_embeddings"])
         files = _save_transformers(model, [tokenizer.save_pretrained])
         files["vocab.txt"] = Path(tmp, "vocab.txt").read_bytes()
     task = "text-classification" if head == "sequence-classification" else "feature-extraction"
