@@ -130,16 +130,21 @@ class JobService:
         self.clock = clock
 
     # --- clients --------------------------------------------------------------
-    def submit(self, request: JobRequest, *, idempotency_key: str | None = None,
-               token_id: str | None = None, key: str | None = None) -> tuple[Job, bool]:
-        """The job for ``request``: an earlier one for the same Idempotency-Key, the
-        one in flight for the same key, or a new queued one. Returns (job, created)."""
-        key = key or request.key()
+    def submit(self, request: JobRequest, *, idempotency_key: str | None = None, token_id: str | None = None,
+               cached: Callable[[], dict[str, Any] | None] | None = None) -> tuple[Job, bool]:
+        """The job for ``request``: an earlier one for the same Idempotency-Key, a finished
+        one when ``cached()`` has the answer already, the one in flight for the same key,
+        or a new queued one. Returns (job, created)."""
+        key = request.key()
         scoped = f"{token_id or '-'}:{idempotency_key}" if idempotency_key else None
         if scoped:
             earlier = self._by_idempotency_key(scoped, key)
             if earlier is not None:
                 return earlier, False
+        answer = cached() if cached is not None else None
+        if answer is not None:
+            job = self.record_finished(request, answer, token_id=token_id, key=key)
+            return (self._remember_idempotency_key(scoped, key, job) if scoped else job), True
         for _ in range(20):  # each lap loses a race to a job that finished or appeared meanwhile
             job = self._active(key)
             created = job is None
