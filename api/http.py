@@ -43,6 +43,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
     return start, min(int(last), size - 1) if last else size - 1
 
 
+def header_safe(text: str, limit: int = 500) -> str:
+    """``text`` as a header value: printable ASCII only (names from a URL can hold anything)."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in escaped)[:limit]
+
+
 def etag_matches(header: str | None, etag: str) -> bool:
     """If-None-Match: weak comparison over a list, or ``*``."""
     if not header:

@@ -71,7 +71,12 @@ def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, ow
             stop: threading.Event | None = None) -> Outcome:
     """Run the claimed ``job`` (leased to ``owner``) to an outcome recorded in the table."""
     started = time.monotonic()
-    proc, events_fd = _spawn(job, settings)
+    try:
+        proc, events_fd = _spawn(job, settings)
+    except OSError as exc:  # no process could be started (out of memory, too many processes)
+        outcome = Outcome("requeued", error={"message": f"the job's process could not start: {exc}"})
+        _record(job, jobs, storage, owner, outcome)
+        return outcome
     try:
         final, ended = _supervise(job, jobs, settings, owner, proc, events_fd, stop or threading.Event())
     finally:

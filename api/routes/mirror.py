@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import ReadAccess, ServiceDep
 from api.errors import zoo_error_response
-from api.http import IMMUTABLE, REVALIDATE, send_blob
+from api.http import IMMUTABLE, REVALIDATE, header_safe, send_blob
 from registry.hf_source import COMMIT_RE
 from zoo import errors, mirror
 
@@ -28,7 +28,7 @@ async def _answer(make: Callable[[], Response]) -> Response:
         return await run_in_threadpool(make)
     except errors.NotFoundError as exc:
         headers = {"X-Error-Code": _HUB_CODES.get(type(exc), "EntryNotFound"),
-                   "X-Error-Message": " ".join(exc.message.split())}
+                   "X-Error-Message": header_safe(exc.message)}
         if exc.details.get("commit"):  # clients remember that the file is absent at this commit
             headers["X-Repo-Commit"] = exc.details["commit"]
         return zoo_error_response(exc, headers)
