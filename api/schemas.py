@@ -113,11 +113,14 @@ class JobPublic(BaseModel):
                    links={"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"})
 
 
-class JobsPublic(BaseModel):
-    data: list[JobPublic]
-    count: int = Field(description="jobs matching, over all pages")
+class Page(BaseModel):
+    count: int = Field(description="items matching, over all pages")
     limit: int
     offset: int
+
+
+class JobsPublic(Page):
+    data: list[JobPublic]
 
 
 # --- models --------------------------------------------------------------------
@@ -130,11 +133,8 @@ class ModelSummary(BaseModel):
     is_default: bool = False
 
 
-class ModelsPublic(BaseModel):
+class ModelsPublic(Page):
     data: list[ModelSummary]
-    count: int
-    limit: int
-    offset: int
 
 
 class FilePublic(BaseModel):
@@ -161,15 +161,10 @@ class ModelArtifact(BaseModel):
     conversion: dict[str, Any]
 
 
-class ModelPublic(BaseModel):
-    id: str
-    source: str
-    name: str
+class ModelPublic(ModelSummary):
     repo_id: str | None = None
-    library: str | None = None
     arch: str | None = None
     tag: str | None = None
-    task: str | None = None
     license: str | None = None
     num_classes: int | None = None
     labels: list[str] | None = None

@@ -67,33 +67,6 @@ class JobNotFoundError(NotFoundError):
     code = "job_not_found"
 
 
-# --- the service: who asks, in what state, with what body --------------------
-class UnauthorizedError(ZooError, PermissionError):
-    """No token, or one zoo does not know (or revoked)."""
-
-    code = "unauthorized"
-
-
-class ForbiddenError(ZooError, PermissionError):
-    """A valid token without the scope the operation needs."""
-
-    code = "forbidden"
-
-
-class JobStateError(ZooError, RuntimeError):
-    """The job is not in a state that allows the operation (cancel a finished job)."""
-
-    code = "job_state"
-
-
-class PayloadTooLargeError(UsageError):
-    code = "payload_too_large"
-
-
-class NotReadyError(ZooError, RuntimeError):
-    code = "not_ready"
-
-
 # --- offline / network -----------------------------------------------------
 class NetworkError(ZooError, ConnectionError):
     code = "network"
@@ -105,6 +78,29 @@ class OfflineError(NetworkError):
 
 class AuthError(NetworkError):
     code = "auth"
+
+
+# --- the service: who asks, in what state, with what body --------------------
+class UnauthorizedError(AuthError):
+    """No token, or one zoo does not know (or revoked)."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(AuthError):
+    """A valid token without the scope the operation needs."""
+
+    code = "forbidden"
+
+
+class JobStateError(UsageError):
+    """The job is not in a state that allows the operation (cancel a finished job)."""
+
+    code = "job_state"
+
+
+class PayloadTooLargeError(UsageError):
+    code = "payload_too_large"
 
 
 # --- unsupported -----------------------------------------------------------
@@ -145,7 +141,7 @@ class ParityError(ZooError, ArithmeticError):
 
 
 # --- a job's process ---------------------------------------------------------
-class JobLimitError(ZooError, RuntimeError):
+class JobLimitError(ConversionError):
     """A job's process went past its time or memory limit and was stopped."""
 
     code = "job_limit"
@@ -161,16 +157,12 @@ class JobCrashedError(ZooError, RuntimeError):
 # Most specific class first; the first isinstance match wins.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (UsageError, 2),
-    (JobStateError, 2),
-    (UnauthorizedError, 4),
-    (ForbiddenError, 4),
     (NotFoundError, 3),
     (NetworkError, 4),
     (UnsupportedError, 5),
     (ParityError, 6),
     (InvalidModelError, 7),
     (ConversionError, 8),
-    (JobLimitError, 8),
     (ZooError, 1),
 ]
 EXIT_OK = 0
@@ -182,18 +174,16 @@ EXIT_INTERRUPTED = 130
 # nothing wrong, and retrying later may help.
 HTTP_STATUSES: list[tuple[type[BaseException], int]] = [
     (PayloadTooLargeError, 413),
+    (JobStateError, 409),
     (UsageError, 422),
     (NotFoundError, 404),
     (UnauthorizedError, 401),
     (ForbiddenError, 403),
-    (JobStateError, 409),
-    (NotReadyError, 503),
     (NetworkError, 502),
     (UnsupportedError, 422),
     (ParityError, 422),
     (InvalidModelError, 422),
     (ConversionError, 422),
-    (JobLimitError, 422),
     (JobCrashedError, 500),
     (ZooError, 500),
 ]

@@ -92,9 +92,10 @@ def _held_commits(engine: sa.Engine, repo_id: str) -> set[str]:
     r, m = db.revisions.c, db.models.c
     with engine.connect() as conn:
         direct = {row[0] for row in conn.execute(sa.select(r.revision).where(r.model_id == repo_id))}
-        others = conn.execute(sa.select(r.model_id, r.revision, m.record).join(db.models, m.id == r.model_id)
-                              .where(r.model_id != repo_id)).all()
-    return direct | {rev for _, rev, record in others if (record or {}).get("repo_id") == repo_id}
+        if direct:  # the usual case: timm and Hugging Face records are named after their repo
+            return direct
+        others = conn.execute(sa.select(r.revision, m.record).join(db.models, m.id == r.model_id)).all()
+    return {rev for rev, record in others if (record or {}).get("repo_id") == repo_id}
 
 
 def snapshot_files(snap: Snapshot) -> list[MirrorFile]:
