@@ -43,6 +43,8 @@ class Outcome:
     state: str  # succeeded | failed | canceled | requeued | lost
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    reason: str = ""  # why a job went back to the queue
+    counted: bool = True  # whether that attempt counts against the cap
     duration_s: float = 0.0
 
     @property
@@ -74,7 +76,7 @@ def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, ow
     try:
         proc, events_fd = _spawn(job, settings)
     except OSError as exc:  # no process could be started (out of memory, too many processes)
-        outcome = Outcome("requeued", error={"message": f"the job's process could not start: {exc}"})
+        outcome = Outcome("requeued", reason=f"the job's process could not start: {exc}")
         _record(job, jobs, storage, owner, outcome)
         return outcome
     try:
@@ -114,16 +116,17 @@ def _supervise(job: Job, jobs: JobService, settings: Settings, owner: str, proc:
     deadline = time.monotonic() + settings.job_timeout_s
     next_beat = time.monotonic() + beat_every
     buffer, final = b"", None
+    os.set_blocking(events_fd, False)
     while True:
         ready, _, _ = select.select([events_fd], [], [], min(beat_every, 0.25))
-        if ready:
-            chunk = os.read(events_fd, 65536)
-            if not chunk:
-                return final, "exited"
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                final = _relay(job, jobs, owner, line) or final
+        exited = not ready and proc.poll() is not None  # a grandchild may hold the pipe open: do not wait for EOF
+        chunk = _read_available(events_fd) if ready or exited else b""
+        buffer += chunk or b""
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            final = _relay(job, jobs, owner, line) or final
+        if chunk is None or exited:
+            return final, "exited"
         now = time.monotonic()
         if stop.is_set():
             return final, "stopped"
@@ -134,6 +137,19 @@ def _supervise(job: Job, jobs: JobService, settings: Settings, owner: str, proc:
             status = jobs.heartbeat(job.id, owner)
             if status != "ok":
                 return final, status  # "cancel" or "lost"
+
+
+def _read_available(fd: int) -> bytes | None:
+    """What the pipe holds now; None at end of file."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data or None
+        data += chunk
 
 
 def _relay(job: Job, jobs: JobService, owner: str, line: bytes) -> dict[str, Any] | None:
@@ -167,23 +183,23 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def _decide(job: Job, final: dict[str, Any] | None, ended: str, proc: subprocess.Popen,
             settings: Settings) -> Outcome:
-    if ended == "cancel":
-        return Outcome("canceled")
     if ended == "lost":
         return Outcome("lost")
+    if final is not None and final["kind"] == "result":  # it finished first: the artifact is published
+        return Outcome("succeeded", result=final["result"])
+    if final is not None:
+        return Outcome("failed", error=final["error"])
+    if ended == "cancel":
+        return Outcome("canceled")
     if ended == "stopped":
-        return Outcome("requeued", error={"message": "the worker stopped"})
+        return Outcome("requeued", reason="the worker stopped", counted=False)
     if ended == "timeout":
         exc = errors.JobLimitError(f"the job ran past its time limit of {settings.job_timeout_s:g} s and was stopped",
                                    hint="raise ZOO_JOB_TIMEOUT if the conversion needs longer")
         return Outcome("failed", error=error_dict(exc))
-    if final is not None and final["kind"] == "result":
-        return Outcome("succeeded", result=final["result"])
-    if final is not None:
-        return Outcome("failed", error=final["error"])
     if proc.returncode < 0:  # killed by a signal (the OOM killer, an operator): try again
         name = signal.Signals(-proc.returncode).name
-        return Outcome("requeued", error={"message": f"the job's process was killed by {name}"})
+        return Outcome("requeued", reason=f"the job's process was killed by {name}")
     tail = _log_tail(job_log_path(settings, job.id))
     exc = errors.ZooError(f"the job's process exited with code {proc.returncode} without an answer: {tail}",
                           hint=f"see {job_log_path(settings, job.id)}")
@@ -192,13 +208,16 @@ def _decide(job: Job, final: dict[str, Any] | None, ended: str, proc: subprocess
 
 def _record(job: Job, jobs: JobService, storage: Storage, owner: str, outcome: Outcome) -> None:
     if outcome.state == "succeeded":
-        outcome.result = public_result(outcome.result or {}, storage)
+        try:
+            outcome.result = public_result(outcome.result or {}, storage)
+        except errors.ZooError as exc:  # the artifact vanished, or cannot be read, right after publishing
+            outcome.state, outcome.error = "failed", error_dict(exc)
+    if outcome.state == "succeeded":
         jobs.finish(job.id, owner, "succeeded", result=outcome.result)
     elif outcome.state in ("failed", "canceled"):
         jobs.finish(job.id, owner, outcome.state, error=outcome.error)
     elif outcome.state == "requeued":
-        counted = outcome.error["message"] != "the worker stopped"
-        jobs.requeue(job.id, owner, reason=outcome.error["message"], count_attempt=counted)
+        jobs.requeue(job.id, owner, reason=outcome.reason, count_attempt=outcome.counted)
     log.info("job %s attempt %d: %s", job.id, job.attempts, outcome.state)
 
 
