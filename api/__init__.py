@@ -1,1 +1,1 @@
-"""The HTTP service (FastAPI), thin over zoo.pipeline. Not built yet: see issue 4."""
+"""The HTTP service (FastAPI), thin over zoo.service; see docs/service.md."""

@@ -72,8 +72,11 @@ class Registry:
         if version is None:
             return False
         with self.engine.connect() as conn:
-            if db.get_meta(conn, TIMM_VERSION_KEY) == version:
-                return True
+            indexed = db.get_meta(conn, TIMM_VERSION_KEY)
+        if indexed == version:
+            return True
+        if not self.settings.index_catalogs:  # the API process: use what is there, never import timm
+            return indexed is not None
         if not quiet:
             print(f"zoo: indexing timm {version}'s pretrained catalog (once per timm version)...", file=sys.stderr)
         records = list(iter_catalog())
@@ -156,17 +159,28 @@ class Registry:
     # --- search ------------------------------------------------------------
     def search(self, pattern: str | None = None, *, source: str | None = None, limit: int | None = None,
                offset: int = 0) -> list[ModelRecord]:
-        m = db.models.c
-        query = sa.select(m.record).order_by(m.source, m.name)
-        if source:
-            query = query.where(m.source == source)
-        if pattern:
-            like = pattern.replace("*", "%") if "*" in pattern else f"%{pattern}%"
-            query = query.where(m.name.like(like) | m.id.like(like))
+        query = sa.select(db.models.c.record).where(self._matching(pattern, source)).order_by(db.models.c.source,
+                                                                                              db.models.c.name)
         if limit:
             query = query.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return [ModelRecord.from_dict(r[0]) for r in conn.execute(query)]
+
+    def count(self, pattern: str | None = None, *, source: str | None = None) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(db.models)
+                                .where(self._matching(pattern, source))).scalar_one()
+
+    @staticmethod
+    def _matching(pattern: str | None, source: str | None) -> sa.ColumnElement[bool]:
+        m = db.models.c
+        where = sa.true()
+        if source:
+            where = where & (m.source == source)
+        if pattern:
+            like = pattern.replace("*", "%") if "*" in pattern else f"%{pattern}%"
+            where = where & (m.name.like(like) | m.id.like(like))
+        return where
 
 
 def cached_hf_repos(hub_cache: Path) -> list[tuple[str, list[str]]]:

@@ -221,3 +221,39 @@ def keras_cache(zoo_env, keras_weights) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+# --- databases: the job engine runs on SQLite and on PostgreSQL -------------------------------
+POSTGRES_URL = os.environ.get("ZOO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    """A fresh, empty database per test: a SQLite file, or a new PostgreSQL schema (dropped after)."""
+    from zoo import db
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+        yield url
+        db.dispose_engine(url)
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_URL)
+    schema = f"zoo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} (set ZOO_TEST_POSTGRES_URL): {exc}")
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        db.dispose_engine(url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

@@ -21,7 +21,7 @@ EXIT_CODES_HELP = """exit codes:
   5  unsupported: format, architecture, head or missing optional dependency
   6  parity failed: the converted model does not match the source
   7  invalid model files: corrupt, unsafe or missing (e.g. no config.json)
-  8  conversion failed: the exporter could not convert the model
+  8  conversion failed: the exporter could not convert the model, or a job ran past its limits
 """
 
 
@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     crm.add_argument("--json", action="store_true")
     cver = csub.add_parser("verify", help="re-hash every artifact file")
     cver.add_argument("--json", action="store_true")
+
+    from zoo.cli_server import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -129,11 +133,18 @@ def _print_json(obj: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     from zoo.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ZooError as exc:  # a malformed ZOO_* variable
+        return _report_error(exc, args, False)
     try:
         handler = {"pull": cmd_pull, "convert": cmd_convert, "parity": cmd_parity, "list": cmd_list,
                    "info": cmd_info, "import": cmd_import}.get(args.command)
-        if handler is None:
+        if args.command in ("serve", "token"):
+            from zoo import cli_server
+
+            handler = cli_server.cmd_serve if args.command == "serve" else cli_server.cmd_token
+        elif handler is None:
             from zoo.cli_cache import cmd_cache
 
             handler = cmd_cache

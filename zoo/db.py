@@ -52,6 +52,77 @@ artifacts = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+# --- the job engine ----------------------------------------------------------
+# Times are epoch seconds (float): portable across SQLite and PostgreSQL, and
+# lease arithmetic stays plain subtraction.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False, index=True),  # canonical request key
+    # the key while queued or running, NULL once finished: one active job per key
+    sa.Column("active_key", sa.String(64), unique=True),
+    sa.Column("model", sa.String(400), nullable=False),  # as requested, with @revision
+    sa.Column("format", sa.String(32), nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # queued running succeeded failed canceled
+    sa.Column("stage", sa.String(32)),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires", sa.Float, index=True),
+    sa.Column("created_by", sa.String(32)),  # token id
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("error", sa.JSON),
+    sa.Column("result", sa.JSON),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(32), nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # state, stage, note
+    sa.Column("data", sa.JSON, nullable=False),
+)
+
+# Idempotency-Key -> the job it created or joined, scoped per token.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),  # "<token id>:<Idempotency-Key>"
+    sa.Column("job_id", sa.String(32), nullable=False),
+    sa.Column("request_key", sa.String(64), nullable=False),  # the same key must carry the same request
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # public part of the token
+    sa.Column("secret_sha256", sa.String(64), nullable=False),  # never the secret itself
+    sa.Column("scope", sa.String(16), nullable=False),  # read | write | admin
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float),
+    sa.Column("revoked_at", sa.Float),
+)
+
+# Directory artifacts download as one deterministic tar; its sha256 names it.
+archives = sa.Table(
+    "archives",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, index=True),  # artifact directory digest
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
 meta = sa.Table(
     "meta",
     metadata,
@@ -83,9 +154,20 @@ def get_engine(url: str) -> sa.Engine:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(engine, checkfirst=True)
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except sa.exc.DatabaseError:  # another process created the same tables meanwhile (PostgreSQL)
+            metadata.create_all(engine, checkfirst=True)
         _engines[url] = engine
         return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close and forget the engine for ``url`` (tests dropping a database, workers after fork)."""
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
 
 
 def get_meta(conn: sa.Connection, key: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Every error zoo raises on purpose, and the one table that maps them to exit codes.
+"""Every error zoo raises on purpose, and the tables that map them to exit codes and HTTP statuses.
 
 Each class also inherits the closest built-in exception so callers that do not
 know zoo can still catch it sensibly. Every message says what happened and what
@@ -42,6 +42,10 @@ class AmbiguousNameError(UsageError):
     code = "ambiguous_name"
 
 
+class IdempotencyKeyReuseError(UsageError):
+    code = "idempotency_key_reused"
+
+
 # --- not found -------------------------------------------------------------
 class NotFoundError(ZooError, LookupError):
     code = "not_found"
@@ -59,6 +63,10 @@ class ArtifactNotFoundError(NotFoundError):
     code = "artifact_not_found"
 
 
+class JobNotFoundError(NotFoundError):
+    code = "job_not_found"
+
+
 # --- offline / network -----------------------------------------------------
 class NetworkError(ZooError, ConnectionError):
     code = "network"
@@ -70,6 +78,29 @@ class OfflineError(NetworkError):
 
 class AuthError(NetworkError):
     code = "auth"
+
+
+# --- the service: who asks, in what state, with what body --------------------
+class UnauthorizedError(AuthError):
+    """No token, or one zoo does not know (or revoked)."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(AuthError):
+    """A valid token without the scope the operation needs."""
+
+    code = "forbidden"
+
+
+class JobStateError(UsageError):
+    """The job is not in a state that allows the operation (cancel a finished job)."""
+
+    code = "job_state"
+
+
+class PayloadTooLargeError(UsageError):
+    code = "payload_too_large"
 
 
 # --- unsupported -----------------------------------------------------------
@@ -109,6 +140,19 @@ class ParityError(ZooError, ArithmeticError):
     code = "parity_failed"
 
 
+# --- a job's process ---------------------------------------------------------
+class JobLimitError(ConversionError):
+    """A job's process went past its time or memory limit and was stopped."""
+
+    code = "job_limit"
+
+
+class JobCrashedError(ZooError, RuntimeError):
+    """A job's process died without an answer on every attempt."""
+
+    code = "job_crashed"
+
+
 # --- the one table ---------------------------------------------------------
 # Most specific class first; the first isinstance match wins.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -124,6 +168,32 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+
+
+# The same errors over HTTP. Upstream (hub) failures are 502: the client did
+# nothing wrong, and retrying later may help.
+HTTP_STATUSES: list[tuple[type[BaseException], int]] = [
+    (PayloadTooLargeError, 413),
+    (JobStateError, 409),
+    (UsageError, 422),
+    (NotFoundError, 404),
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
+    (NetworkError, 502),
+    (UnsupportedError, 422),
+    (ParityError, 422),
+    (InvalidModelError, 422),
+    (ConversionError, 422),
+    (JobCrashedError, 500),
+    (ZooError, 500),
+]
+
+
+def http_status_for(exc: BaseException) -> int:
+    for cls, status in HTTP_STATUSES:
+        if isinstance(exc, cls):
+            return status
+    return 500
 
 
 def exit_code_for(exc: BaseException) -> int:

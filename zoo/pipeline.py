@@ -117,6 +117,16 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     return result
 
 
+def recall(name: str, options: PullOptions, settings: Settings) -> PullResult | None:
+    """The verified answer of an identical earlier pull when its commit and files still hold,
+    found without converting anything or importing a framework; None otherwise."""
+    ref = parse_name(name)
+    if ref.source == "local":
+        return None
+    fp = pullmemo.fingerprint(name.strip(), ref.revision, options.canonical(), converter_versions())
+    return _recall(ref, fp, settings, None)
+
+
 def _recall(ref: Any, fp: str, settings: Settings, output: Path | None) -> PullResult | None:
     """The answer of an identical earlier pull, if its commit and files still hold."""
     memo = pullmemo.recall(settings, fp)

@@ -23,6 +23,32 @@ def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
     return value.strip().lower() in _TRUE
 
 
+def _number(env: dict[str, str], name: str, default: float, *, minimum: float = 0, integer: bool = True) -> float:
+    """A numeric ZOO_* variable; a bad value stops with a message naming it."""
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        from zoo.errors import UsageError
+
+        kind = "an integer" if integer else "a number"
+        raise UsageError(f"{name}={value!r} is not {kind} >= {minimum:g}", hint=f"fix or unset {name}")
+    return number
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        from zoo.errors import UsageError
+
+        raise UsageError(f"{name}={value!r} is not one of {', '.join(choices)}", hint=f"fix or unset {name}")
+    return value
+
+
 def _default_zoo_home() -> Path:
     from platformdirs import user_cache_dir
 
@@ -40,6 +66,22 @@ class Settings:
     hf_endpoint: str  # HF_ENDPOINT
     hf_offline: bool  # HF_HUB_OFFLINE
     hf_token: str | None  # HF_TOKEN (None: huggingface_hub may still use a saved token)
+    # --- the service (zoo serve) ---
+    host: str = "127.0.0.1"  # ZOO_HOST
+    port: int = 8000  # ZOO_PORT
+    read_auth: bool = False  # ZOO_READ_AUTH: reads need a token with the read scope too
+    max_body_bytes: int = 64 * 1024  # ZOO_MAX_BODY_BYTES: larger request bodies get 413
+    dispatcher: str = "local"  # ZOO_DISPATCHER: "local" (worker pool inside zoo serve) | "celery" (part 2)
+    storage: str = "local"  # ZOO_STORAGE: where artifact bytes are served from ("local": ZOO_HOME)
+    # --- the job engine ---
+    workers: int = 1  # ZOO_WORKERS: local pool size (0: the API only queues; another node runs jobs)
+    job_timeout_s: float = 3600.0  # ZOO_JOB_TIMEOUT: wall-clock limit of one attempt, then killed
+    job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none)
+    job_attempts: int = 3  # ZOO_JOB_ATTEMPTS: attempts before a job whose worker keeps dying fails
+    lease_s: float = 30.0  # ZOO_JOB_LEASE: a claim lapses this long after the last heartbeat
+    # Not from the environment: the server turns it off so that the API process never
+    # imports timm (and torch) to index a catalog; it indexes in a child process instead.
+    index_catalogs: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -55,6 +97,17 @@ class Settings:
             hf_endpoint=(env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
             hf_offline=_flag(env, "HF_HUB_OFFLINE"),
             hf_token=env.get("HF_TOKEN") or None,
+            host=env.get("ZOO_HOST") or "127.0.0.1",
+            port=int(_number(env, "ZOO_PORT", 8000)),
+            read_auth=_flag(env, "ZOO_READ_AUTH"),
+            max_body_bytes=int(_number(env, "ZOO_MAX_BODY_BYTES", 64 * 1024, minimum=1)),
+            dispatcher=_choice(env, "ZOO_DISPATCHER", "local", ("local", "celery")),
+            storage=_choice(env, "ZOO_STORAGE", "local", ("local",)),
+            workers=int(_number(env, "ZOO_WORKERS", 1)),
+            job_timeout_s=_number(env, "ZOO_JOB_TIMEOUT", 3600.0, minimum=1, integer=False),
+            job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", 0)),
+            job_attempts=int(_number(env, "ZOO_JOB_ATTEMPTS", 3, minimum=1)),
+            lease_s=_number(env, "ZOO_JOB_LEASE", 30.0, minimum=1, integer=False),
         )
 
 

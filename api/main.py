@@ -1,0 +1,38 @@
+"""The FastAPI application: wires the routers, the error handlers, the body
+limit and the service's lifecycle. Nothing else lives here."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from api.errors import install_error_handlers
+from api.http import BodyLimit
+from api.routes import artifacts, health, jobs, mirror, models, tokens
+from zoo import __version__
+from zoo.service import Service
+from zoo.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    service = Service(settings or get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="zoo", version=__version__, lifespan=lifespan,
+                  description="Pull models by name, convert them, check parity, download verified artifacts.")
+    app.state.service = service
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
+    for router in (health.router, models.router, jobs.router, artifacts.router, tokens.router, mirror.router):
+        app.include_router(router)
+    return app
