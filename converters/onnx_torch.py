@@ -242,13 +242,6 @@ def build_module(path: Path) -> Any:
     return _module_class()(model).eval()
 
 
-def graph_inputs(path: Path) -> list[dict[str, Any]]:
-    """Name, shape (dim names for symbolic dims, None for unknown ones) and dtype of each graph input."""
-    from converters.inputs import onnx_signature
-
-    return onnx_signature(path)[0]
-
-
 def _dynamic_shapes(spec: list[dict[str, Any]]) -> tuple:
     """Every symbolic or unknown dim of every input is dynamic. torch.export.Dim.DYNAMIC lets the
     tracer narrow a range the graph implies (a BERT's sequence <= its position table), and
@@ -282,12 +275,12 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
 
     import torch
 
-    from converters.inputs import file_input_sets
+    from converters.inputs import file_input_sets, onnx_signature
     from converters.pt2_archive import save_program
 
     start = time.perf_counter()
     module = build_module(onnx_path)
-    spec = graph_inputs(onnx_path)
+    spec, _, metadata = onnx_signature(onnx_path)
     feeds = file_input_sets(spec, {})[0].feeds
     example = tuple(torch.from_numpy(feeds[s["name"]]) for s in spec)
     try:
@@ -302,7 +295,8 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
                                      f"{type(cause).__name__}: {str(cause)[:500]}",
                                      hint="report the model with this message; the ONNX file itself is unchanged") from exc
     shapes = _check_dynamic(program, spec)
-    signature = {"inputs": spec, "outputs": module.output_names, "source": "onnx", "converter": CONVERTER}
+    signature = {"inputs": spec, "outputs": module.output_names, "source": "onnx", "converter": CONVERTER,
+                 "metadata": {k: v for k, v in metadata.items() if k.startswith("zoo.")}}
     save_program(program, out_path, signature)
     ops = sorted({n.op_type for n in module.nodes})
     return {"converter": CONVERTER, "torch": torch.__version__, "onnx_opset": module.nodes[0].opset if module.nodes else None,

@@ -173,3 +173,10 @@ def program_signature(program: Any, signature: dict[str, Any] | None) -> tuple[l
             raise errors.UnsupportedError(f"input {name!r} has dtype {val.dtype}, which zoo cannot feed")
         spec.append({"name": name, "shape": [d if isinstance(d, int) else str(d) for d in val.shape], "dtype": dtype})
     return spec, [str(o) for o in program.graph_signature.user_outputs]
+
+
+def pt2_signature(path: Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """Input spec, output names and the zoo metadata carried over from its source, as ``onnx_signature`` gives."""
+    program, signature = load_program(path)
+    spec, outputs = program_signature(program, signature)
+    return spec, outputs, dict((signature or {}).get("metadata") or {})
