@@ -102,10 +102,14 @@ def _check_payload_config(path: Path, rel: str, config: dict[str, Any]) -> None:
 
 def _check_sample_inputs(path: Path, data: bytes) -> None:
     """torch.export.load tries weights_only first and falls back to a full unpickle: make sure it never falls back."""
+    import warnings
+
     import torch
 
     try:
-        torch.load(io.BytesIO(data), weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unpickler's notes on pickle protocols
+            torch.load(io.BytesIO(data), weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the weights-only unpickler refuses with UnpicklingError and others
         raise _unsafe(path, f"its sample inputs need a full unpickle ({type(exc).__name__})") from exc
 

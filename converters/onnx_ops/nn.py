@@ -83,21 +83,19 @@ def conv_transpose(node: NodeDef, x: Any, w: Any, b: Any = None) -> Any:
     target = node.attr("output_shape")
     if target is None and auto in ("SAME_UPPER", "SAME_LOWER"):
         target = [i * s for i, s in zip(in_sizes, strides)]
-    if target is not None:
-        target = list(target)[-n:]
+    if target is not None:  # onnxruntime's rule: SAME_UPPER crops more at the end, otherwise at the start
         pads = []
-        for f, op_, t in zip(full, out_pad, target):
-            total = f + op_ - t
-            upper = auto != "SAME_LOWER"  # the spec puts the odd pixel at the end unless SAME_LOWER
-            pads.append((total // 2, total - total // 2) if upper else (total - total // 2, total // 2))
+        for f, extra, t in zip(full, out_pad, list(target)[-n:]):
+            total = max(f + extra - t, 0)
+            head = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            pads.append((head, f + extra - t - head))  # a negative tail grows the output with zeros
     else:
         flat = list(node.attr("pads") or [0] * (2 * n))
         pads = list(zip(flat[:n], flat[n:]))
     fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
     y = fn(x, w, None, strides, 0, 0, node.attr("group", 1), dilations)
-    y = F.pad(y, _torch_pad([(0, p) for p in out_pad]))  # output_padding: zeros (then bias) at the end
-    index = [slice(None), slice(None)] + [slice(begin, y.shape[2 + i] - end) for i, (begin, end) in enumerate(pads)]
-    y = y[tuple(index)]
+    # crop the pads, add output_padding (zeros, then bias) at the end: F.pad crops with negative amounts
+    y = F.pad(y, _torch_pad([(-head, extra - tail) for (head, tail), extra in zip(pads, out_pad)]))
     if b is not None:
         y = y + tensor(b).reshape([1, -1] + [1] * n)
     return y
