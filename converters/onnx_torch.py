@@ -193,7 +193,8 @@ def _module_class() -> type:
                 else:
                     self.register_buffer(attr, value)
                 self.tensor_names[name] = attr
-            self.nodes = [n for n in node_defs(model, constants) if n.op_type != "Constant"]
+            nodes = [n for n in node_defs(model, constants) if n.op_type != "Constant"]
+            self.nodes = topological_order(nodes, set(self.input_names) | set(constants))
             self.release = _release_plan(self.nodes, set(self.output_names))
 
         def forward(self, *inputs: Any) -> tuple:
@@ -215,6 +216,34 @@ def _module_class() -> type:
             return tuple(tensor(env[n]) if isinstance(env[n], Static) else env[n] for n in self.output_names)
 
     return OnnxModule
+
+
+def topological_order(nodes: list[Any], available: set[str]) -> list[Any]:
+    """The nodes in an order that runs: ONNX requires one, but some tools (the fp16 converter) append nodes.
+    Kahn's algorithm taking the lowest index first, so a sorted graph keeps its order."""
+    import heapq
+
+    producer = {o: i for i, n in enumerate(nodes) for o in n.outputs if o}
+    waiting = [{p for x in n.inputs if x and x not in available and (p := producer.get(x)) is not None and p != i}
+               for i, n in enumerate(nodes)]
+    unknown = sorted({x for n in nodes for x in n.inputs if x and x not in available and x not in producer})
+    consumers: dict[int, list[int]] = {}
+    for i, deps in enumerate(waiting):
+        for d in deps:
+            consumers.setdefault(d, []).append(i)
+    queue = [i for i, deps in enumerate(waiting) if not deps]
+    order = []
+    while queue:
+        i = heapq.heappop(queue)
+        order.append(i)
+        for c in consumers.get(i, []):
+            waiting[c].discard(i)
+            if not waiting[c]:
+                heapq.heappush(queue, c)
+    if unknown or len(order) != len(nodes):
+        what = f"reads values nothing produces ({', '.join(unknown[:5])})" if unknown else "has a cycle"
+        raise errors.ConversionError(f"{CONVERTER}: the graph {what}", hint="check the file with onnx.checker.check_model")
+    return [nodes[i] for i in order]
 
 
 def _release_plan(nodes: list[Any], keep: set[str]) -> list[list[str]]:

@@ -274,6 +274,25 @@ CASES += [
     ("Upsample-9", "Upsample", [("x", IMG), ("s", np.array([1, 1, 2, 2], np.float32))], {}, 9, ("s",), 1),
 ]
 
+U8 = RNG.integers(0, 256, (2, 3, 6, 6)).astype(np.uint8)
+CASES += [  # quantisation (onnxruntime's dynamic int8 graphs)
+    ("QuantizeLinear-uint8", "QuantizeLinear", [("x", X * 3), ("s", np.array(0.02, np.float32)),
+                                                ("z", np.array(128, np.uint8))], {}, 13, ("s", "z"), 1),
+    ("QuantizeLinear-int8-axis", "QuantizeLinear", [("x", X * 3), ("s", np.array([0.02, 0.05, 0.1], np.float32)),
+                                                    ("z", np.array([0, -3, 5], np.int8))], {"axis": 1}, 13, ("s", "z"), 1),
+    ("DequantizeLinear", "DequantizeLinear", [("x", U8), ("s", np.array(0.03, np.float32)), ("z", np.array(100, np.uint8))], {},
+     13, ("s", "z"), 1),
+    ("DequantizeLinear-axis", "DequantizeLinear", [("x", U8.astype(np.int8)), ("s", np.array([0.1, 0.2, 0.3], np.float32))],
+     {"axis": 1}, 13, ("s",), 1),
+    ("DynamicQuantizeLinear", "DynamicQuantizeLinear", [("x", X)], {}, 11, (), 3),
+    ("DynamicQuantizeLinear-positive", "DynamicQuantizeLinear", [("x", POS)], {}, 11, (), 3),
+    ("MatMulInteger", "MatMulInteger", [("a", U8[0, 0]), ("b", RNG.integers(-128, 128, (6, 4)).astype(np.int8)),
+                                        ("az", np.array(7, np.uint8)), ("bz", np.array([1, -2, 0, 3], np.int8))], {}, 10,
+     ("b", "bz"), 1),
+    ("ConvInteger", "ConvInteger", [("x", U8), ("w", RNG.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8)),
+                                    ("xz", np.array(9, np.uint8))], {"pads": [1, 1, 1, 1]}, 10, ("w",), 1),
+]
+
 
 @pytest.mark.parametrize("op, inputs, attrs, opset, consts, outputs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_op_matches_onnxruntime(tmp_path, op, inputs, attrs, opset, consts, outputs):
@@ -398,3 +417,22 @@ def test_every_unsupported_node_is_listed_in_one_error(tmp_path):
                    "MaxPool (the Indices output): pool_with_indices", "If (subgraphs (control flow)): cond"):
         assert needle in message, message
     assert {b["node"] for b in info.value.details["unsupported"]} == {"fused", "nz", "pool_with_indices", "cond"}
+
+
+def test_nodes_out_of_order_run_in_dependency_order(tmp_path):
+    """ONNX requires sorted nodes, but tools (onnxruntime's fp16 converter) append some: sort, or say why not."""
+    from onnx import helper
+
+    from converters.onnx_torch import build_module
+    from zoo import errors
+
+    model = model_for("Relu", [("x", X)])
+    model.graph.node.insert(0, helper.make_node("Neg", ["y0"], ["z"], name="late"))
+    model.graph.output[0].name = "z"
+    ref, got = run_both(model, {"x": X}, tmp_path)
+    assert_same(ref, got)
+    model.graph.node.append(helper.make_node("Abs", ["nowhere"], ["w"], name="dangling"))
+    path = tmp_path / "dangling.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(errors.ConversionError, match="nothing produces .*nowhere"):
+        build_module(path)
