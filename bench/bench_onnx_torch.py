@@ -55,7 +55,24 @@ def _feed_sets(spec: list[dict[str, Any]], text: bool) -> list[dict[str, Any]]:
     return sets
 
 
-def _max_diff(module: Any, spec: list, sets: list, session: Any) -> float:
+def _max_diff(module: Any, spec: list, sets: list, session: Any) -> tuple[float, float]:
+    """(max abs diff against onnxruntime, max |onnxruntime output|) over every input set and output."""
+    import numpy as np
+    import torch
+
+    worst, scale = 0.0, 0.0
+    for feeds in sets:
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(feeds[s["name"]]) for s in spec])
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        for got, ref in zip(out, session.run(None, feeds)):
+            worst = max(worst, float(np.abs(got.detach().numpy() - ref).max()))
+            scale = max(scale, float(np.abs(ref).max()))
+    return worst, scale
+
+
+def _source_diff(module: Any, spec: list, sets: list, family: Any) -> float:
+    """Max abs diff of the converted program against the model the ONNX file was exported from."""
     import numpy as np
     import torch
 
@@ -63,13 +80,12 @@ def _max_diff(module: Any, spec: list, sets: list, session: Any) -> float:
     for feeds in sets:
         with torch.no_grad():
             out = module(*[torch.from_numpy(feeds[s["name"]]) for s in spec])
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        for got, ref in zip(out, session.run(None, feeds)):
-            worst = max(worst, float(np.abs(got.detach().numpy() - ref).max()))
+        for got, ref in zip(out, family.reference(feeds)):
+            worst = max(worst, float(np.abs(got.numpy() - np.asarray(ref)).max()))
     return worst
 
 
-def bench_zoo(path: Path, spec: list, sets: list, session: Any, work: Path) -> dict[str, Any]:
+def bench_zoo(path: Path, spec: list, sets: list, session: Any, work: Path, family: Any) -> dict[str, Any]:
     from converters.onnx_torch import export_pt2
     from converters.pt2_archive import load_program
 
@@ -80,7 +96,9 @@ def bench_zoo(path: Path, spec: list, sets: list, session: Any, work: Path) -> d
         return {"converted": False, "error": _first_line(exc), "seconds": time.perf_counter() - start}
     seconds = time.perf_counter() - start
     module = load_program(work / "model.pt2")[0].module()
-    return {"converted": True, "seconds": seconds, "max_abs_diff": _max_diff(module, spec, sets, session), "pt2": True}
+    diff, scale = _max_diff(module, spec, sets, session)
+    return {"converted": True, "seconds": seconds, "max_abs_diff": diff, "max_abs_output": scale, "pt2": True,
+            "source_diff": _source_diff(module, spec, sets, family)}
 
 
 def bench_onnx2torch(path: Path, spec: list, sets: list, session: Any) -> dict[str, Any]:
@@ -95,7 +113,7 @@ def bench_onnx2torch(path: Path, spec: list, sets: list, session: Any) -> dict[s
     seconds = time.perf_counter() - start
     row: dict[str, Any] = {"converted": True, "seconds": seconds}
     try:
-        row["max_abs_diff"] = _max_diff(module, spec, sets, session)
+        row["max_abs_diff"], row["max_abs_output"] = _max_diff(module, spec, sets, session)
     except Exception as exc:  # noqa: BLE001 - converted, but fails when run
         row.update(converted=False, error=f"runs but fails: {_first_line(exc)}")
         return row
@@ -105,7 +123,8 @@ def bench_onnx2torch(path: Path, spec: list, sets: list, session: Any) -> dict[s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.export(_positional(module), example, dynamic_shapes=dynamic)
-        row["pt2"] = _max_diff(program.module(), spec, sets[:1], session) <= 1e-3
+        diff, scale = _max_diff(program.module(), spec, sets[:1], session)
+        row["pt2"] = diff <= 1e-4 * max(1.0, scale)
     except Exception as exc:  # noqa: BLE001
         row["pt2"] = False
         row["pt2_error"] = _first_line(exc)
@@ -127,11 +146,10 @@ def _positional(module: Any) -> Any:
     return Positional()
 
 
-def export_files(root: Path, families: list[str], resnet50: bool) -> list[tuple[str, str, Path, bool]]:
-    from onnx_families import TEXT_FAMILIES, Family, family_exports
+def export_files(root: Path, families: list[str], resnet50: bool) -> list[tuple[str, str, Path, Any]]:
+    from onnx_families import Family, family_exports
 
-    rows = [(name, exporter, path, name in TEXT_FAMILIES)
-            for (name, exporter), (_, path) in family_exports(families, root=root).items()]
+    rows = [(name, exporter, path, family) for (name, exporter), (family, path) in family_exports(families, root=root).items()]
     if resnet50:
         from builders import _timm_model
         from converters.loading import TorchModel
@@ -141,7 +159,7 @@ def export_files(root: Path, families: list[str], resnet50: bool) -> list[tuple[
         tm = TorchModel(module, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
         family = Family("resnet50", tm, False, (1, 3, 224, 224))
         for exporter in ("dynamo", "torchscript"):
-            rows.append(("resnet50 (full size)", exporter, export_family(family, exporter, root / "resnet50" / exporter), False))
+            rows.append(("resnet50 (full size)", exporter, export_family(family, exporter, root / "resnet50" / exporter), family))
     return rows
 
 
@@ -150,7 +168,8 @@ def _cell(row: dict[str, Any] | None) -> str:
         return "not installed"
     if not row["converted"]:
         return f"no: {row['error']}"
-    return f"yes, {row['max_abs_diff']:.1e}, {row['seconds']:.2f} s"
+    relative = row["max_abs_diff"] / max(row["max_abs_output"], 1e-30)
+    return f"yes, {row['max_abs_diff']:.1e} ({relative:.0e} of max), {row['seconds']:.2f} s"
 
 
 def main() -> int:
@@ -178,14 +197,14 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="zoo-bench-onnx-torch-") as tmp:
         root = Path(tmp)
-        for name, exporter, path, text in export_files(root, args.families.split(","), not args.no_resnet50):
+        for name, exporter, path, family in export_files(root, args.families.split(","), not args.no_resnet50):
             spec = onnx_signature(path)[0]
-            sets = _feed_sets(spec, text)
+            sets = _feed_sets(spec, family.is_text)
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             work = root / "work" / name / exporter
             work.mkdir(parents=True)
             row = {"family": name, "exporter": exporter, "size_mb": round(path.stat().st_size / 1e6, 2),
-                   "zoo": bench_zoo(path, spec, sets, session, work),
+                   "zoo": bench_zoo(path, spec, sets, session, work, family),
                    "onnx2torch": bench_onnx2torch(path, spec, sets, session) if o2t_version else None}
             print(f"{name} {exporter}: zoo {_cell(row['zoo'])} | onnx2torch {_cell(row['onnx2torch'])}", file=sys.stderr)
             results.append(row)
@@ -200,13 +219,14 @@ def main() -> int:
 def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
     lines = [f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, onnx2torch {env['onnx2torch']}, "
              f"python {env['python']}, {env['cpus']} CPUs",
-             "", "| ONNX file | exporter | zoo.onnx_torch: converted, max abs diff vs ORT, time to .pt2 | "
+             "", "| ONNX file | exporter | zoo.onnx_torch: converted, max abs diff vs ORT, time to .pt2 | zoo .pt2 vs source model | "
                  "onnx2torch: converted, max abs diff vs ORT, convert time | onnx2torch module -> torch.export (dynamic batch) |",
-             "|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|"]
     for r in results:
         o2t = r["onnx2torch"]
         export = "" if not o2t or not o2t["converted"] else ("yes" if o2t.get("pt2") else f"no: {o2t.get('pt2_error', 'wrong outputs')}")
-        lines.append(f"| {r['family']} | {r['exporter']} | {_cell(r['zoo'])} | {_cell(o2t)} | {export} |")
+        source = f"{r['zoo']['source_diff']:.1e}" if r["zoo"].get("converted") else ""
+        lines.append(f"| {r['family']} | {r['exporter']} | {_cell(r['zoo'])} | {source} | {_cell(o2t)} | {export} |")
     return "\n".join(lines)
 
 

@@ -24,10 +24,6 @@ def _trunc_div(x: Any, y: Any) -> Any:
     return x // y if (x >= 0) == (y > 0) else -(-x // y)
 
 
-def _is_float(dtype: Any) -> bool:
-    return dtype.is_floating_point
-
-
 def _static_binary(fn: Callable, a: Static, b: Static, dtype: Any) -> Static:
     av, bv = a.values, b.values
     n = max(len(av), len(bv))

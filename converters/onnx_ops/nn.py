@@ -107,15 +107,21 @@ def _check_pool(node: NodeDef) -> str | None:
     return attr_in("auto_pad", _AUTO_PAD, "NOTSET")(node)
 
 
-@op("MaxPool", check=_check_pool)
-def max_pool(node: NodeDef, x: Any) -> Any:
+def _pool_args(node: NodeDef, x: Any, kind: str) -> tuple:
+    """(x, kernel, strides, dilations, pads, torch pooling function, ceil_mode) of a pooling node."""
     import torch.nn.functional as F
 
     x = tensor(x)
     kernel = list(node.attr("kernel_shape"))
     strides, dilations, pads = _geometry(node, x, kernel)
-    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(kernel)]
-    ceil = bool(node.attr("ceil_mode", 0))
+    return x, kernel, strides, dilations, pads, getattr(F, f"{kind}{len(kernel)}d"), bool(node.attr("ceil_mode", 0))
+
+
+@op("MaxPool", check=_check_pool)
+def max_pool(node: NodeDef, x: Any) -> Any:
+    import torch.nn.functional as F
+
+    x, kernel, strides, dilations, pads, fn, ceil = _pool_args(node, x, "max_pool")
     if _symmetric(pads) and all(p <= k // 2 for (p, _), k in zip(pads, kernel)):
         return fn(x, kernel, strides, [p for p, _ in pads], dilations, ceil_mode=ceil)
     x = F.pad(x, _torch_pad(pads), value=float("-inf"))
@@ -128,17 +134,12 @@ def _check_avg_pool(node: NodeDef) -> str | None:
     return _check_pool(node)
 
 
-
 @op("AveragePool", check=_check_avg_pool)
 def average_pool(node: NodeDef, x: Any) -> Any:
     import torch
     import torch.nn.functional as F
 
-    x = tensor(x)
-    kernel = list(node.attr("kernel_shape"))
-    strides, _, pads = _geometry(node, x, kernel)
-    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(kernel)]
-    ceil = bool(node.attr("ceil_mode", 0))
+    x, kernel, strides, _, pads, fn, ceil = _pool_args(node, x, "avg_pool")
     padded = F.pad(x, _torch_pad(pads))
     out = fn(padded, kernel, strides, 0, ceil_mode=ceil, count_include_pad=True)
     if node.attr("count_include_pad", 0) or all(p == (0, 0) for p in pads):
