@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-# family -> (kind, timm arch / builder argument, input size)
+# timm architecture -> input size (seeded random weights, as tests/builders.py makes them)
 TIMM_FAMILIES = {
     "test_resnet": 160,
     "test_efficientnet": 160,
@@ -23,7 +23,7 @@ TIMM_FAMILIES = {
     "test_convnext": 160,
     "mobilenetv3_small_050": 128,
 }
-TEXT_FAMILIES = {"tiny-bert": "base", "tiny-bert-sst": "sequence-classification"}
+TEXT_FAMILIES = {"tiny-bert": "base", "tiny-bert-sst": "sequence-classification"}  # name -> BERT head
 KERAS_FAMILY = "keras-mobilenetv2"
 FAMILIES = [*TIMM_FAMILIES, *TEXT_FAMILIES, KERAS_FAMILY]
 EXPORTERS = ("dynamo", "torchscript")

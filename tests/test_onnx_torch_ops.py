@@ -436,3 +436,23 @@ def test_nodes_out_of_order_run_in_dependency_order(tmp_path):
     path.write_bytes(model.SerializeToString())
     with pytest.raises(errors.ConversionError, match="nothing produces .*nowhere"):
         build_module(path)
+
+
+def test_data_dependent_shapes_fail_the_export_naming_the_node(tmp_path):
+    """A Reshape whose target shape is data (a graph input) cannot be traced symbolically."""
+    import onnx
+    from onnx import helper
+
+    from converters.onnx_torch import export_pt2
+    from zoo import errors
+
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_by_data")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, ["batch", 6]),
+                                            helper.make_tensor_value_info("shape", 7, [2])],
+                              [helper.make_tensor_value_info("y", 1, None)])
+    src = tmp_path / "data_shape.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(src))
+    with pytest.raises(errors.ConversionError) as info:
+        export_pt2(src, tmp_path / "out.pt2")
+    assert "reshape_by_data" in info.value.message and "zoo.onnx_torch" in info.value.message
+    assert not (tmp_path / "out.pt2").exists()
