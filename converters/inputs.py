@@ -123,6 +123,15 @@ def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str
     return spec, [o.name for o in model.graph.output], {p.key: p.value for p in model.metadata_props}
 
 
+def file_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """Input spec, output names and zoo metadata of an ``.onnx`` or ``.pt2`` file."""
+    if str(path).endswith(".pt2"):
+        from converters.pt2_archive import pt2_signature
+
+        return pt2_signature(path)
+    return onnx_signature(path)
+
+
 def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str]) -> list[InputSet]:
     """Random sets from the file's own signature, plus zoo's sample images when
     the file carries zoo's preprocessing metadata."""

@@ -27,6 +27,11 @@ def import_keras() -> Any:
 
     if "keras" in sys.modules:
         return sys.modules["keras"]
+    if "triton" not in sys.modules:
+        # TensorFlow and Triton (torch's kernel compiler) ship clashing LLVM builds: loading Triton's native
+        # module after TensorFlow segfaults, and torch.export imports it (through torch._dynamo) when a chain
+        # goes on from Keras to PyTorch. zoo compiles no kernels, so Triton stays out of such processes.
+        sys.modules["triton"] = None  # type: ignore[assignment]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet = os.environ.get("ZOO_DEBUG", "") in ("", "0")
     saved = os.dup(2) if quiet else None

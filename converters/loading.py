@@ -157,7 +157,8 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
             out = self.inner(**dict(zip(input_names, args)), return_dict=True)
             return tuple(out[name] for name in outputs)
 
-    return TorchModel(TupleOutputs(model), input_names, outputs, dyn,
+    # eval() on the wrapper too: the TorchScript exporter restores the top module's mode recursively
+    return TorchModel(TupleOutputs(model).eval(), input_names, outputs, dyn,
                       classifier_outputs=["logits"] if "logits" in outputs else [], labels=record.labels, tokenizer=tokenizer)
 
 

@@ -50,12 +50,9 @@ def onnx_runner(path: Path) -> Runner:
 
 
 def pt2_runner(path: Path, input_names: list[str]) -> Runner:
-    import torch
+    from converters.pt2_archive import load_program
 
-    try:
-        module = torch.export.load(str(path)).module()
-    except Exception as exc:  # noqa: BLE001
-        raise errors.InvalidModelError(f"cannot load {path.name} as a torch.export program: {str(exc)[:300]}") from exc
+    module = load_program(path)[0].module()  # refuses archives that would unpickle or run code
     return lambda feeds: _call_torch(module, feeds, input_names)
 
 

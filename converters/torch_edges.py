@@ -27,6 +27,7 @@ def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
 def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import torch
 
+    from converters.pt2_archive import save_program
     from converters.torch_onnx import dynamic_shapes
 
     path = out_dir / "model.pt2"
@@ -34,9 +35,16 @@ def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.export(tm.module, ctx.example, dynamic_shapes=dynamic_shapes(tm, ctx.seq_max))
-            torch.export.save(program, str(path))
+            save_program(program, path, {"inputs": _input_spec(tm, ctx.example), "outputs": tm.output_names,
+                                         "source": "torch"})
     except Exception as exc:  # noqa: BLE001
         raise errors.ConversionError(f"torch.export could not export the model: {type(exc).__name__}: {str(exc)[:300]}",
                                      hint="models with data-dependent control flow cannot be exported as .pt2") from exc
     ctx.info["torch->pt2"] = {"torch": torch.__version__}
     return path
+
+
+def _input_spec(tm: Any, example: tuple) -> list[dict[str, Any]]:
+    """Name, shape (dynamic axes by name) and dtype of each input, for the program's signature file."""
+    return [{"name": name, "shape": [tm.dynamic_axes.get(name, {}).get(i, d) for i, d in enumerate(t.shape)],
+             "dtype": str(t.dtype).removeprefix("torch.")} for name, t in zip(tm.input_names, example)]

@@ -85,8 +85,8 @@ converted from the PyTorch source along the chain shown and checked end to end a
 inputs for every format (3 seeded random batches at batch 2, 1 and 3, text at sequence lengths 16, 7 and
 33, plus zoo's sample images or sentences). Tolerance: atol x max(1, max|ref|) at the chain's dtype.
 Time is the wall time of the conversion and check (torch import included in the first row only).
-The Keras application starts from keras' model (tf2onnx, TFLiteConverter, `.keras`); ONNX -> TensorFlow
-and ONNX -> PyTorch are not in the graph yet.
+The Keras application starts from keras' model (tf2onnx, TFLiteConverter, `.keras`, and `.pt2` through
+ONNX with zoo.onnx_torch); ONNX -> TensorFlow is not in the graph yet.
 
 """
     args.out.write_text(header + "\n\n".join(sections) + "\n")

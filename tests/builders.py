@@ -309,12 +309,12 @@ def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, byte
     keras loads: the real loading path, offline. Norm layers get random
     statistics: fresh Keras models output the same softmax for every input.
     """
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import h5py
-    import keras
     import numpy as np
+
+    from converters.keras_loading import import_keras
+
+    keras = import_keras()  # as zoo imports it (quiet, and keeping Triton out of a TensorFlow process)
     from keras.src.legacy.saving import legacy_h5_format
 
     keras.utils.set_random_seed(seed)

@@ -31,11 +31,13 @@ EDGE_CASES = [
     ("onnx-int8", "zoo-test/tiny-bert-sst"),
     ("onnx-opt", "zoo-test/tiny-bert-sst"),
     ("pt2", "zoo-test/tiny-bert-sst"),
+    ("pt2", KERAS),  # keras-model -> onnx -> pt2: TensorFlow to PyTorch through ONNX
+    ("onnx", "pt2:test_resnet"),  # zoo convert of a .pt2 zoo wrote
 ]
 
 
 def _node(model: str) -> str:
-    return "keras-model" if model.startswith("keras:") else "torch"
+    return "keras-model" if model.startswith("keras:") else "pt2" if model.startswith("pt2:") else "torch"
 
 
 def test_every_registered_edge_has_a_case():
@@ -50,10 +52,13 @@ def test_every_registered_edge_has_a_case():
         ("onnx-int8", ["torch", "onnx", "onnx-int8"]),
         ("onnx-fp16", ["torch", "onnx", "onnx-fp16"]),
         ("pt2", ["torch", "pt2"]),
+        ("pt2", ["keras-model", "onnx", "pt2"]),
+        ("onnx-int8", ["pt2", "onnx", "onnx-int8"]),
+        ("pt2", ["onnx", "pt2"]),
     ],
 )
 def test_plan_is_the_shortest_chain(target, chain):
-    edges = graph.plan("torch", target)
+    edges = graph.plan(chain[0], target)
     assert [edges[0].source] + [e.target for e in edges] == chain
     assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16"}.get(target, "float32")
 
@@ -87,20 +92,28 @@ def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
 
     module = torch.export.load(path).module()
     with torch.no_grad():
-        return module(torch.from_numpy(x)).numpy()
+        out = module(torch.from_numpy(x))
+    return (out[0] if isinstance(out, tuple) else out).numpy()  # programs converted from ONNX return tuples
 
 
 @pytest.mark.parametrize("fmt, model", EDGE_CASES)
 def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, keras_cache, fmt, model):
+    name = model.removeprefix("pt2:")
     if not model.startswith("keras:"):
-        cached_repo(TIMM_REPO if model == "test_resnet" else model)
-    out = pull_json(model, "--format", fmt, env={"HF_HUB_OFFLINE": "1"})
+        cached_repo(TIMM_REPO if name == "test_resnet" else name)
+    if model.startswith("pt2:"):  # a .pt2 zoo published, converted as a file
+        source = pull_json(name, "--format", "pt2", env={"HF_HUB_OFFLINE": "1"})["path"]
+        proc = run_zoo("convert", source, "--to", fmt, "--json", env={"HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout)
+    else:
+        out = pull_json(model, "--format", fmt, env={"HF_HUB_OFFLINE": "1"})
     chain = graph.plan(_node(model), fmt)
     assert out["format"] == fmt and out["conversion"]["chain"] == graph.chain_name(chain)
     assert out["parity"]["passed"] and out["verified"]
     tol = out["parity"]["tolerance"]
     assert tol["atol"] == default_tolerance(graph.chain_dtype(chain)).atol  # checked at the chain's dtype
-    if model == "test_resnet":  # independently of zoo: the artifact against the real source model, batch 3
+    if name == "test_resnet":  # independently of zoo: the artifact against the real source model, batch 3
         x = np.random.default_rng(11).standard_normal((3, 3, 160, 160)).astype(np.float32)
         ref = source_outputs(tiny_repos[TIMM_REPO], "test_resnet", x)
         got = _independent_outputs(out["path"], x)
@@ -168,5 +181,6 @@ def test_keras_catalog_lists_and_resolves(indexed):
     assert {"keras/MobileNetV2", "keras/ResNet50", "keras/EfficientNetB0"} <= {m["id"] for m in listed["models"]}
     proc = run_zoo("pull", "keras:MobileNetV9")
     assert proc.returncode == 3 and "MobileNetV2" in proc.stderr
-    proc = run_zoo("pull", "keras:MobileNetV2", "--format", "pt2")
-    assert proc.returncode == 5 and "tflite" in proc.stderr  # names what keras-model reaches
+    assert [e.target for e in graph.plan("keras-model", "pt2")] == ["onnx", "pt2"]  # through ONNX
+    proc = run_zoo("pull", "keras:MobileNetV2", "--format", "torch")
+    assert proc.returncode == 5 and "tflite" in proc.stderr and "pt2" in proc.stderr  # names what keras-model reaches

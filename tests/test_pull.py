@@ -371,6 +371,13 @@ def test_opset_and_exporter_options(indexed, cached_repo, opset, exporter, used)
     assert dims[0] == "batch" and dims[1:] == [3, 160, 160]
 
 
+def test_torchscript_export_of_a_text_model_checks_it_in_eval_mode(indexed, cached_repo):
+    """torch.onnx's TorchScript exporter restores the top module's training flag recursively: the
+    transformers wrapper must be in eval mode too, or parity runs the source with dropout on."""
+    cached_repo("zoo-test/tiny-bert-sst")
+    out = pull_json("zoo-test/tiny-bert-sst", "--exporter", "torchscript", env={"HF_HUB_OFFLINE": "1"})
+    assert out["conversion"]["exporter"] == "torchscript" and out["parity"]["passed"]
+
 def test_progress_on_a_terminal_quiet_otherwise(indexed, cached_repo):
     import os
     import pty

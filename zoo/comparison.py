@@ -37,21 +37,22 @@ def _model_side(name: str, settings: Settings) -> dict[str, Any]:
             "outputs": tm.output_names, "classifiers": tm.classifier_outputs}
 
 
-def _file_side(text: str, names: list[str] | None) -> dict[str, Any]:
-    from converters.inputs import file_input_sets, onnx_signature
+def _file_side(text: str, settings: Settings, feed_names: list[str] | None = None) -> dict[str, Any]:
+    """A file's runner and inputs; ``feed_names`` feeds a .pt2 (positional) from the reference's inputs."""
+    from converters.inputs import file_input_sets, file_signature
     from converters.runners import artifact_runner
 
     path = Path(text).expanduser()
-    side: dict[str, Any] = {"label": str(path), "path": path}
-    if path.suffix == ".onnx":
-        spec, outputs, meta = onnx_signature(path)
-        side.update(inputs=file_input_sets(spec, meta), names=[s["name"] for s in spec], outputs=outputs)
-    input_names = side.get("names") or names
-    if input_names is None:
-        raise errors.UnsupportedError(f"cannot tell the inputs of {path.name}",
-                                      hint="compare it against an .onnx file or a model name as the first argument")
-    side["run"] = artifact_runner(path, input_names)
-    return side
+    if path.suffix == ".pt2":  # torch.export.load can run code from a foreign archive
+        from registry.index import Registry
+        from zoo.convert import require_zoo_written
+        from zoo.hashing import sha256_file
+
+        require_zoo_written(path, sha256_file(path), Registry(settings))
+    spec, outputs, meta = file_signature(path)
+    names = [s["name"] for s in spec]
+    return {"label": str(path), "path": path, "inputs": file_input_sets(spec, meta), "names": names,
+            "outputs": outputs, "run": artifact_runner(path, (feed_names if path.suffix == ".pt2" else None) or names)}
 
 
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
@@ -63,8 +64,8 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
     if not _is_file(b):
         raise errors.NotFoundError(f"{b} is not an .onnx or .pt2 file",
                                    hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
-    first = _file_side(a, None) if _is_file(a) else _model_side(a, settings)
-    second = _file_side(b, first["names"])
+    first = _file_side(a, settings) if _is_file(a) else _model_side(a, settings)
+    second = _file_side(b, settings, first["names"])
     inputs = first.get("inputs") or second.get("inputs")
     tol = requested_tolerance(dtype, atol, rtol)
     report = check_parity(first["run"], second["run"], inputs, output_names=first.get("outputs"), tolerance=tol,

@@ -1,10 +1,12 @@
 """``zoo convert PATH --to F``: the orchestrator for models the user holds as files.
 
 A directory holding a Hugging Face or timm model (``config.json`` + weights) is
-imported (as ``zoo import`` would) and pulled. An ``.onnx`` file is converted
-along the planned chain and checked end to end against the file itself, on
-inputs made from its own signature. The result is published in the same store,
-keyed by the file's digest.
+imported (as ``zoo import`` would) and pulled. An ``.onnx`` or ``.pt2`` file is
+converted along the planned chain and checked end to end against the file
+itself, on inputs made from its own signature. The result is published in the
+same store, keyed by the file's digest. A ``.pt2`` is loaded only if zoo wrote
+it (``torch.export.load`` can run code from an archive, see
+``converters/pt2_archive.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from zoo.progress import Progress, quiet
 from zoo.settings import Settings, get_settings
 from zoo.store import ArtifactStore, copy_out
 
-SOURCE_SUFFIXES = {".onnx": "onnx"}
+SOURCE_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
 
 
 def convert_path(path: Path, options: PullOptions, *, settings: Settings | None = None,
@@ -37,16 +39,17 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
         record = import_directory(path, name, settings)
         return pull(f"local:{record.name}", options, settings=settings, progress=progress, output=output)
     if not path.is_file():
-        raise errors.NotFoundError(f"{path} does not exist", hint="pass an .onnx file or a model directory")
+        raise errors.NotFoundError(f"{path} does not exist", hint="pass an .onnx or .pt2 file or a model directory")
     source = SOURCE_SUFFIXES.get(path.suffix.lower())
     if source is None:
         raise errors.UnsupportedFormatError(f"zoo cannot convert {path.name} yet",
-                                            hint="convert an .onnx file, or a directory with config.json and weights")
+                                            hint="convert an .onnx or .pt2 file, or a directory with config.json and weights")
     from converters import graph
 
     chain = graph.plan(source, options.format)
     canonical = options.canonical()
-    check_external_data(path)
+    if source == "onnx":
+        check_external_data(path)
     from zoo.hashing import sha256_file, sha256_json
 
     digest = sha256_file(path)
@@ -56,6 +59,8 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     from registry.index import Registry
 
     registry = Registry(settings)
+    if source == "pt2":
+        require_zoo_written(path, digest, registry)
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
     if result is None:
@@ -75,11 +80,11 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
 def _convert_file(path: Path, digest: str, model_id: str, chain: list, options: PullOptions, canonical: dict[str, Any],
                   key: str, registry: Any, store: ArtifactStore, progress: Progress) -> PullResult:
     from converters import graph
-    from converters.inputs import file_input_sets, onnx_signature
+    from converters.inputs import file_input_sets, file_signature
     from converters.parity import check_parity, requested_tolerance
-    from converters.runners import artifact_runner, onnx_runner
+    from converters.runners import artifact_runner
 
-    spec, outputs, source_meta = onnx_signature(path)
+    spec, outputs, source_meta = file_signature(path)
     input_sets = file_input_sets(spec, source_meta)
     names = [s["name"] for s in spec]
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter)
@@ -88,7 +93,7 @@ def _convert_file(path: Path, digest: str, model_id: str, chain: list, options: 
         dtype = graph.chain_dtype(chain)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
             tol = requested_tolerance(dtype, options.atol, options.rtol)
-            report = check_parity(onnx_runner(path), artifact_runner(current, names), input_sets, tolerance=tol,
+            report = check_parity(artifact_runner(path, names), artifact_runner(current, names), input_sets, tolerance=tol,
                                   output_names=outputs, versions=converter_versions())
         parity = report.to_dict()
         conversion = {"chain": graph.chain_name(chain), "details": ctx.info, "edges": graph.describe_edges(chain)}
@@ -149,3 +154,19 @@ def check_external_data(path: Path) -> None:
                 or not target.resolve().is_relative_to(root)):
             raise errors.UnsafeModelError(f"{path.name}: tensor {tensor.name!r} points its data outside the model's directory ({location!r})",
                                           hint="keep external data files next to the .onnx file, as plain files")
+
+
+def require_zoo_written(path: Path, digest: str, registry: Any) -> None:
+    """Load a ``.pt2`` only if zoo published it (its sha256 is an artifact's in this registry):
+    ``torch.export.load`` unpickles and compiles code from the archive."""
+    import sqlalchemy as sa
+
+    from zoo import db
+
+    with registry.engine.connect() as conn:
+        known = conn.execute(sa.select(db.artifacts.c.digest).where(db.artifacts.c.sha256 == digest).limit(1)).first()
+    if known is None:
+        raise errors.UnsafeModelError(
+            f"{path.name} is a .pt2 file zoo did not write (its sha256 is not an artifact in {registry.settings.home}); "
+            "torch.export.load can run code hidden in a .pt2, so zoo loads only its own",
+            hint="convert the model's ONNX file or its source instead (zoo convert model.onnx --to pt2, zoo pull NAME --format pt2)")
