@@ -178,7 +178,7 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
 
 def converter_versions() -> dict[str, str]:
     return {"zoo": __version__, **dist_versions(("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers",
-                                                  "tensorflow", "keras", "tf2onnx"))}
+                                                  "tensorflow", "keras", "tf2onnx", "onnx2tf"))}
 
 
 def cache_key(fetched: Fetched, canonical: dict[str, Any], converter: str) -> str:
@@ -251,7 +251,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
         dtype = graph.chain_dtype(chain)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
             tol = requested_tolerance(dtype, options.atol, options.rtol)
-            report = check_parity(reference, artifact_runner(current, tm.input_names), input_sets,
+            report = check_parity(reference, artifact_runner(current, tm.input_names, tm.output_names), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()

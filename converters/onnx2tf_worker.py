@@ -1,0 +1,159 @@
+"""Run onnx2tf in a child process: ``python -m converters.onnx2tf_worker JOB.json``.
+
+onnx2tf rewrites its input file in place (onnxsim, op renaming), prints to
+stdout, seeds numpy's global RNG at import and, for image-like inputs with a
+static batch, downloads a calibration array from GitHub unless
+``calibration_image_sample_data_20x128x128x3_float32.npy`` is in its working
+directory. So the edge (``converters/tf_edges.py``) runs it here, in a private
+working directory under the edge's output directory holding a copy of the
+model and a calibration file zoo generates, with stdout and stderr going to a
+log file, and with an audit hook that refuses any socket connection off the
+loopback. The result (or the failure, with the ONNX node onnx2tf names) goes
+to ``result.json`` beside the job file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+CALIBRATION_SHAPE = (20, 128, 128, 3)
+
+
+def _is_loopback(host: Any) -> bool:
+    if host in ("localhost", "", None) or isinstance(host, str) and host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_network(event: str, args: tuple) -> None:
+    """Audit hook: no connection and no name lookup off this machine."""
+    if event == "socket.connect":
+        address = args[1]
+        host = address[0] if isinstance(address, tuple) else address
+        if not _is_loopback(host):
+            raise PermissionError(f"zoo's onnx2tf worker refuses network access (connect to {host!r})")
+    elif event == "socket.getaddrinfo" and not _is_loopback(args[0]):
+        raise PermissionError(f"zoo's onnx2tf worker refuses network access (lookup of {args[0]!r})")
+
+
+def write_calibration_file(workdir: Path) -> Path:
+    """The array onnx2tf would download, made from zoo's own sample images
+    (RGB, 0..1, NHWC), so its image-input code path reads a local file."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.samples import sample_images
+
+    images = [img.convert("RGB").resize(CALIBRATION_SHAPE[1:3], Image.BILINEAR) for _, img in sample_images(4, size=160)]
+    pixels = np.stack([np.asarray(img, dtype=np.float32) / 255.0 for img in images])
+    data = np.concatenate([pixels] * (CALIBRATION_SHAPE[0] // len(pixels)))
+    path = workdir / CALIBRATION_FILE
+    np.save(path, data.astype(np.float32))
+    return path
+
+
+def _failed_node(log: str, onnx_path: Path) -> dict[str, str]:
+    """The node onnx2tf names in its error log, with its op type from the graph."""
+    found = re.findall(r"onnx_op_name:\s*(\S+)", re.sub(r"\x1b\[[0-9;]*m", "", log))
+    if not found:
+        return {}
+    name = found[-1]
+    # onnx2tf renames a leading "/" to "wa/" for SavedModel signatures
+    candidates = {name, "/" + name[3:]} if name.startswith("wa/") else {name}
+    try:
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        node = next((n for n in graph.node if n.name in candidates), None)
+        name, op_type = (node.name, node.op_type) if node is not None else (name, "")
+    except Exception:  # noqa: BLE001 - the name alone still helps
+        op_type = ""
+    return {"node": name, "op_type": op_type}
+
+
+def resign_saved_model(src: Path, dst: Path, input_names: list[str], output_names: list[str]) -> dict[str, Any]:
+    """Save ``src`` again with a ``serving_default`` signature keyed by the ONNX
+    input and output names (onnx2tf keys its outputs ``output_0``...)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(src))
+    fn = loaded.signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    keys = [n for n in input_names if n in specs] or list(specs)
+    out_keys = sorted(fn.structured_outputs, key=lambda k: int(k.rsplit("_", 1)[-1]) if k[-1].isdigit() else k)
+    names = output_names if len(output_names) == len(out_keys) else out_keys
+
+    @tf.function(input_signature=[tf.TensorSpec(specs[k].shape, specs[k].dtype, name=k) for k in keys])
+    def serve(*args: Any) -> dict[str, Any]:
+        out = fn(**dict(zip(keys, args)))
+        return {name: out[key] for name, key in zip(names, out_keys)}
+
+    tf.saved_model.save(loaded, str(dst), signatures={"serving_default": serve})
+    return {"inputs": {k: [d if d is not None else None for d in specs[k].shape.as_list()] for k in keys},
+            "outputs": list(names)}
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import onnx
+    import onnx2tf
+    import tensorflow as tf
+
+    src = Path(job["onnx"])
+    graph = onnx.load(str(src), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    input_names = [i.name for i in inputs]
+    output_names = [o.name for o in graph.output]
+    # keep every float input of rank 3-5 in the source's own (NCW/NCHW/NCDHW) layout
+    keep = [i.name for i in inputs if i.type.tensor_type.elem_type in (1, 10, 11) and 3 <= len(i.type.tensor_type.shape.dim) <= 5]
+    raw = Path(job["workdir"]) / "onnx2tf-out"
+    onnx2tf.convert(input_onnx_file_path=str(src), output_folder_path=str(raw), output_signaturedefs=True,
+                    keep_ncw_or_nchw_or_ncdhw_input_names=keep or None, copy_onnx_input_output_names_to_tflite=True,
+                    not_use_onnxsim=True, non_verbose=True, verbosity="error")
+    if not (raw / "saved_model.pb").is_file():
+        raise RuntimeError("onnx2tf wrote no SavedModel (see its log above)")
+    result: dict[str, Any] = {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__, "layout": {
+        n: ("NCW/NCHW/NCDHW kept (as the ONNX model)" if n in keep else "as the ONNX model") for n in input_names}}
+    if job.get("saved_model"):
+        result["signature"] = resign_saved_model(raw, Path(job["saved_model"]), input_names, output_names)
+    if job.get("tflite"):
+        tflite = next(raw.glob("*_float32.tflite"), None)
+        if tflite is None:
+            raise RuntimeError("onnx2tf wrote no float32 .tflite file")
+        tflite.replace(job["tflite"])
+    return result
+
+
+def main(job_path: str) -> int:
+    sys.addaudithook(refuse_network)
+    job_file = Path(job_path)
+    job = json.loads(job_file.read_text())
+    out = job_file.parent / "result.json"
+    try:
+        write_calibration_file(Path(job["workdir"]))
+        result = {"ok": True, **run(job)}
+    except BaseException as exc:  # noqa: BLE001 - onnx2tf also calls sys.exit on some failures
+        sys.stdout.flush()
+        log = Path(job["log"]).read_text(errors="replace") if Path(job["log"]).is_file() else ""
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        result = {"ok": False, "error": f"{type(exc).__name__}: {message[:400]}",
+                  "traceback": traceback.format_exc()[-2000:], **_failed_node(log, Path(job["onnx"]))}
+    out.write_text(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
