@@ -111,3 +111,11 @@ def load_keras_dir(config_path: Path, weights_path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001
         raise _load_failure(f"{config_path.parent.name}/{config_path.name}", exc) from exc
     return model
+
+
+def load_keras_snapshot(root: Path, weights: list[str]) -> KerasModel:
+    """A Keras 3 model from a fetched Hugging Face snapshot (``model.keras``, or
+    ``config.json`` + ``model.weights.h5``), in safe mode."""
+    path = root / weights[0]
+    model = load_keras_file(path) if path.name.endswith(".keras") else load_keras_dir(root / "config.json", path)
+    return keras_model_from(model)

@@ -231,10 +231,11 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     chain = graph.plan(node, options.format)
     with progress.stage("load", f"{record.library} {record.arch}"):
         if node == "keras-model":
-            from converters.keras_loading import build_keras
+            from converters.keras_loading import build_keras, load_keras_snapshot
             from converters.runners import keras_runner
 
-            tm = build_keras(record, progress.note)
+            tm = (build_keras(record, progress.note) if record.source == "keras"
+                  else load_keras_snapshot(fetched.root, fetched.weights))
             reference = keras_runner(tm.model, tm.input_names)
         else:
             tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
