@@ -62,23 +62,26 @@ def write_calibration_file(workdir: Path) -> Path:
     return path
 
 
-def _failed_node(log: str, onnx_path: Path) -> dict[str, str]:
-    """The node onnx2tf names in its error log, with its op type from the graph."""
+def _failed_node(exc: BaseException, log: str, onnx_path: Path) -> dict[str, str]:
+    """The node onnx2tf failed on: the one its error log names, or the first of an
+    op type it has no converter module for; with its op type from the graph."""
+    missing = re.match(r"onnx2tf\.ops\.(\w+)$", getattr(exc, "name", None) or "") if isinstance(exc, ImportError) else None
     found = re.findall(r"onnx_op_name:\s*(\S+)", re.sub(r"\x1b\[[0-9;]*m", "", log))
-    if not found:
+    if not found and not missing:
         return {}
-    name = found[-1]
+    name = found[-1] if found else ""
     # onnx2tf renames a leading "/" to "wa/" for SavedModel signatures
     candidates = {name, "/" + name[3:]} if name.startswith("wa/") else {name}
     try:
         import onnx
 
         graph = onnx.load(str(onnx_path), load_external_data=False).graph
-        node = next((n for n in graph.node if n.name in candidates), None)
-        name, op_type = (node.name, node.op_type) if node is not None else (name, "")
+        node = next((n for n in graph.node if (n.op_type == missing.group(1) if missing else n.name in candidates)), None)
     except Exception:  # noqa: BLE001 - the name alone still helps
-        op_type = ""
-    return {"node": name, "op_type": op_type}
+        node = None
+    if node is None:
+        return {"node": name, "op_type": missing.group(1) if missing else ""}
+    return {"node": node.name, "op_type": node.op_type, **({"unsupported_op": True} if missing else {})}
 
 
 def resign_saved_model(src: Path, dst: Path, input_names: list[str], output_names: list[str]) -> dict[str, Any]:
@@ -150,7 +153,7 @@ def main(job_path: str) -> int:
         log = Path(job["log"]).read_text(errors="replace") if Path(job["log"]).is_file() else ""
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         result = {"ok": False, "error": f"{type(exc).__name__}: {message[:400]}",
-                  "traceback": traceback.format_exc()[-2000:], **_failed_node(log, Path(job["onnx"]))}
+                  "traceback": traceback.format_exc()[-2000:], **_failed_node(exc, log, Path(job["onnx"]))}
     out.write_text(json.dumps(result))
     return 0 if result["ok"] else 1
 

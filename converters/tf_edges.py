@@ -115,10 +115,13 @@ def run_onnx2tf(src: Path, out_dir: Path, *, saved_model: Path | None = None, tf
 
 
 def _onnx2tf_error(result: dict[str, Any]) -> errors.ConversionError:
-    node = result.get("node")
-    where = f" at node {node!r} ({result.get('op_type') or 'unknown op'})" if node else ""
+    node, op_type = result.get("node"), result.get("op_type")
+    if result.get("unsupported_op"):
+        what = f"onnx2tf has no converter for ONNX op {op_type} (node {node!r})"
+    else:
+        what = "onnx2tf cannot convert this model" + (f" at node {node!r} ({op_type or 'unknown op'})" if node else "")
     return errors.ConversionError(
-        f"onnx2tf cannot convert this model{where}: {result['error']}",
+        f"{what}: {result['error']}",
         hint="onnx2tf lacks a TensorFlow translation for this node's pattern (dynamic shapes, text models' masks); "
              "convert to onnx or pt2 instead, or from a Keras source to tf/tflite", node=node, op_type=result.get("op_type"))
 

@@ -20,6 +20,7 @@ __all__ = [
     "git_blob_sha1",
     "is_lfs",
     "keras_repo",
+    "tiny_keras_model",
     "pickle_only_repo",
     "sha256_hex",
     "timm_repo",
@@ -334,7 +335,7 @@ def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, byte
 KERAS_LABELS = 5
 
 
-def _tiny_keras_model(seed: int):
+def tiny_keras_model(seed: int):
     """A small CNN (32x32x3 -> 5 logits) with seeded weights and non-trivial norm statistics."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -364,7 +365,7 @@ def keras_repo(seed: int = 0, layout: str = "directory") -> dict[str, bytes]:
     ``layout="file"``, as one ``model.keras``. The save date is fixed so the bytes are stable."""
     import zipfile
 
-    model = _tiny_keras_model(seed)
+    model = tiny_keras_model(seed)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
