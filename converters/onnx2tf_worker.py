@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -84,26 +85,71 @@ def _failed_node(exc: BaseException, log: str, onnx_path: Path) -> dict[str, str
     return {"node": node.name, "op_type": node.op_type, **({"unsupported_op": True} if missing else {})}
 
 
-def resign_saved_model(src: Path, dst: Path, input_names: list[str], output_names: list[str]) -> dict[str, Any]:
+def _probe_feeds(onnx_path: Path) -> tuple[Any, dict[str, Any]]:
+    """An onnxruntime session of the model and seeded feeds (dynamic dims: batch 1, others 8)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for item in session.get_inputs():
+        shape = [d if isinstance(d, int) else (1 if i == 0 else 8) for i, d in enumerate(item.shape)]
+        if item.type in ("tensor(float)", "tensor(double)"):
+            feeds[item.name] = rng.standard_normal(shape).astype(np.float32 if item.type == "tensor(float)" else np.float64)
+        else:
+            feeds[item.name] = np.zeros(shape, dtype=np.int64 if item.type == "tensor(int64)" else np.int32)
+    return session, feeds
+
+
+def output_permutations(fn: Any, bind: dict[str, str], out_keys: list[str], onnx_path: Path) -> dict[str, list[int]]:
+    """Outputs onnx2tf left channels-last: rank 3-5 outputs that match the ONNX
+    model only once moved back to channels-first, found on a probe input."""
+    import numpy as np
+    import tensorflow as tf
+
+    try:
+        session, feeds = _probe_feeds(onnx_path)
+        ref = session.run(None, feeds)
+        got = fn(**{key: tf.constant(feeds[name]) for key, name in bind.items()})
+    except Exception:  # noqa: BLE001 - no probe, no change: parity judges the result
+        return {}
+    perms = {}
+    for r, key in zip(ref, out_keys):
+        g = got[key].numpy()
+        atol = 1e-3 * max(1.0, float(np.abs(r).max()) if r.size else 1.0)
+        if g.shape == r.shape and np.allclose(g, r, atol=atol, rtol=1e-3) or not 3 <= g.ndim <= 5:
+            continue
+        back = [0, g.ndim - 1, *range(1, g.ndim - 1)]  # NWC/NHWC/NDHWC -> NCW/NCHW/NCDHW
+        moved = np.transpose(g, back)
+        if moved.shape == r.shape and np.allclose(moved, r, atol=atol, rtol=1e-3):
+            perms[key] = back
+    return perms
+
+
+def resign_saved_model(src: Path, dst: Path, onnx_path: Path, input_names: list[str], output_names: list[str]) -> dict[str, Any]:
     """Save ``src`` again with a ``serving_default`` signature keyed by the ONNX
-    input and output names (onnx2tf keys its outputs ``output_0``...)."""
+    input and output names (onnx2tf keys outputs ``output_0``...), and with
+    outputs it left channels-last moved back to the ONNX model's layout."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(src))
     fn = loaded.signatures["serving_default"]
     specs = fn.structured_input_signature[1]
-    keys = [n for n in input_names if n in specs] or list(specs)
+    keys = list(specs)
+    bind = {k: k for k in keys} if set(keys) == set(input_names) else dict(zip(keys, input_names))
     out_keys = sorted(fn.structured_outputs, key=lambda k: int(k.rsplit("_", 1)[-1]) if k[-1].isdigit() else k)
     names = output_names if len(output_names) == len(out_keys) else out_keys
+    perms = output_permutations(fn, bind, out_keys, onnx_path)
 
-    @tf.function(input_signature=[tf.TensorSpec(specs[k].shape, specs[k].dtype, name=k) for k in keys])
+    @tf.function(input_signature=[tf.TensorSpec(specs[k].shape, specs[k].dtype, name=bind[k]) for k in keys])
     def serve(*args: Any) -> dict[str, Any]:
         out = fn(**dict(zip(keys, args)))
-        return {name: out[key] for name, key in zip(names, out_keys)}
+        return {name: tf.transpose(out[key], perms[key]) if key in perms else out[key] for name, key in zip(names, out_keys)}
 
     tf.saved_model.save(loaded, str(dst), signatures={"serving_default": serve})
-    return {"inputs": {k: [d if d is not None else None for d in specs[k].shape.as_list()] for k in keys},
-            "outputs": list(names)}
+    return {"inputs": {bind[k]: specs[k].shape.as_list() for k in keys}, "outputs": list(names),
+            "outputs_moved_to_channels_first": [name for name, key in zip(names, out_keys) if key in perms]}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +161,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     import tensorflow as tf
 
     src = Path(job["onnx"])
+    pristine = src.with_name("pristine.onnx")  # onnx2tf rewrites src; the probe needs the model as given
+    shutil.copyfile(src, pristine)
     graph = onnx.load(str(src), load_external_data=False).graph
     inits = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
@@ -124,20 +172,13 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     keep = [i.name for i in inputs if i.type.tensor_type.elem_type in (1, 10, 11) and 3 <= len(i.type.tensor_type.shape.dim) <= 5]
     raw = Path(job["workdir"]) / "onnx2tf-out"
     onnx2tf.convert(input_onnx_file_path=str(src), output_folder_path=str(raw), output_signaturedefs=True,
-                    keep_ncw_or_nchw_or_ncdhw_input_names=keep or None, copy_onnx_input_output_names_to_tflite=True,
-                    not_use_onnxsim=True, non_verbose=True, verbosity="error")
+                    keep_ncw_or_nchw_or_ncdhw_input_names=keep or None, not_use_onnxsim=True, non_verbose=True,
+                    verbosity="error")
     if not (raw / "saved_model.pb").is_file():
         raise RuntimeError("onnx2tf wrote no SavedModel (see its log above)")
-    result: dict[str, Any] = {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__, "layout": {
-        n: ("NCW/NCHW/NCDHW kept (as the ONNX model)" if n in keep else "as the ONNX model") for n in input_names}}
-    if job.get("saved_model"):
-        result["signature"] = resign_saved_model(raw, Path(job["saved_model"]), input_names, output_names)
-    if job.get("tflite"):
-        tflite = next(raw.glob("*_float32.tflite"), None)
-        if tflite is None:
-            raise RuntimeError("onnx2tf wrote no float32 .tflite file")
-        tflite.replace(job["tflite"])
-    return result
+    signature = resign_saved_model(raw, Path(job["saved_model"]), pristine, input_names, output_names)
+    return {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__, "signature": signature,
+            "layout": {n: "NCW/NCHW/NCDHW kept (as the ONNX model)" if n in keep else "as the ONNX model" for n in input_names}}
 
 
 def main(job_path: str) -> int:

@@ -5,9 +5,9 @@ SavedModel -> ONNX (tf2onnx).
 
 A ``tf`` artifact is a SavedModel directory whose ``serving_default``
 signature takes and returns tensors keyed by the source's input and output
-names; its primary file is ``saved_model.pb``. ONNX inputs keep their layout
-(NCHW stays NCHW), so the artifact takes exactly what the ONNX and PyTorch
-models take.
+names; its primary file is ``saved_model.pb``. ONNX inputs and outputs keep
+their layout (NCHW stays NCHW), so the artifact takes and gives exactly what
+the ONNX and PyTorch models do.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _copy_onnx(src: Path, dst: Path) -> None:
     onnx.save_model(model, str(dst), save_as_external_data=True, location=dst.name + ".data")
 
 
-def run_onnx2tf(src: Path, out_dir: Path, *, saved_model: Path | None = None, tflite: Path | None = None) -> dict[str, Any]:
+def run_onnx2tf(src: Path, out_dir: Path, saved_model: Path) -> dict[str, Any]:
     """Convert ``src`` with onnx2tf in a child process working in ``out_dir/.onnx2tf``
     (removed afterwards): see ``converters/onnx2tf_worker.py`` for why."""
     work = out_dir / ".onnx2tf"
@@ -97,8 +97,7 @@ def run_onnx2tf(src: Path, out_dir: Path, *, saved_model: Path | None = None, tf
         job = work / "job.json"
         log = work / "onnx2tf.log"
         job.write_text(json.dumps({"onnx": str(model), "workdir": str(work), "log": str(log),
-                                   "saved_model": str(saved_model) if saved_model else None,
-                                   "tflite": str(tflite) if tflite else None}))
+                                   "saved_model": str(saved_model)}))
         with open(log, "wb") as fh:
             proc = subprocess.run([sys.executable, "-m", "converters.onnx2tf_worker", str(job)], cwd=work,
                                   stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=_child_env())
@@ -128,34 +127,40 @@ def _onnx2tf_error(result: dict[str, Any]) -> errors.ConversionError:
 
 @edge("onnx", "tf", name="onnx2tf", primary=SAVED_MODEL)
 def onnx_to_saved_model(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
-    ctx.info["onnx->tf"] = run_onnx2tf(src, out_dir, saved_model=out_dir)
+    ctx.info["onnx->tf"] = run_onnx2tf(src, out_dir, out_dir)
     if not (out_dir / SAVED_MODEL).is_file():
         raise _fail("onnx2tf", "no SavedModel was written")
     return out_dir / SAVED_MODEL
 
 
-@edge("onnx", "tflite", name="onnx2tf", primary="model.tflite")
+@edge("onnx", "tflite", name="onnx2tf + tf.lite.TFLiteConverter", primary="model.tflite")
 def onnx_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
-    out = out_dir / "model.tflite"
-    ctx.info["onnx->tflite"] = {**run_onnx2tf(src, out_dir, tflite=out), "tflite": "onnx2tf float32"}
+    """Through onnx2tf's SavedModel (re-signed with the ONNX names and layouts), not
+    its own .tflite file, so the two artifacts of one ONNX model take the same inputs."""
+    staged = out_dir / ".saved_model"
+    try:
+        info = run_onnx2tf(src, out_dir, staged)
+        out = out_dir / "model.tflite"
+        info["tflite"] = tflite_from_saved_model(staged, out, ctx)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    ctx.info["onnx->tflite"] = info
     return out
 
 
 # --- SavedModel -> TFLite / ONNX -----------------------------------------------------------------
-@edge("tf", "tflite", name="tf.lite.TFLiteConverter", primary="model.tflite")
-def saved_model_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+def tflite_from_saved_model(directory: Path, out: Path, ctx: EdgeContext) -> dict[str, Any]:
+    """TFLite builtin ops when they suffice, else TensorFlow ops too (the Flex delegate)."""
     from converters.keras_loading import import_keras
 
     import_keras()  # TensorFlow, quietly
     import tensorflow as tf
 
-    directory = str(saved_model_dir(src))
-    out = out_dir / "model.tflite"
     ops = "TFLITE_BUILTINS"
     try:
-        data = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["serving_default"]).convert()
-    except Exception:  # noqa: BLE001 - retry with TensorFlow ops (the Flex delegate) allowed
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["serving_default"])
+        data = tf.lite.TFLiteConverter.from_saved_model(str(directory), signature_keys=["serving_default"]).convert()
+    except Exception:  # noqa: BLE001 - retry with TensorFlow ops allowed
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(directory), signature_keys=["serving_default"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         ops = "TFLITE_BUILTINS+SELECT_TF_OPS"
         try:
@@ -164,7 +169,13 @@ def saved_model_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
             raise _fail("TFLiteConverter", exc) from exc
         ctx.notes.append("the .tflite file uses TensorFlow ops: run it with the Flex delegate (full tensorflow)")
     out.write_bytes(data)
-    ctx.info["tf->tflite"] = {"tensorflow": tf.__version__, "ops": ops, "quantization": None}
+    return {"tensorflow": tf.__version__, "ops": ops, "quantization": None}
+
+
+@edge("tf", "tflite", name="tf.lite.TFLiteConverter", primary="model.tflite")
+def saved_model_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    out = out_dir / "model.tflite"
+    ctx.info["tf->tflite"] = tflite_from_saved_model(saved_model_dir(src), out, ctx)
     return out
 
 
