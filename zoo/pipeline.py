@@ -91,9 +91,11 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     registry = Registry(settings)
     with progress.stage("resolve", name):
         record = registry.resolve(ref)
-    chain = graph.plan(source_node(record), options.format)
+    if record.input_spec:  # known before any download; a repo seen for the first time is described by its files
+        graph.plan(source_node(record), options.format)
     with progress.stage("fetch", record.repo_id or record.id):
         fetched = fetch(record, ref.revision, registry, settings, progress)
+    chain = graph.plan(source_node(fetched.record), options.format)
     key = cache_key(fetched, canonical, graph.chain_name(chain))
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
