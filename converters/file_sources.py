@@ -44,26 +44,14 @@ def open_onnx(path: Path) -> OpenedSource:
 
 
 def open_saved_model(path: Path) -> OpenedSource:
-    from converters.keras_loading import import_keras
-    from converters.runners import saved_model_runner, signature_output_order
+    from converters.runners import load_serving_signature, signature_output_order, signature_runner
     from converters.tf_edges import SAVED_MODEL, saved_model_dir
 
-    import_keras()
-    import tensorflow as tf
-
-    directory = saved_model_dir(path)
-    try:
-        fn = tf.saved_model.load(str(directory)).signatures["serving_default"]
-    except KeyError as exc:
-        raise errors.InvalidModelError(f"{directory} has no serving_default signature",
-                                       hint="export it with one: keras Model.export, or tf.saved_model.save(..., signatures=...)") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    fn = load_serving_signature(path)
     spec = [{"name": name, "shape": s.shape.as_list() if s.shape.rank is not None else [None], "dtype": s.dtype.name}
             for name, s in fn.structured_input_signature[1].items()]
     outputs = signature_output_order(list(fn.structured_outputs), None)
-    names = [s["name"] for s in spec]
-    return OpenedSource(directory / SAVED_MODEL, spec, outputs, saved_model_runner(directory, names, outputs))
+    return OpenedSource(saved_model_dir(path) / SAVED_MODEL, spec, outputs, signature_runner(fn, [s["name"] for s in spec], outputs))
 
 
 def open_keras_file(path: Path) -> OpenedSource:

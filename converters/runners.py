@@ -101,10 +101,9 @@ def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | 
     return run
 
 
-def saved_model_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
-    """A SavedModel directory's ``serving_default`` signature. Inputs are matched
-    by name (or, for one input, whatever its key); outputs come back in
-    ``output_names`` order when the signature uses those keys, else ``output_N`` order."""
+def load_serving_signature(path: Path) -> Any:
+    """The ``serving_default`` function of a SavedModel (its directory or ``saved_model.pb``).
+    A SavedModel is a program: only the conversion that checks it loads it."""
     from converters.keras_loading import import_keras
     from converters.tf_edges import saved_model_dir
 
@@ -112,13 +111,21 @@ def saved_model_runner(path: Path, input_names: list[str], output_names: list[st
     import tensorflow as tf
 
     directory = saved_model_dir(path)
-    try:  # a SavedModel is a program: only ever loaded by the conversion that checks it
-        fn = tf.saved_model.load(str(directory)).signatures["serving_default"]
+    try:
+        return tf.saved_model.load(str(directory)).signatures["serving_default"]
     except KeyError as exc:
-        raise errors.InvalidModelError(f"{directory.name} has no serving_default signature",
-                                       hint="export it with a serving_default signature (keras: model.export)") from exc
+        raise errors.InvalidModelError(f"{directory} has no serving_default signature",
+                                       hint="export it with one: keras Model.export, or tf.saved_model.save(..., signatures=...)") from exc
     except Exception as exc:  # noqa: BLE001
-        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {str(exc)[:300]}") from exc
+        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    """Run a SavedModel signature. Inputs are matched by name (or, for one input,
+    whatever its key); outputs come back in ``output_names`` order when the
+    signature uses those keys, else in ``output_N`` order."""
+    import tensorflow as tf
+
     keys = list(fn.structured_input_signature[1])
     if sorted(keys) == sorted(input_names):
         bind = {k: k for k in keys}
@@ -133,6 +140,10 @@ def saved_model_runner(path: Path, input_names: list[str], output_names: list[st
         return [out[k].numpy() for k in order]
 
     return run
+
+
+def saved_model_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    return signature_runner(load_serving_signature(path), input_names, output_names)
 
 
 def signature_output_order(keys: list[str], output_names: list[str] | None) -> list[str]:

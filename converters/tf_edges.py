@@ -99,8 +99,10 @@ def run_onnx2tf(src: Path, out_dir: Path, saved_model: Path) -> dict[str, Any]:
         job.write_text(json.dumps({"onnx": str(model), "workdir": str(work), "log": str(log),
                                    "saved_model": str(saved_model)}))
         with open(log, "wb") as fh:
+            # KERAS_HOME: tf_keras writes its keras.json there at import; keep it inside the edge's directory
             proc = subprocess.run([sys.executable, "-m", "converters.onnx2tf_worker", str(job)], cwd=work,
-                                  stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=_child_env())
+                                  stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                  env={**_child_env(), "KERAS_HOME": str(work / "keras")})
         result_file = work / "result.json"
         if not result_file.is_file():
             tail = log.read_text(errors="replace")[-400:]
