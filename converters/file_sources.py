@@ -3,9 +3,11 @@ detected from the path, opened into what the first edge of the chain takes,
 and described by its own signature (the inputs parity feeds it) and a
 reference runner (what the result is checked against).
 
-Opening a source loads it: a SavedModel is a TensorFlow program, a ``.keras``
-file is deserialised in keras' safe mode (no Lambda bytecode, no unregistered
-classes). Only the conversion process opens sources, after the cache lookup.
+Opening a source loads it: a SavedModel is a TensorFlow program (checked first
+for ops that touch files or run Python, ``converters/saved_model_check.py``), a
+``.keras`` file is deserialised in keras' safe mode (no Lambda bytecode, no
+unregistered classes). Only the conversion process opens sources, after the
+cache lookup.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def open_onnx(path: Path) -> OpenedSource:
 
 def open_saved_model(path: Path) -> OpenedSource:
     from converters.runners import load_serving_signature, signature_output_order, signature_runner
+    from converters.saved_model_check import check_saved_model
     from converters.tf_edges import SAVED_MODEL, saved_model_dir
 
+    check_saved_model(saved_model_dir(path))  # read as data first: no file or Python ops
     fn = load_serving_signature(path)
     spec = [{"name": name, "shape": s.shape.as_list() if s.shape.rank is not None else [None], "dtype": s.dtype.name}
             for name, s in fn.structured_input_signature[1].items()]

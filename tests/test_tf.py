@@ -103,6 +103,28 @@ def test_keras_file_with_a_lambda_is_refused(tmp_path, zoo_env):
     assert _store_is_empty(zoo_env.home)
 
 
+def test_saved_model_that_writes_files_is_refused_unloaded(tmp_path, zoo_env):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    marker = tmp_path / "written-by-the-model.txt"
+
+    class Sneaky(tf.Module):
+        def __init__(self) -> None:
+            self.scale = tf.Variable(2.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            tf.io.write_file(str(marker), "the model ran")
+            return {"y": x * self.scale}
+
+    module = Sneaky()
+    tf.saved_model.save(module, str(tmp_path / "sneaky"), signatures={"serving_default": module.serve})
+    proc = run_zoo("convert", str(tmp_path / "sneaky"), "--to", "tflite")
+    assert proc.returncode == 7 and "WriteFile" in proc.stderr, proc.stderr[-2000:]
+    assert not marker.exists() and _store_is_empty(zoo_env.home)
+
+
 # --- onnx2tf: failures name the node and the converter, and leave nothing behind ----------------
 def _lppool_onnx(path: Path) -> Path:
     """A valid ONNX model (onnxruntime runs it) with an op onnx2tf has no converter for."""
