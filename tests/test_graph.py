@@ -24,7 +24,7 @@ EDGE_CASES = [
     ("keras", KERAS),
     ("onnx-int8", KERAS),
     ("tf", KERAS),
-    ("tf", "test_resnet"),
+    pytest.param("tf", "test_resnet", marks=pytest.mark.slow),  # default run: test_tf.py's SavedModel test
     ("tflite", "test_resnet"),
     pytest.param("tf", "test_efficientnet", marks=pytest.mark.slow),
     pytest.param("tflite", "test_efficientnet", marks=pytest.mark.slow),

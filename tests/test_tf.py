@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, pull_json, run_zoo
+from conftest import REPO_ROOT, TIMM_REPO, pull_json, run_zoo, source_outputs
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
@@ -152,6 +152,7 @@ def test_onnx_op_onnx2tf_lacks_fails_clearly(tmp_path, zoo_env, fmt):
     assert _store_is_empty(zoo_env.home) and src.read_bytes() == before  # onnx2tf worked on a copy
 
 
+@pytest.mark.slow  # the default run proves the mechanism on test_onnx_op_onnx2tf_lacks_fails_clearly
 def test_text_model_to_tf_fails_naming_the_node(indexed, cached_repo, zoo_env):
     cached_repo("zoo-test/tiny-bert-sst")
     proc = run_zoo("pull", "zoo-test/tiny-bert-sst", "--format", "tf", "--json", env=OFFLINE)
@@ -238,9 +239,10 @@ def test_the_audit_sees_onnx2tf_download_and_the_worker_refuses_it(tmp_path):
 
 
 # --- the SavedModel artifact -------------------------------------------------------------------
-def test_saved_model_records_layout_and_keeps_names(indexed, cached_repo, tmp_path):
-    cached_repo("timm/test_resnet.r160_in1k")
+def test_saved_model_records_layout_and_keeps_names(indexed, cached_repo, tiny_repos, tmp_path):
+    cached_repo(TIMM_REPO)
     out = pull_json("test_resnet", "--format", "tf", "-o", str(tmp_path / "resnet-tf"), env=OFFLINE)
+    assert out["verified"] and out["conversion"]["chain"] == "torch -> onnx -> tf"
     details = out["conversion"]["details"]["onnx->tf"]
     assert details["layout"]["input"].startswith("NCW/NCHW") and details["signature"]["outputs"] == ["logits"]
     copied = tmp_path / "resnet-tf"
@@ -251,3 +253,8 @@ def test_saved_model_records_layout_and_keeps_names(indexed, cached_repo, tmp_pa
     spec = fn.structured_input_signature[1]["input"]
     assert spec.shape.as_list() == [None, 3, 160, 160]  # NCHW, dynamic batch, as the PyTorch model
     assert list(fn.structured_outputs) == ["logits"]
+    # independently of zoo: the copied SavedModel against the real timm model, batch 3
+    x = np.random.default_rng(12).standard_normal((3, 3, 160, 160)).astype(np.float32)
+    ref = source_outputs(tiny_repos[TIMM_REPO], "test_resnet", x)
+    got = fn(input=tf.constant(x))["logits"].numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
