@@ -34,8 +34,10 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
     spec = record.input_spec
     if spec and spec[0]["name"] == "input_ids":
         return _text_sets(record, tokenizer)
-    if record.library == "keras":
+    if record.library == "keras" and spec and spec[0].get("layout") == "NHWC":
         return _keras_sets(record)
+    if record.library == "keras":  # any other Keras model: seeded random inputs from its declared shapes
+        return file_input_sets(spec, {})
     return _image_sets(record)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from registry.records import ModelRecord
@@ -73,3 +74,53 @@ def build_keras(record: ModelRecord, note: Callable[[str], None]) -> KerasModel:
     outputs = [t.name.split("/")[0].split(":")[0] for t in model.outputs]
     outputs = list(getattr(model, "output_names", None) or outputs)
     return KerasModel(model, ["input"], outputs, classifier_outputs=outputs[:1])
+
+
+def keras_model_from(model: Any) -> KerasModel:
+    """Wrap a loaded keras.Model: one input is called "input" (as for Keras applications),
+    several keep their tensor names; outputs keep the model's output names."""
+    inputs = ["input"] if len(model.inputs) == 1 else [t.name for t in model.inputs]
+    outputs = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
+    return KerasModel(model, inputs, outputs)
+
+
+def _load_failure(what: str, exc: BaseException) -> errors.ZooError:
+    text = str(exc)
+    if "safe_mode" in text or "Lambda" in text:
+        return errors.UnsafeModelError(f"keras refused to load {what} in safe mode: {text[:300]}",
+                                       hint="the model carries Python code (a Lambda layer); zoo never runs code from model files")
+    return errors.InvalidModelError(f"keras cannot load {what}: {type(exc).__name__}: {text[:300]}",
+                                    hint="custom layers need their code, which zoo never loads from model files")
+
+
+def load_keras_file(path: Path) -> Any:
+    """A ``.keras`` file, in safe mode, uncompiled."""
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(str(path), safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001
+        raise _load_failure(path.name, exc) from exc
+
+
+def load_keras_dir(config_path: Path, weights_path: Path) -> Any:
+    """The unzipped layout keras' ``hf://`` saving writes (``config.json`` +
+    ``model.weights.h5``): the model from its config in safe mode, then its weights."""
+    import json
+
+    keras = import_keras()
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["compile_config"] = None
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        model.load_weights(str(weights_path))
+    except Exception as exc:  # noqa: BLE001
+        raise _load_failure(f"{config_path.parent.name}/{config_path.name}", exc) from exc
+    return model
+
+
+def load_keras_snapshot(root: Path, weights: list[str]) -> KerasModel:
+    """A Keras 3 model from a fetched Hugging Face snapshot (``model.keras``, or
+    ``config.json`` + ``model.weights.h5``), in safe mode."""
+    path = root / weights[0]
+    model = load_keras_file(path) if path.name.endswith(".keras") else load_keras_dir(root / "config.json", path)
+    return keras_model_from(model)

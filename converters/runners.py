@@ -66,17 +66,12 @@ def keras_runner(model: Any, input_names: list[str]) -> Runner:
 
 
 def keras_file_runner(path: Path, input_names: list[str]) -> Runner:
-    from converters.keras_loading import import_keras
+    from converters.keras_loading import load_keras_file
 
-    keras = import_keras()
-    try:  # safe_mode: no Lambda layers or arbitrary code from the file
-        model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001
-        raise errors.UnsafeModelError(f"keras refused to load {path.name} in safe mode: {str(exc)[:300]}") from exc
-    return keras_runner(model, input_names)
+    return keras_runner(load_keras_file(path), input_names)  # safe mode: no code from the file
 
 
-def tflite_runner(path: Path, input_names: list[str]) -> Runner:
+def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
     import warnings
 
     from converters.keras_loading import import_keras
@@ -87,6 +82,11 @@ def tflite_runner(path: Path, input_names: list[str]) -> Runner:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
         interpreter = tf.lite.Interpreter(model_path=str(path))
+    signature = interpreter.get_signature_list().get("serving_default")
+    if signature and output_names and sorted(signature["outputs"]) == sorted(output_names) \
+            and sorted(signature["inputs"]) == sorted(input_names):  # by name, not tensor order
+        runner = interpreter.get_signature_runner("serving_default")
+        return lambda feeds: [runner(**{n: feeds[n] for n in input_names})[o] for o in output_names]
 
     def run(feeds: dict[str, Any]) -> list[Any]:
         details = interpreter.get_input_details()
@@ -101,13 +101,76 @@ def tflite_runner(path: Path, input_names: list[str]) -> Runner:
     return run
 
 
-def artifact_runner(path: Path, input_names: list[str]) -> Runner:
+def load_serving_signature(path: Path) -> Any:
+    """The ``serving_default`` function of a SavedModel (its directory or ``saved_model.pb``).
+    A SavedModel is a program: only the conversion that checks it loads it."""
+    from converters.keras_loading import import_keras
+    from converters.tf_edges import saved_model_dir
+
+    import_keras()
+    import tensorflow as tf
+
+    directory = saved_model_dir(path)
+    try:
+        return tf.saved_model.load(str(directory)).signatures["serving_default"]
+    except KeyError as exc:
+        raise errors.InvalidModelError(f"{directory} has no serving_default signature",
+                                       hint="export it with one: keras Model.export, or tf.saved_model.save(..., signatures=...)") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    """Run a SavedModel signature. Inputs are matched by name (or, for one input,
+    whatever its key); outputs come back in ``output_names`` order when the
+    signature uses those keys, else in ``output_N`` order."""
+    import tensorflow as tf
+
+    keys = list(fn.structured_input_signature[1])
+    if sorted(keys) == sorted(input_names):
+        bind = {k: k for k in keys}
+    elif len(keys) == len(input_names) == 1:
+        bind = {keys[0]: input_names[0]}
+    else:
+        raise errors.UnsupportedError(f"the SavedModel's inputs {keys} do not match the model's {input_names}")
+    order = signature_output_order(list(fn.structured_outputs), output_names)
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        out = fn(**{k: tf.constant(feeds[n]) for k, n in bind.items()})
+        return [out[k].numpy() for k in order]
+
+    return run
+
+
+def saved_model_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    return signature_runner(load_serving_signature(path), input_names, output_names)
+
+
+def signature_output_order(keys: list[str], output_names: list[str] | None) -> list[str]:
+    """Signature output keys in the model's declared order."""
+    if output_names and sorted(output_names) == sorted(keys):
+        return list(output_names)
+
+    def index(key: str) -> tuple[int, str]:
+        tail = key.rsplit("_", 1)[-1]
+        return (int(tail), key) if tail.isdigit() else (1 << 30, key)
+
+    return sorted(keys, key=index)
+
+
+def is_saved_model(path: Path) -> bool:
+    return path.name == "saved_model.pb" or path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+def artifact_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    if is_saved_model(path):
+        return saved_model_runner(path, input_names, output_names)
     if path.suffix == ".onnx":
         return onnx_runner(path)
     if path.suffix == ".pt2":
         return pt2_runner(path, input_names)
     if path.suffix == ".tflite":
-        return tflite_runner(path, input_names)
+        return tflite_runner(path, input_names, output_names)
     if path.suffix == ".keras":
         return keras_file_runner(path, input_names)
-    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}", hint="supported files: .onnx, .pt2, .tflite, .keras")
+    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}", hint="supported: .onnx, .pt2, .tflite, .keras files and SavedModel directories")

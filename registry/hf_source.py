@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from registry.keras_repo import describe_keras, keras_files
 from registry.records import FileInfo, ModelRecord, image_input_spec, text_input_spec
 from zoo import errors
 from zoo.settings import Settings
@@ -76,6 +77,8 @@ def choose_files(available: list[str], *, repo_filename: str | None = None) -> t
         weights = ["model.safetensors"]
     elif "model.safetensors.index.json" in present:
         weights = ["model.safetensors.index.json"] + sorted(n for n in names if re.match(r"^model-\d+-of-\d+\.safetensors$", n))
+    elif (keras := keras_files(present)) is not None:  # a Keras 3 model: weights read by keras, no pickle
+        return sorted(keras[0]), keras[1], "keras"
     elif "pytorch_model.bin" in present:
         weights = ["pytorch_model.bin"]
     elif "pytorch_model.bin.index.json" in present:
@@ -84,7 +87,8 @@ def choose_files(available: list[str], *, repo_filename: str | None = None) -> t
         weights = sorted(n for n in names if "/" not in n and n.endswith(".safetensors"))[:1]
     if not weights:
         raise errors.InvalidModelError(
-            "the repo has no weights zoo can load (model.safetensors or pytorch_model.bin)",
+            "the repo has no weights zoo can load (model.safetensors, pytorch_model.bin, or a Keras 3 model.keras "
+            "or config.json + model.weights.h5)",
             hint="publish safetensors weights, or import a directory with `zoo import DIR --name N`",
         )
     fmt = "safetensors" if weights[-1].endswith(".safetensors") else "pickle"
@@ -244,6 +248,9 @@ def read_json(root: Path, name: str) -> dict[str, Any] | None:
 
 def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
     """Complete ``base`` (id, source, repo) from the repo's own config files."""
+    keras = keras_files(set(files))
+    if keras is not None:
+        return describe_keras(base, root, keras[1])
     config = read_json(root, "config.json")
     if config is None:
         raise errors.InvalidModelError(

@@ -17,5 +17,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     .venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
     .venv/bin/python -c "import timm, torchvision, onnxruntime" 2>/dev/null \
         || { echo "zoo setup: torch/torchvision/timm do not import together; see README 'Installing'" >&2; exit 1; }
+    if [[ ",$EXTRAS," == *",tf,"* ]]; then  # onnx2tf declares no dependencies: prove its imports resolve
+        TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -c "import onnx2tf, tf2onnx, tf_keras" >/dev/null 2>&1 \
+            || { echo "zoo setup: onnx2tf/tf2onnx do not import; check the tf extra's pins in pyproject.toml" >&2; exit 1; }
+    fi
     echo "$WANT" > "$STAMP"
 fi

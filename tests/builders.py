@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,8 @@ __all__ = [
     "commit_for",
     "git_blob_sha1",
     "is_lfs",
+    "keras_repo",
+    "tiny_keras_model",
     "pickle_only_repo",
     "sha256_hex",
     "timm_repo",
@@ -331,3 +334,59 @@ def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, byte
             legacy_h5_format.save_weights_to_hdf5_group(f, model)
         data = path.read_bytes()
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}.h5", data
+
+
+KERAS_LABELS = 5
+
+
+def tiny_keras_model(seed: int):
+    """A small CNN (32x32x3 -> 5 logits) with seeded weights and non-trivial norm statistics."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+
+    keras.backend.clear_session()  # layer names (conv2d, conv2d_1...) start afresh: same config each build
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(32, 32, 3), name="pixels")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(KERAS_LABELS, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="tiny_cnn")
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if i in (0, 3) else
+                               rng.normal(0, 0.1, w.shape).astype("float32") for i, w in enumerate(layer.get_weights())])
+    return model
+
+
+def keras_repo(seed: int = 0, layout: str = "directory") -> dict[str, bytes]:
+    """A tiny Keras 3 model as ``keras.saving.save_model(model, "hf://org/name")`` uploads it
+    (``config.json``, ``metadata.json``, ``model.weights.h5`` and a model card), or, with
+    ``layout="file"``, as one ``model.keras``. The save date is fixed so the bytes are stable."""
+    import zipfile
+
+    model = tiny_keras_model(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        with zipfile.ZipFile(path) as archive:
+            members = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
+    ids: dict[str, str] = {}  # keras writes id() of shared dtype policies: renumber them in order
+    members["config.json"] = re.sub(rb'"shared_object_id": (\d+)', lambda m: b'"shared_object_id": '
+                                    + ids.setdefault(m.group(1), str(len(ids) + 1)).encode(), members["config.json"])
+    metadata = json.loads(members["metadata.json"])
+    metadata["date_saved"] = "2025-01-01@00:00:00"
+    members["metadata.json"] = json.dumps(metadata).encode()
+    card = b"---\nlibrary_name: keras\nlicense: apache-2.0\n---\n\n# Tiny Keras test model\n\nRandom weights for offline tests.\n"
+    if layout == "directory":
+        return {**members, "README.md": card}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        with zipfile.ZipFile(path, "w") as archive:
+            for name in sorted(members):
+                archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0)), members[name])
+        return {"model.keras": path.read_bytes(), "README.md": card}

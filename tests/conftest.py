@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builders import bert_repo, pickle_only_repo, timm_repo, vit_image_classifier_repo, write_hf_cache
+from builders import bert_repo, keras_repo, pickle_only_repo, timm_repo, vit_image_classifier_repo, write_hf_cache
 from hubserver import HubServer, Repo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,8 @@ TINY_REPO_BUILDERS = {
     "zoo-test/tiny-bert-sst": lambda: bert_repo("sequence-classification"),
     "zoo-test/tiny-vit-classifier": vit_image_classifier_repo,
     "zoo-test/pickle-only-resnet": pickle_only_repo,
+    "zoo-test/tiny-keras": keras_repo,  # keras' hf:// layout: config.json + metadata.json + model.weights.h5
+    "zoo-test/tiny-keras-file": lambda: keras_repo(layout="file"),  # one model.keras
 }
 GATED_REPO_ID = "zoo-test/gated-bert"  # a gated copy of zoo-test/tiny-bert
 

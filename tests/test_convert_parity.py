@@ -56,7 +56,7 @@ def test_convert_model_directory_imports_and_pulls(indexed, tiny_repos, tmp_path
     [
         (["/nonexistent/model.onnx", "--to", "onnx-int8"], 3, "does not exist"),
         (["{tmp}/weights.bin", "--to", "onnx"], 5, "cannot convert"),
-        (["{onnx}", "--to", "tflite"], 5, "reachable from onnx"),
+        (["{onnx}", "--to", "keras"], 5, "reachable from onnx"),
     ],
 )
 def test_convert_bad_input(resnet_onnx, tmp_path, args, code, needle):

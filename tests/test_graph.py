@@ -15,6 +15,7 @@ from converters.parity import default_tolerance
 from zoo import errors
 
 KERAS = "keras:MobileNetV2@96"
+HF_KERAS = "hf:zoo-test/tiny-keras"
 
 # (format, model) -> every edge of every plan must be covered by at least one case
 EDGE_CASES = [
@@ -22,6 +23,11 @@ EDGE_CASES = [
     ("tflite", KERAS),
     ("keras", KERAS),
     ("onnx-int8", KERAS),
+    ("tf", KERAS),
+    pytest.param("tf", "test_resnet", marks=pytest.mark.slow),  # default run: test_tf.py's SavedModel test
+    ("tflite", "test_resnet"),
+    pytest.param("tf", "test_efficientnet", marks=pytest.mark.slow),
+    pytest.param("tflite", "test_efficientnet", marks=pytest.mark.slow),
     ("onnx", "test_resnet"),
     ("onnx-fp16", "test_resnet"),
     ("onnx-int8", "test_resnet"),
@@ -36,12 +42,28 @@ EDGE_CASES = [
 ]
 
 
+# (format, local source) for `zoo convert`: the tiny Keras CNN as a SavedModel (keras' own
+# Model.export signature) and as a .keras file; SavedModel sources are what reach the tf -> * edges
+FILE_CASES = [
+    ("tflite", "saved-model"),
+    ("onnx", "saved-model"),
+    ("tf", "keras-file"),
+]
+FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model"}
+REPOS = {"test_resnet": TIMM_REPO, "test_efficientnet": "timm/test_efficientnet.r160_in1k"}
+
+
 def _node(model: str) -> str:
     return "keras-model" if model.startswith("keras:") else "pt2" if model.startswith("pt2:") else "torch"
 
 
+def _values(case) -> tuple:
+    return tuple(case.values) if hasattr(case, "values") else case
+
+
 def test_every_registered_edge_has_a_case():
-    covered = {(e.source, e.target) for fmt, model in EDGE_CASES for e in graph.plan(_node(model), fmt)}
+    covered = {(e.source, e.target) for fmt, model in map(_values, EDGE_CASES) for e in graph.plan(_node(model), fmt)}
+    covered |= {(e.source, e.target) for fmt, kind in FILE_CASES for e in graph.plan(FILE_NODES[kind], fmt)}
     assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
 
 
@@ -52,13 +74,21 @@ def test_every_registered_edge_has_a_case():
         ("onnx-int8", ["torch", "onnx", "onnx-int8"]),
         ("onnx-fp16", ["torch", "onnx", "onnx-fp16"]),
         ("pt2", ["torch", "pt2"]),
-        ("pt2", ["keras-model", "onnx", "pt2"]),
-        ("onnx-int8", ["pt2", "onnx", "onnx-int8"]),
-        ("pt2", ["onnx", "pt2"]),
+        ("keras-model:pt2", ["keras-model", "onnx", "pt2"]),
+        ("pt2:onnx-int8", ["pt2", "onnx", "onnx-int8"]),
+        ("onnx:pt2", ["onnx", "pt2"]),
+        ("tf", ["torch", "onnx", "tf"]),
+        ("tflite", ["torch", "onnx", "tflite"]),  # onnx2tf's own .tflite, not via a SavedModel hop
+        ("keras-model:tf", ["keras-model", "tf"]),
+        ("keras-model:tflite", ["keras-model", "tflite"]),
+        ("keras-model:onnx", ["keras-model", "onnx"]),  # tf2onnx from the model, not through a SavedModel
+        ("tf:onnx-fp16", ["tf", "onnx", "onnx-fp16"]),
+        ("onnx:tflite", ["onnx", "tflite"]),
     ],
 )
 def test_plan_is_the_shortest_chain(target, chain):
-    edges = graph.plan(chain[0], target)
+    source, _, target = target.rpartition(":")
+    edges = graph.plan(source or "torch", target)
     assert [edges[0].source] + [e.target for e in edges] == chain
     assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16"}.get(target, "float32")
 
@@ -73,7 +103,15 @@ def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
     if path.endswith(".onnx"):
         import onnxruntime as ort
 
-        return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    if path.endswith("saved_model.pb"):
+        import tensorflow as tf
+
+        fn = tf.saved_model.load(str(Path(path).parent)).signatures["serving_default"]
+        (key,) = fn.structured_input_signature[1]
+        (out,) = fn(**{key: tf.constant(x)}).values()
+        return out.numpy()
     if path.endswith(".tflite"):
         import tensorflow as tf
 
@@ -100,7 +138,7 @@ def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
 def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, keras_cache, fmt, model):
     name = model.removeprefix("pt2:")
     if not model.startswith("keras:"):
-        cached_repo(TIMM_REPO if name == "test_resnet" else name)
+        cached_repo(REPOS.get(name, name))
     if model.startswith("pt2:"):  # a .pt2 zoo published, converted as a file
         source = pull_json(name, "--format", "pt2", env={"HF_HUB_OFFLINE": "1"})["path"]
         proc = run_zoo("convert", source, "--to", fmt, "--json", env={"HF_HUB_OFFLINE": "1"})
@@ -113,9 +151,9 @@ def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, keras_cache, fmt
     assert out["parity"]["passed"] and out["verified"]
     tol = out["parity"]["tolerance"]
     assert tol["atol"] == default_tolerance(graph.chain_dtype(chain)).atol  # checked at the chain's dtype
-    if name == "test_resnet":  # independently of zoo: the artifact against the real source model, batch 3
+    if name in REPOS:  # independently of zoo: the artifact (NCHW inputs, as the source) against the real model, batch 3
         x = np.random.default_rng(11).standard_normal((3, 3, 160, 160)).astype(np.float32)
-        ref = source_outputs(tiny_repos[TIMM_REPO], "test_resnet", x)
+        ref = source_outputs(tiny_repos[REPOS[name]], name, x)
         got = _independent_outputs(out["path"], x)
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(got, ref, atol=tol["atol"] * scale, rtol=tol["rtol"])
@@ -130,6 +168,36 @@ def test_edge_on_a_real_model(indexed, cached_repo, tiny_repos, keras_cache, fmt
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(got, ref, atol=tol["atol"] * scale, rtol=tol["rtol"])
         assert ref.std() > 0  # the seeded weights give input-dependent logits: the check can fail
+
+
+@pytest.fixture(scope="module")
+def keras_sources(tmp_path_factory) -> dict:
+    """The tiny Keras CNN as a SavedModel written by keras' own ``Model.export`` and as a ``.keras`` file."""
+    import contextlib
+    import io
+
+    from builders import tiny_keras_model
+
+    root = tmp_path_factory.mktemp("keras-sources")
+    model = tiny_keras_model(0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.export(str(root / "saved-model"), verbose=False)
+    model.save(root / "tiny.keras")
+    return {"saved-model": root / "saved-model", "keras-file": root / "tiny.keras", "model": model}
+
+
+@pytest.mark.parametrize("fmt, kind", FILE_CASES)
+def test_edge_from_a_local_source(keras_sources, fmt, kind):
+    proc = run_zoo("convert", str(keras_sources[kind]), "--to", fmt, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)  # the whole of stdout is the one JSON object: no converter chatter
+    chain = graph.plan(FILE_NODES[kind], fmt)
+    assert out["conversion"]["chain"] == graph.chain_name(chain) and out["parity"]["passed"] and out["verified"]
+    x = np.random.default_rng(5).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    ref = keras_sources["model"](x, training=False).numpy()
+    got = _independent_outputs(out["path"], x)
+    assert ref.std() > 0 and got.shape == ref.shape == (3, 5)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
 
 
 def test_formats_are_distinct_artifacts_and_each_cached(indexed, cached_repo):

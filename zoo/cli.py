@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("name", help="resnet50, resnet50.a1_in1k, org/name[@rev], hf:org/name, local:NAME, keras:MobileNetV2[@SIZE]")
     pull.add_argument("--format", "-f", default="onnx",
                       help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
-                           "pt2 (torch.export; from PyTorch, or from Keras through ONNX), tflite and keras (Keras sources)")
+                           "pt2 (torch.export; from PyTorch, or from Keras through ONNX), tf (SavedModel directory), "
+                           "tflite, keras (Keras sources)")
     pull.add_argument("--opset", type=int, help="ONNX opset (default: 18)")
     pull.add_argument("--atol", type=float, help="absolute tolerance for parity (default: per dtype, scaled by output magnitude)")
     pull.add_argument("--rtol", type=float, help="relative tolerance for parity")
@@ -47,11 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("-o", "--output", type=Path, help="also copy the artifact to this path")
     pull.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    conv = sub.add_parser("convert", help="convert a local .onnx file, a .pt2 file zoo wrote, or a model directory",
+    conv = sub.add_parser("convert", help="convert a local .onnx or .keras file, a .pt2 zoo wrote, a SavedModel or a model directory",
                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    conv.add_argument("path", type=Path, help="an .onnx file, a .pt2 file zoo wrote, or a directory with config.json and weights")
+    conv.add_argument("path", type=Path, help="an .onnx or .keras file, a .pt2 file zoo wrote, a TensorFlow SavedModel "
+                                              "directory, or a directory with config.json and weights")
     conv.add_argument("--to", required=True, dest="format",
-                      help="target format (.onnx: pt2, onnx-fp16, onnx-int8, onnx-opt; .pt2: onnx and its variants)")
+                      help="target format (onnx, onnx-fp16, onnx-int8, onnx-opt, pt2, tf, tflite, ...)")
     conv.add_argument("--opset", type=int)
     conv.add_argument("--atol", type=float)
     conv.add_argument("--rtol", type=float)
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     par = sub.add_parser("parity", help="compare two models on the same inputs, or every format of one (--matrix)",
                          epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    par.add_argument("models", nargs="*", help="REFERENCE CANDIDATE: a model name or .onnx/.pt2 file, then a file")
+    par.add_argument("models", nargs="*", help="REFERENCE CANDIDATE: a model name or file (.onnx, .pt2, .tflite, .keras, SavedModel dir), then a file")
     par.add_argument("--matrix", metavar="NAME", help="convert NAME to every reachable format and tabulate parity")
     par.add_argument("--atol", type=float)
     par.add_argument("--rtol", type=float)

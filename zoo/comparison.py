@@ -10,12 +10,13 @@ from typing import Any
 from zoo import errors
 from zoo.settings import Settings
 
-RUNNABLE = (".onnx", ".pt2")
+RUNNABLE = (".onnx", ".pt2", ".tflite", ".keras")
 
 
 def _is_file(text: str) -> bool:
+    """A model file zoo can run, or a SavedModel directory."""
     path = Path(text).expanduser()
-    return path.suffix.lower() in RUNNABLE and path.exists()
+    return path.suffix.lower() in RUNNABLE and path.exists() or (path / "saved_model.pb").is_file()
 
 
 def _model_side(name: str, settings: Settings) -> dict[str, Any]:
@@ -37,22 +38,30 @@ def _model_side(name: str, settings: Settings) -> dict[str, Any]:
             "outputs": tm.output_names, "classifiers": tm.classifier_outputs}
 
 
-def _file_side(text: str, settings: Settings, feed_names: list[str] | None = None) -> dict[str, Any]:
-    """A file's runner and inputs; ``feed_names`` feeds a .pt2 (positional) from the reference's inputs."""
+def _file_side(text: str, settings: Settings, names: list[str] | None = None,
+               outputs: list[str] | None = None) -> dict[str, Any]:
+    """A file's runner and, when its signature says, its inputs; ``names`` (the reference's inputs) feed
+    files that do not name theirs, and a .pt2 (positional)."""
     from converters.inputs import file_input_sets, file_signature
     from converters.runners import artifact_runner
 
     path = Path(text).expanduser()
+    side: dict[str, Any] = {"label": str(path), "path": path}
     if path.suffix == ".pt2":  # torch.export.load can run code from a foreign archive
         from registry.index import Registry
         from zoo.convert import require_zoo_written
         from zoo.hashing import sha256_file
 
         require_zoo_written(path, sha256_file(path), Registry(settings))
-    spec, outputs, meta = file_signature(path)
-    names = [s["name"] for s in spec]
-    return {"label": str(path), "path": path, "inputs": file_input_sets(spec, meta), "names": names,
-            "outputs": outputs, "run": artifact_runner(path, (feed_names if path.suffix == ".pt2" else None) or names)}
+    if path.suffix in (".onnx", ".pt2"):
+        spec, outputs_, meta = file_signature(path)
+        side.update(inputs=file_input_sets(spec, meta), names=[s["name"] for s in spec], outputs=outputs_)
+    input_names = (names if path.suffix == ".pt2" else None) or side.get("names") or names
+    if input_names is None:
+        raise errors.UnsupportedError(f"cannot tell the inputs of {path.name}",
+                                      hint="compare it against an .onnx file or a model name as the first argument")
+    side["run"] = artifact_runner(path, input_names, side.get("outputs") or outputs)
+    return side
 
 
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
@@ -62,10 +71,10 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
     from zoo.pipeline import converter_versions
 
     if not _is_file(b):
-        raise errors.NotFoundError(f"{b} is not an .onnx or .pt2 file",
+        raise errors.NotFoundError(f"{b} is not an .onnx, .pt2, .tflite or .keras file or a SavedModel directory",
                                    hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
     first = _file_side(a, settings) if _is_file(a) else _model_side(a, settings)
-    second = _file_side(b, settings, first["names"])
+    second = _file_side(b, settings, first["names"], first.get("outputs"))
     inputs = first.get("inputs") or second.get("inputs")
     tol = requested_tolerance(dtype, atol, rtol)
     report = check_parity(first["run"], second["run"], inputs, output_names=first.get("outputs"), tolerance=tol,
@@ -78,10 +87,16 @@ def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
     from converters import graph
     from registry.index import Registry
     from registry.names import parse_name
-    from zoo.pipeline import PullOptions, pull, source_node
+    from zoo.pipeline import PullOptions, fetch, pull, source_node
+    from zoo.progress import quiet
 
+    registry = Registry(settings)
+    ref = parse_name(name)
+    record = registry.resolve(ref)
+    if not record.input_spec:  # a Hugging Face repo seen for the first time: its files say what it is
+        record = fetch(record, ref.revision, registry, settings, quiet()).record
     rows = []
-    for fmt in graph.reachable(source_node(Registry(settings).resolve(parse_name(name)))):
+    for fmt in graph.reachable(source_node(record)):
         start = time.perf_counter()
         try:
             result = pull(name, PullOptions(format=fmt, allow_mismatch=True), settings=settings)
@@ -103,7 +118,8 @@ def matrix_markdown(name: str, rows: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['format']} | | error: {r['error']} | | | | | {r['seconds']:.1f} s |")
+            error = r["error"].replace("|", "/")
+            lines.append(f"| {r['format']} | | error: {error[:200]}{'...' if len(error) > 200 else ''} | | | | | {r['seconds']:.1f} s |")
             continue
         top1 = "" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}"
         lines.append(f"| {r['format']} | {r['chain']} | {'yes' if r['passed'] else 'NO'} | {r['max_abs_diff']:.2e} | "

@@ -1,12 +1,13 @@
 """``zoo convert PATH --to F``: the orchestrator for models the user holds as files.
 
 A directory holding a Hugging Face or timm model (``config.json`` + weights) is
-imported (as ``zoo import`` would) and pulled. An ``.onnx`` or ``.pt2`` file is
-converted along the planned chain and checked end to end against the file
-itself, on inputs made from its own signature. The result is published in the
-same store, keyed by the file's digest. A ``.pt2`` is loaded only if zoo wrote
-it (``torch.export.load`` can run code from an archive, see
-``converters/pt2_archive.py``).
+imported (as ``zoo import`` would) and pulled. A model file or SavedModel
+directory (the kinds in ``converters/file_sources.py``: ONNX, SavedModel,
+``.keras``, ``.pt2``) is converted along the chain planned from its graph node
+and checked end to end against the source itself, on inputs made from its own
+signature. The result is published in the same store, keyed by the source's
+digest. A ``.pt2`` is loaded only if zoo wrote it (``torch.export.load`` can run
+code from an archive, see ``converters/pt2_archive.py``).
 """
 
 from __future__ import annotations
@@ -24,42 +25,42 @@ from zoo.progress import Progress, quiet
 from zoo.settings import Settings, get_settings
 from zoo.store import ArtifactStore, copy_out
 
-SOURCE_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
-
 
 def convert_path(path: Path, options: PullOptions, *, settings: Settings | None = None,
                  progress: Progress | None = None, output: Path | None = None) -> PullResult:
     settings = settings or get_settings()
     progress = progress or quiet()
     path = path.expanduser()
-    if path.is_dir():
+    from converters.file_sources import SOURCE_KINDS, detect_source
+
+    kind = detect_source(path)
+    if kind is None and path.is_dir():
         from registry.local_source import import_directory
 
         name = re.sub(r"[^A-Za-z0-9._-]", "-", path.resolve().name).strip(".-") or "model"
         record = import_directory(path, name, settings)
         return pull(f"local:{record.name}", options, settings=settings, progress=progress, output=output)
-    if not path.is_file():
-        raise errors.NotFoundError(f"{path} does not exist", hint="pass an .onnx or .pt2 file or a model directory")
-    source = SOURCE_SUFFIXES.get(path.suffix.lower())
-    if source is None:
+    kinds = ", ".join(k.name for k in SOURCE_KINDS)
+    if not path.exists():
+        raise errors.NotFoundError(f"{path} does not exist", hint=f"pass one of: {kinds}, or a model directory")
+    if kind is None:
         raise errors.UnsupportedFormatError(f"zoo cannot convert {path.name} yet",
-                                            hint="convert an .onnx or .pt2 file, or a directory with config.json and weights")
+                                            hint=f"convert one of: {kinds}, or a directory with config.json and weights")
     from converters import graph
 
-    chain = graph.plan(source, options.format)
+    chain = graph.plan(kind.node, options.format)
     canonical = options.canonical()
-    if source == "onnx":
-        check_external_data(path)
-    from zoo.hashing import sha256_file, sha256_json
+    from zoo.hashing import sha256_json
 
-    digest = sha256_file(path)
+    source_files = _source_files(path)
+    digest = source_files[0]["sha256"] if path.is_file() else sha256_json({"files": source_files})
     model_id = f"file/{digest[:16]}"
     key = sha256_json({"source": digest, "converter": graph.chain_name(chain), "versions": converter_versions(),
                        "options": canonical})
     from registry.index import Registry
 
     registry = Registry(settings)
-    if source == "pt2":
+    if kind.node == "pt2":
         require_zoo_written(path, digest, registry)
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
@@ -69,7 +70,7 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
         store.locks.mkdir(parents=True, exist_ok=True)
         with FileLock(str(store.locks / f"{key}.lock")):
             result = lookup(registry, store, key) or _convert_file(
-                path, digest, model_id, chain, options, canonical, key, registry, store, progress)
+                path, kind, source_files, digest, model_id, chain, options, canonical, key, registry, store, progress)
     if output is not None:
         art = store.get(result.digest, verified=result.verified)
         assert art is not None
@@ -77,31 +78,50 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     return result
 
 
-def _convert_file(path: Path, digest: str, model_id: str, chain: list, options: PullOptions, canonical: dict[str, Any],
-                  key: str, registry: Any, store: ArtifactStore, progress: Progress) -> PullResult:
+def _source_files(path: Path) -> list[dict[str, Any]]:
+    """Path, sha256 and size of the source file, or of every file of a source directory."""
+    from zoo.hashing import sha256_file
+    from zoo.store import hash_tree
+
+    if path.is_file():
+        return [{"path": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}]
+    links = [p for p in path.rglob("*") if p.is_symlink()]
+    if links:
+        raise errors.UnsafeModelError(f"{path} holds symbolic links ({links[0].relative_to(path)})",
+                                      hint="copy the model into a directory of plain files")
+    return hash_tree(path)
+
+
+def _convert_file(path: Path, kind: Any, source_files: list[dict[str, Any]], digest: str, model_id: str, chain: list,
+                  options: PullOptions, canonical: dict[str, Any], key: str, registry: Any, store: ArtifactStore,
+                  progress: Progress) -> PullResult:
     from converters import graph
-    from converters.inputs import file_input_sets, file_signature
+    from converters.inputs import file_input_sets
     from converters.parity import check_parity, requested_tolerance
     from converters.runners import artifact_runner
 
-    spec, outputs, source_meta = file_signature(path)
-    input_sets = file_input_sets(spec, source_meta)
-    names = [s["name"] for s in spec]
+    with progress.stage("load", f"{kind.name} {path.name}"):
+        source = kind.open(path)
+    input_sets = file_input_sets(source.spec, source.metadata)
+    names = [s["name"] for s in source.spec]
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter)
     with store.staging() as staging:
-        current = graph.run_chain(chain, path, staging, ctx, progress)[-1]
+        current = graph.run_chain(chain, source.model, staging, ctx, progress)[-1]
+        for note in ctx.notes:
+            progress.note(note)
         dtype = graph.chain_dtype(chain)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
             tol = requested_tolerance(dtype, options.atol, options.rtol)
-            report = check_parity(artifact_runner(path, names), artifact_runner(current, names), input_sets, tolerance=tol,
-                                  output_names=outputs, versions=converter_versions())
+            report = check_parity(source.reference, artifact_runner(current, names, source.outputs), input_sets,
+                                  tolerance=tol, output_names=source.outputs, versions=converter_versions())
         parity = report.to_dict()
-        conversion = {"chain": graph.chain_name(chain), "details": ctx.info, "edges": graph.describe_edges(chain)}
+        conversion = {"chain": graph.chain_name(chain), "source": kind.name, "details": ctx.info,
+                      "edges": graph.describe_edges(chain)}
         if current.suffix == ".onnx":
-            _write_file_metadata(current, path, digest, source_meta, report)
+            _write_file_metadata(current, path, digest, source.metadata, report)
         manifest = {"model": model_id, "revision": digest, "format": options.format, "key": key,
                     "converter": graph.chain_name(chain), "options": canonical, "conversion": conversion,
-                    "parity": parity, "source_files": [{"path": path.name, "sha256": digest, "size": path.stat().st_size}],
+                    "parity": parity, "source_files": source_files,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with progress.stage("publish"):
             art = store.publish(current.parent, current.name, manifest, verified=report.passed)
@@ -136,24 +156,6 @@ def _write_file_metadata(target: Path, source: Path, digest: str, source_meta: d
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(model, str(target))
-
-
-def check_external_data(path: Path) -> None:
-    """External tensor data must stay inside the model's directory, as plain files."""
-    import onnx
-    from onnx.external_data_helper import uses_external_data
-
-    model = onnx.load(str(path), load_external_data=False)
-    root = path.parent.resolve()
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-        target = (root / location)
-        if (not location or Path(location).is_absolute() or ".." in Path(location).parts or target.is_symlink()
-                or not target.resolve().is_relative_to(root)):
-            raise errors.UnsafeModelError(f"{path.name}: tensor {tensor.name!r} points its data outside the model's directory ({location!r})",
-                                          hint="keep external data files next to the .onnx file, as plain files")
 
 
 def require_zoo_written(path: Path, digest: str, registry: Any) -> None:

@@ -91,9 +91,11 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     registry = Registry(settings)
     with progress.stage("resolve", name):
         record = registry.resolve(ref)
-    chain = graph.plan(source_node(record), options.format)
+    if record.input_spec:  # known before any download; a repo seen for the first time is described by its files
+        graph.plan(source_node(record), options.format)
     with progress.stage("fetch", record.repo_id or record.id):
         fetched = fetch(record, ref.revision, registry, settings, progress)
+    chain = graph.plan(source_node(fetched.record), options.format)
     key = cache_key(fetched, canonical, graph.chain_name(chain))
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
@@ -188,7 +190,7 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
 
 def converter_versions() -> dict[str, str]:
     return {"zoo": __version__, **dist_versions(("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers",
-                                                  "tensorflow", "keras", "tf2onnx"))}
+                                                  "tensorflow", "keras", "tf2onnx", "onnx2tf"))}
 
 
 def cache_key(fetched: Fetched, canonical: dict[str, Any], converter: str) -> str:
@@ -241,10 +243,11 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     chain = graph.plan(node, options.format)
     with progress.stage("load", f"{record.library} {record.arch}"):
         if node == "keras-model":
-            from converters.keras_loading import build_keras
+            from converters.keras_loading import build_keras, load_keras_snapshot
             from converters.runners import keras_runner
 
-            tm = build_keras(record, progress.note)
+            tm = (build_keras(record, progress.note) if record.source == "keras"
+                  else load_keras_snapshot(fetched.root, fetched.weights))
             reference = keras_runner(tm.model, tm.input_names)
         else:
             tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
@@ -261,7 +264,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
         dtype = graph.chain_dtype(chain)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
             tol = requested_tolerance(dtype, options.atol, options.rtol)
-            report = check_parity(reference, artifact_runner(current, tm.input_names), input_sets,
+            report = check_parity(reference, artifact_runner(current, tm.input_names, tm.output_names), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
         parity = report.to_dict()

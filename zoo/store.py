@@ -71,7 +71,7 @@ class ArtifactStore:
 
     def publish(self, staged: Path, primary: str, manifest: dict[str, Any], *, verified: bool) -> Artifact:
         """Hash every staged file, write ``zoo.json``, rename into place."""
-        files = _hash_tree(staged)
+        files = hash_tree(staged)
         if not any(f["path"] == primary for f in files):
             raise errors.ConversionError(f"the converter did not write {primary}")
         digest = sha256_json({"files": files})
@@ -180,7 +180,7 @@ def copy_out(art: Artifact, dest: Path) -> Path:
     return target / art.primary if multi else target
 
 
-def _hash_tree(root: Path) -> list[dict[str, Any]]:
+def hash_tree(root: Path) -> list[dict[str, Any]]:
     files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(root).as_posix()

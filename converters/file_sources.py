@@ -1,0 +1,111 @@
+"""Model files a user holds, as sources for ``zoo convert``: each kind is
+detected from the path, opened into what the first edge of the chain takes,
+and described by its own signature (the inputs parity feeds it) and a
+reference runner (what the result is checked against).
+
+Opening a source loads it: a SavedModel is a TensorFlow program (checked first
+for ops that touch files or run Python, ``converters/saved_model_check.py``), a
+``.keras`` file is deserialised in keras' safe mode (no Lambda bytecode, no
+unregistered classes). Only the conversion process opens sources, after the
+cache lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from zoo import errors
+
+
+@dataclass
+class OpenedSource:
+    model: Any  # what the chain's first edge receives: a path, or an in-memory model
+    spec: list[dict[str, Any]]  # name, shape (None or a name = dynamic), dtype
+    outputs: list[str]
+    reference: Callable[[dict[str, Any]], list[Any]]
+    metadata: dict[str, str] = field(default_factory=dict)  # zoo.* metadata carried over to ONNX results
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    name: str  # what errors and the manifest call it
+    node: str  # the graph node the chain starts from
+    detect: Callable[[Path], bool]
+    open: Callable[[Path], OpenedSource]
+
+
+def open_onnx(path: Path) -> OpenedSource:
+    from converters.inputs import onnx_signature
+    from converters.runners import onnx_runner
+
+    check_external_data(path)
+    spec, outputs, meta = onnx_signature(path)
+    return OpenedSource(path, spec, outputs, onnx_runner(path), meta)
+
+
+def open_saved_model(path: Path) -> OpenedSource:
+    from converters.runners import load_serving_signature, signature_output_order, signature_runner
+    from converters.saved_model_check import check_saved_model
+    from converters.tf_edges import SAVED_MODEL, saved_model_dir
+
+    check_saved_model(saved_model_dir(path))  # read as data first: no file or Python ops
+    fn = load_serving_signature(path)
+    spec = [{"name": name, "shape": s.shape.as_list() if s.shape.rank is not None else [None], "dtype": s.dtype.name}
+            for name, s in fn.structured_input_signature[1].items()]
+    outputs = signature_output_order(list(fn.structured_outputs), None)
+    return OpenedSource(saved_model_dir(path) / SAVED_MODEL, spec, outputs, signature_runner(fn, [s["name"] for s in spec], outputs))
+
+
+def open_keras_file(path: Path) -> OpenedSource:
+    from converters.keras_loading import keras_model_from, load_keras_file
+    from converters.runners import keras_runner
+
+    km = keras_model_from(load_keras_file(path))
+    spec = [{"name": n, "shape": [None, *t.shape[1:]], "dtype": str(t.dtype)} for n, t in zip(km.input_names, km.model.inputs)]
+    return OpenedSource(km, spec, km.output_names, keras_runner(km.model, km.input_names))
+
+
+def open_pt2(path: Path) -> OpenedSource:
+    """A ``.pt2`` zoo wrote (the caller checks provenance; ``load_program`` checks the archive)."""
+    from converters.pt2_archive import pt2_signature
+    from converters.runners import pt2_runner
+
+    spec, outputs, meta = pt2_signature(path)
+    return OpenedSource(path, spec, outputs, pt2_runner(path, [s["name"] for s in spec]), meta)
+
+
+def is_saved_model_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+# First match wins; a directory that is none of these is imported as a Hugging Face / timm model.
+SOURCE_KINDS = [
+    SourceKind("ONNX file", "onnx", lambda p: p.is_file() and p.suffix.lower() == ".onnx", open_onnx),
+    SourceKind("TensorFlow SavedModel", "tf", is_saved_model_dir, open_saved_model),
+    SourceKind("Keras file", "keras-model", lambda p: p.is_file() and p.suffix.lower() == ".keras", open_keras_file),
+    SourceKind("torch.export program (.pt2) zoo wrote", "pt2", lambda p: p.is_file() and p.suffix.lower() == ".pt2", open_pt2),
+]
+
+
+def detect_source(path: Path) -> SourceKind | None:
+    return next((kind for kind in SOURCE_KINDS if kind.detect(path)), None)
+
+
+def check_external_data(path: Path) -> None:
+    """External tensor data must stay inside the model's directory, as plain files."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    root = path.parent.resolve()
+    for tensor in model.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = (root / location)
+        if (not location or Path(location).is_absolute() or ".." in Path(location).parts or target.is_symlink()
+                or not target.resolve().is_relative_to(root)):
+            raise errors.UnsafeModelError(f"{path.name}: tensor {tensor.name!r} points its data outside the model's directory ({location!r})",
+                                          hint="keep external data files next to the .onnx file, as plain files")
