@@ -68,3 +68,21 @@ def build_keras(record: ModelRecord, note: Callable[[str], None]) -> KerasModel:
     outputs = [t.name.split("/")[0].split(":")[0] for t in model.outputs]
     outputs = list(getattr(model, "output_names", None) or outputs)
     return KerasModel(model, ["input"], outputs, classifier_outputs=outputs[:1])
+
+
+def load_keras_file(path: Any) -> Any:
+    """A ``.keras`` or legacy ``.h5`` model from an untrusted file: zoo's static
+    check first (no Lambda layers, no classes outside keras), then keras itself in
+    safe mode, uncompiled. SavedModel directories are programs and are not loaded here."""
+    from pathlib import Path
+
+    from zoo.safety import check_keras_file
+
+    path = Path(path)
+    check_keras_file(path)
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(str(path), safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - keras raises ValueError/TypeError/OSError on bad files
+        raise errors.InvalidModelError(f"keras cannot load {path.name} in safe mode: {type(exc).__name__}: {str(exc)[:300]}",
+                                       hint="the file is corrupt, or needs code that zoo does not run") from exc

@@ -221,3 +221,18 @@ def keras_cache(zoo_env, keras_weights) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The hostile-file tally (tests/hostile.py), for the closing note; also written as JSON
+    to ZOO_HOSTILE_REPORT when set."""
+    import hostile
+
+    if not hostile.OUTCOMES:
+        return
+    tally = hostile.summary()
+    terminalreporter.write_line(f"hostile files: {tally['tried']} tried, {tally['refused']} refused, "
+                                f"{tally['executed']} executed")
+    report = os.environ.get("ZOO_HOSTILE_REPORT")
+    if report:
+        Path(report).write_text(json.dumps({**tally, "cases": hostile.OUTCOMES}, indent=1))

@@ -19,6 +19,7 @@ from typing import Any
 from zoo import errors
 from zoo.pipeline import PullOptions, PullResult, _index_artifact, _result, converter_versions, lookup, pull
 from zoo.progress import Progress, quiet
+from zoo.safety import check_keras_file, check_onnx_external_data, check_weights_file
 from zoo.settings import Settings, get_settings
 from zoo.store import ArtifactStore, copy_out
 
@@ -38,6 +39,7 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
         return pull(f"local:{record.name}", options, settings=settings, progress=progress, output=output)
     if not path.is_file():
         raise errors.NotFoundError(f"{path} does not exist", hint="pass an .onnx file or a model directory")
+    check_source_file(path)
     source = SOURCE_SUFFIXES.get(path.suffix.lower())
     if source is None:
         raise errors.UnsupportedFormatError(f"zoo cannot convert {path.name} yet",
@@ -46,7 +48,6 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
 
     chain = graph.plan(source, options.format)
     canonical = options.canonical()
-    check_external_data(path)
     from zoo.hashing import sha256_file, sha256_json
 
     digest = sha256_file(path)
@@ -70,6 +71,17 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
         assert art is not None
         result.path = str(copy_out(art, output))
     return result
+
+
+def check_source_file(path: Path) -> None:
+    """Refuse a hostile model file before any loader sees it, whatever its kind."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        check_onnx_external_data(path)
+    elif suffix in (".keras", ".h5", ".hdf5"):
+        check_keras_file(path)
+    elif suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl"):
+        check_weights_file(path)
 
 
 def _convert_file(path: Path, digest: str, model_id: str, chain: list, options: PullOptions, canonical: dict[str, Any],
@@ -131,21 +143,3 @@ def _write_file_metadata(target: Path, source: Path, digest: str, source_meta: d
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(model, str(target))
-
-
-def check_external_data(path: Path) -> None:
-    """External tensor data must stay inside the model's directory, as plain files."""
-    import onnx
-    from onnx.external_data_helper import uses_external_data
-
-    model = onnx.load(str(path), load_external_data=False)
-    root = path.parent.resolve()
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-        target = (root / location)
-        if (not location or Path(location).is_absolute() or ".." in Path(location).parts or target.is_symlink()
-                or not target.resolve().is_relative_to(root)):
-            raise errors.UnsafeModelError(f"{path.name}: tensor {tensor.name!r} points its data outside the model's directory ({location!r})",
-                                          hint="keep external data files next to the .onnx file, as plain files")

@@ -7,6 +7,7 @@ to do next; ``hint`` carries the second half when it is worth a separate line.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -72,6 +73,12 @@ class AuthError(NetworkError):
     code = "auth"
 
 
+class DownloadIntegrityError(NetworkError):
+    """The hub (or a proxy) served bytes that do not match the digest it announced."""
+
+    code = "download_integrity"
+
+
 # --- unsupported -----------------------------------------------------------
 class UnsupportedError(ZooError, NotImplementedError):
     code = "unsupported"
@@ -100,6 +107,13 @@ class UnsafeModelError(InvalidModelError):
     code = "unsafe_model"
 
 
+# --- local storage ---------------------------------------------------------
+class StorageError(ZooError, OSError):
+    """A write failed for want of space: disk full, quota, or a file-size limit."""
+
+    code = "storage_full"
+
+
 # --- conversion and parity -------------------------------------------------
 class ConversionError(ZooError, RuntimeError):
     code = "conversion_failed"
@@ -119,11 +133,40 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ParityError, 6),
     (InvalidModelError, 7),
     (ConversionError, 8),
+    (StorageError, 9),
     (ZooError, 1),
 ]
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def storage_cause(exc: BaseException | None) -> OSError | None:
+    """The disk-full ``OSError`` behind ``exc`` (itself, its causes or contexts), if any.
+
+    Writes fail deep inside libraries (huggingface_hub, torch.onnx, SQLite) that
+    wrap the ``OSError`` in their own exceptions; the chain still carries it.
+    SQLite reports a full disk as "database or disk is full" without an errno."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return exc
+        if "database or disk is full" in str(exc) or "No space left on device" in str(exc) or "File too large" in str(exc):
+            return OSError(errno.ENOSPC, str(exc)[:200])
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def storage_error(cause: OSError, where: str) -> StorageError:
+    return StorageError(
+        f"cannot write {where}: {cause.strerror or cause} (errno {cause.errno}); nothing was published",
+        hint="free disk space (or raise the quota / file-size limit) under ZOO_HOME and HF_HOME, then run the "
+             "command again; `zoo cache verify` checks what is stored",
+    )
 
 
 def exit_code_for(exc: BaseException) -> int:
