@@ -143,14 +143,14 @@ def _main(args: argparse.Namespace) -> int:
         return handler(args, settings)
     except ZooError as exc:
         cause = None if isinstance(exc, StorageError) else storage_cause(exc)
-        return _report_error(storage_error(cause, "to disk") if cause else exc, args, settings.debug)
+        return _report_error(storage_error(cause, exc) if cause else exc, args, settings.debug)
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
         cause = storage_cause(exc)
         if cause is not None:
-            return _report_error(storage_error(cause, "to disk"), args, settings.debug)
+            return _report_error(storage_error(cause, exc), args, settings.debug)
         if settings.debug:
             raise
         print(f"zoo: internal error: {type(exc).__name__}: {exc} (rerun with ZOO_DEBUG=1 for a traceback)", file=sys.stderr)

@@ -8,6 +8,7 @@ to do next; ``hint`` carries the second half when it is worth a separate line.
 from __future__ import annotations
 
 import errno
+import re
 from typing import Any
 
 
@@ -142,28 +143,32 @@ EXIT_INTERRUPTED = 130
 
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL_TEXT = re.compile(r"\[Errno (\d+)\] (No space left on device|Disk quota exceeded|File too large)|(database or disk is full)")
 
 
 def storage_cause(exc: BaseException | None) -> OSError | None:
     """The disk-full ``OSError`` behind ``exc`` (itself, its causes or contexts), if any.
 
     Writes fail deep inside libraries (huggingface_hub, torch.onnx, SQLite) that
-    wrap the ``OSError`` in their own exceptions; the chain still carries it.
-    SQLite reports a full disk as "database or disk is full" without an errno."""
+    wrap the ``OSError`` in their own exceptions, or only keep its text; the
+    chain or the message still carries it."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
             return exc
-        if "database or disk is full" in str(exc) or "No space left on device" in str(exc) or "File too large" in str(exc):
-            return OSError(errno.ENOSPC, str(exc)[:200])
+        match = _FULL_TEXT.search(str(exc))
+        if match:
+            code = int(match.group(1)) if match.group(1) else errno.ENOSPC
+            return OSError(code, match.group(2) or match.group(3))
         exc = exc.__cause__ or exc.__context__
     return None
 
 
-def storage_error(cause: OSError, where: str) -> StorageError:
+def storage_error(cause: OSError, during: BaseException | None = None) -> StorageError:
+    context = f" ({str(during)[:200]})" if during is not None and not isinstance(during, OSError) else ""
     return StorageError(
-        f"cannot write {where}: {cause.strerror or cause} (errno {cause.errno}); nothing was published",
+        f"a write failed: {cause.strerror or cause} (errno {cause.errno}){context}; nothing was published",
         hint="free disk space (or raise the quota / file-size limit) under ZOO_HOME and HF_HOME, then run the "
              "command again; `zoo cache verify` checks what is stored",
     )
