@@ -38,7 +38,7 @@ class Target:
 class Case:
     id: str
     family: str  # pickle | torchscript | safetensors | keras | onnx | archive | hub-names | remote-code | env
-    route: str  # import | archive | convert | pull
+    route: str  # import | archive | convert | parity | pull
     build: Callable[[Path, Path, dict[str, bytes]], Target]  # (workdir, canary, base timm repo files)
     needle: str  # the error message must say this
     code: int = 7
@@ -426,6 +426,7 @@ def _onnx_cases() -> list[Case]:
         Case("onnx-external-hardlink", "onnx", "convert", _onnx(setup=_hardlink_weights), "hard link"),
         Case("onnx-external-offset-past-end", "onnx", "convert", _onnx(offset=32, length=64), "bytes 32..96"),
         Case("onnx-external-symlinked-dir", "onnx", "convert", _onnx("sub/outside.bin", setup=_symlink_subdir), "symbolic link"),
+        Case("onnx-external-dotdot-via-parity", "onnx", "parity", _onnx("../outside.bin"), "outside"),
     ]
 
 
@@ -449,6 +450,8 @@ def _archive_cases() -> list[Case]:
         Case("zip-fifo", "archive", "archive", _archive(lambda w, c, b: _zip(w, b, [("model/pipe", b"", S_FIFO)])), "special file"),
         Case("zip-bomb", "archive", "archive", _archive(_bomb_zip), "archive bomb"),
         Case("tgz-bomb", "archive", "archive", _archive(_bomb_tgz), "archive bomb"),
+        Case("tgz-dotdot-via-convert", "archive", "convert",
+             _archive(lambda w, c, b: _tar(w, b, [("model/../../escaped.txt", b"x")], "w:gz")), "outside"),
     ]
 
 

@@ -6,6 +6,9 @@ The real ``huggingface_hub`` client (``hf_hub_download``, ``snapshot_download``,
 client looks: ``X-Repo-Commit``, ``X-Linked-Etag``/``X-Linked-Size`` for LFS files, ``ETag`` (git
 blob sha1) for the rest, ``X-Error-Code`` on errors. It never sends ``X-Xet-*`` headers, so the
 client always takes the plain HTTP download path. LFS files are served directly (no CDN redirect).
+
+``HubServer.fault`` makes GETs of one file misbehave the ways real networks do: truncate the body,
+reset the connection, flip a bit, ignore ``Range``, answer 416, or stall mid-body (see ``Fault``).
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ def _feed(case: hostile.Case, target: hostile.Target, request) -> subprocess.Com
     if case.route == "convert":
         return run_zoo("convert", str(target.path), "--to", "onnx-fp16" if target.path.suffix == ".onnx" else "onnx",
                        "--json", env=case.env)
+    if case.route == "parity":
+        return run_zoo("parity", str(target.path), str(target.path), "--json", env=case.env)
     raise AssertionError(case.route)
 
 
@@ -78,7 +80,13 @@ def test_corpus_is_large_and_varied():
     families = {c.family for c in CASES}
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
     assert families >= {"pickle", "torchscript", "safetensors", "keras", "onnx", "archive", "hub-names", "remote-code", "env"}
-    assert {c.route for c in CASES} == {"import", "archive", "convert", "pull"}
+    assert {c.route for c in CASES} == {"import", "archive", "convert", "parity", "pull"}
+
+
+def test_no_code_path_trusts_remote_code():
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for d in ("zoo", "registry", "converters", "api") for p in (root / d).rglob("*.py")]
+    assert sources and not [p for p in sources if "trust_remote_code=True" in p.read_text().replace(" ", "")]
 
 
 # --- controls: the payloads are live, and genuine files still pass ------------------------------

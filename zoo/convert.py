@@ -19,7 +19,7 @@ from typing import Any
 from zoo import errors
 from zoo.pipeline import PullOptions, PullResult, _index_artifact, _result, converter_versions, lookup, pull
 from zoo.progress import Progress, quiet
-from zoo.safety import check_keras_file, check_onnx_external_data, check_weights_file
+from zoo.safety import check_model_file
 from zoo.settings import Settings, get_settings
 from zoo.store import ArtifactStore, copy_out
 
@@ -31,15 +31,20 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     settings = settings or get_settings()
     progress = progress or quiet()
     path = path.expanduser()
-    if path.is_dir():
-        from registry.local_source import import_directory
+    from zoo.archives import ARCHIVE_SUFFIXES
 
-        name = re.sub(r"[^A-Za-z0-9._-]", "-", path.resolve().name).strip(".-") or "model"
-        record = import_directory(path, name, settings)
+    if path.is_dir() or path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        from registry.local_source import import_path
+
+        stem = path.resolve().name
+        for suffix in ARCHIVE_SUFFIXES:
+            stem = stem.removesuffix(suffix)
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).strip(".-") or "model"
+        record = import_path(path, name, settings)
         return pull(f"local:{record.name}", options, settings=settings, progress=progress, output=output)
     if not path.is_file():
         raise errors.NotFoundError(f"{path} does not exist", hint="pass an .onnx file or a model directory")
-    check_source_file(path)
+    check_model_file(path)
     source = SOURCE_SUFFIXES.get(path.suffix.lower())
     if source is None:
         raise errors.UnsupportedFormatError(f"zoo cannot convert {path.name} yet",
@@ -71,17 +76,6 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
         assert art is not None
         result.path = str(copy_out(art, output))
     return result
-
-
-def check_source_file(path: Path) -> None:
-    """Refuse a hostile model file before any loader sees it, whatever its kind."""
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        check_onnx_external_data(path)
-    elif suffix in (".keras", ".h5", ".hdf5"):
-        check_keras_file(path)
-    elif suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl"):
-        check_weights_file(path)
 
 
 def _convert_file(path: Path, digest: str, model_id: str, chain: list, options: PullOptions, canonical: dict[str, Any],

@@ -222,6 +222,18 @@ def check_weights(root: Path, weights: list[str]) -> None:
         check_weights_file(root / name, name)
 
 
+def check_model_file(path: Path) -> None:
+    """Refuse a hostile model file handed over directly (``zoo convert FILE``, ``zoo parity``),
+    whatever its kind, before any loader sees it."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        check_onnx_external_data(path)
+    elif suffix in (".keras", ".h5", ".hdf5"):
+        check_keras_file(path)
+    elif suffix == ".safetensors" or suffix in PICKLE_SUFFIXES:
+        check_weights_file(path)
+
+
 def refuse_unsafe_pickle_env() -> None:
     from zoo.settings import unsafe_torch_override
 
