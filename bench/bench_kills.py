@@ -78,7 +78,7 @@ def run(rounds: int, seed: int, keep: bool) -> dict:
             markers = base / f"markers-{i}"
             proc = subprocess.Popen([sys.executable, "-m", "zoo", "pull", REPO_ID, "--json"], env=_env(base, markers, hub.endpoint),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            delay = rng.uniform(0.3, full + 1.0)
+            delay = rng.uniform(0.2, full)
             time.sleep(delay)
             alive = proc.poll() is None
             if alive:

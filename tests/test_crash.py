@@ -68,10 +68,10 @@ def test_eight_concurrent_pulls_download_once_convert_once(zoo_env, hub, hub_end
     _store_is_clean(zoo_env.home)
 
 
-KILL_POINTS = [
+KILL_POINTS = [  # the default run kills inside the download and after the rename (both with locks held)
     "download",
     pytest.param("fetch.downloaded", marks=pytest.mark.slow),
-    "convert.exported",
+    pytest.param("convert.exported", marks=pytest.mark.slow),
     pytest.param("publish.staged", marks=pytest.mark.slow),
     "publish.renamed",
 ]
@@ -134,3 +134,13 @@ def test_disk_full_is_a_clear_error_and_leaves_nothing_half_written(where, zoo_e
     again = pull_json(repo_id, env=env)  # with room again, the same pull completes
     assert again["verified"]
     _store_is_clean(home)
+
+
+def test_concurrent_first_runs_create_the_registry_schema_once(tmp_path):
+    """Eight processes opening a fresh SQLite registry at once: each used to race to CREATE TABLE."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    script = f"from zoo import db; db.get_engine({url!r})"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, "\n".join(e[-500:] for e in errors if e)

@@ -80,6 +80,7 @@ def test_exhausted_retries_are_a_clear_error_and_keep_nothing(kind, error, needl
     assert not [p for p in storage.rglob("*") if p.is_file() and p.stat().st_size > 100_000]  # no weights blob kept
 
 
+@pytest.mark.slow  # the in-process fetches above cover the download; this is the same end to end
 def test_pull_through_a_flipping_hub_publishes_the_true_model(indexed, faulty_repo, hub):
     hub.fault(faulty_repo, WEIGHTS, "flip", after=4242, times=2)
     out = pull_json(faulty_repo)

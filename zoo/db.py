@@ -78,12 +78,20 @@ def get_engine(url: str) -> sa.Engine:
         if engine is not None:
             return engine
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+            from filelock import FileLock
+
+            with FileLock(f"{path}.schema.lock"):  # concurrent first runs: one creates, the others see it
+                metadata.create_all(engine, checkfirst=True)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(engine, checkfirst=True)
+            try:
+                metadata.create_all(engine, checkfirst=True)
+            except sa.exc.DBAPIError:  # another process created a table between check and create
+                metadata.create_all(engine, checkfirst=True)
         _engines[url] = engine
         return engine
 

@@ -231,7 +231,12 @@ def check_model_file(path: Path) -> None:
     elif suffix in (".keras", ".h5", ".hdf5"):
         check_keras_file(path)
     elif suffix == ".safetensors" or suffix in PICKLE_SUFFIXES:
-        check_weights_file(path)
+        try:
+            check_weights_file(path)
+        except errors.UnsafeModelError:
+            raise
+        except errors.InvalidModelError:
+            pass  # junk, not a threat: the caller says what it can convert
 
 
 def refuse_unsafe_pickle_env() -> None:
