@@ -31,6 +31,7 @@ SAFETENSORS_DTYPES = {
     "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8,
 }  # fmt: skip
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_PICKLE_MAX = 256 << 20  # a state dict's pickle holds names and shapes; tensor bytes live beside it
 _PICKLE_HINT = "publish safetensors weights; zoo loads pickles only when they hold nothing but tensors"
 
 # The globals a pickled state dict names; a pickle naming anything else is refused
@@ -138,8 +139,11 @@ def _check_torch_zip(path: Path, name: str) -> None:
                 raise errors.InvalidModelError(f"{name} is a zip archive without a torch pickle",
                                                hint="the file is corrupt or not a weights file")
             for member in pickles:
+                if archive.getinfo(member).file_size > _PICKLE_MAX:
+                    raise errors.UnsafeModelError(f"refusing {name}: its pickle {member} claims "
+                                                  f"{archive.getinfo(member).file_size} bytes", hint=_PICKLE_HINT)
                 with archive.open(member) as stream:
-                    _check_pickle_stream(io.BytesIO(stream.read()), name, legacy=False)
+                    _check_pickle_stream(io.BytesIO(stream.read(_PICKLE_MAX + 1)), name, legacy=False)
     except zipfile.BadZipFile as exc:
         raise errors.InvalidModelError(f"{name} is a damaged zip archive: {exc}", hint="fetch the file again") from None
 
