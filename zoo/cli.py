@@ -132,7 +132,10 @@ def _print_json(obj: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     from zoo.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ZooError as exc:  # a malformed ZOO_* variable
+        return _report_error(exc, args, False)
     try:
         handler = {"pull": cmd_pull, "convert": cmd_convert, "parity": cmd_parity, "list": cmd_list,
                    "info": cmd_info, "import": cmd_import}.get(args.command)

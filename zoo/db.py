@@ -78,22 +78,30 @@ def get_engine(url: str) -> sa.Engine:
         if engine is not None:
             return engine
         if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
-            from filelock import FileLock
-
-            with FileLock(f"{path}.schema.lock"):  # concurrent first runs: one creates, the others see it
-                metadata.create_all(engine, checkfirst=True)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
+        with _schema_lock(url):
             try:
                 metadata.create_all(engine, checkfirst=True)
-            except sa.exc.DBAPIError:  # another process created a table between check and create
+            except sa.exc.DatabaseError:  # another process created the same tables meanwhile (PostgreSQL)
                 metadata.create_all(engine, checkfirst=True)
         _engines[url] = engine
         return engine
+
+
+def _schema_lock(url: str):
+    """Concurrent first runs on one SQLite file: one creates the schema, the others then see it
+    (without it, 8 fresh `zoo pull`s race to CREATE TABLE). Other databases: the retry above."""
+    import contextlib
+
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(url.removeprefix("sqlite:///") + ".schema.lock")
 
 
 def get_meta(conn: sa.Connection, key: str) -> str | None:

@@ -23,16 +23,21 @@ def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
     return value.strip().lower() in _TRUE
 
 
-def _number(env: dict[str, str], name: str, default: float) -> float:
+def _number(env: dict[str, str], name: str, default: float, *, minimum: float = 0, integer: bool = True) -> float:
+    """A numeric ZOO_* variable; a bad value stops with a message naming it."""
     value = env.get(name)
     if value is None or value.strip() == "":
         return default
     try:
-        return float(value)
+        number = int(value) if integer else float(value)
     except ValueError:
+        number = None
+    if number is None or number < minimum:
         from zoo.errors import UsageError
 
-        raise UsageError(f"{name}={value!r} is not a number", hint=f"unset {name} or give a number") from None
+        kind = "an integer" if integer else "a number"
+        raise UsageError(f"{name}={value!r} is not {kind} >= {minimum:g}", hint=f"fix or unset {name}")
+    return number
 
 
 def _default_zoo_home() -> Path:
@@ -78,13 +83,13 @@ class Settings:
             hf_endpoint=(env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
             hf_offline=_flag(env, "HF_HUB_OFFLINE"),
             hf_token=env.get("HF_TOKEN") or None,
-            download_retries=max(0, int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3))),
-            download_backoff_s=max(0.0, _number(env, "ZOO_DOWNLOAD_BACKOFF_S", 1.0)),
-            archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30)),
-            archive_max_ratio=_number(env, "ZOO_ARCHIVE_MAX_RATIO", 200.0),
-            archive_max_members=int(_number(env, "ZOO_ARCHIVE_MAX_MEMBERS", 10_000)),
+            download_retries=int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3)),
+            download_backoff_s=_number(env, "ZOO_DOWNLOAD_BACKOFF_S", 1.0, integer=False),
+            archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30, minimum=1)),
+            archive_max_ratio=_number(env, "ZOO_ARCHIVE_MAX_RATIO", 200.0, minimum=1, integer=False),
+            archive_max_members=int(_number(env, "ZOO_ARCHIVE_MAX_MEMBERS", 10_000, minimum=1)),
             test_pause_at=env.get("ZOO_TEST_PAUSE_AT") or None,
-            test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0),
+            test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
             test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,
         )
 
