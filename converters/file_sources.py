@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo import errors
 
 
 @dataclass
@@ -39,8 +38,9 @@ class SourceKind:
 def open_onnx(path: Path) -> OpenedSource:
     from converters.inputs import onnx_signature
     from converters.runners import onnx_runner
+    from zoo.safety import check_onnx_external_data
 
-    check_external_data(path)
+    check_onnx_external_data(path)
     spec, outputs, meta = onnx_signature(path)
     return OpenedSource(path, spec, outputs, onnx_runner(path), meta)
 
@@ -91,21 +91,3 @@ SOURCE_KINDS = [
 
 def detect_source(path: Path) -> SourceKind | None:
     return next((kind for kind in SOURCE_KINDS if kind.detect(path)), None)
-
-
-def check_external_data(path: Path) -> None:
-    """External tensor data must stay inside the model's directory, as plain files."""
-    import onnx
-    from onnx.external_data_helper import uses_external_data
-
-    model = onnx.load(str(path), load_external_data=False)
-    root = path.parent.resolve()
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-        target = (root / location)
-        if (not location or Path(location).is_absolute() or ".." in Path(location).parts or target.is_symlink()
-                or not target.resolve().is_relative_to(root)):
-            raise errors.UnsafeModelError(f"{path.name}: tensor {tensor.name!r} points its data outside the model's directory ({location!r})",
-                                          hint="keep external data files next to the .onnx file, as plain files")

@@ -94,7 +94,13 @@ def _load_failure(what: str, exc: BaseException) -> errors.ZooError:
 
 
 def load_keras_file(path: Path) -> Any:
-    """A ``.keras`` file, in safe mode, uncompiled."""
+    """A ``.keras`` or legacy ``.h5`` model from an untrusted file: zoo's static check first (no Lambda
+    layers, no classes outside keras), then keras itself in safe mode, uncompiled. SavedModel directories
+    are programs and are not loaded here."""
+    from zoo.safety import check_keras_file
+
+    path = Path(path)
+    check_keras_file(path)
     keras = import_keras()
     try:
         return keras.saving.load_model(str(path), safe_mode=True, compile=False)

@@ -6,8 +6,6 @@ loaded only with ``torch.load(weights_only=True)``. Remote code is never run.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +39,10 @@ def _require(module: str, extra: str = "torch"):
 
 
 def load_state_dict(root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> dict[str, Any]:
-    """Tensors from safetensors, or from pickle through the weights-only unpickler."""
+    """Tensors from safetensors, or from pickle through the weights-only unpickler
+    (``build_model`` has run zoo's own checks of every file first)."""
+    from zoo.safety import refuse_unsafe_pickle_env
+
     torch = _require("torch")
     state: dict[str, Any] = {}
     shards = [w for w in weights if not w.endswith(".index.json")]
@@ -53,21 +54,30 @@ def load_state_dict(root: Path, weights: list[str], weights_format: str, note: C
 
                 state.update(load_file(str(path)))
             else:
-                if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "true", "yes", "on"):
-                    raise errors.UnsafeModelError(
-                        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set, which would let a pickle run code",
-                        hint="unset TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD; zoo only loads pickles weights-only",
-                    )
+                refuse_unsafe_pickle_env()
                 note(f"no safetensors weights: loading {name} with torch.load(weights_only=True)")
-                state.update(torch.load(str(path), map_location="cpu", weights_only=True))
+                state.update(_tensors_of(torch.load(str(path), map_location="cpu", weights_only=True), name))
         except errors.ZooError:
             raise
         except Exception as exc:  # noqa: BLE001 - any parse failure means corrupt or hostile input
+            if "weights_only" in str(exc) or type(exc).__name__ == "UnpicklingError":
+                raise errors.UnsafeModelError(f"refusing {name}: torch.load(weights_only=True) rejected it: {str(exc).splitlines()[0][:300]}",
+                                              hint="publish safetensors weights") from exc
             raise errors.InvalidModelError(
                 f"cannot read weights {name}: {type(exc).__name__}: {str(exc)[:300]}",
                 hint="the file is corrupt or not a weights file; delete it from the cache and pull again",
             ) from exc
     return state
+
+
+def _tensors_of(obj: Any, name: str) -> dict[str, Any]:
+    """The state dict in a loaded pickle: the object itself, or a checkpoint's ``state_dict``."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise errors.InvalidModelError(f"{name} holds a {type(obj).__name__}, not a state dict",
+                                       hint="save the weights with torch.save(model.state_dict()) or as safetensors")
+    return obj
 
 
 def build_timm(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
@@ -116,12 +126,9 @@ def _load_strict(module: Any, state: dict[str, Any], model_id: str) -> None:
 def build_transformers(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
     transformers = _require("transformers")
     torch = _require("torch")
-    config_data = json.loads((root / "config.json").read_text())
-    if config_data.get("auto_map"):
-        raise errors.UnsafeModelError(
-            f"{record.id} needs custom code from the repo (auto_map in config.json); zoo never runs remote code",
-            hint="use a model whose architecture ships with transformers",
-        )
+    from zoo.safety import check_remote_code
+
+    check_remote_code(root, [p.name for p in root.iterdir()], record.id)  # again: the repo may differ from its description
     if weights_format == "pickle":
         note(f"no safetensors weights: transformers loads {weights[0]} with torch.load(weights_only=True)")
     auto = {"text-classification": transformers.AutoModelForSequenceClassification,
@@ -163,6 +170,13 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
 
 
 def build_model(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
+    """Check every weights file (``zoo.safety``), then build: the checks run before
+    any loader, transformers' own unpickling included."""
+    from zoo.safety import check_weights, refuse_unsafe_pickle_env
+
+    if weights_format == "pickle":
+        refuse_unsafe_pickle_env()
+    check_weights(root, weights)
     if record.library == "timm":
         return build_timm(record, root, weights, weights_format, note)
     if record.library == "transformers":

@@ -52,6 +52,7 @@ class Snapshot:
     weights_format: str  # "safetensors" | "pickle"
     license: str | None = None
     notes: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # sha256 of the files downloaded (and verified) just now
 
 
 def repo_cache_dir(hub_cache: Path, repo_id: str) -> Path:
@@ -83,8 +84,11 @@ def choose_files(available: list[str], *, repo_filename: str | None = None) -> t
         weights = ["pytorch_model.bin"]
     elif "pytorch_model.bin.index.json" in present:
         weights = ["pytorch_model.bin.index.json"] + sorted(n for n in names if re.match(r"^pytorch_model-\d+-of-\d+\.bin$", n))
-    else:
-        weights = sorted(n for n in names if "/" not in n and n.endswith(".safetensors"))[:1]
+    else:  # a lone top-level file: safetensors first, then a tensor-only pickle (.pt, .pth, .ckpt, .bin)
+        from zoo.safety import PICKLE_SUFFIXES
+
+        top = sorted(n for n in names if "/" not in n)
+        weights = ([n for n in top if n.endswith(".safetensors")] or [n for n in top if n.endswith(PICKLE_SUFFIXES)])[:1]
     if not weights:
         raise errors.InvalidModelError(
             "the repo has no weights zoo can load (model.safetensors, pytorch_model.bin, or a Keras 3 model.keras "
@@ -178,11 +182,14 @@ def fetch_snapshot(
         if snap is None:
             raise offline_error(repo_id, revision, settings)
         return snap
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
+    from registry.download import download_file, expected_digests
+
     try:
-        info = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token).model_info(repo_id, revision=revision)
+        info = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token).model_info(
+            repo_id, revision=revision, files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - translated below
         if _is_connection_error(exc):
             snap = cached_snapshot(repo_id, revision, settings, repo_filename)
@@ -192,22 +199,21 @@ def fetch_snapshot(
                 return snap
         raise translate_hub_error(exc, repo_id, revision) from exc
     commit = info.sha
+    if not isinstance(commit, str) or not COMMIT_RE.match(commit):
+        raise errors.NetworkError(f"the hub answered for {repo_id} without a valid commit sha ({commit!r})",
+                                  hint="check HF_ENDPOINT", model=repo_id)
     available = [s.rfilename for s in (info.siblings or [])]
     files, weights, fmt = choose_files(available, repo_filename=repo_filename)
+    expected = expected_digests(info)
     (enable_progress_bars if progress else disable_progress_bars)()
-    root: Path | None = None
+    root = repo_cache_dir(settings.hf_hub_cache, repo_id) / "snapshots" / commit
+    digests = {}
     for name in files:
-        try:
-            local = hf_hub_download(
-                repo_id, name, revision=commit, cache_dir=settings.hf_hub_cache,
-                endpoint=settings.hf_endpoint, token=settings.hf_token,
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise translate_hub_error(exc, repo_id, revision) from exc
-        root = Path(local[: len(local) - len(name)]) if root is None else root
-    assert root is not None  # choose_files never returns an empty list
+        if (root / name).is_file():  # fetched (and checked) before; checked again before use
+            continue
+        _path, digests[name] = download_file(repo_id, name, commit, settings, expected.get(name))
     _record_ref(settings.hf_hub_cache, repo_id, revision or "main", commit)
-    return Snapshot(repo_id, commit, root, files, weights, fmt, license=_license_of(info))
+    return Snapshot(repo_id, commit, root, files, weights, fmt, license=_license_of(info), digests=digests)
 
 
 def _record_ref(hub_cache: Path, repo_id: str, revision: str, commit: str) -> None:
@@ -248,6 +254,9 @@ def read_json(root: Path, name: str) -> dict[str, Any] | None:
 
 def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
     """Complete ``base`` (id, source, repo) from the repo's own config files."""
+    from zoo.safety import check_remote_code
+
+    check_remote_code(root, files, base.id)
     keras = keras_files(set(files))
     if keras is not None:
         return describe_keras(base, root, keras[1])
@@ -329,18 +338,10 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
 
 
 def file_infos(root: Path, files: list[str], known: dict[str, str] | None = None) -> list[FileInfo]:
-    """sha256 and size of each file; LFS blobs (named by sha256) are checked."""
-    from zoo.hashing import sha256_file
+    """sha256 and size of each file; files not in ``known`` are hashed and checked
+    against their blob names (LFS sha256 or git blob id)."""
+    from registry.download import verify_files
 
-    out = []
-    for name in files:
-        path = root / name
-        digest = (known or {}).get(name) or sha256_file(path)
-        blob = path.resolve().name
-        if re.fullmatch(r"[0-9a-f]{64}", blob) and blob != digest:
-            raise errors.IntegrityError(
-                f"{name}: content sha256 {digest[:12]}... does not match the hub's {blob[:12]}...",
-                hint="the cached file is corrupt: delete it from the Hugging Face cache and pull again",
-            )
-        out.append(FileInfo(name, digest, path.stat().st_size))
-    return out
+    known = dict(known or {})
+    known.update(verify_files(root, [f for f in files if f not in known], {}))
+    return [FileInfo(name, known[name], (root / name).stat().st_size) for name in files]

@@ -24,17 +24,43 @@ from zoo.settings import Settings
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-def import_directory(directory: Path, name: str, settings: Settings) -> ModelRecord:
+def import_path(path: Path, name: str, settings: Settings) -> ModelRecord:
+    """Import a model directory, or an archive of one (extracted safely into staging first)."""
+    path = path.expanduser()
+    if path.is_file():
+        from zoo.archives import extract_archive
+
+        _check_name(name)
+        staging = settings.home / "tmp" / f"{os.getpid()}-extract-{uuid.uuid4().hex}"
+        try:
+            root = extract_archive(path, staging, settings)
+            return import_directory(root, name, settings)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return import_directory(path, name, settings)
+
+
+def _check_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise errors.InvalidNameError(f"invalid local model name {name!r}",
                                       hint="use letters, digits, '.', '_' and '-' (no '/')")
+
+
+def import_directory(directory: Path, name: str, settings: Settings) -> ModelRecord:
+    """Check the directory's files (no links, no remote code, weights that are
+    data and not programs) and copy them into the store as ``local:NAME``."""
+    from zoo.safety import check_weights
+
+    _check_name(name)
     directory = directory.expanduser()
     if not directory.is_dir():
-        raise errors.NotFoundError(f"{directory} is not a directory", hint="pass the directory holding config.json and the weights")
+        raise errors.NotFoundError(f"{directory} is not a directory",
+                                   hint="pass the directory (or a .tar/.tar.gz/.zip archive) holding config.json and the weights")
     available = _safe_listing(directory)
-    files, _weights, _fmt = choose_files(available)
+    files, weights, _fmt = choose_files(available)
     base = ModelRecord(id=f"local/{name}", source="local", name=name)
-    record = describe(base, directory, files)  # raises on a missing/invalid config.json
+    record = describe(base, directory, files)  # raises on a missing/invalid config.json or remote code
+    check_weights(directory, weights)
     infos = [FileInfo(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in files]
     revision = sha256_json([i.__dict__ for i in infos])[:40]
     record.revision = revision

@@ -259,3 +259,18 @@ def database_url(request, tmp_path: Path) -> str:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The hostile-file tally (tests/hostile.py), for the closing note; also written as JSON
+    to ZOO_HOSTILE_REPORT when set."""
+    import hostile
+
+    if not hostile.OUTCOMES:
+        return
+    tally = hostile.summary()
+    terminalreporter.write_line(f"hostile files: {tally['tried']} tried, {tally['refused']} refused, "
+                                f"{tally['executed']} executed")
+    report = os.environ.get("ZOO_HOSTILE_REPORT")
+    if report:
+        Path(report).write_text(json.dumps({**tally, "cases": hostile.OUTCOMES}, indent=1))

@@ -6,6 +6,9 @@ The real ``huggingface_hub`` client (``hf_hub_download``, ``snapshot_download``,
 client looks: ``X-Repo-Commit``, ``X-Linked-Etag``/``X-Linked-Size`` for LFS files, ``ETag`` (git
 blob sha1) for the rest, ``X-Error-Code`` on errors. It never sends ``X-Xet-*`` headers, so the
 client always takes the plain HTTP download path. LFS files are served directly (no CDN redirect).
+
+``HubServer.fault`` makes GETs of one file misbehave the ways real networks do: truncate the body,
+reset the connection, flip a bit, ignore ``Range``, answer 416, or stall mid-body (see ``Fault``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import hashlib
 import itertools
 import json
 import re
+import socket
+import struct
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -97,6 +103,32 @@ class Repo:
             raise ValueError(f"commit must be 40 lowercase hex, got {self.commit!r}")
 
 
+FAULT_KINDS = ("truncate", "reset", "flip", "ignore_range", "416", "stall")
+
+
+@dataclass
+class Fault:
+    """A misbehaviour for GETs of one file.
+
+    ``truncate``: send ``after`` body bytes, then close (Content-Length promised more).
+    ``reset``: send ``after`` bytes, then reset the connection (TCP RST).
+    ``flip``: flip the lowest bit of body byte ``after``; full length, so only a hash notices.
+    ``ignore_range``: answer a Range request with 200 and the whole file.
+    ``416``: answer a Range request with 416 Range Not Satisfiable.
+    ``stall``: send ``after`` bytes, then wait ``seconds`` before the rest.
+    ``times``: how many requests it hits (-1: all); Range-only kinds count only Range requests.
+    """
+
+    kind: str
+    after: int = 0
+    times: int = 1
+    seconds: float = 0.0
+
+    @property
+    def range_only(self) -> bool:
+        return self.kind in ("ignore_range", "416")
+
+
 @dataclass(frozen=True)
 class Record:
     """One logged request."""
@@ -135,7 +167,7 @@ class HubServer:
         self._lock = threading.Lock()
         self._heads: dict[str, str] = {}  # repo_id -> commit of "main"
         self._history: dict[str, dict[str, Repo]] = {}  # repo_id -> commit -> Repo
-        self._interrupts: dict[tuple[str, str], int] = {}
+        self._faults: dict[tuple[str, str], list[Fault]] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
@@ -157,8 +189,24 @@ class HubServer:
 
     def interrupt(self, repo_id: str, path: str, after: int) -> None:
         """Make the next GET of this file drop the connection after ``after`` body bytes."""
+        self.fault(repo_id, path, "truncate", after=after)
+
+    def fault(self, repo_id: str, path: str, kind: str, *, after: int = 0, times: int = 1, seconds: float = 0.0) -> None:
+        """Queue a ``Fault`` for GETs of this file (faults apply in the order queued)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; known: {FAULT_KINDS}")
         with self._lock:
-            self._interrupts[(repo_id, path)] = after
+            self._faults.setdefault((repo_id, path), []).append(Fault(kind, after, times, seconds))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def served_bodies(self, path_suffix: str) -> int:
+        """How many GETs of a file (any repo) were answered with a body."""
+        with self._lock:
+            return sum(1 for r in self.records if r.method == "GET" and r.path.endswith("/" + path_suffix)
+                       and r.status in (200, 206))
 
     def clear(self) -> None:
         """Forget the request log."""
@@ -168,7 +216,7 @@ class HubServer:
 
     def start(self) -> str:
         if self._httpd is None:
-            self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+            self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
             self._httpd.daemon_threads = True
             self._thread = threading.Thread(target=self._httpd.serve_forever, name="hubserver", daemon=True)
             self._thread.start()
@@ -196,9 +244,18 @@ class HubServer:
             self.requests.append((record.method, record.path))
             self.records.append(record)
 
-    def _take_interrupt(self, repo_id: str, path: str) -> int | None:
+    def _take_fault(self, repo_id: str, path: str, ranged: bool) -> Fault | None:
         with self._lock:
-            return self._interrupts.pop((repo_id, path), None)
+            queue = self._faults.get((repo_id, path), [])
+            for fault in queue:
+                if fault.range_only and not ranged:
+                    continue
+                if fault.times > 0:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        queue.remove(fault)
+                return fault
+            return None
 
     def _lookup(self, repo_id: str, revision: str, auth: str | None, download: bool) -> Repo:
         """The repo at ``revision``, or the HubError the hub would answer."""
@@ -287,7 +344,11 @@ def _safetensors_params(repo: Repo) -> dict | None:
     for path, data in repo.files.items():
         if not path.endswith(".safetensors") or len(data) < 8:
             continue
-        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        try:  # a corrupt or disguised file: the hub shows no summary for it
+            header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+            header = {k: v for k, v in header.items() if isinstance(v, dict) and "dtype" in v and isinstance(v.get("shape"), list)}
+        except (ValueError, AttributeError):
+            continue
         for name, meta in header.items():
             if name != "__metadata__":
                 n = 1
@@ -400,6 +461,21 @@ def _split_path(raw_path: str) -> list[str]:
     return segments
 
 
+class _Server(ThreadingHTTPServer):
+    """Closes the connections a ``reset`` fault marked without the usual FIN first."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.resets: set[int] = set()
+
+    def shutdown_request(self, request) -> None:
+        if id(request) in self.resets:
+            self.resets.discard(id(request))
+            request.close()
+            return
+        super().shutdown_request(request)
+
+
 def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
     class Handler(_HubHandler):
         hub = server
@@ -498,15 +574,19 @@ class _HubHandler(BaseHTTPRequestHandler):
             headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))})
         if method == "HEAD":
             return self._send(200, headers, data)
+        ranged = self.headers.get("Range") is not None
+        fault = self.hub._take_fault(repo_id, path, ranged)
         span = parse_range(self.headers.get("Range"), len(data))
-        if span is False:
+        if span is False or fault is not None and fault.kind == "416":
             raise HubError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{len(data)}"})
         status = 200
-        if span is not None:
+        if span is not None and not (fault is not None and fault.kind == "ignore_range"):
             status, (start, end) = 206, span
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             data = data[start : end + 1]
-        return self._send(status, headers, data, cut_after=self.hub._take_interrupt(repo_id, path))
+        if fault is not None and fault.kind == "flip" and fault.after < len(data):
+            data = data[: fault.after] + bytes([data[fault.after] ^ 0x01]) + data[fault.after + 1 :]
+        return self._send(status, headers, data, fault=fault)
 
     # -- writing responses --
 
@@ -521,8 +601,8 @@ class _HubHandler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = err.code
         return self._send(err.status, headers, json.dumps({"error": err.message}).encode())
 
-    def _send(self, status: int, headers: dict, body: bytes, cut_after: int | None = None) -> int:
-        """Write a response (no body to HEAD); ``cut_after`` sends that many body bytes, then hangs up."""
+    def _send(self, status: int, headers: dict, body: bytes, fault: Fault | None = None) -> int:
+        """Write a response (no body to HEAD); a truncate/reset/stall ``fault`` shapes the body."""
         self.send_response(status, HTTPStatus(status).phrase)
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(name, value)
@@ -531,10 +611,18 @@ class _HubHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return status
-        if cut_after is None:
+        kind = fault.kind if fault is not None else None
+        if kind not in ("truncate", "reset", "stall"):
             self.wfile.write(body)
-        else:
-            self.wfile.write(body[:cut_after])
-            self.wfile.flush()
-            self.close_connection = True
+            return status
+        self.wfile.write(body[: fault.after])
+        self.wfile.flush()
+        if kind == "stall":
+            time.sleep(fault.seconds)
+            self.wfile.write(body[fault.after :])
+            return status
+        if kind == "reset":  # SO_LINGER 0 and no shutdown(): close() sends RST instead of FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.server.resets.add(id(self.connection))
+        self.close_connection = True
         return status

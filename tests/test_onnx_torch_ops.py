@@ -310,7 +310,6 @@ def test_every_registered_op_has_a_case():
 def _shape_graph(opset: int = 18):
     """x [batch, 3, 4] -> Reshape(x, [Shape(x)[0], -1]) -> Expand to [batch, 2, 12] with a Range-built
     offset: the Shape -> Gather -> Unsqueeze -> Concat chain exporters write for view(b, -1)."""
-    import onnx
     from onnx import helper, numpy_helper
 
     nodes = [

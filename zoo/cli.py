@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoo import __version__
-from zoo.errors import EXIT_OK, ZooError, exit_code_for
+from zoo.errors import EXIT_OK, StorageError, ZooError, exit_code_for, storage_cause, storage_error
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -22,6 +22,7 @@ EXIT_CODES_HELP = """exit codes:
   6  parity failed: the converted model does not match the source
   7  invalid model files: corrupt, unsafe or missing (e.g. no config.json)
   8  conversion failed: the exporter could not convert the model, or a job ran past its limits
+  9  storage full: disk full, quota or file-size limit while writing; nothing was published
 """
 
 
@@ -80,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("name")
     info.add_argument("--json", action="store_true")
 
-    imp = sub.add_parser("import", help="register a local model directory (config.json + weights)")
-    imp.add_argument("directory", type=Path)
+    imp = sub.add_parser("import", help="register a local model directory or archive (config.json + weights)")
+    imp.add_argument("directory", type=Path, metavar="PATH", help="a directory, or a .tar, .tar.gz or .zip archive of one")
     imp.add_argument("--name", required=True)
     imp.add_argument("--json", action="store_true")
 
@@ -92,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     crm = csub.add_parser("rm", help="remove artifacts by digest (prefix) or model id")
     crm.add_argument("targets", nargs="+")
     crm.add_argument("--json", action="store_true")
-    cver = csub.add_parser("verify", help="re-hash every artifact file")
+    cver = csub.add_parser("verify", help="re-hash every artifact and source file")
+    cver.add_argument("--repair", action="store_true",
+                      help="fetch corrupt source files again and re-convert corrupt artifacts")
     cver.add_argument("--json", action="store_true")
 
     from zoo.cli_server import add_parsers
@@ -153,11 +156,15 @@ def _main(args: argparse.Namespace) -> int:
             handler = cmd_cache
         return handler(args, settings)
     except ZooError as exc:
-        return _report_error(exc, args, settings.debug)
+        cause = None if isinstance(exc, StorageError) else storage_cause(exc)
+        return _report_error(storage_error(cause, exc) if cause else exc, args, settings.debug)
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
+        cause = storage_cause(exc)
+        if cause is not None:
+            return _report_error(storage_error(cause, exc), args, settings.debug)
         if settings.debug:
             raise
         print(f"zoo: internal error: {type(exc).__name__}: {exc} (rerun with ZOO_DEBUG=1 for a traceback)", file=sys.stderr)
@@ -313,9 +320,9 @@ def cmd_info(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings) -> int:
-    from registry.local_source import import_directory
+    from registry.local_source import import_path
 
-    record = import_directory(args.directory, args.name, settings)
+    record = import_path(args.directory, args.name, settings)
     _emit(args, record.to_dict(), f"imported {record.id}@{record.revision} ({record.library} {record.arch}, {record.task})\n"
                                   f"  pull it with: zoo pull local:{record.name} --format onnx")
     return EXIT_OK

@@ -57,17 +57,21 @@ def cmd_cache(args: argparse.Namespace, settings: Settings) -> int:
         _out(args, {"artifacts": rows}, text or "the store is empty")
         return EXIT_OK
     if action == "verify":
-        results = []
-        for art in store.list():
-            problems = store.verify(art)
-            results.append({"digest": art.digest, "ok": not problems, "problems": problems})
-        bad = [r for r in results if not r["ok"]]
-        text = "\n".join(f"{r['digest'][:16]}  {'ok' if r['ok'] else 'CORRUPT: ' + '; '.join(r['problems'])}" for r in results)
-        _out(args, {"checked": len(results), "corrupt": len(bad), "results": results},
-             (text + "\n" if text else "") + f"{len(results)} artifact(s) checked, {len(bad)} corrupt")
-        if bad:
-            raise errors.IntegrityError(f"{len(bad)} artifact(s) failed verification",
-                                        hint="remove them with `zoo cache rm DIGEST` and pull again")
+        from zoo.integrity import verify_cache
+
+        report = verify_cache(settings, repair=args.repair)
+        lines = []
+        for r in report["results"]:
+            what = r.get("digest", "")[:16] if r["kind"] == "artifact" else f"source {r['model']}@{r['revision'][:12]}"
+            state = "ok" if r["ok"] else ("REPAIRED: " if r.get("repaired") else "CORRUPT: ") + "; ".join(r["problems"])
+            lines.append(f"{what}  {state}")
+        lines.append(f"{report['checked']} artifact(s) and {report['sources_checked']} source file(s) checked, "
+                     f"{report['corrupt']} corrupt, {report['unrepaired']} left unrepaired")
+        _out(args, report, "\n".join(lines))
+        if report["unrepaired"]:
+            raise errors.IntegrityError(f"{report['unrepaired']} artifact(s) or source(s) failed verification",
+                                        hint="run `zoo cache verify --repair` (online for hub sources), or remove them "
+                                             "with `zoo cache rm DIGEST` and pull again")
         return EXIT_OK
     return _remove(args, settings, store)
 

@@ -26,12 +26,13 @@ def _model_side(name: str, settings: Settings) -> dict[str, Any]:
     from converters.runners import torch_runner
     from registry.index import Registry
     from registry.names import parse_name
-    from zoo.pipeline import fetch
+    from zoo.pipeline import check_sources, fetch
     from zoo.progress import quiet
 
     ref = parse_name(name)
     registry = Registry(settings)
     fetched = fetch(registry.resolve(ref), ref.revision, registry, settings, quiet())
+    check_sources(fetched, settings, quiet())
     tm = build_model(fetched.record, fetched.root, fetched.weights, fetched.weights_format, lambda _m: None)
     return {"label": f"{fetched.record.id}@{fetched.revision[:12]} (torch)", "run": torch_runner(tm),
             "inputs": parity_input_sets(fetched.record, tm.tokenizer), "names": tm.input_names,
@@ -47,6 +48,10 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
 
     path = Path(text).expanduser()
     side: dict[str, Any] = {"label": str(path), "path": path}
+    if path.is_file():
+        from zoo.safety import check_model_file
+
+        check_model_file(path)
     if path.suffix == ".pt2":  # torch.export.load can run code from a foreign archive
         from registry.index import Registry
         from zoo.convert import require_zoo_written

@@ -22,6 +22,7 @@ from typing import Any
 from zoo import errors
 from zoo.pipeline import PullOptions, PullResult, _index_artifact, _result, converter_versions, lookup, pull
 from zoo.progress import Progress, quiet
+from zoo.safety import check_model_file
 from zoo.settings import Settings, get_settings
 from zoo.store import ArtifactStore, copy_out
 
@@ -32,17 +33,23 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     progress = progress or quiet()
     path = path.expanduser()
     from converters.file_sources import SOURCE_KINDS, detect_source
+    from zoo.archives import ARCHIVE_SUFFIXES
 
     kind = detect_source(path)
-    if kind is None and path.is_dir():
-        from registry.local_source import import_directory
+    if kind is None and (path.is_dir() or path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)):
+        from registry.local_source import import_path
 
-        name = re.sub(r"[^A-Za-z0-9._-]", "-", path.resolve().name).strip(".-") or "model"
-        record = import_directory(path, name, settings)
+        stem = path.resolve().name
+        for suffix in ARCHIVE_SUFFIXES:
+            stem = stem.removesuffix(suffix)
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).strip(".-") or "model"
+        record = import_path(path, name, settings)
         return pull(f"local:{record.name}", options, settings=settings, progress=progress, output=output)
     kinds = ", ".join(k.name for k in SOURCE_KINDS)
     if not path.exists():
         raise errors.NotFoundError(f"{path} does not exist", hint=f"pass one of: {kinds}, or a model directory")
+    if path.is_file():
+        check_model_file(path)
     if kind is None:
         raise errors.UnsupportedFormatError(f"zoo cannot convert {path.name} yet",
                                             hint=f"convert one of: {kinds}, or a directory with config.json and weights")

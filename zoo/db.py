@@ -154,10 +154,11 @@ def get_engine(url: str) -> sa.Engine:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
-        try:
-            metadata.create_all(engine, checkfirst=True)
-        except sa.exc.DatabaseError:  # another process created the same tables meanwhile (PostgreSQL)
-            metadata.create_all(engine, checkfirst=True)
+        with _schema_lock(url):
+            try:
+                metadata.create_all(engine, checkfirst=True)
+            except sa.exc.DatabaseError:  # another process created the same tables meanwhile (PostgreSQL)
+                metadata.create_all(engine, checkfirst=True)
         _engines[url] = engine
         return engine
 
@@ -168,6 +169,18 @@ def dispose_engine(url: str) -> None:
         engine = _engines.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+def _schema_lock(url: str):
+    """Concurrent first runs on one SQLite file: one creates the schema, the others then see it
+    (without it, 8 fresh `zoo pull`s race to CREATE TABLE). Other databases: the retry above."""
+    import contextlib
+
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(url.removeprefix("sqlite:///") + ".schema.lock")
 
 
 def get_meta(conn: sa.Connection, key: str) -> str | None:

@@ -7,6 +7,8 @@ to do next; ``hint`` carries the second half when it is worth a separate line.
 
 from __future__ import annotations
 
+import errno
+import re
 from typing import Any
 
 
@@ -103,6 +105,12 @@ class PayloadTooLargeError(UsageError):
     code = "payload_too_large"
 
 
+class DownloadIntegrityError(NetworkError):
+    """The hub (or a proxy) served bytes that do not match the digest it announced."""
+
+    code = "download_integrity"
+
+
 # --- unsupported -----------------------------------------------------------
 class UnsupportedError(ZooError, NotImplementedError):
     code = "unsupported"
@@ -129,6 +137,13 @@ class IntegrityError(InvalidModelError):
 
 class UnsafeModelError(InvalidModelError):
     code = "unsafe_model"
+
+
+# --- local storage ---------------------------------------------------------
+class StorageError(ZooError, OSError):
+    """A write failed for want of space: disk full, quota, or a file-size limit."""
+
+    code = "storage_full"
 
 
 # --- conversion and parity -------------------------------------------------
@@ -163,6 +178,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ParityError, 6),
     (InvalidModelError, 7),
     (ConversionError, 8),
+    (StorageError, 9),
     (ZooError, 1),
 ]
 EXIT_OK = 0
@@ -174,6 +190,7 @@ EXIT_INTERRUPTED = 130
 # nothing wrong, and retrying later may help.
 HTTP_STATUSES: list[tuple[type[BaseException], int]] = [
     (PayloadTooLargeError, 413),
+    (StorageError, 507),
     (JobStateError, 409),
     (UsageError, 422),
     (NotFoundError, 404),
@@ -194,6 +211,38 @@ def http_status_for(exc: BaseException) -> int:
         if isinstance(exc, cls):
             return status
     return 500
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL_TEXT = re.compile(r"\[Errno (\d+)\] (No space left on device|Disk quota exceeded|File too large)|(database or disk is full)")
+
+
+def storage_cause(exc: BaseException | None) -> OSError | None:
+    """The disk-full ``OSError`` behind ``exc`` (itself, its causes or contexts), if any.
+
+    Writes fail deep inside libraries (huggingface_hub, torch.onnx, SQLite) that
+    wrap the ``OSError`` in their own exceptions, or only keep its text; the
+    chain or the message still carries it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return exc
+        match = _FULL_TEXT.search(str(exc))
+        if match:
+            code = int(match.group(1)) if match.group(1) else errno.ENOSPC
+            return OSError(code, match.group(2) or match.group(3))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def storage_error(cause: OSError, during: BaseException | None = None) -> StorageError:
+    context = f" ({str(during)[:200]})" if during is not None and not isinstance(during, OSError) else ""
+    return StorageError(
+        f"a write failed: {cause.strerror or cause} (errno {cause.errno}){context}; nothing was published",
+        hint="free disk space (or raise the quota / file-size limit) under ZOO_HOME and HF_HOME, then run the "
+             "command again; `zoo cache verify` checks what is stored",
+    )
 
 
 def exit_code_for(exc: BaseException) -> int:

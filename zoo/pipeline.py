@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry.names import parse_name
 from registry.records import FileInfo, ModelRecord
-from zoo import __version__, errors, pullmemo
+from zoo import __version__, errors, hooks, pullmemo
 from zoo.progress import Progress, quiet
 from zoo.settings import Settings, get_settings
 from zoo.store import Artifact, ArtifactStore, copy_out
@@ -70,6 +70,7 @@ class Fetched:
     files: list[FileInfo]
     weights: list[str]
     weights_format: str
+    checked: bool = False  # every file was hashed against its expected digest during this fetch
 
 
 def pull(name: str, options: PullOptions | None = None, *, settings: Settings | None = None,
@@ -107,6 +108,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
             result = lookup(registry, store, key)  # another process may have finished it meanwhile
             if result is None:
                 store.clean_stale()
+                check_sources(fetched, settings, progress)
                 result = convert(fetched, options, canonical, key, registry, store, progress)
     result.notes = progress.notes + result.notes
     if fetched.record.repo_id and result.verified:  # local and keras records have no repo to re-check
@@ -156,7 +158,7 @@ def source_node(record: ModelRecord) -> str:
 
 def fetch(record: ModelRecord, revision: str | None, registry: Registry, settings: Settings,
           progress: Progress) -> Fetched:
-    from registry.hf_source import describe, fetch_snapshot, file_infos
+    from registry.hf_source import choose_files, describe, fetch_snapshot, file_infos
 
     if record.source == "keras":  # weights come through keras' own cache when the model is built
         version = dist_version("keras") or "none"
@@ -168,8 +170,7 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
         if not root.is_dir() or not files:
             raise errors.ModelNotFoundError(f"the files of {record.id} are missing from {root}",
                                             hint=f"import it again: zoo import DIR --name {record.name}")
-        weights = [f.path for f in files if f.path.endswith((".safetensors", ".bin"))]
-        fmt = "safetensors" if any(w.endswith(".safetensors") for w in weights) else "pickle"
+        _names, weights, fmt = choose_files([f.path for f in files])
         return Fetched(record, str(record.revision), root, files, weights, fmt)
     if not record.repo_id:
         raise errors.UnsupportedError(
@@ -182,10 +183,42 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
         record.license = snap.license or record.license
         registry.upsert(record)
     files = registry.revision_files(record.id, snap.commit)
-    if files is None or {f.path for f in files} != set(snap.files):
-        files = file_infos(snap.root, snap.files)
+    checked = files is None or {f.path for f in files} != set(snap.files)
+    if checked:  # first sight of this revision: hash what was not downloaded (and verified) just now
+        from registry.download import verify_files
+
+        unknown = [f for f in snap.files if f not in snap.digests]
+        digests = verify_files(snap.root, unknown, {}, _refetcher(record, snap.commit, settings, progress), record.id)
+        files = file_infos(snap.root, snap.files, known={**snap.digests, **digests})
         registry.add_revision(record.id, snap.commit, files)
-    return Fetched(record, snap.commit, snap.root, files, snap.weights, snap.weights_format)
+    hooks.pause_at("fetch.downloaded")
+    return Fetched(record, snap.commit, snap.root, files, snap.weights, snap.weights_format, checked=checked)
+
+
+def _refetcher(record: ModelRecord, commit: str, settings: Settings, progress: Progress) -> Any:
+    """``(name, expected) -> (path, sha256)`` that downloads a corrupt cached file again, or None offline."""
+    if settings.hf_offline or record.source in ("local", "keras") or not record.repo_id:
+        return None
+    from registry.download import download_file
+
+    def refetch(name: str, expected: Any) -> tuple[Path, str]:
+        progress.note(f"{name} of {record.repo_id} is corrupt in the Hugging Face cache; fetching it again")
+        return download_file(record.repo_id, name, commit, settings, expected)
+
+    return refetch
+
+
+def check_sources(fetched: Fetched, settings: Settings, progress: Progress) -> None:
+    """Before any loader reads them, every source file must still hash to the digest
+    recorded when it was fetched (bit rot, a tampered cache); corrupt files of hub
+    models are fetched again, others are an IntegrityError."""
+    if fetched.checked or not fetched.files:
+        return
+    from registry.download import Expected, verify_files
+
+    expected = {f.path: Expected(sha256=f.sha256, size=f.size) for f in fetched.files}
+    verify_files(fetched.root, list(expected), expected, _refetcher(fetched.record, fetched.revision, settings, progress),
+                 fetched.record.id)
 
 
 def converter_versions() -> dict[str, str]:
@@ -259,6 +292,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     with store.staging() as staging:
         hops = graph.run_chain(chain, tm, staging, ctx, progress)
         current = hops[-1]
+        hooks.pause_at("convert.exported")
         for note in ctx.notes:
             progress.note(note)
         dtype = graph.chain_dtype(chain)

@@ -82,6 +82,17 @@ class Settings:
     # Not from the environment: the server turns it off so that the API process never
     # imports timm (and torch) to index a catalog; it indexes in a child process instead.
     index_catalogs: bool = True
+    # --- downloads ---
+    download_retries: int = 3  # ZOO_DOWNLOAD_RETRIES: attempts after the first, per file
+    download_backoff_s: float = 1.0  # ZOO_DOWNLOAD_BACKOFF_S: first wait; doubles per attempt
+    # --- archives imported with `zoo import ARCHIVE` ---
+    archive_max_bytes: int = 64 << 30  # ZOO_ARCHIVE_MAX_BYTES: total extracted size
+    archive_max_ratio: float = 200.0  # ZOO_ARCHIVE_MAX_RATIO: extracted / archive size
+    archive_max_members: int = 10_000  # ZOO_ARCHIVE_MAX_MEMBERS
+    # --- test hooks (inert unless set; used by the crash tests) ---
+    test_pause_at: str | None = None  # ZOO_TEST_PAUSE_AT: stage name(s), comma-separated
+    test_pause_s: float = 0.0  # ZOO_TEST_PAUSE_S: how long to sleep there
+    test_hook_dir: Path | None = None  # ZOO_TEST_HOOK_DIR: where "<stage>.<pid>" markers are written
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -108,9 +119,27 @@ class Settings:
             job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", 0)),
             job_attempts=int(_number(env, "ZOO_JOB_ATTEMPTS", 3, minimum=1)),
             lease_s=_number(env, "ZOO_JOB_LEASE", 30.0, minimum=1, integer=False),
+            download_retries=int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3)),
+            download_backoff_s=_number(env, "ZOO_DOWNLOAD_BACKOFF_S", 1.0, integer=False),
+            archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30, minimum=1)),
+            archive_max_ratio=_number(env, "ZOO_ARCHIVE_MAX_RATIO", 200.0, minimum=1, integer=False),
+            archive_max_members=int(_number(env, "ZOO_ARCHIVE_MAX_MEMBERS", 10_000, minimum=1)),
+            test_pause_at=env.get("ZOO_TEST_PAUSE_AT") or None,
+            test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
+            test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,
         )
 
 
 def get_settings() -> Settings:
     """Settings for this process, read from the current environment."""
     return Settings.from_env()
+
+
+def unsafe_torch_override(env: dict[str, str] | None = None) -> str | None:
+    """The PyTorch variable that would weaken ``torch.load(weights_only=True)``, if set.
+
+    Not a zoo setting: it is read here so that every environment variable zoo
+    looks at is read in one place."""
+    env = os.environ if env is None else env
+    name = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    return name if _flag(dict(env), name) else None

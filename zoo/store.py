@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo import errors
+from zoo import errors, hooks
 from zoo.hashing import sha256_file, sha256_json
 
 MANIFEST = "zoo.json"
@@ -40,6 +40,13 @@ class Artifact:
     primary: str  # main file inside it, e.g. "model.onnx"
     files: list[dict[str, Any]]
     verified: bool
+    mtimes: dict[str, int] | None = None  # st_mtime_ns of each file when published (not part of the digest)
+
+    def manifest_dict(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return {}
 
     @property
     def primary_path(self) -> Path:
@@ -71,13 +78,19 @@ class ArtifactStore:
 
     def publish(self, staged: Path, primary: str, manifest: dict[str, Any], *, verified: bool) -> Artifact:
         """Hash every staged file, write ``zoo.json``, rename into place."""
+        _seal(staged)
         files = hash_tree(staged)
         if not any(f["path"] == primary for f in files):
             raise errors.ConversionError(f"the converter did not write {primary}")
         digest = sha256_json({"files": files})
-        manifest = {**manifest, "digest": digest, "primary": primary, "files": files, "verified": verified}
+        mtimes = {f["path"]: (staged / f["path"]).stat().st_mtime_ns for f in files}
+        manifest = {**manifest, "digest": digest, "primary": primary, "files": files, "verified": verified, "mtimes": mtimes}
         _write_json_durably(staged / MANIFEST, manifest)
         _fsync_tree(staged)
+        if hash_tree(staged) != files:  # re-hash what is about to become visible
+            raise errors.IntegrityError("a staged file changed while it was being published; nothing was published",
+                                        hint="another process is writing into zoo's staging directory: run the command again")
+        hooks.pause_at("publish.staged")
         parent = self.artifacts if verified else self.quarantine
         parent.mkdir(parents=True, exist_ok=True)
         final = parent / digest
@@ -86,8 +99,13 @@ class ArtifactStore:
         except OSError:
             if not (final / MANIFEST).is_file():  # a different failure than "already there"
                 raise
-            # identical content already published (a concurrent run): keep that one
+            existing = self.get(digest, verified=verified)
+            if existing is None or self.verify(existing):  # the copy there is damaged: replace it
+                self.remove_path(final)
+                os.rename(staged, final)
+            # else: identical content already published (a concurrent run): keep that one
         _fsync_dir(parent)
+        hooks.pause_at("publish.renamed")
         return Artifact(digest, final, primary, files, verified)
 
     # --- reading -----------------------------------------------------------
@@ -98,18 +116,30 @@ class ArtifactStore:
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             return None
-        manifest = json.loads(manifest_path.read_text())
-        return Artifact(digest, path, manifest["primary"], manifest["files"], manifest.get("verified", verified))
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            return Artifact(digest, path, manifest["primary"], manifest["files"], manifest.get("verified", verified),
+                            manifest.get("mtimes"))
+        except (ValueError, KeyError, TypeError):  # a damaged zoo.json: an artifact with nothing verifiable
+            return Artifact(digest, path, MANIFEST, [{"path": MANIFEST, "sha256": "", "size": -1}], verified)
 
     def manifest(self, digest: str, *, verified: bool = True) -> dict[str, Any] | None:
         art = self.get(digest, verified=verified)
         return json.loads((art.path / MANIFEST).read_text()) if art else None
 
     def quick_check(self, art: Artifact) -> bool:
-        """Every file present with its recorded size (cheap; `verify` re-hashes)."""
+        """Every file present with its recorded size, and unmodified since it was
+        published: a file whose mtime moved is re-hashed (cheap on the hot path;
+        `verify` re-hashes everything, which also catches silent media errors)."""
         for entry in art.files:
             path = art.path / entry["path"]
-            if not path.is_file() or path.stat().st_size != entry["size"]:
+            if not path.is_file():
+                return False
+            st = path.stat()
+            if st.st_size != entry["size"]:
+                return False
+            recorded = (art.mtimes or {}).get(entry["path"])
+            if recorded is not None and st.st_mtime_ns != recorded and sha256_file(path) != entry["sha256"]:
                 return False
         return True
 
@@ -137,10 +167,13 @@ class ArtifactStore:
         return out
 
     def remove(self, art: Artifact) -> None:
+        self.remove_path(art.path)
+
+    def remove_path(self, path: Path) -> None:
         """Rename aside first so readers never see a half-deleted artifact."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         trash = self.tmp / f"rm-{uuid.uuid4().hex}"
-        os.rename(art.path, trash)
+        os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
     def clean_stale(self) -> int:
@@ -188,6 +221,13 @@ def hash_tree(root: Path) -> list[dict[str, Any]]:
             continue
         files.append({"path": rel, "sha256": sha256_file(path), "size": path.stat().st_size})
     return files
+
+
+def _seal(root: Path) -> None:
+    """Make staged files read-only before they are hashed: what is hashed is what is kept."""
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o444)
 
 
 def _write_json_durably(path: Path, obj: Any) -> None:

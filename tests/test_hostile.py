@@ -1,0 +1,191 @@
+"""Hostile model files through the real paths: `zoo import` (directories and
+archives), `zoo convert`, and `zoo pull` from the test hub. Each must be refused
+with a clear error, run nothing (the canary never appears), and leave no
+artifact, no import and no staging behind. Control tests prove the payloads are
+live and that genuine files still pass."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hostile
+from conftest import TIMM_REPO, run_zoo
+from hubserver import Repo
+
+CASES = hostile.corpus()
+
+
+@pytest.fixture(scope="session")
+def base_repo(tiny_repos) -> dict[str, bytes]:
+    return tiny_repos[TIMM_REPO]
+
+
+def _feed(case: hostile.Case, target: hostile.Target, request) -> subprocess.CompletedProcess:
+    if case.route == "pull":
+        hub = request.getfixturevalue("hub")
+        request.getfixturevalue("hub_endpoint")
+        info = {"siblings": [{"rfilename": n} for n in target.siblings]} if target.siblings else {}
+        repo_id = f"zoo-hostile/{case.id}"
+        hub.add(Repo(repo_id, target.repo_files, info=info))
+        return run_zoo("pull", repo_id, "--json", env=case.env)
+    if case.route in ("import", "archive"):
+        return run_zoo("import", str(target.path), "--name", "victim", "--json", env=case.env)
+    if case.route == "convert":
+        return run_zoo("convert", str(target.path), "--to", "onnx-fp16" if target.path.suffix == ".onnx" else "onnx",
+                       "--json", env=case.env)
+    if case.route == "parity":
+        return run_zoo("parity", str(target.path), str(target.path), "--json", env=case.env)
+    raise AssertionError(case.route)
+
+
+def _local_models(home: Path) -> list[str]:
+    db = home / "registry.db"
+    if not db.is_file():
+        return []
+    with sqlite3.connect(db) as conn:
+        return [r[0] for r in conn.execute("SELECT id FROM models WHERE source = 'local'")]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_file_is_refused(case, tmp_path, zoo_env, base_repo, request):
+    canary = tmp_path / "canary"
+    work = tmp_path / "work"
+    work.mkdir()
+    target = case.build(work, canary, base_repo)
+    assert not canary.exists(), "the generator itself ran the payload"
+    proc = _feed(case, target, request)
+    executed = canary.exists()
+    hostile.OUTCOMES.append({"case": case.id, "family": case.family, "route": case.route,
+                             "refused": proc.returncode != 0, "executed": executed, "exit_code": proc.returncode})
+    assert not executed, f"{case.id}: the payload ran"
+    assert proc.returncode == case.code, proc.stderr[-3000:]
+    err = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert err["exit_code"] == case.code and case.needle in err["message"], err
+    assert "zoo: error:" in proc.stderr and case.needle in proc.stderr
+    home = zoo_env.home
+    for store in ("artifacts", "quarantine", "local/victim"):
+        assert not (home / store).exists() or not any((home / store).iterdir()), f"{store} was written"
+    assert _local_models(home) == []
+    assert not (home / "tmp").exists() or not any((home / "tmp").iterdir()), "staging left behind"
+    assert not [p for p in tmp_path.rglob("escaped.txt")], "an archive member escaped"
+
+
+def test_corpus_is_large_and_varied():
+    families = {c.family for c in CASES}
+    assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
+    assert families >= {"pickle", "torchscript", "safetensors", "keras", "onnx", "archive", "hub-names", "remote-code", "env"}
+    assert {c.route for c in CASES} == {"import", "archive", "convert", "parity", "pull"}
+
+
+def test_no_code_path_trusts_remote_code():
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for d in ("zoo", "registry", "converters", "api") for p in (root / d).rglob("*.py")]
+    assert sources and not [p for p in sources if "trust_remote_code=True" in p.read_text().replace(" ", "")]
+
+
+# --- controls: the payloads are live, and genuine files still pass ------------------------------
+LOADERS = {
+    "pickle.loads": "import pickle, sys; pickle.loads(open(sys.argv[1], 'rb').read())",
+    "torch.load(weights_only=False)": "import sys, torch; torch.load(sys.argv[1], weights_only=False)",
+}
+
+
+@pytest.mark.parametrize("case_id, loader", [
+    ("pickle-plain-bin", "pickle.loads"),
+    ("pickle-protocol5-pth", "pickle.loads"),
+    ("pickle-legacy-torch-bin", "torch.load(weights_only=False)"),
+    ("pickle-zip-pt", "torch.load(weights_only=False)"),
+    ("pickle-zip-pth-os-system", "torch.load(weights_only=False)"),
+    ("pickle-ckpt-eval", "torch.load(weights_only=False)"),
+])
+def test_pickle_payloads_are_live(case_id, loader, tmp_path, base_repo):
+    """Unsafe loading of the same bytes does create the canary: the refusals above are real."""
+    case = next(c for c in CASES if c.id == case_id)
+    canary = tmp_path / "canary"
+    target = case.build(tmp_path, canary, base_repo)
+    weights = next(p for p in target.path.iterdir() if p.name != "config.json")
+    subprocess.run([sys.executable, "-c", LOADERS[loader], str(weights)], capture_output=True, timeout=120)
+    assert canary.exists()
+
+
+def test_keras_lambda_payload_is_live_and_safe_mode_refuses(tmp_path):
+    canary = tmp_path / "canary"
+    path = hostile.keras_lambda_model(canary, tmp_path / "model.keras")
+    from converters.keras_loading import import_keras, load_keras_file
+    from zoo import errors
+
+    keras = import_keras()
+    with pytest.raises(ValueError):  # keras' own safe mode, without zoo's static check
+        keras.saving.load_model(str(path), safe_mode=True)
+    with pytest.raises(errors.UnsafeModelError, match="Lambda"):
+        load_keras_file(path)
+    assert not canary.exists()
+    script = "import sys, keras; keras.config.enable_unsafe_deserialization(); keras.saving.load_model(sys.argv[1], safe_mode=False)"
+    subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, timeout=300)
+    assert canary.exists()
+
+
+def test_genuine_keras_file_loads_in_safe_mode(tmp_path):
+    from converters.keras_loading import import_keras, load_keras_file
+
+    keras = import_keras()
+    path = tmp_path / "ok.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(str(path))
+    assert load_keras_file(path).output_shape == (None, 3)
+
+
+def test_genuine_archives_import_and_pickle_checkpoint_pulls(indexed, base_repo, tmp_path):
+    """The extractor and the pickle scanner refuse only what is hostile: a clean tar.gz and
+    zip import, and a torch.save state dict named .pth converts with parity."""
+    import torch
+    from safetensors.torch import load as load_safetensors
+
+    from hostile import _tar, _zip
+
+    for i, archive in enumerate((_tar(tmp_path, base_repo, [], "w:gz"), _zip(tmp_path, base_repo, []))):
+        proc = run_zoo("import", str(archive), "--name", f"ok{i}", "--json")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads(proc.stdout)["id"] == f"local/ok{i}"
+    src = tmp_path / "pth"
+    src.mkdir()
+    (src / "config.json").write_bytes(base_repo["config.json"])
+    torch.save(load_safetensors(base_repo["model.safetensors"]), src / "model.pth")
+    assert run_zoo("import", str(src), "--name", "pth").returncode == 0
+    proc = run_zoo("pull", "local:pth", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "weights_only=True" in proc.stderr and json.loads(proc.stdout.splitlines()[-1])["parity"]["passed"]
+    assert not list((indexed.home / "tmp").iterdir())
+
+
+def test_genuine_onnx_with_external_data_converts(tmp_path):
+    path = hostile.onnx_with_external(tmp_path)
+    proc = run_zoo("convert", str(path), "--to", "onnx-fp16", "--json")  # (onnx-opt loses external data: a known bug)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1])["parity"]["passed"]
+
+
+def test_archive_caps_are_settings(base_repo, tmp_path):
+    from hostile import _tar
+
+    archive = _tar(tmp_path, base_repo, [])
+    proc = run_zoo("import", str(archive), "--name", "m", env={"ZOO_ARCHIVE_MAX_BYTES": "1000"})
+    assert proc.returncode == 7 and "ZOO_ARCHIVE_MAX_BYTES=1000" in proc.stderr
+    proc = run_zoo("import", str(archive), "--name", "m", env={"ZOO_ARCHIVE_MAX_MEMBERS": "1"})
+    assert proc.returncode == 7 and "ZOO_ARCHIVE_MAX_MEMBERS" in proc.stderr
+
+
+def test_weights_only_override_refused_for_local_pickles_too(indexed, tiny_repos, tmp_path):
+    src = tmp_path / "p"
+    src.mkdir()
+    for name, data in tiny_repos["zoo-test/pickle-only-resnet"].items():
+        (src / name).write_bytes(data)
+    assert run_zoo("import", str(src), "--name", "p").returncode == 0
+    proc = run_zoo("pull", "local:p", env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+    assert proc.returncode == 7 and "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" in proc.stderr
+    assert not (indexed.home / "artifacts").exists()
