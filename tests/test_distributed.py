@@ -1,0 +1,326 @@
+"""The distributed deployment end to end: a real uvicorn API with ``ZOO_DISPATCHER=celery``,
+``zoo worker`` processes (Celery over the machine's real Redis), the registry and jobs in the
+machine's real PostgreSQL (a fresh schema per test), artifacts in a real S3-compatible server
+(moto's, over HTTP on 127.0.0.1, through boto3), and the remote CLI (``ZOO_SERVER``).
+
+Each worker has its own ZOO_HOME and HF_HOME, as a worker on another machine would; the API's
+ZOO_HOME never holds an artifact, so what it serves comes from the bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from builders import write_hf_cache
+from conftest import _DELETED_ENV, POSTGRES_URL, TIMM_REPO, run_zoo
+from distproc import S3_CREDENTIALS, S3Server, WorkerProc, redis_clear
+from serverproc import ZooServer, finished, free_port, job_processes, pid_gone, wait_job
+
+FAST = {"exporter": "torchscript"}  # the quicker exporter, where the exporter does not matter
+BROKER = os.environ.get("ZOO_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
+
+
+# --- services -------------------------------------------------------------------------------------------------
+def _require_redis() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(BROKER, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis is not reachable at {BROKER} (set ZOO_TEST_BROKER_URL; .ci/run starts it): {exc}")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def copy_index(sqlite_path: Path, url: str) -> None:
+    """The timm catalog indexed once per session (SQLite), copied into a fresh database."""
+    from zoo import db
+
+    source = sa.create_engine(f"sqlite:///{sqlite_path}")
+    target = db.get_engine(url)
+    with source.connect() as src, target.begin() as dst:
+        for table in (db.models, db.meta):
+            rows = [dict(r) for r in src.execute(sa.select(table)).mappings()]
+            if rows:
+                dst.execute(sa.insert(table), rows)
+    source.dispose()
+    db.dispose_engine(url)
+
+
+@pytest.fixture
+def pg_url(timm_index_db):
+    """A fresh PostgreSQL schema holding the timm index, dropped after the test."""
+    admin = sa.create_engine(POSTGRES_URL)
+    schema = f"zoo_dist_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} (set ZOO_TEST_POSTGRES_URL): {exc}")
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    copy_index(timm_index_db, url)
+    try:
+        yield url
+    finally:
+        from zoo import db
+
+        db.dispose_engine(url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@dataclass
+class Stack:
+    """One distributed deployment: shared settings, then a ZOO_HOME and HF cache per node."""
+
+    root: Path
+    base_env: dict[str, str]
+    tiny_repos: dict
+    workers: list[WorkerProc] = field(default_factory=list)
+    servers: list[ZooServer] = field(default_factory=list)
+
+    def node_env(self, node: str, home: Path | None = None) -> dict[str, str]:
+        hf = self.root / node / "hf"
+        write_hf_cache(hf / "hub", TIMM_REPO, self.tiny_repos[TIMM_REPO])
+        home = home or self.root / node / "zoo"
+        home.mkdir(parents=True, exist_ok=True)
+        return {**self.base_env, "ZOO_HOME": str(home), "HF_HOME": str(hf)}
+
+    def server(self, home: Path | None = None) -> ZooServer:
+        env = self.node_env("api", home)
+        server = ZooServer(Path(env["ZOO_HOME"]), env, workers=0)
+        self.servers.append(server)
+        return server.start()
+
+    def worker(self, name: str, home: Path | None = None, concurrency: int = 1) -> WorkerProc:
+        worker = WorkerProc(name, self.node_env(name, home), self.root, concurrency)
+        self.workers.append(worker)
+        return worker.start()
+
+    def close(self) -> None:
+        for process in self.workers + self.servers:
+            process.stop()
+
+
+@pytest.fixture
+def stack(tmp_path, pg_url, s3, tiny_repos):
+    _require_redis()
+    queue = f"zoo-test-{uuid.uuid4().hex[:10]}"
+    bucket = f"zoo-test-{uuid.uuid4().hex[:10]}"
+    s3.client().create_bucket(Bucket=bucket)
+    env = {k: v for k, v in os.environ.items() if k not in _DELETED_ENV}
+    env.update(S3_CREDENTIALS, ZOO_DATABASE_URL=pg_url, ZOO_DISPATCHER="celery", ZOO_BROKER_URL=BROKER,
+               ZOO_QUEUE=queue, ZOO_STORAGE="s3", ZOO_S3_BUCKET=bucket, ZOO_S3_ENDPOINT_URL=s3.url,
+               ZOO_JOB_LEASE="3", HF_HUB_OFFLINE="1", ZOO_DEBUG="1")
+    deployment = Stack(tmp_path, env, tiny_repos)
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+        redis_clear(f"{queue}:", BROKER)
+
+
+def submit(client: httpx.Client, **options) -> dict:
+    response = client.post("/v1/jobs", json={"model": "test_resnet", "options": {**FAST, **options}})
+    assert response.status_code in (200, 202), response.text
+    return response.json()
+
+
+def stages_of(client: httpx.Client, job_id: str) -> list[str]:
+    return [e["stage"] for e in events_of(client, job_id) if e["kind"] == "stage"]
+
+
+def events_of(client: httpx.Client, job_id: str) -> list[dict]:
+    """Every event of a finished job, from its SSE stream."""
+    out, current = [], {}
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=120) as response:
+        for line in response.iter_lines():
+            if line.startswith(("event:", "data:")):
+                key, _, value = line.partition(":")
+                current[key] = value.strip()
+            elif not line and "event" in current:
+                if current["event"] == "end":
+                    return out
+                out.append({"kind": current["event"], **json.loads(current["data"])})
+                current = {}
+    return out
+
+
+def s3_blobs_are_whole(s3: S3Server, bucket: str) -> dict[str, bytes]:
+    """Every object in the bucket is complete: blobs hash to their key, manifests name present blobs."""
+    objects = s3.objects(bucket)
+    for key, data in objects.items():
+        if key.startswith("blobs/sha256/"):
+            assert hashlib.sha256(data).hexdigest() == key.rsplit("/", 1)[1], key
+        else:
+            assert key.startswith("artifacts/") and key.endswith("/zoo.json"), key
+            for entry in json.loads(data)["files"]:
+                assert f"blobs/sha256/{entry['sha256']}" in objects
+    return objects
+
+
+def remote_pull(server: ZooServer, token: str, *args: str, home: Path) -> tuple[int, dict, str]:
+    env = {"ZOO_SERVER": server.url, "ZOO_TOKEN": token, "ZOO_HOME": str(home)}
+    proc = run_zoo("pull", "test_resnet", "--exporter", "torchscript", *args, "--json", env=env, timeout=300)
+    lines = proc.stdout.strip().splitlines()
+    return proc.returncode, json.loads(lines[-1]) if lines else {}, proc.stderr
+
+
+# --- end to end -------------------------------------------------------------------------------------------
+def test_remote_pull_runs_on_a_worker_and_downloads_from_s3(stack, s3, tmp_path):
+    api = stack.server()
+    token = api.token("write")
+    stack.worker("a")
+    out = tmp_path / "client" / "model.onnx"
+    code, result, stderr = remote_pull(api, token, "-o", str(out), home=tmp_path / "client-home")
+    assert code == 0, stderr[-3000:]
+    data = out.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == result["sha256"] and len(data) == result["size"]
+    assert result["path"] == str(out) and result["verified"] and result["parity"]["passed"]
+    assert not result["cached"] and result["model"] == TIMM_REPO and result["format"] == "onnx"
+    assert set(result) >= {"model", "revision", "format", "path", "sha256", "size", "cached", "verified", "digest",
+                           "artifact_dir", "parity", "conversion", "notes"}
+    assert not (api.home / "artifacts").exists()  # the API node holds no artifact: the bytes came from S3
+    bucket = stack.base_env["ZOO_S3_BUCKET"]
+    objects = s3_blobs_are_whole(s3, bucket)
+    assert objects[f"blobs/sha256/{result['sha256']}"] == data
+    assert f"artifacts/{result['digest']}/zoo.json" in objects
+
+    with api.client(token) as client:  # ranges pass through to S3; ETag is the sha256
+        sha = result["sha256"]
+        part = client.get(f"/v1/artifacts/{sha}", headers={"Range": "bytes=100-1123"})
+        assert part.status_code == 206 and part.content == data[100:1124]
+        assert part.headers["content-range"] == f"bytes 100-1123/{len(data)}"
+        head = client.head(f"/v1/artifacts/{sha}")
+        assert head.headers["etag"] == f'"{sha}"' and head.headers["content-length"] == str(len(data))
+        assert client.get(f"/v1/artifacts/{'e' * 64}").status_code == 404
+
+        # Another machine: worker b has neither the artifact nor a memo of it. Worker a stops first
+        # (a warm shutdown), so b takes the next job; it finds the artifact indexed and fetches it.
+        assert stack.workers[0].stop() == 0
+        stack.worker("b")
+        job = submit(client)
+        done = wait_job(client, job["id"], finished, timeout=240)
+        assert done["state"] == "succeeded" and done["result"]["cached"], done
+        assert done["result"]["digest"] == result["digest"]
+        assert "export" not in stages_of(client, job["id"])  # nothing converted again
+    home_b = Path(stack.workers[1].env["ZOO_HOME"])
+    from zoo.store import ArtifactStore
+
+    store = ArtifactStore(home_b)
+    fetched = store.get(result["digest"])
+    assert fetched is not None and store.verify(fetched) == []
+    assert fetched.primary_path.read_bytes() == data
+
+
+def test_remote_pull_resumes_and_refuses_a_tampered_download(stack, s3, tmp_path):
+    api = stack.server()
+    token = api.token("write")
+    stack.worker("a")
+    home = tmp_path / "client-home"
+    code, first, stderr = remote_pull(api, token, home=home)
+    assert code == 0, stderr[-3000:]
+    path = Path(first["path"])
+    data = path.read_bytes()
+    assert path.parent == home / "downloads" / first["sha256"] and hashlib.sha256(data).hexdigest() == first["sha256"]
+
+    # an interrupted earlier download: the client asks only for the rest
+    out = tmp_path / "out.onnx"
+    partial = out.parent / f".{out.name}.zoo-{first['sha256'][:16]}.incomplete"
+    half = len(data) // 2
+    partial.write_bytes(data[:half])
+    with api.client(token) as client:
+        before = served_bytes(client)
+        code, again, stderr = remote_pull(api, token, "-o", str(out), home=home)
+        assert code == 0, stderr[-3000:]
+        assert out.read_bytes() == data and not partial.exists()
+        assert served_bytes(client) - before == len(data) - half
+
+    # the bucket's copy is damaged (same size, other bytes): the client refuses it and writes nothing
+    bucket = stack.base_env["ZOO_S3_BUCKET"]
+    bad = bytearray(data)
+    bad[len(bad) // 3] ^= 0xFF
+    s3.client().put_object(Bucket=bucket, Key=f"blobs/sha256/{first['sha256']}", Body=bytes(bad))
+    target = tmp_path / "tampered.onnx"
+    code, error, stderr = remote_pull(api, token, "-o", str(target), home=home)
+    assert code == 7 and error["error"] == "integrity", (code, error, stderr[-2000:])
+    assert not target.exists() and not list(tmp_path.glob(".tampered.onnx*"))
+
+    # HTTP errors map back to zoo's exit codes
+    code, error, _ = remote_pull(api, "zoo_000000000000_" + "x" * 43, home=home)
+    assert code == 4 and error["error"] == "unauthorized"
+    proc = run_zoo("pull", "no_such_model_xyz", "--json",
+                   env={"ZOO_SERVER": api.url, "ZOO_TOKEN": token, "ZOO_HOME": str(home)})
+    assert proc.returncode == 3 and json.loads(proc.stdout)["error"] == "model_not_found"
+    proc = run_zoo("pull", "test_resnet", "--json", env={"ZOO_SERVER": f"http://127.0.0.1:{free_port()}",
+                                                         "ZOO_HOME": str(home)})
+    assert proc.returncode == 4 and json.loads(proc.stdout)["error"] == "network"
+
+
+def served_bytes(client: httpx.Client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('zoo_bytes_served_total{kind="artifact"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_an_api_restart_with_queued_jobs_loses_none(stack):
+    api = stack.server()
+    token = api.token("write")
+    with api.client(token) as client:  # no worker runs yet: the jobs wait
+        jobs = [submit(client, opset=opset) for opset in (16, 17)]
+        assert [j["state"] for j in jobs] == ["queued", "queued"]
+    assert api.stop() == 0
+    api.start()
+    stack.worker("a", concurrency=2)
+    with api.client(token) as client:
+        done = [wait_job(client, j["id"], finished, timeout=300) for j in jobs]
+    assert [d["state"] for d in done] == ["succeeded", "succeeded"], done
+    assert [d["attempts"] for d in done] == [1, 1]  # the duplicate messages sent at restart ran nothing
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_publishes_only_whole_artifacts(stack, s3):
+    api = stack.server()
+    token = api.token("write")
+    victim = stack.worker("victim")
+    with api.client(token) as client:
+        job = submit(client, opset=15)
+        wait_job(client, job["id"], lambda j: j["stage"] in ("load", "export") or finished(j), timeout=240)
+        (child,) = job_processes(job["id"])
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait()
+        deadline = time.monotonic() + 30
+        while not pid_gone(child) and time.monotonic() < deadline:  # the job process dies with its worker
+            time.sleep(0.1)
+        assert pid_gone(child)
+        stack.worker("rescuer")
+        done = wait_job(client, job["id"], finished, timeout=300)
+        assert done["state"] == "succeeded" and done["attempts"] == 2, done
+        reasons = [e.get("reason") for e in events_of(client, job["id"]) if e.get("state") == "queued"]
+        assert any("lease lapsed" in (r or "") for r in reasons), reasons
+    victim_home = Path(victim.env["ZOO_HOME"])
+    assert not (victim_home / "artifacts").exists() or not any((victim_home / "artifacts").iterdir())
+    objects = s3_blobs_are_whole(s3, stack.base_env["ZOO_S3_BUCKET"])
+    assert objects[f"blobs/sha256/{done['result']['sha256']}"]
