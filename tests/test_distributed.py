@@ -29,6 +29,7 @@ from conftest import _DELETED_ENV, POSTGRES_URL, TIMM_REPO, run_zoo
 from distproc import S3_CREDENTIALS, S3Server, WorkerProc, redis_clear
 from serverproc import ZooServer, finished, free_port, job_processes, pid_gone, wait_job
 
+FRAMEWORKS = {"torch", "tensorflow", "keras", "timm", "transformers", "onnxruntime", "onnx", "tf2onnx"}
 FAST = {"exporter": "torchscript"}  # the quicker exporter, where the exporter does not matter
 BROKER = os.environ.get("ZOO_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 
@@ -188,6 +189,108 @@ def remote_pull(server: ZooServer, token: str, *args: str, home: Path) -> tuple[
     return proc.returncode, json.loads(lines[-1]) if lines else {}, proc.stderr
 
 
+# --- the database under several workers (SQLite and PostgreSQL) ---------------------------------------------
+def _race(n: int, work) -> list:
+    """Run ``work(i)`` in ``n`` threads released together; their results (exceptions re-raised)."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    failures: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
+def test_concurrent_workers_claim_each_job_exactly_once(database_url):
+    from zoo import db
+    from zoo.jobs import JobRequest, JobService
+
+    service = JobService(db.get_engine(database_url), lease_s=60)
+    ids = {service.submit(JobRequest(model="test_resnet", options={"opset": opset}))[0].id for opset in range(9, 24)}
+
+    def drain(i: int) -> list[str]:
+        mine = []
+        while (job := service.claim(f"w{i}")) is not None:
+            mine.append(job.id)
+        return mine
+
+    claimed = [job_id for mine in _race(6, drain) for job_id in mine]
+    assert sorted(claimed) == sorted(ids)  # every job once: none lost, none run twice
+
+
+def test_registry_writers_race_without_errors(database_url, tmp_path):
+    """Workers that fetch the same repo, publish the same artifact or index the same catalog at
+    once: each write is one INSERT ... ON CONFLICT, so none fails on PostgreSQL's row locks."""
+    from registry.index import Registry
+    from registry.records import FileInfo, ModelRecord
+    from zoo import db
+    from zoo.pipeline import _index_artifact
+    from zoo.settings import Settings
+    from zoo.store import ArtifactStore
+
+    settings = Settings.from_env({"ZOO_HOME": str(tmp_path / "zoo"), "ZOO_DATABASE_URL": database_url})
+    registry = Registry(settings)
+    store = ArtifactStore(settings.home)
+    with store.staging() as staged:
+        (staged / "model.onnx").write_bytes(b"onnx bytes")
+        manifest = {"model": "org/m", "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
+        art = store.publish(staged, "model.onnx", manifest, verified=True)
+    record = ModelRecord(id="org/m", source="hf", name="org/m", repo_id="org/m", library="transformers")
+    files = [FileInfo(path="config.json", sha256="c" * 64, size=2)]
+
+    def write(i: int) -> None:
+        registry.upsert(record)
+        registry.add_revision("org/m", "r" * 40, files)
+        _index_artifact(registry, "k" * 64, art, manifest)
+        with registry.engine.begin() as conn:
+            db.set_meta(conn, "probe", str(i))
+
+    for _ in range(3):
+        _race(8, write)
+    assert registry.get("org/m") == record and registry.revision_files("org/m", "r" * 40) == files
+    with registry.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.artifacts)).scalar_one() == 1
+        assert db.get_meta(conn, "probe") in {str(i) for i in range(8)}
+
+
+def test_the_sweeper_requeues_jobs_whose_worker_died(database_url):
+    from zoo import db
+    from zoo.jobs import JobRequest, JobService
+
+    now = [1000.0]
+    service = JobService(db.get_engine(database_url), max_attempts=2, lease_s=10, clock=lambda: now[0])
+    job, _ = service.submit(JobRequest(model="test_resnet"))
+    assert service.claim("dead", job_id=job.id).attempts == 1
+    assert service.requeue_lapsed() == []  # the lease holds
+    now[0] += 11
+    assert _race(4, lambda i: service.requeue_lapsed()).count([job.id]) == 1  # exactly one sweeper wins
+    again = service.get(job.id)
+    assert again.state == "queued" and again.lease_owner is None and again.attempts == 1
+    assert service.heartbeat(job.id, "dead") == "lost"  # the dead worker's late beat changes nothing
+    assert service.claim("second", job_id=job.id).attempts == 2
+    now[0] += 11
+    assert service.requeue_lapsed() == []  # out of attempts: failed, not requeued
+    failed = service.get(job.id)
+    assert failed.state == "failed" and failed.error["error"] == "job_crashed"
+    other, _ = service.submit(JobRequest(model="test_resnet", options={"opset": 17}))
+    service.claim("w", job_id=other.id)
+    service.cancel(other.id)  # asked while running; then its worker died
+    now[0] += 11
+    assert service.requeue_lapsed() == [] and service.get(other.id).state == "canceled"
+
+
 # --- end to end -------------------------------------------------------------------------------------------
 def test_remote_pull_runs_on_a_worker_and_downloads_from_s3(stack, s3, tmp_path):
     api = stack.server()
@@ -290,14 +393,20 @@ def test_an_api_restart_with_queued_jobs_loses_none(stack):
     api = stack.server()
     token = api.token("write")
     with api.client(token) as client:  # no worker runs yet: the jobs wait
-        jobs = [submit(client, opset=opset) for opset in (16, 17)]
+        converts = submit(client, opset=16)
+        # a repo this worker's (offline) cache lacks: it fails fast, and that it ran at all is the point
+        absent = client.post("/v1/jobs", json={"model": "zoo-test/absent-model"}).json()
+        jobs = [converts, absent]
         assert [j["state"] for j in jobs] == ["queued", "queued"]
     assert api.stop() == 0
+    imported = api.modules()  # the API process of a distributed deployment never imports a framework
+    assert {"celery", "boto3"} <= imported and not FRAMEWORKS & imported, FRAMEWORKS & imported
     api.start()
     stack.worker("a", concurrency=2)
     with api.client(token) as client:
         done = [wait_job(client, j["id"], finished, timeout=300) for j in jobs]
-    assert [d["state"] for d in done] == ["succeeded", "succeeded"], done
+    assert [d["state"] for d in done] == ["succeeded", "failed"], done
+    assert done[1]["error"]["error"] == "offline_not_cached"
     assert [d["attempts"] for d in done] == [1, 1]  # the duplicate messages sent at restart ran nothing
 
 
@@ -324,3 +433,39 @@ def test_a_worker_killed_mid_job_loses_nothing_and_publishes_only_whole_artifact
     assert not (victim_home / "artifacts").exists() or not any((victim_home / "artifacts").iterdir())
     objects = s3_blobs_are_whole(s3, stack.base_env["ZOO_S3_BUCKET"])
     assert objects[f"blobs/sha256/{done['result']['sha256']}"]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_two_workers_share_one_directory_store_and_a_stopping_worker_hands_its_job_back(stack, tmp_path):
+    """Shared-directory mode: the API and two worker processes on one ZOO_HOME, no S3."""
+    shared = tmp_path / "shared" / "zoo"
+    stack.base_env["ZOO_STORAGE"] = "local"
+    api = stack.server(home=shared)
+    token = api.token("write")
+    one, two = (stack.worker(name, home=shared) for name in ("one", "two"))
+    one.wait_ready(), two.wait_ready()
+    with api.client(token) as client:
+        jobs = [submit(client, opset=opset)["id"] for opset in (16, 17)]
+        deadline = time.monotonic() + 120
+        while not all(len(job_processes(j)) == 1 for j in jobs):  # prefetch 1: a busy worker takes no second job
+            assert time.monotonic() < deadline, [client.get(f"/v1/jobs/{j}").json() for j in jobs]
+            time.sleep(0.1)
+        runs_on = {parent_of(job_processes(j)[0]): j for j in jobs}
+        assert set(runs_on) == {one.proc.pid, two.proc.pid}
+        assert one.stop() == 0  # a warm shutdown: its job goes back to the queue without using an attempt
+        done = {j: wait_job(client, j, finished, timeout=300) for j in jobs}
+        assert all(d["state"] == "succeeded" and d["attempts"] == 1 for d in done.values()), done
+        handed_back = runs_on[one.proc.pid]
+        reasons = [e.get("reason") for e in events_of(client, handed_back) if e.get("state") == "queued"]
+        assert "the worker stopped" in reasons, reasons
+        for job in done.values():
+            body = client.get(job["result"]["artifact"]["url"]).content
+            assert hashlib.sha256(body).hexdigest() == job["result"]["sha256"]
+    from zoo.store import ArtifactStore
+
+    store = ArtifactStore(shared)
+    assert sorted(a.digest for a in store.list()) == sorted(d["result"]["digest"] for d in done.values())
+    assert all(store.verify(a) == [] for a in store.list())

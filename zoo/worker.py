@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from dataclasses import replace
@@ -75,6 +76,6 @@ def run_worker(settings: Settings, concurrency: int | None, log_level: str) -> N
     settings = replace(settings, workers=concurrency or max(settings.workers, 1))
     settings.home.mkdir(parents=True, exist_ok=True)
     worker = Worker(settings)
-    log.info("zoo worker: %d slot(s) on queue %s; store %s; storage %s", settings.workers, settings.queue,
-             settings.home, settings.storage)
+    print(f"zoo: worker with {settings.workers} slot(s) on queue {settings.queue}; store {settings.home}; "
+          f"artifacts {settings.storage}", file=sys.stderr, flush=True)
     worker.main(log_level)
