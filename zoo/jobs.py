@@ -271,7 +271,8 @@ class JobService:
                                 .order_by(j.created_at).limit(100)).all()
         requeued = []
         for row in rows:
-            same = (j.id == row.id) & (j.state == "running") & (j.updated_at == row.updated_at) & (j.lease_expires < now)
+            same = ((j.id == row.id) & (j.state == "running") & (j.updated_at == row.updated_at)
+                    & (j.lease_expires < now))
             if self._settle(row, same):
                 continue
             with self.engine.begin() as conn:

@@ -51,7 +51,17 @@ class Worker:
         job = self.jobs.claim(owner, job_id=job_id)
         if job is None:
             return "not claimable (finished, canceled or running elsewhere)"
-        outcome = execute(job, self.jobs, self.storage, self.settings, owner, self.stopping)
+        try:
+            outcome = execute(job, self.jobs, self.storage, self.settings, owner, self.stopping)
+        except Exception as exc:  # noqa: BLE001 - the store or the database failed around the job: try again
+            log.exception("job %s: the worker failed around the job", job.id)
+            try:
+                requeued = self.jobs.requeue(job.id, owner, reason=f"the worker failed: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the lease lapses, and a sweeper requeues it
+                return "failed around the job; left to the sweeper"
+            if requeued and self.jobs.get(job.id).state == "queued":
+                self.dispatcher.enqueue(job.id)
+            return "failed around the job; requeued"
         if outcome.state == "requeued":  # its process died, or this worker stops: back in the queue
             self.dispatcher.enqueue(job.id)
         return outcome.state
