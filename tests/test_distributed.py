@@ -389,6 +389,54 @@ def served_bytes(client: httpx.Client) -> float:
     return 0.0
 
 
+def test_directory_artifacts_travel_through_the_bucket(stack, s3, tmp_path, monkeypatch):
+    """A multi-file artifact uploaded from a worker's store is served by the API from the bucket as one
+    tar (ranges too), the remote client unpacks it, and a worker elsewhere fetches it file by file,
+    refusing a damaged blob without publishing anything."""
+    from registry.index import Registry
+    from zoo import errors, remote
+    from zoo.objectstore import fetch_artifact
+    from zoo.pipeline import _index_artifact
+    from zoo.settings import Settings
+    from zoo.storage import make_storage
+    from zoo.store import ArtifactStore
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(stack.node_env("maker"))
+    store, registry = ArtifactStore(settings.home), Registry(settings)
+    files = {"model.onnx": os.urandom(70_000), "tokenizer.json": b'{"v": 1}', "sub/vocab.txt": b"a\nb\n"}
+    with store.staging() as staged:
+        for name, data in files.items():
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)
+            (staged / name).write_bytes(data)
+        manifest = {"model": "zoo-test/dir", "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
+        art = store.publish(staged, "model.onnx", manifest, verified=True)
+    _index_artifact(registry, "k" * 64, art, manifest)
+    sha, size = make_storage(settings, registry.engine).index_archive(art.digest)  # what a finishing job does
+
+    api = stack.server()
+    tar = httpx.get(f"{api.url}/v1/artifacts/{sha}", timeout=60)
+    assert tar.status_code == 200 and hashlib.sha256(tar.content).hexdigest() == sha and len(tar.content) == size
+    assert tar.headers["content-type"] == "application/x-tar"
+    part = httpx.get(f"{api.url}/v1/artifacts/{sha}", headers={"Range": "bytes=1000-5999"}, timeout=60)
+    assert part.status_code == 206 and part.content == tar.content[1000:6000]
+    path = remote.fetch_archive(remote.Client(api.url, None), {"sha256": sha, "size": size}, tmp_path / "out", False)
+    assert path == tmp_path / "out" / "model.onnx"
+    assert all((tmp_path / "out" / name).read_bytes() == data for name, data in files.items())
+
+    elsewhere = ArtifactStore(tmp_path / "elsewhere")
+    fetched = fetch_artifact(settings, elsewhere, art.digest)
+    assert fetched.digest == art.digest and elsewhere.verify(fetched) == []
+    bucket = stack.base_env["ZOO_S3_BUCKET"]
+    vocab = next(f for f in art.files if f["path"] == "sub/vocab.txt")
+    s3.client().put_object(Bucket=bucket, Key=f"blobs/sha256/{vocab['sha256']}", Body=b"b\na\n")
+    damaged = ArtifactStore(tmp_path / "damaged")
+    with pytest.raises(errors.IntegrityError):
+        fetch_artifact(settings, damaged, art.digest)
+    assert damaged.list() == [] and not any((tmp_path / "damaged" / "tmp").iterdir())
+
+
 def test_an_api_restart_with_queued_jobs_loses_none(stack):
     api = stack.server()
     token = api.token("write")

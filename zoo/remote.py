@@ -115,6 +115,11 @@ def error_from_body(body: dict[str, Any], message: str, status: int | None = Non
     return cls(message, hint=body.get("hint"), **details)
 
 
+def transient(exc: errors.ZooError) -> bool:
+    """Worth another try: the server was unreachable or answered 502/503/504 (not a refusal, say a 401)."""
+    return type(exc) is errors.NetworkError
+
+
 def _class_for_code(code: str) -> type[errors.ZooError] | None:
     pending = [errors.ZooError]
     while pending:
@@ -158,8 +163,8 @@ def submit(client: Client, name: str, options: PullOptions) -> dict[str, Any]:
     for attempt in range(_TRIES):
         try:
             return client.json("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": key}, ok=(200, 202))[1]
-        except errors.NetworkError as exc:  # unreachable, or 502/503/504: worth another try
-            if type(exc) is not errors.NetworkError or attempt == _TRIES - 1:
+        except errors.NetworkError as exc:
+            if not transient(exc) or attempt == _TRIES - 1:
                 raise
             time.sleep(0.5 * 2 ** attempt)
     raise AssertionError("unreachable")
@@ -177,9 +182,9 @@ def follow(client: Client, job: dict[str, Any], progress: Progress) -> dict[str,
                 if kind == "end":
                     return data
                 _show(progress, kind, data)
-        except errors.NetworkError:
+        except errors.NetworkError as exc:
             failures += 1
-            if failures >= _TRIES:
+            if not transient(exc) or failures >= _TRIES:
                 raise
         # the stream ended without "end" (a proxy cut it, the server restarted): ask, then listen again
         status, job = client.json("GET", f"/v1/jobs/{quote(job['id'])}")
@@ -295,8 +300,8 @@ def download(client: Client, blob: dict[str, Any], partial: Path) -> None:
             break
         try:
             _receive(client, path, sha, partial, have)
-        except errors.NetworkError:
-            if attempt == _TRIES - 1:
+        except errors.NetworkError as exc:
+            if not transient(exc) or attempt == _TRIES - 1:
                 raise
             time.sleep(0.5 * 2 ** attempt)
     got = _sha256(partial)
