@@ -16,6 +16,7 @@ from hubserver import commit_for, file_etag, git_blob_sha1, is_lfs, lfs_pointer,
 __all__ = [
     "bert_repo",
     "commit_for",
+    "directory_artifact",
     "git_blob_sha1",
     "is_lfs",
     "pickle_only_repo",
@@ -327,3 +328,21 @@ def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, byte
             legacy_h5_format.save_weights_to_hdf5_group(f, model)
         data = path.read_bytes()
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}.h5", data
+
+
+def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test/dir"):
+    """Publish and index a multi-file artifact in ``settings``' store and registry, as a conversion
+    would (``files``: path -> bytes; the primary file is ``model.onnx``). Returns the Artifact."""
+    from registry.index import Registry
+    from zoo.pipeline import _index_artifact
+    from zoo.store import ArtifactStore
+
+    store, registry = ArtifactStore(settings.home), Registry(settings)
+    with store.staging() as staged:
+        for name, data in files.items():
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)
+            (staged / name).write_bytes(data)
+        manifest = {"model": model, "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
+        art = store.publish(staged, "model.onnx", manifest, verified=True)
+    _index_artifact(registry, "k" * 64, art, manifest)
+    return art

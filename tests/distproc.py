@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from serverproc import REPO_ROOT, free_port
+from serverproc import REPO_ROOT, free_port, stop_process
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "zoo-test", "AWS_SECRET_ACCESS_KEY": "zoo-test-secret",
                   "AWS_DEFAULT_REGION": "us-east-1"}
@@ -65,13 +65,7 @@ class S3Server:
         return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
 
 
 class WorkerProc:
@@ -103,14 +97,7 @@ class WorkerProc:
         raise RuntimeError(f"worker {self.name} not ready after {timeout} s:\n{self.log()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return stop_process(self.proc, sig, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -25,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from builders import write_hf_cache
-from conftest import _DELETED_ENV, POSTGRES_URL, TIMM_REPO, run_zoo
+from conftest import _DELETED_ENV, TIMM_REPO, postgres_schema, run_zoo
 from distproc import S3_CREDENTIALS, S3Server, WorkerProc, redis_clear
 from serverproc import ZooServer, finished, free_port, job_processes, pid_gone, wait_job
 
@@ -71,25 +70,9 @@ def copy_index(sqlite_path: Path, url: str) -> None:
 @pytest.fixture
 def pg_url(timm_index_db):
     """A fresh PostgreSQL schema holding the timm index, dropped after the test."""
-    admin = sa.create_engine(POSTGRES_URL)
-    schema = f"zoo_dist_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} (set ZOO_TEST_POSTGRES_URL): {exc}")
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    copy_index(timm_index_db, url)
-    try:
+    with postgres_schema("zoo_dist") as url:
+        copy_index(timm_index_db, url)
         yield url
-    finally:
-        from zoo import db
-
-        db.dispose_engine(url)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @dataclass
@@ -393,10 +376,9 @@ def test_directory_artifacts_travel_through_the_bucket(stack, s3, tmp_path, monk
     """A multi-file artifact uploaded from a worker's store is served by the API from the bucket as one
     tar (ranges too), the remote client unpacks it, and a worker elsewhere fetches it file by file,
     refusing a damaged blob without publishing anything."""
-    from registry.index import Registry
-    from zoo import errors, remote
+    from builders import directory_artifact
+    from zoo import db, errors, remote
     from zoo.objectstore import fetch_artifact
-    from zoo.pipeline import _index_artifact
     from zoo.settings import Settings
     from zoo.storage import make_storage
     from zoo.store import ArtifactStore
@@ -404,16 +386,10 @@ def test_directory_artifacts_travel_through_the_bucket(stack, s3, tmp_path, monk
     for name, value in S3_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_env(stack.node_env("maker"))
-    store, registry = ArtifactStore(settings.home), Registry(settings)
     files = {"model.onnx": os.urandom(70_000), "tokenizer.json": b'{"v": 1}', "sub/vocab.txt": b"a\nb\n"}
-    with store.staging() as staged:
-        for name, data in files.items():
-            (staged / name).parent.mkdir(parents=True, exist_ok=True)
-            (staged / name).write_bytes(data)
-        manifest = {"model": "zoo-test/dir", "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
-        art = store.publish(staged, "model.onnx", manifest, verified=True)
-    _index_artifact(registry, "k" * 64, art, manifest)
-    sha, size = make_storage(settings, registry.engine).index_archive(art.digest)  # what a finishing job does
+    art = directory_artifact(settings, files)
+    storage = make_storage(settings, db.get_engine(settings.database_url))
+    sha, size = storage.index_archive(art.digest)  # what a finishing job does: upload
 
     api = stack.server()
     tar = httpx.get(f"{api.url}/v1/artifacts/{sha}", timeout=60)

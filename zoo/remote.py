@@ -16,7 +16,6 @@ back as zoo's own errors, so the exit codes are the ones a local pull gives.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
 
 from zoo import __version__, errors
+from zoo.hashing import sha256_file
 from zoo.pipeline import PullOptions, PullResult
 from zoo.progress import Progress
 from zoo.settings import Settings
@@ -187,7 +187,7 @@ def follow(client: Client, job: dict[str, Any], progress: Progress) -> dict[str,
             if not transient(exc) or failures >= _TRIES:
                 raise
         # the stream ended without "end" (a proxy cut it, the server restarted): ask, then listen again
-        status, job = client.json("GET", f"/v1/jobs/{quote(job['id'])}")
+        job = client.json("GET", f"/v1/jobs/{quote(job['id'])}")[1]
         if job["state"] in ("succeeded", "failed", "canceled"):
             return job
         time.sleep(min(0.5 * 2 ** failures, 5.0))
@@ -240,7 +240,7 @@ def fetch_file(client: Client, blob: dict[str, Any], target: Path, into_dir: boo
         target.mkdir(parents=True, exist_ok=True)
         name = _filename(client, blob) or fallback
         target = target / name
-    if into_dir and target.is_file() and _sha256(target) == blob["sha256"]:
+    if into_dir and target.is_file() and sha256_file(target) == blob["sha256"]:
         return target  # downloaded before, intact
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.zoo-{blob['sha256'][:16]}.incomplete"
@@ -304,7 +304,7 @@ def download(client: Client, blob: dict[str, Any], partial: Path) -> None:
             if not transient(exc) or attempt == _TRIES - 1:
                 raise
             time.sleep(0.5 * 2 ** attempt)
-    got = _sha256(partial)
+    got = sha256_file(partial)
     if got != sha or partial.stat().st_size != size:
         partial.unlink()
         raise errors.IntegrityError(f"the download of {sha[:16]} hashes to {got[:16]}, not to the sha256 the "
@@ -341,11 +341,3 @@ def _filename(client: Client, blob: dict[str, Any]) -> str | None:
         match = _FILENAME_RE.search(response.getheader("Content-Disposition") or "")
     name = match.group(1) if match else None
     return name if name and name not in (".", "..") else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
