@@ -253,6 +253,9 @@ def fetch_archive(client: Client, blob: dict[str, Any], target: Path, into_dir: 
     """Download a directory artifact's tar, verified, and unpack it as ``target``; its primary file."""
     if into_dir and (target / "zoo.json").is_file():
         return target / json.loads((target / "zoo.json").read_text())["primary"]
+    if target.exists() and not (target / "zoo.json").is_file():  # replace an earlier artifact, nothing else
+        raise errors.UsageError(f"{target} exists and is not a zoo artifact directory; the artifact has several "
+                                "files and is written as a directory", hint="give -o a path that does not exist yet")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.zoo-{blob['sha256'][:16]}.tar.incomplete"
     download(client, blob, partial)
