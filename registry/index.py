@@ -39,16 +39,12 @@ class Registry:
              "is_default": r.is_default, "record": {**r.to_dict(), "files": []}}
             for r in records
         ]
-        if not rows:
-            return
-        conn.execute(sa.delete(db.models).where(db.models.c.id.in_([r["id"] for r in rows])))
-        conn.execute(sa.insert(db.models), rows)
+        db.upsert(conn, db.models, rows)
 
     def add_revision(self, model_id: str, revision: str, files: list[FileInfo]) -> None:
         payload = [f.__dict__ for f in files]
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(db.revisions).where((db.revisions.c.model_id == model_id) & (db.revisions.c.revision == revision)))
-            conn.execute(sa.insert(db.revisions).values(model_id=model_id, revision=revision, files=payload))
+            db.upsert(conn, db.revisions, [{"model_id": model_id, "revision": revision, "files": payload}])
 
     def revision_files(self, model_id: str, revision: str) -> list[FileInfo] | None:
         with self.engine.connect() as conn:

@@ -3,6 +3,6 @@
 # Extra arguments go to pytest, e.g. ./scripts/test.sh -m slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh torch,tf,server,dev
+./scripts/setup.sh torch,tf,server,distributed,dev
 export HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

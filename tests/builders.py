@@ -17,6 +17,7 @@ from hubserver import commit_for, file_etag, git_blob_sha1, is_lfs, lfs_pointer,
 __all__ = [
     "bert_repo",
     "commit_for",
+    "directory_artifact",
     "git_blob_sha1",
     "is_lfs",
     "keras_repo",
@@ -390,3 +391,21 @@ def keras_repo(seed: int = 0, layout: str = "directory") -> dict[str, bytes]:
             for name in sorted(members):
                 archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0)), members[name])
         return {"model.keras": path.read_bytes(), "README.md": card}
+
+
+def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test/dir"):
+    """Publish and index a multi-file artifact in ``settings``' store and registry, as a conversion
+    would (``files``: path -> bytes; the primary file is ``model.onnx``). Returns the Artifact."""
+    from registry.index import Registry
+    from zoo.pipeline import _index_artifact
+    from zoo.store import ArtifactStore
+
+    store, registry = ArtifactStore(settings.home), Registry(settings)
+    with store.staging() as staged:
+        for name, data in files.items():
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)
+            (staged / name).write_bytes(data)
+        manifest = {"model": model, "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
+        art = store.publish(staged, "model.onnx", manifest, verified=True)
+    _index_artifact(registry, "k" * 64, art, manifest)
+    return art

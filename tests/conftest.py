@@ -8,6 +8,7 @@ and hub, so that in-process library calls (timm, transformers) can never touch ~
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -239,12 +240,21 @@ def database_url(request, tmp_path: Path) -> str:
         yield url
         db.dispose_engine(url)
         return
+    with postgres_schema() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "zoo_test"):
+    """The URL of a new, empty PostgreSQL schema, dropped on exit; skips the test when PostgreSQL is down."""
     import uuid
 
     import sqlalchemy as sa
 
+    from zoo import db
+
     admin = sa.create_engine(POSTGRES_URL)
-    schema = f"zoo_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"CREATE SCHEMA {schema}")

@@ -161,23 +161,15 @@ def test_artifact_ranges_and_conditional_requests(api):
 def test_directory_artifacts_download_as_one_deterministic_tar(api, tmp_path):
     """A multi-file artifact published into the server's store (as a conversion would) comes back
     as a tar whose sha256 is its name, with ranges that cut through it."""
-    from registry.index import Registry
-    from zoo.pipeline import _index_artifact
+    from builders import directory_artifact
+    from zoo import db
     from zoo.settings import Settings
     from zoo.storage import LocalStorage
-    from zoo.store import ArtifactStore
 
     settings = Settings.from_env({**api.server.env})
-    store, registry = ArtifactStore(settings.home), Registry(settings)
     files = {"model.onnx": os.urandom(3000), "tokenizer.json": b'{"v": 1}', "sub/vocab.txt": b"a\nb\n"}
-    with store.staging() as staged:
-        for name, data in files.items():
-            (staged / name).parent.mkdir(parents=True, exist_ok=True)
-            (staged / name).write_bytes(data)
-        manifest = {"model": "zoo-test/dir", "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
-        art = store.publish(staged, "model.onnx", manifest, verified=True)
-    _index_artifact(registry, "k" * 64, art, manifest)
-    sha, size = LocalStorage(settings, registry.engine).index_archive(art.digest)
+    art = directory_artifact(settings, files)
+    sha, size = LocalStorage(settings, db.get_engine(settings.database_url)).index_archive(art.digest)
     client = api.client("read")
     tar = client.get(f"/v1/artifacts/{sha}")
     assert tar.status_code == 200 and hashlib.sha256(tar.content).hexdigest() == sha and len(tar.content) == size

@@ -98,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="fetch corrupt source files again and re-convert corrupt artifacts")
     cver.add_argument("--json", action="store_true")
 
-    from zoo.cli_server import add_parsers
+    from zoo import cli_dist, cli_server
 
-    add_parsers(sub)
+    cli_server.add_parsers(sub)
+    cli_dist.add_parsers(sub)
     return p
 
 
@@ -150,6 +151,10 @@ def _main(args: argparse.Namespace) -> int:
             from zoo import cli_server
 
             handler = cli_server.cmd_serve if args.command == "serve" else cli_server.cmd_token
+        elif args.command == "worker":
+            from zoo.cli_dist import cmd_worker
+
+            handler = cmd_worker
         elif handler is None:
             from zoo.cli_cache import cmd_cache
 
@@ -213,6 +218,10 @@ def cmd_pull(args: argparse.Namespace, settings) -> int:
 
     options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol, exporter=args.exporter,
                           allow_mismatch=args.allow_mismatch)
+    if settings.server:  # remote mode: the server converts, this process downloads and verifies
+        from zoo.remote import pull_remote
+
+        return _print_result(args, pull_remote(args.name, options, settings, progress=Progress(), output=args.output))
     result = pull(args.name, options, settings=settings, progress=Progress(), output=args.output)
     return _print_result(args, result)
 

@@ -48,7 +48,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings = replace(settings, **overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    print(f"zoo: serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s); "
+    runs = (f"{settings.workers} worker(s)" if settings.dispatcher == "local"
+            else f"zoo worker processes on queue {settings.queue}")
+    print(f"zoo: serving on http://{settings.host}:{settings.port} with {runs}; "
           f"store {settings.home}", file=sys.stderr, flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found:
     # this one makes that a normal exit (status 0, exit handlers run) instead of death by signal.

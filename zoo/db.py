@@ -183,10 +183,39 @@ def _schema_lock(url: str):
     return FileLock(url.removeprefix("sqlite:///") + ".schema.lock")
 
 
+def upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], *, update: bool = True) -> None:
+    """Insert ``rows``, replacing (or, with ``update=False``, keeping) rows with the same primary key.
+
+    One statement (``INSERT ... ON CONFLICT``), so concurrent writers of the same
+    key never fail: with PostgreSQL's row locks a delete-then-insert pair would
+    raise a unique violation in the second of two concurrent transactions.
+    """
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # another database: the portable (not concurrency-safe) form
+        keys = [c for c in table.primary_key.columns]
+        for row in rows:
+            conn.execute(sa.delete(table).where(sa.and_(*(c == row[c.name] for c in keys))))
+        conn.execute(sa.insert(table), rows)
+        return
+    stmt = insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    if update:
+        stmt = stmt.on_conflict_do_update(index_elements=keys,
+                                          set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    conn.execute(stmt, rows)
+
+
 def get_meta(conn: sa.Connection, key: str) -> str | None:
     return conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
 
 
 def set_meta(conn: sa.Connection, key: str, value: str) -> None:
-    conn.execute(sa.delete(meta).where(meta.c.key == key))
-    conn.execute(sa.insert(meta).values(key=key, value=value))
+    upsert(conn, meta, [{"key": key, "value": value}])

@@ -3,9 +3,9 @@
 The API only writes jobs to the table and tells the dispatcher that one was
 queued. ``LocalPool`` (the embedded default of ``zoo serve``) keeps N threads
 that claim jobs from the table and run each in its own process
-(``zoo.execution.execute``). A distributed dispatcher (Celery workers, part 2)
-implements the same three methods and is chosen by ``ZOO_DISPATCHER``; its
-workers call the same ``execute``.
+(``zoo.execution.execute``). ``zoo.broker.CeleryDispatcher`` implements the same
+methods for ``zoo worker`` processes (``ZOO_DISPATCHER=celery``); its workers
+call the same ``execute``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import threading
 import uuid
 from typing import Any, Callable, Protocol
 
-from zoo import errors
 from zoo.execution import Outcome, execute
 from zoo.jobs import Job, JobService
 from zoo.settings import Settings
@@ -108,7 +107,8 @@ class LocalPool:
 def make_dispatcher(settings: Settings, jobs: JobService, storage: Storage,
                     on_outcome: OutcomeHook | None = None) -> Dispatcher:
     """The dispatcher ``ZOO_DISPATCHER`` names."""
-    if settings.dispatcher == "local":
-        return LocalPool(settings, jobs, storage, on_outcome)
-    raise errors.UnsupportedError(f"ZOO_DISPATCHER={settings.dispatcher} is not available in this build",
-                                  hint="use ZOO_DISPATCHER=local (the worker pool inside zoo serve)")
+    if settings.dispatcher == "celery":  # zoo worker processes run the jobs (zoo.worker)
+        from zoo.broker import CeleryDispatcher
+
+        return CeleryDispatcher(settings, jobs)
+    return LocalPool(settings, jobs, storage, on_outcome)

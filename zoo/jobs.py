@@ -245,14 +245,7 @@ class JobService:
                                           j.updated_at).where(claimable).order_by(j.created_at).limit(8)).all()
         for row in rows:
             same = (j.id == row.id) & (j.state == row.state) & (j.updated_at == row.updated_at)
-            if row.state == "running" and row.cancel_requested:
-                self._finish_where(same, row.id, "canceled", error=None, result=None)
-                continue
-            if row.attempts >= row.max_attempts:
-                error = errors.JobCrashedError(
-                    f"the job's worker died on each of its {row.attempts} attempt(s)",
-                    hint="see the server log; raise ZOO_JOB_ATTEMPTS or ZOO_JOB_MEMORY_MB if it ran out of memory")
-                self._finish_where(same, row.id, "failed", error=error_dict(error), result=None)
+            if self._settle(row, same):
                 continue
             with self.engine.begin() as conn:
                 taken = conn.execute(sa.update(db.jobs).where(same).values(
@@ -263,6 +256,35 @@ class JobService:
             if taken:
                 return self.get(row.id)
         return None
+
+    def requeue_lapsed(self) -> list[str]:
+        """Put running jobs whose worker stopped beating back in the queue; their ids.
+
+        For dispatchers whose workers take jobs by id (Celery) rather than from the
+        table: the caller enqueues each id again. A conditional update, so of several
+        sweepers at once exactly one requeues a job."""
+        j = db.jobs.c
+        now = self.clock()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(j.id, j.state, j.attempts, j.max_attempts, j.cancel_requested, j.updated_at)
+                                .where((j.state == "running") & (j.lease_expires < now))
+                                .order_by(j.created_at).limit(100)).all()
+        requeued = []
+        for row in rows:
+            same = ((j.id == row.id) & (j.state == "running") & (j.updated_at == row.updated_at)
+                    & (j.lease_expires < now))
+            if self._settle(row, same):
+                continue
+            with self.engine.begin() as conn:
+                done = conn.execute(sa.update(db.jobs).where(same).values(
+                    state="queued", lease_owner=None, lease_expires=None, stage=None, progress=0.0,
+                    updated_at=now)).rowcount
+                if done:
+                    self._event(conn, row.id, "state", {"state": "queued",
+                                                        "reason": "its worker stopped answering (the lease lapsed)"})
+            if done:
+                requeued.append(row.id)
+        return requeued
 
     def heartbeat(self, job_id: str, owner: str) -> str:
         """Extend the lease: "ok", "cancel" (a client asked to stop) or "lost" (no longer ours)."""
@@ -317,6 +339,20 @@ class JobService:
     def _owned(job_id: str, owner: str) -> Any:
         j = db.jobs.c
         return (j.id == job_id) & (j.lease_owner == owner) & (j.state == "running")
+
+    def _settle(self, row: Any, same: Any) -> bool:
+        """End a job no worker may run again: a lapsed one whose cancel was asked, or one out
+        of attempts. True when ``row`` needs nothing more."""
+        if row.state == "running" and row.cancel_requested:
+            self._finish_where(same, row.id, "canceled", error=None, result=None)
+            return True
+        if row.attempts >= row.max_attempts:
+            error = errors.JobCrashedError(
+                f"the job's worker died on each of its {row.attempts} attempt(s)",
+                hint="see the server log; raise ZOO_JOB_ATTEMPTS or ZOO_JOB_MEMORY_MB if it ran out of memory")
+            self._finish_where(same, row.id, "failed", error=error_dict(error), result=None)
+            return True
+        return False
 
     def _finish_where(self, where: Any, job_id: str, state: str, *, error: dict[str, Any] | None,
                       result: dict[str, Any] | None) -> bool:

@@ -247,6 +247,10 @@ def lookup(registry: Registry, store: ArtifactStore, key: str) -> PullResult | N
     if row is None:
         return None
     art = store.get(row["digest"])
+    if art is None and registry.settings.storage == "s3":  # indexed by a worker elsewhere: bring it here
+        from zoo.objectstore import fetch_artifact
+
+        art = fetch_artifact(registry.settings, store, row["digest"])
     if art is None or not store.quick_check(art):
         with registry.engine.begin() as conn:  # stale index entry: convert again
             conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.key == key))
@@ -385,8 +389,6 @@ def _copy_sidecar_files(fetched: Fetched, staging: Path) -> None:
 
 
 def _index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[str, Any]) -> None:
-    import sqlalchemy as sa
-
     from zoo import db
 
     entry = art.primary_entry()
@@ -394,5 +396,4 @@ def _index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[
            "format": manifest["format"], "primary_file": art.primary, "sha256": entry["sha256"],
            "size": entry["size"], "verified": art.verified, "manifest": {**manifest, "digest": art.digest}}
     with registry.engine.begin() as conn:
-        conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.key == key))
-        conn.execute(sa.insert(db.artifacts).values(**row))
+        db.upsert(conn, db.artifacts, [row])

@@ -49,6 +49,17 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return value
 
 
+def _name(env: dict[str, str], name: str, default: str) -> str:
+    """A plain identifier (letters, digits, ``-_.``), as queue and key names need."""
+    value = (env.get(name) or default).strip()
+    if not value or not all(c.isalnum() or c in "-_." for c in value) or len(value) > 100:
+        from zoo.errors import UsageError
+
+        raise UsageError(f"{name}={value!r} is not a plain name (letters, digits, '-', '_', '.')",
+                         hint=f"fix or unset {name}")
+    return value
+
+
 def _default_zoo_home() -> Path:
     from platformdirs import user_cache_dir
 
@@ -71,10 +82,17 @@ class Settings:
     port: int = 8000  # ZOO_PORT
     read_auth: bool = False  # ZOO_READ_AUTH: reads need a token with the read scope too
     max_body_bytes: int = 64 * 1024  # ZOO_MAX_BODY_BYTES: larger request bodies get 413
-    dispatcher: str = "local"  # ZOO_DISPATCHER: "local" (worker pool inside zoo serve) | "celery" (part 2)
-    storage: str = "local"  # ZOO_STORAGE: where artifact bytes are served from ("local": ZOO_HOME)
+    dispatcher: str = "local"  # ZOO_DISPATCHER: "local" (worker pool inside zoo serve) | "celery" (zoo worker)
+    storage: str = "local"  # ZOO_STORAGE: where artifact bytes live ("local": ZOO_HOME | "s3": a bucket)
+    # --- distributed: Celery workers, S3-compatible storage, remote CLI ---
+    broker_url: str = "redis://127.0.0.1:6379/0"  # ZOO_BROKER_URL: the Celery broker (Redis)
+    queue: str = "zoo"  # ZOO_QUEUE: the job queue's name, and the prefix of every broker key zoo uses
+    s3_bucket: str | None = None  # ZOO_S3_BUCKET (credentials: the usual AWS_* variables, read by boto3)
+    s3_endpoint_url: str | None = None  # ZOO_S3_ENDPOINT_URL: an S3-compatible server (default: AWS)
+    server: str | None = None  # ZOO_SERVER: a zoo serve URL; `zoo pull` then runs there (remote mode)
+    token: str | None = None  # ZOO_TOKEN: the API token remote mode sends
     # --- the job engine ---
-    workers: int = 1  # ZOO_WORKERS: local pool size (0: the API only queues; another node runs jobs)
+    workers: int = 1  # ZOO_WORKERS: jobs at a time of zoo serve's local pool (0: it only queues) or of zoo worker
     job_timeout_s: float = 3600.0  # ZOO_JOB_TIMEOUT: wall-clock limit of one attempt, then killed
     job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none)
     job_attempts: int = 3  # ZOO_JOB_ATTEMPTS: attempts before a job whose worker keeps dying fails
@@ -113,7 +131,13 @@ class Settings:
             read_auth=_flag(env, "ZOO_READ_AUTH"),
             max_body_bytes=int(_number(env, "ZOO_MAX_BODY_BYTES", 64 * 1024, minimum=1)),
             dispatcher=_choice(env, "ZOO_DISPATCHER", "local", ("local", "celery")),
-            storage=_choice(env, "ZOO_STORAGE", "local", ("local",)),
+            storage=_choice(env, "ZOO_STORAGE", "local", ("local", "s3")),
+            broker_url=env.get("ZOO_BROKER_URL") or "redis://127.0.0.1:6379/0",
+            queue=_name(env, "ZOO_QUEUE", "zoo"),
+            s3_bucket=env.get("ZOO_S3_BUCKET") or None,
+            s3_endpoint_url=env.get("ZOO_S3_ENDPOINT_URL") or None,
+            server=(env.get("ZOO_SERVER") or "").strip().rstrip("/") or None,
+            token=env.get("ZOO_TOKEN") or None,
             workers=int(_number(env, "ZOO_WORKERS", 1)),
             job_timeout_s=_number(env, "ZOO_JOB_TIMEOUT", 3600.0, minimum=1, integer=False),
             job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", 0)),

@@ -1,8 +1,8 @@
 """Where the service reads artifact bytes from, named by the sha256 of those bytes.
 
 ``Storage`` is the seam: ``LocalStorage`` serves the content-addressed store in
-``ZOO_HOME`` (or a shared directory mounted there); an S3-compatible backend
-plugs in beside it and is chosen by ``ZOO_STORAGE``.
+``ZOO_HOME`` (or a shared directory mounted there); ``zoo.objectstore.S3Storage``
+serves an S3-compatible bucket instead; ``ZOO_STORAGE`` chooses.
 
 Two kinds of blob share one address space:
 
@@ -102,7 +102,7 @@ class LocalStorage:
         self.engine = engine
 
     def find(self, sha256: str) -> Blob | None:
-        if not _is_sha256(sha256):
+        if not is_sha256(sha256):
             return None
         a = db.artifacts.c
         with self.engine.connect() as conn:
@@ -114,7 +114,7 @@ class LocalStorage:
             if art is not None and art.primary_entry()["sha256"] == sha256:
                 return self._file_blob(art)
         if archive is not None:
-            art = self._artifact(archive.digest)
+            art = self.artifact(archive.digest)
             if art is not None:
                 parts = archive_parts(art)
                 if sum(len(p) if isinstance(p, bytes) else p.size for p in parts) == archive.size:
@@ -122,7 +122,7 @@ class LocalStorage:
         return None
 
     def index_archive(self, digest: str) -> tuple[str, int] | None:
-        art = self._artifact(digest)
+        art = self.artifact(digest)
         if art is None:
             raise errors.ArtifactNotFoundError(f"no artifact {digest}")
         if len(art.files) < 2:
@@ -134,11 +134,10 @@ class LocalStorage:
             h.update(chunk)
         sha = h.hexdigest()
         with self.engine.begin() as conn:
-            if conn.execute(sa.select(db.archives.c.sha256).where(db.archives.c.sha256 == sha)).first() is None:
-                conn.execute(sa.insert(db.archives).values(sha256=sha, digest=digest, size=blob.size))
+            db.upsert(conn, db.archives, [{"sha256": sha, "digest": digest, "size": blob.size}], update=False)
         return sha, blob.size
 
-    def _artifact(self, digest: str) -> Artifact | None:
+    def artifact(self, digest: str) -> Artifact | None:
         return self.store.get(digest) or self.store.get(digest, verified=False)
 
     def _file_blob(self, art: Artifact) -> Blob:
@@ -169,10 +168,11 @@ def archive_parts(art: Artifact) -> list[Part]:
 
 def make_storage(settings: Settings, engine: sa.Engine) -> Storage:
     """The storage backend ``ZOO_STORAGE`` names."""
-    if settings.storage == "local":
-        return LocalStorage(settings, engine)
-    raise errors.UnsupportedError(f"ZOO_STORAGE={settings.storage} is not available in this build",
-                                  hint="use ZOO_STORAGE=local")
+    if settings.storage == "s3":
+        from zoo.objectstore import S3Storage
+
+        return S3Storage(settings, engine)
+    return LocalStorage(settings, engine)
 
 
 def _inside(art: Artifact, name: str) -> Path:
@@ -189,5 +189,5 @@ def _stem(art: Artifact) -> str:
     return f"zoo-{art.digest[:16]}"
 
 
-def _is_sha256(text: str) -> bool:
+def is_sha256(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

@@ -1,0 +1,91 @@
+"""``zoo worker``: a Celery worker that runs the jobs ``zoo serve`` queues (``ZOO_DISPATCHER=celery``).
+
+Each message names a job id. The worker claims that job in the job table and
+runs it through ``zoo.execution.execute``, as the local pool does: the
+conversion in a child process of its own (killable; time and memory limits),
+the lease beaten while it runs, the outcome written back. A claim that fails
+(the job finished, was canceled, or another worker holds a live lease) drops
+the message. Celery's ``threads`` pool runs ``ZOO_WORKERS`` jobs at a time: each
+slot only supervises its child process, so threads are enough, and a killed
+worker takes its children with it (they die with their parent thread).
+
+On a warm shutdown (SIGTERM) the running jobs' processes are stopped and the
+jobs go back to the queue without using up an attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import uuid
+from dataclasses import replace
+
+from zoo import db
+from zoo.broker import TASK, CeleryDispatcher
+from zoo.execution import execute
+from zoo.jobs import JobService
+from zoo.settings import Settings
+from zoo.storage import make_storage
+
+log = logging.getLogger("zoo.worker")
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = db.get_engine(settings.database_url)
+        self.jobs = JobService(self.engine, max_attempts=settings.job_attempts, lease_s=settings.lease_s)
+        self.storage = make_storage(settings, self.engine)
+        self.dispatcher = CeleryDispatcher(settings, self.jobs)
+        self.app = self.dispatcher.app
+        self.stopping = threading.Event()
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(self.run)
+
+    def run(self, job_id: str) -> str:
+        """The task: claim ``job_id`` and run it to an outcome; what happened, for Celery's log."""
+        owner = f"{self.instance}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+        job = self.jobs.claim(owner, job_id=job_id)
+        if job is None:
+            return "not claimable (finished, canceled or running elsewhere)"
+        try:
+            outcome = execute(job, self.jobs, self.storage, self.settings, owner, self.stopping)
+        except Exception as exc:  # noqa: BLE001 - the store or the database failed around the job: try again
+            log.exception("job %s: the worker failed around the job", job.id)
+            try:
+                requeued = self.jobs.requeue(job.id, owner, reason=f"the worker failed: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the lease lapses, and a sweeper requeues it
+                return "failed around the job; left to the sweeper"
+            if requeued and self.jobs.get(job.id).state == "queued":
+                self.dispatcher.enqueue(job.id)
+            return "failed around the job; requeued"
+        if outcome.state == "requeued":  # its process died, or this worker stops: back in the queue
+            self.dispatcher.enqueue(job.id)
+        return outcome.state
+
+    def main(self, log_level: str = "info") -> None:
+        from celery import signals
+
+        signals.worker_shutting_down.connect(lambda **_: self.stopping.set(), weak=False)
+        self.dispatcher.sweeper.start()
+        try:
+            self.app.worker_main([
+                "worker", "--pool", "threads", "--concurrency", str(self.settings.workers),
+                "--queues", self.settings.queue, "--hostname", f"zoo-{os.getpid()}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", log_level.upper(),
+            ])
+        finally:
+            self.dispatcher.sweeper.stop()
+
+
+def run_worker(settings: Settings, concurrency: int | None, log_level: str) -> None:
+    """What ``zoo worker`` does: serve the queue until stopped."""
+    settings = replace(settings, workers=concurrency or max(settings.workers, 1))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    worker = Worker(settings)
+    print(f"zoo: worker with {settings.workers} slot(s) on queue {settings.queue}; store {settings.home}; "
+          f"artifacts {settings.storage}", file=sys.stderr, flush=True)
+    worker.main(log_level)
