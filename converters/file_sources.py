@@ -25,6 +25,7 @@ class OpenedSource:
     outputs: list[str]
     reference: Callable[[dict[str, Any]], list[Any]]
     metadata: dict[str, str] = field(default_factory=dict)  # zoo.* metadata carried over to ONNX results
+    dtype: str = "float32"  # the source's own precision class: results are checked at least this loosely
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,24 @@ def open_onnx(path: Path) -> OpenedSource:
 
     check_onnx_external_data(path)
     spec, outputs, meta = onnx_signature(path)
-    return OpenedSource(path, spec, outputs, onnx_runner(path), meta)
+    return OpenedSource(path, spec, outputs, onnx_runner(path), meta, onnx_precision(path))
+
+
+_QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+                  "QLinearConv", "QLinearMatMul"}
+
+
+def onnx_precision(path: Path) -> str:
+    """"int8" for a quantised graph, "float16" for one holding fp16 weights, else "float32": an fp16 or
+    int8 file re-expressed at fp32 (onnx -> pt2) differs from onnxruntime's own kernels by its rounding."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(node.op_type in _QUANTIZED_OPS for node in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "float16"
+    return "float32"
 
 
 def open_saved_model(path: Path) -> OpenedSource:

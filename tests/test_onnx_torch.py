@@ -247,3 +247,28 @@ def test_convert_refuses_a_pt2_zoo_did_not_write(indexed, small_pt2, tmp_path):
     assert proc.returncode == 7 and "zoo did not write" in proc.stderr, proc.stderr[-2000:]
     proc = run_zoo("parity", str(foreign), str(foreign), env=OFFLINE)
     assert proc.returncode == 7 and "zoo did not write" in proc.stderr
+
+
+@pytest.mark.parametrize("precision", ["float16", "int8"])
+def test_fp16_and_int8_onnx_files_are_checked_at_their_own_precision(family_onnx, indexed, tmp_path, precision):
+    """An fp16 or int8 file re-expressed as fp32 torch ops differs from onnxruntime's own fp16/int8 kernels
+    by their rounding: zoo checks onnx -> pt2 at the source's precision class, not at fp32."""
+    import onnx
+
+    from converters.parity import default_tolerance
+
+    _, onnx_path = family_onnx("test_resnet", "torchscript")
+    path = tmp_path / f"resnet-{precision}.onnx"
+    if precision == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        onnx.save(convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True), str(path))
+    else:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(onnx_path), str(path), weight_type=QuantType.QInt8, per_channel=True)
+    proc = run_zoo("convert", str(path), "--to", "pt2", "--json", env=OFFLINE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["parity"]["passed"] and out["verified"]
+    assert out["parity"]["tolerance"]["atol"] == default_tolerance(precision).atol != default_tolerance("float32").atol

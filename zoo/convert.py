@@ -116,7 +116,7 @@ def _convert_file(path: Path, kind: Any, source_files: list[dict[str, Any]], dig
         current = graph.run_chain(chain, source.model, staging, ctx, progress)[-1]
         for note in ctx.notes:
             progress.note(note)
-        dtype = graph.chain_dtype(chain)
+        dtype = max(graph.chain_dtype(chain), source.dtype, key=graph.DTYPE_ORDER.index)
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
             tol = requested_tolerance(dtype, options.atol, options.rtol)
             report = check_parity(source.reference, artifact_runner(current, names, source.outputs), input_sets,
