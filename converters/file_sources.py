@@ -43,7 +43,20 @@ def open_onnx(path: Path) -> OpenedSource:
 
     check_onnx_external_data(path)
     spec, outputs, meta = onnx_signature(path)
-    return OpenedSource(path, spec, outputs, onnx_runner(path), meta, onnx_precision(path))
+    # The reference session is made on first use: a graph onnxruntime cannot load (an op only a
+    # converter might refuse) is then reported by that converter, naming every such node.
+    return OpenedSource(path, spec, outputs, _on_first_use(lambda: onnx_runner(path)), meta, onnx_precision(path))
+
+
+def _on_first_use(make: Callable[[], Callable[[dict[str, Any]], list[Any]]]) -> Callable[[dict[str, Any]], list[Any]]:
+    made: list = []
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        if not made:
+            made.append(make())
+        return made[0](feeds)
+
+    return run
 
 
 _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",

@@ -123,11 +123,6 @@ def test_schemathesis_finds_no_server_error(tmp_path, tiny_repos, timm_index_db)
     assert "Traceback" not in log, log[-3000:]
 
 
-def test_celery_dispatch_is_refused_clearly_until_built(tmp_path):
-    proc = run_zoo("serve", "--port", "1", env={"ZOO_DISPATCHER": "celery", "ZOO_HOME": str(tmp_path / "z")})
-    assert proc.returncode == 5 and "ZOO_DISPATCHER=celery" in proc.stderr
-
-
 def test_token_cli(tmp_path):
     env = {"ZOO_HOME": str(tmp_path / "z")}
     made = run_zoo("token", "create", "--scope", "read", "--name", "ci", "--json", env=env)
