@@ -61,13 +61,21 @@ your zoo hello hi thanks please sorry awful excellent boring wonderful okay neut
 """.split()
 
 
-def _bert_vocab() -> list[str]:
+def _bert_vocab(extra_words: tuple[str, ...] = ()) -> list[str]:
     """Specials, punctuation, digits, letters (and their ``##`` pieces), then common English words."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     singles = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + list("0123456789abcdefghijklmnopqrstuvwxyz")
     pieces = [f"##{c}" for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
-    words = sorted(set(_WORDS) - set(singles))
+    words = sorted((set(_WORDS) | set(extra_words)) - set(singles))
     return specials + singles + pieces + words
+
+
+def _sample_sentence_words() -> tuple[str, ...]:
+    """Every word of zoo's sample sentences: with them in the vocabulary, the benchmark encoder tokenises
+    those sentences about as a real BERT vocabulary would (a token a word, not a token a letter)."""
+    from zoo.samples import SAMPLE_SENTENCES
+
+    return tuple(sorted({w for s in SAMPLE_SENTENCES for w in re.findall(r"[a-z0-9]+", s.lower())}))
 
 
 def _read_dir(directory: Path) -> dict[str, bytes]:
@@ -171,12 +179,12 @@ def _save_transformers(model, extra_savers=()) -> dict[str, bytes]:
         return _read_dir(Path(tmp))
 
 
-def _bert_tokenizer(tmp: str, max_length: int = 128):
+def _bert_tokenizer(tmp: str, max_length: int = 128, extra_words: tuple[str, ...] = ()):
     from transformers import BertTokenizerFast
     from transformers.models.bert.tokenization_bert import load_vocab
 
     vocab_file = os.path.join(tmp, "vocab.txt")
-    Path(vocab_file).write_text("\n".join(_bert_vocab()) + "\n")
+    Path(vocab_file).write_text("\n".join(_bert_vocab(extra_words)) + "\n")
     # transformers 5 ignores vocab_file= (the tokenizer would silently have only the 5 specials).
     return BertTokenizerFast(vocab=dict(load_vocab(vocab_file)), model_max_length=max_length)
 
@@ -206,7 +214,8 @@ def bert_repo(head: str = "base", seed: int = 0, size: str = "tiny") -> dict[str
     torch.manual_seed(seed)
     model = heads[head](config).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _bert_tokenizer(tmp, BERT_SIZES[size]["max_position_embeddings"])
+        extra = _sample_sentence_words() if size == "base" else ()  # the tiny repos' bytes stay as they were
+        tokenizer = _bert_tokenizer(tmp, BERT_SIZES[size]["max_position_embeddings"], extra)
         files = _save_transformers(model, [tokenizer.save_pretrained])
         files["vocab.txt"] = Path(tmp, "vocab.txt").read_bytes()
     task = "text-classification" if head == "sequence-classification" else "feature-extraction"
