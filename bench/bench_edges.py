@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 # The bare chain for each model: build + load + example inputs (BUILD), then the format's own calls (FORMATS).
 BUILD = r'''
 import sys, numpy as np, torch, onnxruntime as ort
-kind, fmt, src, out = sys.argv[1:5]
+kind, fmt, src, out, exporter = sys.argv[1:6]
 Dim = torch.export.Dim
 if kind == "resnet50":
     import timm
@@ -56,8 +56,13 @@ else:
     B, S = Dim("batch", min=1, max=4096), Dim("sequence", min=1, max=512)
     dyn = tuple({0: B, 1: S} for _ in x)
 feeds = {n: t.numpy() for n, t in zip(names, x)}
-def onnx_export(path):
-    torch.onnx.export(m, x, path, dynamo=True, dynamic_shapes=dyn, input_names=names, opset_version=18, verbose=False)
+def onnx_export(path):  # the exporter zoo used (its --exporter auto tries TorchScript first)
+    if exporter == "dynamo":
+        torch.onnx.export(m, x, path, dynamo=True, dynamic_shapes=dyn, input_names=names, opset_version=18, verbose=False)
+    else:
+        axes = {n: {0: "batch"} if kind == "resnet50" else {0: "batch", 1: "sequence"} for n in names}
+        torch.onnx.export(m, x, path, dynamo=False, dynamic_axes=axes, input_names=names, opset_version=18,
+                          do_constant_folding=True)
 '''
 
 FORMATS = {
@@ -150,18 +155,20 @@ def bench_formats(model: str, pull_name: str, snap: Path, formats: list[str], re
         for i in range(repeat):  # alternate zoo and bare so drift hits both
             home = tmp / f"home-{model}-{fmt}-{i}"
             shutil.copytree(template, home)
-            wall, rss, _ = timed([sys.executable, "-m", "zoo", "pull", pull_name, "--format", fmt, "--json"],
-                                 {**env, "ZOO_HOME": str(home)})
+            wall, rss, out = timed([sys.executable, "-m", "zoo", "pull", pull_name, "--format", fmt, "--json"],
+                                   {**env, "ZOO_HOME": str(home)})
             zoo_t.append(wall)
             zoo_m.append(rss)
+            exporter = json.loads(out.strip().splitlines()[-1])["conversion"].get("exporter", "dynamo")
             script = BUILD + FORMATS[fmt] + CHECK
-            wall, rss, _ = timed([sys.executable, "-c", script, model, fmt, str(snap), str(tmp / f"bare-{model}-{fmt}-{i}.onnx")], env)
+            wall, rss, _ = timed([sys.executable, "-c", script, model, fmt, str(snap), str(tmp / f"bare-{model}-{fmt}-{i}.onnx"),
+                                  exporter], env)
             bare_t.append(wall)
             bare_m.append(rss)
-        rows[fmt] = {"zoo_s": statistics.median(zoo_t), "bare_s": statistics.median(bare_t),
+        rows[fmt] = {"exporter": exporter, "zoo_s": statistics.median(zoo_t), "bare_s": statistics.median(bare_t),
                      "ratio": statistics.median(zoo_t) / statistics.median(bare_t),
                      "zoo_peak_mb": max(zoo_m), "bare_peak_mb": max(bare_m)}
-        print(f"{model:9} {fmt:10} zoo {rows[fmt]['zoo_s']:6.2f} s  bare {rows[fmt]['bare_s']:6.2f} s  "
+        print(f"{model:9} {fmt:10} ({exporter}) zoo {rows[fmt]['zoo_s']:6.2f} s  bare {rows[fmt]['bare_s']:6.2f} s  "
               f"ratio {rows[fmt]['ratio']:.2f}  peak RSS zoo {max(zoo_m)} MB / bare {max(bare_m)} MB", flush=True)
     return rows
 

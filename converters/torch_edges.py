@@ -19,7 +19,8 @@ def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     info = export_onnx(tm, ctx.example, path, opset=ctx.opset, exporter=ctx.exporter, seq_max=ctx.seq_max)
     ctx.info["torch->onnx"] = info
     if info.get("fallback_reason"):
-        ctx.notes.append(f"dynamo exporter failed, used TorchScript: {info['fallback_reason']}")
+        ctx.notes.append(f"the {info['fallback_reason'].split(':')[0]} exporter failed, used {info['exporter']}: "
+                         f"{info['fallback_reason']}")
     return path
 
 

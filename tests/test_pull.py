@@ -365,8 +365,8 @@ def test_opset_and_exporter_options(indexed, cached_repo, opset, exporter, used)
     assert out["parity"]["passed"]
     if used:
         assert out["conversion"]["exporter"] == used
-    if out["conversion"]["exporter"] == "torchscript" and exporter == "auto":
-        assert "used TorchScript" in proc.stderr and out["conversion"]["fallback_reason"]
+    if out["conversion"]["exporter"] == "dynamo" and exporter == "auto":  # auto tries TorchScript first
+        assert "exporting with dynamo" in proc.stderr and out["conversion"]["fallback_reason"]
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] == "batch" and dims[1:] == [3, 160, 160]
 
@@ -459,3 +459,38 @@ def test_fast_path_survives_the_same_bytes_published_under_another_key(indexed, 
     assert again["cached"] and again["sha256"] == first["sha256"]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "sqlalchemy" not in imported  # answered by the memo, not the registry database
+
+
+def test_auto_exporter_falls_back_to_dynamo_when_the_torchscript_export_fails_parity(indexed, cached_repo, monkeypatch):
+    """A TorchScript trace can record what the eager model does not do (a baked-in shape, a traced-only
+    branch): parity catches it, and --exporter auto exports again with dynamo. The model here behaves
+    differently under torch.jit tracing, which is exactly what the TorchScript exporter runs."""
+    import torch
+
+    from converters import loading
+    from zoo import pipeline
+
+    class TracesWrong(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.inner(x)
+            return out + 1 if torch.jit.is_tracing() else out  # torch.export does not trace with torch.jit
+
+    build = loading.build_timm
+
+    def build_wrapped(*args, **kwargs):
+        tm = build(*args, **kwargs)
+        tm.module = TracesWrong(tm.module).eval()
+        return tm
+
+    monkeypatch.setattr(loading, "build_timm", build_wrapped)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo(TIMM_REPO)
+    result = pipeline.pull("test_resnet")
+    assert result.verified and result.parity["passed"]
+    assert result.conversion["exporter"] == "dynamo"
+    assert result.conversion["fallback_reason"].startswith("torchscript: failed parity")
+    assert any("exporting with dynamo" in n for n in result.notes)

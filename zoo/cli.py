@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--atol", type=float, help="absolute tolerance for parity (default: per dtype, scaled by output magnitude)")
     pull.add_argument("--rtol", type=float, help="relative tolerance for parity")
     pull.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
-                      help="torch.onnx exporter (default: dynamo, falling back to TorchScript)")
+                      help="torch.onnx exporter (default auto: TorchScript, then dynamo when TorchScript fails or its "
+                           "result fails parity)")
     pull.add_argument("--allow-mismatch", action="store_true",
                       help="when parity fails, still hand back the (unverified) artifact and exit 0")
     pull.add_argument("-o", "--output", type=Path, help="also copy the artifact to this path")

@@ -293,18 +293,33 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter,
                             example=torch_inputs(input_sets[0].feeds, tm.input_names) if node == "torch" else (),
                             seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
-    with store.staging() as staging:
-        hops = graph.run_chain(chain, tm, staging, ctx, progress)
-        current = hops[-1]
+    dtype = graph.chain_dtype(chain)
+    tol = requested_tolerance(dtype, options.atol, options.rtol)
+
+    def run_and_check(into: Path) -> tuple[list[Path], Any]:
+        hops = graph.run_chain(chain, tm, into, ctx, progress)
         hooks.pause_at("convert.exported")
         for note in ctx.notes:
             progress.note(note)
-        dtype = graph.chain_dtype(chain)
+        ctx.notes.clear()
         with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
-            tol = requested_tolerance(dtype, options.atol, options.rtol)
-            report = check_parity(reference, artifact_runner(current, tm.input_names, tm.output_names), input_sets,
+            report = check_parity(reference, artifact_runner(hops[-1], tm.input_names, tm.output_names), input_sets,
                                   output_names=tm.output_names, tolerance=tol,
                                   classifier_outputs=tm.classifier_outputs, versions=converter_versions())
+        return hops, report
+
+    with store.staging() as staging:
+        hops, report = run_and_check(staging)
+        exported = ctx.info.get("torch->onnx", {})
+        if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
+            # TorchScript traces one shape; parity on other shapes is what catches what it baked in
+            first = report.summary_line()
+            progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
+            ctx.exporter = "dynamo"
+            (staging / "dynamo").mkdir()
+            hops, report = run_and_check(staging / "dynamo")
+            ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
+        current = hops[-1]
         parity = report.to_dict()
         for warning in report.warnings:
             progress.note(f"parity: {warning}")
