@@ -87,3 +87,28 @@ def test_copy_out_single_file_and_directory(tmp_path):
     out = copy_out(multi, tmp_path / "bert")
     assert out == (tmp_path / "bert" / "model.onnx").resolve() and (tmp_path / "bert" / "tokenizer.json").is_file()
     assert not [p for p in (tmp_path).rglob("*.incomplete")]
+
+
+def test_a_write_between_hash_and_rename_publishes_nothing(tmp_path, monkeypatch):
+    """A writer holding a descriptor opened before the seal (chmod does not revoke it) changes a file
+    after zoo hashed it: the publish must fail rather than name those bytes by the old digest."""
+    from zoo import errors, store as store_module
+
+    store = ArtifactStore(tmp_path)
+    ctx, staged = _stage(store, {"model.onnx": b"the bytes zoo hashes"})
+    writer = open(staged / "model.onnx", "r+b")  # noqa: SIM115 - held open across the publish on purpose
+    hash_tree = store_module.hash_tree
+
+    def hash_then_tamper(root):
+        files = hash_tree(root)
+        writer.seek(0)
+        writer.write(b"THE")
+        writer.flush()
+        return files
+
+    monkeypatch.setattr(store_module, "hash_tree", hash_then_tamper)
+    with pytest.raises(errors.IntegrityError, match="changed while it was being published"):
+        store.publish(staged, "model.onnx", {"model": "m"}, verified=True)
+    writer.close()
+    ctx.__exit__(None, None, None)
+    assert not (tmp_path / "artifacts").exists() or not any((tmp_path / "artifacts").iterdir())
