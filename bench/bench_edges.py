@@ -80,6 +80,28 @@ quantize_dynamic(out, out + ".int8", weight_type=QuantType.QInt8, per_channel=Tr
 so = ort.SessionOptions(); so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 so.optimized_model_filepath = out + ".opt"; ort.InferenceSession(out, so); path = out + ".opt"
 """,
+    "tf": """onnx_export(out)
+import os, onnx2tf, tensorflow as tf
+os.chdir(os.path.dirname(out))  # onnx2tf writes beside its working directory
+onnx2tf.convert(input_onnx_file_path=out, output_folder_path=out + ".tf", keep_ncw_or_nchw_or_ncdhw_input_names=names,
+                non_verbose=True)
+fn = tf.saved_model.load(out + ".tf").signatures["serving_default"]
+got = list(fn(**{k: tf.constant(v) for k, v in feeds.items()}).values())[0].numpy(); path = None
+""",
+    "tflite": """onnx_export(out)
+import os, onnx2tf, tensorflow as tf
+os.chdir(os.path.dirname(out))
+onnx2tf.convert(input_onnx_file_path=out, output_folder_path=out + ".tf", keep_ncw_or_nchw_or_ncdhw_input_names=names,
+                non_verbose=True)
+open(out + ".tflite", "wb").write(tf.lite.TFLiteConverter.from_saved_model(out + ".tf").convert())
+interp = tf.lite.Interpreter(model_path=out + ".tflite")
+for d in interp.get_input_details():
+    interp.resize_tensor_input(d["index"], feeds[names[0]].shape)
+interp.allocate_tensors()
+interp.set_tensor(interp.get_input_details()[0]["index"], feeds[names[0]])
+interp.invoke()
+got = interp.get_tensor(interp.get_output_details()[0]["index"]); path = None
+""",
     "pt2": """ep = torch.export.export(m, x, dynamic_shapes=dyn); torch.export.save(ep, out + ".pt2")
 got = torch.export.load(out + ".pt2").module()(*x); got = got[0] if isinstance(got, tuple) else got
 got = got.detach().numpy(); path = None
@@ -200,7 +222,7 @@ def bench_optimum(python: str, snap: Path, pull_name: str, repeat: int, tmp: Pat
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="resnet50,bert-base")
-    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--formats", default=",".join(FORMATS), help="text models skip tf and tflite (onnx2tf fails on BERT)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--optimum-python", default=str(ROOT / ".zoo-bench" / "optimum-venv" / "bin" / "python"))
     parser.add_argument("--json", type=Path)
@@ -219,7 +241,8 @@ def main() -> int:
         for model in args.models.split(","):
             repo_id, pull_name, build = MODELS[model]
             snap = builders.write_hf_cache(tmp / "hf" / "hub", repo_id, build(builders))
-            entry = {"formats": bench_formats(model, pull_name, snap, args.formats.split(","), args.repeat, tmp, env, template)}
+            formats = [f for f in args.formats.split(",") if not (model == "bert-base" and f in ("tf", "tflite"))]
+            entry = {"formats": bench_formats(model, pull_name, snap, formats, args.repeat, tmp, env, template)}
             if model == "bert-base" and Path(args.optimum_python).exists():
                 entry["optimum"] = bench_optimum(args.optimum_python, snap, pull_name, args.repeat, tmp, env, template)
             onnx_file = next((tmp / f"home-{model}-onnx-0" / "artifacts").glob("*/model.onnx"), None)

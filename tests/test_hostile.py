@@ -189,3 +189,25 @@ def test_weights_only_override_refused_for_local_pickles_too(indexed, tiny_repos
     proc = run_zoo("pull", "local:p", env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
     assert proc.returncode == 7 and "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" in proc.stderr
     assert not (indexed.home / "artifacts").exists()
+
+
+@pytest.mark.parametrize("low_bytes, width", [(0x80, 1), (0x4B50, 2)], ids=["pickle-like-length", "zip-like-length"])
+def test_genuine_safetensors_whose_header_length_looks_like_a_pickle_or_zip(tmp_path, low_bytes, width):
+    """A header of 0x...80 bytes starts the file with a pickle's 0x80, one of 0x...4B50 with a zip's "PK":
+    both are valid safetensors and must load (resnet50's real header hit the first)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from zoo.safety import check_safetensors
+
+    tensors = {"weight": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    mask = (1 << (8 * width)) - 1
+    for pad in range(1 << (8 * width)):  # grow the metadata until the padded header length has those low bytes
+        path = tmp_path / "model.safetensors"
+        save_file(tensors, str(path), metadata={"pad": "x" * pad})
+        head = path.read_bytes()[:8]
+        if int.from_bytes(head, "little") & mask == low_bytes:
+            break
+    assert head[:width] == low_bytes.to_bytes(width, "little")  # really starts like a pickle / a zip
+    check_safetensors(path)  # no refusal
+    np.testing.assert_array_equal(load_file(str(path))["weight"], tensors["weight"])

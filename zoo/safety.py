@@ -63,16 +63,19 @@ def check_safetensors(path: Path, name: str | None = None) -> None:
         head = f.read(8)
         if len(head) < 8:
             raise bad("shorter than the 8-byte header length")
-        if head[:2] == b"PK" or head[:1] == b"\x80":
-            raise bad("it is a Python pickle / zip archive named .safetensors, which zoo never unpickles")
         n = int.from_bytes(head, "little")
+        # A pickle starts with 0x80, a zip (torch.save) with "PK"; a real header length can too (0x...80 and
+        # 0x...4B50 are valid lengths), so that is only the explanation of a header that does not parse.
+        disguised = "it is a Python pickle / zip archive named .safetensors, which zoo never unpickles"
+        looks_disguised = head[:2] == b"PK" or head[:1] == b"\x80"
         if n > SAFETENSORS_MAX_HEADER or 8 + n > size:
-            raise bad(f"header length {n} exceeds the file ({size} bytes) or the {SAFETENSORS_MAX_HEADER}-byte limit")
+            raise bad(disguised if looks_disguised else
+                      f"header length {n} exceeds the file ({size} bytes) or the {SAFETENSORS_MAX_HEADER}-byte limit")
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad(f"the header is not JSON: {exc}") from None
+        raise bad(disguised if looks_disguised else f"the header is not JSON: {exc}") from None
     if not isinstance(header, dict):
         raise bad("the header is not a JSON object")
     meta = header.pop("__metadata__", {})
