@@ -84,7 +84,7 @@ so.optimized_model_filepath = out + ".opt"; ort.InferenceSession(out, so); path 
 import os, onnx2tf, tensorflow as tf
 os.chdir(os.path.dirname(out))  # onnx2tf writes beside its working directory
 onnx2tf.convert(input_onnx_file_path=out, output_folder_path=out + ".tf", keep_ncw_or_nchw_or_ncdhw_input_names=names,
-                non_verbose=True)
+                output_signaturedefs=True, not_use_onnxsim=True, non_verbose=True, verbosity="error")  # zoo's options
 fn = tf.saved_model.load(out + ".tf").signatures["serving_default"]
 got = list(fn(**{k: tf.constant(v) for k, v in feeds.items()}).values())[0].numpy(); path = None
 """,
@@ -92,7 +92,7 @@ got = list(fn(**{k: tf.constant(v) for k, v in feeds.items()}).values())[0].nump
 import os, onnx2tf, tensorflow as tf
 os.chdir(os.path.dirname(out))
 onnx2tf.convert(input_onnx_file_path=out, output_folder_path=out + ".tf", keep_ncw_or_nchw_or_ncdhw_input_names=names,
-                non_verbose=True)
+                output_signaturedefs=True, not_use_onnxsim=True, non_verbose=True, verbosity="error")  # zoo's options
 open(out + ".tflite", "wb").write(tf.lite.TFLiteConverter.from_saved_model(out + ".tf").convert())
 interp = tf.lite.Interpreter(model_path=out + ".tflite")
 for d in interp.get_input_details():
