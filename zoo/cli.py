@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoo import __version__
-from zoo.errors import EXIT_OK, StorageError, ZooError, exit_code_for, storage_cause, storage_error
+from zoo.errors import EXIT_OK, StorageError, ZooError, as_storage_error, exit_code_for
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -162,15 +162,14 @@ def _main(args: argparse.Namespace) -> int:
             handler = cmd_cache
         return handler(args, settings)
     except ZooError as exc:
-        cause = None if isinstance(exc, StorageError) else storage_cause(exc)
-        return _report_error(storage_error(cause, exc) if cause else exc, args, settings.debug)
+        return _report_error(as_storage_error(exc), args, settings.debug)
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
-        cause = storage_cause(exc)
-        if cause is not None:
-            return _report_error(storage_error(cause, exc), args, settings.debug)
+        full = as_storage_error(exc)
+        if isinstance(full, StorageError):
+            return _report_error(full, args, settings.debug)
         if settings.debug:
             raise
         print(f"zoo: internal error: {type(exc).__name__}: {exc} (rerun with ZOO_DEBUG=1 for a traceback)", file=sys.stderr)

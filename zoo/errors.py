@@ -236,6 +236,12 @@ def storage_cause(exc: BaseException | None) -> OSError | None:
     return None
 
 
+def as_storage_error(exc: BaseException) -> BaseException:
+    """``exc``, or the StorageError it really is when a full disk lies behind it (the CLI and jobs alike)."""
+    cause = None if isinstance(exc, StorageError) else storage_cause(exc)
+    return storage_error(cause, exc) if cause is not None else exc
+
+
 def storage_error(cause: OSError, during: BaseException | None = None) -> StorageError:
     context = f" ({str(during)[:200]})" if during is not None and not isinstance(during, OSError) else ""
     return StorageError(

@@ -68,7 +68,7 @@ def die_with_parent(parent: int) -> None:
 
 
 def run_job(spec: dict[str, Any], settings: Settings, send: Callable[..., None]) -> int:
-    from zoo.errors import exit_code_for
+    from zoo.errors import as_storage_error, exit_code_for
     from zoo.jobs import JobRequest, error_dict
     from zoo.pipeline import pull
 
@@ -76,6 +76,7 @@ def run_job(spec: dict[str, Any], settings: Settings, send: Callable[..., None])
         request = JobRequest(**spec)
         result = pull(request.name, request.pull_options(), settings=settings, progress=EventProgress(send))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the job's error
+        exc = as_storage_error(exc)  # a full disk is storage_full (507), whatever library wrapped it
         error = error_dict(exc)
         if settings.job_memory_mb and isinstance(exc, (MemoryError, ImportError, OSError)):
             error["hint"] = (f"the job ran with a memory limit of {settings.job_memory_mb} MiB; raise "
