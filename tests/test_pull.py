@@ -250,7 +250,8 @@ def test_remote_code_repo_is_refused(indexed, tiny_repos):
 
 
 # --- a deliberately broken conversion must fail parity -------------------------
-def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo, monkeypatch, capsys):
+@pytest.mark.parametrize("exporter", ["auto", "torchscript"])  # auto ends on dynamo: both graphs' names are read
+def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo, monkeypatch, capsys, exporter):
     import onnx
     from onnx import numpy_helper
 
@@ -274,7 +275,7 @@ def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo,
     monkeypatch.setattr(torch_onnx, "export_onnx", sabotaged_export)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cached_repo(TIMM_REPO)
-    code = cli.main(["pull", "test_resnet", "--json"])
+    code = cli.main(["pull", "test_resnet", "--json", "--exporter", exporter])
     captured = capsys.readouterr()
     assert code == 6, captured.err + captured.out[-1500:]
     err = json.loads(captured.out.strip().splitlines()[-1])
