@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api.errors import error_response
-from zoo.storage import Blob
+from zoo.storage import CHUNK, Blob, read_cached
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -82,15 +82,30 @@ def send_blob(request: Request, blob: Blob, *, etag: str, cache_control: str = I
     return StreamingResponse(_stream(blob, start, end, on_bytes), status_code=status, headers=out)
 
 
-async def _stream(blob: Blob, start: int, end: int, on_bytes: Callable[[int], Any] | None) -> AsyncIterator[bytes]:
-    chunks = blob.read(start, end)
-    while True:
-        chunk = await anyio.to_thread.run_sync(next, chunks, None)
+async def _stream(blob: Blob, start: int, end: int,
+                  on_bytes: Callable[[int], Any] | None) -> AsyncIterator[bytes | memoryview]:
+    """Bytes the page cache holds are read in the event loop (a thread hop per chunk cost 20% of the
+    throughput against nginx); a read that would wait on the disk goes to a thread. Blobs with no
+    local parts (the S3 backend's) stream from one ranged read, in a thread."""
+    if not blob.parts:
+        chunks = blob.read(start, end)
+        while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            yield chunk
+        return
+    while start <= end:
+        chunk = read_cached(blob, start, end)
         if chunk is None:
-            return
+            chunk = await anyio.to_thread.run_sync(_read_chunk, blob, start, min(end, start + CHUNK - 1))
         if on_bytes is not None:
             on_bytes(len(chunk))
+        start += len(chunk)
         yield chunk
+
+
+def _read_chunk(blob: Blob, start: int, end: int) -> bytes:
+    return b"".join(blob.read(start, end))
 
 
 class BodyLimit:
