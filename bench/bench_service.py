@@ -23,8 +23,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from serverproc import free_port, stop_process  # noqa: E402 - the tests' own process helpers
 MODEL_ID = "zoo-bench/resnet-like"
 NGINX_CONF = """daemon off;
 master_process off;
@@ -64,12 +64,6 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,16 +76,6 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180)
             pass
         time.sleep(0.2)
     raise SystemExit(f"{url} not ready after {timeout} s:\n{log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- set-up ---------------------------------------------------------------------------------------------
@@ -281,7 +265,7 @@ def main() -> int:
         print("config: " + "; ".join(f"{k} {v}" for k, v in report["environment"].items()))
     finally:
         for proc in procs:
-            stop(proc)
+            stop_process(proc, timeout=30)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     if args.json:

@@ -37,15 +37,18 @@ class SourceKind:
 
 
 def open_onnx(path: Path) -> OpenedSource:
+    import onnx
+
     from converters.inputs import onnx_signature
     from converters.runners import onnx_runner
     from zoo.safety import check_onnx_external_data
 
     check_onnx_external_data(path)
-    spec, outputs, meta = onnx_signature(path)
+    model = onnx.load(str(path), load_external_data=False)  # parsed once for the signature and the precision
+    spec, outputs, meta = onnx_signature(model)
     # The reference session is made on first use: a graph onnxruntime cannot load (an op only a
     # converter might refuse) is then reported by that converter, naming every such node.
-    return OpenedSource(path, spec, outputs, _on_first_use(lambda: onnx_runner(path)), meta, onnx_precision(path))
+    return OpenedSource(path, spec, outputs, _on_first_use(lambda: onnx_runner(path)), meta, onnx_precision(model))
 
 
 def _on_first_use(make: Callable[[], Callable[[dict[str, Any]], list[Any]]]) -> Callable[[dict[str, Any]], list[Any]]:
@@ -63,12 +66,11 @@ _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
                   "QLinearConv", "QLinearMatMul"}
 
 
-def onnx_precision(path: Path) -> str:
+def onnx_precision(model: Any) -> str:
     """"int8" for a quantised graph, "float16" for one holding fp16 weights, else "float32": an fp16 or
     int8 file re-expressed at fp32 (onnx -> pt2) differs from onnxruntime's own kernels by its rounding."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
     if any(node.op_type in _QUANTIZED_OPS for node in model.graph.node):
         return "int8"
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):

@@ -105,10 +105,11 @@ _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int6
 
 
 def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
-    """Input spec (name, shape with dim names, dtype), output names and metadata_props of an ONNX file."""
+    """Input spec (name, shape with dim names, dtype), output names and metadata_props of an ONNX file
+    (or of a ModelProto already loaded)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path), load_external_data=False)
     init_names = {t.name for t in model.graph.initializer}
     spec = []
     for value in model.graph.input:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from registry.hf_source import COMMIT_RE, cached_commit, repo_cache_dir
 from zoo import db, errors
+from zoo.hashing import sha256_file
 from zoo.settings import Settings
 from zoo.storage import Blob, FilePart
 
@@ -129,7 +130,7 @@ def _file(snap: Snapshot, rel: str, path: Path) -> MirrorFile | None:
             return None  # a link leading anywhere else is never served
         etag = real.name
     elif real.is_relative_to(snap.root.resolve()):
-        etag = _sha256(real)
+        etag = sha256_file(real)
     else:
         return None
     return MirrorFile(rel, real, real.stat().st_size, etag)
@@ -139,12 +140,6 @@ def file_blob(found: MirrorFile) -> Blob:
     """The file as a blob to send (its sha256 is known for LFS files only)."""
     return Blob(found.sha256 or "", found.size, Path(found.path).name, "application/octet-stream",
                 [FilePart(found.real, found.size)])
-
-
-def _sha256(path: Path) -> str:
-    from zoo.hashing import sha256_file
-
-    return sha256_file(path)
 
 
 def model_info(snap: Snapshot, files: list[MirrorFile], *, blobs: bool) -> dict[str, Any]:
