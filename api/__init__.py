@@ -1,1 +1,1 @@
-"""The HTTP service (FastAPI), thin over zoo.service; see docs/service.md."""
+"""The HTTP service (FastAPI), thin over zoo.service.core; see docs/service.md."""

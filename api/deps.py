@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from zoo import errors
-from zoo.service import Service
-from zoo.tokens import TokenInfo, verify_token
+from zoo.service.core import Service
+from zoo.service.tokens import TokenInfo, verify_token
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `zoo token create --scope SCOPE`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

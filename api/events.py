@@ -11,9 +11,9 @@ from typing import AsyncIterator
 import anyio
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
+from zoo.api.schemas import JobPublic
 
-from api.schemas import JobPublic
-from zoo.service import Service
+from zoo.service.core import Service
 
 POLL_S = 0.25
 KEEPALIVE_S = 15.0

@@ -18,9 +18,9 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from zoo.api.errors import error_response
 
-from api.errors import error_response
-from zoo.storage import CHUNK, Blob, read_cached
+from zoo.storage.blobs import CHUNK, Blob, read_cached
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"

@@ -8,12 +8,12 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from zoo.api.errors import install_error_handlers
+from zoo.api.http import BodyLimit
+from zoo.api.routes import artifacts, health, jobs, mirror, models, tokens
 
-from api.errors import install_error_handlers
-from api.http import BodyLimit
-from api.routes import artifacts, health, jobs, mirror, models, tokens
 from zoo import __version__
-from zoo.service import Service
+from zoo.service.core import Service
 from zoo.settings import Settings, get_settings
 
 

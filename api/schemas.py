@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from zoo.jobs import Job, JobRequest
+from zoo.service.jobs import Job, JobRequest
 
 JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 

@@ -86,8 +86,8 @@ def _source_diff(module: Any, spec: list, sets: list, family: Any) -> float:
 
 
 def bench_zoo(path: Path, spec: list, sets: list, session: Any, work: Path, family: Any) -> dict[str, Any]:
-    from converters.onnx_torch import export_pt2
-    from converters.pt2_archive import load_program
+    from zoo.converters.loaders.pt2_archive import load_program
+    from zoo.converters.onnx_torch.module import export_pt2
 
     start = time.perf_counter()
     try:
@@ -152,8 +152,8 @@ def export_files(root: Path, families: list[str], resnet50: bool) -> list[tuple[
     rows = [(name, exporter, path, family) for (name, exporter), (family, path) in family_exports(families, root=root).items()]
     if resnet50:
         from builders import _timm_model
-        from converters.loading import TorchModel
         from onnx_families import export_family
+        from zoo.converters.loaders.torch_models import TorchModel
 
         module = _timm_model("resnet50", seed=0)  # timm.create_model('resnet50', pretrained=False), seeded norms
         tm = TorchModel(module, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
@@ -191,8 +191,7 @@ def main() -> int:
         print("onnx2torch is not installed (pip install 'zoo-hub[bench]'): zoo only", file=sys.stderr)
     import onnxruntime as ort
     import torch
-
-    from converters.inputs import onnx_signature
+    from zoo.converters.parity.inputs import onnx_signature
 
     results = []
     with tempfile.TemporaryDirectory(prefix="zoo-bench-onnx-torch-") as tmp:

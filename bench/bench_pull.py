@@ -42,7 +42,7 @@ BIN = Path(sys.executable).parent
 COLD_TARGET = 1.3  # zoo / bare, cold
 CACHED_TARGET = 1.0  # zoo / hf download, cached
 HEAVY_MODULES = ("torch", "timm", "onnxruntime")
-DIM_MAX_BATCH = 4096  # as converters/torch_onnx.py
+DIM_MAX_BATCH = 4096  # as converters/edges/torch_onnx.py
 EXAMPLE_BATCH = 2  # zoo exports at its first parity input set (batch 2)
 
 # Variables that would let a run escape the sandbox built here (or change what it measures).

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from serverproc import free_port, stop_process  # noqa: E402 - the tests' own process helpers
+
 MODEL_ID = "zoo-bench/resnet-like"
 NGINX_CONF = """daemon off;
 master_process off;
@@ -81,11 +82,12 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180)
 # --- set-up ---------------------------------------------------------------------------------------------
 def make_home(root: Path, size_mb: int, database_url: str | None) -> tuple[dict[str, str], str, Path]:
     """A ZOO_HOME holding one indexed model and a ``size_mb`` artifact of random bytes: env, sha256, file."""
-    from registry.index import Registry
-    from registry.records import ModelRecord
+    from zoo.registry.index import Registry
+    from zoo.registry.records import ModelRecord
+
     from zoo.pipeline import _index_artifact
     from zoo.settings import Settings
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     env = {**os.environ, "ZOO_HOME": str(root / "zoo"), "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(ROOT), "ZOO_WORKERS": "0"}

@@ -111,8 +111,6 @@ def download_file(repo_id: str, name: str, commit: str, settings: Settings, expe
     """Fetch one repo file at ``commit`` into the HF cache, verified; (path, sha256)."""
     from huggingface_hub import hf_hub_download
 
-    from registry.hf_source import translate_hub_error
-
     attempts = settings.download_retries + 1
     for attempt in range(attempts):
         last = attempt == attempts - 1
@@ -167,3 +165,31 @@ def verify_files(root: Path, names: list[str], expected: dict[str, Expected], re
             evict(path)
         _path, out[name] = refetch(name, expected.get(name))
     return out
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectError", "TimeoutException", "NetworkError", "RemoteProtocolError", "ConnectionError", "OfflineModeIsEnabled"})
+
+
+def translate_hub_error(exc: BaseException, repo_id: str, revision: str | None) -> errors.ZooError:
+    """Map a huggingface_hub exception to zoo's error with a next step."""
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, hf.GatedRepoError):
+        return errors.AuthError(f"{repo_id} is gated: the hub refused access", hint="set HF_TOKEN to a token that has accepted the repo's terms", model=repo_id)
+    if isinstance(exc, hf.RepositoryNotFoundError):
+        return errors.ModelNotFoundError(f"no model repo {repo_id!r} on {_endpoint_of(exc)}", hint="check the name; private repos need HF_TOKEN", model=repo_id)
+    if isinstance(exc, hf.RevisionNotFoundError):
+        return errors.RevisionNotFoundError(f"{repo_id} has no revision {revision!r}", hint="use a branch, tag or commit sha that exists", model=repo_id)
+    if isinstance(exc, hf.EntryNotFoundError):
+        return errors.InvalidModelError(f"{repo_id}: a file it lists could not be fetched ({exc})", model=repo_id)
+    if isinstance(exc, hf.HfHubHTTPError):
+        return errors.NetworkError(f"the hub answered with an error for {repo_id}: {exc}", hint="retry later, or check HF_ENDPOINT", model=repo_id)
+    return errors.NetworkError(f"cannot reach the hub for {repo_id}: {exc}", hint="check your network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the local cache", model=repo_id)
+
+
+def _endpoint_of(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    url = getattr(getattr(response, "request", None), "url", None)
+    return str(url).split("/api/")[0].split("/", 3)[2] if url else "the hub"

@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from registry.keras_repo import describe_keras, keras_files
-from registry.records import FileInfo, ModelRecord, image_input_spec, text_input_spec
+from zoo.registry.download import is_connection_error, translate_hub_error
+from zoo.registry.keras_repo import describe_keras, keras_files
+from zoo.registry.records import (
+    FileInfo,
+    ModelRecord,
+    image_input_spec,
+    text_input_spec,
+)
+
 from zoo import errors
 from zoo.settings import Settings
 
@@ -99,34 +106,6 @@ def choose_files(available: list[str], *, repo_filename: str | None = None) -> t
     return sorted(set(meta + weights)), weights, fmt
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"ConnectError", "TimeoutException", "NetworkError", "RemoteProtocolError", "ConnectionError", "OfflineModeIsEnabled"})
-
-
-def translate_hub_error(exc: BaseException, repo_id: str, revision: str | None) -> errors.ZooError:
-    """Map a huggingface_hub exception to zoo's error with a next step."""
-    from huggingface_hub import errors as hf
-
-    if isinstance(exc, hf.GatedRepoError):
-        return errors.AuthError(f"{repo_id} is gated: the hub refused access", hint="set HF_TOKEN to a token that has accepted the repo's terms", model=repo_id)
-    if isinstance(exc, hf.RepositoryNotFoundError):
-        return errors.ModelNotFoundError(f"no model repo {repo_id!r} on {_endpoint_of(exc)}", hint="check the name; private repos need HF_TOKEN", model=repo_id)
-    if isinstance(exc, hf.RevisionNotFoundError):
-        return errors.RevisionNotFoundError(f"{repo_id} has no revision {revision!r}", hint="use a branch, tag or commit sha that exists", model=repo_id)
-    if isinstance(exc, hf.EntryNotFoundError):
-        return errors.InvalidModelError(f"{repo_id}: a file it lists could not be fetched ({exc})", model=repo_id)
-    if isinstance(exc, hf.HfHubHTTPError):
-        return errors.NetworkError(f"the hub answered with an error for {repo_id}: {exc}", hint="retry later, or check HF_ENDPOINT", model=repo_id)
-    return errors.NetworkError(f"cannot reach the hub for {repo_id}: {exc}", hint="check your network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the local cache", model=repo_id)
-
-
-def _endpoint_of(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    url = getattr(getattr(response, "request", None), "url", None)
-    return str(url).split("/api/")[0].split("/", 3)[2] if url else "the hub"
-
-
 def offline_error(repo_id: str, revision: str | None, settings: Settings) -> errors.OfflineError:
     return errors.OfflineError(
         f"{repo_id}{'@' + revision if revision else ''} is not in the local Hugging Face cache ({settings.hf_hub_cache}) and HF_HUB_OFFLINE is set",
@@ -184,14 +163,13 @@ def fetch_snapshot(
         return snap
     from huggingface_hub import HfApi
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-
-    from registry.download import download_file, expected_digests
+    from zoo.registry.download import download_file, expected_digests
 
     try:
         info = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token).model_info(
             repo_id, revision=revision, files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - translated below
-        if _is_connection_error(exc):
+        if is_connection_error(exc):
             snap = cached_snapshot(repo_id, revision, settings, repo_filename)
             if snap is not None:
                 if on_note:
@@ -279,7 +257,7 @@ def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
 
 
 def _describe_timm(base: ModelRecord, config: dict[str, Any]) -> ModelRecord:
-    from registry.timm_source import record_from_pretrained_cfg
+    from zoo.registry.timm_source import record_from_pretrained_cfg
 
     cfg = dict(config.get("pretrained_cfg") or {})
     cfg["architecture"] = config["architecture"]
@@ -340,7 +318,7 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
 def file_infos(root: Path, files: list[str], known: dict[str, str] | None = None) -> list[FileInfo]:
     """sha256 and size of each file; files not in ``known`` are hashed and checked
     against their blob names (LFS sha256 or git blob id)."""
-    from registry.download import verify_files
+    from zoo.registry.download import verify_files
 
     known = dict(known or {})
     known.update(verify_files(root, [f for f in files if f not in known], {}))

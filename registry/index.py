@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
+from zoo.registry.names import ModelRef
+from zoo.registry.records import FileInfo, ModelRecord
 
-from registry.names import ModelRef
-from registry.records import FileInfo, ModelRecord
 from zoo import db, errors
 from zoo.settings import Settings
 
@@ -61,7 +61,8 @@ class Registry:
     # --- timm catalog ------------------------------------------------------
     def ensure_timm_catalog(self, *, quiet: bool = False) -> bool:
         """Index timm's catalog once per installed timm version; False if timm is absent."""
-        from registry.timm_source import iter_catalog
+        from zoo.registry.timm_source import iter_catalog
+
         from zoo.versions import dist_version
 
         version = dist_version("timm")  # from metadata: importing timm costs ~4 s
@@ -84,7 +85,8 @@ class Registry:
 
     def ensure_keras_catalog(self) -> None:
         """Index the static Keras applications table once per zoo version."""
-        from registry.keras_source import iter_catalog
+        from zoo.registry.keras_source import iter_catalog
+
         from zoo import __version__
 
         with self.engine.connect() as conn:
@@ -104,7 +106,7 @@ class Registry:
             self.ensure_keras_catalog()
             record = self.get(f"keras/{ref.name}") or self._not_found(ref, sources=("keras",))
             if ref.revision:
-                from registry.keras_source import with_input_size
+                from zoo.registry.keras_source import with_input_size
 
                 record = with_input_size(record, int(ref.revision))
             return record

@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from registry.records import ModelRecord
+from zoo.registry.records import ModelRecord
+
 from zoo import errors
 
 KERAS_FILE = "model.keras"

@@ -9,7 +9,7 @@ applies: "tf" (x/127.5 - 1), "caffe" (BGR, ImageNet means subtracted), "torch"
 
 from __future__ import annotations
 
-from registry.records import ModelRecord
+from zoo.registry.records import ModelRecord
 
 # name: (default input size, preprocessing mode)
 KERAS_APPLICATIONS: dict[str, tuple[int, str]] = {

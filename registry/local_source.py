@@ -14,9 +14,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-from registry.hf_source import choose_files, describe
-from registry.index import Registry
-from registry.records import FileInfo, ModelRecord
+from zoo.registry.hf_source import choose_files, describe
+from zoo.registry.index import Registry
+from zoo.registry.records import FileInfo, ModelRecord
+
 from zoo import errors
 from zoo.hashing import sha256_file, sha256_json
 from zoo.settings import Settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from registry.records import ModelRecord, image_input_spec
+from zoo.registry.records import ModelRecord, image_input_spec
+
 from zoo.errors import MissingDependencyError
 
 _PREPROCESSING_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")

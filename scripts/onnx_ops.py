@@ -1,4 +1,4 @@
-"""The op inventory behind converters/onnx_torch.py: export every tiny family
+"""The op inventory behind converters/onnx_torch/module.py: export every tiny family
 the tests use (both torch.onnx exporters, tf2onnx for Keras) and list which
 ONNX op types (with their domain and opset) appear in which files.
 

@@ -12,7 +12,14 @@ import re
 import tempfile
 from pathlib import Path
 
-from hubserver import commit_for, file_etag, git_blob_sha1, is_lfs, lfs_pointer, sha256_hex
+from hubserver import (
+    commit_for,
+    file_etag,
+    git_blob_sha1,
+    is_lfs,
+    lfs_pointer,
+    sha256_hex,
+)
 
 __all__ = [
     "bert_repo",
@@ -73,7 +80,7 @@ def _bert_vocab(extra_words: tuple[str, ...] = ()) -> list[str]:
 def _sample_sentence_words() -> tuple[str, ...]:
     """Every word of zoo's sample sentences: with them in the vocabulary, the benchmark encoder tokenises
     those sentences about as a real BERT vocabulary would (a token a word, not a token a letter)."""
-    from zoo.samples import SAMPLE_SENTENCES
+    from zoo.converters.parity.samples import SAMPLE_SENTENCES
 
     return tuple(sorted({w for s in SAMPLE_SENTENCES for w in re.findall(r"[a-z0-9]+", s.lower())}))
 
@@ -324,8 +331,7 @@ def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, byte
     """
     import h5py
     import numpy as np
-
-    from converters.keras_loading import import_keras
+    from zoo.converters.loaders.keras_models import import_keras
 
     keras = import_keras()  # as zoo imports it (quiet, and keeping Triton out of a TensorFlow process)
     from keras.src.legacy.saving import legacy_h5_format
@@ -405,9 +411,10 @@ def keras_repo(seed: int = 0, layout: str = "directory") -> dict[str, bytes]:
 def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test/dir"):
     """Publish and index a multi-file artifact in ``settings``' store and registry, as a conversion
     would (``files``: path -> bytes; the primary file is ``model.onnx``). Returns the Artifact."""
-    from registry.index import Registry
+    from zoo.registry.index import Registry
+
     from zoo.pipeline import _index_artifact
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     store, registry = ArtifactStore(settings.home), Registry(settings)
     with store.staging() as staged:

@@ -19,8 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from builders import bert_repo, keras_repo, pickle_only_repo, timm_repo, vit_image_classifier_repo, write_hf_cache
+from builders import (
+    bert_repo,
+    keras_repo,
+    pickle_only_repo,
+    timm_repo,
+    vit_image_classifier_repo,
+    write_hf_cache,
+)
 from hubserver import HubServer, Repo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +178,8 @@ TIMM_REPO = "timm/test_resnet.r160_in1k"
 def timm_index_db(tmp_path_factory) -> Path:
     """The timm catalog indexed once per session (3 s), copied into each test's ZOO_HOME."""
     home = tmp_path_factory.mktemp("index")
-    from registry.index import Registry
+    from zoo.registry.index import Registry
+
     from zoo.settings import Settings
 
     settings = Settings.from_env({**os.environ, "ZOO_HOME": str(home)})

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from serverproc import REPO_ROOT, free_port, stop_process
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "zoo-test", "AWS_SECRET_ACCESS_KEY": "zoo-test-secret",

@@ -286,7 +286,7 @@ def _symlink_subdir(model_dir: Path, outside: Path) -> None:
 def keras_lambda_model(canary: Path, path: Path) -> Path:
     """A real Keras model whose Lambda layer would create the canary when deserialised unsafely
     (deserialising rebuilds the model, which calls the layer)."""
-    from converters.keras_loading import import_keras
+    from zoo.converters.loaders.keras_models import import_keras
 
     keras = import_keras()
     body = f"lambda x: (open({str(canary)!r}, 'w').close(), x)[1]"
@@ -307,7 +307,7 @@ def _keras_edit(edit: Callable[[dict], None]) -> Callable[[Path, Path, dict[str,
     """A valid .keras file (Dense only) whose config.json is then edited."""
 
     def build(work: Path, canary: Path, base: dict[str, bytes]) -> Target:
-        from converters.keras_loading import import_keras
+        from zoo.converters.loaders.keras_models import import_keras
 
         keras = import_keras()
         src = work / "plain.keras"

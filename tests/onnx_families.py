@@ -1,5 +1,5 @@
 """The ONNX files zoo produces for each tiny model family, exported the way zoo
-exports them (``converters.torch_onnx.export_onnx`` with either exporter, or
+exports them (``zoo.converters.edges.torch_onnx.export_onnx`` with either exporter, or
 tf2onnx for Keras), plus the source model to check a conversion against.
 
 Used by the ONNX -> PyTorch tests, ``scripts/onnx_ops.py`` (the op inventory)
@@ -46,7 +46,7 @@ class Family:
 
     def reference(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The source model's outputs (PyTorch or Keras) on ``feeds``."""
-        from converters.runners import keras_runner, torch_runner
+        from zoo.converters.parity.runners import keras_runner, torch_runner
 
         if self.name == KERAS_FAMILY:
             return keras_runner(self.model.model, self.model.input_names)(feeds)
@@ -65,7 +65,7 @@ def build_family(name: str) -> Family:
 
 def _timm_family(arch: str) -> Family:
     from builders import _timm_model
-    from converters.loading import TorchModel
+    from zoo.converters.loaders.torch_models import TorchModel
 
     module = _timm_model(arch, seed=0)
     tm = TorchModel(module, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}},
@@ -76,8 +76,8 @@ def _timm_family(arch: str) -> Family:
 
 def _text_family(name: str) -> Family:
     from builders import bert_repo
-    from converters.loading import build_transformers
-    from registry.records import ModelRecord, text_input_spec
+    from zoo.converters.loaders.torch_models import build_transformers
+    from zoo.registry.records import ModelRecord, text_input_spec
 
     head = TEXT_FAMILIES[name]
     task = "text-classification" if head == "sequence-classification" else "feature-extraction"
@@ -92,7 +92,7 @@ def _text_family(name: str) -> Family:
 
 def _keras_family() -> Family:
     from builders import keras_mobilenet_v2_weights
-    from converters.keras_loading import KerasModel, import_keras
+    from zoo.converters.loaders.keras_models import KerasModel, import_keras
 
     keras = import_keras()
     file_name, data = keras_mobilenet_v2_weights(96)
@@ -105,15 +105,15 @@ def _keras_family() -> Family:
 
 def export_family(family: Family, exporter: str, out_dir: Path, opset: int = 18) -> Path:
     """Write ``family``'s ONNX file as zoo would (``exporter``: dynamo, torchscript; tf2onnx for Keras)."""
-    from converters.graph import EdgeContext
+    from zoo.converters.graph import EdgeContext
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if family.name == KERAS_FAMILY:
-        from converters.keras_edges import keras_to_onnx
+        from zoo.converters.edges.from_keras import keras_to_onnx
 
         return keras_to_onnx(family.model, out_dir, EdgeContext(opset=opset))
-    from converters.runners import torch_inputs
-    from converters.torch_onnx import export_onnx
+    from zoo.converters.edges.torch_onnx import export_onnx
+    from zoo.converters.parity.runners import torch_inputs
 
     example = torch_inputs(family.feeds(2), family.model.input_names)
     path = out_dir / "model.onnx"

@@ -26,7 +26,7 @@ def _dump(path=sys.argv[1]):
     with open(path, "w") as f:
         json.dump(sorted(sys.modules), f)
 atexit.register(_dump)
-from zoo.cli import main
+from zoo.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from builders import write_hf_cache
 from conftest import _DELETED_ENV, TIMM_REPO
 from serverproc import ZooServer, finished, job_processes, pid_gone, wait_job
@@ -162,9 +161,10 @@ def test_directory_artifacts_download_as_one_deterministic_tar(api, tmp_path):
     """A multi-file artifact published into the server's store (as a conversion would) comes back
     as a tar whose sha256 is its name, with ranges that cut through it."""
     from builders import directory_artifact
+
     from zoo import db
     from zoo.settings import Settings
-    from zoo.storage import LocalStorage
+    from zoo.storage.blobs import LocalStorage
 
     settings = Settings.from_env({**api.server.env})
     files = {"model.onnx": os.urandom(3000), "tokenizer.json": b'{"v": 1}', "sub/vocab.txt": b"a\nb\n"}
@@ -273,7 +273,7 @@ def test_a_killed_job_process_is_retried_and_publishes_only_a_whole_artifact(api
     requeued = [d for _, kind, d in events if kind == "state" and d["state"] == "queued"]
     assert len(requeued) == 2 and "SIGKILL" in requeued[1]["reason"]
     # what was published is complete: every file hashes to its manifest entry
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     store = ArtifactStore(api.server.home)
     art = store.get(done["result"]["digest"])
@@ -284,8 +284,9 @@ def test_a_killed_job_process_is_retried_and_publishes_only_a_whole_artifact(api
 # --- the hub mirror, with the real huggingface_hub client and timm --------------------------------
 def _hold(api: Api, repo_id: str, tiny_repos: dict) -> str:
     """Register ``repo_id`` in the server's registry, as a pull that fetched it does."""
-    from registry.hf_source import file_infos
-    from registry.index import Registry
+    from zoo.registry.hf_source import file_infos
+    from zoo.registry.index import Registry
+
     from zoo.settings import Settings
 
     root = write_hf_cache(api.hub_cache, repo_id, tiny_repos[repo_id])
@@ -501,5 +502,5 @@ def test_the_api_process_never_imported_a_framework(api):
     """Every endpoint above was served; conversions ran in child processes only."""
     assert api.server.stop() == 0
     modules = api.server.modules()
-    assert "fastapi" in modules and "zoo.service" in modules
+    assert "fastapi" in modules and "zoo.service.core" in modules
     assert not {m.split(".")[0] for m in modules} & FRAMEWORKS

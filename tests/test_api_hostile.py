@@ -5,9 +5,8 @@ nothing (no canary), publish nothing, and leave the server serving."""
 
 from __future__ import annotations
 
-import pytest
-
 import hostile
+import pytest
 from conftest import TIMM_REPO
 from hubserver import Repo
 from serverproc import ZooServer, finished, wait_job

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TIMM_REPO, pull_json, run_zoo
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
@@ -116,7 +115,7 @@ def test_parity_file_against_file_names_the_worst_outputs(resnet_onnx, tmp_path)
 
 
 def test_parity_matrix_covers_every_reachable_format(indexed, cached_repo):
-    from converters import graph
+    from zoo.converters import graph
 
     cached_repo(TIMM_REPO)
     proc = run_zoo("parity", "--matrix", "test_resnet", "--json", env=OFFLINE)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from builders import write_hf_cache
 from conftest import REPO_ROOT, TIMM_REPO, pull_json, run_zoo
 from hubserver import Repo

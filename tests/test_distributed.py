@@ -22,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from builders import write_hf_cache
 from conftest import _DELETED_ENV, TIMM_REPO, postgres_schema, run_zoo
 from distproc import S3_CREDENTIALS, S3Server, WorkerProc, redis_clear
@@ -198,7 +197,7 @@ def _race(n: int, work) -> list:
 
 def test_concurrent_workers_claim_each_job_exactly_once(database_url):
     from zoo import db
-    from zoo.jobs import JobRequest, JobService
+    from zoo.service.jobs import JobRequest, JobService
 
     service = JobService(db.get_engine(database_url), lease_s=60)
     ids = {service.submit(JobRequest(model="test_resnet", options={"opset": opset}))[0].id for opset in range(9, 24)}
@@ -216,12 +215,13 @@ def test_concurrent_workers_claim_each_job_exactly_once(database_url):
 def test_registry_writers_race_without_errors(database_url, tmp_path):
     """Workers that fetch the same repo, publish the same artifact or index the same catalog at
     once: each write is one INSERT ... ON CONFLICT, so none fails on PostgreSQL's row locks."""
-    from registry.index import Registry
-    from registry.records import FileInfo, ModelRecord
+    from zoo.registry.index import Registry
+    from zoo.registry.records import FileInfo, ModelRecord
+
     from zoo import db
     from zoo.pipeline import _index_artifact
     from zoo.settings import Settings
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     settings = Settings.from_env({"ZOO_HOME": str(tmp_path / "zoo"), "ZOO_DATABASE_URL": database_url})
     registry = Registry(settings)
@@ -250,7 +250,7 @@ def test_registry_writers_race_without_errors(database_url, tmp_path):
 
 def test_the_sweeper_requeues_jobs_whose_worker_died(database_url):
     from zoo import db
-    from zoo.jobs import JobRequest, JobService
+    from zoo.service.jobs import JobRequest, JobService
 
     now = [1000.0]
     service = JobService(db.get_engine(database_url), max_attempts=2, lease_s=10, clock=lambda: now[0])
@@ -313,7 +313,7 @@ def test_remote_pull_runs_on_a_worker_and_downloads_from_s3(stack, s3, tmp_path)
         assert done["result"]["digest"] == result["digest"]
         assert "export" not in stages_of(client, job["id"])  # nothing converted again
     home_b = Path(stack.workers[1].env["ZOO_HOME"])
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     store = ArtifactStore(home_b)
     fetched = store.get(result["digest"])
@@ -377,11 +377,12 @@ def test_directory_artifacts_travel_through_the_bucket(stack, s3, tmp_path, monk
     tar (ranges too), the remote client unpacks it, and a worker elsewhere fetches it file by file,
     refusing a damaged blob without publishing anything."""
     from builders import directory_artifact
+
     from zoo import db, errors, remote
-    from zoo.objectstore import fetch_artifact
     from zoo.settings import Settings
+    from zoo.storage.artifacts import ArtifactStore
     from zoo.storage import make_storage
-    from zoo.store import ArtifactStore
+    from zoo.storage.s3 import fetch_artifact
 
     for name, value in S3_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
@@ -488,7 +489,7 @@ def test_two_workers_share_one_directory_store_and_a_stopping_worker_hands_its_j
         for job in done.values():
             body = client.get(job["result"]["artifact"]["url"]).content
             assert hashlib.sha256(body).hexdigest() == job["result"]["sha256"]
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     store = ArtifactStore(shared)
     assert sorted(a.digest for a in store.list()) == sorted(d["result"]["digest"] for d in done.values())

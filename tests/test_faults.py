@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TIMM_REPO, pull_json, run_zoo
 from hubserver import Repo
 
@@ -31,7 +30,8 @@ def faulty_repo(hub, hub_endpoint, tiny_repos, request, monkeypatch) -> str:
 
 
 def _fetch(repo_id: str):
-    from registry.hf_source import fetch_snapshot
+    from zoo.registry.hf_source import fetch_snapshot
+
     from zoo.settings import get_settings
 
     return fetch_snapshot(repo_id, None, get_settings())

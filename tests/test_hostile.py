@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import hostile
+import pytest
 from conftest import TIMM_REPO, run_zoo
 from hubserver import Repo
 
@@ -117,7 +116,8 @@ def test_pickle_payloads_are_live(case_id, loader, tmp_path, base_repo):
 def test_keras_lambda_payload_is_live_and_safe_mode_refuses(tmp_path):
     canary = tmp_path / "canary"
     path = hostile.keras_lambda_model(canary, tmp_path / "model.keras")
-    from converters.keras_loading import import_keras, load_keras_file
+    from zoo.converters.loaders.keras_models import import_keras, load_keras_file
+
     from zoo import errors
 
     keras = import_keras()
@@ -132,7 +132,7 @@ def test_keras_lambda_payload_is_live_and_safe_mode_refuses(tmp_path):
 
 
 def test_genuine_keras_file_loads_in_safe_mode(tmp_path):
-    from converters.keras_loading import import_keras, load_keras_file
+    from zoo.converters.loaders.keras_models import import_keras, load_keras_file
 
     keras = import_keras()
     path = tmp_path / "ok.keras"
@@ -144,9 +144,8 @@ def test_genuine_archives_import_and_pickle_checkpoint_pulls(indexed, base_repo,
     """The extractor and the pickle scanner refuse only what is hostile: a clean tar.gz and
     zip import, and a torch.save state dict named .pth converts with parity."""
     import torch
-    from safetensors.torch import load as load_safetensors
-
     from hostile import _tar, _zip
+    from safetensors.torch import load as load_safetensors
 
     for i, archive in enumerate((_tar(tmp_path, base_repo, [], "w:gz"), _zip(tmp_path, base_repo, []))):
         proc = run_zoo("import", str(archive), "--name", f"ok{i}", "--json")

@@ -13,17 +13,29 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from huggingface_hub import HfApi, hf_hub_download, model_info, scan_cache_dir, snapshot_download
+from builders import (
+    commit_for,
+    file_etag,
+    git_blob_sha1,
+    sha256_hex,
+    timm_repo,
+    write_hf_cache,
+)
+from conftest import GATED_REPO_ID, TINY_REPO_BUILDERS
+from hubserver import HubServer, Repo, is_lfs, parse_range
+from huggingface_hub import (
+    HfApi,
+    hf_hub_download,
+    model_info,
+    scan_cache_dir,
+    snapshot_download,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-
-from builders import commit_for, file_etag, git_blob_sha1, sha256_hex, timm_repo, write_hf_cache
-from conftest import GATED_REPO_ID, TINY_REPO_BUILDERS
-from hubserver import HubServer, Repo, is_lfs, parse_range
 
 RESNET = "timm/test_resnet.r160_in1k"
 BERT = "zoo-test/tiny-bert"

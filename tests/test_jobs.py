@@ -11,7 +11,7 @@ import time
 import pytest
 
 from zoo import db, errors
-from zoo.jobs import JobRequest, JobService
+from zoo.service.jobs import JobRequest, JobService
 
 REQUEST = JobRequest(model="test_resnet", format="onnx")
 

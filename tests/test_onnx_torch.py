@@ -10,9 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_zoo
-from onnx_families import EXPORTERS, FAMILIES, KERAS_FAMILY, TEXT_FAMILIES, build_family, export_family
+from onnx_families import (
+    EXPORTERS,
+    FAMILIES,
+    KERAS_FAMILY,
+    TEXT_FAMILIES,
+    build_family,
+    export_family,
+)
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 DEFAULT_RUN = {("test_resnet", "torchscript"), ("test_vit", "torchscript"), ("tiny-bert-sst", "dynamo"),
@@ -52,9 +58,8 @@ def _tolerance(ref: np.ndarray) -> dict:
 def test_family_onnx_to_pt2_matches_onnxruntime_and_source(family_onnx, tmp_path, name, exporter):
     import onnxruntime as ort
     import torch
-
-    from converters.onnx_torch import export_pt2
-    from converters.pt2_archive import load_program
+    from zoo.converters.loaders.pt2_archive import load_program
+    from zoo.converters.onnx_torch.module import export_pt2
 
     family, onnx_path = family_onnx(name, exporter)
     info = export_pt2(onnx_path, tmp_path / "model.pt2")
@@ -78,8 +83,7 @@ def small_pt2(tmp_path_factory) -> Path:
     """A .pt2 zoo's converter wrote, with a weight and a lifted constant, to tamper with."""
     import onnx
     from onnx import helper, numpy_helper
-
-    from converters.onnx_torch import export_pt2
+    from zoo.converters.onnx_torch.module import export_pt2
 
     root = tmp_path_factory.mktemp("pt2")
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Gather", ["h", "idx"], ["y"], axis=1)]
@@ -163,7 +167,8 @@ def _target(obj):
          "opaque-object"],
 )
 def test_archive_check_refuses_what_would_run_code(small_pt2, tmp_path, capsys, edit, needle):
-    from converters.pt2_archive import check_archive, load_program
+    from zoo.converters.loaders.pt2_archive import check_archive, load_program
+
     from zoo import errors
 
     check_archive(small_pt2)  # the untouched file passes
@@ -175,7 +180,8 @@ def test_archive_check_refuses_what_would_run_code(small_pt2, tmp_path, capsys, 
 
 
 def test_archive_check_refuses_non_archives(tmp_path):
-    from converters.pt2_archive import check_archive
+    from zoo.converters.loaders.pt2_archive import check_archive
+
     from zoo import errors
 
     (tmp_path / "x.pt2").write_bytes(b"PK\x03\x04 not really")
@@ -220,7 +226,6 @@ def test_convert_onnx_to_pt2_and_back_through_the_cli(family_onnx, indexed, tmp_
 
 def test_unknown_op_fails_with_exit_8_and_nothing_stored(indexed, tmp_path):
     from onnx import helper
-
     from test_onnx_torch_ops import X, model_for
 
     model = model_for("Relu", [("x", X)])
@@ -254,8 +259,7 @@ def test_fp16_and_int8_onnx_files_are_checked_at_their_own_precision(family_onnx
     """An fp16 or int8 file re-expressed as fp32 torch ops differs from onnxruntime's own fp16/int8 kernels
     by their rounding: zoo checks onnx -> pt2 at the source's precision class, not at fp32."""
     import onnx
-
-    from converters.parity import default_tolerance
+    from zoo.converters.parity.check import default_tolerance
 
     _, onnx_path = family_onnx("test_resnet", "torchscript")
     path = tmp_path / f"resnet-{precision}.onnx"

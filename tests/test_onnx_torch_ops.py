@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from converters.onnx_ops import OPS
+from zoo.converters.onnx_torch.ops import OPS
 
 RNG = np.random.default_rng(0)
 
@@ -54,8 +53,7 @@ def run_both(model, feeds, tmp_path: Path):
     import onnx
     import onnxruntime as ort
     import torch
-
-    from converters.onnx_torch import build_module
+    from zoo.converters.onnx_torch.module import build_module
 
     path = tmp_path / "op.onnx"
     onnx.save(model, str(path))
@@ -338,9 +336,8 @@ def test_shape_subgraph_stays_dynamic_through_export(tmp_path):
     import onnx
     import onnxruntime as ort
     import torch
-
-    from converters.onnx_torch import export_pt2
-    from converters.pt2_archive import load_program
+    from zoo.converters.loaders.pt2_archive import load_program
+    from zoo.converters.onnx_torch.module import export_pt2
 
     src, out = tmp_path / "shapes.onnx", tmp_path / "shapes.pt2"
     onnx.save(_shape_graph(), str(src))
@@ -383,8 +380,7 @@ def _with_extra_node(model, op_type, domain="", name=None, **attrs):
 )
 def test_unsupported_attribute_values_are_named(op, attrs, opset, needle):
     from onnx import helper
-
-    from converters.onnx_torch import unsupported_nodes
+    from zoo.converters.onnx_torch.module import unsupported_nodes
 
     node = helper.make_node(op, ["x"], ["y"], name="the_node", **attrs)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1])], [helper.make_tensor_value_info("y", 1, [1])])
@@ -395,8 +391,8 @@ def test_unsupported_attribute_values_are_named(op, attrs, opset, needle):
 
 def test_every_unsupported_node_is_listed_in_one_error(tmp_path):
     from onnx import helper
+    from zoo.converters.onnx_torch.module import build_module
 
-    from converters.onnx_torch import build_module
     from zoo import errors
 
     model = model_for("Relu", [("x", X)])
@@ -421,8 +417,8 @@ def test_every_unsupported_node_is_listed_in_one_error(tmp_path):
 def test_nodes_out_of_order_run_in_dependency_order(tmp_path):
     """ONNX requires sorted nodes, but tools (onnxruntime's fp16 converter) append some: sort, or say why not."""
     from onnx import helper
+    from zoo.converters.onnx_torch.module import build_module
 
-    from converters.onnx_torch import build_module
     from zoo import errors
 
     model = model_for("Relu", [("x", X)])
@@ -441,8 +437,8 @@ def test_data_dependent_shapes_fail_the_export_naming_the_node(tmp_path):
     """A Reshape whose target shape is data (a graph input) cannot be traced symbolically."""
     import onnx
     from onnx import helper
+    from zoo.converters.onnx_torch.module import export_pt2
 
-    from converters.onnx_torch import export_pt2
     from zoo import errors
 
     node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_by_data")

@@ -1,4 +1,4 @@
-"""converters.parity: the checker passes what matches, fails what does not, and never raises on a mismatch."""
+"""zoo.converters.parity.check: the checker passes what matches, fails what does not, and never raises on a mismatch."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from converters.parity import (
+from zoo.converters.parity.check import (
     DEFAULT_TOLERANCES,
     InputSet,
     ParityReport,
@@ -21,6 +20,7 @@ from converters.parity import (
     default_tolerance,
     random_input_sets,
 )
+
 from zoo.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,7 +306,7 @@ def test_default_tolerances():
 
 def test_import_is_light():
     """Importing the checker loads no framework (and not even numpy) until it is used."""
-    code = ("import sys; import converters.parity; "
+    code = ("import sys; import zoo.converters.parity.check; "
             "print(*(m in sys.modules for m in ('torch', 'onnxruntime', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TIMM_REPO, pull_json, run_zoo, source_outputs
+
 
 def onnx_outputs(path: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
@@ -253,10 +253,10 @@ def test_remote_code_repo_is_refused(indexed, tiny_repos):
 @pytest.mark.parametrize("exporter", ["auto", "torchscript"])  # auto ends on dynamo: both graphs' names are read
 def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo, monkeypatch, capsys, exporter):
     import onnx
+    import zoo.converters.edges.torch_onnx as torch_onnx
     from onnx import numpy_helper
 
-    import converters.torch_onnx as torch_onnx
-    from zoo import cli
+    from zoo.cli import main as cli
 
     real_export = torch_onnx.export_onnx
     sabotaged_nodes = []
@@ -427,12 +427,13 @@ def test_a_moved_branch_is_converted_again_and_old_artifact_kept(indexed, hub_en
 
 
 def test_a_faithful_export_shows_no_divergence(indexed, cached_repo, tiny_repos):
-    from converters.divergence import locate_divergence
-    from converters.loading import build_model
-    from converters.runners import torch_inputs
-    from converters.torch_onnx import export_onnx
-    from registry.index import Registry
-    from registry.names import parse_name
+    from zoo.converters.edges.torch_onnx import export_onnx
+    from zoo.converters.loaders.torch_models import build_model
+    from zoo.converters.parity.divergence import locate_divergence
+    from zoo.converters.parity.runners import torch_inputs
+    from zoo.registry.index import Registry
+    from zoo.registry.names import parse_name
+
     from zoo.settings import get_settings
 
     snapshot = cached_repo(TIMM_REPO)
@@ -467,8 +468,8 @@ def test_auto_exporter_falls_back_to_dynamo_when_the_torchscript_export_fails_pa
     branch): parity catches it, and --exporter auto exports again with dynamo. The model here behaves
     differently under torch.jit tracing, which is exactly what the TorchScript exporter runs."""
     import torch
+    from zoo.converters.loaders import torch_models as loading
 
-    from converters import loading
     from zoo import pipeline
 
     class TracesWrong(torch.nn.Module):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from zoo.registry.index import Registry
+from zoo.registry.names import parse_name
 
-from registry.index import Registry
-from registry.names import parse_name
 from zoo import errors
 from zoo.settings import Settings
 

@@ -1,4 +1,4 @@
-"""zoo.samples: deterministic sample images, and preprocessing identical to timm's eval transform."""
+"""zoo.converters.parity.samples: deterministic sample images, and preprocessing identical to timm's eval transform."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import hashlib
 
 import numpy as np
 import pytest
-
-from zoo.errors import UnsupportedError, UsageError
-from zoo.samples import (
+from zoo.converters.parity.samples import (
     SAMPLE_LICENSE,
     SAMPLE_SENTENCES,
     preprocess_image,
     preprocess_images,
     sample_images,
 )
+
+from zoo.errors import UnsupportedError, UsageError
 
 
 def _digest(image) -> str:

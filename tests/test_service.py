@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_zoo
 from serverproc import ZooServer, finished, job_processes, pid_gone, wait_job
 from test_api import FAST, make_home, server_env, submit
@@ -29,7 +28,7 @@ def _wait_gone(pid: int, timeout: float = 30) -> bool:
 
 def _job_row(home: Path, job_id: str):
     from zoo import db
-    from zoo.jobs import JobService
+    from zoo.service.jobs import JobService
 
     url = f"sqlite:///{home / 'registry.db'}"
     try:
@@ -70,7 +69,7 @@ def test_restarts_lose_no_job(tmp_path, tiny_repos, timm_index_db):
             failed = wait_job(client, job["id"], finished)
             assert failed["state"] == "failed" and failed["attempts"] == 1
             assert failed["error"]["error"] == "offline_not_cached" and failed["error"]["status"] == 502
-    from zoo.store import ArtifactStore
+    from zoo.storage.artifacts import ArtifactStore
 
     store = ArtifactStore(home)
     assert [a.digest for a in store.list()] == [done["result"]["digest"]] and store.verify(store.list()[0]) == []

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from zoo.hashing import sha256_json
-from zoo.store import ArtifactStore, copy_out
+from zoo.storage.artifacts import ArtifactStore, copy_out
 
 
 def _stage(store, files):
@@ -92,7 +92,8 @@ def test_copy_out_single_file_and_directory(tmp_path):
 def test_a_write_between_hash_and_rename_publishes_nothing(tmp_path, monkeypatch):
     """A writer holding a descriptor opened before the seal (chmod does not revoke it) changes a file
     after zoo hashed it: the publish must fail rather than name those bytes by the old digest."""
-    from zoo import errors, store as store_module
+    from zoo import errors
+    from zoo.storage import artifacts as store_module
 
     store = ArtifactStore(tmp_path)
     ctx, staged = _stage(store, {"model.onnx": b"the bytes zoo hashes"})

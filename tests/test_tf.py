@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT, TIMM_REPO, pull_json, run_zoo, source_outputs
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
@@ -228,7 +227,7 @@ def test_the_audit_sees_onnx2tf_download_and_the_worker_refuses_it(tmp_path):
     env, log = _audited_env(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = ("import sys; from converters.onnx2tf_worker import refuse_network; sys.addaudithook(refuse_network)\n"
+    code = ("import sys; from zoo.converters.edges.onnx2tf_worker import refuse_network; sys.addaudithook(refuse_network)\n"
             "from onnx2tf.utils.common_functions import download_test_image_data\n"
             "try:\n    download_test_image_data()\nexcept Exception as exc:\n    print('refused', type(exc).__name__)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=empty, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "3"},

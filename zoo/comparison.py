@@ -21,13 +21,13 @@ def _is_file(text: str) -> bool:
 
 def _model_side(name: str, settings: Settings) -> dict[str, Any]:
     """The source PyTorch model behind a name, with zoo's parity inputs for it."""
-    from converters.inputs import parity_input_sets
-    from converters.loading import build_model
-    from converters.runners import torch_runner
-    from registry.index import Registry
-    from registry.names import parse_name
+    from zoo.converters.loaders.torch_models import build_model
+    from zoo.converters.parity.inputs import parity_input_sets
+    from zoo.converters.parity.runners import torch_runner
     from zoo.pipeline import check_sources, fetch
     from zoo.progress import quiet
+    from zoo.registry.index import Registry
+    from zoo.registry.names import parse_name
 
     ref = parse_name(name)
     registry = Registry(settings)
@@ -43,8 +43,8 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
                outputs: list[str] | None = None) -> dict[str, Any]:
     """A file's runner and, when its signature says, its inputs; ``names`` (the reference's inputs) feed
     files that do not name theirs, and a .pt2 (positional)."""
-    from converters.inputs import file_input_sets, file_signature
-    from converters.runners import artifact_runner
+    from zoo.converters.parity.inputs import file_input_sets, file_signature
+    from zoo.converters.parity.runners import artifact_runner
 
     path = Path(text).expanduser()
     side: dict[str, Any] = {"label": str(path), "path": path}
@@ -53,9 +53,9 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
 
         check_model_file(path)
     if path.suffix == ".pt2":  # torch.export.load can run code from a foreign archive
-        from registry.index import Registry
         from zoo.convert import require_zoo_written
         from zoo.hashing import sha256_file
+        from zoo.registry.index import Registry
 
         require_zoo_written(path, sha256_file(path), Registry(settings))
     if path.suffix in (".onnx", ".pt2"):
@@ -72,7 +72,7 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
             dtype: str = "float32") -> tuple[Any, str, str]:
     """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs."""
-    from converters.parity import check_parity, requested_tolerance
+    from zoo.converters.parity.check import check_parity, requested_tolerance
     from zoo.pipeline import converter_versions
 
     if not _is_file(b):
@@ -89,11 +89,11 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
 
 def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
     """Pull ``name`` in every reachable format; each row is checked against the same source on the same inputs."""
-    from converters import graph
-    from registry.index import Registry
-    from registry.names import parse_name
+    from zoo.converters import graph
     from zoo.pipeline import PullOptions, fetch, pull, source_node
     from zoo.progress import quiet
+    from zoo.registry.index import Registry
+    from zoo.registry.names import parse_name
 
     registry = Registry(settings)
     ref = parse_name(name)

@@ -2,12 +2,12 @@
 
 A directory holding a Hugging Face or timm model (``config.json`` + weights) is
 imported (as ``zoo import`` would) and pulled. A model file or SavedModel
-directory (the kinds in ``converters/file_sources.py``: ONNX, SavedModel,
+directory (the kinds in ``converters/loaders/files.py``: ONNX, SavedModel,
 ``.keras``, ``.pt2``) is converted along the chain planned from its graph node
 and checked end to end against the source itself, on inputs made from its own
 signature. The result is published in the same store, keyed by the source's
 digest. A ``.pt2`` is loaded only if zoo wrote it (``torch.export.load`` can run
-code from an archive, see ``converters/pt2_archive.py``).
+code from an archive, see ``converters/loaders/pt2_archive.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from zoo import errors
-from zoo.pipeline import PullOptions, PullResult, _index_artifact, _result, converter_versions, lookup, pull
+from zoo.pipeline import (
+    PullOptions,
+    PullResult,
+    _index_artifact,
+    _result,
+    converter_versions,
+    lookup,
+    pull,
+)
 from zoo.progress import Progress, quiet
 from zoo.safety import check_model_file
 from zoo.settings import Settings, get_settings
-from zoo.store import ArtifactStore, copy_out
+from zoo.storage.artifacts import ArtifactStore, copy_out
 
 
 def convert_path(path: Path, options: PullOptions, *, settings: Settings | None = None,
@@ -32,12 +40,12 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     settings = settings or get_settings()
     progress = progress or quiet()
     path = path.expanduser()
-    from converters.file_sources import SOURCE_KINDS, detect_source
     from zoo.archives import ARCHIVE_SUFFIXES
+    from zoo.converters.loaders.files import SOURCE_KINDS, detect_source
 
     kind = detect_source(path)
     if kind is None and (path.is_dir() or path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)):
-        from registry.local_source import import_path
+        from zoo.registry.local_source import import_path
 
         stem = path.resolve().name
         for suffix in ARCHIVE_SUFFIXES:
@@ -53,7 +61,7 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     if kind is None:
         raise errors.UnsupportedFormatError(f"zoo cannot convert {path.name} yet",
                                             hint=f"convert one of: {kinds}, or a directory with config.json and weights")
-    from converters import graph
+    from zoo.converters import graph
 
     chain = graph.plan(kind.node, options.format)
     canonical = options.canonical()
@@ -64,7 +72,7 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
     model_id = f"file/{digest[:16]}"
     key = sha256_json({"source": digest, "converter": graph.chain_name(chain), "versions": converter_versions(),
                        "options": canonical})
-    from registry.index import Registry
+    from zoo.registry.index import Registry
 
     registry = Registry(settings)
     if kind.node == "pt2":
@@ -88,7 +96,7 @@ def convert_path(path: Path, options: PullOptions, *, settings: Settings | None 
 def _source_files(path: Path) -> list[dict[str, Any]]:
     """Path, sha256 and size of the source file, or of every file of a source directory."""
     from zoo.hashing import sha256_file
-    from zoo.store import hash_tree
+    from zoo.storage.artifacts import hash_tree
 
     if path.is_file():
         return [{"path": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}]
@@ -102,10 +110,10 @@ def _source_files(path: Path) -> list[dict[str, Any]]:
 def _convert_file(path: Path, kind: Any, source_files: list[dict[str, Any]], digest: str, model_id: str, chain: list,
                   options: PullOptions, canonical: dict[str, Any], key: str, registry: Any, store: ArtifactStore,
                   progress: Progress) -> PullResult:
-    from converters import graph
-    from converters.inputs import file_input_sets
-    from converters.parity import check_parity, requested_tolerance
-    from converters.runners import artifact_runner
+    from zoo.converters import graph
+    from zoo.converters.parity.check import check_parity, requested_tolerance
+    from zoo.converters.parity.inputs import file_input_sets
+    from zoo.converters.parity.runners import artifact_runner
 
     with progress.stage("load", f"{kind.name} {path.name}"):
         source = kind.open(path)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from zoo import db, errors
 from zoo.settings import Settings
-from zoo.store import Artifact, ArtifactStore
+from zoo.storage.artifacts import Artifact, ArtifactStore
 
 
 def verify_cache(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _source_rows(settings: Settings) -> list[tuple[dict[str, Any], str, list[dic
 
 
 def _source_root(record: dict[str, Any], revision: str, settings: Settings) -> Path | None:
-    from registry.hf_source import repo_cache_dir
+    from zoo.registry.hf_source import repo_cache_dir
 
     if record.get("source") == "local":
         return settings.home / "local" / str(record.get("name")) / revision
@@ -56,7 +56,7 @@ def _source_root(record: dict[str, Any], revision: str, settings: Settings) -> P
 
 
 def _check_source(row: tuple[dict[str, Any], str, list[dict[str, Any]]], settings: Settings, repair: bool) -> dict[str, Any]:
-    from registry.download import Expected, check_file
+    from zoo.registry.download import Expected, check_file
 
     record, revision, files = row
     root = _source_root(record, revision, settings)
@@ -80,7 +80,7 @@ def _check_source(row: tuple[dict[str, Any], str, list[dict[str, Any]]], setting
 
 
 def _refetch_source(record: dict[str, Any], revision: str, f: dict[str, Any], path: Path, settings: Settings) -> bool:
-    from registry.download import Expected, download_file, evict
+    from zoo.registry.download import Expected, download_file, evict
 
     repo = record.get("repo_id")
     if record.get("source") == "local" or not repo or settings.hf_offline:
@@ -119,7 +119,7 @@ def _replay_name(manifest: dict[str, Any], settings: Settings) -> str | None:
     if source in ("hf", "timm") and model and revision:
         return f"{model}@{revision}"
     if source == "local":
-        from registry.index import Registry
+        from zoo.registry.index import Registry
 
         current = Registry(settings).get(str(model))
         return f"local:{record.get('name')}" if current is not None and current.revision == revision else None

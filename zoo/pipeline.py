@@ -14,16 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.names import parse_name
-from registry.records import FileInfo, ModelRecord
 from zoo import __version__, errors, hooks, pullmemo
 from zoo.progress import Progress, quiet
+from zoo.registry.names import parse_name
+from zoo.registry.records import FileInfo, ModelRecord
 from zoo.settings import Settings, get_settings
-from zoo.store import Artifact, ArtifactStore, copy_out
+from zoo.storage.artifacts import Artifact, ArtifactStore, copy_out
 from zoo.versions import dist_version, dist_versions
 
 if TYPE_CHECKING:
-    from registry.index import Registry
+    from zoo.registry.index import Registry
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ class PullOptions:
     allow_mismatch: bool = False  # publish (unverified) and exit 0 when parity fails; not part of the cache key
 
     def canonical(self) -> dict[str, Any]:
-        from converters.torch_onnx import check_opset  # light: no torch import at module level
+        from zoo.converters.edges.torch_onnx import (
+            check_opset,  # light: no torch import at module level
+        )
 
         return {"format": self.format, "opset": check_opset(self.opset), "atol": self.atol, "rtol": self.rtol,
                 "exporter": self.exporter}
@@ -78,7 +80,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     options = options or PullOptions()
     settings = settings or get_settings()
     progress = progress or quiet()
-    from converters import graph
+    from zoo.converters import graph
 
     graph.require_format(options.format)
     canonical = options.canonical()  # validates before any network or heavy work
@@ -87,7 +89,7 @@ def pull(name: str, options: PullOptions | None = None, *, settings: Settings | 
     fast = _recall(ref, fp, settings, output) if ref.source != "local" else None
     if fast is not None:
         return fast
-    from registry.index import Registry
+    from zoo.registry.index import Registry
 
     registry = Registry(settings)
     with progress.stage("resolve", name):
@@ -158,7 +160,12 @@ def source_node(record: ModelRecord) -> str:
 
 def fetch(record: ModelRecord, revision: str | None, registry: Registry, settings: Settings,
           progress: Progress) -> Fetched:
-    from registry.hf_source import choose_files, describe, fetch_snapshot, file_infos
+    from zoo.registry.hf_source import (
+        choose_files,
+        describe,
+        fetch_snapshot,
+        file_infos,
+    )
 
     if record.source == "keras":  # weights come through keras' own cache when the model is built
         version = dist_version("keras") or "none"
@@ -185,7 +192,7 @@ def fetch(record: ModelRecord, revision: str | None, registry: Registry, setting
     files = registry.revision_files(record.id, snap.commit)
     checked = files is None or {f.path for f in files} != set(snap.files)
     if checked:  # first sight of this revision: hash what was not downloaded (and verified) just now
-        from registry.download import verify_files
+        from zoo.registry.download import verify_files
 
         unknown = [f for f in snap.files if f not in snap.digests]
         digests = verify_files(snap.root, unknown, {}, _refetcher(record, snap.commit, settings, progress), record.id)
@@ -199,7 +206,7 @@ def _refetcher(record: ModelRecord, commit: str, settings: Settings, progress: P
     """``(name, expected) -> (path, sha256)`` that downloads a corrupt cached file again, or None offline."""
     if settings.hf_offline or record.source in ("local", "keras") or not record.repo_id:
         return None
-    from registry.download import download_file
+    from zoo.registry.download import download_file
 
     def refetch(name: str, expected: Any) -> tuple[Path, str]:
         progress.note(f"{name} of {record.repo_id} is corrupt in the Hugging Face cache; fetching it again")
@@ -214,7 +221,7 @@ def check_sources(fetched: Fetched, settings: Settings, progress: Progress) -> N
     models are fetched again, others are an IntegrityError."""
     if fetched.checked or not fetched.files:
         return
-    from registry.download import Expected, verify_files
+    from zoo.registry.download import Expected, verify_files
 
     expected = {f.path: Expected(sha256=f.sha256, size=f.size) for f in fetched.files}
     verify_files(fetched.root, list(expected), expected, _refetcher(fetched.record, fetched.revision, settings, progress),
@@ -248,7 +255,7 @@ def lookup(registry: Registry, store: ArtifactStore, key: str) -> PullResult | N
         return None
     art = store.get(row["digest"])
     if art is None and registry.settings.storage == "s3":  # indexed by a worker elsewhere: bring it here
-        from zoo.objectstore import fetch_artifact
+        from zoo.storage.s3 import fetch_artifact
 
         art = fetch_artifact(registry.settings, store, row["digest"])
     if art is None or not store.quick_check(art):
@@ -270,18 +277,30 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
             store: ArtifactStore, progress: Progress) -> PullResult:
     """The heavy path: build, run the planned chain of edges, check parity end to
     end against the source model, publish (verified, or quarantined)."""
-    from converters import graph, loading
-    from converters.inputs import parity_input_sets
-    from converters.parity import check_parity, default_tolerance, requested_tolerance
-    from converters.runners import artifact_runner, torch_inputs, torch_runner
+    from zoo.converters import graph
+    from zoo.converters.loaders import torch_models as loading
+    from zoo.converters.parity.check import (
+        check_parity,
+        default_tolerance,
+        requested_tolerance,
+    )
+    from zoo.converters.parity.inputs import parity_input_sets
+    from zoo.converters.parity.runners import (
+        artifact_runner,
+        torch_inputs,
+        torch_runner,
+    )
 
     record = fetched.record
     node = source_node(record)
     chain = graph.plan(node, options.format)
     with progress.stage("load", f"{record.library} {record.arch}"):
         if node == "keras-model":
-            from converters.keras_loading import build_keras, load_keras_snapshot
-            from converters.runners import keras_runner
+            from zoo.converters.loaders.keras_models import (
+                build_keras,
+                load_keras_snapshot,
+            )
+            from zoo.converters.parity.runners import keras_runner
 
             tm = (build_keras(record, progress.note) if record.source == "keras"
                   else load_keras_snapshot(fetched.root, fetched.weights))
@@ -355,7 +374,7 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
 
 def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain: list) -> dict[str, Any]:
     """Best effort: a diagnostic must never turn a parity failure into a crash."""
-    from converters.divergence import locate_divergence
+    from zoo.converters.parity.divergence import locate_divergence
 
     try:
         found = locate_divergence(tm, onnx_path, feeds, atol=tol.atol, rtol=tol.rtol)
@@ -369,7 +388,7 @@ def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain
 
 
 def _write_onnx_metadata(path: Path, fetched: Fetched, tm: Any, conversion: dict[str, Any], report: Any) -> None:
-    from converters.torch_onnx import write_metadata
+    from zoo.converters.edges.torch_onnx import write_metadata
 
     record = fetched.record
     props = {
@@ -396,7 +415,7 @@ def _copy_sidecar_files(fetched: Fetched, staging: Path) -> None:
     """Transformers artifacts carry their config and tokenizer files."""
     if fetched.record.library != "transformers":
         return
-    from registry.hf_source import METADATA_FILES
+    from zoo.registry.hf_source import METADATA_FILES
 
     for f in fetched.files:
         if f.path in METADATA_FILES:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from registry.hf_source import COMMIT_RE, cached_commit
 from zoo.hashing import sha256_json
+from zoo.registry.hf_source import COMMIT_RE, cached_commit
 from zoo.settings import Settings
 
 
@@ -52,7 +52,11 @@ def current_commit(repo_id: str, revision: str | None, settings: Settings) -> st
     if settings.hf_offline or COMMIT_RE.match(revision):
         return cached_commit(repo_id, revision, settings.hf_hub_cache)
     try:  # huggingface_hub's own session: same proxies, certificates, token and user agent
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        from huggingface_hub.utils import (
+            build_hf_headers,
+            get_session,
+            hf_raise_for_status,
+        )
 
         url = f"{settings.hf_endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}"
         response = get_session().get(url, headers=build_hf_headers(token=settings.hf_token), timeout=10)

@@ -2,7 +2,7 @@
 
     python -m zoo.runner --job ID --events-fd N --parent PID --spec JSON
 
-The supervisor (``zoo.execution``) starts this in a new session, so killing the
+The supervisor (``zoo.service.execution``) starts this in a new session, so killing the
 process group stops the conversion wherever it is, native exporter code
 included, and gives its memory back. Here the process limits its own address
 space (``ZOO_JOB_MEMORY_MB``), asks the kernel to kill it when its parent dies,
@@ -25,7 +25,7 @@ from typing import Any, Callable
 from zoo.progress import Progress
 from zoo.settings import Settings
 
-# How far along a job is when a stage starts (the stages of zoo.pipeline and converters.graph).
+# How far along a job is when a stage starts (the stages of zoo.pipeline and zoo.converters.graph).
 STAGE_PROGRESS = {"resolve": 0.02, "fetch": 0.05, "load": 0.2, "export": 0.4, "convert": 0.6, "parity": 0.75,
                   "locate": 0.9, "publish": 0.95}
 
@@ -69,8 +69,8 @@ def die_with_parent(parent: int) -> None:
 
 def run_job(spec: dict[str, Any], settings: Settings, send: Callable[..., None]) -> int:
     from zoo.errors import as_storage_error, exit_code_for
-    from zoo.jobs import JobRequest, error_dict
     from zoo.pipeline import pull
+    from zoo.service.jobs import JobRequest, error_dict
 
     try:
         request = JobRequest(**spec)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent:
         die_with_parent(args.parent)
     if args.index_catalogs:
-        from registry.index import Registry
+        from zoo.registry.index import Registry
 
         registry = Registry(settings)
         registry.ensure_timm_catalog(quiet=True)

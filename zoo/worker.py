@@ -1,7 +1,7 @@
 """``zoo worker``: a Celery worker that runs the jobs ``zoo serve`` queues (``ZOO_DISPATCHER=celery``).
 
 Each message names a job id. The worker claims that job in the job table and
-runs it through ``zoo.execution.execute``, as the local pool does: the
+runs it through ``zoo.service.execution.execute``, as the local pool does: the
 conversion in a child process of its own (killable; time and memory limits),
 the lease beaten while it runs, the outcome written back. A claim that fails
 (the job finished, was canceled, or another worker holds a live lease) drops
@@ -24,9 +24,9 @@ import uuid
 from dataclasses import replace
 
 from zoo import db
-from zoo.broker import TASK, CeleryDispatcher
-from zoo.execution import execute
-from zoo.jobs import JobService
+from zoo.service.broker import TASK, CeleryDispatcher
+from zoo.service.execution import execute
+from zoo.service.jobs import JobService
 from zoo.settings import Settings
 from zoo.storage import make_storage
 

@@ -1,1 +1,1 @@
-"""Thin route modules, one per resource; each delegates to zoo.service."""
+"""Thin route modules, one per resource; each delegates to zoo.service.core."""

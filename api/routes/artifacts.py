@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from zoo.api.deps import ReadAccess, ServiceDep
+from zoo.api.http import send_blob
+from zoo.api.schemas import ErrorPublic
 
-from api.deps import ReadAccess, ServiceDep
-from api.http import send_blob
-from api.schemas import ErrorPublic
 from zoo import errors
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-
-from api.deps import ServiceDep
-from api.schemas import Health, Readiness
+from zoo.api.deps import ServiceDep
+from zoo.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 

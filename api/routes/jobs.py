@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-
-from api.deps import ReadAccess, ServiceDep, WriteAccess
-from api.events import stream_events
-from api.schemas import ErrorPublic, JobCreate, JobPublic, JobsPublic, JobState
+from zoo.api.deps import ReadAccess, ServiceDep, WriteAccess
+from zoo.api.events import stream_events
+from zoo.api.schemas import ErrorPublic, JobCreate, JobPublic, JobsPublic, JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 _ERRORS = {401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}, 404: {"model": ErrorPublic},

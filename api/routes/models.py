@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-
-from api.deps import ReadAccess, ServiceDep
-from api.schemas import ErrorPublic, ModelPublic, ModelsPublic, ModelSummary
+from zoo.api.deps import ReadAccess, ServiceDep
+from zoo.api.schemas import ErrorPublic, ModelPublic, ModelsPublic, ModelSummary
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

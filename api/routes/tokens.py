@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from zoo.api.deps import AdminAccess, ServiceDep
+from zoo.api.schemas import (
+    ErrorPublic,
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+    TokensPublic,
+)
 
-from api.deps import AdminAccess, ServiceDep
-from api.schemas import ErrorPublic, TokenCreate, TokenCreated, TokenPublic, TokensPublic
-from zoo import tokens
+from zoo.service import tokens
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"],
                    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}})

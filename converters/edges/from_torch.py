@@ -1,0 +1,51 @@
+"""Edges out of the in-memory PyTorch model: ONNX (torch.onnx) and a
+``torch.export`` program file (``.pt2``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from zoo.converters.graph import EdgeContext, edge
+
+from zoo import errors
+
+
+@edge("torch", "onnx", name="torch.onnx", primary="model.onnx")
+def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    from zoo.converters.edges.torch_onnx import export_onnx
+
+    path = out_dir / "model.onnx"
+    info = export_onnx(tm, ctx.example, path, opset=ctx.opset, exporter=ctx.exporter, seq_max=ctx.seq_max)
+    ctx.info["torch->onnx"] = info
+    if info.get("fallback_reason"):
+        ctx.notes.append(f"the {info['fallback_reason'].split(':')[0]} exporter failed, used {info['exporter']}: "
+                         f"{info['fallback_reason']}")
+    return path
+
+
+@edge("torch", "pt2", name="torch.export", primary="model.pt2")
+def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    import torch
+    from zoo.converters.edges.torch_onnx import dynamic_shapes
+    from zoo.converters.loaders.pt2_archive import save_program
+
+    path = out_dir / "model.pt2"
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(tm.module, ctx.example, dynamic_shapes=dynamic_shapes(tm, ctx.seq_max))
+            save_program(program, path, {"inputs": _input_spec(tm, ctx.example), "outputs": tm.output_names,
+                                         "source": "torch"})
+    except Exception as exc:  # noqa: BLE001
+        raise errors.ConversionError(f"torch.export could not export the model: {type(exc).__name__}: {str(exc)[:300]}",
+                                     hint="models with data-dependent control flow cannot be exported as .pt2") from exc
+    ctx.info["torch->pt2"] = {"torch": torch.__version__}
+    return path
+
+
+def _input_spec(tm: Any, example: tuple) -> list[dict[str, Any]]:
+    """Name, shape (dynamic axes by name) and dtype of each input, for the program's signature file."""
+    return [{"name": name, "shape": [tm.dynamic_axes.get(name, {}).get(i, d) for i, d in enumerate(t.shape)],
+             "dtype": str(t.dtype).removeprefix("torch.")} for name, t in zip(tm.input_names, example)]

@@ -1,0 +1,185 @@
+"""Build a PyTorch module from a registry record and local files, safely.
+
+Weights come from safetensors whenever the repo has them; pickle files are
+loaded only with ``torch.load(weights_only=True)``. Remote code is never run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from zoo.registry.records import ModelRecord
+
+from zoo import errors
+
+
+@dataclass
+class TorchModel:
+    module: Any  # torch.nn.Module returning a tuple of tensors
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    classifier_outputs: list[str] = field(default_factory=list)
+    labels: list[str] | None = None
+    tokenizer: Any = None  # transformers tokenizer for text models
+    notes: list[str] = field(default_factory=list)
+
+
+def _require(module: str, extra: str = "torch"):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise errors.MissingDependencyError(
+            f"{module} is needed to convert this model but is not installed",
+            hint=f"pip install 'zoo-hub[{extra}]'",
+        ) from exc
+
+
+def load_state_dict(root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> dict[str, Any]:
+    """Tensors from safetensors, or from pickle through the weights-only unpickler
+    (``build_model`` has run zoo's own checks of every file first)."""
+    from zoo.safety import refuse_unsafe_pickle_env
+
+    torch = _require("torch")
+    state: dict[str, Any] = {}
+    shards = [w for w in weights if not w.endswith(".index.json")]
+    for name in shards:
+        path = root / name
+        try:
+            if weights_format == "safetensors":
+                from safetensors.torch import load_file
+
+                state.update(load_file(str(path)))
+            else:
+                refuse_unsafe_pickle_env()
+                note(f"no safetensors weights: loading {name} with torch.load(weights_only=True)")
+                state.update(_tensors_of(torch.load(str(path), map_location="cpu", weights_only=True), name))
+        except errors.ZooError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any parse failure means corrupt or hostile input
+            if "weights_only" in str(exc) or type(exc).__name__ == "UnpicklingError":
+                raise errors.UnsafeModelError(f"refusing {name}: torch.load(weights_only=True) rejected it: {str(exc).splitlines()[0][:300]}",
+                                              hint="publish safetensors weights") from exc
+            raise errors.InvalidModelError(
+                f"cannot read weights {name}: {type(exc).__name__}: {str(exc)[:300]}",
+                hint="the file is corrupt or not a weights file; delete it from the cache and pull again",
+            ) from exc
+    return state
+
+
+def _tensors_of(obj: Any, name: str) -> dict[str, Any]:
+    """The state dict in a loaded pickle: the object itself, or a checkpoint's ``state_dict``."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise errors.InvalidModelError(f"{name} holds a {type(obj).__name__}, not a state dict",
+                                       hint="save the weights with torch.save(model.state_dict()) or as safetensors")
+    return obj
+
+
+def build_timm(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
+    timm = _require("timm")
+    kwargs: dict[str, Any] = {}
+    cfg = record.extra.get("timm_config") or {}
+    if record.num_classes is not None or cfg.get("num_classes") is not None:
+        kwargs["num_classes"] = cfg.get("num_classes", record.num_classes) or 0
+    if cfg.get("global_pool"):
+        kwargs["global_pool"] = cfg["global_pool"]
+    kwargs.update(cfg.get("model_args") or {})
+    try:
+        module = timm.create_model(record.arch, pretrained=False, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise errors.UnsupportedError(f"timm cannot build architecture {record.arch!r}: {exc}",
+                                      hint="upgrade timm, or check config.json's architecture") from exc
+    state = load_state_dict(root, weights, weights_format, note)
+    _load_strict(module, state, record.id)
+    module.eval()
+    output = "logits" if module.num_classes else "features"
+    labels = record.labels or _imagenet_labels(record, module.num_classes)
+    return TorchModel(module, ["input"], [output], {"input": {0: "batch"}, output: {0: "batch"}},
+                      classifier_outputs=[output] if module.num_classes else [], labels=labels)
+
+
+def _imagenet_labels(record: ModelRecord, num_classes: int) -> list[str] | None:
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+
+        subset = infer_imagenet_subset({"num_classes": num_classes, "tag": record.tag or ""})
+        return list(ImageNetInfo(subset).label_names()) if subset else None
+    except Exception:  # noqa: BLE001 - labels are a nicety
+        return None
+
+
+def _load_strict(module: Any, state: dict[str, Any], model_id: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise errors.InvalidModelError(
+            f"{model_id}: the weights do not fit the architecture: {str(exc).splitlines()[0][:300]}",
+            hint="the weights file is corrupt or belongs to another model",
+        ) from exc
+
+
+def build_transformers(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
+    transformers = _require("transformers")
+    torch = _require("torch")
+    from zoo.safety import check_remote_code
+
+    check_remote_code(root, [p.name for p in root.iterdir()], record.id)  # again: the repo may differ from its description
+    if weights_format == "pickle":
+        note(f"no safetensors weights: transformers loads {weights[0]} with torch.load(weights_only=True)")
+    auto = {"text-classification": transformers.AutoModelForSequenceClassification,
+            "image-classification": transformers.AutoModelForImageClassification}.get(record.task, transformers.AutoModel)
+    try:
+        model = auto.from_pretrained(str(root), trust_remote_code=False, local_files_only=True,
+                                     use_safetensors=weights_format == "safetensors", attn_implementation="eager")
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise errors.InvalidModelError(f"{record.id}: transformers cannot load the model: {str(exc)[:300]}",
+                                       hint="check config.json and the weights files") from exc
+    model.eval()
+    input_names = [spec["name"] for spec in record.input_spec]
+    if record.task == "feature-extraction":
+        outputs = ["last_hidden_state"] + (["pooler_output"] if getattr(model, "pooler", None) is not None else [])
+    else:
+        outputs = ["logits"]
+    is_text = input_names[0] == "input_ids"
+    dyn = {n: ({0: "batch", 1: "sequence"} if is_text else {0: "batch"}) for n in input_names}
+    for out in outputs:
+        dyn[out] = {0: "batch", 1: "sequence"} if is_text and out == "last_hidden_state" else {0: "batch"}
+    tokenizer = None
+    if is_text:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+
+    class TupleOutputs(torch.nn.Module):
+        """Positional inputs in, a tuple of named outputs out: clean ONNX names."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> tuple:
+            out = self.inner(**dict(zip(input_names, args)), return_dict=True)
+            return tuple(out[name] for name in outputs)
+
+    # eval() on the wrapper too: the TorchScript exporter restores the top module's mode recursively
+    return TorchModel(TupleOutputs(model).eval(), input_names, outputs, dyn,
+                      classifier_outputs=["logits"] if "logits" in outputs else [], labels=record.labels, tokenizer=tokenizer)
+
+
+def build_model(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
+    """Check every weights file (``zoo.safety``), then build: the checks run before
+    any loader, transformers' own unpickling included."""
+    from zoo.safety import check_weights, refuse_unsafe_pickle_env
+
+    if weights_format == "pickle":
+        refuse_unsafe_pickle_env()
+    check_weights(root, weights)
+    if record.library == "timm":
+        return build_timm(record, root, weights, weights_format, note)
+    if record.library == "transformers":
+        return build_transformers(record, root, weights, weights_format, note)
+    raise errors.UnsupportedError(f"{record.id}: library {record.library!r} is not supported")

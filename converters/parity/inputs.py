@@ -1,0 +1,159 @@
+"""The inputs parity is checked on: seeded random batches at several batch
+sizes (and sequence lengths), plus a real sample: zoo's generated images
+through the model's own preprocessing, or tokenised sentences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from zoo.converters.parity.check import InputSet, random_input_sets
+from zoo.registry.records import ModelRecord
+
+_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "lanczos"}
+SAMPLE_IMAGES = 4
+
+
+def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
+    """timm-style preprocessing settings for the record (timm or transformers)."""
+    pre = record.preprocessing
+    if "image_mean" in pre or record.library == "transformers":
+        _, h, w = record.input_spec[0]["shape"][1:]
+        size = pre.get("size") or {}
+        if isinstance(size, dict) and "height" in size:
+            h, w = size["height"], size["width"]
+        return {"input_size": (3, h, w), "mean": tuple(pre.get("image_mean", (0.5, 0.5, 0.5))),
+                "std": tuple(pre.get("image_std", (0.5, 0.5, 0.5))),
+                "interpolation": _PIL_RESAMPLE.get(pre.get("resample", 2), "bilinear"),
+                "crop_pct": 1.0, "crop_mode": "squash"}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+
+
+def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
+    spec = record.input_spec
+    if spec and spec[0]["name"] == "input_ids":
+        return _text_sets(record, tokenizer)
+    if record.library == "keras" and spec and spec[0].get("layout") == "NHWC":
+        return _keras_sets(record)
+    if record.library == "keras":  # any other Keras model: seeded random inputs from its declared shapes
+        return file_input_sets(spec, {})
+    return _image_sets(record)
+
+
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+
+
+def keras_preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """keras.applications' ``preprocess_input`` for NHWC RGB pixels in 0..255."""
+    if mode == "tf":
+        return pixels / 127.5 - 1.0
+    if mode == "caffe":
+        return pixels[..., ::-1] - _CAFFE_MEAN_BGR
+    if mode == "torch":
+        return (pixels / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD
+    return pixels  # "none": the model rescales itself
+
+
+def _keras_sets(record: ModelRecord) -> list[InputSet]:
+    from PIL import Image
+    from zoo.converters.parity.samples import sample_images
+
+    _, h, w, c = record.input_spec[0]["shape"]
+    sets = random_input_sets([{"name": "input", "shape": ["batch", h, w, c], "dtype": "float32"}])
+    mode = record.preprocessing.get("mode", "tf")
+    if mode == "none":  # the model expects raw pixels: random inputs in that range too
+        for s in sets:
+            s.feeds["input"] = (np.clip(s.feeds["input"] * 64 + 128, 0, 255)).astype(np.float32)
+    images = [img.convert("RGB").resize((w, h), Image.BILINEAR) for _, img in sample_images(SAMPLE_IMAGES, size=max(h, w))]
+    pixels = np.stack([np.asarray(img, dtype=np.float32) for img in images])
+    sets.append(InputSet("sample-images", {"input": keras_preprocess(pixels, mode).astype(np.float32)}, kind="sample"))
+    return sets
+
+
+def _image_sets(record: ModelRecord) -> list[InputSet]:
+    from zoo.converters.parity.samples import preprocess_images, sample_images
+
+    item = record.input_spec[0]
+    sets = random_input_sets([{"name": item["name"], "shape": item["shape"], "dtype": "float32"}])
+    cfg = image_preprocessing(record)
+    images = [img for _, img in sample_images(SAMPLE_IMAGES, size=max(cfg["input_size"][1:]) + 32)]
+    sets.append(InputSet("sample-images", {item["name"]: preprocess_images(images, **cfg).astype(np.float32)}, kind="sample"))
+    return sets
+
+
+def _text_sets(record: ModelRecord, tokenizer: Any) -> list[InputSet]:
+    from zoo.converters.parity.samples import SAMPLE_SENTENCES
+
+    vocab = int(record.extra.get("vocab_size") or getattr(tokenizer, "vocab_size", 1000))
+    ranges = {"input_ids": (0, vocab), "attention_mask": (1, 2), "token_type_ids": (0, 1)}
+    spec = [{"name": s["name"], "shape": s["shape"], "dtype": "int64", "low": ranges[s["name"]][0],
+             "high": ranges[s["name"]][1]} for s in record.input_spec]
+    sets = random_input_sets(spec, seq_lens=(16, 7, 33))
+    if tokenizer is not None:
+        enc = tokenizer(SAMPLE_SENTENCES, padding=True, truncation=True, max_length=128, return_tensors="np")
+        feeds = {s["name"]: np.asarray(enc[s["name"]], dtype=np.int64) for s in record.input_spec if s["name"] in enc}
+        if len(feeds) == len(record.input_spec):
+            sets.append(InputSet("sample-sentences", feeds, kind="sample"))
+    return sets
+
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def onnx_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """Input spec (name, shape with dim names, dtype), output names and metadata_props of an ONNX file
+    (or of a ModelProto already loaded)."""
+    import onnx
+
+    model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path), load_external_data=False)
+    init_names = {t.name for t in model.graph.initializer}
+    spec = []
+    for value in model.graph.input:
+        if value.name in init_names:  # old exporters list weights as inputs
+            continue
+        tensor = value.type.tensor_type
+        dtype = _ONNX_DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            from zoo import errors
+
+            raise errors.UnsupportedError(f"input {value.name!r} has an ONNX element type zoo cannot feed ({tensor.elem_type})")
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in tensor.shape.dim]
+        spec.append({"name": value.name, "shape": shape, "dtype": dtype})
+    return spec, [o.name for o in model.graph.output], {p.key: p.value for p in model.metadata_props}
+
+
+def file_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """Input spec, output names and zoo metadata of an ``.onnx`` or ``.pt2`` file."""
+    if str(path).endswith(".pt2"):
+        from zoo.converters.loaders.pt2_archive import pt2_signature
+
+        return pt2_signature(path)
+    return onnx_signature(path)
+
+
+def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str]) -> list[InputSet]:
+    """Random sets from the file's own signature, plus zoo's sample images when
+    the file carries zoo's preprocessing metadata."""
+    import json
+
+    named = []
+    for item in spec:
+        shape = [("batch" if i == 0 else "sequence") if isinstance(d, str) or d is None else d
+                 for i, d in enumerate(item["shape"])]
+        entry = {"name": item["name"], "shape": shape, "dtype": item["dtype"]}
+        if item["dtype"].startswith("int"):  # valid for any mask, type-id or vocabulary input
+            name = item["name"].lower()
+            low, high = (1, 2) if "mask" in name else (0, 100) if "ids" in name and "type" not in name else (0, 2)
+            entry.update(low=low, high=high)
+        named.append(entry)
+    sets = random_input_sets(named, seq_lens=(16, 7, 33))
+    pre = json.loads(metadata.get("zoo.preprocessing") or "{}")
+    if len(spec) == 1 and spec[0]["dtype"] == "float32" and "input_size" in pre:
+        from zoo.converters.parity.samples import preprocess_images, sample_images
+
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+        images = [img for _, img in sample_images(SAMPLE_IMAGES, size=max(cfg["input_size"][1:]) + 32)]
+        sets.append(InputSet("sample-images", {spec[0]["name"]: preprocess_images(images, **cfg).astype(np.float32)}, kind="sample"))
+    return sets

@@ -1,0 +1,176 @@
+"""Run a model on numpy feeds, whatever its format: the callables parity compares.
+
+Every runner is ``feeds: dict[str, np.ndarray] -> list[np.ndarray]``, outputs
+in the model's declared order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from zoo import errors
+
+Runner = Callable[[dict[str, Any]], list[Any]]
+
+
+def torch_inputs(feeds: dict[str, Any], names: list[str]) -> tuple:
+    import torch
+
+    return tuple(torch.from_numpy(feeds[n]) for n in names)
+
+
+def _call_torch(module: Any, feeds: dict[str, Any], names: list[str]) -> list[Any]:
+    import torch
+
+    with torch.no_grad():
+        out = module(*torch_inputs(feeds, names))
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return [t.detach().cpu().numpy() for t in out]
+
+
+def torch_runner(tm: Any) -> Runner:
+    return lambda feeds: _call_torch(tm.module, feeds, tm.input_names)
+
+
+def onnx_runner(path: Path) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    # Parity alternates torch and onnxruntime in one process: ORT's worker threads spin-wait after each
+    # run by default and starve torch's OpenMP threads of the cores (measured: BERT-base forwards 2-3x slower).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
+        raise errors.ConversionError(f"onnxruntime cannot load {path.name}: {str(exc)[:400]}",
+                                     hint="the converted graph is invalid; try another --opset, --exporter or target format") from exc
+    names = [i.name for i in session.get_inputs()]
+    return lambda feeds: session.run(None, {n: feeds[n] for n in names})
+
+
+def pt2_runner(path: Path, input_names: list[str]) -> Runner:
+    from zoo.converters.loaders.pt2_archive import load_program
+
+    module = load_program(path)[0].module()  # refuses archives that would unpickle or run code
+    return lambda feeds: _call_torch(module, feeds, input_names)
+
+
+def keras_runner(model: Any, input_names: list[str]) -> Runner:
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        out = model([feeds[n] for n in input_names] if len(input_names) > 1 else feeds[input_names[0]], training=False)
+        out = out if isinstance(out, (tuple, list)) else [out]
+        return [o.numpy() if hasattr(o, "numpy") else o for o in out]
+
+    return run
+
+
+def keras_file_runner(path: Path, input_names: list[str]) -> Runner:
+    from zoo.converters.loaders.keras_models import load_keras_file
+
+    return keras_runner(load_keras_file(path), input_names)  # safe mode: no code from the file
+
+
+def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    import warnings
+
+    from zoo.converters.loaders.keras_models import import_keras
+
+    import_keras()
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    signature = interpreter.get_signature_list().get("serving_default")
+    if signature and output_names and sorted(signature["outputs"]) == sorted(output_names) \
+            and sorted(signature["inputs"]) == sorted(input_names):  # by name, not tensor order
+        runner = interpreter.get_signature_runner("serving_default")
+        return lambda feeds: [runner(**{n: feeds[n] for n in input_names})[o] for o in output_names]
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        details = interpreter.get_input_details()
+        for i, detail in enumerate(details):
+            interpreter.resize_tensor_input(detail["index"], feeds[input_names[i]].shape)
+        interpreter.allocate_tensors()
+        for i, detail in enumerate(details):
+            interpreter.set_tensor(detail["index"], feeds[input_names[i]])
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+    return run
+
+
+def load_serving_signature(path: Path) -> Any:
+    """The ``serving_default`` function of a SavedModel (its directory or ``saved_model.pb``).
+    A SavedModel is a program: only the conversion that checks it loads it."""
+    from zoo.converters.edges.tf import saved_model_dir
+    from zoo.converters.loaders.keras_models import import_keras
+
+    import_keras()
+    import tensorflow as tf
+
+    directory = saved_model_dir(path)
+    try:
+        return tf.saved_model.load(str(directory)).signatures["serving_default"]
+    except KeyError as exc:
+        raise errors.InvalidModelError(f"{directory} has no serving_default signature",
+                                       hint="export it with one: keras Model.export, or tf.saved_model.save(..., signatures=...)") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    """Run a SavedModel signature. Inputs are matched by name (or, for one input,
+    whatever its key); outputs come back in ``output_names`` order when the
+    signature uses those keys, else in ``output_N`` order."""
+    import tensorflow as tf
+
+    keys = list(fn.structured_input_signature[1])
+    if sorted(keys) == sorted(input_names):
+        bind = {k: k for k in keys}
+    elif len(keys) == len(input_names) == 1:
+        bind = {keys[0]: input_names[0]}
+    else:
+        raise errors.UnsupportedError(f"the SavedModel's inputs {keys} do not match the model's {input_names}")
+    order = signature_output_order(list(fn.structured_outputs), output_names)
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        out = fn(**{k: tf.constant(feeds[n]) for k, n in bind.items()})
+        return [out[k].numpy() for k in order]
+
+    return run
+
+
+def saved_model_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    return signature_runner(load_serving_signature(path), input_names, output_names)
+
+
+def signature_output_order(keys: list[str], output_names: list[str] | None) -> list[str]:
+    """Signature output keys in the model's declared order."""
+    if output_names and sorted(output_names) == sorted(keys):
+        return list(output_names)
+
+    def index(key: str) -> tuple[int, str]:
+        tail = key.rsplit("_", 1)[-1]
+        return (int(tail), key) if tail.isdigit() else (1 << 30, key)
+
+    return sorted(keys, key=index)
+
+
+def is_saved_model(path: Path) -> bool:
+    return path.name == "saved_model.pb" or path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+def artifact_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    if is_saved_model(path):
+        return saved_model_runner(path, input_names, output_names)
+    if path.suffix == ".onnx":
+        return onnx_runner(path)
+    if path.suffix == ".pt2":
+        return pt2_runner(path, input_names)
+    if path.suffix == ".tflite":
+        return tflite_runner(path, input_names, output_names)
+    if path.suffix == ".keras":
+        return keras_file_runner(path, input_names)
+    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}", hint="supported: .onnx, .pt2, .tflite, .keras files and SavedModel directories")

@@ -1,0 +1,238 @@
+"""Run one claimed job in its own killable process and bring the job table up to date.
+
+The same function serves the local worker pool inside ``zoo serve`` and any
+other worker that claims jobs from the table (a Celery task, in part 2). The
+child (``zoo.runner``) runs in a new session; the supervisor reads its events
+from a pipe, beats the job's lease, and kills the whole process group when a
+client cancels, the time limit passes, the lease is lost or the worker stops.
+A kill never publishes anything: the store only shows artifacts that were
+renamed into place complete, and the child's staging directory is removed.
+
+Outcomes: the child's result (succeeded) or error (failed); canceled; a time
+limit (failed, ``job_limit``); a child that died without answering (back to
+the queue, counted against the attempts cap); a worker stop (back to the queue,
+not counted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo import errors
+from zoo.service.jobs import Job, JobService, error_dict
+from zoo.settings import Settings
+from zoo.storage.artifacts import ArtifactStore
+from zoo.storage.blobs import Storage
+
+log = logging.getLogger("zoo.service.execution")
+
+
+@dataclass
+class Outcome:
+    state: str  # succeeded | failed | canceled | requeued | lost
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    reason: str = ""  # why a job went back to the queue
+    counted: bool = True  # whether that attempt counts against the cap
+    duration_s: float = 0.0
+
+    @property
+    def converted(self) -> bool:
+        """A conversion really ran (not answered from the cache)."""
+        return self.state == "succeeded" and not (self.result or {}).get("cached", True)
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The server's environment plus the settings it runs with, spelt as variables."""
+    env = dict(os.environ)
+    env.update({"ZOO_HOME": str(settings.home), "ZOO_DATABASE_URL": settings.database_url,
+                "HF_HUB_CACHE": str(settings.hf_hub_cache), "HF_ENDPOINT": settings.hf_endpoint,
+                "HF_HUB_OFFLINE": "1" if settings.hf_offline else "0",
+                "ZOO_JOB_MEMORY_MB": str(settings.job_memory_mb)})
+    if settings.hf_token:
+        env["HF_TOKEN"] = settings.hf_token
+    return env
+
+
+def job_log_path(settings: Settings, job_id: str) -> Path:
+    return settings.home / "logs" / "jobs" / f"{job_id}.log"
+
+
+def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, owner: str,
+            stop: threading.Event | None = None) -> Outcome:
+    """Run the claimed ``job`` (leased to ``owner``) to an outcome recorded in the table."""
+    started = time.monotonic()
+    try:
+        proc, events_fd = _spawn(job, settings)
+    except OSError as exc:  # no process could be started (out of memory, too many processes)
+        outcome = Outcome("requeued", reason=f"the job's process could not start: {exc}")
+        _record(job, jobs, storage, owner, outcome)
+        return outcome
+    try:
+        final, ended = _supervise(job, jobs, settings, owner, proc, events_fd, stop or threading.Event())
+    finally:
+        os.close(events_fd)
+        _kill(proc)
+        ArtifactStore(settings.home).clean_stale()  # the child's staging directory, if it was killed
+    outcome = _decide(job, final, ended, proc, settings)
+    outcome.duration_s = time.monotonic() - started
+    _record(job, jobs, storage, owner, outcome)
+    return outcome
+
+
+def _spawn(job: Job, settings: Settings) -> tuple[subprocess.Popen, int]:
+    read_fd, write_fd = os.pipe()
+    spec = {"model": job.model, "format": job.format, "options": job.options}
+    path = job_log_path(settings, job.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "zoo.runner", "--job", job.id, "--events-fd", str(write_fd),
+           "--parent", str(os.getpid()), "--spec", json.dumps(spec)]
+    with open(path, "ab") as out:
+        out.write(f"--- attempt {job.attempts} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(write_fd,),
+                                    start_new_session=True, env=child_env(settings))
+        finally:
+            os.close(write_fd)
+    return proc, read_fd
+
+
+def _supervise(job: Job, jobs: JobService, settings: Settings, owner: str, proc: subprocess.Popen,
+               events_fd: int, stop: threading.Event) -> tuple[dict[str, Any] | None, str]:
+    """Relay the child's events until it ends; (its final event, why it ended)."""
+    beat_every = max(min(settings.lease_s / 3, 5.0), 0.2)
+    deadline = time.monotonic() + settings.job_timeout_s
+    next_beat = time.monotonic() + beat_every
+    buffer, final = b"", None
+    os.set_blocking(events_fd, False)
+    while True:
+        ready, _, _ = select.select([events_fd], [], [], min(beat_every, 0.25))
+        exited = not ready and proc.poll() is not None  # a grandchild may hold the pipe open: do not wait for EOF
+        chunk = _read_available(events_fd) if ready or exited else b""
+        buffer += chunk or b""
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            final = _relay(job, jobs, owner, line) or final
+        if chunk is None or exited:
+            return final, "exited"
+        now = time.monotonic()
+        if stop.is_set():
+            return final, "stopped"
+        if now > deadline:
+            return final, "timeout"
+        if now >= next_beat:
+            next_beat = now + beat_every
+            status = jobs.heartbeat(job.id, owner)
+            if status != "ok":
+                return final, status  # "cancel" or "lost"
+
+
+def _read_available(fd: int) -> bytes | None:
+    """What the pipe holds now; None at end of file."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data or None
+        data += chunk
+
+
+def _relay(job: Job, jobs: JobService, owner: str, line: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    kind = event.get("kind")
+    if kind == "stage":
+        jobs.report_stage(job.id, owner, str(event.get("stage")), float(event.get("progress") or 0.0))
+    elif kind == "note":
+        jobs.note(job.id, str(event.get("message")))
+    elif kind in ("result", "error"):
+        return event
+    return None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group (native code cannot ignore it), then reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # anything it left in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _decide(job: Job, final: dict[str, Any] | None, ended: str, proc: subprocess.Popen,
+            settings: Settings) -> Outcome:
+    if ended == "lost":
+        return Outcome("lost")
+    if final is not None and final["kind"] == "result":  # it finished first: the artifact is published
+        return Outcome("succeeded", result=final["result"])
+    if final is not None:
+        return Outcome("failed", error=final["error"])
+    if ended == "cancel":
+        return Outcome("canceled")
+    if ended == "stopped":
+        return Outcome("requeued", reason="the worker stopped", counted=False)
+    if ended == "timeout":
+        exc = errors.JobLimitError(f"the job ran past its time limit of {settings.job_timeout_s:g} s and was stopped",
+                                   hint="raise ZOO_JOB_TIMEOUT if the conversion needs longer")
+        return Outcome("failed", error=error_dict(exc))
+    if proc.returncode < 0:  # killed by a signal (the OOM killer, an operator): try again
+        name = signal.Signals(-proc.returncode).name
+        return Outcome("requeued", reason=f"the job's process was killed by {name}")
+    tail = _log_tail(job_log_path(settings, job.id))
+    exc = errors.ZooError(f"the job's process exited with code {proc.returncode} without an answer: {tail}",
+                          hint=f"see {job_log_path(settings, job.id)}")
+    return Outcome("failed", error=error_dict(exc))
+
+
+def _record(job: Job, jobs: JobService, storage: Storage, owner: str, outcome: Outcome) -> None:
+    if outcome.state == "succeeded":
+        try:
+            outcome.result = public_result(outcome.result or {}, storage)
+        except errors.ZooError as exc:  # the artifact vanished, or cannot be read, right after publishing
+            outcome.state, outcome.error = "failed", error_dict(exc)
+    if outcome.state == "succeeded":
+        jobs.finish(job.id, owner, "succeeded", result=outcome.result)
+    elif outcome.state in ("failed", "canceled"):
+        jobs.finish(job.id, owner, outcome.state, error=outcome.error)
+    elif outcome.state == "requeued":
+        jobs.requeue(job.id, owner, reason=outcome.reason, count_attempt=outcome.counted)
+    log.info("job %s attempt %d: %s", job.id, job.attempts, outcome.state)
+
+
+def public_result(result: dict[str, Any], storage: Storage) -> dict[str, Any]:
+    """The pull result as a client sees it: no server paths; the archive of a directory artifact."""
+    out = {k: v for k, v in result.items() if k not in ("path", "artifact_dir")}
+    archive = storage.index_archive(result["digest"])
+    if archive is not None:
+        out["archive"] = {"sha256": archive[0], "size": archive[1]}
+    return out
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:])[-600:]
