@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zoo.options import option_fields
 from zoo.service.jobs import Job, JobRequest
 
 JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -29,13 +30,22 @@ class ErrorPublic(BaseModel):
 
 
 # --- jobs ----------------------------------------------------------------------
-class JobOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    opset: int | None = Field(None, ge=1, le=100, description="ONNX opset (default 18)")
-    atol: float | None = Field(None, ge=0, allow_inf_nan=False, description="absolute parity tolerance")
-    rtol: float | None = Field(None, ge=0, allow_inf_nan=False, description="relative parity tolerance")
-    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
-    allow_mismatch: bool = Field(False, description="publish (unverified) even when parity fails")
+def _job_options() -> type[BaseModel]:
+    """The request schema of a job's options, made from ``zoo.options.Options``: the same names, defaults,
+    bounds and choices as the command line's flags (the format is the job's own field)."""
+    from pydantic import create_model
+
+    types = {"int | None": int | None, "float | None": float | None, "bool": bool, "str": str}
+    fields: dict[str, Any] = {}
+    for f in option_fields(exclude=("format",)):
+        meta = f.metadata
+        kind = Literal[meta["choices"]] if meta["choices"] else types[f.type]  # type: ignore[valid-type]
+        extra = {"allow_inf_nan": False} if "float" in f.type else {}
+        fields[f.name] = (kind, Field(f.default, ge=meta["ge"], le=meta["le"], description=meta["help"], **extra))
+    return create_model("JobOptions", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+JobOptions = _job_options()
 
 
 class JobCreate(BaseModel):

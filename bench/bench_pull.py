@@ -104,18 +104,23 @@ def wrap(owner, name, label):
             add(label, time.perf_counter() - t)
     setattr(owner, name, timed)
 
-from zoo import pipeline, store
-from converters import inputs, loading, parity, torch_onnx
+from zoo import pipeline
+from zoo.converters.edges import torch_onnx
+from zoo.converters.loaders import torch_models as loading
+from zoo.converters.parity import check as parity, inputs, runners
+from zoo.options import Options
+from zoo.sources import hub
+from zoo.storage import artifacts as store
 add("import zoo.pipeline", time.perf_counter() - T0)
 for owner, name, label in [
-    (pipeline, "fetch", "fetch (cache scan + sha256 of source files)"), (pipeline, "cache_key", "cache_key"),
+    (hub.RecordSource, "fetch", "fetch (cache scan + sha256 of source files)"), (pipeline, "cache_key", "cache_key"),
     (pipeline, "lookup", "lookup"), (loading, "build_model", "build_model (import torch+timm, create, load)"),
     (inputs, "parity_input_sets", "parity_input_sets (random + sample images)"),
     (torch_onnx, "export_onnx", "export_onnx (torch.onnx)"), (parity, "check_parity", "check_parity (all sets)"),
     (torch_onnx, "write_metadata", "write_metadata"), (store.ArtifactStore, "publish", "store.publish"),
 ]:
     wrap(owner, name, label)
-make_torch, make_onnx = pipeline._torch_runner, pipeline._onnx_runner
+make_torch, make_onnx = runners.torch_runner, runners.onnx_runner
 
 def per_call(run, label):
     def timed(feeds):
@@ -134,9 +139,9 @@ def onnx_runner(path):
     add("ORT import + session", time.perf_counter() - t)
     return per_call(run, "  ORT run, per input set")
 
-pipeline._torch_runner, pipeline._onnx_runner = torch_runner, onnx_runner
+runners.torch_runner, runners.onnx_runner = torch_runner, onnx_runner
 t = time.perf_counter()
-result = pipeline.pull(sys.argv[1], pipeline.PullOptions(format="onnx"))
+result = pipeline.pull(sys.argv[1], Options(format="onnx"))
 add("pull() total", time.perf_counter() - t)
 assert not result.cached
 for label, secs in acc.items():

@@ -85,7 +85,7 @@ def make_home(root: Path, size_mb: int, database_url: str | None) -> tuple[dict[
     from zoo.registry.index import Registry
     from zoo.registry.records import ModelRecord
 
-    from zoo.pipeline import _index_artifact
+    from zoo.pipeline import index_artifact
     from zoo.settings import Settings
     from zoo.storage.artifacts import ArtifactStore
 
@@ -112,7 +112,7 @@ def make_home(root: Path, size_mb: int, database_url: str | None) -> tuple[dict[
                     "parity": {"passed": True, "max_abs_diff": 1e-6, "outputs": {"logits": {"max_abs_diff": 1e-6}}},
                     "conversion": {"exporter": "dynamo", "opset": 18}}
         art = store.publish(staged, "model.onnx", manifest, verified=True)
-    _index_artifact(registry, uuid.uuid4().hex + uuid.uuid4().hex, art, manifest)
+    index_artifact(registry, uuid.uuid4().hex + uuid.uuid4().hex, art, manifest)
     registry.add_revision(MODEL_ID, "b" * 40, [])
     return env, art.primary_entry()["sha256"], art.primary_path
 

@@ -18,6 +18,8 @@ from typing import Any, Callable
 from zoo import errors
 
 DTYPE_ORDER = ("float32", "float16", "bfloat16", "int8")  # loosest last
+DEFAULT_OPSET = 18
+MIN_OPSET, MAX_OPSET = 9, 23  # the ONNX opsets torch.onnx and zoo's own converters are used and tested with
 
 
 @dataclass
@@ -38,16 +40,24 @@ class Edge:
     dtype: str
     primary: str  # file name the edge writes in its output directory
     run: Callable[[Any, Path, EdgeContext], Path]
+    tools: tuple[str, ...] = ()  # the packages whose versions decide its output (part of the cache key)
 
 
 EDGES: dict[tuple[str, str], Edge] = {}
 
 
-def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str) -> Callable:
-    """Register ``fn`` as the converter from ``source`` to ``target``."""
+# What runs each format when parity checks it: its version decides the check too.
+RUNTIMES = {"onnx": ("onnxruntime",), "onnx-fp16": ("onnxruntime",), "onnx-int8": ("onnxruntime",),
+            "onnx-opt": ("onnxruntime",), "pt2": ("torch",), "tf": ("tensorflow",),
+            "tflite": ("ai-edge-litert", "tensorflow"), "keras": ("keras", "tensorflow")}
+
+
+def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str,
+         tools: tuple[str, ...] = ()) -> Callable:
+    """Register ``fn`` as the converter from ``source`` to ``target``; ``tools``: the packages it uses."""
 
     def register(fn: Callable[[Any, Path, EdgeContext], Path]) -> Callable:
-        EDGES[(source, target)] = Edge(source, target, name, dtype, primary, fn)
+        EDGES[(source, target)] = Edge(source, target, name, dtype, primary, fn, tools)
         return fn
 
     return register
@@ -133,3 +143,12 @@ def chain_dtype(chain: list[Edge]) -> str:
 
 def chain_name(chain: list[Edge]) -> str:
     return " -> ".join([chain[0].source] + [e.target for e in chain]) if chain else ""
+
+
+def chain_tools(chain: list[Edge]) -> tuple[str, ...]:
+    """Every package whose version can change a chain's result: its edges' tools and the runtime of its
+    target (the cache key holds their versions, and no others)."""
+    tools = {t for e in chain for t in e.tools}
+    if chain:
+        tools.update(RUNTIMES.get(chain[-1].target, ()))
+    return tuple(sorted(tools))

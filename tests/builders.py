@@ -413,7 +413,7 @@ def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test
     would (``files``: path -> bytes; the primary file is ``model.onnx``). Returns the Artifact."""
     from zoo.registry.index import Registry
 
-    from zoo.pipeline import _index_artifact
+    from zoo.pipeline import index_artifact
     from zoo.storage.artifacts import ArtifactStore
 
     store, registry = ArtifactStore(settings.home), Registry(settings)
@@ -423,5 +423,5 @@ def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test
             (staged / name).write_bytes(data)
         manifest = {"model": model, "revision": "r" * 40, "format": "onnx", "parity": {"passed": True}}
         art = store.publish(staged, "model.onnx", manifest, verified=True)
-    _index_artifact(registry, "k" * 64, art, manifest)
+    index_artifact(registry, "k" * 64, art, manifest)
     return art

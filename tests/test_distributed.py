@@ -219,7 +219,7 @@ def test_registry_writers_race_without_errors(database_url, tmp_path):
     from zoo.registry.records import FileInfo, ModelRecord
 
     from zoo import db
-    from zoo.pipeline import _index_artifact
+    from zoo.pipeline import index_artifact
     from zoo.settings import Settings
     from zoo.storage.artifacts import ArtifactStore
 
@@ -236,7 +236,7 @@ def test_registry_writers_race_without_errors(database_url, tmp_path):
     def write(i: int) -> None:
         registry.upsert(record)
         registry.add_revision("org/m", "r" * 40, files)
-        _index_artifact(registry, "k" * 64, art, manifest)
+        index_artifact(registry, "k" * 64, art, manifest)
         with registry.engine.begin() as conn:
             db.set_meta(conn, "probe", str(i))
 
@@ -380,8 +380,8 @@ def test_directory_artifacts_travel_through_the_bucket(stack, s3, tmp_path, monk
 
     from zoo import db, errors, remote
     from zoo.settings import Settings
-    from zoo.storage.artifacts import ArtifactStore
     from zoo.storage import make_storage
+    from zoo.storage.artifacts import ArtifactStore
     from zoo.storage.s3 import fetch_artifact
 
     for name, value in S3_CREDENTIALS.items():

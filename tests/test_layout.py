@@ -161,9 +161,14 @@ def test_pyproject_lists_every_package():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    import shutil
+
     out = tmp_path_factory.mktemp("wheel")
+    tree = out / "src"  # a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                              ".zoo-bench", "*.onnx"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                           str(ROOT)], capture_output=True, text=True, timeout=300)
+                           str(tree)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (path,) = out.glob("zoo_hub-*.whl")
     return zipfile.ZipFile(path)

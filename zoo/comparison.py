@@ -20,23 +20,18 @@ def _is_file(text: str) -> bool:
 
 
 def _model_side(name: str, settings: Settings) -> dict[str, Any]:
-    """The source PyTorch model behind a name, with zoo's parity inputs for it."""
-    from zoo.converters.loaders.torch_models import build_model
-    from zoo.converters.parity.inputs import parity_input_sets
-    from zoo.converters.parity.runners import torch_runner
-    from zoo.pipeline import check_sources, fetch
+    """The source model behind a name, with zoo's parity inputs for it (the pipeline's own source)."""
     from zoo.progress import quiet
     from zoo.registry.index import Registry
-    from zoo.registry.names import parse_name
+    from zoo.sources import source_for_name
 
-    ref = parse_name(name)
-    registry = Registry(settings)
-    fetched = fetch(registry.resolve(ref), ref.revision, registry, settings, quiet())
-    check_sources(fetched, settings, quiet())
-    tm = build_model(fetched.record, fetched.root, fetched.weights, fetched.weights_format, lambda _m: None)
-    return {"label": f"{fetched.record.id}@{fetched.revision[:12]} (torch)", "run": torch_runner(tm),
-            "inputs": parity_input_sets(fetched.record, tm.tokenizer), "names": tm.input_names,
-            "outputs": tm.output_names, "classifiers": tm.classifier_outputs}
+    source = source_for_name(name, settings, Registry(settings), quiet())
+    source.fetch(quiet())
+    source.verify(quiet())
+    opened = source.open(quiet())
+    return {"label": f"{source.model_id}@{source.revision[:12]} ({source.node})", "run": opened.reference,
+            "inputs": opened.input_sets, "names": opened.input_names, "outputs": opened.output_names,
+            "classifiers": opened.classifier_outputs}
 
 
 def _file_side(text: str, settings: Settings, names: list[str] | None = None,
@@ -53,9 +48,9 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
 
         check_model_file(path)
     if path.suffix == ".pt2":  # torch.export.load can run code from a foreign archive
-        from zoo.convert import require_zoo_written
         from zoo.hashing import sha256_file
         from zoo.registry.index import Registry
+        from zoo.sources.files import require_zoo_written
 
         require_zoo_written(path, sha256_file(path), Registry(settings))
     if path.suffix in (".onnx", ".pt2"):
@@ -90,21 +85,22 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
 def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
     """Pull ``name`` in every reachable format; each row is checked against the same source on the same inputs."""
     from zoo.converters import graph
-    from zoo.pipeline import PullOptions, fetch, pull, source_node
+    from zoo.options import Options
+    from zoo.pipeline import pull
     from zoo.progress import quiet
     from zoo.registry.index import Registry
-    from zoo.registry.names import parse_name
+    from zoo.sources import source_for_name
 
-    registry = Registry(settings)
-    ref = parse_name(name)
-    record = registry.resolve(ref)
-    if not record.input_spec:  # a Hugging Face repo seen for the first time: its files say what it is
-        record = fetch(record, ref.revision, registry, settings, quiet()).record
+    source = source_for_name(name, settings, Registry(settings), quiet())
+    node = source.planned_node()
+    if node is None:  # a Hugging Face repo seen for the first time: its files say what it is
+        source.fetch(quiet())
+        node = source.node
     rows = []
-    for fmt in graph.reachable(source_node(record)):
+    for fmt in graph.reachable(node):
         start = time.perf_counter()
         try:
-            result = pull(name, PullOptions(format=fmt, allow_mismatch=True), settings=settings)
+            result = pull(name, Options(format=fmt, allow_mismatch=True), settings=settings)
         except errors.ZooError as exc:
             rows.append({"format": fmt, "passed": False, "error": exc.message, "seconds": time.perf_counter() - start})
             continue

@@ -100,16 +100,35 @@ def _repair_artifact(art: Artifact, store: ArtifactStore, settings: Settings) ->
     with engine.begin() as conn:
         conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.digest == art.digest))
     store.remove(art)
-    name = _replay_name(manifest, settings)
-    if name is None or not art.verified:
+    if not art.verified:
         return False
-    from zoo.pipeline import PullOptions, pull
-
-    options = {k: v for k, v in (manifest.get("options") or {}).items() if k in PullOptions.__dataclass_fields__}
     try:
-        pull(name, PullOptions(**options), settings=settings)
+        return replay(manifest, settings)
     except errors.ZooError:
         return False
+
+
+def replay(manifest: dict[str, Any], settings: Settings) -> bool:
+    """Make the request that produced ``manifest`` again through the pipeline, when its source is still
+    there unchanged: the same hub commit, the same local import, the same file bytes. False otherwise."""
+    from zoo.options import Options
+    from zoo.pipeline import convert_path, pull
+
+    options = Options.from_mapping({k: v for k, v in (manifest.get("options") or {}).items() if k != "format"},
+                                   format=manifest["format"])
+    source = manifest.get("source") or {}
+    if source.get("kind") == "file":
+        from zoo.hashing import sha256_file
+
+        path = Path(source["path"])
+        if not path.exists() or (path.is_file() and sha256_file(path) != source.get("sha256")):
+            return False
+        convert_path(path, options, settings=settings)
+        return True
+    name = _replay_name(manifest, settings)
+    if name is None:
+        return False
+    pull(name, options, settings=settings)
     return True
 
 
@@ -118,6 +137,8 @@ def _replay_name(manifest: dict[str, Any], settings: Settings) -> str | None:
     source, model, revision = record.get("source"), manifest.get("model"), manifest.get("revision")
     if source in ("hf", "timm") and model and revision:
         return f"{model}@{revision}"
+    if source == "keras":
+        return (manifest.get("source") or {}).get("name")
     if source == "local":
         from zoo.registry.index import Registry
 

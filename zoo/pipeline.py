@@ -1,8 +1,9 @@
-"""The one orchestrator: resolve -> fetch -> convert -> check parity -> publish.
+"""The one orchestrator: fetch -> plan -> cache lookup -> verify -> open -> convert -> check parity -> publish.
 
-The CLI calls ``pull``; the API and workers will call the same function. A
-cached pull touches only the registry database, the Hugging Face cache and the
-store: it imports neither torch, timm nor onnxruntime.
+Every request goes through ``run``: ``pull`` (a model name: ``zoo pull``, the API's jobs, the workers,
+``zoo parity --matrix``) and ``convert_path`` (a file or directory the user holds: ``zoo convert``) only
+make the :class:`zoo.sources.Source` it starts from. A cached pull touches only the registry database,
+the Hugging Face cache and the store: it imports neither torch, timm nor onnxruntime.
 """
 
 from __future__ import annotations
@@ -15,33 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import __version__, errors, hooks, pullmemo
+from zoo.options import Options
 from zoo.progress import Progress, quiet
 from zoo.registry.names import parse_name
-from zoo.registry.records import FileInfo, ModelRecord
 from zoo.settings import Settings, get_settings
 from zoo.storage.artifacts import Artifact, ArtifactStore, copy_out
-from zoo.versions import dist_version, dist_versions
+from zoo.versions import dist_versions
 
 if TYPE_CHECKING:
     from zoo.registry.index import Registry
+    from zoo.sources import Opened, Source
 
-
-@dataclass(frozen=True)
-class PullOptions:
-    format: str = "onnx"
-    opset: int | None = None
-    atol: float | None = None
-    rtol: float | None = None
-    exporter: str = "auto"  # "auto" (dynamo, then TorchScript), "dynamo", "torchscript"
-    allow_mismatch: bool = False  # publish (unverified) and exit 0 when parity fails; not part of the cache key
-
-    def canonical(self) -> dict[str, Any]:
-        from zoo.converters.edges.torch_onnx import (
-            check_opset,  # light: no torch import at module level
-        )
-
-        return {"format": self.format, "opset": check_opset(self.opset), "atol": self.atol, "rtol": self.rtol,
-                "exporter": self.exporter}
+# Every package that can take part in a conversion; a request's cache key holds only the versions of
+# those its source and chain use (``key_versions``).
+KNOWN_TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers", "tensorflow", "tf-keras",
+               "keras", "tf2onnx", "onnx2tf", "ai-edge-litert", "numpy")
 
 
 @dataclass
@@ -64,66 +53,46 @@ class PullResult:
         return asdict(self)
 
 
-@dataclass
-class Fetched:
-    record: ModelRecord
-    revision: str
-    root: Path
-    files: list[FileInfo]
-    weights: list[str]
-    weights_format: str
-    checked: bool = False  # every file was hashed against its expected digest during this fetch
-
-
-def pull(name: str, options: PullOptions | None = None, *, settings: Settings | None = None,
+# --- entry points ----------------------------------------------------------------------------------------
+def pull(name: str, options: Options | None = None, *, settings: Settings | None = None,
          progress: Progress | None = None, output: Path | None = None) -> PullResult:
-    options = options or PullOptions()
-    settings = settings or get_settings()
-    progress = progress or quiet()
-    from zoo.converters import graph
-
-    graph.require_format(options.format)
-    canonical = options.canonical()  # validates before any network or heavy work
+    """A model by name, converted and checked (or the verified artifact of an identical earlier request)."""
+    options, settings, progress = _defaults(options, settings, progress)
     ref = parse_name(name)
-    fp = pullmemo.fingerprint(name.strip(), ref.revision, canonical, converter_versions())
+    fp = pullmemo.fingerprint(name.strip(), ref.revision, options.canonical(), converter_versions())
     fast = _recall(ref, fp, settings, output) if ref.source != "local" else None
     if fast is not None:
         return fast
     from zoo.registry.index import Registry
+    from zoo.sources import source_for_name
 
     registry = Registry(settings)
-    with progress.stage("resolve", name):
-        record = registry.resolve(ref)
-    if record.input_spec:  # known before any download; a repo seen for the first time is described by its files
-        graph.plan(source_node(record), options.format)
-    with progress.stage("fetch", record.repo_id or record.id):
-        fetched = fetch(record, ref.revision, registry, settings, progress)
-    chain = graph.plan(source_node(fetched.record), options.format)
-    key = cache_key(fetched, canonical, graph.chain_name(chain))
-    store = ArtifactStore(settings.home)
-    result = lookup(registry, store, key)
-    if result is None:
-        from filelock import FileLock
-
-        store.locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(store.locks / f"{key}.lock")):
-            result = lookup(registry, store, key)  # another process may have finished it meanwhile
-            if result is None:
-                store.clean_stale()
-                check_sources(fetched, settings, progress)
-                result = convert(fetched, options, canonical, key, registry, store, progress)
-    result.notes = progress.notes + result.notes
-    if fetched.record.repo_id and result.verified:  # local and keras records have no repo to re-check
-        pullmemo.remember(settings, fp, {"repo_id": fetched.record.repo_id, "commit": fetched.revision,
-                                         "digest": result.digest})
-    if output is not None:
-        art = store.get(result.digest)
-        assert art is not None
-        result.path = str(copy_out(art, output))
-    return result
+    source = source_for_name(name, settings, registry, progress)
+    return run(source, options, registry=registry, settings=settings, progress=progress, output=output, memo_key=fp)
 
 
-def recall(name: str, options: PullOptions, settings: Settings) -> PullResult | None:
+def convert_path(path: Path, options: Options | None = None, *, settings: Settings | None = None,
+                 progress: Progress | None = None, output: Path | None = None) -> PullResult:
+    """A model file or directory the user holds (``zoo convert PATH --to F``)."""
+    options, settings, progress = _defaults(options, settings, progress)
+    from zoo.registry.index import Registry
+    from zoo.sources import source_for_path
+
+    registry = Registry(settings)
+    source = source_for_path(Path(path), settings, registry, progress)
+    return run(source, options, registry=registry, settings=settings, progress=progress, output=output)
+
+
+def _defaults(options: Options | None, settings: Settings | None,
+              progress: Progress | None) -> tuple[Options, Settings, Progress]:
+    from zoo.converters import graph
+
+    options = (options or Options()).validated()
+    graph.require_format(options.format)  # before any network or heavy work
+    return options, settings or get_settings(), progress or quiet()
+
+
+def recall(name: str, options: Options, settings: Settings) -> PullResult | None:
     """The verified answer of an identical earlier pull when its commit and files still hold,
     found without converting anything or importing a framework; None otherwise."""
     ref = parse_name(name)
@@ -147,99 +116,76 @@ def _recall(ref: Any, fp: str, settings: Settings, output: Path | None) -> PullR
     # library upgrade that changes no output) keep the first publication's zoo.json.
     if manifest.get("revision") != memo["commit"]:
         return None
-    result = _result(manifest, art, cached=True)
+    result = result_of(manifest, art, cached=True)
     if output is not None:
         result.path = str(copy_out(art, output))
     return result
 
 
-def source_node(record: ModelRecord) -> str:
-    """The graph node a record's model starts from."""
-    return "keras-model" if record.library == "keras" else "torch"
+# --- the pipeline ----------------------------------------------------------------------------------------
+def run(source: Source, options: Options, *, registry: Registry, settings: Settings, progress: Progress,
+        output: Path | None = None, memo_key: str | None = None) -> PullResult:
+    """Fetch ``source``, and answer from the cache or convert, check and publish, once per cache key
+    however many processes ask at the same time."""
+    from zoo.converters import graph
 
+    canonical = options.canonical()
+    node = source.planned_node()
+    if node:  # known before any download
+        graph.plan(node, options.format)
+    with progress.stage("fetch", source.label):
+        source.fetch(progress)
+    chain = graph.plan(source.node, options.format)
+    key = cache_key(source, canonical, chain)
+    store = ArtifactStore(settings.home)
+    result = lookup(registry, store, key)
+    if result is None:
+        from filelock import FileLock
 
-def fetch(record: ModelRecord, revision: str | None, registry: Registry, settings: Settings,
-          progress: Progress) -> Fetched:
-    from zoo.registry.hf_source import (
-        choose_files,
-        describe,
-        fetch_snapshot,
-        file_infos,
-    )
-
-    if record.source == "keras":  # weights come through keras' own cache when the model is built
-        version = dist_version("keras") or "none"
-        return Fetched(record, f"keras-{version}-{record.input_spec[0]['shape'][1]}", settings.home, [], [], "keras")
-
-    if record.source == "local":
-        root = settings.home / "local" / record.name / str(record.revision)
-        files = registry.revision_files(record.id, str(record.revision)) or []
-        if not root.is_dir() or not files:
-            raise errors.ModelNotFoundError(f"the files of {record.id} are missing from {root}",
-                                            hint=f"import it again: zoo import DIR --name {record.name}")
-        _names, weights, fmt = choose_files([f.path for f in files])
-        return Fetched(record, str(record.revision), root, files, weights, fmt)
-    if not record.repo_id:
-        raise errors.UnsupportedError(
-            f"{record.id}: timm publishes these weights only at a URL, not on the Hugging Face hub",
-            hint="pick another tag of the architecture (zoo list ARCH)")
-    snap = fetch_snapshot(record.repo_id, revision, settings, repo_filename=record.repo_filename,
-                          progress=progress.downloads_visible, on_note=progress.note)
-    if record.source == "hf":
-        record = describe(record, snap.root, snap.files)
-        record.license = snap.license or record.license
-        registry.upsert(record)
-    files = registry.revision_files(record.id, snap.commit)
-    checked = files is None or {f.path for f in files} != set(snap.files)
-    if checked:  # first sight of this revision: hash what was not downloaded (and verified) just now
-        from zoo.registry.download import verify_files
-
-        unknown = [f for f in snap.files if f not in snap.digests]
-        digests = verify_files(snap.root, unknown, {}, _refetcher(record, snap.commit, settings, progress), record.id)
-        files = file_infos(snap.root, snap.files, known={**snap.digests, **digests})
-        registry.add_revision(record.id, snap.commit, files)
-    hooks.pause_at("fetch.downloaded")
-    return Fetched(record, snap.commit, snap.root, files, snap.weights, snap.weights_format, checked=checked)
-
-
-def _refetcher(record: ModelRecord, commit: str, settings: Settings, progress: Progress) -> Any:
-    """``(name, expected) -> (path, sha256)`` that downloads a corrupt cached file again, or None offline."""
-    if settings.hf_offline or record.source in ("local", "keras") or not record.repo_id:
-        return None
-    from zoo.registry.download import download_file
-
-    def refetch(name: str, expected: Any) -> tuple[Path, str]:
-        progress.note(f"{name} of {record.repo_id} is corrupt in the Hugging Face cache; fetching it again")
-        return download_file(record.repo_id, name, commit, settings, expected)
-
-    return refetch
-
-
-def check_sources(fetched: Fetched, settings: Settings, progress: Progress) -> None:
-    """Before any loader reads them, every source file must still hash to the digest
-    recorded when it was fetched (bit rot, a tampered cache); corrupt files of hub
-    models are fetched again, others are an IntegrityError."""
-    if fetched.checked or not fetched.files:
-        return
-    from zoo.registry.download import Expected, verify_files
-
-    expected = {f.path: Expected(sha256=f.sha256, size=f.size) for f in fetched.files}
-    verify_files(fetched.root, list(expected), expected, _refetcher(fetched.record, fetched.revision, settings, progress),
-                 fetched.record.id)
+        store.locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(store.locks / f"{key}.lock")):
+            result = lookup(registry, store, key)  # another process may have finished it meanwhile
+            if result is None:
+                store.clean_stale()
+                source.verify(progress)
+                result = convert(source, chain, options, key, registry, store, progress)
+    result.notes = progress.notes + result.notes
+    memo = source.memo() if memo_key else None
+    if memo and result.verified:
+        pullmemo.remember(settings, memo_key, {**memo, "digest": result.digest})
+    if output is not None:
+        art = store.get(result.digest, verified=result.verified)
+        if art is None:
+            raise errors.IntegrityError(f"artifact {result.digest[:16]} vanished from the store while being copied",
+                                        hint="run the same command again")
+        result.path = str(copy_out(art, output))
+    return result
 
 
 def converter_versions() -> dict[str, str]:
-    return {"zoo": __version__, **dist_versions(("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers",
-                                                  "tensorflow", "keras", "tf2onnx", "onnx2tf"))}
+    """zoo's version and every installed tool's: what the fast path of a repeated pull keys on."""
+    return {"zoo": __version__, **dist_versions(KNOWN_TOOLS)}
 
 
-def cache_key(fetched: Fetched, canonical: dict[str, Any], converter: str) -> str:
+def key_versions(source: Source, chain: list) -> dict[str, str]:
+    """zoo's version and those of the tools this source and chain use, and no others: a worker with
+    other extras, or an unrelated upgrade, shares the same artifacts."""
+    from zoo.converters import graph
+
+    tools = sorted(set(source.tools()) | set(graph.chain_tools(chain)) | {"numpy"})
+    return {"zoo": __version__, **dist_versions(tuple(tools))}
+
+
+def cache_key(source: Source, canonical: dict[str, Any], chain: list) -> str:
+    """The sha256 of everything that decides an artifact: the source's identity and the bytes of its
+    files, the chain of converters, their versions and the options."""
+    from zoo.converters import graph
     from zoo.hashing import sha256_json
 
     return sha256_json({
-        "model": fetched.record.id, "revision": fetched.revision,
-        "files": sorted((f.path, f.sha256) for f in fetched.files),
-        "converter": converter, "versions": converter_versions(), "options": canonical,
+        "model": source.model_id, "revision": source.revision,
+        "files": sorted((f.path, f.sha256) for f in source.files),
+        "converter": graph.chain_name(chain), "versions": key_versions(source, chain), "options": canonical,
     })
 
 
@@ -262,10 +208,10 @@ def lookup(registry: Registry, store: ArtifactStore, key: str) -> PullResult | N
         with registry.engine.begin() as conn:  # stale index entry: convert again
             conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.key == key))
         return None
-    return _result(row["manifest"], art, cached=True)
+    return result_of(row["manifest"], art, cached=True)
 
 
-def _result(manifest: dict[str, Any], art: Artifact, *, cached: bool) -> PullResult:
+def result_of(manifest: dict[str, Any], art: Artifact, *, cached: bool) -> PullResult:
     entry = art.primary_entry()
     return PullResult(model=manifest["model"], revision=manifest["revision"], format=manifest["format"],
                       path=str(art.primary_path), sha256=entry["sha256"], size=entry["size"], cached=cached,
@@ -273,58 +219,50 @@ def _result(manifest: dict[str, Any], art: Artifact, *, cached: bool) -> PullRes
                       parity=manifest["parity"], conversion=manifest.get("conversion", {}))
 
 
-def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], key: str, registry: Registry,
-            store: ArtifactStore, progress: Progress) -> PullResult:
-    """The heavy path: build, run the planned chain of edges, check parity end to
-    end against the source model, publish (verified, or quarantined)."""
+def index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[str, Any]) -> None:
+    """Record a published artifact in the registry's artifact table (the cache index)."""
+    from zoo import db
+
+    entry = art.primary_entry()
+    row = {"key": key, "digest": art.digest, "model_id": manifest["model"], "revision": manifest["revision"],
+           "format": manifest["format"], "primary_file": art.primary, "sha256": entry["sha256"],
+           "size": entry["size"], "verified": art.verified, "manifest": {**manifest, "digest": art.digest}}
+    with registry.engine.begin() as conn:
+        db.upsert(conn, db.artifacts, [row])
+
+
+# --- the heavy path --------------------------------------------------------------------------------------
+def convert(source: Source, chain: list, options: Options, key: str, registry: Registry, store: ArtifactStore,
+            progress: Progress) -> PullResult:
+    """Open the source, run the planned chain of edges, check parity end to end against the source
+    itself, publish (verified, or quarantined) and index."""
     from zoo.converters import graph
-    from zoo.converters.loaders import torch_models as loading
     from zoo.converters.parity.check import (
         check_parity,
         default_tolerance,
         requested_tolerance,
     )
-    from zoo.converters.parity.inputs import parity_input_sets
-    from zoo.converters.parity.runners import (
-        artifact_runner,
-        torch_inputs,
-        torch_runner,
-    )
+    from zoo.converters.parity.runners import artifact_runner, torch_inputs
 
-    record = fetched.record
-    node = source_node(record)
-    chain = graph.plan(node, options.format)
-    with progress.stage("load", f"{record.library} {record.arch}"):
-        if node == "keras-model":
-            from zoo.converters.loaders.keras_models import (
-                build_keras,
-                load_keras_snapshot,
-            )
-            from zoo.converters.parity.runners import keras_runner
-
-            tm = (build_keras(record, progress.note) if record.source == "keras"
-                  else load_keras_snapshot(fetched.root, fetched.weights))
-            reference = keras_runner(tm.model, tm.input_names)
-        else:
-            tm = loading.build_model(record, fetched.root, fetched.weights, fetched.weights_format, progress.note)
-            reference = torch_runner(tm)
-        input_sets = parity_input_sets(record, tm.tokenizer)
-    ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter,
-                            example=torch_inputs(input_sets[0].feeds, tm.input_names) if node == "torch" else (),
-                            seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
-    dtype = graph.chain_dtype(chain)
+    opened = source.open(progress)
+    canonical = options.canonical()
+    versions = key_versions(source, chain)
+    ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
+                            example=torch_inputs(opened.input_sets[0].feeds, opened.input_names)
+                            if source.node == "torch" else ())
+    dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
     tol = requested_tolerance(dtype, options.atol, options.rtol)
 
     def run_and_check(into: Path) -> tuple[list[Path], Any]:
-        hops = graph.run_chain(chain, tm, into, ctx, progress)
+        hops = graph.run_chain(chain, opened.model, into, ctx, progress)
         hooks.pause_at("convert.exported")
         for note in ctx.notes:
             progress.note(note)
         ctx.notes.clear()
-        with progress.stage("parity", f"{len(input_sets)} input sets at {dtype} tolerance"):
-            report = check_parity(reference, artifact_runner(hops[-1], tm.input_names, tm.output_names), input_sets,
-                                  output_names=tm.output_names, tolerance=tol,
-                                  classifier_outputs=tm.classifier_outputs, versions=converter_versions())
+        with progress.stage("parity", f"{len(opened.input_sets)} input sets at {dtype} tolerance"):
+            candidate = artifact_runner(hops[-1], opened.input_names, opened.output_names)
+            report = check_parity(opened.reference, candidate, opened.input_sets, output_names=opened.output_names,
+                                  tolerance=tol, classifier_outputs=opened.classifier_outputs, versions=versions)
         return hops, report
 
     with store.staging() as staging:
@@ -342,31 +280,35 @@ def convert(fetched: Fetched, options: PullOptions, canonical: dict[str, Any], k
         parity = report.to_dict()
         for warning in report.warnings:
             progress.note(f"parity: {warning}")
-        if not report.passed and chain[0].source == "torch" and chain[0].target == "onnx":
+        if not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
             with progress.stage("locate", "the first diverging layer"):
-                parity["divergence"] = _divergence(tm, hops[0], input_sets[0].feeds, default_tolerance(dtype), chain)
-        conversion = {**ctx.info.get("torch->onnx", ctx.info.get("keras-model->onnx", {})), "chain": graph.chain_name(chain),
+                parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
+                                                   default_tolerance(dtype), chain)
+        first_edge = f"{chain[0].source}->{chain[0].target}"
+        conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                       "edges": graph.describe_edges(chain), "details": ctx.info}
         if current.suffix == ".onnx":
-            _write_onnx_metadata(current, fetched, tm, conversion, report)
-        _copy_sidecar_files(fetched, current.parent)
-        manifest = {"model": record.id, "revision": fetched.revision, "format": options.format, "key": key,
+            write_onnx_metadata(current, source, opened, conversion, report)
+        for rel in source.sidecar_files():
+            shutil.copyfile(source.root / rel, current.parent / rel)
+        manifest = {"model": source.model_id, "revision": source.revision, "format": options.format, "key": key,
                     "converter": graph.chain_name(chain), "options": canonical, "conversion": conversion,
-                    "parity": parity, "source_files": [f.__dict__ for f in fetched.files], "record": record.to_dict(),
+                    "parity": parity, "source": source.describe(), "source_files": [f.__dict__ for f in source.files],
+                    "record": source.record.to_dict() if source.record else None,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with progress.stage("publish"):
             art = store.publish(current.parent, current.name, manifest, verified=report.passed)
-            _index_artifact(registry, key, art, manifest)
-    result = _result(manifest, art, cached=False)
+            index_artifact(registry, key, art, manifest)
+    result = result_of(manifest, art, cached=False)
     if not report.passed and options.allow_mismatch:
         progress.note(f"parity FAILED but --allow-mismatch was given: {report.summary_line()}; "
                       f"the artifact is NOT verified and lives in {art.path}")
     elif not report.passed:
         raise errors.ParityError(
-            f"parity check failed for {record.id}: {report.summary_line()}",
+            f"parity check failed for {source.label} -> {options.format}: {report.summary_line()}",
             hint=f"the artifact is kept for inspection only, NOT verified: {art.path}; "
                  "loosen --atol/--rtol only if the differences are acceptable, or pass --allow-mismatch",
-            model=record.id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
+            model=source.model_id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
             divergence=parity.get("divergence"),
         )
     return result
@@ -387,47 +329,32 @@ def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain
     return found
 
 
-def _write_onnx_metadata(path: Path, fetched: Fetched, tm: Any, conversion: dict[str, Any], report: Any) -> None:
+def write_onnx_metadata(path: Path, source: Source, opened: Opened, conversion: dict[str, Any], report: Any) -> None:
+    """zoo's ``metadata_props`` on an ONNX result: where it came from, its I/O, and its parity report.
+    An ONNX source's own ``zoo.*`` entries travel on, so its file is rewritten; otherwise the entries
+    are appended to the file without touching the graph's bytes."""
     from zoo.converters.edges.torch_onnx import write_metadata
 
-    record = fetched.record
-    props = {
-        "zoo.version": __version__,
-        "zoo.source": record.id,
-        "zoo.source_revision": fetched.revision,
-        "zoo.task": record.task or "",
-        "zoo.input_spec": json.dumps(record.input_spec),
-        "zoo.preprocessing": json.dumps(record.preprocessing),
-        "zoo.exporter": conversion["exporter"],
-        "zoo.parity": json.dumps({"passed": report.passed, "max_abs_diff": report.max_abs_diff,
-                                  "atol": report.tolerance.atol, "rtol": report.tolerance.rtol,
-                                  "inputs_sha256": report.inputs_sha256,
-                                  "outputs": {k: {"max_abs_diff": v.get("max_abs_diff"), "passed": v.get("passed")}
-                                              for k, v in report.outputs.items()}}),
-        "zoo.license": record.license or "",
-    }
-    if tm.labels:
-        props["zoo.labels"] = json.dumps(list(tm.labels))
-    write_metadata(path, props)
-
-
-def _copy_sidecar_files(fetched: Fetched, staging: Path) -> None:
-    """Transformers artifacts carry their config and tokenizer files."""
-    if fetched.record.library != "transformers":
+    props = {**source.onnx_metadata(), "zoo.version": __version__,
+             "zoo.parity": json.dumps({"passed": report.passed, "max_abs_diff": report.max_abs_diff,
+                                       "atol": report.tolerance.atol, "rtol": report.tolerance.rtol,
+                                       "inputs_sha256": report.inputs_sha256, "reference": source.kind,
+                                       "outputs": {k: {"max_abs_diff": v.get("max_abs_diff"), "passed": v.get("passed")}
+                                                   for k, v in report.outputs.items()}})}
+    if conversion.get("exporter"):
+        props["zoo.exporter"] = conversion["exporter"]
+    if opened.labels:
+        props["zoo.labels"] = json.dumps(list(opened.labels))
+    if not opened.metadata:
+        write_metadata(path, props)
         return
-    from zoo.registry.hf_source import METADATA_FILES
+    import onnx
 
-    for f in fetched.files:
-        if f.path in METADATA_FILES:
-            shutil.copyfile(fetched.root / f.path, staging / f.path)
-
-
-def _index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[str, Any]) -> None:
-    from zoo import db
-
-    entry = art.primary_entry()
-    row = {"key": key, "digest": art.digest, "model_id": manifest["model"], "revision": manifest["revision"],
-           "format": manifest["format"], "primary_file": art.primary, "sha256": entry["sha256"],
-           "size": entry["size"], "verified": art.verified, "manifest": {**manifest, "digest": art.digest}}
-    with registry.engine.begin() as conn:
-        db.upsert(conn, db.artifacts, [row])
+    model = onnx.load(str(path), load_external_data=False)
+    merged = {p.key: p.value for p in model.metadata_props}
+    merged.update(props)
+    del model.metadata_props[:]
+    for k, v in merged.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, str(path))

@@ -31,7 +31,8 @@ from urllib.parse import quote, urlsplit
 
 from zoo import __version__, errors
 from zoo.hashing import sha256_file
-from zoo.pipeline import PullOptions, PullResult
+from zoo.options import Options
+from zoo.pipeline import PullResult
 from zoo.progress import Progress
 from zoo.settings import Settings
 
@@ -131,7 +132,7 @@ def _class_for_code(code: str) -> type[errors.ZooError] | None:
 
 
 # --- the pull ---------------------------------------------------------------------------------------------
-def pull_remote(name: str, options: PullOptions, settings: Settings, *, progress: Progress,
+def pull_remote(name: str, options: Options, settings: Settings, *, progress: Progress,
                 output: Path | None = None) -> PullResult:
     """Submit ``name`` to ``ZOO_SERVER``, follow the job, download and verify its artifact."""
     client = Client(settings.server or "", settings.token)
@@ -153,11 +154,9 @@ def pull_remote(name: str, options: PullOptions, settings: Settings, *, progress
                       notes=list(result.get("notes", [])))
 
 
-def submit(client: Client, name: str, options: PullOptions) -> dict[str, Any]:
+def submit(client: Client, name: str, options: Options) -> dict[str, Any]:
     body = {"model": name, "format": options.format,
-            "options": {k: v for k, v in {"opset": options.opset, "atol": options.atol, "rtol": options.rtol,
-                                          "exporter": options.exporter,
-                                          "allow_mismatch": options.allow_mismatch}.items() if v is not None}}
+            "options": options.public()}
     # the same key on every try: a POST retried after a dropped answer joins the job it created
     key = uuid.uuid4().hex
     for attempt in range(_TRIES):

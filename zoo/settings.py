@@ -77,6 +77,8 @@ class Settings:
     hf_endpoint: str  # HF_ENDPOINT
     hf_offline: bool  # HF_HUB_OFFLINE
     hf_token: str | None  # HF_TOKEN (None: huggingface_hub may still use a saved token)
+    # --- Keras applications' weights (keras' own cache: KERAS_HOME/models) ---
+    keras_home: Path = Path("~/.keras").expanduser()  # KERAS_HOME
     # --- the service (zoo serve) ---
     host: str = "127.0.0.1"  # ZOO_HOST
     port: int = 8000  # ZOO_PORT
@@ -126,6 +128,7 @@ class Settings:
             hf_endpoint=(env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
             hf_offline=_flag(env, "HF_HUB_OFFLINE"),
             hf_token=env.get("HF_TOKEN") or None,
+            keras_home=Path(env.get("KERAS_HOME") or "~/.keras").expanduser(),
             host=env.get("ZOO_HOST") or "127.0.0.1",
             port=int(_number(env, "ZOO_PORT", 8000)),
             read_auth=_flag(env, "ZOO_READ_AUTH"),

@@ -18,7 +18,7 @@ def _fail(tool: str, exc: BaseException) -> errors.ConversionError:
                                   hint="the model may use an operation this converter lacks")
 
 
-@edge("keras-model", "onnx", name="tf2onnx", primary="model.onnx")
+@edge("keras-model", "onnx", name="tf2onnx", primary="model.onnx", tools=("tf2onnx", "tensorflow", "keras", "onnx"))
 def keras_to_onnx(km: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import tensorflow as tf
     import tf2onnx
@@ -36,7 +36,7 @@ def keras_to_onnx(km: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
-@edge("keras-model", "tflite", name="tf.lite.TFLiteConverter", primary="model.tflite")
+@edge("keras-model", "tflite", name="tf.lite.TFLiteConverter", primary="model.tflite", tools=("tensorflow", "keras"))
 def keras_to_tflite(km: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import tensorflow as tf
 
@@ -49,7 +49,7 @@ def keras_to_tflite(km: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
-@edge("keras-model", "keras", name="keras.Model.save", primary="model.keras")
+@edge("keras-model", "keras", name="keras.Model.save", primary="model.keras", tools=("keras",))
 def keras_to_file(km: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import keras
 

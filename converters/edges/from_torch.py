@@ -12,7 +12,7 @@ from zoo.converters.graph import EdgeContext, edge
 from zoo import errors
 
 
-@edge("torch", "onnx", name="torch.onnx", primary="model.onnx")
+@edge("torch", "onnx", name="torch.onnx", primary="model.onnx", tools=("torch", "onnx", "onnxscript"))
 def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.converters.edges.torch_onnx import export_onnx
 
@@ -25,7 +25,7 @@ def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     return path
 
 
-@edge("torch", "pt2", name="torch.export", primary="model.pt2")
+@edge("torch", "pt2", name="torch.export", primary="model.pt2", tools=("torch",))
 def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import torch
     from zoo.converters.edges.torch_onnx import dynamic_shapes

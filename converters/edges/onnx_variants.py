@@ -17,7 +17,8 @@ def _fail(tool: str, exc: BaseException) -> errors.ConversionError:
                                   hint="convert to plain onnx instead, or report the model")
 
 
-@edge("onnx", "onnx-fp16", name="onnxruntime.transformers.float16", dtype="float16", primary="model.onnx")
+@edge("onnx", "onnx-fp16", name="onnxruntime.transformers.float16", dtype="float16", primary="model.onnx",
+       tools=("onnx", "onnxruntime"))
 def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -32,7 +33,8 @@ def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
-@edge("onnx", "onnx-int8", name="onnxruntime.quantization", dtype="int8", primary="model.onnx")
+@edge("onnx", "onnx-int8", name="onnxruntime.quantization", dtype="int8", primary="model.onnx",
+       tools=("onnx", "onnxruntime"))
 def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import logging
 
@@ -54,7 +56,7 @@ def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
-@edge("onnx", "onnx-opt", name="onnxruntime graph optimizer", primary="model.onnx")
+@edge("onnx", "onnx-opt", name="onnxruntime graph optimizer", primary="model.onnx", tools=("onnx", "onnxruntime"))
 def onnx_to_optimized(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import onnxruntime as ort
 

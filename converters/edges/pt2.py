@@ -16,7 +16,7 @@ from zoo.converters.graph import EdgeContext, edge
 from zoo import errors
 
 
-@edge("onnx", "pt2", name="zoo.onnx_torch", primary="model.pt2")
+@edge("onnx", "pt2", name="zoo.onnx_torch", primary="model.pt2", tools=("torch", "onnx"))
 def onnx_to_pt2(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.converters.onnx_torch.module import export_pt2
 
@@ -25,13 +25,13 @@ def onnx_to_pt2(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
-@edge("pt2", "onnx", name="torch.onnx (ExportedProgram)", primary="model.onnx")
+@edge("pt2", "onnx", name="torch.onnx (ExportedProgram)", primary="model.onnx", tools=("torch", "onnx", "onnxscript"))
 def pt2_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import torch
     from zoo.converters.edges.torch_onnx import (
         convert_opset,
-        program_opset,
         exporter_versions,
+        program_opset,
     )
     from zoo.converters.loaders.pt2_archive import load_program, program_signature
 

@@ -46,7 +46,7 @@ def _child_env() -> dict[str, str]:
 
 
 # --- Keras -> SavedModel -------------------------------------------------------------------------
-@edge("keras-model", "tf", name="keras.export.ExportArchive", primary=SAVED_MODEL)
+@edge("keras-model", "tf", name="keras.export.ExportArchive", primary=SAVED_MODEL, tools=("keras", "tensorflow"))
 def keras_to_saved_model(km: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import keras
     import tensorflow as tf
@@ -127,7 +127,7 @@ def _onnx2tf_error(result: dict[str, Any]) -> errors.ConversionError:
              "convert to onnx or pt2 instead, or from a Keras source to tf/tflite", node=node, op_type=result.get("op_type"))
 
 
-@edge("onnx", "tf", name="onnx2tf", primary=SAVED_MODEL)
+@edge("onnx", "tf", name="onnx2tf", primary=SAVED_MODEL, tools=("onnx2tf", "tensorflow", "tf-keras", "onnx"))
 def onnx_to_saved_model(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     ctx.info["onnx->tf"] = run_onnx2tf(src, out_dir, out_dir)
     if not (out_dir / SAVED_MODEL).is_file():
@@ -135,7 +135,8 @@ def onnx_to_saved_model(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return out_dir / SAVED_MODEL
 
 
-@edge("onnx", "tflite", name="onnx2tf + tf.lite.TFLiteConverter", primary="model.tflite")
+@edge("onnx", "tflite", name="onnx2tf + tf.lite.TFLiteConverter", primary="model.tflite",
+       tools=("onnx2tf", "tensorflow", "tf-keras", "onnx"))
 def onnx_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     """Through onnx2tf's SavedModel (re-signed with the ONNX names and layouts), not
     its own .tflite file, so the two artifacts of one ONNX model take the same inputs."""
@@ -174,14 +175,14 @@ def tflite_from_saved_model(directory: Path, out: Path, ctx: EdgeContext) -> dic
     return {"tensorflow": tf.__version__, "ops": ops, "quantization": None}
 
 
-@edge("tf", "tflite", name="tf.lite.TFLiteConverter", primary="model.tflite")
+@edge("tf", "tflite", name="tf.lite.TFLiteConverter", primary="model.tflite", tools=("tensorflow",))
 def saved_model_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     out = out_dir / "model.tflite"
     ctx.info["tf->tflite"] = tflite_from_saved_model(saved_model_dir(src), out, ctx)
     return out
 
 
-@edge("tf", "onnx", name="tf2onnx", primary="model.onnx")
+@edge("tf", "onnx", name="tf2onnx", primary="model.onnx", tools=("tf2onnx", "tensorflow", "onnx"))
 def saved_model_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.versions import dist_version
 

@@ -1,6 +1,7 @@
-"""PyTorch -> ONNX: torch.onnx's dynamo exporter, falling back to the
-TorchScript exporter when it fails. Writes only ``out_path`` (and its external
-data file for models over 2 GB)."""
+"""PyTorch -> ONNX with torch.onnx. ``--exporter auto`` tries the TorchScript exporter first and the dynamo
+exporter when it raises (the pipeline also re-exports with dynamo when the TorchScript result fails
+parity); models over 2 GB go to dynamo first (see ``auto_order``). Writes only ``out_path`` (and its
+external data file for models over 2 GB)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from zoo.converters.loaders.torch_models import TorchModel
 
 from zoo import errors
 
-DEFAULT_OPSET = 18
-MIN_OPSET, MAX_OPSET = 9, 23
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB per file
 DIM_MAX = {"batch": 4096, "sequence": None}
 
@@ -26,14 +25,6 @@ def exporter_versions() -> dict[str, str]:
     from zoo.versions import dist_versions
 
     return dist_versions(("torch", "onnx", "onnxscript", "onnxruntime"))
-
-
-def check_opset(opset: int | None) -> int:
-    opset = DEFAULT_OPSET if opset is None else opset
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise errors.UsageError(f"opset {opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}",
-                                hint=f"pass --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
-    return opset
 
 
 def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from zoo.registry.records import ModelRecord
 
@@ -54,24 +54,60 @@ def import_keras() -> Any:
     return keras
 
 
-def build_keras(record: ModelRecord, note: Callable[[str], None]) -> KerasModel:
+class _WeightsRequested(Exception):
+    def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__(request.get("fname"))
+        self.request = request
+
+
+def keras_weights_request(arch: str, size: int) -> dict[str, Any]:
+    """The weights file ``keras.applications.<arch>(weights="imagenet")`` at ``size`` would fetch:
+    ``{"fname", "origin", "file_hash"}``, as keras itself computes them (the application is built without
+    weights and its call to keras' ``get_file`` is intercepted: nothing is downloaded here)."""
     keras = import_keras()
-    factory = getattr(keras.applications, record.arch or "", None)
+    from keras.src.utils import file_utils
+
+    factory = _factory(keras, arch)
+
+    def intercept(fname: Any = None, origin: Any = None, *args: Any, file_hash: Any = None, **kwargs: Any) -> Any:
+        raise _WeightsRequested({"fname": fname or str(origin).rsplit("/", 1)[-1], "origin": origin,
+                                 "file_hash": file_hash or kwargs.get("md5_hash")})
+
+    real = file_utils.get_file
+    file_utils.get_file = intercept
+    try:
+        factory(weights="imagenet", input_shape=(size, size, 3), classifier_activation=None)
+    except _WeightsRequested as found:
+        return found.request
+    except ValueError as exc:  # e.g. an input size the application does not support
+        raise errors.UsageError(f"keras:{arch} at {size}x{size}: {exc}") from exc
+    finally:
+        file_utils.get_file = real
+    raise errors.UnsupportedError(f"keras:{arch} fetches no ImageNet weights at {size}x{size}")
+
+
+def _factory(keras: Any, arch: str) -> Any:
+    factory = getattr(keras.applications, arch or "", None)
     if factory is None:
-        raise errors.UnsupportedError(f"keras {keras.__version__} has no application {record.arch!r}")
+        raise errors.UnsupportedError(f"keras {keras.__version__} has no application {arch!r}")
+    return factory
+
+
+def build_keras(record: ModelRecord, weights: Path) -> KerasModel:
+    """The application with the weights file the fetch stage brought and hashed (never keras' own download)."""
+    keras = import_keras()
+    factory = _factory(keras, record.arch or "")
     size = record.input_spec[0]["shape"][1]
     try:
         # logits, as timm and transformers classifiers give: parity on a 1000-way softmax
         # (values ~1e-3) would hardly check anything at an absolute tolerance
-        model = factory(weights="imagenet", input_shape=(size, size, 3), classifier_activation=None)
+        model = factory(weights=str(weights), input_shape=(size, size, 3), classifier_activation=None)
     except ValueError as exc:  # e.g. an input size the application does not support
         raise errors.UsageError(f"keras:{record.arch} at {size}x{size}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - keras' get_file raises plain Exceptions on fetch failures
-        if "fetch" in str(exc).lower() or isinstance(exc, OSError):
-            raise errors.NetworkError(
-                f"keras could not download the weights of {record.arch} at {size}x{size}: {str(exc)[:200]}",
-                hint="connect to the internet once, or place the weights file in KERAS_HOME/models") from exc
-        raise errors.InvalidModelError(f"cannot build keras:{record.arch}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    except Exception as exc:  # noqa: BLE001 - a weights file that does not fit the application
+        raise errors.InvalidModelError(f"cannot build keras:{record.arch} from {weights.name}: "
+                                       f"{type(exc).__name__}: {str(exc)[:300]}",
+                                       hint=f"delete {weights} and pull again") from exc
     outputs = [t.name.split("/")[0].split(":")[0] for t in model.outputs]
     outputs = list(getattr(model, "output_names", None) or outputs)
     return KerasModel(model, ["input"], outputs, classifier_outputs=outputs[:1])

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from zoo import __version__
 from zoo.cli.output import emit, json_output, print_json
 from zoo.errors import EXIT_OK, StorageError, ZooError, as_storage_error, exit_code_for
+from zoo.options import add_arguments, from_arguments
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -36,18 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     pull = sub.add_parser("pull", help="resolve, download, convert and verify a model",
                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     pull.add_argument("name", help="resnet50, resnet50.a1_in1k, org/name[@rev], hf:org/name, local:NAME, keras:MobileNetV2[@SIZE]")
-    pull.add_argument("--format", "-f", default="onnx",
-                      help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
-                           "pt2 (torch.export; from PyTorch, or from Keras through ONNX), tf (SavedModel directory), "
-                           "tflite, keras (Keras sources)")
-    pull.add_argument("--opset", type=int, help="ONNX opset (default: 18)")
-    pull.add_argument("--atol", type=float, help="absolute tolerance for parity (default: per dtype, scaled by output magnitude)")
-    pull.add_argument("--rtol", type=float, help="relative tolerance for parity")
-    pull.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
-                      help="torch.onnx exporter (default auto: TorchScript, then dynamo when TorchScript fails or its "
-                           "result fails parity)")
-    pull.add_argument("--allow-mismatch", action="store_true",
-                      help="when parity fails, still hand back the (unverified) artifact and exit 0")
+    add_arguments(pull)
     pull.add_argument("-o", "--output", type=Path, help="also copy the artifact to this path")
     pull.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -55,12 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                           epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     conv.add_argument("path", type=Path, help="an .onnx or .keras file, a .pt2 file zoo wrote, a TensorFlow SavedModel "
                                               "directory, or a directory with config.json and weights")
-    conv.add_argument("--to", required=True, dest="format",
-                      help="target format (onnx, onnx-fp16, onnx-int8, onnx-opt, pt2, tf, tflite, ...)")
-    conv.add_argument("--opset", type=int)
-    conv.add_argument("--atol", type=float)
-    conv.add_argument("--rtol", type=float)
-    conv.add_argument("--allow-mismatch", action="store_true")
+    add_arguments(conv, flags={"format": ("--to",)}, required=("format",))
     conv.add_argument("-o", "--output", type=Path)
     conv.add_argument("--json", action="store_true")
 
@@ -68,8 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                          epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     par.add_argument("models", nargs="*", help="REFERENCE CANDIDATE: a model name or file (.onnx, .pt2, .tflite, .keras, SavedModel dir), then a file")
     par.add_argument("--matrix", metavar="NAME", help="convert NAME to every reachable format and tabulate parity")
-    par.add_argument("--atol", type=float)
-    par.add_argument("--rtol", type=float)
+    add_arguments(par, exclude=("format", "opset", "exporter", "allow_mismatch"))
     par.add_argument("--dtype", default="float32", help="tolerance class: float32, float16, int8 (default float32)")
     par.add_argument("--json", action="store_true")
 
@@ -182,11 +166,10 @@ def _report_error(exc: ZooError, args: argparse.Namespace, debug: bool) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, settings) -> int:
-    from zoo.pipeline import PullOptions, pull
+    from zoo.pipeline import pull
     from zoo.progress import Progress
 
-    options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol, exporter=args.exporter,
-                          allow_mismatch=args.allow_mismatch)
+    options = from_arguments(args)
     if settings.server:  # remote mode: the server converts, this process downloads and verifies
         from zoo.remote import pull_remote
 
@@ -196,12 +179,10 @@ def cmd_pull(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_convert(args: argparse.Namespace, settings) -> int:
-    from zoo.convert import convert_path
-    from zoo.pipeline import PullOptions
+    from zoo.pipeline import convert_path
     from zoo.progress import Progress
 
-    options = PullOptions(format=args.format, opset=args.opset, atol=args.atol, rtol=args.rtol,
-                          allow_mismatch=args.allow_mismatch)
+    options = from_arguments(args)
     result = convert_path(args.path, options, settings=settings, progress=Progress(), output=args.output)
     return _print_result(args, result)
 

@@ -27,11 +27,11 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from zoo import db, errors
+from zoo.options import Options
 
 STATES = ("queued", "running", "succeeded", "failed", "canceled")
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "canceled")
-OPTION_FIELDS = ("opset", "atol", "rtol", "exporter", "allow_mismatch")
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -48,18 +48,13 @@ class JobRequest:
     def name(self) -> str:
         return f"{self.model.strip()}@{self.revision}" if self.revision else self.model.strip()
 
-    def pull_options(self) -> Any:
-        from zoo.pipeline import PullOptions
-
-        unknown = set(self.options) - set(OPTION_FIELDS)
-        if unknown:
-            raise errors.UsageError(f"unknown option(s): {', '.join(sorted(unknown))}",
-                                    hint=f"known options: {', '.join(OPTION_FIELDS)}")
-        return PullOptions(format=self.format, **{k: v for k, v in self.options.items() if v is not None})
+    def pull_options(self) -> Options:
+        if "format" in self.options:
+            raise errors.UsageError("the format is given twice: as format and among the options", hint="give it once")
+        return Options.from_mapping(self.options, format=self.format)
 
     def key(self) -> str:
         """Validate (name, format, options) and return the sha256 of their canonical form."""
-        from zoo import pullmemo
         from zoo.converters import graph
         from zoo.hashing import sha256_json
         from zoo.pipeline import converter_versions
@@ -71,8 +66,8 @@ class JobRequest:
         ref = parse_name(self.name)
         graph.require_format(self.format)
         options = self.pull_options()
-        fp = pullmemo.fingerprint(self.name, ref.revision, options.canonical(), converter_versions())
-        return sha256_json({"pull": fp, "allow_mismatch": options.allow_mismatch})
+        return sha256_json({"name": self.name, "revision": ref.revision, "options": options.job_key_fields(),
+                            "versions": converter_versions()})
 
 
 @dataclass

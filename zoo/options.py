@@ -1,0 +1,135 @@
+"""The options of a conversion, defined once.
+
+``Options`` is the one definition: ``zoo pull`` and ``zoo convert`` take their flags from it
+(``add_arguments``), the HTTP API builds its request schema from it with the same bounds
+(``zoo.api.schemas.JobOptions``), jobs are keyed by ``job_key_fields`` and artifacts by ``canonical``.
+Each field says in its metadata how it is shown, bounded and keyed; adding an option means adding a
+field here and reading it where it is used, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from zoo import errors
+from zoo.converters.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
+DEFAULT_FORMAT = "onnx"
+EXPORTERS = ("auto", "dynamo", "torchscript")
+
+
+def option(default: Any, *, help: str, flags: tuple[str, ...] = (), ge: float | None = None, le: float | None = None,
+           choices: tuple[str, ...] | None = None, key: str = "artifact", metavar: str | None = None) -> Any:
+    """A field of ``Options``. ``key``: "artifact" (part of the artifact cache key: it changes the bytes or
+    the check), "job" (only tells identical requests apart: two jobs that differ in it are different
+    requests, yet produce the same artifact), or "none"."""
+    return field(default=default, metadata={"help": help, "flags": flags, "ge": ge, "le": le, "choices": choices,
+                                            "key": key, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class Options:
+    format: str = option(DEFAULT_FORMAT, flags=("--format", "-f"), metavar="FORMAT",
+                         help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
+                              "pt2 (torch.export), tf (SavedModel directory), tflite, keras (Keras sources)")
+    opset: int | None = option(None, ge=MIN_OPSET, le=MAX_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    atol: float | None = option(None, ge=0, help="absolute parity tolerance (default: per dtype, scaled by each "
+                                                 "output's magnitude)")
+    rtol: float | None = option(None, ge=0, help="relative parity tolerance")
+    exporter: str = option("auto", choices=EXPORTERS,
+                           help="torch.onnx exporter (default auto: TorchScript, then dynamo when TorchScript fails "
+                                "or its result fails parity)")
+    allow_mismatch: bool = option(False, key="job",
+                                  help="when parity fails, still hand back the (unverified) artifact and exit 0")
+
+    # --- validation and keys --------------------------------------------------------------------------
+    def validated(self) -> Options:
+        """These options, checked against every field's bounds and choices (a UsageError otherwise)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            flag = _flag(f)
+            if value is None:
+                continue
+            if f.type in ("bool",) and not isinstance(value, bool):
+                raise errors.UsageError(f"{flag} takes true or false, not {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise errors.UsageError(f"{flag} must be a finite number, not {value}")
+            if meta["choices"] and value not in meta["choices"]:
+                raise errors.UsageError(f"{flag} {value!r} is not one of {', '.join(meta['choices'])}",
+                                        hint=f"pass {flag} {' | '.join(meta['choices'])}")
+            low, high = meta["ge"], meta["le"]
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f"{low}..{high}" if high is not None else f">= {low}"
+                default = f" (default {DEFAULT_OPSET})" if f.name == "opset" else ""
+                raise errors.UsageError(f"{flag} {value} is outside the supported range {bounds}",
+                                        hint=f"pass {flag} within {bounds}{default}")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        """The fields that decide an artifact's bytes and check, defaults resolved: its cache key's options."""
+        self.validated()
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["key"] == "artifact"}
+        out["opset"] = DEFAULT_OPSET if self.opset is None else self.opset
+        return out
+
+    def job_key_fields(self) -> dict[str, Any]:
+        """What tells two job requests apart: the canonical options and the job-only fields
+        (a strict client must never join a job that may publish an unverified artifact)."""
+        return {**self.canonical(), **{f.name: getattr(self, f.name) for f in fields(self) if f.metadata["key"] == "job"}}
+
+    def public(self) -> dict[str, Any]:
+        """The options as an API client or a manifest gives them (format apart, unset ones left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "format" and getattr(self, f.name) not in (None, f.default)}
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], **overrides: Any) -> Options:
+        """From a JSON object (a job's options, a manifest's); unknown names are a UsageError."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise errors.UsageError(f"unknown option(s): {', '.join(sorted(unknown))}",
+                                    hint=f"known options: {', '.join(sorted(names - {'format'}))}")
+        values = {k: v for k, v in {**data, **overrides}.items() if v is not None}
+        return replace(cls(), **values).validated()
+
+
+def _flag(f: Any) -> str:
+    return f.metadata["flags"][0] if f.metadata["flags"] else "--" + f.name.replace("_", "-")
+
+
+def option_fields(*, exclude: tuple[str, ...] = ()) -> list[Any]:
+    """The dataclass fields of ``Options``, for code that derives a schema from them."""
+    return [f for f in fields(Options) if f.name not in exclude]
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = (),
+                  flags: dict[str, tuple[str, ...]] | None = None, required: tuple[str, ...] = ()) -> None:
+    """Add a flag per option to ``parser`` (``flags`` renames some: ``zoo convert`` takes ``--to``)."""
+    for f in option_fields(exclude=exclude):
+        meta = f.metadata
+        names = (flags or {}).get(f.name) or meta["flags"] or ("--" + f.name.replace("_", "-"),)
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        if f.type == "bool":
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = {"int | None": int, "float | None": float}.get(f.type, str)
+            kwargs["metavar"] = meta["metavar"] or f.name.upper()
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+                kwargs.pop("metavar")
+            if f.name in required:
+                kwargs["required"] = True
+            elif f.default is not MISSING:
+                kwargs["default"] = f.default
+        parser.add_argument(*names, **kwargs)
+
+
+def from_arguments(args: argparse.Namespace) -> Options:
+    """The options a parsed command line gives (fields it has no flag for keep their defaults)."""
+    values = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
+    return replace(Options(), **{k: v for k, v in values.items() if v is not None}).validated()
