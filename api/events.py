@@ -11,8 +11,8 @@ from typing import AsyncIterator
 import anyio
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
-from zoo.api.schemas import JobPublic
 
+from zoo.api.schemas import JobPublic
 from zoo.service.core import Service
 
 POLL_S = 0.25

@@ -18,8 +18,8 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from zoo.api.errors import error_response
 
+from zoo.api.errors import error_response
 from zoo.storage.blobs import CHUNK, Blob, read_cached
 
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -8,11 +8,11 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+
+from zoo import __version__
 from zoo.api.errors import install_error_handlers
 from zoo.api.http import BodyLimit
 from zoo.api.routes import artifacts, health, jobs, mirror, models, tokens
-
-from zoo import __version__
 from zoo.service.core import Service
 from zoo.settings import Settings, get_settings
 

@@ -153,6 +153,7 @@ def export_files(root: Path, families: list[str], resnet50: bool) -> list[tuple[
     if resnet50:
         from builders import _timm_model
         from onnx_families import export_family
+
         from zoo.converters.loaders.torch_models import TorchModel
 
         module = _timm_model("resnet50", seed=0)  # timm.create_model('resnet50', pretrained=False), seeded norms
@@ -191,6 +192,7 @@ def main() -> int:
         print("onnx2torch is not installed (pip install 'zoo-hub[bench]'): zoo only", file=sys.stderr)
     import onnxruntime as ort
     import torch
+
     from zoo.converters.parity.inputs import onnx_signature
 
     results = []

@@ -82,10 +82,9 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180)
 # --- set-up ---------------------------------------------------------------------------------------------
 def make_home(root: Path, size_mb: int, database_url: str | None) -> tuple[dict[str, str], str, Path]:
     """A ZOO_HOME holding one indexed model and a ``size_mb`` artifact of random bytes: env, sha256, file."""
+    from zoo.pipeline import index_artifact
     from zoo.registry.index import Registry
     from zoo.registry.records import ModelRecord
-
-    from zoo.pipeline import index_artifact
     from zoo.settings import Settings
     from zoo.storage.artifacts import ArtifactStore
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from zoo import errors
 from zoo.registry.download import is_connection_error, translate_hub_error
 from zoo.registry.keras_repo import describe_keras, keras_files
 from zoo.registry.records import (
@@ -24,8 +25,6 @@ from zoo.registry.records import (
     image_input_spec,
     text_input_spec,
 )
-
-from zoo import errors
 from zoo.settings import Settings
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -163,6 +162,7 @@ def fetch_snapshot(
         return snap
     from huggingface_hub import HfApi
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
     from zoo.registry.download import download_file, expected_digests
 
     try:

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
-from zoo.registry.names import ModelRef
-from zoo.registry.records import FileInfo, ModelRecord
 
 from zoo import db, errors
+from zoo.registry.names import ModelRef
+from zoo.registry.records import FileInfo, ModelRecord
 from zoo.settings import Settings
 
 TIMM_VERSION_KEY = "timm_catalog_version"
@@ -62,7 +62,6 @@ class Registry:
     def ensure_timm_catalog(self, *, quiet: bool = False) -> bool:
         """Index timm's catalog once per installed timm version; False if timm is absent."""
         from zoo.registry.timm_source import iter_catalog
-
         from zoo.versions import dist_version
 
         version = dist_version("timm")  # from metadata: importing timm costs ~4 s
@@ -85,9 +84,8 @@ class Registry:
 
     def ensure_keras_catalog(self) -> None:
         """Index the static Keras applications table once per zoo version."""
-        from zoo.registry.keras_source import iter_catalog
-
         from zoo import __version__
+        from zoo.registry.keras_source import iter_catalog
 
         with self.engine.connect() as conn:
             if db.get_meta(conn, "keras_catalog_version") == __version__:

@@ -12,9 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from zoo.registry.records import ModelRecord
-
 from zoo import errors
+from zoo.registry.records import ModelRecord
 
 KERAS_FILE = "model.keras"
 KERAS_WEIGHTS = "model.weights.h5"

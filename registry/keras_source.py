@@ -16,9 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.registry.records import ModelRecord
-
 from zoo import errors
+from zoo.registry.records import ModelRecord
 from zoo.settings import Settings
 
 # name: (default input size, preprocessing mode)

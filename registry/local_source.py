@@ -14,12 +14,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+from zoo import errors
+from zoo.hashing import sha256_file, sha256_json
 from zoo.registry.hf_source import choose_files, describe
 from zoo.registry.index import Registry
 from zoo.registry.records import FileInfo, ModelRecord
-
-from zoo import errors
-from zoo.hashing import sha256_file, sha256_json
 from zoo.settings import Settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

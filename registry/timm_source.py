@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from zoo.registry.records import ModelRecord, image_input_spec
-
 from zoo.errors import MissingDependencyError
+from zoo.registry.records import ModelRecord, image_input_spec
 
 _PREPROCESSING_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
 

@@ -331,6 +331,7 @@ def keras_mobilenet_v2_weights(size: int = 96, seed: int = 0) -> tuple[str, byte
     """
     import h5py
     import numpy as np
+
     from zoo.converters.loaders.keras_models import import_keras
 
     keras = import_keras()  # as zoo imports it (quiet, and keeping Triton out of a TensorFlow process)
@@ -411,9 +412,8 @@ def keras_repo(seed: int = 0, layout: str = "directory") -> dict[str, bytes]:
 def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test/dir"):
     """Publish and index a multi-file artifact in ``settings``' store and registry, as a conversion
     would (``files``: path -> bytes; the primary file is ``model.onnx``). Returns the Artifact."""
-    from zoo.registry.index import Registry
-
     from zoo.pipeline import index_artifact
+    from zoo.registry.index import Registry
     from zoo.storage.artifacts import ArtifactStore
 
     store, registry = ArtifactStore(settings.home), Registry(settings)

@@ -179,7 +179,6 @@ def timm_index_db(tmp_path_factory) -> Path:
     """The timm catalog indexed once per session (3 s), copied into each test's ZOO_HOME."""
     home = tmp_path_factory.mktemp("index")
     from zoo.registry.index import Registry
-
     from zoo.settings import Settings
 
     settings = Settings.from_env({**os.environ, "ZOO_HOME": str(home)})

@@ -65,6 +65,7 @@ def build_family(name: str) -> Family:
 
 def _timm_family(arch: str) -> Family:
     from builders import _timm_model
+
     from zoo.converters.loaders.torch_models import TorchModel
 
     module = _timm_model(arch, seed=0)
@@ -76,6 +77,7 @@ def _timm_family(arch: str) -> Family:
 
 def _text_family(name: str) -> Family:
     from builders import bert_repo
+
     from zoo.converters.loaders.torch_models import build_transformers
     from zoo.registry.records import ModelRecord, text_input_spec
 
@@ -92,6 +94,7 @@ def _text_family(name: str) -> Family:
 
 def _keras_family() -> Family:
     from builders import keras_mobilenet_v2_weights
+
     from zoo.converters.loaders.keras_models import KerasModel, import_keras
 
     keras = import_keras()

@@ -286,7 +286,6 @@ def _hold(api: Api, repo_id: str, tiny_repos: dict) -> str:
     """Register ``repo_id`` in the server's registry, as a pull that fetched it does."""
     from zoo.registry.hf_source import file_infos
     from zoo.registry.index import Registry
-
     from zoo.settings import Settings
 
     root = write_hf_cache(api.hub_cache, repo_id, tiny_repos[repo_id])

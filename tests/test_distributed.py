@@ -215,11 +215,10 @@ def test_concurrent_workers_claim_each_job_exactly_once(database_url):
 def test_registry_writers_race_without_errors(database_url, tmp_path):
     """Workers that fetch the same repo, publish the same artifact or index the same catalog at
     once: each write is one INSERT ... ON CONFLICT, so none fails on PostgreSQL's row locks."""
-    from zoo.registry.index import Registry
-    from zoo.registry.records import FileInfo, ModelRecord
-
     from zoo import db
     from zoo.pipeline import index_artifact
+    from zoo.registry.index import Registry
+    from zoo.registry.records import FileInfo, ModelRecord
     from zoo.settings import Settings
     from zoo.storage.artifacts import ArtifactStore
 

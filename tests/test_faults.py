@@ -31,7 +31,6 @@ def faulty_repo(hub, hub_endpoint, tiny_repos, request, monkeypatch) -> str:
 
 def _fetch(repo_id: str):
     from zoo.registry.hf_source import fetch_snapshot
-
     from zoo.settings import get_settings
 
     return fetch_snapshot(repo_id, None, get_settings())

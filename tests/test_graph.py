@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TIMM_REPO, pull_json, run_zoo, source_outputs
-from zoo.converters import graph
-from zoo.converters.parity.check import default_tolerance
 
 from zoo import errors
+from zoo.converters import graph
+from zoo.converters.parity.check import default_tolerance
 
 KERAS = "keras:MobileNetV2@96"
 HF_KERAS = "hf:zoo-test/tiny-keras"
@@ -211,9 +211,9 @@ def test_formats_are_distinct_artifacts_and_each_cached(indexed, cached_repo):
 
 def test_allow_mismatch_hands_back_an_unverified_artifact(indexed, cached_repo, monkeypatch, capsys):
     import onnx
-    import zoo.converters.edges.torch_onnx as torch_onnx
     from onnx import numpy_helper
 
+    import zoo.converters.edges.torch_onnx as torch_onnx
     from zoo.cli import main as cli
 
     real_export = torch_onnx.export_onnx

@@ -116,9 +116,8 @@ def test_pickle_payloads_are_live(case_id, loader, tmp_path, base_repo):
 def test_keras_lambda_payload_is_live_and_safe_mode_refuses(tmp_path):
     canary = tmp_path / "canary"
     path = hostile.keras_lambda_model(canary, tmp_path / "model.keras")
-    from zoo.converters.loaders.keras_models import import_keras, load_keras_file
-
     from zoo import errors
+    from zoo.converters.loaders.keras_models import import_keras, load_keras_file
 
     keras = import_keras()
     with pytest.raises(ValueError):  # keras' own safe mode, without zoo's static check

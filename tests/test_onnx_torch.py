@@ -58,6 +58,7 @@ def _tolerance(ref: np.ndarray) -> dict:
 def test_family_onnx_to_pt2_matches_onnxruntime_and_source(family_onnx, tmp_path, name, exporter):
     import onnxruntime as ort
     import torch
+
     from zoo.converters.loaders.pt2_archive import load_program
     from zoo.converters.onnx_torch.module import export_pt2
 
@@ -83,6 +84,7 @@ def small_pt2(tmp_path_factory) -> Path:
     """A .pt2 zoo's converter wrote, with a weight and a lifted constant, to tamper with."""
     import onnx
     from onnx import helper, numpy_helper
+
     from zoo.converters.onnx_torch.module import export_pt2
 
     root = tmp_path_factory.mktemp("pt2")
@@ -167,9 +169,8 @@ def _target(obj):
          "opaque-object"],
 )
 def test_archive_check_refuses_what_would_run_code(small_pt2, tmp_path, capsys, edit, needle):
-    from zoo.converters.loaders.pt2_archive import check_archive, load_program
-
     from zoo import errors
+    from zoo.converters.loaders.pt2_archive import check_archive, load_program
 
     check_archive(small_pt2)  # the untouched file passes
     bad = _rewrite(small_pt2, tmp_path / "bad.pt2", edit)
@@ -180,9 +181,8 @@ def test_archive_check_refuses_what_would_run_code(small_pt2, tmp_path, capsys, 
 
 
 def test_archive_check_refuses_non_archives(tmp_path):
-    from zoo.converters.loaders.pt2_archive import check_archive
-
     from zoo import errors
+    from zoo.converters.loaders.pt2_archive import check_archive
 
     (tmp_path / "x.pt2").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(errors.InvalidModelError):
@@ -259,6 +259,7 @@ def test_fp16_and_int8_onnx_files_are_checked_at_their_own_precision(family_onnx
     """An fp16 or int8 file re-expressed as fp32 torch ops differs from onnxruntime's own fp16/int8 kernels
     by their rounding: zoo checks onnx -> pt2 at the source's precision class, not at fp32."""
     import onnx
+
     from zoo.converters.parity.check import default_tolerance
 
     _, onnx_path = family_onnx("test_resnet", "torchscript")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from zoo.converters.onnx_torch.ops import OPS
 
 RNG = np.random.default_rng(0)
@@ -53,6 +54,7 @@ def run_both(model, feeds, tmp_path: Path):
     import onnx
     import onnxruntime as ort
     import torch
+
     from zoo.converters.onnx_torch.module import build_module
 
     path = tmp_path / "op.onnx"
@@ -336,6 +338,7 @@ def test_shape_subgraph_stays_dynamic_through_export(tmp_path):
     import onnx
     import onnxruntime as ort
     import torch
+
     from zoo.converters.loaders.pt2_archive import load_program
     from zoo.converters.onnx_torch.module import export_pt2
 
@@ -380,6 +383,7 @@ def _with_extra_node(model, op_type, domain="", name=None, **attrs):
 )
 def test_unsupported_attribute_values_are_named(op, attrs, opset, needle):
     from onnx import helper
+
     from zoo.converters.onnx_torch.module import unsupported_nodes
 
     node = helper.make_node(op, ["x"], ["y"], name="the_node", **attrs)
@@ -391,9 +395,9 @@ def test_unsupported_attribute_values_are_named(op, attrs, opset, needle):
 
 def test_every_unsupported_node_is_listed_in_one_error(tmp_path):
     from onnx import helper
-    from zoo.converters.onnx_torch.module import build_module
 
     from zoo import errors
+    from zoo.converters.onnx_torch.module import build_module
 
     model = model_for("Relu", [("x", X)])
     _with_extra_node(model, "FusedConv", domain="com.microsoft", name="fused")
@@ -417,9 +421,9 @@ def test_every_unsupported_node_is_listed_in_one_error(tmp_path):
 def test_nodes_out_of_order_run_in_dependency_order(tmp_path):
     """ONNX requires sorted nodes, but tools (onnxruntime's fp16 converter) append some: sort, or say why not."""
     from onnx import helper
-    from zoo.converters.onnx_torch.module import build_module
 
     from zoo import errors
+    from zoo.converters.onnx_torch.module import build_module
 
     model = model_for("Relu", [("x", X)])
     model.graph.node.insert(0, helper.make_node("Neg", ["y0"], ["z"], name="late"))
@@ -437,9 +441,9 @@ def test_data_dependent_shapes_fail_the_export_naming_the_node(tmp_path):
     """A Reshape whose target shape is data (a graph input) cannot be traced symbolically."""
     import onnx
     from onnx import helper
-    from zoo.converters.onnx_torch.module import export_pt2
 
     from zoo import errors
+    from zoo.converters.onnx_torch.module import export_pt2
 
     node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_by_data")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, ["batch", 6]),

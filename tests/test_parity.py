@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from zoo.converters.parity.check import (
     DEFAULT_TOLERANCES,
     InputSet,
@@ -18,9 +19,8 @@ from zoo.converters.parity.check import (
     Tolerance,
     check_parity,
     default_tolerance,
-    random_input_sets,
 )
-
+from zoo.converters.parity.inputs import random_input_sets
 from zoo.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -253,9 +253,9 @@ def test_remote_code_repo_is_refused(indexed, tiny_repos):
 @pytest.mark.parametrize("exporter", ["auto", "torchscript"])  # auto ends on dynamo: both graphs' names are read
 def test_broken_conversion_fails_parity_and_is_quarantined(indexed, cached_repo, monkeypatch, capsys, exporter):
     import onnx
-    import zoo.converters.edges.torch_onnx as torch_onnx
     from onnx import numpy_helper
 
+    import zoo.converters.edges.torch_onnx as torch_onnx
     from zoo.cli import main as cli
 
     real_export = torch_onnx.export_onnx
@@ -433,7 +433,6 @@ def test_a_faithful_export_shows_no_divergence(indexed, cached_repo, tiny_repos)
     from zoo.converters.parity.runners import torch_inputs
     from zoo.registry.index import Registry
     from zoo.registry.names import parse_name
-
     from zoo.settings import get_settings
 
     snapshot = cached_repo(TIMM_REPO)
@@ -468,9 +467,9 @@ def test_auto_exporter_falls_back_to_dynamo_when_the_torchscript_export_fails_pa
     branch): parity catches it, and --exporter auto exports again with dynamo. The model here behaves
     differently under torch.jit tracing, which is exactly what the TorchScript exporter runs."""
     import torch
-    from zoo.converters.loaders import torch_models as loading
 
     from zoo import pipeline
+    from zoo.converters.loaders import torch_models as loading
 
     class TracesWrong(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:

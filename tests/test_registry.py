@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from zoo.registry.index import Registry
-from zoo.registry.names import parse_name
 
 from zoo import errors
+from zoo.registry.index import Registry
+from zoo.registry.names import parse_name
 from zoo.settings import Settings
 
 

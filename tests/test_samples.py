@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
+
 from zoo.converters.parity.samples import (
     SAMPLE_LICENSE,
     SAMPLE_SENTENCES,
@@ -13,7 +14,6 @@ from zoo.converters.parity.samples import (
     preprocess_images,
     sample_images,
 )
-
 from zoo.errors import UnsupportedError, UsageError
 
 

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+
+from zoo import errors
 from zoo.api.deps import ReadAccess, ServiceDep
 from zoo.api.http import send_blob
 from zoo.api.schemas import ErrorPublic
-
-from zoo import errors
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the bytes, lowercase hex")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+
 from zoo.api.deps import ServiceDep
 from zoo.api.schemas import Health, Readiness
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+
 from zoo.api.deps import ReadAccess, ServiceDep, WriteAccess
 from zoo.api.events import stream_events
 from zoo.api.schemas import ErrorPublic, JobCreate, JobPublic, JobsPublic, JobState

@@ -11,12 +11,12 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+
+from zoo import errors
 from zoo.api.deps import ReadAccess, ServiceDep
 from zoo.api.errors import zoo_error_response
 from zoo.api.http import IMMUTABLE, REVALIDATE, header_safe, send_blob
 from zoo.registry.hf_source import COMMIT_RE
-
-from zoo import errors
 from zoo.service import mirror
 
 router = APIRouter(tags=["hub mirror"])

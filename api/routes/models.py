@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+
 from zoo.api.deps import ReadAccess, ServiceDep
 from zoo.api.schemas import ErrorPublic, ModelPublic, ModelsPublic, ModelSummary
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+
 from zoo.api.deps import AdminAccess, ServiceDep
 from zoo.api.schemas import (
     ErrorPublic,
@@ -13,7 +14,6 @@ from zoo.api.schemas import (
     TokenPublic,
     TokensPublic,
 )
-
 from zoo.service import tokens
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"],

@@ -8,9 +8,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.graph import EdgeContext, edge
-
 from zoo import errors
+from zoo.converters.graph import EdgeContext, edge
 
 
 def _fail(tool: str, exc: BaseException) -> errors.ConversionError:

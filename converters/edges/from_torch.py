@@ -7,9 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.graph import EdgeContext, edge
-
 from zoo import errors
+from zoo.converters.graph import EdgeContext, edge
 
 
 @edge("torch", "onnx", name="torch.onnx", primary="model.onnx", tools=("torch", "onnx", "onnxscript"))
@@ -28,6 +27,7 @@ def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
 @edge("torch", "pt2", name="torch.export", primary="model.pt2", tools=("torch",))
 def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import torch
+
     from zoo.converters.edges.torch_onnx import dynamic_shapes
     from zoo.converters.loaders.pt2_archive import save_program
 

@@ -52,6 +52,7 @@ def write_calibration_file(workdir: Path) -> Path:
     (RGB, 0..1, NHWC), so its image-input code path reads a local file."""
     import numpy as np
     from PIL import Image
+
     from zoo.converters.parity.samples import sample_images
 
     images = [img.convert("RGB").resize(CALIBRATION_SHAPE[1:3], Image.BILINEAR) for _, img in sample_images(4, size=160)]

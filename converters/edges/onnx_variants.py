@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.converters.graph import EdgeContext, edge
-
 from zoo import errors
+from zoo.converters.graph import EdgeContext, edge
 
 
 def _fail(tool: str, exc: BaseException) -> errors.ConversionError:

@@ -11,9 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.graph import EdgeContext, edge
-
 from zoo import errors
+from zoo.converters.graph import EdgeContext, edge
 
 
 @edge("onnx", "pt2", name="zoo.onnx_torch", primary="model.pt2", tools=("torch", "onnx"))
@@ -28,6 +27,7 @@ def onnx_to_pt2(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
 @edge("pt2", "onnx", name="torch.onnx (ExportedProgram)", primary="model.onnx", tools=("torch", "onnx", "onnxscript"))
 def pt2_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import torch
+
     from zoo.converters.edges.torch_onnx import (
         convert_opset,
         exporter_versions,

@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.graph import EdgeContext, edge
-
 from zoo import errors
+from zoo.converters.graph import EdgeContext, edge
 
 SAVED_MODEL = "saved_model.pb"
 

@@ -13,9 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.loaders.torch_models import TorchModel
-
 from zoo import errors
+from zoo.converters.loaders.torch_models import TorchModel
 
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB per file
 DIM_MAX = {"batch": 4096, "sequence": None}

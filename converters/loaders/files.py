@@ -37,9 +37,9 @@ class SourceKind:
 
 def open_onnx(path: Path) -> OpenedSource:
     import onnx
+
     from zoo.converters.parity.inputs import onnx_signature
     from zoo.converters.parity.runners import onnx_runner
-
     from zoo.safety import check_onnx_external_data
 
     check_onnx_external_data(path)

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.registry.records import ModelRecord
-
 from zoo import errors
+from zoo.registry.records import ModelRecord
 
 
 @dataclass

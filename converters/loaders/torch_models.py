@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.registry.records import ModelRecord
-
 from zoo import errors
+from zoo.registry.records import ModelRecord
 
 
 @dataclass

@@ -79,6 +79,7 @@ def node_defs(model: Any, constants: dict[str, Any]) -> list[Any]:
 
 def _unsupported(node: Any, onnx_node: Any) -> str | None:
     from onnx import AttributeProto
+
     from zoo.converters.onnx_torch.ops import OPS
 
     if onnx_node.domain not in _DEFAULT_DOMAINS:
@@ -165,6 +166,7 @@ def _constant_value(node: Any) -> Any:
 
 def _module_class() -> type:
     import torch
+
     from zoo.converters.onnx_torch.ops import OPS
     from zoo.converters.onnx_torch.ops.core import Static, static_from_array, tensor
 
@@ -301,6 +303,7 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
     import time
 
     import torch
+
     from zoo.converters.loaders.pt2_archive import save_program
     from zoo.converters.parity.inputs import file_input_sets, onnx_signature
 

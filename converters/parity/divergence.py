@@ -40,6 +40,7 @@ def _module_of(node: Any) -> str | None:
 
 def _torch_outputs(tm: Any, feeds: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     import torch
+
     from zoo.converters.parity.runners import torch_inputs
 
     inner = tm.module

@@ -4,10 +4,12 @@ through the model's own preprocessing, or tokenised sentences."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from zoo.converters.parity.check import InputSet, random_input_sets
+
+from zoo.converters.parity.report import InputSet
+from zoo.errors import UsageError
 from zoo.registry.records import ModelRecord
 
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "lanczos"}
@@ -58,6 +60,7 @@ def keras_preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
 
 def _keras_sets(record: ModelRecord) -> list[InputSet]:
     from PIL import Image
+
     from zoo.converters.parity.samples import sample_images
 
     _, h, w, c = record.input_spec[0]["shape"]
@@ -157,3 +160,82 @@ def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str]) -> lis
         images = [img for _, img in sample_images(SAMPLE_IMAGES, size=max(cfg["input_size"][1:]) + 32)]
         sets.append(InputSet("sample-images", {spec[0]["name"]: preprocess_images(images, **cfg).astype(np.float32)}, kind="sample"))
     return sets
+
+
+# --- random inputs ---------------------------------------------------------------
+_BATCH_DIMS = frozenset({"batch", "batch_size", "n", "b"})
+_SEQUENCE_DIMS = frozenset({"sequence", "sequence_length", "seq", "seq_len", "tokens", "num_tokens"})
+
+
+def random_input_sets(
+    spec: Sequence[Mapping[str, Any]],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    batch_sizes: Sequence[int] = (2, 1, 3),
+    seq_lens: int | Sequence[int] = 16,
+    dims: Mapping[str, int] | None = None,
+) -> list[InputSet]:
+    """One deterministic random InputSet per (seed, batch size) pair, zipped.
+
+    ``spec`` items: ``{"name", "shape", "dtype", "low", "high"}``. In a shape,
+    None at axis 0 and batch-like names ("batch", "batch_size") take the batch
+    size; sequence-like names ("sequence", "seq_len", ...) take ``seq_lens``
+    (one length, or one per set); any other name must be given in ``dims``.
+    Float inputs are standard normal (uniform in [low, high) when either is
+    given); integer inputs uniform in [low, high), default [0, 100); bool fair
+    coin flips. Each set draws its inputs in spec order from
+    ``np.random.default_rng(seed)``.
+    """
+    if len(seeds) != len(batch_sizes):
+        raise UsageError(f"random_input_sets got {len(seeds)} seeds but {len(batch_sizes)} batch sizes",
+                         hint="pass one batch size per seed")
+    lengths = [seq_lens] * len(seeds) if isinstance(seq_lens, int) else list(seq_lens)
+    if len(lengths) != len(seeds):
+        raise UsageError(f"random_input_sets got {len(seeds)} seeds but {len(lengths)} sequence lengths",
+                         hint="pass one sequence length, or one per seed")
+    sets = []
+    for seed, batch, seq_len in zip(seeds, batch_sizes, lengths):
+        rng = np.random.default_rng(seed)
+        sizes = {"batch": int(batch), "sequence": int(seq_len)}
+        feeds = {item["name"]: _random_array(rng, item, sizes, dims or {}) for item in spec}
+        sets.append(InputSet(name=f"random-b{batch}-s{seed}", feeds=feeds, kind="random"))
+    return sets
+
+
+def _random_array(rng: Any, item: Mapping[str, Any], sizes: dict[str, int],
+                  dims: Mapping[str, int]) -> np.ndarray:
+    name = item.get("name", "?")
+    try:
+        dtype = np.dtype(item.get("dtype", "float32"))
+    except TypeError as exc:
+        raise UsageError(f"input {name!r} has an unknown dtype {item.get('dtype')!r}",
+                         hint="use float32, float16, float64, int64, int32 or bool") from exc
+    shape = tuple(_resolve_dim(dim, axis, name, sizes, dims) for axis, dim in enumerate(item["shape"]))
+    if dtype.kind == "f":
+        if "low" in item or "high" in item:
+            values = rng.uniform(float(item.get("low", 0.0)), float(item.get("high", 1.0)), shape)
+        else:
+            values = rng.standard_normal(shape)
+        return values.astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind in "iu":
+        low, high = int(item.get("low", 0)), int(item.get("high", 100))
+        if high <= low:
+            raise UsageError(f"input {name!r} needs high > low, got [{low}, {high})")
+        return rng.integers(low, high, shape, dtype=dtype)
+    raise UsageError(f"input {name!r} has dtype {dtype} that random inputs cannot be drawn for",
+                     hint="use a float, integer or bool dtype")
+
+
+def _resolve_dim(dim: Any, axis: int, name: str, sizes: dict[str, int], dims: Mapping[str, int]) -> int:
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0:
+        return dim
+    if isinstance(dim, str) and dim in dims:
+        return int(dims[dim])
+    if (dim is None and axis == 0) or (isinstance(dim, str) and dim.lower() in _BATCH_DIMS):
+        return sizes["batch"]
+    if isinstance(dim, str) and dim.lower() in _SEQUENCE_DIMS:
+        return sizes["sequence"]
+    raise UsageError(f"input {name!r} has a dimension {dim!r} at axis {axis} with no size",
+                     hint="give a number, name it 'batch' or 'sequence', or pass dims={name: size}")

@@ -1,0 +1,70 @@
+"""How far a converted model may be from its source.
+
+Pass rule, per element and in numpy ``allclose`` terms with the reference as
+``b``: ``|cand - ref| <= atol_eff + rtol * |ref|``; shapes must be equal;
+NaN/inf must sit at the same positions (inf with the same sign); integer and
+bool outputs must be equal exactly.
+
+Magnitude scaling (``Tolerance.scaled``, on by default): ``atol_eff = atol *
+max(1, scale)`` where ``scale`` is ``max(|ref|)`` of that output on that input
+set. Float32 rounding error grows with the values computed, so the absolute
+error of logits in the hundreds is ~100x that of probabilities in [0, 1]; a
+fixed atol is either too strict for the first or too lax for the second.
+Scaling makes atol "relative to the output's magnitude", while ``rtol`` still
+gives large elements their own headroom. Outputs with ``scale <= 1`` keep the
+plain atol, so near-zero outputs are not held to an impossible standard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoo.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed difference: ``|cand - ref| <= atol_eff + rtol * |ref|``."""
+
+    atol: float
+    rtol: float
+    scaled: bool = True  # atol is multiplied by max(1, max|ref|) of each output
+
+
+# Chosen from what exporters ship with, then scaled (see module docstring):
+# - float32: optimum validates ONNX exports at atol 1e-5..1e-4 (1e-4 for most
+#   transformers, looser for a few); Polygraphy defaults to 1e-5/1e-5. Kernel
+#   and fusion differences between frameworks leave fp32 CNN/transformer outputs
+#   ~1e-6..1e-5 apart relative to their magnitude, so 1e-4 keeps ~10x headroom
+#   while a 1e-3-relative error (a wrong weight, a wrong eps) still fails.
+# - float16: unit roundoff 4.9e-4 (eps 9.8e-4), compounded through the layers;
+#   1e-2 is what fp16 ONNX/TensorRT validations commonly settle on.
+# - bfloat16: eight-bit mantissa, unit roundoff 3.9e-3; five times looser.
+# - int8: quantized models against their float reference; a few percent of the
+#   output range is normal post-training quantization error.
+# - float64: float64 against float64; only the summation order differs.
+# Integer and bool outputs are always compared exactly, whatever this says.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(atol=1e-7, rtol=1e-7),
+    "float32": Tolerance(atol=1e-4, rtol=1e-4),
+    "float16": Tolerance(atol=1e-2, rtol=1e-2),
+    "bfloat16": Tolerance(atol=5e-2, rtol=5e-2),
+    "int8": Tolerance(atol=1e-1, rtol=1e-1),
+}
+_DTYPE_ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "half": "float16",
+                  "bf16": "bfloat16", "qint8": "int8", "uint8": "int8"}
+
+
+def default_tolerance(dtype: str = "float32") -> Tolerance:
+    """The default tolerance for a candidate computing in ``dtype``."""
+    key = _DTYPE_ALIASES.get(str(dtype).lower(), str(dtype).lower())
+    if key not in DEFAULT_TOLERANCES:
+        raise UsageError(f"no default parity tolerance for dtype {dtype!r}",
+                         hint=f"use one of {', '.join(DEFAULT_TOLERANCES)} or pass a Tolerance")
+    return DEFAULT_TOLERANCES[key]
+
+
+def requested_tolerance(dtype: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
+    """The dtype's default tolerance with the user's overrides; an explicit atol is not scaled."""
+    base = default_tolerance(dtype)
+    return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol, scaled=atol is None)
