@@ -13,10 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from zoo import catalog
+from zoo import catalog, errors
 from zoo.api import web
 from zoo.api.card import render_card
 from zoo.api.charts import formats_chart, parity_chart
+from zoo.api.http import send_blob
 from zoo.api.schemas import JobOptions, JobPublic
 from zoo.service.core import Service
 
@@ -113,6 +114,22 @@ async def job_page(request: Request, job_id: Annotated[str, Path(max_length=64)]
         parity = (job.result or {}).get("parity") or (job.error or {}).get("report") or {}
         return web.render(request, "_job.html" if fragment else "job.html", job=public, elapsed=web.elapsed(job),
                           events=service.jobs.events(job_id), chart=parity_chart(parity))
+
+    return await web.answer(request, make)
+
+
+@router.get("/download/{sha256}")
+async def download(request: Request, sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]) -> Response:
+    """An artifact by its sha256, as /v1/artifacts serves it, behind the pages' read access: with
+    ZOO_READ_AUTH a browser signed in with Basic downloads what the API would want a Bearer token for."""
+    def make() -> Response:
+        service = _service(request)
+        blob = service.storage.find(sha256)
+        if blob is None:
+            raise errors.ArtifactNotFoundError(f"no artifact with sha256 {sha256}",
+                                               hint="the model pages list what can be downloaded")
+        return send_blob(request, blob, etag=blob.sha256, on_bytes=service.metrics.bytes_served.labels("artifact").inc,
+                         headers={"Zoo-Verified": "true" if blob.verified else "false"})
 
     return await web.answer(request, make)
 

@@ -239,7 +239,7 @@
         this.outcome.append(
           el("p", {},
             el("span", { className: "badge " + (r.verified ? "verified" : "failed"), text: r.verified ? "verified" : "not verified" }),
-            " ", el("a", { className: "dl", href: blob.url, download: true, text: "Download " + (r.archive ? "tar" : r.format) }),
+            " ", el("a", { className: "dl", href: "/download/" + blob.sha256, download: true, text: "Download " + (r.archive ? "tar" : r.format) }),
             " ", el("code", { className: "sha", text: blob.sha256 }),
             " ", el("button", { type: "button", className: "copy", "data-copy": blob.sha256, text: "Copy sha256" })),
           el("p", { className: "muted", text: `max abs diff ${Number(r.parity.max_abs_diff).toExponential(2)}`
