@@ -138,8 +138,9 @@ def test_search_models_matches_every_word_and_filters(catalog_home):
     assert [r["name"] for r in found] == ["resnet18.a1_in1k", "resnet18.tv_in1k", "ecaresnet18d.ra2_in1k"]
     rows, total = search_models(catalog_home, None, fmt="tflite")
     assert [r["id"] for r in rows] == ["keras/MobileNetV2"] and total == 1
-    rows, total = search_models(catalog_home, None, source="keras", task="image-classification", limit=5)
-    assert len(rows) == 5 and total > 5 and {r["source"] for r in rows} == {"keras"}
+    rows, total = search_models(catalog_home, None, source="timm", task="image-classification", limit=2)
+    assert len(rows) == 2 and total == 3 and {r["source"] for r in rows} == {"timm"}
+    assert search_models(catalog_home, None, source="timm", offset=2)[0][0]["name"] == "resnet18.tv_in1k"
     assert search_models(catalog_home, "50%_")[1] == 0  # LIKE's wildcards are plain characters here
     facets = catalog_facets(catalog_home)
     assert dict(facets["formats"]) == {"onnx": 1, "tflite": 1}
@@ -182,3 +183,28 @@ def test_the_convert_form_is_made_from_the_job_options_schema():
     assert form["exporter"]["kind"] == "choice" and form["exporter"]["choices"] == ["auto", "dynamo", "torchscript"]
     assert form["allow_mismatch"]["kind"] == "boolean" and form["atol"]["kind"] == "number"
     assert form["atol"]["minimum"] == 0 and form["atol"]["help"]
+
+
+def test_a_fetch_brings_the_model_card_along_but_never_fails_for_it(zoo_env):
+    """The card comes with a pull (for the model page), outside the model's files and key; a card that
+    cannot be fetched whole is left out and the pull goes on."""
+    import os
+
+    from hubserver import HubServer, Repo
+
+    from zoo.catalog import model_card
+    from zoo.registry.hf_source import fetch_snapshot
+    from zoo.settings import Settings
+
+    files = {"config.json": b'{"architecture": "resnet18"}', "model.safetensors": b"\0" * 64,
+             "README.md": b"# A card\n\nhello"}
+    with HubServer([Repo("org/carded", files), Repo("org/bad-card", files)]) as hub:
+        settings = Settings.from_env({**os.environ, "HF_ENDPOINT": hub.endpoint, "ZOO_DOWNLOAD_RETRIES": "0"})
+        snap = fetch_snapshot("org/carded", None, settings)
+        assert "README.md" not in snap.files and (snap.root / "README.md").read_bytes() == files["README.md"]
+        info = {"id": "org/carded", "source": "hf", "name": "org/carded", "repo_id": "org/carded", "revisions": []}
+        assert model_card(info, settings) == {"text": "# A card\n\nhello", "revision": snap.commit, "truncated": False}
+        hub.fault("org/bad-card", "README.md", "flip", times=-1)  # served corrupt: it fails its digest check
+        bad = fetch_snapshot("org/bad-card", None, settings)
+        assert bad.files == ["config.json", "model.safetensors"] and not (bad.root / "README.md").exists()
+        assert model_card({**info, "id": "org/bad-card", "repo_id": "org/bad-card"}, settings) is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -48,6 +49,8 @@ license: mit
 |---|---|
 | top-1 | 99% |
 """
+HOSTILE_LABELS = ["<img src=/pwned-label.png onerror=\"document.title='pwned-label'\">",
+                  "<script>document.title = 'pwned-label-script'</script>"]
 REACHABLE = ["onnx", "onnx-fp16", "onnx-int8", "onnx-opt", "pt2", "tf", "tflite"]  # from torch, the graph's
 
 
@@ -105,7 +108,10 @@ def _hold_hostile_repo(root: Path, tiny_repos: dict, settings) -> None:
     from zoo.registry.hf_source import file_infos
     from zoo.registry.index import Registry
 
-    files = {**tiny_repos[TIMM_REPO], "README.md": HOSTILE_CARD.encode(),
+    config = json.loads(tiny_repos[TIMM_REPO]["config.json"])
+    config["label_names"] = ["tench", *HOSTILE_LABELS]  # shown on the page: must stay text
+    config.setdefault("pretrained_cfg", {})["license"] = HOSTILE_LABELS[0]
+    files = {**tiny_repos[TIMM_REPO], "README.md": HOSTILE_CARD.encode(), "config.json": json.dumps(config).encode(),
              "pytorch_model.bin": pickle.dumps({"weight": _Evil()}, protocol=2)}
     snap = write_hf_cache(root / "hf" / "hub", HOSTILE_REPO, files)
     Registry(settings).add_revision(HOSTILE_REPO, snap.name, file_infos(snap, ["config.json", "model.safetensors",
@@ -352,15 +358,23 @@ def test_a_hostile_model_card_shows_as_text_and_runs_nothing(web, page):
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     response = page.goto(_model_page(web, HOSTILE_REPO))
     page.wait_for_load_state("networkidle")
-    card = page.locator("#card-body")
-    text = card.inner_text()
-    assert '<script>document.title = "pwned-script"' in text and "onerror=" in text  # shown, as text
-    assert card.locator("script, img, iframe, object, embed, [onerror]").count() == 0
-    assert card.locator("a[href^='javascript']").count() == 0 and "image: tracker" in text
-    assert card.locator("table").count() == 1  # markdown itself still renders
+    # nothing ran: no title changed, no request for a pwned URL or the tracker, no dialog
     assert page.title() == f"{HOSTILE_REPO} · zoo" and dialogs == []
     assert not [u for u in requests if "pwned" in u or "203.0.113.7" in u], requests
     assert "script-src 'self'" in response.headers["content-security-policy"]
+    # the card shows the attack as text; markdown itself still renders
+    card = page.locator("#card-body")
+    text = card.inner_text()
+    assert '<script>document.title = "pwned-script"' in text and "onerror=" in text
+    assert card.locator("script, img, iframe, object, embed, [onerror]").count() == 0
+    assert card.locator("a[href^='javascript']").count() == 0 and "image: tracker" in text
+    assert card.locator("table").count() == 1
+    # labels and licence from the repo's config: text too
+    labels = page.locator("#facts details.labels")
+    assert labels.locator("img, script").count() == 0
+    assert [t.strip() for t in labels.locator("li").all_text_contents()][1:] == HOSTILE_LABELS
+    assert HOSTILE_LABELS[0] in page.locator(".chips .licence").inner_text()
+    assert page.locator("main img, main script").count() == 0
     # zoo's verdict on each file: the pickle that would run a command is refused
     verdict = page.locator("#revisions tr[data-file='pytorch_model.bin']").inner_text()
     assert "refused" in verdict and "system" in verdict
@@ -395,7 +409,8 @@ def test_the_jobs_page_updates_live(web, page):
 # --- access ------------------------------------------------------------------------------------------------
 def test_read_auth_protects_the_pages_like_the_api(web, browser):
     basic = "Basic " + base64.b64encode(f"me:{web.tokens['read']}".encode()).decode()
-    for path in ("/", f"/models/{TIMM_REPO}", "/jobs", "/convert", f"/models/{HOSTILE_REPO}"):
+    sha = web.api("read").get("/v1/jobs", params={"state": "succeeded"}).json()["data"][0]["result"]["sha256"]
+    for path in ("/", f"/models/{TIMM_REPO}", "/jobs", "/convert", f"/models/{HOSTILE_REPO}", f"/download/{sha}"):
         refused = httpx.get(web.url + path)
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
         assert refused.headers["content-type"].startswith("text/html") and "read token" in refused.text
