@@ -409,7 +409,7 @@ def test_the_jobs_page_updates_live(web, page):
 # --- access ------------------------------------------------------------------------------------------------
 def test_read_auth_protects_the_pages_like_the_api(web, browser):
     basic = "Basic " + base64.b64encode(f"me:{web.tokens['read']}".encode()).decode()
-    sha = web.api("read").get("/v1/jobs", params={"state": "succeeded"}).json()["data"][0]["result"]["sha256"]
+    sha = web.api("read").get(f"/v1/models/{TIMM_REPO}").json()["artifacts"][0]["sha256"]  # the sabotaged one
     for path in ("/", f"/models/{TIMM_REPO}", "/jobs", "/convert", f"/models/{HOSTILE_REPO}", f"/download/{sha}"):
         refused = httpx.get(web.url + path)
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
