@@ -96,9 +96,9 @@ def test_the_formats_picture_draws_sizes_and_latencies_that_were_measured():
 
 # --- read models ---------------------------------------------------------------------------------
 @pytest.fixture
-def catalog_home(zoo_env):
+def catalog_home(zoo_env, database_url, monkeypatch):
     """An index (Keras' applications and a few timm records, as timm's catalog writes them) with one verified
-    and one failed artifact recorded."""
+    and one failed artifact recorded, in SQLite and in PostgreSQL (JSON fields are read in SQL)."""
     import sqlalchemy as sa
 
     from zoo import db
@@ -106,6 +106,7 @@ def catalog_home(zoo_env):
     from zoo.registry.records import ModelRecord
     from zoo.settings import get_settings
 
+    monkeypatch.setenv("ZOO_DATABASE_URL", database_url)
     settings = get_settings()
     registry = Registry(settings)
     registry.ensure_keras_catalog()
