@@ -235,9 +235,21 @@ def test_read_only_pages_work_without_javascript(web, browser):
         failure = page.locator("#matrix tr.failure[data-format=onnx-opt]").inner_text()
         node = web.sabotaged["divergence"]["onnx_node"]
         assert node in web.sabotaged["nodes"] and node in failure and "First diverging node" in failure
-        assert page.goto(web.url + "/jobs").status == 200
-        assert page.goto(web.url + "/convert").status == 200
         shoot(page, "model-without-javascript")
+        assert page.goto(web.url + "/jobs").status == 200
+        # the convert form without JavaScript only reloads itself for the model: the token never leaves
+        page.goto(web.url + "/convert")
+        page.fill("#token", web.tokens["write"])
+        page.fill("#model", "test_resnet")
+        page.press("#model", "Enter")
+        page.wait_for_url(re.compile(r"model=test_resnet"))
+        assert web.tokens["write"] not in page.url and page.locator("input[name=format]").count() == len(REACHABLE)
+        # errors are pages too, with what to do next
+        for path, status in ((f"/models/{TIMM_REPO}x", 404), ("/models/..%2F..%2Fetc%2Fpasswd", 422),
+                             ("/jobs/" + "0" * 32, 404), ("/download/" + "0" * 64, 404)):
+            response = page.goto(web.url + path)
+            assert response.status == status and response.headers["content-type"].startswith("text/html"), path
+            assert page.locator(".error-panel .message").inner_text() and "root:" not in page.content()
     finally:
         context.close()
 
