@@ -44,6 +44,7 @@ METADATA_FILES = (
     "sentencepiece.bpe.model",
 )
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+CARD = "README.md"  # the model card: fetched beside the files, never one of them
 
 
 @dataclass
@@ -190,8 +191,23 @@ def fetch_snapshot(
         if (root / name).is_file():  # fetched (and checked) before; checked again before use
             continue
         _path, digests[name] = download_file(repo_id, name, commit, settings, expected.get(name))
+    _fetch_card(repo_id, commit, root, available, expected, settings)
     _record_ref(settings.hf_hub_cache, repo_id, revision or "main", commit)
     return Snapshot(repo_id, commit, root, files, weights, fmt, license=_license_of(info), digests=digests)
+
+
+def _fetch_card(repo_id: str, commit: str, root: Path, available: list[str], expected: dict[str, Any],
+                settings: Settings) -> None:
+    """Bring the model card (README.md) along for ``zoo serve``'s model page, best effort: it is text for
+    people, not one of the model's files (no part of the cache key), and a pull never fails for it."""
+    from zoo.registry.download import download_file
+
+    if CARD not in available or (root / CARD).is_file():
+        return
+    try:
+        download_file(repo_id, CARD, commit, settings, expected.get(CARD))
+    except errors.ZooError:
+        pass
 
 
 def _record_ref(hub_cache: Path, repo_id: str, revision: str, commit: str) -> None:

@@ -23,3 +23,14 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     fi
     echo "$WANT" > "$STAMP"
 fi
+# The page tests (tests/test_web.py) drive Debian's headless Chromium through Playwright; Playwright's own
+# browser download is never used. Installed here where missing and possible (root with apt-get).
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "zoo setup: installing chromium for the page tests (apt-get)..." >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >/dev/null \
+            || { echo "zoo setup: apt-get install chromium failed; tests/test_web.py needs it" >&2; exit 1; }
+    else
+        echo "zoo setup: tests/test_web.py needs chromium: apt-get install -y chromium chromium-driver" >&2
+    fi
+fi

@@ -184,3 +184,10 @@ def test_the_wheel_holds_every_module(wheel):
     missing = [m for m, p in MODULES.items()
                if "/".join(m.split(".")) + ("/__init__.py" if p.name == "__init__.py" else ".py") not in names]
     assert not missing, missing
+
+
+def test_the_wheel_holds_the_web_pages(wheel):
+    """zoo serve's templates and static files are package data: a wheel without them serves no pages."""
+    names = set(wheel.namelist())
+    shipped = [p for folder in ("templates", "static") for p in sorted((ROOT / "api" / folder).iterdir())]
+    assert shipped and [p.name for p in shipped if f"zoo/api/{p.parent.name}/{p.name}" not in names] == []

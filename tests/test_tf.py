@@ -49,7 +49,8 @@ def test_hf_keras_repo_pulls_through_the_hub(indexed, hub_endpoint, hub, tiny_re
     assert out["model"] == "zoo-test/tiny-keras" and out["verified"] and out["parity"]["passed"]
     assert out["conversion"]["chain"] == f"keras-model -> {fmt}"
     fetched = {p.rsplit("/", 1)[-1] for m, p in hub.requests if "/resolve/" in p}
-    assert fetched == {"config.json", "metadata.json", "model.weights.h5"}  # the model, not the card or code
+    # the model, and its card for zoo serve's model page (never part of the model: no code, no key)
+    assert fetched == {"config.json", "metadata.json", "model.weights.h5", "README.md"}
     x = np.random.default_rng(4).standard_normal((3, 32, 32, 3)).astype(np.float32)
     ref = _keras_reference(tiny_repos["zoo-test/tiny-keras"], tmp_path / "ref", x)
     if fmt == "onnx":
