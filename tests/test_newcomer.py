@@ -63,3 +63,43 @@ def test_a_crashing_job_process_is_reported_as_its_crash_not_a_kill(zoo_env, tmp
     assert "exited with code 1" in done.error["message"], done.error
     assert "RuntimeError: boom from inside the job" in done.error["message"], done.error
     assert any("boom from inside the job" in line for line in done.error["log_tail"]), done.error
+
+
+# --- the quantiser: initializers the exporter merged through Identity nodes ------------------------------
+def merged_initializer_onnx(path: Path) -> Path:
+    """Two convolutions whose identical biases torch.onnx's TorchScript exporter would store once, feeding the
+    second through an Identity node (as it does for an untrained timm ResNet's zero-initialised norms)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype("float32"), "w1"),
+             numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * 0.1).astype("float32"), "w2"),
+             numpy_helper.from_array(np.zeros(8, "float32"), "bias")]
+    nodes = [helper.make_node("Conv", ["input", "w1", "bias"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Identity", ["bias"], ["bias_copy"]),
+             helper.make_node("Conv", ["r1", "w2", "bias_copy"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c2"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["logits"])]
+    graph = helper.make_graph(nodes, "merged", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_int8_quantises_a_graph_with_merged_initializers_and_stages_show_when_piped(tmp_path):
+    """`zoo convert X.onnx --to onnx-int8` on a graph whose conv bias is an Identity of an initializer: exit 0,
+    parity passed at int8 tolerance; stderr is a pipe here and still shows each stage (issue 13)."""
+    import onnx
+
+    src = merged_initializer_onnx(tmp_path / "merged.onnx")
+    proc = run_zoo("convert", str(src), "--to", "onnx-int8", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["verified"] and out["parity"]["passed"] and out["format"] == "onnx-int8"
+    quantised = onnx.load(out["path"])
+    assert "ConvInteger" in {n.op_type for n in quantised.graph.node}
+    assert not (Path(out["path"]).parent / ".unmerged").exists()  # no scratch file published
+    for stage in ("zoo: convert onnx -> onnx-int8", "zoo: parity", "zoo: publish done"):
+        assert stage in proc.stderr, proc.stderr
