@@ -67,19 +67,23 @@ def test_a_crashing_job_process_is_reported_as_its_crash_not_a_kill(zoo_env, tmp
 
 # --- the quantiser: initializers the exporter merged through Identity nodes ------------------------------
 def merged_initializer_onnx(path: Path) -> Path:
-    """Two convolutions whose identical biases torch.onnx's TorchScript exporter would store once, feeding the
-    second through an Identity node (as it does for an untrained timm ResNet's zero-initialised norms)."""
+    """Convolutions whose identical weights and biases torch.onnx's TorchScript exporter stores once, feeding
+    the later ones through Identity nodes: in an untrained timm ResNet, each block's last conv folds a
+    zero-initialised norm, so those weights are all equal (and the quantiser then finds no initializer)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype("float32"), "w1"),
-             numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * 0.1).astype("float32"), "w2"),
-             numpy_helper.from_array(np.zeros(8, "float32"), "bias")]
-    nodes = [helper.make_node("Conv", ["input", "w1", "bias"], ["c1"], pads=[1, 1, 1, 1]),
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype("float32"), "w0"),
+             numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * 0.1).astype("float32"), "w"),
+             numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype("float32"), "b")]
+    nodes = [helper.make_node("Conv", ["input", "w0", "b"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Conv", ["r0", "w", "b"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Identity", ["bias"], ["bias_copy"]),
-             helper.make_node("Conv", ["r1", "w2", "bias_copy"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Identity", ["w"], ["w_copy"]),
+             helper.make_node("Identity", ["b"], ["b_copy"]),
+             helper.make_node("Conv", ["r1", "w_copy", "b_copy"], ["c2"], pads=[1, 1, 1, 1]),
              helper.make_node("GlobalAveragePool", ["c2"], ["pooled"]),
              helper.make_node("Flatten", ["pooled"], ["logits"])]
     graph = helper.make_graph(nodes, "merged", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
