@@ -107,3 +107,35 @@ def test_int8_quantises_a_graph_with_merged_initializers_and_stages_show_when_pi
     assert not (Path(out["path"]).parent / ".unmerged").exists()  # no scratch file published
     for stage in ("zoo: convert onnx -> onnx-int8", "zoo: parity", "zoo: publish done"):
         assert stage in proc.stderr, proc.stderr
+
+
+def _corrupt_only_artifact() -> Path:
+    listed = json.loads(run_zoo("cache", "ls", "--json").stdout)["artifacts"]
+    assert len(listed) == 1, listed
+    path = Path(listed[0]["path"])
+    path.parent.chmod(0o755)
+    path.chmod(0o644)
+    with open(path, "ab") as f:
+        f.write(b"x")
+    return path
+
+
+def test_cache_repair_remakes_an_artifact_of_zoo_convert_and_says_when_it_cannot(tmp_path):
+    """`zoo cache verify --repair` on an artifact made by `zoo convert FILE`: converted again from the file
+    (exit 0, intact afterwards); with the file gone: removed, the line says how to make it again, exit 7,
+    and the hint does not send the user to --repair again."""
+    src = merged_initializer_onnx(tmp_path / "model.onnx")
+    assert run_zoo("convert", str(src), "--to", "onnx-opt").returncode == 0
+    _corrupt_only_artifact()
+    repaired = run_zoo("cache", "verify", "--repair")
+    assert repaired.returncode == 0 and "REPAIRED" in repaired.stdout and "converted again" in repaired.stdout, \
+        repaired.stdout + repaired.stderr
+    assert run_zoo("cache", "verify").returncode == 0  # the artifact made again is intact
+
+    _corrupt_only_artifact()
+    src.rename(tmp_path / "moved.onnx")
+    lost = run_zoo("cache", "verify", "--repair")
+    assert lost.returncode == 7, lost.stdout + lost.stderr
+    assert f"no longer exists; make it again with: zoo convert {src} --to onnx-opt" in lost.stdout, lost.stdout
+    assert "removed and could not be made again" in lost.stderr and "--repair" not in lost.stderr, lost.stderr
+    assert json.loads(run_zoo("cache", "ls", "--json").stdout)["artifacts"] == []
