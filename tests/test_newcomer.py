@@ -139,3 +139,44 @@ def test_cache_repair_remakes_an_artifact_of_zoo_convert_and_says_when_it_cannot
     assert f"no longer exists; make it again with: zoo convert {src} --to onnx-opt" in lost.stdout, lost.stdout
     assert "removed and could not be made again" in lost.stderr and "--repair" not in lost.stderr, lost.stderr
     assert json.loads(run_zoo("cache", "ls", "--json").stdout)["artifacts"] == []
+
+
+# --- the command line's small edges ----------------------------------------------------------------------
+def test_a_reader_that_stops_reading_ends_zoo_quietly():
+    """`zoo list | head`: the pipe closes before zoo writes; zoo exits 141 (as `yes | head` does), no traceback."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "list", "--source", "keras", "--limit", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "error" not in err.lower() and "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_a_bad_format_lists_formats_not_graph_nodes():
+    proc = run_zoo("pull", "resnet50", "--format", "bogus")
+    assert proc.returncode == 5, proc.stderr
+    hint = next(line for line in proc.stderr.splitlines() if line.startswith("zoo: hint: formats: "))
+    listed = set(hint.removeprefix("zoo: hint: formats: ").split(" (")[0].split(", "))
+    assert {"onnx", "onnx-int8", "pt2", "tflite"} <= listed and not listed & {"torch", "keras-model"}, hint
+
+
+@pytest.mark.parametrize("typed", ["torch", "pytorch", "PyTorch", "pt2"])
+def test_torch_and_pytorch_mean_pt2_on_the_command_line_and_in_jobs(typed):
+    from zoo.cli.main import _parser
+    from zoo.options import from_arguments
+    from zoo.service.jobs import JobRequest
+
+    assert from_arguments(_parser().parse_args(["convert", "m.onnx", "--to", typed])).format == "pt2"
+    assert from_arguments(_parser().parse_args(["pull", "resnet50", "--format", typed])).format == "pt2"
+    request = JobRequest(model="resnet50", format=typed)
+    assert request.pull_options().format == "pt2"
+    assert request.key() == JobRequest(model="resnet50", format="pt2").key()  # one job for both spellings
+
+
+def test_importing_an_empty_folder_says_how_to_save_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_zoo("import", str(tmp_path / "empty"), "--name", "mine")
+    assert proc.returncode == 7, proc.stderr
+    assert "is empty" in proc.stderr and "save_pretrained" in proc.stderr and "save_for_hf" in proc.stderr
+    assert "import a directory with" not in proc.stderr, proc.stderr
