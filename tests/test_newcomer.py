@@ -180,3 +180,97 @@ def test_importing_an_empty_folder_says_how_to_save_a_model(tmp_path):
     assert proc.returncode == 7, proc.stderr
     assert "is empty" in proc.stderr and "save_pretrained" in proc.stderr and "save_for_hf" in proc.stderr
     assert "import a directory with" not in proc.stderr, proc.stderr
+
+
+# --- the service, started as a user starts it: `zoo serve` from a folder that holds a `zoo/` directory -------
+def _render(url: str) -> str:
+    """The DOM a real headless Chromium builds for ``url`` (scripts run; this machine has no internet)."""
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def served_from_a_zoo_folder(tmp_path_factory, timm_index_db):
+    """`zoo serve` (the installed console script) whose working directory holds a `zoo/` package that
+    would break any process importing it, with a tiny timm model imported as local:tiny."""
+    import shutil
+    import time
+
+    import httpx
+    from builders import timm_repo
+    from serverproc import free_port, stop_process
+
+    from zoo import db
+    from zoo.registry.local_source import import_path
+    from zoo.service import tokens
+    from zoo.settings import Settings
+
+    root = tmp_path_factory.mktemp("served")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZOO_", "HF_")) and k != "PYTHONPATH"}
+    env.update({"ZOO_HOME": str(root / "home"), "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"})
+    (root / "home").mkdir()
+    shutil.copyfile(timm_index_db, root / "home" / "registry.db")
+    settings = Settings.from_env(env)
+    files = root / "tiny-files"
+    files.mkdir()
+    for name, data in timm_repo("test_resnet.r160_in1k").items():
+        (files / name).write_bytes(data)
+    import_path(files, "tiny", settings)
+    secret, _ = tokens.create_token(db.get_engine(settings.database_url), "write", "test")
+    cwd = root / "workdir"
+    (cwd / "zoo").mkdir(parents=True)
+    (cwd / "zoo" / "__init__.py").write_text("raise ImportError('the zoo/ folder in the working directory was imported')\n")
+    port = free_port()
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "zoo"), "serve", "--port", str(port), "--workers", "1",
+                             "--log-level", "warning"], cwd=cwd, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, (root / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url, secret
+    finally:
+        stop_process(proc)
+        log.close()
+        db.dispose_engine(settings.database_url)
+
+
+def test_jobs_run_the_installed_zoo_from_any_folder_and_a_finished_request_answers_200(served_from_a_zoo_folder):
+    """The job runs the installed zoo although the server's working directory holds a `zoo/` folder; the
+    same request again answers 200 with a finished job, for a local import too (README)."""
+    import httpx
+    from serverproc import finished, wait_job
+
+    url, secret = served_from_a_zoo_folder
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client:
+        first = client.post("/v1/jobs", json={"model": "local:tiny", "format": "onnx"})
+        assert first.status_code == 202, first.text
+        job = wait_job(client, first.json()["id"], finished, timeout=300)
+        assert job["state"] == "succeeded", job["error"]
+        again = client.post("/v1/jobs", json={"model": "local:tiny", "format": "onnx"})
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert body["state"] == "succeeded" and body["result"]["cached"] is True
+        assert body["result"]["sha256"] == job["result"]["sha256"]
+
+
+def test_docs_render_without_internet(served_from_a_zoo_folder):
+    """/docs is Swagger UI from files the server serves itself: a real Chromium, with no way out to a CDN,
+    renders the operations."""
+    import httpx
+
+    url, _ = served_from_a_zoo_folder
+    page = httpx.get(f"{url}/docs").text
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower(), page
+    assert httpx.get(f"{url}/docs/assets/swagger-ui-bundle.js").status_code == 200
+    dom = _render(f"{url}/docs")
+    assert "opblock" in dom and "/v1/jobs" in dom, dom[-3000:]
