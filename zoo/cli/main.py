@@ -84,11 +84,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="fetch corrupt source files again and re-convert corrupt artifacts")
     cver.add_argument("--json", action="store_true")
 
+    from zoo.cli import demo as cli_demo
     from zoo.cli import server as cli_server
     from zoo.cli import worker as cli_dist
 
     cli_server.add_parsers(sub)
     cli_dist.add_parsers(sub)
+    cli_demo.add_parser(sub)
     return p
 
 
@@ -124,6 +126,10 @@ def _main(args: argparse.Namespace) -> int:
             from zoo.cli.worker import cmd_worker
 
             handler = cmd_worker
+        elif args.command == "demo":
+            from zoo.cli.demo import cmd_demo
+
+            handler = cmd_demo
         elif handler is None:
             from zoo.cli.cache import cmd_cache
 
