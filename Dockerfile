@@ -4,8 +4,8 @@
 #   docker run -d -p 8000:8000 -v zoo-cache:/cache zoo
 #   docker run --rm -v zoo-cache:/cache zoo pull resnet50 --format onnx   (any zoo command)
 # Build arguments: BASE (a Debian-like image with Python >= 3.10), EXTRAS (pyproject extras), TORCH_INDEX_URL
-# (where a CPU build of torch comes from; empty: PyPI's default build), TORCH_WHEEL_DIR (a folder mounted into
-# the build that holds the torch wheel to use instead), PIP_CERT (a CA bundle mounted into the build, for a
+# (where CPU builds of torch and torchvision come from; empty: PyPI's default build), TORCH_WHEEL_DIR (a folder
+# mounted into the build holding the torch and torchvision wheels to use instead), PIP_CERT (a CA bundle mounted into the build, for a
 # network whose TLS proxy signs with its own CA).
 ARG BASE=python:3.11-slim
 FROM ${BASE}
@@ -29,17 +29,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 # A virtual environment: the same layout on python:*-slim and on a plain Debian base with python3-venv.
 RUN python3 -m venv /opt/zoo && pip install --upgrade pip setuptools
 
-# torch first, CPU build where the index offers one (a few hundred MB instead of the CUDA build's GBs);
-# the rest is then resolved against the torch installed here (a constraint), never replacing it.
+# torch and torchvision first, CPU builds where the index offers them (a few hundred MB instead of the CUDA
+# build's GBs; the two must come from the same index: PyPI's torchvision needs PyPI's torch); the rest is then
+# resolved against what is installed here (a constraint), never replacing it.
 RUN set -eu; \
     if [ -n "$TORCH_WHEEL_DIR" ]; then \
-        pip install "$TORCH_WHEEL_DIR"/torch-*.whl; \
+        pip install "$TORCH_WHEEL_DIR"/*.whl; \
     elif [ -n "$TORCH_INDEX_URL" ]; then \
-        pip install --retries 1 --timeout 30 --index-url "$TORCH_INDEX_URL" torch \
+        pip install --retries 1 --timeout 30 --index-url "$TORCH_INDEX_URL" torch torchvision \
         || echo "zoo image: $TORCH_INDEX_URL is unreachable; torch comes from PyPI (its default build)"; \
     fi; \
-    python -c "import torch; print('torch==' + torch.__version__)" > /opt/zoo/torch-constraint.txt 2>/dev/null \
-        || : > /opt/zoo/torch-constraint.txt; \
+    pip list --format freeze 2>/dev/null | grep -E '^(torch|torchvision)==' > /opt/zoo/torch-constraint.txt || :; \
     cat /opt/zoo/torch-constraint.txt
 
 # The dependencies of the extras first, read from pyproject.toml: a layer that a code change does not rebuild.
