@@ -274,3 +274,32 @@ def test_docs_render_without_internet(served_from_a_zoo_folder):
     assert httpx.get(f"{url}/docs/assets/swagger-ui-bundle.js").status_code == 200
     dom = _render(f"{url}/docs")
     assert "opblock" in dom and "/v1/jobs" in dom, dom[-3000:]
+
+
+def test_a_state_dict_with_a_config_naming_only_its_architecture_imports_and_pulls(tmp_path):
+    """README 'Bring your own model': torch.save(model.state_dict()) next to {"architecture", "num_classes"}
+    (nothing of timm's preprocessing): imported, converted, parity passed against the same weights."""
+    import timm
+    import torch
+
+    from zoo.options import Options
+    from zoo.pipeline import pull
+    from zoo.registry.local_source import import_path
+    from zoo.settings import Settings
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=7).eval()
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "weights.pth")
+    (folder / "config.json").write_text(json.dumps({"architecture": "test_resnet", "num_classes": 7}))
+    settings = Settings.from_env()
+    import_path(folder, "mine", settings)
+    result = pull("local:mine", Options(format="onnx"), settings=settings)
+    assert result.verified and result.parity["passed"]
+    import onnxruntime as ort
+
+    x = np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype("float32")
+    got = ort.InferenceSession(result.path).run(None, {"input": x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), atol=1e-4)
