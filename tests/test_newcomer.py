@@ -303,3 +303,19 @@ def test_a_state_dict_with_a_config_naming_only_its_architecture_imports_and_pul
     got = ort.InferenceSession(result.path).run(None, {"input": x})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_every_readme_section_the_scripts_and_hints_name_exists():
+    """setup.sh, zoo.sh, zoo demo and zoo import's hint send newcomers to README sections: each must exist."""
+    import re
+
+    headings = {re.sub(r"^#+\s*", "", line).strip() for line in (REPO_ROOT / "README.md").read_text().splitlines()
+                if line.startswith("#")}
+    named = set()
+    for path in [*(REPO_ROOT / "scripts").glob("*.sh"), *(REPO_ROOT / "zoo").rglob("*.py"),
+                 *(REPO_ROOT / "registry").glob("*.py")]:
+        text = path.read_text()
+        named |= {(path.name, m) for m in re.findall(r"README(?:\.md)?[,:]? (?:section )?['\"]([^'\"]+)['\"]", text)}
+    assert {n for _, n in named} >= {"Installing", "No hub access", "Bring your own model"}, named
+    missing = {(f, n) for f, n in named if not any(h == n or h.startswith(n + ":") for h in headings)}
+    assert not missing, missing
