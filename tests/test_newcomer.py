@@ -319,3 +319,34 @@ def test_every_readme_section_the_scripts_and_hints_name_exists():
     assert {n for _, n in named} >= {"Installing", "No hub access", "Bring your own model"}, named
     missing = {(f, n) for f, n in named if not any(h == n or h.startswith(n + ":") for h in headings)}
     assert not missing, missing
+
+
+@pytest.mark.slow
+def test_the_quick_start_command_without_hub_goes_on_with_the_demo(tmp_path):
+    """README's first command on a machine whose hub cannot be reached: exit 4 from the pull, then `zoo demo`
+    builds, imports, converts (4 verified artifacts), serves, runs a job through the API and says what next.
+    (About two minutes on 2 cores: slow.)"""
+    import signal
+    import time
+
+    from serverproc import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZOO_", "HF_"))}
+    env.update({"ZOO_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf"), "ZOO_PORT": str(free_port()),
+                "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"})  # nothing listens there: the hub is unreachable
+    proc = subprocess.Popen([str(REPO_ROOT / "scripts" / "zoo.sh"), "pull", "resnet50", "--format", "onnx"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines, deadline = [], time.monotonic() + 900
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "serving until Ctrl-C" in line or time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    out = "".join(lines)
+    assert "zoo: error: cannot reach the hub" in out and "zoo.sh: the hub cannot be reached" in out, out
+    assert "RANDOM weights" in out and out.count(": verified, parity") == 4, out
+    assert "job succeeded" in out and "What to try next" in out and "serving until Ctrl-C" in out, out

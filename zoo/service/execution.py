@@ -74,8 +74,9 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 # ``python -c`` puts the working directory ('') first on sys.path, as ``-m`` does; dropping it makes the child
 # import the zoo this interpreter has installed, not a ``zoo/`` folder that happens to be where the server runs.
+# The module's name stays a word of its own on the command line, where ps, pgrep and the tests look for it.
 _BOOTSTRAP = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-              "from zoo.runner import main; sys.exit(main(sys.argv[1:]))")
+              "from zoo.runner import main; sys.exit(main(sys.argv[2:]))")
 EXIT_GRACE_S = 10.0  # how long a child that closed its event pipe may take to exit before it is killed
 _ERROR_LINE = re.compile(r"^(zoo: error|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b)")
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
@@ -83,7 +84,7 @@ _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, 
 
 def runner_command(*args: str) -> list[str]:
     """The command line of a ``zoo.runner`` child process, immune to the working directory."""
-    return [sys.executable, "-c", _BOOTSTRAP, *args]
+    return [sys.executable, "-c", _BOOTSTRAP, "zoo.runner", *args]
 
 
 def job_log_path(settings: Settings, job_id: str) -> Path:
