@@ -26,7 +26,9 @@ if [ -n "${HOST_CA:-}" ]; then
 fi
 echo "image: building $TAG from $BASE..." >&2
 start=$(date +%s)
-"$ENGINE" "${engine_flags[@]}" build "${run_flags[@]}" "${args[@]}" -t "$TAG" .
+fmt=()
+[ "$(basename "$ENGINE")" = podman ] && fmt=(--format docker)  # the OCI format has no HEALTHCHECK: podman drops it
+"$ENGINE" "${engine_flags[@]}" build "${fmt[@]}" "${run_flags[@]}" "${args[@]}" -t "$TAG" .
 echo "image: built in $(( $(date +%s) - start )) s: $("$ENGINE" image inspect --format '{{.Size}}' "$TAG") bytes" >&2
 
 run() { "$ENGINE" "${engine_flags[@]}" run --rm "${run_flags[@]}" "$@"; }
@@ -35,7 +37,7 @@ echo "image: user $(run --entrypoint id "$TAG" -u)" >&2
 
 name="zoo-image-check-$$"
 "$ENGINE" "${engine_flags[@]}" run -d --name "$name" "${run_flags[@]}" --network host -e "ZOO_PORT=$PORT" "$TAG" >/dev/null
-trap '"$ENGINE" "${engine_flags[@]}" rm -f "$name" >/dev/null 2>&1 || true' EXIT
+trap '"$ENGINE" "${engine_flags[@]}" rm -f "$name" >/dev/null 2>&1 || true' EXIT INT TERM
 for _ in $(seq 1 120); do
     if "$ENGINE" "${engine_flags[@]}" healthcheck run "$name" >/dev/null 2>&1; then break; fi
     sleep 2
