@@ -276,16 +276,11 @@ def test_docs_render_without_internet(served_from_a_zoo_folder):
     assert "opblock" in dom and "/v1/jobs" in dom, dom[-3000:]
 
 
-def test_a_state_dict_with_a_config_naming_only_its_architecture_imports_and_pulls(tmp_path):
-    """README 'Bring your own model': torch.save(model.state_dict()) next to {"architecture", "num_classes"}
-    (nothing of timm's preprocessing): imported, converted, parity passed against the same weights."""
+def _state_dict_folder(tmp_path: Path):
+    """README 'Bring your own model': torch.save(model.state_dict()) next to a config.json that gives only the
+    timm architecture and its classes (nothing of timm's preprocessing)."""
     import timm
     import torch
-
-    from zoo.options import Options
-    from zoo.pipeline import pull
-    from zoo.registry.local_source import import_path
-    from zoo.settings import Settings
 
     torch.manual_seed(0)
     model = timm.create_model("test_resnet", num_classes=7).eval()
@@ -293,12 +288,43 @@ def test_a_state_dict_with_a_config_naming_only_its_architecture_imports_and_pul
     folder.mkdir()
     torch.save(model.state_dict(), folder / "weights.pth")
     (folder / "config.json").write_text(json.dumps({"architecture": "test_resnet", "num_classes": 7}))
+    return folder, model
+
+
+def test_a_config_naming_only_its_architecture_gets_inputs_that_fit(tmp_path):
+    """Imported, such a record has what parity's inputs need (was KeyError: 'input_size'): timm's defaults."""
+    from safetensors.numpy import save_file
+
+    from zoo.converters.parity.inputs import parity_input_sets
+    from zoo.registry.local_source import import_path
+    from zoo.settings import Settings
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    save_file({"fc.weight": np.zeros((7, 8), "float32")}, str(folder / "model.safetensors"))  # read as a header only
+    (folder / "config.json").write_text(json.dumps({"architecture": "test_resnet", "num_classes": 7}))
+    record = import_path(folder, "mine", Settings.from_env())
+    sample = next(s for s in parity_input_sets(record) if s.kind == "sample").feeds["input"]
+    assert sample.shape[1:] == (3, 224, 224) and record.preprocessing["mean"] == [0.485, 0.456, 0.406]
+    assert -3 < sample.min() < 0 < sample.max() < 3  # normalised pixels, as timm's eval transform gives
+
+
+@pytest.mark.slow
+def test_a_state_dict_with_a_config_naming_only_its_architecture_imports_and_pulls(tmp_path):
+    """The same recipe end to end: converted, parity passed, and the ONNX file computes what the model does."""
+    import onnxruntime as ort
+    import torch
+
+    from zoo.options import Options
+    from zoo.pipeline import pull
+    from zoo.registry.local_source import import_path
+    from zoo.settings import Settings
+
+    folder, model = _state_dict_folder(tmp_path)
     settings = Settings.from_env()
     import_path(folder, "mine", settings)
     result = pull("local:mine", Options(format="onnx"), settings=settings)
     assert result.verified and result.parity["passed"]
-    import onnxruntime as ort
-
     x = np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype("float32")
     got = ort.InferenceSession(result.path).run(None, {"input": x})[0]
     with torch.no_grad():

@@ -14,7 +14,6 @@ import threading
 import time
 from typing import Callable, Iterator, TextIO
 
-
 HEARTBEAT_S = 30.0
 
 
