@@ -194,16 +194,14 @@ def _render(url: str) -> str:
 @pytest.fixture(scope="module")
 def served_from_a_zoo_folder(tmp_path_factory, timm_index_db):
     """`zoo serve` (the installed console script) whose working directory holds a `zoo/` package that
-    would break any process importing it, with a tiny timm model imported as local:tiny."""
+    would break any process importing it."""
     import shutil
     import time
 
     import httpx
-    from builders import timm_repo
     from serverproc import free_port, stop_process
 
     from zoo import db
-    from zoo.registry.local_source import import_path
     from zoo.service import tokens
     from zoo.settings import Settings
 
@@ -213,11 +211,6 @@ def served_from_a_zoo_folder(tmp_path_factory, timm_index_db):
     (root / "home").mkdir()
     shutil.copyfile(timm_index_db, root / "home" / "registry.db")
     settings = Settings.from_env(env)
-    files = root / "tiny-files"
-    files.mkdir()
-    for name, data in timm_repo("test_resnet.r160_in1k").items():
-        (files / name).write_bytes(data)
-    import_path(files, "tiny", settings)
     secret, _ = tokens.create_token(db.get_engine(settings.database_url), "write", "test")
     cwd = root / "workdir"
     (cwd / "zoo").mkdir(parents=True)
@@ -237,7 +230,7 @@ def served_from_a_zoo_folder(tmp_path_factory, timm_index_db):
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        yield url, secret
+        yield url, secret, settings
     finally:
         stop_process(proc)
         log.close()
@@ -251,7 +244,7 @@ def test_jobs_run_the_installed_zoo_from_any_folder(served_from_a_zoo_folder):
     import httpx
     from serverproc import finished, wait_job
 
-    url, secret = served_from_a_zoo_folder
+    url, secret, _ = served_from_a_zoo_folder
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client:
         submitted = client.post("/v1/jobs", json={"model": "timm/test_resnet.r160_in1k", "format": "onnx"})
         assert submitted.status_code == 202, submitted.text
@@ -265,9 +258,17 @@ def test_jobs_convert_from_any_folder_and_a_finished_request_answers_200(served_
     """A real conversion job from that folder succeeds; the same request again answers 200 with a finished job,
     for a local import too (README). (A torch export in the job process: slow on a busy machine.)"""
     import httpx
+    from builders import timm_repo
     from serverproc import finished, wait_job
 
-    url, secret = served_from_a_zoo_folder
+    from zoo.registry.local_source import import_path
+
+    url, secret, settings = served_from_a_zoo_folder
+    files = settings.home.parent / "tiny-files"
+    files.mkdir()
+    for name, data in timm_repo("test_resnet.r160_in1k").items():
+        (files / name).write_bytes(data)
+    import_path(files, "tiny", settings)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as client:
         first = client.post("/v1/jobs", json={"model": "local:tiny", "format": "onnx"})
         assert first.status_code == 202, first.text
@@ -285,7 +286,7 @@ def test_docs_render_without_internet(served_from_a_zoo_folder):
     renders the operations."""
     import httpx
 
-    url, _ = served_from_a_zoo_folder
+    url, _, _ = served_from_a_zoo_folder
     page = httpx.get(f"{url}/docs").text
     assert "/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower(), page
     assert httpx.get(f"{url}/docs/assets/swagger-ui-bundle.js").status_code == 200
