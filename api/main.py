@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from zoo import __version__
 from zoo.api.errors import install_error_handlers
 from zoo.api.http import BodyLimit
-from zoo.api.routes import artifacts, health, jobs, mirror, models, pages, tokens
+from zoo.api.routes import artifacts, docs, health, jobs, mirror, models, pages, tokens
 from zoo.service.core import Service
 from zoo.settings import Settings, get_settings
 
@@ -28,12 +28,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(service.stop)
 
-    app = FastAPI(title="zoo", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="zoo", version=__version__, lifespan=lifespan, docs_url=None,  # /docs: routes/docs.py
                   description="Pull models by name, convert them, check parity, download verified artifacts.")
     app.state.service = service
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
-    for router in (health.router, models.router, jobs.router, artifacts.router, tokens.router, mirror.router):
+    for router in (health.router, docs.router, models.router, jobs.router, artifacts.router, tokens.router,
+                   mirror.router):
         app.include_router(router)
     app.include_router(pages.router)  # the web catalog at /: last, so /v1 and the hub mirror's paths come first
     return app

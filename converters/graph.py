@@ -69,8 +69,28 @@ def _load_edges() -> None:
 
 
 def formats() -> list[str]:
+    """Every node of the graph, the in-memory sources (``torch``, ``keras-model``) included."""
     _load_edges()
     return sorted({e.target for e in EDGES.values()} | {e.source for e in EDGES.values()})
+
+
+# Nodes that are models in memory, never files: a conversion starts there, no request ends there.
+SOURCE_ONLY = ("torch", "keras-model")
+# What users call a format, and the format zoo means by it (``--to torch``: a torch.export program).
+FORMAT_ALIASES = {"torch": "pt2", "pytorch": "pt2", "torch.export": "pt2", "tensorflow": "tf",
+                  "savedmodel": "tf", "saved_model": "tf"}
+
+
+def target_formats() -> list[str]:
+    """The formats a request may ask for: every node an edge produces."""
+    _load_edges()
+    return sorted({e.target for e in EDGES.values()} - set(SOURCE_ONLY))
+
+
+def canonical_format(name: str) -> str:
+    """``name`` with the aliases users type resolved (``torch``/``pytorch`` -> ``pt2``); others unchanged."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    return FORMAT_ALIASES.get(key, name)
 
 
 def reachable(source: str) -> list[str]:
@@ -113,10 +133,10 @@ def plan(source: str, target: str) -> list[Edge]:
 
 def require_format(target: str) -> None:
     """Fail fast, before any network or heavy work, on a format no edge produces."""
-    known = formats()
-    if target not in known:
+    known = target_formats()
+    if canonical_format(target) not in known:
         raise errors.UnsupportedFormatError(f"format {target!r} is not supported",
-                                            hint=f"known formats: {', '.join(known)}")
+                                            hint=f"formats: {', '.join(known)} (torch and pytorch mean pt2)")
 
 
 def run_chain(chain: list[Edge], source: Any, staging: Path, ctx: EdgeContext, progress: Any) -> list[Path]:

@@ -186,7 +186,8 @@ def translate_hub_error(exc: BaseException, repo_id: str, revision: str | None) 
         return errors.InvalidModelError(f"{repo_id}: a file it lists could not be fetched ({exc})", model=repo_id)
     if isinstance(exc, hf.HfHubHTTPError):
         return errors.NetworkError(f"the hub answered with an error for {repo_id}: {exc}", hint="retry later, or check HF_ENDPOINT", model=repo_id)
-    return errors.NetworkError(f"cannot reach the hub for {repo_id}: {exc}", hint="check your network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the local cache", model=repo_id)
+    return errors.NetworkError(f"cannot reach the hub for {repo_id}: {exc}", hint="check your network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the local cache; without hub access, "
+                                "`zoo demo` runs the whole pipeline on models built here", model=repo_id)
 
 
 def _endpoint_of(exc: BaseException) -> str:

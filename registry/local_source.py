@@ -21,6 +21,11 @@ from zoo.registry.index import Registry
 from zoo.registry.records import FileInfo, ModelRecord
 from zoo.settings import Settings
 
+# How to write a directory zoo imports, from the libraries a user has (README: "Bring your own model").
+SAVE_HINT = ("save the model first: transformers: model.save_pretrained(DIR) (and tokenizer.save_pretrained(DIR)); "
+             "timm: timm.models.save_for_hf(model, DIR, safe_serialization=True); a state dict: "
+             "safetensors.torch.save_file(state_dict, DIR/model.safetensors) plus a config.json of "
+             '{"architecture": "resnet18", "num_classes": 1000}; then zoo import DIR --name N')
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -57,7 +62,13 @@ def import_directory(directory: Path, name: str, settings: Settings) -> ModelRec
         raise errors.NotFoundError(f"{directory} is not a directory",
                                    hint="pass the directory (or a .tar/.tar.gz/.zip archive) holding config.json and the weights")
     available = _safe_listing(directory)
-    files, weights, _fmt = choose_files(available)
+    try:
+        files, weights, _fmt = choose_files(available)
+    except errors.InvalidModelError as exc:  # its hint speaks of hub repos: say what this directory lacks
+        what = "is empty" if not available else f"holds no weights zoo can load ({', '.join(sorted(available)[:5])})"
+        raise errors.InvalidModelError(
+            f"{directory} {what}: zoo imports a config.json plus model.safetensors (or pytorch_model.bin, or a "
+            "Keras 3 model.keras)", hint=SAVE_HINT) from exc
     base = ModelRecord(id=f"local/{name}", source="local", name=name)
     record = describe(base, directory, files)  # raises on a missing/invalid config.json or remote code
     check_weights(directory, weights)

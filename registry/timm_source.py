@@ -9,6 +9,10 @@ from zoo.errors import MissingDependencyError
 from zoo.registry.records import ModelRecord, image_input_spec
 
 _PREPROCESSING_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
+# What timm's model files declare when they say nothing else (timm.data.constants, each model's _cfg): a
+# config.json that names only the architecture (a user's own state dict, README "Bring your own model") gets these.
+_TIMM_DEFAULTS = {"interpolation": "bilinear", "crop_pct": 0.875, "crop_mode": "center",
+                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 def _jsonable(value: Any) -> Any:
@@ -24,6 +28,7 @@ def record_from_pretrained_cfg(cfg: dict[str, Any], *, is_default: bool) -> Mode
     num_classes = cfg.get("num_classes")
     preprocessing = {k: _jsonable(cfg[k]) for k in _PREPROCESSING_KEYS if cfg.get(k) is not None}
     input_size = tuple(cfg.get("input_size") or (3, 224, 224))
+    preprocessing = {**_TIMM_DEFAULTS, "input_size": list(input_size), **preprocessing}
     extra = {k: _jsonable(cfg[k]) for k in ("test_input_size", "test_crop_pct", "fixed_input_size", "url", "paper_ids") if cfg.get(k)}
     return ModelRecord(
         id=f"timm/{name}",

@@ -250,5 +250,5 @@ def test_keras_catalog_lists_and_resolves(indexed):
     proc = run_zoo("pull", "keras:MobileNetV9")
     assert proc.returncode == 3 and "MobileNetV2" in proc.stderr
     assert [e.target for e in graph.plan("keras-model", "pt2")] == ["onnx", "pt2"]  # through ONNX
-    proc = run_zoo("pull", "keras:MobileNetV2", "--format", "torch")
-    assert proc.returncode == 5 and "tflite" in proc.stderr and "pt2" in proc.stderr  # names what keras-model reaches
+    proc = run_zoo("pull", "test_resnet", "--format", "keras")  # `--format torch` means pt2 now (issue 13)
+    assert proc.returncode == 5 and "tflite" in proc.stderr and "pt2" in proc.stderr  # names what torch reaches

@@ -379,7 +379,7 @@ def test_torchscript_export_of_a_text_model_checks_it_in_eval_mode(indexed, cach
     out = pull_json("zoo-test/tiny-bert-sst", "--exporter", "torchscript", env={"HF_HUB_OFFLINE": "1"})
     assert out["conversion"]["exporter"] == "torchscript" and out["parity"]["passed"]
 
-def test_progress_on_a_terminal_quiet_otherwise(indexed, cached_repo):
+def test_progress_on_a_terminal_and_when_piped(indexed, cached_repo):
     import os
     import pty
     import subprocess
@@ -387,7 +387,7 @@ def test_progress_on_a_terminal_quiet_otherwise(indexed, cached_repo):
     cached_repo(TIMM_REPO)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     piped = subprocess.run([sys.executable, "-m", "zoo", "pull", "test_resnet"], env=env, capture_output=True, text=True)
-    assert piped.returncode == 0 and "zoo: export" not in piped.stderr  # quiet when not a terminal
+    assert piped.returncode == 0 and "zoo: export" in piped.stderr  # stage lines when piped too (issue 13)
     run_zoo("cache", "rm", "timm/test_resnet.r160_in1k")
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "zoo", "pull", "test_resnet"], env=env,

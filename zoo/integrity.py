@@ -29,7 +29,7 @@ def verify_cache(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         problems = store.verify(art)
         entry = {"kind": "artifact", "digest": art.digest, "ok": not problems, "problems": problems}
         if problems and repair:
-            entry["repaired"] = _repair_artifact(art, store, settings)
+            entry["repaired"], entry["removed"], entry["note"] = _repair_artifact(art, store, settings)
         artifacts.append(entry)
     results = [r for r in sources if r["problems"]] + artifacts
     corrupt = [r for r in results if not r["ok"] and not r.get("repaired")]
@@ -93,19 +93,49 @@ def _refetch_source(record: dict[str, Any], revision: str, f: dict[str, Any], pa
     return True
 
 
-def _repair_artifact(art: Artifact, store: ArtifactStore, settings: Settings) -> bool:
-    """Remove a corrupt artifact (index row first); convert it again when the request can be replayed."""
+def _repair_artifact(art: Artifact, store: ArtifactStore, settings: Settings) -> tuple[bool, bool, str]:
+    """Remove a corrupt artifact (index row first), then convert it again when the request can be replayed.
+    (repaired, removed, what happened, with the command that makes it again when zoo could not)."""
     manifest = art.manifest_dict()
     engine = db.get_engine(settings.database_url)
     with engine.begin() as conn:
         conn.execute(sa.delete(db.artifacts).where(db.artifacts.c.digest == art.digest))
     store.remove(art)
+    again = remake_command(manifest)
     if not art.verified:
-        return False
+        return False, True, "removed (it was quarantined: parity had failed)"
     try:
-        return replay(manifest, settings)
-    except errors.ZooError:
-        return False
+        replayed = replay(manifest, settings)
+    except errors.ZooError as exc:
+        return False, True, f"removed; converting it again failed: {exc.message}" + (f"; later: {again}" if again else "")
+    if replayed:
+        return True, True, "converted again"
+    why = _why_not_replayable(manifest)
+    return False, True, f"removed; not converted again: {why}" + (f"; make it again with: {again}" if again else "")
+
+
+def remake_command(manifest: dict[str, Any]) -> str | None:
+    """The command that makes this artifact again by hand."""
+    fmt = manifest.get("format")
+    source = manifest.get("source") or {}
+    if source.get("kind") == "file" and source.get("path"):
+        return f"zoo convert {source['path']} --to {fmt}"
+    name = (manifest.get("record") or {}).get("source")
+    if name == "local":
+        return f"zoo import DIR --name {manifest['record'].get('name')}, then zoo pull local:{manifest['record'].get('name')} --format {fmt}"
+    if manifest.get("model"):
+        return f"zoo pull {manifest['model']} --format {fmt}"
+    return None
+
+
+def _why_not_replayable(manifest: dict[str, Any]) -> str:
+    source = manifest.get("source") or {}
+    if source.get("kind") == "file":
+        path = Path(source.get("path", ""))
+        return f"its source {path} no longer exists" if not path.exists() else f"its source {path} changed since"
+    if (manifest.get("record") or {}).get("source") == "local":
+        return "the local model was imported again (or removed) since"
+    return "zoo does not know how to make this request again"
 
 
 def replay(manifest: dict[str, Any], settings: Settings) -> bool:

@@ -34,7 +34,8 @@ def option(default: Any, *, help: str, flags: tuple[str, ...] = (), ge: float | 
 class Options:
     format: str = option(DEFAULT_FORMAT, flags=("--format", "-f"), metavar="FORMAT",
                          help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
-                              "pt2 (torch.export), tf (SavedModel directory), tflite, keras (Keras sources)")
+                              "pt2 (torch.export; also: torch, pytorch), tf (SavedModel directory), tflite, "
+                              "keras (Keras sources)")
     opset: int | None = option(None, ge=MIN_OPSET, le=MAX_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     atol: float | None = option(None, ge=0, help="absolute parity tolerance (default: per dtype, scaled by each "
                                                  "output's magnitude)")
@@ -44,6 +45,11 @@ class Options:
                                 "or its result fails parity)")
     allow_mismatch: bool = option(False, key="job",
                                   help="when parity fails, still hand back the (unverified) artifact and exit 0")
+
+    def __post_init__(self) -> None:  # what users type for a format (torch, pytorch) -> what zoo means (pt2)
+        from zoo.converters.graph import canonical_format
+
+        object.__setattr__(self, "format", canonical_format(self.format))
 
     # --- validation and keys --------------------------------------------------------------------------
     def validated(self) -> Options:

@@ -60,7 +60,7 @@ def pull(name: str, options: Options | None = None, *, settings: Settings | None
     options, settings, progress = _defaults(options, settings, progress)
     ref = parse_name(name)
     fp = pullmemo.fingerprint(name.strip(), ref.revision, options.canonical(), converter_versions())
-    fast = _recall(ref, fp, settings, output) if ref.source != "local" else None
+    fast = _recall(ref, fp, settings, output)
     if fast is not None:
         return fast
     from zoo.registry.index import Registry
@@ -96,8 +96,6 @@ def recall(name: str, options: Options, settings: Settings) -> PullResult | None
     """The verified answer of an identical earlier pull when its commit and files still hold,
     found without converting anything or importing a framework; None otherwise."""
     ref = parse_name(name)
-    if ref.source == "local":
-        return None
     fp = pullmemo.fingerprint(name.strip(), ref.revision, options.canonical(), converter_versions())
     return _recall(ref, fp, settings, None)
 
@@ -105,7 +103,7 @@ def recall(name: str, options: Options, settings: Settings) -> PullResult | None
 def _recall(ref: Any, fp: str, settings: Settings, output: Path | None) -> PullResult | None:
     """The answer of an identical earlier pull, if its commit and files still hold."""
     memo = pullmemo.recall(settings, fp)
-    if not memo or pullmemo.current_commit(memo["repo_id"], ref.revision, settings) != memo["commit"]:
+    if not memo or pullmemo.current_revision(memo, ref.revision, settings) != memo["commit"]:
         return None
     store = ArtifactStore(settings.home)
     art = store.get(memo["digest"])

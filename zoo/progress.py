@@ -1,28 +1,35 @@
-"""Progress for long work: stage lines on a terminal, silence otherwise.
+"""Progress for long work: a line on stderr when each stage starts and ends, piped or not.
 
-Stages are reported to an optional callback too, so the job service can store
-them; the CLI's ``--json`` mode stays quiet on stderr unless it is a terminal.
+Download bars are drawn only on a terminal; when stderr is not one (a pipe, a CI log), a stage that
+runs long also says every ``HEARTBEAT_S`` seconds that it is still running, so a minute of work is
+never a minute of silence. Stages are reported to an optional callback too, so the job service can
+store them. ``--json`` keeps stdout to its one object; these lines go to stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from typing import Callable, Iterator, TextIO
 
+HEARTBEAT_S = 30.0
+
 
 class Progress:
-    def __init__(self, *, enabled: bool | None = None, stream: TextIO | None = None,
+    def __init__(self, *, enabled: bool = True, stream: TextIO | None = None,
                  callback: Callable[[str, str], None] | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = enabled
         self.callback = callback
         self.notes: list[str] = []
+        self.terminal = self.enabled and _isatty(self.stream)
 
     @property
     def downloads_visible(self) -> bool:
-        return self.enabled
+        """Progress bars redraw one line: only a terminal shows them as meant."""
+        return self.terminal
 
     @contextlib.contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[None]:
@@ -32,7 +39,13 @@ class Progress:
         if self.enabled:
             self.stream.write(f"zoo: {name}{' ' + detail if detail else ''}...\n")
             self.stream.flush()
-        yield
+        done = threading.Event()
+        if self.enabled and not self.terminal:
+            threading.Thread(target=self._heartbeat, args=(name, start, done), daemon=True).start()
+        try:
+            yield
+        finally:
+            done.set()
         elapsed = time.perf_counter() - start
         if self.callback:
             self.callback(name, "done")
@@ -40,11 +53,26 @@ class Progress:
             self.stream.write(f"zoo: {name} done in {elapsed:.1f}s\n")
             self.stream.flush()
 
+    def _heartbeat(self, name: str, start: float, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_S):
+            try:
+                self.stream.write(f"zoo: {name} still running ({time.perf_counter() - start:.0f}s)\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # the reader went away, or the stream was closed
+                return
+
     def note(self, message: str) -> None:
         """Something the user should know even when not on a terminal."""
         self.notes.append(message)
         self.stream.write(f"zoo: note: {message}\n")
         self.stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def quiet() -> Progress:

@@ -4,7 +4,9 @@ After a successful pull zoo remembers, per request (name, revision, canonical
 options, converter and timm versions, endpoint), the commit it resolved to and
 the artifact it produced (``ZOO_HOME/pulls/<fingerprint>.json``). The next identical request asks only "is the commit
 still the same?" (the ``refs/`` file offline; one GET of the hub's revision
-endpoint online) and, if so and the artifact's files are intact, answers from
+endpoint online; for a local import, its current revision in the registry; a
+Keras application's revision is fixed by the keras version, part of the
+fingerprint) and, if so and the artifact's files are intact, answers from
 the artifact's own manifest. Anything else (a new commit, a removed artifact, a
 hub error) falls through to the full pipeline, which decides and reports.
 """
@@ -44,6 +46,18 @@ def recall(settings: Settings, fp: str) -> dict[str, Any] | None:
         return json.loads(_path(settings, fp).read_text())
     except (OSError, ValueError):
         return None
+
+
+def current_revision(memo: dict[str, Any], revision: str | None, settings: Settings) -> str | None:
+    """The revision the memo's source is at now (None when unsure), for each kind of source that keeps one."""
+    if memo.get("local"):
+        from zoo.registry.index import Registry
+
+        record = Registry(settings).get(f"local/{memo['local']}")
+        return None if record is None else record.revision
+    if memo.get("fixed"):  # a Keras application: keras' version (in the fingerprint) fixes its weights
+        return memo["commit"]
+    return current_commit(memo["repo_id"], revision, settings) if memo.get("repo_id") else None
 
 
 def current_commit(repo_id: str, revision: str | None, settings: Settings) -> str | None:

@@ -2,6 +2,9 @@
 
     python -m zoo.runner --job ID --events-fd N --parent PID --spec JSON
 
+(``zoo.service.execution.runner_command`` starts it so that the working directory
+cannot shadow the installed zoo.)
+
 The supervisor (``zoo.service.execution``) starts this in a new session, so killing the
 process group stops the conversion wherever it is, native exporter code
 included, and gives its memory back. Here the process limits its own address
@@ -20,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from typing import Any, Callable
 
 from zoo.progress import Progress
@@ -68,15 +72,19 @@ def die_with_parent(parent: int) -> None:
 
 
 def run_job(spec: dict[str, Any], settings: Settings, send: Callable[..., None]) -> int:
-    from zoo.errors import as_storage_error, exit_code_for
-    from zoo.pipeline import pull
-    from zoo.service.jobs import JobRequest, error_dict
+    try:  # imports too: a broken install is the job's error, not a silent crash
+        from zoo.pipeline import pull
+        from zoo.service.jobs import JobRequest
 
-    try:
         request = JobRequest(**spec)
         result = pull(request.name, request.pull_options(), settings=settings, progress=EventProgress(send))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the job's error
+        from zoo.errors import ZooError, as_storage_error, exit_code_for
+        from zoo.service.jobs import error_dict
+
         exc = as_storage_error(exc)  # a full disk is storage_full (507), whatever library wrapped it
+        if not isinstance(exc, ZooError):  # unexpected: the traceback goes to the job's log
+            traceback.print_exc(file=sys.stderr)
         error = error_dict(exc)
         if settings.job_memory_mb and isinstance(exc, (MemoryError, ImportError, OSError)):
             error["hint"] = (f"the job ran with a memory limit of {settings.job_memory_mb} MiB; raise "

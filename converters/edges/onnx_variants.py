@@ -5,15 +5,59 @@ inputs, at its own dtype's tolerance."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from zoo import errors
 from zoo.converters.graph import EdgeContext, edge
 
+# Hints that hold whatever the source was (a model pulled by name or an .onnx file): the plain fp32
+# ONNX graph was fine up to this step; the other variants may still be reached.
+_HINTS = {
+    "fp16": "the fp32 ONNX model is unaffected: use it, or try onnx-int8 or onnx-opt; report the model to zoo "
+            "with the message above",
+    "int8": "the fp32 ONNX model is unaffected: use it, or try onnx-fp16 or onnx-opt for a smaller or faster "
+            "file; report the model to zoo with the message above",
+    "opt": "the fp32 ONNX model is unaffected: use it, or try onnx-fp16 or onnx-int8; report the model to zoo "
+           "with the message above",
+}
 
-def _fail(tool: str, exc: BaseException) -> errors.ConversionError:
-    return errors.ConversionError(f"{tool} failed: {type(exc).__name__}: {str(exc)[:300]}",
-                                  hint="convert to plain onnx instead, or report the model")
+
+def _fail(tool: str, variant: str, exc: BaseException) -> errors.ConversionError:
+    return errors.ConversionError(f"{tool} failed: {type(exc).__name__}: {str(exc)[:300]}", hint=_HINTS[variant])
+
+
+def unmerge_initializers(model) -> int:
+    """Give every ``Identity`` of an initializer its own copy of the tensor, and drop the ``Identity``.
+
+    torch.onnx's TorchScript exporter stores identical constants once and feeds the other users through
+    ``Identity`` nodes (an untrained timm ResNet's zero-initialised norms fold into identical conv biases);
+    onnxruntime's quantiser needs a Conv's weight and bias to *be* initializers ("Expected onnx::Conv_205
+    to be an initializer"). Identities that produce a graph output, or read a graph input, stay. Returns
+    how many were replaced (the model is changed in place)."""
+    import onnx
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    protected = {o.name for o in graph.output} | {i.name for i in graph.input}
+    kept, replaced = [], 0
+    for node in graph.node:  # topological order: an Identity of an Identity resolves too
+        if (node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.input[0] in inits
+                and node.input[0] not in protected and node.output[0] not in protected):
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+            inits[copy.name] = copy
+            replaced += 1
+        else:
+            kept.append(node)
+    if replaced:
+        del graph.node[:]
+        graph.node.extend(kept)
+    return replaced
+
+_PROTO_LIMIT = 1_800_000_000  # protobuf cannot serialise 2 GiB: larger graphs keep their tensors outside
 
 
 @edge("onnx", "onnx-fp16", name="onnxruntime.transformers.float16", dtype="float16", primary="model.onnx",
@@ -27,7 +71,7 @@ def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
         onnx.save(model, str(out))
     except Exception as exc:  # noqa: BLE001
-        raise _fail("fp16 conversion", exc) from exc
+        raise _fail("fp16 conversion", "fp16", exc) from exc
     ctx.info["onnx->onnx-fp16"] = {"keep_io_types": True}
     return out
 
@@ -46,11 +90,25 @@ def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise errors.UnsupportedError("int8 dynamic quantisation needs an fp32 graph; this one holds fp16 weights",
                                       hint="quantise the fp32 ONNX model instead")
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # the quantiser warns on the root logger
+    scratch = out_dir / ".unmerged"
     try:
+        source = src
+        if any(n.op_type == "Identity" for n in model.graph.node):
+            full = onnx.load(str(src))  # with its external data: the copies need the tensors' bytes
+            unmerged = unmerge_initializers(full)
+            if unmerged:
+                scratch.mkdir()
+                source = scratch / "model.onnx"
+                onnx.save(full, str(source), save_as_external_data=full.ByteSize() > _PROTO_LIMIT,
+                          location="model.onnx.data")
+                ctx.notes.append(f"int8: {unmerged} initializer(s) the exporter had merged through Identity nodes "
+                                 "were given their own copies for the quantiser")
         # per-channel int8 weights; activations quantised at run time (no calibration data needed)
-        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True)
     except Exception as exc:  # noqa: BLE001
-        raise _fail("int8 dynamic quantisation", exc) from exc
+        raise _fail("int8 dynamic quantisation", "int8", exc) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the edge's directory is what gets published
     ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8"}
     return out
 
@@ -69,7 +127,7 @@ def onnx_to_optimized(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     try:
         ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
-        raise _fail("onnxruntime optimisation", exc) from exc
+        raise _fail("onnxruntime optimisation", "opt", exc) from exc
     if not out.is_file():
         raise errors.ConversionError("onnxruntime wrote no optimised model")
     ctx.info["onnx->onnx-opt"] = {"level": "ORT_ENABLE_EXTENDED", "onnxruntime": ort.__version__}

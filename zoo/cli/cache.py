@@ -32,16 +32,41 @@ def cmd_cache(args: argparse.Namespace, settings: Settings) -> int:
         for r in report["results"]:
             what = r.get("digest", "")[:16] if r["kind"] == "artifact" else f"source {r['model']}@{r['revision'][:12]}"
             state = "ok" if r["ok"] else ("REPAIRED: " if r.get("repaired") else "CORRUPT: ") + "; ".join(r["problems"])
+            if r.get("note"):
+                state += f" -> {r['note']}"
             lines.append(f"{what}  {state}")
+        removed = sum(1 for r in report["results"] if r.get("removed") and not r.get("repaired"))
+        still = report["unrepaired"] - removed
         lines.append(f"{report['checked']} artifact(s) and {report['sources_checked']} source file(s) checked, "
-                     f"{report['corrupt']} corrupt, {report['unrepaired']} left unrepaired")
+                     f"{report['corrupt']} corrupt" + (f", {removed} removed and not made again" if removed else "")
+                     + (f", {still} still corrupt" if still else "")
+                     + ("" if report["corrupt"] or not args.repair else ", nothing to repair"))
         emit(args, report, "\n".join(lines))
         if report["unrepaired"]:
-            raise errors.IntegrityError(f"{report['unrepaired']} artifact(s) or source(s) failed verification",
-                                        hint="run `zoo cache verify --repair` (online for hub sources), or remove them "
-                                             "with `zoo cache rm DIGEST` and pull again")
+            raise errors.IntegrityError(_verify_failure(report, args.repair, removed, still),
+                                        hint=_verify_hint(args.repair, removed, still))
         return EXIT_OK
     return _remove(args, settings, store)
+
+
+def _verify_failure(report: dict[str, Any], repaired: bool, removed: int, still: int) -> str:
+    if not repaired:
+        return f"{report['unrepaired']} artifact(s) or source(s) failed verification"
+    parts = [f"{removed} corrupt artifact(s) were removed and could not be made again"] if removed else []
+    if still:
+        parts.append(f"{still} source file(s) are still corrupt")
+    return "; ".join(parts)
+
+
+def _verify_hint(repaired: bool, removed: int, still: int) -> str:
+    if not repaired:
+        return ("run `zoo cache verify --repair` (online for hub sources), or remove them with `zoo cache rm DIGEST` "
+                "and pull again")
+    hints = ["make each removed artifact again with the command shown on its line"] if removed else []
+    if still:
+        hints.append("corrupt source files of a hub model are fetched again online (unset HF_HUB_OFFLINE); "
+                     "an imported model needs `zoo import DIR --name N` again")
+    return "; ".join(hints)
 
 
 def _remove(args: argparse.Namespace, settings: Settings, store: ArtifactStore) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoo import __version__
-from zoo.cli.output import emit, json_output, print_json
+from zoo.cli.output import ReaderGone, emit, json_output, print_json, say, silence_stdout
 from zoo.errors import EXIT_OK, StorageError, ZooError, as_storage_error, exit_code_for
 from zoo.options import add_arguments, from_arguments
 
@@ -84,18 +84,28 @@ def _parser() -> argparse.ArgumentParser:
                       help="fetch corrupt source files again and re-convert corrupt artifacts")
     cver.add_argument("--json", action="store_true")
 
+    from zoo.cli import demo as cli_demo
     from zoo.cli import server as cli_server
     from zoo.cli import worker as cli_dist
 
     cli_server.add_parsers(sub)
     cli_dist.add_parsers(sub)
+    cli_demo.add_parser(sub)
     return p
+
+
+# The exit status of a process that wrote into a closed pipe (128 + SIGPIPE), as `yes | head` gives.
+EXIT_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with json_output(getattr(args, "json", False) and argv is None):  # a real process, not an in-process call
-        return _main(args)
+    try:
+        with json_output(getattr(args, "json", False) and argv is None):  # a real process, not an in-process call
+            return _main(args)
+    except (ReaderGone, BrokenPipeError):  # `zoo list | head`: the reader has what it wanted
+        silence_stdout()
+        return EXIT_PIPE
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -116,6 +126,10 @@ def _main(args: argparse.Namespace) -> int:
             from zoo.cli.worker import cmd_worker
 
             handler = cmd_worker
+        elif args.command == "demo":
+            from zoo.cli.demo import cmd_demo
+
+            handler = cmd_demo
         elif handler is None:
             from zoo.cli.cache import cmd_cache
 
@@ -126,6 +140,8 @@ def _main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+    except ReaderGone:
+        raise
     except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
         full = as_storage_error(exc)
         if isinstance(full, StorageError):
@@ -207,7 +223,7 @@ def cmd_parity(args: argparse.Namespace, settings) -> int:
         code = EXIT_OK if report.passed else exit_code_for(ParityError(""))
         print_json({"reference": ref, "candidate": cand, "parity": report.to_dict(), "exit_code": code})
         return code
-    print("\n".join(lines))
+    say("\n".join(lines))
     if not report.passed:
         raise ParityError(f"{cand} does not match {ref}", worst=[vars(m) for m in report.worst(3)])
     return EXIT_OK

@@ -26,13 +26,35 @@ def json_output(enabled: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        if _json_stream is not None:
-            _json_stream.flush()
-            _json_stream = None
+        stream, _json_stream = _json_stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except BrokenPipeError:  # the reader went away: main() says so with its exit status
+                pass
+
+
+class ReaderGone(Exception):
+    """Whoever read stdout stopped reading (``zoo list | head``): not an error of zoo's."""
+
+
+def say(text: str, stream: Any = None) -> None:
+    """Print ``text`` on stdout (or ``stream``); a closed pipe becomes :class:`ReaderGone`."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except BrokenPipeError as exc:
+        raise ReaderGone() from exc
+
+
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, default=str), file=_json_stream or sys.stdout, flush=True)
+    say(json.dumps(obj, default=str), _json_stream or sys.stdout)
 
 
 def emit(args: argparse.Namespace, obj: Any, text: str) -> None:
@@ -40,4 +62,4 @@ def emit(args: argparse.Namespace, obj: Any, text: str) -> None:
     if getattr(args, "json", False):
         print_json(obj)
     else:
-        print(text)
+        say(text)

@@ -40,7 +40,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from zoo.api.main import create_app
     except ImportError as exc:
         raise errors.MissingDependencyError(f"zoo serve needs the server extra ({exc.name} is missing)",
-                                            hint="pip install 'zoo-hub[server]'") from exc
+                                            hint="from a clone: ./scripts/setup.sh (the quick start's set-up "
+                                                 "includes it) or pip install -e '.[server]'; from PyPI: "
+                                                 "pip install 'zoo-hub[server]'") from exc
     overrides = {k: v for k, v in {"host": args.host, "port": args.port, "workers": args.workers}.items()
                  if v is not None}
     if overrides.get("workers", 0) < 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from zoo import db
 from zoo.service.dispatch import Dispatcher, make_dispatcher
-from zoo.service.execution import child_env, public_result
+from zoo.service.execution import child_env, public_result, runner_command
 from zoo.service.jobs import Job, JobRequest, JobService
 from zoo.service.metrics import Metrics
 from zoo.settings import Settings
@@ -59,7 +58,7 @@ class Service:
             if version is None or db.get_meta(conn, TIMM_VERSION_KEY) == version:
                 return
         log.info("indexing timm %s's catalog (once per timm version)", version)
-        proc = subprocess.run([sys.executable, "-m", "zoo.runner", "--index-catalogs", "--parent", str(os.getpid())],
+        proc = subprocess.run(runner_command("--index-catalogs", "--parent", str(os.getpid())),
                               env=child_env(self.settings), capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             self.catalog_error = f"indexing timm's catalog failed: {proc.stderr.strip()[-500:]}"

@@ -9,9 +9,15 @@ A kill never publishes anything: the store only shows artifacts that were
 renamed into place complete, and the child's staging directory is removed.
 
 Outcomes: the child's result (succeeded) or error (failed); canceled; a time
-limit (failed, ``job_limit``); a child that died without answering (back to
-the queue, counted against the attempts cap); a worker stop (back to the queue,
-not counted).
+limit (failed, ``job_limit``); a child that crashed (exited non-zero, or died of
+a crash signal, without answering: failed, with the last lines of its log); a
+child killed by someone else (SIGKILL from the OOM killer, an operator's
+SIGTERM: back to the queue, counted against the attempts cap); a worker stop
+(back to the queue, not counted).
+
+The child runs the *installed* zoo whatever the working directory: ``python -m``
+would put the working directory first on ``sys.path``, where a folder named
+``zoo`` (a clone, say) would shadow the package (``runner_command``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
@@ -65,6 +72,21 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# ``python -c`` puts the working directory ('') first on sys.path, as ``-m`` does; dropping it makes the child
+# import the zoo this interpreter has installed, not a ``zoo/`` folder that happens to be where the server runs.
+# The module's name stays a word of its own on the command line, where ps, pgrep and the tests look for it.
+_BOOTSTRAP = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+              "from zoo.runner import main; sys.exit(main(sys.argv[2:]))")
+EXIT_GRACE_S = 10.0  # how long a child that closed its event pipe may take to exit before it is killed
+_ERROR_LINE = re.compile(r"^(zoo: error|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b)")
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
+
+
+def runner_command(*args: str) -> list[str]:
+    """The command line of a ``zoo.runner`` child process, immune to the working directory."""
+    return [sys.executable, "-c", _BOOTSTRAP, "zoo.runner", *args]
+
+
 def job_log_path(settings: Settings, job_id: str) -> Path:
     return settings.home / "logs" / "jobs" / f"{job_id}.log"
 
@@ -79,13 +101,16 @@ def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, ow
         outcome = Outcome("requeued", reason=f"the job's process could not start: {exc}")
         _record(job, jobs, storage, owner, outcome)
         return outcome
+    killed = False
     try:
         final, ended = _supervise(job, jobs, settings, owner, proc, events_fd, stop or threading.Event())
+        if ended == "exited":  # its pipe closed: let it finish exiting, so its own exit status tells what happened
+            _wait_exit(proc, EXIT_GRACE_S)
     finally:
         os.close(events_fd)
-        _kill(proc)
+        killed = _kill(proc)
         ArtifactStore(settings.home).clean_stale()  # the child's staging directory, if it was killed
-    outcome = _decide(job, final, ended, proc, settings)
+    outcome = _decide(job, final, ended, proc, settings, killed=killed)
     outcome.duration_s = time.monotonic() - started
     _record(job, jobs, storage, owner, outcome)
     return outcome
@@ -96,8 +121,8 @@ def _spawn(job: Job, settings: Settings) -> tuple[subprocess.Popen, int]:
     spec = {"model": job.model, "format": job.format, "options": job.options}
     path = job_log_path(settings, job.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "zoo.runner", "--job", job.id, "--events-fd", str(write_fd),
-           "--parent", str(os.getpid()), "--spec", json.dumps(spec)]
+    cmd = runner_command("--job", job.id, "--events-fd", str(write_fd), "--parent", str(os.getpid()),
+                         "--spec", json.dumps(spec))
     with open(path, "ab") as out:
         out.write(f"--- attempt {job.attempts} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
         out.flush()
@@ -167,11 +192,21 @@ def _relay(job: Job, jobs: JobService, owner: str, line: bytes) -> dict[str, Any
     return None
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """SIGKILL the child's whole process group (native code cannot ignore it), then reap it."""
+def _wait_exit(proc: subprocess.Popen, seconds: float) -> None:
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _kill(proc: subprocess.Popen) -> bool:
+    """SIGKILL the child's whole process group (native code cannot ignore it), then reap it.
+    True when the child itself was still running and this kill ended it."""
+    killed = False
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
         except ProcessLookupError:
             pass
     try:
@@ -179,16 +214,21 @@ def _kill(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+    return killed
 
 
 def _decide(job: Job, final: dict[str, Any] | None, ended: str, proc: subprocess.Popen,
-            settings: Settings) -> Outcome:
+            settings: Settings, *, killed: bool = False) -> Outcome:
+    log_path = job_log_path(settings, job.id)
     if ended == "lost":
         return Outcome("lost")
     if final is not None and final["kind"] == "result":  # it finished first: the artifact is published
         return Outcome("succeeded", result=final["result"])
     if final is not None:
-        return Outcome("failed", error=final["error"])
+        error = dict(final["error"])
+        if error.get("error") == "internal":  # an unexpected exception: where it came from is in the log
+            error["log_tail"] = log_tail(log_path)
+        return Outcome("failed", error=error)
     if ended == "cancel":
         return Outcome("canceled")
     if ended == "stopped":
@@ -197,13 +237,27 @@ def _decide(job: Job, final: dict[str, Any] | None, ended: str, proc: subprocess
         exc = errors.JobLimitError(f"the job ran past its time limit of {settings.job_timeout_s:g} s and was stopped",
                                    hint="raise ZOO_JOB_TIMEOUT if the conversion needs longer")
         return Outcome("failed", error=error_dict(exc))
-    if proc.returncode < 0:  # killed by a signal (the OOM killer, an operator): try again
-        name = signal.Signals(-proc.returncode).name
-        return Outcome("requeued", reason=f"the job's process was killed by {name}")
-    tail = _log_tail(job_log_path(settings, job.id))
-    exc = errors.ZooError(f"the job's process exited with code {proc.returncode} without an answer: {tail}",
-                          hint=f"see {job_log_path(settings, job.id)}")
-    return Outcome("failed", error=error_dict(exc))
+    code = proc.returncode
+    if killed:  # it closed its pipe without answering, then did not exit: it hung on the way out
+        return _crashed(f"the job's process stopped answering and did not exit within {EXIT_GRACE_S:g} s", log_path)
+    if code < 0 and signal.Signals(-code) not in _CRASH_SIGNALS:  # the OOM killer, an operator: try again
+        return Outcome("requeued", reason=f"the job's process was killed by {signal.Signals(-code).name}")
+    how = f"crashed with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    return _crashed(f"the job's process {how} without an answer", log_path)
+
+
+def _crashed(what: str, log_path: Path) -> Outcome:
+    """A failed outcome for a child that crashed: the last error line of its log leads the message."""
+    tail = log_tail(log_path)
+    last_error = next((line for line in reversed(tail) if _looks_like_error(line)), None)
+    exc = errors.ZooError(f"{what}: {last_error}" if last_error else what,
+                          hint=f"the job's log is {log_path} on the server; rerun with ZOO_DEBUG=1 for more")
+    return Outcome("failed", error={**error_dict(exc), "error": "job_crashed", "log_tail": tail})
+
+
+def _looks_like_error(line: str) -> bool:
+    """A traceback's last line (``ImportError: ...``) or zoo's own ``zoo: error: ...``."""
+    return _ERROR_LINE.match(line) is not None
 
 
 def _record(job: Job, jobs: JobService, storage: Storage, owner: str, outcome: Outcome) -> None:
@@ -230,9 +284,13 @@ def public_result(result: dict[str, Any], storage: Storage) -> dict[str, Any]:
     return out
 
 
-def _log_tail(path: Path, lines: int = 3) -> str:
+def log_tail(path: Path, lines: int = 12) -> list[str]:
+    """The last ``lines`` lines of a job's log (the attempt's header included), each cut to 300 characters."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
     except OSError:
-        return "no log"
-    return " | ".join(text[-lines:])[-600:]
+        return []
+    return [line[:300] for line in text.strip().splitlines()[-lines:]]

@@ -151,4 +151,6 @@ class RecordSource(Source):
         return {"kind": "hub", "name": f"{self.record.id}@{self.revision}", "repo_id": self.record.repo_id}
 
     def memo(self) -> dict[str, Any] | None:
+        if self.record.source == "local":  # re-importing makes a new revision (and clears every memo)
+            return {"local": self.record.name, "commit": self.revision}
         return {"repo_id": self.record.repo_id, "commit": self.revision} if self.record.repo_id else None

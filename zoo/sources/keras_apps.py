@@ -61,6 +61,9 @@ class KerasApplicationSource(Source):
             db.set_meta(conn, key, json.dumps(request))
         return request
 
+    def memo(self) -> dict[str, Any] | None:
+        return {"fixed": self.record.id, "commit": self.revision}
+
     def verify(self, progress: Progress) -> None:
         from zoo import errors
         from zoo.hashing import sha256_file
