@@ -86,6 +86,24 @@ def test_a_lapsed_lease_hands_the_job_to_another_worker(database_url):
     assert service.get(job.id).state == "succeeded"
 
 
+def test_a_heartbeat_extends_the_lease(database_url):
+    """Each beat moves the lease to ``now + lease_s``: a worker that keeps beating keeps its job for as
+    long as it runs, however long past the first lease that is (the clock is the service's own)."""
+    now = [1000.0]
+    service = JobService(db.get_engine(database_url), max_attempts=3, lease_s=10, clock=lambda: now[0])
+    job, _ = service.submit(REQUEST)
+    assert service.claim("busy").lease_expires == 1010.0
+    for t in (1008.0, 1016.0, 1024.0):  # each beat lands before the lease it renews runs out
+        now[0] = t
+        assert service.heartbeat(job.id, "busy") == "ok"
+        assert service.get(job.id).lease_expires == t + 10
+        now[0] = t + 7  # well past the first lease (1010): still held
+        assert service.claim("other") is None and service.requeue_lapsed() == []
+    now[0] = 1024.0 + 10.5  # the beats stop: the lease lapses 10 s after the last one
+    taken = service.claim("other")
+    assert taken.id == job.id and taken.lease_owner == "other" and taken.attempts == 2
+
+
 def test_attempts_are_capped(database_url):
     service = JobService(db.get_engine(database_url), max_attempts=2, lease_s=0.2)
     job, _ = service.submit(REQUEST)
