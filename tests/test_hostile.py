@@ -113,6 +113,53 @@ def test_pickle_payloads_are_live(case_id, loader, tmp_path, base_repo):
     assert canary.exists()
 
 
+def _op_string(text: str) -> bytes:
+    data = text.encode()
+    return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+
+def _computed_global_pickle(command: str) -> bytes:
+    """os.system(command), with "os" and "system" computed at load time by an allowed global
+    (_codecs.encode(..., "rot13")): no string in the file names them."""
+    s, enc = _op_string, _op_string("rot13")
+    encode = s("_codecs") + s("encode") + b"\x93\x94"  # STACK_GLOBAL, MEMOIZE (memo 0)
+    return (b"\x80\x04" + encode + s("bf") + enc + b"\x86R"  # "os" = encode("bf", "rot13")
+            + b"h\x00" + s("flfgrz") + enc + b"\x86R"  # BINGET 0; "system" = encode("flfgrz", "rot13")
+            + b"\x93" + s(command) + b"\x85R.")  # STACK_GLOBAL; (command,); REDUCE; STOP
+
+
+def _memo_global_pickle(command: str, decoy: bool) -> bytes:
+    """os.system(command) with module and name fetched from the memo (BINGET), not pushed beside
+    STACK_GLOBAL; with ``decoy`` the memo slots first hold an allowed global's names, then are overwritten."""
+    s = _op_string
+    first = s("collections") + b"q\x000" + s("OrderedDict") + b"q\x010" if decoy else b""  # BINPUT n; POP
+    return (b"\x80\x04" + first + s("os") + b"q\x000" + s("system") + b"q\x010"
+            + b"h\x00h\x01\x93" + s(command) + b"\x85R.")  # BINGET 0; BINGET 1; STACK_GLOBAL; call
+
+
+@pytest.mark.parametrize("build, needle", [
+    (_computed_global_pickle, "computed at load time"),
+    (lambda c: _memo_global_pickle(c, decoy=False), "os.system"),
+    (lambda c: _memo_global_pickle(c, decoy=True), "os.system"),
+], ids=["computed-names", "memo-names", "memo-overwritten"])
+def test_stack_global_with_names_from_memo_or_computed_is_refused(tmp_path, build, needle):
+    """The opcode walker resolves STACK_GLOBAL's operands through the memo, and refuses one whose
+    module or name it cannot know without running the pickle. Each payload is live (plain
+    pickle.loads runs it) and names no forbidden global as adjacent strings."""
+    from zoo import errors
+    from zoo.safety import check_weights_file
+
+    canary = tmp_path / "canary"
+    data = build(f"touch {canary}")
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(data)
+    with pytest.raises(errors.UnsafeModelError, match=needle):
+        check_weights_file(path)
+    assert not canary.exists()
+    subprocess.run([sys.executable, "-c", LOADERS["pickle.loads"], str(path)], capture_output=True, timeout=60)
+    assert canary.exists()  # the payload is live: only the static check stood in its way
+
+
 def test_keras_lambda_payload_is_live_and_safe_mode_refuses(tmp_path):
     canary = tmp_path / "canary"
     path = hostile.keras_lambda_model(canary, tmp_path / "model.keras")
