@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from conftest import SKIP_SERVICES, postgres_schema, require_redis
+from serverproc import free_port
 
 from zoo import db, errors
 from zoo.service.jobs import JobRequest, JobService
@@ -184,3 +186,24 @@ def test_invalid_requests_are_refused_before_queueing(service, request_, error):
     with pytest.raises(error):
         service.submit(request_)
     assert service.list()[1] == 0
+
+
+@pytest.mark.parametrize("env, outcome", [
+    ({}, pytest.fail.Exception),
+    ({"CI": "true"}, pytest.fail.Exception),
+    ({SKIP_SERVICES: "1"}, pytest.skip.Exception),  # only when a developer asks for it
+    ({SKIP_SERVICES: "1", "CI": "true"}, pytest.fail.Exception),  # and never in CI
+], ids=["default", "ci", "skip-asked", "skip-asked-in-ci"])
+def test_an_unreachable_service_fails_the_tests_that_need_it(monkeypatch, env, outcome):
+    """PostgreSQL or Redis down must not turn into skips that let the suite pass with half the job
+    tests and every distributed test unrun."""
+    for name in ("CI", SKIP_SERVICES):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    closed = free_port()  # nothing listens there
+    with pytest.raises(outcome, match="PostgreSQL is not reachable"):
+        with postgres_schema(server=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/test"):
+            pass
+    with pytest.raises(outcome, match="Redis is not reachable"):
+        require_redis(f"redis://127.0.0.1:{closed}/0")
