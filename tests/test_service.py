@@ -113,7 +113,7 @@ def test_the_supervisor_keeps_a_long_job_leased_by_its_heartbeat(indexed, cached
 
     cached_repo(TIMM_REPO)
     hooks = tmp_path / "hooks"
-    for name, value in {"HF_HUB_OFFLINE": "1", "ZOO_JOB_LEASE": "1", "ZOO_TEST_PAUSE_AT": "fetch.downloaded",
+    for name, value in {"HF_HUB_OFFLINE": "1", "ZOO_JOB_LEASE": "1.5", "ZOO_TEST_PAUSE_AT": "fetch.downloaded",
                         "ZOO_TEST_PAUSE_S": "60", "ZOO_TEST_HOOK_DIR": str(hooks)}.items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_env()
@@ -131,7 +131,7 @@ def test_the_supervisor_keeps_a_long_job_leased_by_its_heartbeat(indexed, cached
             assert runner.is_alive() and time.monotonic() < deadline, outcome
             time.sleep(0.05)
         held_from = time.monotonic()
-        while time.monotonic() - held_from < 3 * settings.lease_s:
+        while time.monotonic() - held_from < 2 * settings.lease_s:  # past any lease a stage report gave
             assert jobs.claim("intruder") is None and jobs.requeue_lapsed() == []
             assert jobs.get(job.id).lease_expires > time.time()
             time.sleep(0.1)
