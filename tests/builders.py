@@ -32,6 +32,7 @@ __all__ = [
     "pickle_only_repo",
     "sha256_hex",
     "timm_repo",
+    "tiny_onnx",
     "vit_image_classifier_repo",
     "write_hf_cache",
 ]
@@ -425,3 +426,21 @@ def directory_artifact(settings, files: dict[str, bytes], model: str = "zoo-test
         art = store.publish(staged, "model.onnx", manifest, verified=True)
     index_artifact(registry, "k" * 64, art, manifest)
     return art
+
+
+def tiny_onnx(path: Path, seed: int = 0) -> Path:
+    """A small dense ONNX model (y = x @ W + b, x: [batch, 64]) with seeded weights: the cheapest source
+    of a real conversion (``zoo convert`` imports onnx and onnxruntime only, no torch)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = [numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), "W"),
+               numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "b")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])], "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path

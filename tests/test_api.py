@@ -230,6 +230,25 @@ def test_idempotency_key(api):
     wait_job(client, first.json()["id"], finished)
 
 
+def test_a_strict_request_never_joins_a_lax_job(api):
+    """--allow-mismatch may publish an unverified artifact and call the job succeeded: a request without
+    it must get a job of its own (which fails when parity fails), never the lax one in flight."""
+    client = api.client()
+    options = {**FAST, "opset": 13}
+    lax = submit(client, options={**options, "allow_mismatch": True})
+    strict = submit(client, options=options)
+    assert lax.status_code == strict.status_code == 202, (lax.text, strict.text)
+    lax_id, strict_id = lax.json()["id"], strict.json()["id"]
+    assert strict_id != lax_id
+    assert not strict.json()["options"].get("allow_mismatch") and lax.json()["options"]["allow_mismatch"] is True
+    # identical requests still share their own job
+    assert submit(client, options=options).json()["id"] == strict_id
+    assert submit(client, options={**options, "allow_mismatch": True}).json()["id"] == lax_id
+    for job_id in (strict_id, lax_id):
+        client.post(f"/v1/jobs/{job_id}/cancel")
+        assert wait_job(client, job_id, finished, timeout=60)["state"] == "canceled"
+
+
 def _a_succeeded_job(client: httpx.Client) -> dict:
     """One finished, succeeded job of this server (the module's earlier tests leave some; alone, make one)."""
     done = client.get("/v1/jobs", params={"state": "succeeded"}).json()["data"]
@@ -248,6 +267,10 @@ def test_cancel_kills_the_conversion_and_publishes_nothing(api):
     assert running["state"] == "running", running
     pids = job_processes(job["id"])
     assert len(pids) == 1
+    refused = api.client("read").post(f"/v1/jobs/{job['id']}/cancel")  # cancelling takes the write scope
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden", refused.text
+    still = client.get(f"/v1/jobs/{job['id']}").json()
+    assert still["state"] == "running" and still["cancel_requested"] is False and job_processes(job["id"]) == pids
     answer = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert answer.status_code == 202 and answer.json()["cancel_requested"] is True
     canceled = wait_job(client, job["id"], finished, timeout=60)

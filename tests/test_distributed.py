@@ -23,25 +23,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from builders import write_hf_cache
-from conftest import _DELETED_ENV, TIMM_REPO, postgres_schema, run_zoo
+from conftest import _DELETED_ENV, BROKER_URL, TIMM_REPO, postgres_schema, require_redis, run_zoo
 from distproc import S3_CREDENTIALS, S3Server, WorkerProc, redis_clear
 from serverproc import ZooServer, finished, free_port, job_processes, pid_gone, wait_job
 
 FRAMEWORKS = {"torch", "tensorflow", "keras", "timm", "transformers", "onnxruntime", "onnx", "tf2onnx"}
 FAST = {"exporter": "torchscript"}  # the quicker exporter, where the exporter does not matter
-BROKER = os.environ.get("ZOO_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 
 
 # --- services -------------------------------------------------------------------------------------------------
-def _require_redis() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(BROKER, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis is not reachable at {BROKER} (set ZOO_TEST_BROKER_URL; .ci/run starts it): {exc}")
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     server = S3Server(tmp_path_factory.mktemp("s3")).start()
@@ -109,12 +99,12 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path, pg_url, s3, tiny_repos):
-    _require_redis()
+    require_redis()
     queue = f"zoo-test-{uuid.uuid4().hex[:10]}"
     bucket = f"zoo-test-{uuid.uuid4().hex[:10]}"
     s3.client().create_bucket(Bucket=bucket)
     env = {k: v for k, v in os.environ.items() if k not in _DELETED_ENV}
-    env.update(S3_CREDENTIALS, ZOO_DATABASE_URL=pg_url, ZOO_DISPATCHER="celery", ZOO_BROKER_URL=BROKER,
+    env.update(S3_CREDENTIALS, ZOO_DATABASE_URL=pg_url, ZOO_DISPATCHER="celery", ZOO_BROKER_URL=BROKER_URL,
                ZOO_QUEUE=queue, ZOO_STORAGE="s3", ZOO_S3_BUCKET=bucket, ZOO_S3_ENDPOINT_URL=s3.url,
                ZOO_JOB_LEASE="3", HF_HUB_OFFLINE="1", ZOO_DEBUG="1")
     deployment = Stack(tmp_path, env, tiny_repos)
@@ -122,7 +112,7 @@ def stack(tmp_path, pg_url, s3, tiny_repos):
         yield deployment
     finally:
         deployment.close()
-        redis_clear(f"{queue}:", BROKER)
+        redis_clear(f"{queue}:", BROKER_URL)
 
 
 def submit(client: httpx.Client, **options) -> dict:

@@ -79,15 +79,23 @@ def test_exhausted_retries_are_a_clear_error_and_keep_nothing(kind, error, needl
     assert not [p for p in storage.rglob("*") if p.is_file() and p.stat().st_size > 100_000]  # no weights blob kept
 
 
-@pytest.mark.slow  # the in-process fetches above cover the download; this is the same end to end
-def test_pull_through_a_flipping_hub_publishes_the_true_model(indexed, faulty_repo, hub):
+def test_pull_through_a_flipping_hub_publishes_the_true_model(indexed, faulty_repo, hub, tiny_repos):
+    """The whole pull (in this process: the tiny repos' builders imported torch and timm already), with the
+    first two downloads of the weights bit-flipped: the third, true copy is the one converted and published."""
+    from zoo.integrity import verify_cache
+    from zoo.pipeline import pull
+    from zoo.settings import get_settings
+
     hub.fault(faulty_repo, WEIGHTS, "flip", after=4242, times=2)
-    out = pull_json(faulty_repo)
-    assert out["verified"] and out["parity"]["passed"]
+    out = pull(faulty_repo)
+    assert out.verified and out.parity["passed"] and not out.cached
     gets = [r for r in hub.records if r.method == "GET" and r.path.endswith("/" + WEIGHTS)]
     assert len(gets) == 3
-    ok = run_zoo("cache", "verify", "--json")
-    assert ok.returncode == 0 and json.loads(ok.stdout)["corrupt"] == 0
+    manifest = json.loads((Path(out.artifact_dir) / "zoo.json").read_text())
+    true_sha = hashlib.sha256(tiny_repos[TIMM_REPO][WEIGHTS]).hexdigest()
+    assert {f["path"]: f["sha256"] for f in manifest["source_files"]}[WEIGHTS] == true_sha
+    report = verify_cache(get_settings())
+    assert report["corrupt"] == 0 and report["checked"] == 1 and report["sources_checked"] >= 1
 
 
 def test_pull_gives_up_with_exit_4_and_publishes_nothing(indexed, faulty_repo, hub):

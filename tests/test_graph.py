@@ -252,3 +252,29 @@ def test_keras_catalog_lists_and_resolves(indexed):
     assert [e.target for e in graph.plan("keras-model", "pt2")] == ["onnx", "pt2"]  # through ONNX
     proc = run_zoo("pull", "test_resnet", "--format", "keras")  # `--format torch` means pt2 now (issue 13)
     assert proc.returncode == 5 and "tflite" in proc.stderr and "pt2" in proc.stderr  # names what torch reaches
+
+
+def test_other_keras_weights_under_the_same_name_are_converted_again(indexed, keras_cache, monkeypatch):
+    """The fetch stage hashes the weights file keras loads (KERAS_HOME/models/<file>) into the cache key:
+    other bytes under the same name are a new conversion, checked against a model built from them."""
+    import hashlib
+
+    import h5py
+
+    from zoo.options import Options
+    from zoo.pipeline import pull
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    options = Options(format="keras")  # keras-model -> keras: the cheapest chain out of a Keras application
+    first = pull(KERAS, options)
+    assert not first.cached and first.verified
+    with h5py.File(keras_cache, "r+") as f:  # still a valid weights file: one kernel scaled in place
+        kernels: list = []
+        f.visititems(lambda _, obj: kernels.append(obj) if isinstance(obj, h5py.Dataset) and obj.ndim == 4 else None)
+        kernels[0][...] = kernels[0][...] * 1.5
+    second = pull(KERAS, options)
+    assert not second.cached and second.verified and second.digest != first.digest
+    manifest = json.loads((Path(second.artifact_dir) / "zoo.json").read_text())
+    assert [f["sha256"] for f in manifest["source_files"]] == [hashlib.sha256(keras_cache.read_bytes()).hexdigest()]
+    again = pull(KERAS, options)
+    assert again.cached and again.digest == second.digest

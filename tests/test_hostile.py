@@ -6,6 +6,7 @@ live and that genuine files still pass."""
 
 from __future__ import annotations
 
+import ast
 import json
 import sqlite3
 import subprocess
@@ -82,10 +83,61 @@ def test_corpus_is_large_and_varied():
     assert {c.route for c in CASES} == {"import", "archive", "convert", "parity", "pull"}
 
 
+def _remote_code_problems(source: str) -> list[str]:
+    """Every place ``source`` gives ``trust_remote_code`` anything but the literal False: a keyword
+    argument (``f(trust_remote_code=flag)``), a dict key (``**{"trust_remote_code": x}``), a subscript
+    assignment (``kwargs["trust_remote_code"] = x``), or the name as a string used any other way
+    (``setattr``, ``getattr``...), whose value cannot be read from the code."""
+    def literal_false(value: ast.expr) -> bool:
+        return isinstance(value, ast.Constant) and value.value is False
+
+    problems, checked = [], set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        pairs = []
+        if isinstance(node, ast.keyword) and node.arg == "trust_remote_code":
+            pairs = [(node, node.value)]
+        elif isinstance(node, ast.Dict):
+            pairs = [(k, v) for k, v in zip(node.keys, node.values)
+                     if isinstance(k, ast.Constant) and k.value == "trust_remote_code"]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            pairs = [(t.slice, node.value) for t in targets if isinstance(t, ast.Subscript)
+                     and isinstance(t.slice, ast.Constant) and t.slice.value == "trust_remote_code"]
+        for key, value in pairs:
+            checked.add(id(key))
+            if not literal_false(value):
+                problems.append(f"line {key.lineno}: trust_remote_code={ast.unparse(value)}")
+    problems += [f"line {n.lineno}: 'trust_remote_code' used where its value cannot be checked"
+                 for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "trust_remote_code"
+                 and id(n) not in checked]
+    return problems
+
+
+@pytest.mark.parametrize("snippet, bad", [
+    ("AutoModel.from_pretrained(p, trust_remote_code=False)", False),
+    ("AutoModel.from_pretrained(p, trust_remote_code=flag)", True),
+    ("AutoModel.from_pretrained(p, trust_remote_code=True)", True),
+    ("AutoModel.from_pretrained(p, trust_remote_code=1)", True),
+    ("AutoModel.from_pretrained(p, **{'trust_remote_code': flag})", True),
+    ("AutoModel.from_pretrained(p, **dict(trust_remote_code=not strict))", True),
+    ("kwargs['trust_remote_code'] = flag", True),
+    ("kwargs = {'trust_remote_code': False}", False),
+    ("setattr(options, 'trust_remote_code', flag)", True),
+])
+def test_the_remote_code_check_sees_every_spelling(snippet, bad):
+    assert bool(_remote_code_problems(snippet)) is bad
+
+
 def test_no_code_path_trusts_remote_code():
+    """Every ``trust_remote_code`` zoo passes is the literal False (read from the syntax tree, so a
+    variable, an expression or a dict entry cannot slip through)."""
     root = Path(__file__).resolve().parents[1]
-    sources = [p for d in ("zoo", "registry", "converters", "api") for p in (root / d).rglob("*.py")]
-    assert sources and not [p for p in sources if "trust_remote_code=True" in p.read_text().replace(" ", "")]
+    sources = [p for d in ("zoo", "registry", "converters", "api", "scripts", "bench") for p in (root / d).rglob("*.py")]
+    problems = {str(p.relative_to(root)): found for p in sources if (found := _remote_code_problems(p.read_text()))}
+    assert len(sources) > 50 and problems == {}
+    uses = sum(p.read_text().count("trust_remote_code=False") for p in sources)
+    assert uses >= 2  # the transformers loaders pass it, explicitly
 
 
 # --- controls: the payloads are live, and genuine files still pass ------------------------------
@@ -111,6 +163,53 @@ def test_pickle_payloads_are_live(case_id, loader, tmp_path, base_repo):
     weights = next(p for p in target.path.iterdir() if p.name != "config.json")
     subprocess.run([sys.executable, "-c", LOADERS[loader], str(weights)], capture_output=True, timeout=120)
     assert canary.exists()
+
+
+def _op_string(text: str) -> bytes:
+    data = text.encode()
+    return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+
+def _computed_global_pickle(command: str) -> bytes:
+    """os.system(command), with "os" and "system" computed at load time by an allowed global
+    (_codecs.encode(..., "rot13")): no string in the file names them."""
+    s, enc = _op_string, _op_string("rot13")
+    encode = s("_codecs") + s("encode") + b"\x93\x94"  # STACK_GLOBAL, MEMOIZE (memo 0)
+    return (b"\x80\x04" + encode + s("bf") + enc + b"\x86R"  # "os" = encode("bf", "rot13")
+            + b"h\x00" + s("flfgrz") + enc + b"\x86R"  # BINGET 0; "system" = encode("flfgrz", "rot13")
+            + b"\x93" + s(command) + b"\x85R.")  # STACK_GLOBAL; (command,); REDUCE; STOP
+
+
+def _memo_global_pickle(command: str, decoy: bool) -> bytes:
+    """os.system(command) with module and name fetched from the memo (BINGET), not pushed beside
+    STACK_GLOBAL; with ``decoy`` the memo slots first hold an allowed global's names, then are overwritten."""
+    s = _op_string
+    first = s("collections") + b"q\x000" + s("OrderedDict") + b"q\x010" if decoy else b""  # BINPUT n; POP
+    return (b"\x80\x04" + first + s("os") + b"q\x000" + s("system") + b"q\x010"
+            + b"h\x00h\x01\x93" + s(command) + b"\x85R.")  # BINGET 0; BINGET 1; STACK_GLOBAL; call
+
+
+@pytest.mark.parametrize("build, needle", [
+    (_computed_global_pickle, "computed at load time"),
+    (lambda c: _memo_global_pickle(c, decoy=False), "os.system"),
+    (lambda c: _memo_global_pickle(c, decoy=True), "os.system"),
+], ids=["computed-names", "memo-names", "memo-overwritten"])
+def test_stack_global_with_names_from_memo_or_computed_is_refused(tmp_path, build, needle):
+    """The opcode walker resolves STACK_GLOBAL's operands through the memo, and refuses one whose
+    module or name it cannot know without running the pickle. Each payload is live (plain
+    pickle.loads runs it) and names no forbidden global as adjacent strings."""
+    from zoo import errors
+    from zoo.safety import check_weights_file
+
+    canary = tmp_path / "canary"
+    data = build(f"touch {canary}")
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(data)
+    with pytest.raises(errors.UnsafeModelError, match=needle):
+        check_weights_file(path)
+    assert not canary.exists()
+    subprocess.run([sys.executable, "-c", LOADERS["pickle.loads"], str(path)], capture_output=True, timeout=60)
+    assert canary.exists()  # the payload is live: only the static check stood in its way
 
 
 def test_keras_lambda_payload_is_live_and_safe_mode_refuses(tmp_path):

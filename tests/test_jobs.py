@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from conftest import SKIP_SERVICES, postgres_schema, require_redis
+from serverproc import free_port
 
 from zoo import db, errors
 from zoo.service.jobs import JobRequest, JobService
@@ -84,6 +86,24 @@ def test_a_lapsed_lease_hands_the_job_to_another_worker(database_url):
     assert not service.finish(job.id, "dead", "succeeded", result={})
     assert service.finish(job.id, "other", "succeeded", result={"ok": 1})
     assert service.get(job.id).state == "succeeded"
+
+
+def test_a_heartbeat_extends_the_lease(database_url):
+    """Each beat moves the lease to ``now + lease_s``: a worker that keeps beating keeps its job for as
+    long as it runs, however long past the first lease that is (the clock is the service's own)."""
+    now = [1000.0]
+    service = JobService(db.get_engine(database_url), max_attempts=3, lease_s=10, clock=lambda: now[0])
+    job, _ = service.submit(REQUEST)
+    assert service.claim("busy").lease_expires == 1010.0
+    for t in (1008.0, 1016.0, 1024.0):  # each beat lands before the lease it renews runs out
+        now[0] = t
+        assert service.heartbeat(job.id, "busy") == "ok"
+        assert service.get(job.id).lease_expires == t + 10
+        now[0] = t + 7  # well past the first lease (1010): still held
+        assert service.claim("other") is None and service.requeue_lapsed() == []
+    now[0] = 1024.0 + 10.5  # the beats stop: the lease lapses 10 s after the last one
+    taken = service.claim("other")
+    assert taken.id == job.id and taken.lease_owner == "other" and taken.attempts == 2
 
 
 def test_attempts_are_capped(database_url):
@@ -166,3 +186,24 @@ def test_invalid_requests_are_refused_before_queueing(service, request_, error):
     with pytest.raises(error):
         service.submit(request_)
     assert service.list()[1] == 0
+
+
+@pytest.mark.parametrize("env, outcome", [
+    ({}, pytest.fail.Exception),
+    ({"CI": "true"}, pytest.fail.Exception),
+    ({SKIP_SERVICES: "1"}, pytest.skip.Exception),  # only when a developer asks for it
+    ({SKIP_SERVICES: "1", "CI": "true"}, pytest.fail.Exception),  # and never in CI
+], ids=["default", "ci", "skip-asked", "skip-asked-in-ci"])
+def test_an_unreachable_service_fails_the_tests_that_need_it(monkeypatch, env, outcome):
+    """PostgreSQL or Redis down must not turn into skips that let the suite pass with half the job
+    tests and every distributed test unrun."""
+    for name in ("CI", SKIP_SERVICES):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    closed = free_port()  # nothing listens there
+    with pytest.raises(outcome, match="PostgreSQL is not reachable"):
+        with postgres_schema(server=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/test"):
+            pass
+    with pytest.raises(outcome, match="Redis is not reachable"):
+        require_redis(f"redis://127.0.0.1:{closed}/0")

@@ -21,7 +21,7 @@ LAYERS = [
     ("ground", ["zoo", "zoo.errors", "zoo.settings", "zoo.hashing", "zoo.versions", "zoo.progress", "zoo.hooks",
                 "zoo.db", "zoo.safety", "zoo.archives", "zoo.storage", "zoo.storage.*"]),
     ("registry and converters", ["zoo.registry", "zoo.registry.*", "zoo.converters", "zoo.converters.*"]),
-    ("orchestrator", ["zoo.convert", "zoo.options", "zoo.sources", "zoo.sources.*", "zoo.pipeline", "zoo.pullmemo", "zoo.catalog",
+    ("orchestrator", ["zoo.options", "zoo.sources", "zoo.sources.*", "zoo.pipeline", "zoo.pullmemo", "zoo.catalog",
                       "zoo.comparison", "zoo.integrity", "zoo.remote"]),
     ("job service", ["zoo.service", "zoo.service.*"]),
     ("entry points", ["zoo.__main__", "zoo.cli", "zoo.cli.*", "zoo.api", "zoo.api.*", "zoo.runner", "zoo.worker"]),

@@ -4,6 +4,7 @@ limits stop the job's process, schemathesis finds no server error, and the token
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_zoo
+from conftest import TIMM_REPO, run_zoo
 from serverproc import ZooServer, finished, job_processes, pid_gone, wait_job
 from test_api import FAST, make_home, server_env, submit
 
@@ -96,6 +97,54 @@ def test_job_limits_stop_the_job_process(tmp_path, tiny_repos, timm_index_db, li
     assert words in done["error"]["message"] + (done["error"].get("hint") or "")
     assert seen and all(pid_gone(pid) for pid in seen)
     assert not (home / "artifacts").exists() or not any((home / "artifacts").iterdir())
+
+
+def test_the_supervisor_keeps_a_long_job_leased_by_its_heartbeat(indexed, cached_repo, monkeypatch, tmp_path):
+    """A job process that runs far past one lease without reporting a stage (held at a pause point)
+    stays leased to its worker: the supervisor's heartbeat renews the lease, so another worker's
+    claim and the sweeper find nothing to take over, until the client cancels it."""
+    import threading
+
+    from zoo import db
+    from zoo.service.execution import execute
+    from zoo.service.jobs import JobRequest, JobService
+    from zoo.settings import Settings
+    from zoo.storage import make_storage
+
+    cached_repo(TIMM_REPO)
+    hooks = tmp_path / "hooks"
+    for name, value in {"HF_HUB_OFFLINE": "1", "ZOO_JOB_LEASE": "1.5", "ZOO_TEST_PAUSE_AT": "fetch.downloaded",
+                        "ZOO_TEST_PAUSE_S": "60", "ZOO_TEST_HOOK_DIR": str(hooks)}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    engine = db.get_engine(settings.database_url)
+    jobs = JobService(engine, lease_s=settings.lease_s)
+    job, _ = jobs.submit(JobRequest(model="test_resnet", options=FAST))
+    claimed = jobs.claim("supervisor")
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(
+        execute(claimed, jobs, make_storage(settings, engine), settings, "supervisor")))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not list(hooks.glob("fetch.downloaded.*")):  # the job process is held, reporting nothing
+            assert runner.is_alive() and time.monotonic() < deadline, outcome
+            time.sleep(0.05)
+        held_from = time.monotonic()
+        while time.monotonic() - held_from < 2 * settings.lease_s:  # past any lease a stage report gave
+            assert jobs.claim("intruder") is None and jobs.requeue_lapsed() == []
+            assert jobs.get(job.id).lease_expires > time.time()
+            time.sleep(0.1)
+    finally:
+        jobs.cancel(job.id)
+        runner.join(10)
+        for pid in job_processes(job.id):  # a supervisor that no longer beats never hears of the cancel
+            os.kill(pid, signal.SIGKILL)
+        runner.join(30)
+    assert outcome and outcome[0].state == "canceled", outcome
+    done = jobs.get(job.id)
+    assert done.state == "canceled" and done.attempts == 1 and job_processes(job.id) == []
+    db.dispose_engine(settings.database_url)
 
 
 def test_schemathesis_finds_no_server_error(tmp_path, tiny_repos, timm_index_db):

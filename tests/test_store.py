@@ -16,6 +16,7 @@ def _stage(store, files):
     ctx = store.staging()
     path = ctx.__enter__()
     for name, data in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_bytes(data)
     return ctx, path
 
@@ -113,3 +114,20 @@ def test_a_write_between_hash_and_rename_publishes_nothing(tmp_path, monkeypatch
     writer.close()
     ctx.__exit__(None, None, None)
     assert not (tmp_path / "artifacts").exists() or not any((tmp_path / "artifacts").iterdir())
+
+
+def test_publish_moves_the_staged_directory_into_place(tmp_path):
+    """Publishing is one rename of the complete staging directory: the store's files are the very
+    inodes that were staged, and the staging directory is gone. A copy would show a half artifact
+    to readers (and leave one behind after a crash) while it runs."""
+    store = ArtifactStore(tmp_path)
+    ctx, staged = _stage(store, {"model.onnx": os.urandom(4096), "sub/vocab.txt": b"a\nb\n"})
+    inodes = {p.relative_to(staged).as_posix(): (p.stat().st_dev, p.stat().st_ino)
+              for p in staged.rglob("*") if p.is_file()}
+    directory = (staged.stat().st_dev, staged.stat().st_ino)
+    art = store.publish(staged, "model.onnx", {"model": "m"}, verified=True)
+    assert not staged.exists()
+    assert (art.path.stat().st_dev, art.path.stat().st_ino) == directory
+    assert {rel: ((art.path / rel).stat().st_dev, (art.path / rel).stat().st_ino) for rel in inodes} == inodes
+    ctx.__exit__(None, None, None)
+    assert store.verify(art) == []
