@@ -55,8 +55,12 @@ def current_revision(memo: dict[str, Any], revision: str | None, settings: Setti
 
         record = Registry(settings).get(f"local/{memo['local']}")
         return None if record is None else record.revision
-    if memo.get("fixed"):  # a Keras application: keras' version (in the fingerprint) fixes its weights
-        return memo["commit"]
+    if memo.get("fixed"):  # a Keras application: keras' version (in the fingerprint) fixes which weights file
+        try:
+            st = os.stat(memo["file"])
+        except (KeyError, OSError):
+            return None
+        return memo["commit"] if [st.st_size, st.st_mtime_ns, st.st_ino] == memo.get("stat") else None
     return current_commit(memo["repo_id"], revision, settings) if memo.get("repo_id") else None
 
 

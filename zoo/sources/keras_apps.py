@@ -62,7 +62,11 @@ class KerasApplicationSource(Source):
         return request
 
     def memo(self) -> dict[str, Any] | None:
-        return {"fixed": self.record.id, "commit": self.revision}
+        """keras' version (in the fingerprint) fixes which file; the file's stat says it is still the one
+        hashed (other bytes under the same name are a new conversion, never the memo's answer)."""
+        st = self.weights.stat()
+        return {"fixed": self.record.id, "commit": self.revision, "file": str(self.weights),
+                "stat": [st.st_size, st.st_mtime_ns, st.st_ino]}
 
     def verify(self, progress: Progress) -> None:
         from zoo import errors
