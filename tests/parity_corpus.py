@@ -1,8 +1,8 @@
 """A corpus of third-party-style ONNX models, built here with onnx.helper and seeded weights: the kinds of
 file that ship inside public packages and that parity must feed right.
 
-- ``dynamic_spatial``: an FPN-like image model with dynamic height and width (named), total stride 32;
-  any side that 32 does not divide breaks its skip connection;
+- ``dynamic_spatial``: an FPN-like image model with dynamic height and width (named), total stride 64;
+  any side that 64 does not divide breaks its skip connection;
 - ``detector``: a YOLO-style head ``[batch, 4 + 3, anchors]``, boxes in pixels beside class scores in
   [0, 1], exporter metadata ``task=detect``, ``imgsz``; fires on strongly coloured patches of photographs;
 - ``vad``: a voice-activity model with ``If`` (on the sample rate) and ``Loop``, a ``state`` input whose
@@ -67,17 +67,17 @@ def dynamic_spatial() -> onnx.ModelProto:
     nodes = [helper.make_node("Conv", ["images", "w0", "b0"], ["f0"], pads=[1, 1, 1, 1], name="stem"),
              helper.make_node("Relu", ["f0"], ["r0"], name="relu0")]
     previous = "r0"
-    for i in range(1, 6):  # five stride-2 stages: stride 32
+    for i in range(1, 7):  # six stride-2 stages: stride 64 (an FPN's P6)
         inits[f"w{i}"], inits[f"b{i}"] = _w(rng, 8, 8, 3, 3, scale=0.2), _w(rng, 8)
         nodes += [helper.make_node("Conv", [previous, f"w{i}", f"b{i}"], [f"f{i}"], strides=[2, 2], pads=[1, 1, 1, 1],
                                    name=f"down{i}"),
                   helper.make_node("Relu", [f"f{i}"], [f"r{i}"], name=f"relu{i}")]
         previous = f"r{i}"
-    inits["scales"] = _c([1, 1, 32, 32])
+    inits["scales"] = _c([1, 1, 64, 64])
     inits["wh"], inits["bh"] = _w(rng, 4, 8, 1, 1), _w(rng, 4)
     inits["wc"], inits["bc"] = _w(rng, 10, 8), _w(rng, 10)
-    nodes += [helper.make_node("Resize", [previous, "", "scales"], ["up"], mode="nearest", name="up32"),
-              helper.make_node("Add", ["up", "r0"], ["skip"], name="skip_add"),  # breaks unless 32 divides H and W
+    nodes += [helper.make_node("Resize", [previous, "", "scales"], ["up"], mode="nearest", name="up64"),
+              helper.make_node("Add", ["up", "r0"], ["skip"], name="skip_add"),  # breaks unless 64 divides H and W
               helper.make_node("Conv", ["skip", "wh", "bh"], ["mask"], name="head"),
               helper.make_node("GlobalAveragePool", [previous], ["pooled"], name="gap"),
               helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
@@ -337,7 +337,7 @@ def real_feeds(name: str) -> dict[str, np.ndarray]:
 
     photos = sample_photos(4)
     if name == "dynamic_spatial":
-        return {"images": image_array(photos, height=256, width=320)}
+        return {"images": image_array(photos, height=256, width=320)}  # multiples of 64
     if name == "detector":
         return {"images": image_array(photos, height=DETECTOR_SIZE, width=DETECTOR_SIZE)}
     if name == "vad":

@@ -17,7 +17,7 @@ from zoo import errors
 if TYPE_CHECKING:
     from zoo.converters.parity.report import InputSet
 
-_NODE = re.compile(r"node\.?\s*Name:\s*'([^']+)'|running (\S+) node|node (?:name )?'([^']+)'", re.I)
+_NODE = re.compile(r"Name:\s*'([^']+)'|node (?:name )?'([^']+)'", re.I)  # onnxruntime's and others' node names
 
 
 def run_source(reference: Callable[[dict[str, Any]], Any], input_sets: list[InputSet], *, label: str,
@@ -41,25 +41,22 @@ def run_source(reference: Callable[[dict[str, Any]], Any], input_sets: list[Inpu
 
 
 def suspect_inputs(error: str, names: list[str], model: Any = None) -> list[str]:
-    """The inputs an error is about: those it names, else those that reach the node it names."""
-    named = [n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?![\w.])", error)]
-    if named:
-        return named
+    """The inputs an error is about: those it names, then those that reach the node it names."""
+    found = [n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?![\w.])", error)]
     if model is not None:
         from zoo.converters.parity.infer import inputs_reaching
 
         for match in _NODE.finditer(error):
             node = next(g for g in match.groups() if g)
-            reaching = inputs_reaching(model, node)
-            if reaching:
-                return reaching
-    return []
+            found.extend(inputs_reaching(model, node))
+    return list(dict.fromkeys(found))
 
 
 def source_error(label: str, input_set: InputSet, error: str, notes: Mapping[str, str],
                  model: Any = None) -> errors.SourceModelError:
     names = list(input_set.feeds)
     suspects = suspect_inputs(error, names, model) or names
+    suspects.sort(key=lambda n: "given with --input" not in notes.get(n, ""))  # what the user set, first
     shapes = {n: f"{input_set.feeds[n].dtype}{list(input_set.feeds[n].shape)}" for n in names}
     described = "; ".join(f"{n} {shapes[n]}" + (f" ({notes[n]})" if n in notes else "") for n in suspects)
     example = " ".join(f"--input {n}:{'x'.join(str(d) for d in input_set.feeds[n].shape)}:{input_set.feeds[n].dtype}"

@@ -46,7 +46,7 @@ class InputSpec:
 
     def describe(self) -> str:
         shape = "scalar" if self.shape == () else "x".join(str(d) for d in self.shape or ()) or "as declared"
-        rng = f", values {list(self.values)}" if self.values else \
+        rng = f", values {', '.join(f'{v:g}' for v in self.values)}" if self.values else \
             f", uniform in {self.low:g}..{self.high:g}" if self.low is not None else ""
         return f"given with --input: shape {shape}{', ' + self.dtype if self.dtype else ''}{rng}"
 
@@ -106,13 +106,14 @@ def _parse_values(name: str, text: str) -> tuple[float | None, float | None, tup
         if ".." in text:
             low_text, high_text = text.split("..", 1)
             low, high = float(low_text), float(high_text)
-            if not high > low:
-                raise errors.UsageError(f"--input {name}: range {text!r} needs HIGH > LOW")
-            return low, high, ()
-        return None, None, tuple(float(v) for v in text.split(","))
+        else:
+            return None, None, tuple(float(v) for v in text.split(","))
     except ValueError as exc:
         raise errors.UsageError(f"--input {name}: {text!r} is neither LOW..HIGH nor a list of values",
                                 hint=f"write {SPEC_SYNTAX}") from exc
+    if not high > low:
+        raise errors.UsageError(f"--input {name}: range {text!r} needs HIGH > LOW")
+    return low, high, ()
 
 
 def input_request(specs: Sequence[str] = (), inputs: str | None = None, samples: str | None = None) -> InputRequest:

@@ -17,11 +17,12 @@ axis: a detection head ``[batch, 4 + classes, anchors]`` packs box coordinates
 in pixels (hundreds) beside class scores in [0, 1]; one scale for the whole
 tensor would let box-sized errors pass in the scores. So for every axis but
 the first whose size is 2..1024, the scale of each slice along it is taken
-(``max(1, max|ref|)`` over the slice); when the largest slice scale is at least
-``MIX_RATIO`` times the smallest on some axis, the output is scaled per slice
-along the axis where they differ most, and each element is held to its own
-slice's atol. Otherwise every slice is within ``MIX_RATIO`` of the output's
-largest value, and one scale serves the whole output.
+(``max(1, max|ref|)`` over the slice) and the slices are sorted by scale:
+wherever the next slice is at least ``MIX_RATIO`` times larger, a new group of
+slices (a new quantity) begins. When some axis has more than one group, the
+output is scaled along the axis whose groups lie furthest apart, each element
+by the largest scale of its own group. Logits or hidden units whose scales rise
+gradually form one group, and are scaled as one output.
 """
 
 from __future__ import annotations
@@ -109,18 +110,31 @@ def effective_tolerance(ref: Any, tol: Tolerance) -> EffectiveTolerance:
     if not tol.scaled:
         return EffectiveTolerance(tol.atol, tol.rtol, None, tol.atol, tol.atol)
     whole = tol.atol * max(1.0, float(magnitude.max(initial=0.0)))
-    best_axis, best_ratio, best_scales = None, 1.0, None
+    best_axis, best_gap, best_scales = None, MIX_RATIO, None
     for axis in range(1, magnitude.ndim):
         if not 2 <= magnitude.shape[axis] <= MAX_FIELDS:
             continue
         others = tuple(a for a in range(magnitude.ndim) if a != axis)
         scales = np.maximum(1.0, magnitude.max(axis=others, initial=0.0))
-        ratio = float(scales.max() / scales.min())
-        if ratio > best_ratio:
-            best_axis, best_ratio, best_scales = axis, ratio, scales
-    if best_axis is None or best_ratio < MIX_RATIO:
+        ordered = np.sort(scales)
+        gap = float((ordered[1:] / ordered[:-1]).max())
+        if gap >= best_gap:
+            best_axis, best_gap, best_scales = axis, gap, scales
+    if best_axis is None:
         return EffectiveTolerance(whole, tol.rtol, None, whole, whole)
     shape = [1] * magnitude.ndim
     shape[best_axis] = magnitude.shape[best_axis]
-    atol = tol.atol * best_scales.reshape(shape)
+    atol = tol.atol * group_scales(np, best_scales).reshape(shape)
     return EffectiveTolerance(atol, tol.rtol, best_axis, float(atol.min()), float(atol.max()))
+
+
+def group_scales(np: Any, scales: Any) -> Any:
+    """Each slice's scale raised to the largest of its group: slices sorted by scale, a new group wherever the
+    next is ``MIX_RATIO`` times larger."""
+    order = np.argsort(scales, kind="stable")
+    ordered = scales[order]
+    group = np.concatenate([[0], np.cumsum(ordered[1:] / ordered[:-1] >= MIX_RATIO)])
+    top = np.array([ordered[group == g].max() for g in range(int(group.max()) + 1)])
+    out = np.empty_like(scales)
+    out[order] = top[group]
+    return out
