@@ -6,6 +6,7 @@ inputs, at its own dtype's tolerance."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from zoo import errors
 from zoo.converters.graph import EdgeContext, edge
@@ -46,13 +47,33 @@ def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise errors.UnsupportedError("int8 dynamic quantisation needs an fp32 graph; this one holds fp16 weights",
                                       hint="quantise the fp32 ONNX model instead")
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # the quantiser warns on the root logger
+    folded = constants_as_initializers(model)
+    if folded:  # the quantiser finds weights only among initializers (PaddlePaddle's exporter writes Constant nodes)
+        src = out_dir / ".weights-as-initializers.onnx"
+        onnx.save(model, str(src))
     try:
         # per-channel int8 weights; activations quantised at run time (no calibration data needed)
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True)
     except Exception as exc:  # noqa: BLE001
         raise _fail("int8 dynamic quantisation", exc) from exc
-    ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8"}
+    finally:
+        if folded:
+            src.unlink(missing_ok=True)
+    ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8",
+                                   "constants_as_initializers": folded}
     return out
+
+
+def constants_as_initializers(model: Any) -> int:
+    """Move the main graph's ``Constant`` nodes holding a tensor into initializers, in place; how many."""
+    moved = [n for n in model.graph.node if n.op_type == "Constant" and len(n.attribute) == 1
+             and n.attribute[0].name == "value" and n.output]
+    for node in moved:
+        tensor = node.attribute[0].t
+        tensor.name = node.output[0]
+        model.graph.initializer.append(tensor)
+        model.graph.node.remove(node)
+    return len(moved)
 
 
 @edge("onnx", "onnx-opt", name="onnxruntime graph optimizer", primary="model.onnx", tools=("onnx", "onnxruntime"))

@@ -228,7 +228,7 @@ def _plan_one(item: dict[str, Any], facts: GraphFacts, has_rate: bool, batch_sym
     lower = name.lower()
     floaty = dtype.startswith("float") or dtype == "bfloat16"
     role, rule, how, layout = "generic", {"kind": "normal"}, "standard normal", "NCHW"
-    image = _image_layout(shape, dtype)
+    image = _image_layout(shape, dtype) if not ("mask" in lower or _STATE_NAME.search(name)) else None
     if image:
         role, layout = "image", image
         normalised = "input_size" in json.loads(metadata.get("zoo.preprocessing") or "{}")
@@ -293,7 +293,8 @@ def _image_layout(shape: list[Any], dtype: str) -> str | None:
 
 
 def _is_audio(shape: list[Any], name: str, has_rate: bool) -> bool:
-    if not shape or not 1 <= len(shape) <= 3 or isinstance(shape[-1], int) and shape[-1] < 1000:
+    """A waveform: named like one (or beside a sample-rate input), samples last (dynamic, or >= 256 fixed)."""
+    if not shape or not 1 <= len(shape) <= 3 or isinstance(shape[-1], int) and shape[-1] < 256:
         return False
     if len(shape) == 3 and shape[1] != 1:
         return False
@@ -345,9 +346,9 @@ def _size_keys(plans: list[Plan], facts: GraphFacts, metadata: dict[str, str]) -
         elif role in ("ids", "mask", "type_ids", "position_ids", "bytes"):
             sizes[key], explain[key] = list(TOKENS), ""
         else:
-            sizes[key], explain[key] = list(TOKENS), f"{_label(key).strip('~')}: unnamed, guessed"
-            if key.startswith("~"):
-                anonymous.append(key)
+            what = "unnamed" if key.startswith("~") else f"the symbol {key!r} says nothing of its size"
+            sizes[key], explain[key] = list(TOKENS), f"{_label(key).strip('~')}: {what}, guessed"
+            anonymous.append(key)  # tried again at the batch size, then 1, if the source raises
     return Plans(plans, sizes, explain, metadata, anonymous)
 
 
