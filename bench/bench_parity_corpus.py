@@ -4,6 +4,7 @@ source model's own failure on zoo's inputs is reported as a parity failure.
 
     .venv/bin/python bench/bench_parity_corpus.py                     # this tree
     .venv/bin/python bench/bench_parity_corpus.py --compare 1c78b29   # a commit (before) and this tree (after)
+    .venv/bin/python bench/bench_parity_corpus.py --compare 1c78b29 --after HEAD   # both from git
     .venv/bin/python bench/bench_parity_corpus.py --formats onnx-int8,onnx-fp16 --json OUT
 
 Attempts: ``zoo convert MODEL.onnx --to FORMAT`` for every corpus model and format, and ``zoo parity
@@ -218,6 +219,7 @@ def summary(rows: list[dict]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", metavar="REV", help="also run the zoo of this commit (before)")
+    parser.add_argument("--after", metavar="REV", help="run the zoo of this commit as 'after' (default: this tree)")
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--json", type=Path, help="write every row and the summaries here")
     args = parser.parse_args()
@@ -230,7 +232,7 @@ def main() -> None:
         runs = []
         if args.compare:
             runs.append((f"before ({args.compare})", tree_of(args.compare, work / "before")))
-        runs.append(("after (this tree)", None))
+        runs.append((f"after ({args.after})", tree_of(args.after, work / "after")) if args.after else ("after (this tree)", None))
         rows, table = [], {}
         for label, code in runs:
             mine = run_all(label, code, corpus, formats, crafted)

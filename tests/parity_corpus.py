@@ -3,8 +3,9 @@ file that ship inside public packages and that parity must feed right.
 
 - ``dynamic_spatial``: an FPN-like image model with dynamic height and width (named), total stride 64;
   any side that 64 does not divide breaks its skip connection;
-- ``detector``: a YOLO-style head ``[batch, 4 + 3, anchors]``, boxes in pixels beside class scores in
-  [0, 1], exporter metadata ``task=detect``, ``imgsz``; fires on strongly coloured patches of photographs;
+- ``detector``: a YOLO-style head ``[1, 4 + 3, anchors]`` on a static ``[1, 3, 320, 320]`` input (as
+  ultralytics exports by default), boxes in pixels beside class scores in [0, 1], exporter metadata
+  ``task=detect``, ``imgsz``; fires on strongly coloured patches of photographs;
 - ``vad``: a voice-activity model with ``If`` (on the sample rate) and ``Loop``, a ``state`` input whose
   unnamed axis 1 is the batch, and ``sr``; a wrong state batch or sample rate makes it raise;
 - ``bytes``: a content-type classifier over 512 bytes (``int32``, a 257-row table) with a hand-written,
@@ -123,8 +124,9 @@ def detector(score_gain: float = 1.0) -> onnx.ModelProto:
         helper.make_node("Mul", ["size_c", "two"], ["wh"], name="size_px"),
         helper.make_node("Concat", ["xy", "wh", "scores"], ["output0"], axis=1, name="pack"),
     ]
-    x = helper.make_tensor_value_info("images", FLOAT, ["batch", 3, "height", "width"])
-    y = helper.make_tensor_value_info("output0", FLOAT, ["batch", 4 + CLASSES, "anchors"])
+    # static, as ultralytics exports by default (dynamic=False): one image of the trained size
+    x = helper.make_tensor_value_info("images", FLOAT, [1, 3, DETECTOR_SIZE, DETECTOR_SIZE])
+    y = helper.make_tensor_value_info("output0", FLOAT, [1, 4 + CLASSES, cells * cells])
     meta = {"task": "detect", "imgsz": f"[{DETECTOR_SIZE}, {DETECTOR_SIZE}]", "stride": str(s),
             "names": "{0: 'red', 1: 'green', 2: 'blue'}"}
     return _model(nodes, [x], [y], inits, meta)

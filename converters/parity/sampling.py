@@ -53,20 +53,18 @@ def builtin_samples(plans: Plans) -> tuple[list[InputSet], dict[str, str]]:
     if image is not None:
         photos = sample_photos(SAMPLE_PHOTOS)
         array, text = image_feed(plans, image, photos)
-        sets.append(_sample_set(plans, "sample-photos", {image.name: array}))
+        sets.extend(_sample_sets(plans, "sample-photos", {image.name: array}))
         how[image.name] = f"sample-photos: {len(photos)} photographs ({', '.join(n for n, _ in photos)}), {text}"
-        generated = _generated_images(plans, image)
-        if generated is not None:
-            sets.append(generated)
+        sets.extend(_generated_images(plans, image))
     audio = _first(plans, "audio")
     if audio is not None:
         rate, length = _rate(plans), _length(plans, audio)
         signal = sample_audio(2, rate=rate, seconds=length / rate)
-        sets.append(_sample_set(plans, "sample-speech", {audio.name: _audio_feed(audio, signal)}))
+        sets.extend(_sample_sets(plans, "sample-speech", {audio.name: _audio_feed(audio, signal)}))
         how[audio.name] = f"sample-speech: 2 synthesised speech-like signals, {length} samples at {rate} Hz"
     text = _first(plans, "bytes")
     if text is not None:
-        sets.append(_sample_set(plans, "sample-text-bytes", {text.name: _bytes_feed(plans, text, SAMPLE_SENTENCES[:4])}))
+        sets.extend(_sample_sets(plans, "sample-text-bytes", {text.name: _bytes_feed(plans, text, SAMPLE_SENTENCES[:4])}))
         how[text.name] = "sample-text-bytes: 4 English sentences as UTF-8 bytes, zero-padded"
     return sets, how
 
@@ -101,15 +99,15 @@ def image_feed(plans: Plans, plan: Plan, images: list[tuple[str, Any]]) -> tuple
     return array.astype(plan.dtype), f"resized to {height}x{width}, pixels mapped to {low:g}..{high:g}"
 
 
-def _generated_images(plans: Plans, plan: Plan) -> InputSet | None:
+def _generated_images(plans: Plans, plan: Plan) -> list[InputSet]:
     """zoo's generated images too, for files that carry zoo's exact preprocessing (as before photographs)."""
     from zoo.converters.parity.samples import sample_images
 
     pre = json.loads(plans.metadata.get("zoo.preprocessing") or "{}")
     if "input_size" not in pre:
-        return None
+        return []
     array, _ = image_feed(plans, plan, sample_images(4, size=max(pre["input_size"][1:]) + 32))
-    return _sample_set(plans, "sample-images", {plan.name: array})
+    return _sample_sets(plans, "sample-images", {plan.name: array})
 
 
 def _rate(plans: Plans) -> int:
@@ -138,13 +136,20 @@ def _bytes_feed(plans: Plans, plan: Plan, lines: list[str]) -> Any:
     return array if len(plan.dims) == 2 else array.reshape(-1)[: _size(plans, plan.dims[0])]
 
 
-def _sample_set(plans: Plans, name: str, arrays: dict[str, Any]) -> InputSet:
-    """A sample set: ``arrays`` for the sampled inputs, the others made as in random set 0 at the samples' batch."""
+def _sample_sets(plans: Plans, name: str, arrays: dict[str, Any]) -> list[InputSet]:
+    """Sample sets: one, or one per chunk of samples when the model's batch is fixed (a [1, 3, 640, 640]
+    detector takes one photograph at a time)."""
     import numpy as np
 
     from zoo.converters.parity.report import InputSet
 
-    batch = next(iter(arrays.values())).shape[0] if next(iter(arrays.values())).ndim else 1
+    first = next(iter(arrays.values()))
+    batch = first.shape[0] if first.ndim else 1
+    fixed = next((p.dims[0] for p in plans.inputs if p.name in arrays and p.dims and isinstance(p.dims[0], int)
+                  and len(p.dims) >= 2), None)
+    if fixed and batch > fixed:
+        chunks = [{k: v[i:i + fixed] for k, v in arrays.items()} for i in range(0, batch - fixed + 1, fixed)]
+        return [_sample_sets(plans, f"{name}-{i + 1}", chunk)[0] for i, chunk in enumerate(chunks)]
     sizes = {key: values[0] for key, values in plans.sizes.items()}
     sizes["batch"] = batch
     for plan in plans.inputs:  # dims the samples fix (a length) hold for the other inputs that share them
@@ -152,7 +157,7 @@ def _sample_set(plans: Plans, name: str, arrays: dict[str, Any]) -> InputSet:
             for dim, size in zip(plan.dims, arrays[plan.name].shape):
                 if isinstance(dim, str):
                     sizes[dim] = size
-    return InputSet(name, make_feeds(np, np.random.default_rng(7), plans, sizes, 0, override=arrays), kind="sample")
+    return [InputSet(name, make_feeds(np, np.random.default_rng(7), plans, sizes, 0, override=arrays), kind="sample")]
 
 
 # --- --samples DIR -------------------------------------------------------------------------------------
@@ -165,7 +170,7 @@ def user_samples(plans: Plans, request: InputRequest) -> tuple[list[InputSet], d
     image, audio = _first(plans, "image"), _first(plans, "audio")
     if found["image"] and image is not None:
         array, text = image_feed(plans, image, read_images(found["image"]))
-        sets.append(_sample_set(plans, "samples-images", {image.name: array}))
+        sets.extend(_sample_sets(plans, "samples-images", {image.name: array}))
         how[image.name] = f"samples-images: {len(found['image'])} images from --samples, {text}"
     if found["audio"] and audio is not None:
         from zoo.converters.parity.specs import fit_length
@@ -173,12 +178,12 @@ def user_samples(plans: Plans, request: InputRequest) -> tuple[list[InputSet], d
         rate = _rate(plans)
         fixed = audio.dims[-1] if isinstance(audio.dims[-1], int) else None
         signal = fit_length([read_wav(p, rate) for p in found["audio"]], fixed)
-        sets.append(_sample_set(plans, "samples-audio", {audio.name: _audio_feed(audio, signal)}))
+        sets.extend(_sample_sets(plans, "samples-audio", {audio.name: _audio_feed(audio, signal)}))
         how[audio.name] = f"samples-audio: {len(found['audio'])} .wav files from --samples at {rate} Hz"
     if found["text"]:
         made = _text_set(plans, read_lines(found["text"]), request)
         if made is not None:
-            sets.append(made[0])
+            sets.extend(made[0])
             how.update(made[1])
     if not sets:
         raise errors.UsageError(f"--samples {request.samples_dir}: none of its files fits the model's inputs "
@@ -188,10 +193,10 @@ def user_samples(plans: Plans, request: InputRequest) -> tuple[list[InputSet], d
     return sets, how
 
 
-def _text_set(plans: Plans, lines: list[str], request: InputRequest) -> tuple[InputSet, dict[str, str]] | None:
+def _text_set(plans: Plans, lines: list[str], request: InputRequest) -> tuple[list[InputSet], dict[str, str]] | None:
     byte_input = _first(plans, "bytes")
     if byte_input is not None:
-        return (_sample_set(plans, "samples-text", {byte_input.name: _bytes_feed(plans, byte_input, lines)}),
+        return (_sample_sets(plans, "samples-text", {byte_input.name: _bytes_feed(plans, byte_input, lines)}),
                 {byte_input.name: f"samples-text: {len(lines)} lines from --samples as UTF-8 bytes"})
     ids = _first(plans, "ids")
     tokenizer_file = request.samples_dir / "tokenizer.json"
@@ -203,7 +208,7 @@ def _text_set(plans: Plans, lines: list[str], request: InputRequest) -> tuple[In
     return tokenize_set(plans, lines, tokenizer_file)
 
 
-def tokenize_set(plans: Plans, lines: list[str], tokenizer_file: Any) -> tuple[InputSet, dict[str, str]]:
+def tokenize_set(plans: Plans, lines: list[str], tokenizer_file: Any) -> tuple[list[InputSet], dict[str, str]]:
     """Lines through a ``tokenizer.json`` (the tokenizers library reads it as data), padded to the longest."""
     import numpy as np
     from tokenizers import Tokenizer
@@ -221,4 +226,4 @@ def tokenize_set(plans: Plans, lines: list[str], tokenizer_file: Any) -> tuple[I
             width = len(encoded[0].ids)
             arrays[plan.name] = np.broadcast_to(np.arange(width), (len(lines), width)).astype(plan.dtype)
     how = {name: f"samples-text: {len(lines)} lines from --samples through its tokenizer.json" for name in arrays}
-    return _sample_set(plans, "samples-text", arrays), how
+    return _sample_sets(plans, "samples-text", arrays), how
