@@ -334,14 +334,23 @@ def quantized(src: Path, dst: Path) -> Path:
 
 
 # --- what a user feeds each model: the bench's independent oracle -----------------------------------------
+def real_feed_sets(name: str) -> list[dict[str, np.ndarray]]:
+    """What a user feeds the model, as batches it takes (the static detector: one photograph each)."""
+    if name == "detector":
+        from zoo.converters.parity.samples import image_array, sample_photos
+
+        return [{"images": image_array([photo], height=DETECTOR_SIZE, width=DETECTOR_SIZE)} for photo in sample_photos(4)]
+    return [real_feeds(name)]
+
+
 def real_feeds(name: str) -> dict[str, np.ndarray]:
     from zoo.converters.parity.samples import image_array, sample_audio, sample_photos
 
     photos = sample_photos(4)
     if name == "dynamic_spatial":
         return {"images": image_array(photos, height=256, width=320)}  # multiples of 64
-    if name == "detector":
-        return {"images": image_array(photos, height=DETECTOR_SIZE, width=DETECTOR_SIZE)}
+    if name == "detector":  # one at a time: the input is [1, 3, 320, 320]
+        return {"images": image_array(photos[:1], height=DETECTOR_SIZE, width=DETECTOR_SIZE)}
     if name == "vad":
         return {"input": sample_audio(2, rate=16000, seconds=1.0), "state": np.zeros((2, 2, 16), np.float32),
                 "sr": np.array(16000, np.int64)}

@@ -247,3 +247,31 @@ def _inferred_with_samples(corpus: Path, name: str, folder: Path):
 def test_bad_input_specs_are_usage_errors(text, message):
     with pytest.raises(errors.UsageError, match=message):
         input_request([text])
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_masks_and_decoded_strings_are_compared_as_an_application_reads_them():
+    """An elementwise tolerance blind to the change (atol 100) still fails: the task checks see it."""
+    rng = np.random.default_rng(0)
+    photo = [InputSet("sample-photos", {"x": np.zeros((1, 3, 32, 32), np.float32)}, kind="sample")]
+    blind = Tolerance(100.0, 0.0, scaled=False)
+    masks = rng.standard_normal((1, 4, 32, 32))
+    flipped = masks.copy()
+    flipped[:, 0, :16, :16] += 10  # a quarter of the image turns into class 0
+    same = check_parity(lambda f: [masks], lambda f: [masks + 1e-7], photo, task="image-segmentation")
+    assert same.passed and same.tasks[0]["figures"]["mean_iou"] == 1.0
+    moved = check_parity(lambda f: [masks], lambda f: [flipped], photo, task="image-segmentation", tolerance=blind)
+    assert not moved.passed and moved.tasks[0]["check"] == "segmentation" and moved.tasks[0]["figures"]["mean_iou"] < 0.9
+    steps = _softmax(rng.standard_normal((2, 20, 6)) * 4)
+    misread = steps.copy()
+    misread[0, 3] = misread[0, 3][::-1]  # one step of the first line reads another character
+    assert not np.array_equal(steps[0, 3].argmax(), misread[0, 3].argmax())
+    for task in ("ocr", None):  # declared, or seen from the probabilities themselves
+        report = check_parity(lambda f: [steps], lambda f: [misread], photo, task=task, tolerance=blind)
+        ctc = next(t for t in report.tasks if t["check"] == "ctc")
+        assert not report.passed and ctc["figures"]["character_error_rate"] > 0
+        assert ctc["figures"]["reference"][0] != ctc["figures"]["candidate"][0]

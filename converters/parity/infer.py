@@ -16,7 +16,7 @@ Rules, per input (the report's ``inputs`` says which applied):
 - integer inputs that index a table (``Gather`` on a constant): uniform within the table; inputs the graph
   compares with constants: those values; attention masks: ones with right padding (rows of random
   length); token type ids: zeros; position ids: 0..length-1; uint8: bytes 0..255 (a sample set of text bytes);
-- state inputs (``state``, ``h``, ``c``, ``cache``, ...): zeros, their unnamed dims sized with the batch;
+- state inputs (``state``, ``h``, ``c``, ``*_cache``, ``past*``, ...): zeros, their unnamed dims sized with the batch;
 - anything else: standard normal floats, integers in 0..100 (``*ids``) or 0..1, fair booleans; unnamed
   dims 16, 7 and 33.
 
@@ -43,7 +43,7 @@ SEEDS, BATCHES = (0, 1, 2), (2, 1, 3)
 TOKENS = (16, 7, 33)
 DEFAULT_RATE = 16000
 _RATE_NAME = re.compile(r"(^|[_.])(sr|fs|rate|sample_?rate|sampling_?rate)$", re.I)
-_STATE_NAME = re.compile(r"(state|hidden|cache|past|memory|^h0?$|^c0?$|^hx$|^cx$|^h_|^c_)", re.I)
+_STATE_NAME = re.compile(r"((^|[_.])(state|cache|memory)$|^(h|c|hx|cx|h0|c0|hn|cn)$|^past)", re.I)
 _AUDIO_NAME = re.compile(r"(audio|wav|wave|pcm|speech|signal|input_values|waveform|samples|raw)", re.I)
 _FEATURE_NAME = re.compile(r"(feat|fbank|mel|spectrogram|input_features)", re.I)
 _BATCH_SYMBOLS = frozenset({"batch", "batch_size", "n", "b", "bs", "batchsize"})
