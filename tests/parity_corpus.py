@@ -207,7 +207,7 @@ def paddle_ocr(context_gain: float = 1.0) -> onnx.ModelProto:
     rng = np.random.default_rng(5)
     inits = {"w1": _w(rng, 8, 3, 3, 3), "b1": _w(rng, 8), "w2": _w(rng, 8, 8, 3, 3, scale=0.2), "b2": _w(rng, 8),
              "axes_h": _c([2], np.int64), "axes_w": _c([2], np.int64), "perm": _c([0, 2, 1], np.int64),
-             "ctx_gain": _c(1000.0 + 0.001 * context_gain), "ctx_back": _c(-1000.0), "wo": _w(rng, 8, 20, scale=1.5),
+             "ctx_gain": _c(3.3), "ctx_back": _c(-3.3 + 0.001 * context_gain), "wo": _w(rng, 8, 20, scale=1.5),
              "bo": _w(rng, 20)}
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1], name="conv1"),
@@ -219,7 +219,7 @@ def paddle_ocr(context_gain: float = 1.0) -> onnx.ModelProto:
         helper.make_node("Mul", ["ctx", "ctx_gain"], ["big"], name="context_up"),
         helper.make_node("Add", ["seq", "big"], ["mixed"], name="context_add"),
         helper.make_node("Mul", ["ctx", "ctx_back"], ["back"], name="context_back"),
-        helper.make_node("Add", ["mixed", "back"], ["steps"], name="context_remove"),  # 0.06 * ctx; fp16 weights: 0
+        helper.make_node("Add", ["mixed", "back"], ["steps"], name="context_remove"),  # 0.001 * ctx; fp16 weights: 0.002
         helper.make_node("Transpose", ["steps"], ["bt"], perm=[0, 2, 1], name="to_steps"),
         helper.make_node("MatMul", ["bt", "wo"], ["logits"], name="proj"),
         helper.make_node("Add", ["logits", "bo"], ["logits_b"], name="proj_bias"),
