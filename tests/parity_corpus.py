@@ -12,7 +12,7 @@ file that ship inside public packages and that parity must feed right.
   eps-free normalisation over the sequence that is unstable on rows of bytes 0 and 1 only;
 - ``paddle_ocr``: PaddlePaddle-style (weights as ``Constant`` nodes, ``p2o.DynamicDimension`` symbols) text
   recogniser: 3x48xW images, CTC probabilities ``[batch, W/4, 20]``; a context summed over the width and
-  weighted by the difference of two large weights, which fp16 weights round away: its error grows with W;
+  weighted by the small difference of two weights (3.3, -3.299) that fp16 rounds apart: its error grows with W;
 - ``sample_rate``: audio ``[batch, samples]`` framed by ``sample_rate / 100`` (a scalar input);
 - ``bert``: a one-layer BERT-like encoder (ids, mask, type ids) for the masked-embedding cases.
 
