@@ -102,8 +102,6 @@ def check_parity(
     :class:`UsageError` only for a call that cannot mean anything (no input
     sets, a bad tolerance).
     """
-    from zoo.converters.parity.tasks import run_task_checks
-
     np = _np()
     base = tolerance if isinstance(tolerance, Tolerance) else default_tolerance(tolerance or "float32")
     precision = precision or (tolerance if isinstance(tolerance, str) else "float32")
@@ -138,17 +136,7 @@ def check_parity(
             ran.append((input_set, *pair))
     outputs = aggregate(checks)
     names = _names(ctx.output_names, max((len(o) for o in seen), default=0))
-    constant = _input_independent(np, seen, names)
-    warnings = [f"output {name!r} is the same for every input: it cannot show a conversion error" for name in constant]
-    if constant and len(constant) == len(outputs):
-        errors.append("every reference output is the same for every input (an untrained or degenerate model?): "
-                      "this check would prove nothing")
-    tasks = run_task_checks(task, names, ran, precision, dict(metadata or {}))
-    for result in tasks:
-        if result.passed is None and result.reason:
-            warnings.append(f"{result.check} check on {result.input_set}: {result.reason}")
-        elif result.passed is False:
-            errors.append(f"{result.check} check failed on {result.input_set} ({result.output}): {result.reason}")
+    warnings, tasks = _findings(np, seen, names, outputs, errors, ran, task, precision, metadata)
     if require_samples and not any(s.kind == "sample" for s in sets):
         errors.append(f"a {precision} candidate must be checked on real samples at a real input size, and there are "
                       "none for this model: pass --samples DIR or --inputs FILE.npz")
@@ -168,6 +156,26 @@ def check_parity(
         inputs=dict(input_notes or {}),
         precision=precision,
     )
+
+
+def _findings(np: Any, seen: list[list], names: list[str], outputs: dict, errors: list[str], ran: list,
+              task: str | None, precision: str, metadata: Mapping[str, str] | None) -> tuple[list[str], list]:
+    """Warnings (outputs that ignore the input, task checks with nothing to compare) and the task checks;
+    appends what fails the report to ``errors``."""
+    from zoo.converters.parity.tasks import run_task_checks
+
+    constant = _input_independent(np, seen, names)
+    warnings = [f"output {name!r} is the same for every input: it cannot show a conversion error" for name in constant]
+    if constant and len(constant) == len(outputs):
+        errors.append("every reference output is the same for every input (an untrained or degenerate model?): "
+                      "this check would prove nothing")
+    tasks = run_task_checks(task, names, ran, precision, dict(metadata or {}))
+    for result in tasks:
+        if result.passed is None and result.reason:
+            warnings.append(f"{result.check} check on {result.input_set}: {result.reason}")
+        elif result.passed is False:
+            errors.append(f"{result.check} check failed on {result.input_set} ({result.output}): {result.reason}")
+    return warnings, tasks
 
 
 def _check_input_set(reference: ModelFn, candidate: ModelFn, input_set: InputSet, ctx: _Context,
