@@ -5,7 +5,7 @@ fields; responses never carry server paths."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,15 +33,20 @@ class ErrorPublic(BaseModel):
 def _job_options() -> type[BaseModel]:
     """The request schema of a job's options, made from ``zoo.options.Options``: the same names, defaults,
     bounds and choices as the command line's flags (the format is the job's own field)."""
-    from pydantic import create_model
+    from pydantic import StringConstraints, create_model
 
-    types = {"int | None": int | None, "float | None": float | None, "bool": bool, "str": str}
+    spec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    types = {"int | None": int | None, "float | None": float | None, "bool": bool, "str": str,
+             "str | None": str | None, "tuple[str, ...]": list[spec]}  # type: ignore[valid-type]
     fields: dict[str, Any] = {}
     for f in option_fields(exclude=("format",)):
         meta = f.metadata
+        if not meta["api"]:  # a path on the client's machine: the server cannot read it
+            continue
         kind = Literal[meta["choices"]] if meta["choices"] else types[f.type]  # type: ignore[valid-type]
-        extra = {"allow_inf_nan": False} if "float" in f.type else {}
-        fields[f.name] = (kind, Field(f.default, ge=meta["ge"], le=meta["le"], description=meta["help"], **extra))
+        extra = {"allow_inf_nan": False} if "float" in f.type else {"max_length": 32} if "tuple" in f.type else {}
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        fields[f.name] = (kind, Field(default, ge=meta["ge"], le=meta["le"], description=meta["help"], **extra))
     return create_model("JobOptions", __config__=ConfigDict(extra="forbid"), **fields)
 
 

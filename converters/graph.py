@@ -148,7 +148,17 @@ def run_chain(chain: list[Edge], source: Any, staging: Path, ctx: EdgeContext, p
         hop.mkdir()
         stage = "export" if step.source == "torch" else "convert"
         with progress.stage(stage, f"{step.source} -> {step.target} ({step.name})"):
-            current = step.run(current, hop, ctx)
+            try:
+                current = step.run(current, hop, ctx)
+            except (errors.ZooError, MemoryError):
+                raise
+            except Exception as exc:  # an exporter's own crash is a failed conversion (exit 8), not zoo's
+                if errors.storage_cause(exc) is not None:
+                    raise  # a full disk is a StorageError, said as such by the caller
+                raise errors.ConversionError(
+                    f"{step.name} crashed converting {step.source} -> {step.target}: {type(exc).__name__}: "
+                    f"{str(exc)[:400]}", hint="convert to another format, or report the model with this message "
+                    "(ZOO_DEBUG=1 shows the traceback)", edge=f"{step.source}->{step.target}") from exc
         hops.append(current)
     return hops
 

@@ -48,8 +48,9 @@ FILE_CASES = [
     ("tflite", "saved-model"),
     ("onnx", "saved-model"),
     ("tf", "keras-file"),
+    ("onnx", "tflite-file"),  # tf2onnx's TFLite reader
 ]
-FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model"}
+FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model", "tflite-file": "tflite"}
 REPOS = {"test_resnet": TIMM_REPO, "test_efficientnet": "timm/test_efficientnet.r160_in1k"}
 
 
@@ -183,7 +184,11 @@ def keras_sources(tmp_path_factory) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
         model.export(str(root / "saved-model"), verbose=False)
     model.save(root / "tiny.keras")
-    return {"saved-model": root / "saved-model", "keras-file": root / "tiny.keras", "model": model}
+    import tensorflow as tf
+
+    (root / "tiny.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(root / "saved-model")).convert())
+    return {"saved-model": root / "saved-model", "keras-file": root / "tiny.keras", "tflite-file": root / "tiny.tflite",
+            "model": model}
 
 
 @pytest.mark.parametrize("fmt, kind", FILE_CASES)
@@ -278,3 +283,28 @@ def test_other_keras_weights_under_the_same_name_are_converted_again(indexed, ke
     assert [f["sha256"] for f in manifest["source_files"]] == [hashlib.sha256(keras_cache.read_bytes()).hexdigest()]
     again = pull(KERAS, options)
     assert again.cached and again.digest == second.digest
+
+
+def test_a_converter_crash_is_a_conversion_error_and_a_full_disk_stays_a_storage_error(tmp_path):
+    """An exporter's own crash (torch.export.save overflowing on a large program) is exit 8 naming the edge."""
+    import errno
+
+    from zoo.progress import quiet
+
+    def overflowing(src, out_dir, ctx):
+        raise OverflowError("Python int too large to convert to C long")
+
+    def disk_full(src, out_dir, ctx):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (tmp_path / "a").mkdir()
+    crash = graph.Edge("onnx", "pt2", "torch.export", "float32", "model.pt2", overflowing)
+    with pytest.raises(errors.ConversionError) as caught:
+        graph.run_chain([crash], tmp_path / "m.onnx", tmp_path / "a", graph.EdgeContext(opset=18), quiet())
+    assert errors.exit_code_for(caught.value) == 8 and caught.value.details["edge"] == "onnx->pt2"
+    assert "OverflowError" in caught.value.message and "torch.export" in caught.value.message
+    (tmp_path / "b").mkdir()
+    full = graph.Edge("onnx", "pt2", "torch.export", "float32", "model.pt2", disk_full)
+    with pytest.raises(OSError) as caught_full:
+        graph.run_chain([full], tmp_path / "m.onnx", tmp_path / "b", graph.EdgeContext(opset=18), quiet())
+    assert errors.exit_code_for(errors.as_storage_error(caught_full.value)) == 9

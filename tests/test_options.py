@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from zoo import errors
 from zoo.errors import UsageError
 from zoo.options import Options, add_arguments, from_arguments, option_fields
 
@@ -31,7 +32,8 @@ def test_every_option_is_a_flag_and_a_schema_field():
     dests = {a.dest for a in parser._actions}
     for f in option_fields():
         assert f.name in dests
-        assert f.name in schema or f.name == "format"  # the job's format is a field of the job itself
+        # the job's format is a field of the job itself; a local path (--inputs FILE) means nothing to the server
+        assert (f.name in schema) is (f.name != "format" and f.metadata["api"])
 
 
 @pytest.mark.parametrize("name", [f.name for f in option_fields() if f.metadata["ge"] is not None
@@ -89,3 +91,48 @@ def test_a_new_field_reaches_both_surfaces(monkeypatch):
 
     model = schemas._job_options()
     assert model.model_json_schema()["properties"]["seed"]["anyOf"][0]["maximum"] == 9
+
+
+def test_input_specs_repeat_on_the_cli_and_are_a_list_in_the_api():
+    from zoo.api.schemas import JobOptions
+
+    options = _cli("--input", "images:1x3x640x640:float32:0..1", "--input", "sr::int64:16000")
+    assert options.input == ("images:1x3x640x640:float32:0..1", "sr::int64:16000")
+    assert options.canonical()["input"] == list(options.input)  # they decide the check: part of the key
+    assert JobOptions(input=list(options.input)).model_dump()["input"] == list(options.input)
+    assert Options.from_mapping(options.public()) == options
+    assert "input" not in Options().canonical()  # unset: every earlier request keeps its key
+    with pytest.raises(UsageError, match="NAME:SHAPE"):
+        _cli("--input", "just-a-name")
+
+
+def test_an_inputs_file_is_keyed_by_its_bytes_not_its_path(tmp_path):
+    import numpy as np
+
+    first, second, other = tmp_path / "a.npz", tmp_path / "elsewhere.npz", tmp_path / "c.npz"
+    np.savez(first, x=np.ones(3, np.float32))
+    second.write_bytes(first.read_bytes())
+    np.savez(other, x=np.zeros(3, np.float32))
+    key = _cli("--inputs", str(first)).canonical()["inputs"]
+    assert key.startswith("sha256:") and str(tmp_path) not in key
+    assert _cli("--inputs", str(second)).canonical()["inputs"] == key
+    assert _cli("--inputs", str(other)).canonical()["inputs"] != key
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "line.txt").write_text("hello")
+    before = _cli("--samples", str(samples)).canonical()["samples"]
+    (samples / "line.txt").write_text("hello again")
+    assert _cli("--samples", str(samples)).canonical()["samples"] != before
+    with pytest.raises(errors.NotFoundError):
+        _cli("--inputs", str(tmp_path / "missing.npz"))
+
+
+def test_local_paths_are_not_api_options():
+    from pydantic import ValidationError
+
+    from zoo.api.schemas import JobOptions
+
+    properties = _api_schema()
+    assert "input" in properties and "inputs" not in properties and "samples" not in properties
+    with pytest.raises(ValidationError):
+        JobOptions(inputs="/etc/passwd")

@@ -152,6 +152,36 @@ def test_onnx_op_onnx2tf_lacks_fails_clearly(tmp_path, zoo_env, fmt):
     assert _store_is_empty(zoo_env.home) and src.read_bytes() == before  # onnx2tf worked on a copy
 
 
+def test_an_onnx2tf_failure_always_names_a_node_or_the_stage(tmp_path):
+    """onnx2tf's op converters hold the node being converted as ``graph_node``: a failure its log does not
+    name is still traced to that node; an error naming a tensor, to the node making it; else the stage."""
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    from zoo.converters.edges.onnx2tf_worker import _failed_node
+    from zoo.converters.edges.tf import _onnx2tf_error
+
+    src = _lppool_onnx(tmp_path / "pool.onnx")
+    node = gs.import_onnx(onnx.load(str(src))).nodes[0]
+
+    def convert(graph_node):  # the signature of onnx2tf's ``make_node`` converters
+        raise ValueError("Dimensions must be equal, but are 4 and 3")
+
+    def failures():
+        for fail in (lambda: convert(graph_node=node), lambda: (_ for _ in ()).throw(ValueError("Tensor pool:0 has shape [1, 4, 4, 3]")),
+                     lambda: (_ for _ in ()).throw(RuntimeError("saving failed"))):
+            try:
+                fail()
+            except Exception as exc:  # noqa: BLE001
+                yield exc
+
+    in_frame, by_tensor, nowhere = (_failed_node(exc, "", src) for exc in failures())
+    assert in_frame == by_tensor == {"node": "pool", "op_type": "LpPool"}
+    message = _onnx2tf_error({"error": "ValueError: ...", **in_frame}).message
+    assert "ONNX node 'pool' (op LpPool)" in message
+    assert "outside any single ONNX node" in _onnx2tf_error({"error": "RuntimeError: saving failed", **nowhere}).message
+
+
 @pytest.mark.slow  # the default run proves the mechanism on test_onnx_op_onnx2tf_lacks_fails_clearly
 def test_text_model_to_tf_fails_naming_the_node(indexed, cached_repo, zoo_env):
     cached_repo("zoo-test/tiny-bert-sst")

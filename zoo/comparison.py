@@ -19,8 +19,9 @@ def _is_file(text: str) -> bool:
     return path.suffix.lower() in RUNNABLE and path.exists() or (path / "saved_model.pb").is_file()
 
 
-def _model_side(name: str, settings: Settings) -> dict[str, Any]:
+def _model_side(name: str, settings: Settings, request: Any = None) -> dict[str, Any]:
     """The source model behind a name, with zoo's parity inputs for it (the pipeline's own source)."""
+    from zoo.converters.parity.inputs import apply_input_request
     from zoo.progress import quiet
     from zoo.registry.index import Registry
     from zoo.sources import source_for_name
@@ -29,16 +30,17 @@ def _model_side(name: str, settings: Settings) -> dict[str, Any]:
     source.fetch(quiet())
     source.verify(quiet())
     opened = source.open(quiet())
+    apply_input_request(opened, request, source.record)
     return {"label": f"{source.model_id}@{source.revision[:12]} ({source.node})", "run": opened.reference,
             "inputs": opened.input_sets, "names": opened.input_names, "outputs": opened.output_names,
-            "classifiers": opened.classifier_outputs}
+            "classifiers": opened.classifier_outputs, "notes": opened.input_notes, "metadata": opened.metadata,
+            "task": source.record.task if source.record else None}
 
 
 def _file_side(text: str, settings: Settings, names: list[str] | None = None,
-               outputs: list[str] | None = None) -> dict[str, Any]:
-    """A file's runner and, when its signature says, its inputs; ``names`` (the reference's inputs) feed
-    files that do not name theirs, and a .pt2 (positional)."""
-    from zoo.converters.parity.inputs import file_input_sets, file_signature
+               outputs: list[str] | None = None, request: Any = None, reference: bool = False) -> dict[str, Any]:
+    """A file's runner and, when it is the reference, its inputs (inferred from its signature and graph, or
+    as the user gave them); ``names`` (the reference's inputs) feed a candidate .pt2 (positional)."""
     from zoo.converters.parity.runners import artifact_runner
 
     path = Path(text).expanduser()
@@ -53,32 +55,81 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
         from zoo.sources.files import require_zoo_written
 
         require_zoo_written(path, sha256_file(path), Registry(settings))
-    if path.suffix in (".onnx", ".pt2"):
-        spec, outputs_, meta = file_signature(path)
-        side.update(inputs=file_input_sets(spec, meta), names=[s["name"] for s in spec], outputs=outputs_)
+    spec, graph = _signature(path)
+    if spec is not None:
+        side.update(names=[s["name"] for s in spec[0]], outputs=spec[1], metadata=spec[2])
     input_names = (names if path.suffix == ".pt2" else None) or side.get("names") or names
     if input_names is None:
         raise errors.UnsupportedError(f"cannot tell the inputs of {path.name}",
                                       hint="compare it against an .onnx file or a model name as the first argument")
     side["run"] = artifact_runner(path, input_names, side.get("outputs") or outputs)
+    if reference and spec is not None:
+        from zoo.converters.parity.sampling import signature_input_sets
+
+        side["inputs"], side["notes"] = signature_input_sets(spec[0], spec[2], model=graph, reference=side["run"],
+                                                             request=request)
+        side["graph"] = graph
     return side
 
 
+def _signature(path: Path) -> tuple[Any, Any]:
+    """(spec, outputs, metadata) and the ONNX graph of a file zoo can read a signature from."""
+    if path.suffix in (".onnx", ".pt2"):
+        from zoo.converters.parity.inputs import file_signature
+
+        graph = None
+        if path.suffix == ".onnx":
+            import onnx
+
+            graph = onnx.load(str(path), load_external_data=False)
+        return file_signature(graph if graph is not None else path), graph
+    if path.suffix == ".tflite":
+        from zoo.converters.loaders.tflite_file import tflite_signature
+
+        return tflite_signature(path)[:3], None
+    return None, None
+
+
+def candidate_precision(path: Path) -> str:
+    """The precision class of a candidate file, read from it: an int8 or fp16 graph is checked at its own
+    tolerance, as ``zoo convert`` checks it."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        from zoo.converters.loaders.files import onnx_precision
+
+        return onnx_precision(onnx.load(str(path), load_external_data=False))
+    if path.suffix == ".tflite":
+        from zoo.converters.loaders.tflite_file import tflite_precision
+
+        return tflite_precision(path)
+    return "float32"
+
+
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
-            dtype: str = "float32") -> tuple[Any, str, str]:
-    """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs."""
+            dtype: str | None = None, request: Any = None) -> tuple[Any, str, str]:
+    """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs; ``dtype`` None: the candidate's own
+    precision class, read from its graph. Raises SourceModelError when ``a`` fails on its inputs."""
     from zoo.converters.parity.check import check_parity, requested_tolerance
+    from zoo.converters.parity.reference import run_source
     from zoo.pipeline import converter_versions
 
     if not _is_file(b):
         raise errors.NotFoundError(f"{b} is not an .onnx, .pt2, .tflite or .keras file or a SavedModel directory",
                                    hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
-    first = _file_side(a, settings) if _is_file(a) else _model_side(a, settings)
+    first = _file_side(a, settings, request=request, reference=True) if _is_file(a) else _model_side(a, settings, request)
+    if "inputs" not in first:
+        raise errors.UnsupportedError(f"zoo cannot make inputs for {a}: it reads no signature from it",
+                                      hint="use an .onnx, .tflite or .pt2 file or a model name as the reference")
+    outputs = run_source(first["run"], first["inputs"], label=first["label"], notes=first.get("notes"),
+                         model=first.get("graph"))
     second = _file_side(b, settings, first["names"], first.get("outputs"))
-    inputs = first.get("inputs") or second.get("inputs")
-    tol = requested_tolerance(dtype, atol, rtol)
-    report = check_parity(first["run"], second["run"], inputs, output_names=first.get("outputs"), tolerance=tol,
-                          classifier_outputs=first.get("classifiers", ()), versions=converter_versions())
+    precision = dtype or candidate_precision(Path(b).expanduser())
+    tol = requested_tolerance(precision, atol, rtol)
+    report = check_parity(first["run"], second["run"], first["inputs"], output_names=first.get("outputs"), tolerance=tol,
+                          classifier_outputs=first.get("classifiers", ()), versions=converter_versions(),
+                          reference_outputs=outputs, precision=precision, require_samples=precision != "float32",
+                          task=first.get("task"), input_notes=first.get("notes"), metadata=first.get("metadata"))
     return report, first["label"], second["label"]
 
 

@@ -155,6 +155,14 @@ class ParityError(ZooError, ArithmeticError):
     code = "parity_failed"
 
 
+class SourceModelError(ZooError, RuntimeError):
+    """The source model itself raised on the inputs parity would feed it: the inputs do not fit the
+    model (a shape, a range, a sample rate), so nothing was converted. Its details name the input set
+    and the inputs that reach the failing node."""
+
+    code = "source_model_failed"
+
+
 # --- a job's process ---------------------------------------------------------
 class JobLimitError(ConversionError):
     """A job's process went past its time or memory limit and was stopped."""
@@ -179,6 +187,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (InvalidModelError, 7),
     (ConversionError, 8),
     (StorageError, 9),
+    (SourceModelError, 10),
     (ZooError, 1),
 ]
 EXIT_OK = 0
@@ -199,6 +208,7 @@ HTTP_STATUSES: list[tuple[type[BaseException], int]] = [
     (NetworkError, 502),
     (UnsupportedError, 422),
     (ParityError, 422),
+    (SourceModelError, 424),  # Failed Dependency: the source model failed on the inputs, before any conversion
     (InvalidModelError, 422),
     (ConversionError, 422),
     (JobCrashedError, 500),

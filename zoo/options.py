@@ -22,12 +22,15 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 
 
 def option(default: Any, *, help: str, flags: tuple[str, ...] = (), ge: float | None = None, le: float | None = None,
-           choices: tuple[str, ...] | None = None, key: str = "artifact", metavar: str | None = None) -> Any:
+           choices: tuple[str, ...] | None = None, key: str = "artifact", metavar: str | None = None,
+           content: str | None = None, api: bool = True) -> Any:
     """A field of ``Options``. ``key``: "artifact" (part of the artifact cache key: it changes the bytes or
     the check), "job" (only tells identical requests apart: two jobs that differ in it are different
-    requests, yet produce the same artifact), or "none"."""
+    requests, yet produce the same artifact), or "none". ``content``: "file" or "dir" for a local path
+    whose *bytes* are keyed (its sha256, never the path). ``api``: False for options the HTTP API cannot
+    take (a path on the client's machine means nothing to the server)."""
     return field(default=default, metadata={"help": help, "flags": flags, "ge": ge, "le": le, "choices": choices,
-                                            "key": key, "metavar": metavar})
+                                            "key": key, "metavar": metavar, "content": content, "api": api})
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,15 @@ class Options:
                                 "or its result fails parity)")
     allow_mismatch: bool = option(False, key="job",
                                   help="when parity fails, still hand back the (unverified) artifact and exit 0")
+    input: tuple[str, ...] = option((), metavar="NAME:SHAPE[:DTYPE[:LOW..HIGH|V1,V2]]",
+                                    help="an input's shape, dtype and values for parity (repeatable), e.g. "
+                                         "images:1x3x640x640:float32:0..1 or sr::int64:16000 (default: inferred)")
+    inputs: str | None = option(None, metavar="FILE.npz", content="file", api=False,
+                                help="real parity inputs: a .npz with one array per input (keys NAME, or SET/NAME "
+                                     "for several sets); replaces the inputs zoo would make up")
+    samples: str | None = option(None, metavar="DIR", content="dir", api=False,
+                                 help="a directory of real samples (images, .wav audio, .txt lines) fed through the "
+                                      "model's preprocessing for parity, instead of zoo's own")
 
     def __post_init__(self) -> None:  # what users type for a format (torch, pytorch) -> what zoo means (pt2)
         from zoo.converters.graph import canonical_format
@@ -62,6 +74,11 @@ class Options:
                 continue
             if f.type in ("bool",) and not isinstance(value, bool):
                 raise errors.UsageError(f"{flag} takes true or false, not {value!r}")
+            if f.type.startswith("tuple") and not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+                raise errors.UsageError(f"{flag} takes a list of strings, not {value!r}")
+            if meta["content"] and not isinstance(value, str):
+                raise errors.UsageError(f"{flag} takes a local path, not {value!r}",
+                                        hint="the cache key holds only the file's sha256; give the path again")
             if isinstance(value, float) and not math.isfinite(value):
                 raise errors.UsageError(f"{flag} must be a finite number, not {value}")
             if meta["choices"] and value not in meta["choices"]:
@@ -73,13 +90,28 @@ class Options:
                 default = f" (default {DEFAULT_OPSET})" if f.name == "opset" else ""
                 raise errors.UsageError(f"{flag} {value} is outside the supported range {bounds}",
                                         hint=f"pass {flag} within {bounds}{default}")
+        self.input_request()  # the specs parse and the files exist
         return self
+
+    def input_request(self) -> Any:
+        """What these options say about parity inputs (``zoo.converters.parity.specs.InputRequest``)."""
+        from zoo.converters.parity.specs import input_request
+
+        return input_request(self.input, self.inputs, self.samples)
 
     def canonical(self) -> dict[str, Any]:
         """The fields that decide an artifact's bytes and check, defaults resolved: its cache key's options."""
         self.validated()
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["key"] == "artifact"}
         out["opset"] = DEFAULT_OPSET if self.opset is None else self.opset
+        for f in fields(self):  # the input options only when given: every other request keeps its key
+            if f.name in out and (f.metadata["content"] or f.type.startswith("tuple")):
+                if not out[f.name]:
+                    del out[f.name]
+                elif f.metadata["content"]:
+                    out[f.name] = _content_digest(out[f.name], f.metadata["content"])
+                else:
+                    out[f.name] = list(out[f.name])
         return out
 
     def job_key_fields(self) -> dict[str, Any]:
@@ -89,8 +121,8 @@ class Options:
 
     def public(self) -> dict[str, Any]:
         """The options as an API client or a manifest gives them (format apart, unset ones left out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "format" and getattr(self, f.name) not in (None, f.default)}
+        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self)
+                if f.name != "format" and (v := getattr(self, f.name)) not in (None, f.default)}
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], **overrides: Any) -> Options:
@@ -100,8 +132,22 @@ class Options:
         if unknown:
             raise errors.UsageError(f"unknown option(s): {', '.join(sorted(unknown))}",
                                     hint=f"known options: {', '.join(sorted(names - {'format'}))}")
-        values = {k: v for k, v in {**data, **overrides}.items() if v is not None}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in {**data, **overrides}.items() if v is not None}
         return replace(cls(), **values).validated()
+
+
+def _content_digest(path: str, kind: str) -> str:
+    """``sha256:<hex>`` of a file, or of a directory's top-level files (names and bytes): what a cache key
+    holds for a path option, so the same bytes anywhere share one artifact."""
+    from pathlib import Path
+
+    from zoo.hashing import sha256_file, sha256_json
+
+    target = Path(path).expanduser()
+    if kind == "file":
+        return "sha256:" + sha256_file(target)
+    files = sorted(p for p in target.iterdir() if p.is_file() and not p.is_symlink())
+    return "sha256:" + sha256_json({"files": [(p.name, sha256_file(p)) for p in files]})
 
 
 def _flag(f: Any) -> str:
@@ -122,6 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] =
         kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
         if f.type == "bool":
             kwargs["action"] = "store_true"
+        elif f.type.startswith("tuple"):
+            kwargs.update(action="append", metavar=meta["metavar"] or f.name.upper(), default=None)
         else:
             kwargs["type"] = {"int | None": int, "float | None": float}.get(f.type, str)
             kwargs["metavar"] = meta["metavar"] or f.name.upper()
@@ -138,4 +186,5 @@ def add_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] =
 def from_arguments(args: argparse.Namespace) -> Options:
     """The options a parsed command line gives (fields it has no flag for keep their defaults)."""
     values = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
-    return replace(Options(), **{k: v for k, v in values.items() if v is not None}).validated()
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
+    return replace(Options(), **values).validated()

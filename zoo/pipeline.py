@@ -240,9 +240,17 @@ def convert(source: Source, chain: list, options: Options, key: str, registry: R
         default_tolerance,
         requested_tolerance,
     )
+    from zoo.converters.parity.inputs import apply_input_request
+    from zoo.converters.parity.reference import run_source
     from zoo.converters.parity.runners import artifact_runner, torch_inputs
 
+    source.input_request = options.input_request()
     opened = source.open(progress)
+    apply_input_request(opened, source.input_request, source.record)
+    with progress.stage("source", f"running {source.label} on {len(opened.input_sets)} input sets"):
+        # before any converter: a source that fails on the inputs is the inputs' fault, not a conversion's
+        reference_outputs = run_source(opened.reference, opened.input_sets, label=source.label,
+                                       notes=opened.input_notes, model=opened.onnx_model)
     canonical = options.canonical()
     versions = key_versions(source, chain)
     ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
@@ -260,7 +268,10 @@ def convert(source: Source, chain: list, options: Options, key: str, registry: R
         with progress.stage("parity", f"{len(opened.input_sets)} input sets at {dtype} tolerance"):
             candidate = artifact_runner(hops[-1], opened.input_names, opened.output_names)
             report = check_parity(opened.reference, candidate, opened.input_sets, output_names=opened.output_names,
-                                  tolerance=tol, classifier_outputs=opened.classifier_outputs, versions=versions)
+                                  tolerance=tol, classifier_outputs=opened.classifier_outputs, versions=versions,
+                                  reference_outputs=reference_outputs, precision=dtype, require_samples=dtype != "float32",
+                                  task=source.record.task if source.record else None, input_notes=opened.input_notes,
+                                  metadata=opened.metadata)
         return hops, report
 
     with store.staging() as staging:

@@ -155,6 +155,9 @@ def pull_remote(name: str, options: Options, settings: Settings, *, progress: Pr
 
 
 def submit(client: Client, name: str, options: Options) -> dict[str, Any]:
+    if options.inputs or options.samples:  # paths on this machine: the server (or its worker) cannot read them
+        raise errors.UsageError("--inputs and --samples name files on this machine, which a zoo server cannot read",
+                                hint="pull without ZOO_SERVER to use them, or describe the inputs with --input")
     body = {"model": name, "format": options.format,
             "options": options.public()}
     # the same key on every try: a POST retried after a dropped answer joins the job it created

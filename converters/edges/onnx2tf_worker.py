@@ -64,25 +64,63 @@ def write_calibration_file(workdir: Path) -> Path:
 
 
 def _failed_node(exc: BaseException, log: str, onnx_path: Path) -> dict[str, str]:
-    """The node onnx2tf failed on: the one its error log names, or the first of an
-    op type it has no converter module for; with its op type from the graph."""
+    """The node onnx2tf failed on, with its op type from the graph: the ``graph_node`` the failing frame of
+    onnx2tf was converting, else the one its error log names, else the first of an op type it has no
+    converter module for, else the node producing a tensor the error names; else the stage it failed in."""
     missing = re.match(r"onnx2tf\.ops\.(\w+)$", getattr(exc, "name", None) or "") if isinstance(exc, ImportError) else None
     found = re.findall(r"onnx_op_name:\s*(\S+)", re.sub(r"\x1b\[[0-9;]*m", "", log))
-    if not found and not missing:
-        return {}
-    name = found[-1] if found else ""
-    # onnx2tf renames a leading "/" to "wa/" for SavedModel signatures
-    candidates = {name, "/" + name[3:]} if name.startswith("wa/") else {name}
+    in_frame = _node_in_traceback(exc)
     try:
         import onnx
 
         graph = onnx.load(str(onnx_path), load_external_data=False).graph
-        node = next((n for n in graph.node if (n.op_type == missing.group(1) if missing else n.name in candidates)), None)
-    except Exception:  # noqa: BLE001 - the name alone still helps
-        node = None
+    except Exception:  # noqa: BLE001 - the names alone still help
+        graph = None
+    if in_frame and not missing:
+        return in_frame
+    if not found and not missing:
+        return _node_of_tensor(str(exc), graph) or {"stage": _stage(exc)}
+    name = found[-1] if found else ""
+    # onnx2tf renames a leading "/" to "wa/" for SavedModel signatures
+    candidates = {name, "/" + name[3:]} if name.startswith("wa/") else {name}
+    nodes = list(graph.node) if graph is not None else []
+    node = next((n for n in nodes if (n.op_type == missing.group(1) if missing else n.name in candidates)), None)
     if node is None:
         return {"node": name, "op_type": missing.group(1) if missing else ""}
     return {"node": node.name, "op_type": node.op_type, **({"unsupported_op": True} if missing else {})}
+
+
+def _node_in_traceback(exc: BaseException) -> dict[str, str] | None:
+    """The deepest onnx2tf frame's ``graph_node`` (an onnx-graphsurgeon node: ``.name``, ``.op``)."""
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        node = tb.tb_frame.f_locals.get("graph_node")
+        if node is not None and isinstance(getattr(node, "op", None), str) and isinstance(getattr(node, "name", None), str):
+            found = {"node": re.sub(r"^wa/", "/", node.name), "op_type": node.op}
+        tb = tb.tb_next
+    return found
+
+
+def _node_of_tensor(message: str, graph: Any) -> dict[str, str] | None:
+    """The node producing (or, for a graph input, first reading) a tensor the error message names."""
+    if graph is None:
+        return None
+    for node in graph.node:
+        for tensor in [*node.output, node.name]:
+            if tensor and len(tensor) > 2 and re.search(rf"(?<![\w/.]){re.escape(tensor)}(?![\w/.])", message):
+                return {"node": node.name, "op_type": node.op_type}
+    return None
+
+
+def _stage(exc: BaseException) -> str:
+    """Where outside any node onnx2tf failed: the innermost onnx2tf or zoo function on the traceback."""
+    where, tb = "", exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "onnx2tf" in code.co_filename or code.co_filename.endswith("onnx2tf_worker.py"):
+            where = code.co_name
+        tb = tb.tb_next
+    return where or "setup"
 
 
 def _probe_feeds(onnx_path: Path) -> tuple[Any, dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from zoo import errors
 from zoo.converters.graph import EdgeContext, edge
@@ -90,14 +91,19 @@ def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise errors.UnsupportedError("int8 dynamic quantisation needs an fp32 graph; this one holds fp16 weights",
                                       hint="quantise the fp32 ONNX model instead")
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # the quantiser warns on the root logger
-    scratch = out_dir / ".unmerged"
+    scratch = out_dir / ".unmerged"  # working copies; removed, since the edge's directory is what gets published
+    folded = constants_as_initializers(model)
+    if folded:  # the quantiser finds weights only among initializers (PaddlePaddle's exporter writes Constant nodes)
+        scratch.mkdir(exist_ok=True)
+        src = scratch / "weights-as-initializers.onnx"
+        onnx.save(model, str(src))
     try:
         source = src
         if any(n.op_type == "Identity" for n in model.graph.node):
             full = onnx.load(str(src))  # with its external data: the copies need the tensors' bytes
             unmerged = unmerge_initializers(full)
             if unmerged:
-                scratch.mkdir()
+                scratch.mkdir(exist_ok=True)
                 source = scratch / "model.onnx"
                 onnx.save(full, str(source), save_as_external_data=full.ByteSize() > _PROTO_LIMIT,
                           location="model.onnx.data")
@@ -108,9 +114,22 @@ def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     except Exception as exc:  # noqa: BLE001
         raise _fail("int8 dynamic quantisation", "int8", exc) from exc
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)  # the edge's directory is what gets published
-    ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8"}
+        shutil.rmtree(scratch, ignore_errors=True)
+    ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8",
+                                   "constants_as_initializers": folded}
     return out
+
+
+def constants_as_initializers(model: Any) -> int:
+    """Move the main graph's ``Constant`` nodes holding a tensor into initializers, in place; how many."""
+    moved = [n for n in model.graph.node if n.op_type == "Constant" and len(n.attribute) == 1
+             and n.attribute[0].name == "value" and n.output]
+    for node in moved:
+        tensor = node.attribute[0].t
+        tensor.name = node.output[0]
+        model.graph.initializer.append(tensor)
+        model.graph.node.remove(node)
+    return len(moved)
 
 
 @edge("onnx", "onnx-opt", name="onnxruntime graph optimizer", primary="model.onnx", tools=("onnx", "onnxruntime"))

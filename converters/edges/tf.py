@@ -118,8 +118,10 @@ def _onnx2tf_error(result: dict[str, Any]) -> errors.ConversionError:
     node, op_type = result.get("node"), result.get("op_type")
     if result.get("unsupported_op"):
         what = f"onnx2tf has no converter for ONNX op {op_type} (node {node!r})"
-    else:
-        what = "onnx2tf cannot convert this model" + (f" at node {node!r} ({op_type or 'unknown op'})" if node else "")
+    elif node:
+        what = f"onnx2tf cannot convert this model at ONNX node {node!r} (op {op_type or 'unknown'})"
+    else:  # no node was being converted: name the stage, so the message still says where
+        what = f"onnx2tf cannot convert this model outside any single ONNX node (in {result.get('stage') or 'setup'})"
     return errors.ConversionError(
         f"{what}: {result['error']}",
         hint="onnx2tf lacks a TensorFlow translation for this node's pattern (dynamic shapes, text models' masks); "
@@ -195,3 +197,44 @@ def saved_model_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise _fail("tf2onnx", f"exit status {proc.returncode}: {' | '.join(lines[-3:])[:400]}")
     ctx.info["tf->onnx"] = {"exporter": "tf2onnx", "tf2onnx": dist_version("tf2onnx"), "opset": ctx.opset}
     return out
+
+
+@edge("tflite", "onnx", name="tf2onnx (TFLite reader)", primary="model.onnx", tools=("tf2onnx", "tensorflow", "onnx"))
+def tflite_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    """tf2onnx's TFLite reader; the ONNX inputs and outputs take the ``.tflite`` file's signature names
+    (tf2onnx names them after tensors: ``serving_default_x:0``), so both take the same feeds."""
+    import onnx
+
+    from zoo.converters.loaders.tflite_file import tflite_signature
+    from zoo.versions import dist_version
+
+    out = out_dir / "model.onnx"
+    proc = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(src), "--opset", str(ctx.opset),
+                           "--output", str(out)], cwd=out_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=_child_env())
+    if proc.returncode != 0 or not out.is_file():
+        lines = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln] or proc.stderr.splitlines()[-3:]
+        raise _fail("tf2onnx", f"exit status {proc.returncode}: {' | '.join(lines[-3:])[:400]}",
+                    hint="the .tflite file may use an op tf2onnx cannot read (custom ops, some quantised kernels)")
+    _, _, _, names = tflite_signature(src)
+    model = onnx.load(str(out))
+    renamed = {old: new for old, new in names.items() if old != new}
+    for value in [*model.graph.input, *model.graph.output]:
+        value.name = renamed.get(value.name, value.name)
+    for node in _all_graph_nodes(model.graph):
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    onnx.save(model, str(out))
+    ctx.info["tflite->onnx"] = {"exporter": "tf2onnx", "tf2onnx": dist_version("tf2onnx"), "opset": ctx.opset,
+                                "renamed": renamed}
+    return out
+
+
+def _all_graph_nodes(graph: Any) -> list[Any]:
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                nodes.extend(_all_graph_nodes(sub))
+    return nodes

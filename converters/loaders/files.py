@@ -25,6 +25,7 @@ class OpenedSource:
     reference: Callable[[dict[str, Any]], list[Any]]
     metadata: dict[str, str] = field(default_factory=dict)  # zoo.* metadata carried over to ONNX results
     dtype: str = "float32"  # the source's own precision class: results are checked at least this loosely
+    graph: Any = None  # an ONNX source's ModelProto: its graph tells parity what inputs fit
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def open_onnx(path: Path) -> OpenedSource:
     spec, outputs, meta = onnx_signature(model)
     # The reference session is made on first use: a graph onnxruntime cannot load (an op only a
     # converter might refuse) is then reported by that converter, naming every such node.
-    return OpenedSource(path, spec, outputs, _on_first_use(lambda: onnx_runner(path)), meta, onnx_precision(model))
+    return OpenedSource(path, spec, outputs, _on_first_use(lambda: onnx_runner(path)), meta, onnx_precision(model), model)
 
 
 def _on_first_use(make: Callable[[], Callable[[dict[str, Any]], list[Any]]]) -> Callable[[dict[str, Any]], list[Any]]:
@@ -112,6 +113,15 @@ def open_pt2(path: Path) -> OpenedSource:
     return OpenedSource(path, spec, outputs, pt2_runner(path, [s["name"] for s in spec]), meta)
 
 
+def open_tflite(path: Path) -> OpenedSource:
+    from zoo.converters.loaders.tflite_file import tflite_precision, tflite_signature
+    from zoo.converters.parity.runners import tflite_runner
+
+    spec, outputs, meta, _ = tflite_signature(path)
+    runner = tflite_runner(path, [s["name"] for s in spec], outputs)
+    return OpenedSource(path, spec, outputs, runner, meta, tflite_precision(path))
+
+
 def is_saved_model_dir(path: Path) -> bool:
     return path.is_dir() and (path / "saved_model.pb").is_file()
 
@@ -121,6 +131,7 @@ SOURCE_KINDS = [
     SourceKind("ONNX file", "onnx", lambda p: p.is_file() and p.suffix.lower() == ".onnx", open_onnx),
     SourceKind("TensorFlow SavedModel", "tf", is_saved_model_dir, open_saved_model),
     SourceKind("Keras file", "keras-model", lambda p: p.is_file() and p.suffix.lower() == ".keras", open_keras_file),
+    SourceKind("TFLite file", "tflite", lambda p: p.is_file() and p.suffix.lower() == ".tflite", open_tflite),
     SourceKind("torch.export program (.pt2) zoo wrote", "pt2", lambda p: p.is_file() and p.suffix.lower() == ".pt2", open_pt2),
 ]
 

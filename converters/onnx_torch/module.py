@@ -302,6 +302,7 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
     """Convert ``onnx_path`` and write the ``torch.export`` program to ``out_path``; return what was done."""
     import time
 
+    import onnx
     import torch
 
     from zoo.converters.loaders.pt2_archive import save_program
@@ -310,7 +311,8 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
     start = time.perf_counter()
     module = build_module(onnx_path)
     spec, _, metadata = onnx_signature(onnx_path)
-    feeds = file_input_sets(spec, {})[0].feeds
+    graph = onnx.load(str(onnx_path), load_external_data=False)  # its graph says what inputs fit (table ranges, sizes)
+    feeds = file_input_sets(spec, metadata, model=graph)[0].feeds
     example = tuple(torch.from_numpy(feeds[s["name"]]) for s in spec)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -326,7 +328,15 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
     shapes = _check_dynamic(program, spec)
     signature = {"inputs": spec, "outputs": module.output_names, "source": "onnx", "converter": CONVERTER,
                  "metadata": {k: v for k, v in metadata.items() if k.startswith("zoo.")}}
-    save_program(program, out_path, signature)
+    try:
+        save_program(program, out_path, signature)
+    except Exception as exc:  # noqa: BLE001 - torch.export.save overflows on some programs, among others
+        if errors.storage_cause(exc) is not None:
+            raise
+        raise errors.ConversionError(f"{CONVERTER}: torch.export.save could not write {out_path.name}: "
+                                     f"{type(exc).__name__}: {str(exc)[:300]}",
+                                     hint="the program converted but could not be saved; convert to onnx instead, "
+                                          "or report the model with this message") from exc
     ops = sorted({n.op_type for n in module.nodes})
     return {"converter": CONVERTER, "torch": torch.__version__, "onnx_opset": module.nodes[0].opset if module.nodes else None,
             "ops": ops, "parameters": len(module.tensor_names), "exported_shapes": shapes,

@@ -34,6 +34,7 @@ from zoo.converters.parity.tolerance import (
     DEFAULT_TOLERANCES,
     Tolerance,
     default_tolerance,
+    effective_tolerance,
     requested_tolerance,
 )
 from zoo.errors import UsageError
@@ -56,6 +57,7 @@ class _Context:
     output_names: tuple[str, ...]
     classifiers: frozenset
     min_top1_agreement: float | None
+    reference_outputs: Mapping[str, Sequence[Any]]  # input set name -> the reference's outputs, run before
 
 
 def check_parity(
@@ -68,19 +70,41 @@ def check_parity(
     classifier_outputs: Iterable[str | int] = (),
     versions: Mapping[str, str] | None = None,
     min_top1_agreement: float | None = None,
+    reference_outputs: Mapping[str, Sequence[Any]] | None = None,
+    task: str | None = None,
+    precision: str | None = None,
+    require_samples: bool = False,
+    input_notes: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> ParityReport:
     """Run both models on every input set and compare every output.
 
     ``tolerance`` is a :class:`Tolerance`, a dtype name for
-    :func:`default_tolerance`, or None for float32. ``classifier_outputs``
-    (names or indices) get top-1/top-5 agreement figures; those only fail a
-    check when ``min_top1_agreement`` is set, and then only on "sample" input
-    sets (random-weight models on random inputs have near-ties). Never raises
-    on a mismatch or on either model raising; raises :class:`UsageError` only
-    for a call that cannot mean anything (no input sets, a bad tolerance).
+    :func:`default_tolerance`, or None for float32; it is scaled per output, or
+    per slice of an output that mixes quantities (``tolerance`` module).
+    Positions a set's attention mask marks as padding are left out of
+    outputs aligned with its tokens. ``classifier_outputs`` (names or indices)
+    get top-1/top-5 agreement figures; those only fail a check when
+    ``min_top1_agreement`` is set, and then only on "sample" input sets
+    (random-weight models on random inputs have near-ties).
+
+    Beside the elementwise comparison, task checks (``tasks``: detections
+    matched, masks, embeddings at real tokens, decoded strings) run on the
+    sample sets, chosen from ``task`` and the outputs' shapes; ``precision``
+    (default: the tolerance's dtype) picks their thresholds.
+    ``require_samples`` (reduced-precision candidates) fails a report with no
+    sample input set. ``reference_outputs`` (set name -> outputs) are the
+    reference's outputs computed before (``reference.run_source``): the
+    reference is not run again on those sets. ``input_notes`` (input name ->
+    how it was made) go into the report.
+
+    Never raises on a mismatch or on either model raising; raises
+    :class:`UsageError` only for a call that cannot mean anything (no input
+    sets, a bad tolerance).
     """
     np = _np()
     base = tolerance if isinstance(tolerance, Tolerance) else default_tolerance(tolerance or "float32")
+    precision = precision or (tolerance if isinstance(tolerance, str) else "float32")
     sets = list(input_sets)
     if not sets:
         raise UsageError("check_parity needs at least one input set",
@@ -89,12 +113,14 @@ def check_parity(
         output_names = [output_names]
     if isinstance(classifier_outputs, (str, int)):
         classifier_outputs = [classifier_outputs]
-    ctx = _Context(base, tuple(output_names or ()), frozenset(classifier_outputs), min_top1_agreement)
+    ctx = _Context(base, tuple(output_names or ()), frozenset(classifier_outputs), min_top1_agreement,
+                   reference_outputs or {})
     started = time.perf_counter()
     inputs_sha256 = hash_inputs(np, sets)
     checks: list[OutputMetrics] = []
     errors: list[str] = []
     seen: list[list] = []  # the reference's outputs, to tell whether they depend on the input at all
+    ran: list[tuple[InputSet, list, list]] = []  # (set, reference outputs, candidate outputs) for the task checks
 
     def recording(feeds: Feeds) -> Any:
         out = reference(feeds)
@@ -102,16 +128,18 @@ def check_parity(
         return out
 
     for input_set in sets:
-        set_checks, error = _check_input_set(recording, candidate, input_set, ctx)
+        set_checks, error, pair = _check_input_set(recording, candidate, input_set, ctx, seen)
         checks.extend(set_checks)
         if error:
             errors.append(error)
+        if pair is not None:
+            ran.append((input_set, *pair))
     outputs = aggregate(checks)
-    constant = _input_independent(np, seen, _names(ctx.output_names, max((len(o) for o in seen), default=0)))
-    warnings = [f"output {name!r} is the same for every input: it cannot show a conversion error" for name in constant]
-    if constant and len(constant) == len(outputs):
-        errors.append("every reference output is the same for every input (an untrained or degenerate model?): "
-                      "this check would prove nothing")
+    names = _names(ctx.output_names, max((len(o) for o in seen), default=0))
+    warnings, tasks = _findings(np, seen, names, outputs, errors, ran, task, precision, metadata)
+    if require_samples and not any(s.kind == "sample" for s in sets):
+        errors.append(f"a {precision} candidate must be checked on real samples at a real input size, and there are "
+                      "none for this model: pass --samples DIR or --inputs FILE.npz")
     return ParityReport(
         warnings=warnings,
         passed=bool(checks) and not errors and all(c.passed for c in checks),
@@ -124,23 +152,50 @@ def check_parity(
         elapsed_s=time.perf_counter() - started,
         error="; ".join(errors) or None,
         versions={str(k): str(v) for k, v in (versions or {}).items()},
+        tasks=[t.to_dict() for t in tasks],
+        inputs=dict(input_notes or {}),
+        precision=precision,
     )
 
 
-def _check_input_set(reference: ModelFn, candidate: ModelFn, input_set: InputSet,
-                     ctx: _Context) -> tuple[list[OutputMetrics], str | None]:
-    refs, error = _call(reference, input_set.feeds)
+def _findings(np: Any, seen: list[list], names: list[str], outputs: dict, errors: list[str], ran: list,
+              task: str | None, precision: str, metadata: Mapping[str, str] | None) -> tuple[list[str], list]:
+    """Warnings (outputs that ignore the input, task checks with nothing to compare) and the task checks;
+    appends what fails the report to ``errors``."""
+    from zoo.converters.parity.tasks import run_task_checks
+
+    constant = _input_independent(np, seen, names)
+    warnings = [f"output {name!r} is the same for every input: it cannot show a conversion error" for name in constant]
+    if constant and len(constant) == len(outputs):
+        errors.append("every reference output is the same for every input (an untrained or degenerate model?): "
+                      "this check would prove nothing")
+    tasks = run_task_checks(task, names, ran, precision, dict(metadata or {}))
+    for result in tasks:
+        if result.passed is None and result.reason:
+            warnings.append(f"{result.check} check on {result.input_set}: {result.reason}")
+        elif result.passed is False:
+            errors.append(f"{result.check} check failed on {result.input_set} ({result.output}): {result.reason}")
+    return warnings, tasks
+
+
+def _check_input_set(reference: ModelFn, candidate: ModelFn, input_set: InputSet, ctx: _Context,
+                     seen: list[list]) -> tuple[list[OutputMetrics], str | None, tuple[list, list] | None]:
+    if input_set.name in ctx.reference_outputs:
+        refs = [_np().asarray(r) for r in ctx.reference_outputs[input_set.name]]
+        seen.append(refs)
+    else:
+        refs, error = _call(reference, input_set.feeds)
     if refs is None:
         names = list(ctx.output_names) or ["*"]
         reason = f"reference raised: {error}"
         return [_unmeasured(n, input_set, None, None, ctx, reason) for n in names], \
-            f"reference raised on {input_set.name}: {error}"
+            f"reference raised on {input_set.name}: {error}", None
     outs, error = _call(candidate, input_set.feeds)
     if outs is None:
         names = _names(ctx.output_names, len(refs))
         reason = f"candidate raised: {error}"
         return [_unmeasured(n, input_set, r, None, ctx, reason) for n, r in zip(names, refs)], \
-            f"candidate raised on {input_set.name}: {error}"
+            f"candidate raised on {input_set.name}: {error}", None
     checks = []
     for i, name in enumerate(_names(ctx.output_names, max(len(refs), len(outs)))):
         if i >= len(outs) or i >= len(refs):
@@ -154,7 +209,7 @@ def _check_input_set(reference: ModelFn, candidate: ModelFn, input_set: InputSet
         except Exception as exc:  # a dtype numpy cannot subtract, say; still a report
             reason = f"could not compare: {type(exc).__name__}: {exc}"
             checks.append(_unmeasured(name, input_set, refs[i], outs[i], ctx, reason))
-    return checks, None
+    return checks, None, (refs, outs)
 
 
 def _input_independent(np: Any, seen: list[list], names: list[str]) -> list[str]:
@@ -210,23 +265,25 @@ def _compare(name: str, index: int, input_set: InputSet, ref: np.ndarray, out: n
         return _unmeasured(name, input_set, ref, out, ctx, reason)
     exact = ref.dtype.kind in "biu"
     r, c = ref.astype(np.float64), out.astype(np.float64)
-    finite = np.isfinite(r) & np.isfinite(c)
-    scale = float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0))
+    tokens = token_mask(np, input_set, ref.shape)
+    real = np.ones(ref.shape, bool) if tokens is None else np.broadcast_to(tokens, ref.shape)
+    masked = int(ref.size - real.sum())
+    finite = np.isfinite(r) & np.isfinite(c) & real
     if exact:
-        atol, rtol = 0.0, 0.0
+        atol, rtol, axis, atol_min = np.zeros(ref.shape), 0.0, None, 0.0
     else:
-        tol = ctx.tolerance
-        atol, rtol = tol.atol * (max(1.0, scale) if tol.scaled else 1.0), tol.rtol
+        eff = effective_tolerance(np.where(real, r, 0.0), ctx.tolerance)
+        atol, rtol, axis, atol_min = np.broadcast_to(eff.atol, ref.shape), eff.rtol, eff.axis, eff.atol_min
     diff, absr = np.abs(c[finite] - r[finite]), np.abs(r[finite])
-    allowed = atol + rtol * absr
+    allowed = atol[finite] + rtol * absr
     bad = (ref != out)[finite] if exact else diff > allowed
     nonzero = absr > 0
     top1, top5 = (None, None)
     if name in ctx.classifiers or index in ctx.classifiers:
         top1, top5 = _agreement(np, r, c)
-    reasons = [_nonfinite_reason(np, r, c)]
+    reasons = [_nonfinite_reason(np, np.where(real, r, 0.0), np.where(real, c, 0.0))]
     if bad.any():
-        reasons.append(_tolerance_reason(diff, bad, atol, rtol, exact))
+        reasons.append(_tolerance_reason(diff, bad, allowed, rtol, exact, axis))
     if (ctx.min_top1_agreement is not None and input_set.kind == "sample" and top1 is not None
             and top1 < ctx.min_top1_agreement):
         reasons.append(f"top-1 agreement {top1:.0%} < required {ctx.min_top1_agreement:.0%}")
@@ -238,9 +295,22 @@ def _compare(name: str, index: int, input_set: InputSet, ref: np.ndarray, out: n
         max_rel_diff=float((diff[nonzero] / absr[nonzero]).max(initial=0.0)),
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         cosine=_cosine(np, r[finite], c[finite]),
-        top1_agreement=top1, top5_agreement=top5, atol=atol, rtol=rtol,
+        top1_agreement=top1, top5_agreement=top5, atol=float(atol.max(initial=0.0)), rtol=rtol,
         passed=not reasons, reason="; ".join(reasons) or None,
-        worst_ratio=_worst_ratio(np, diff, allowed))
+        worst_ratio=_worst_ratio(np, diff, allowed), atol_min=float(atol_min), scale_axis=axis, masked=masked)
+
+
+def token_mask(np: Any, input_set: InputSet, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Where an output aligned with a set's tokens holds real tokens: the set's attention mask
+    ``[batch, tokens]`` (ones at real tokens) shaped to broadcast over ``shape``, when the mask has padding
+    and the output's first two axes are ``[batch, tokens]``; None otherwise (every position counts)."""
+    for key, value in input_set.feeds.items():
+        arr = np.asarray(value)
+        if "mask" not in key.lower() or arr.ndim != 2 or arr.dtype.kind not in "biu" or arr.all():
+            continue
+        if len(shape) >= 2 and tuple(shape[:2]) == arr.shape:
+            return arr.astype(bool).reshape(arr.shape + (1,) * (len(shape) - 2))
+    return None
 
 
 def _nonfinite_reason(np: Any, r: np.ndarray, c: np.ndarray) -> str | None:
@@ -257,12 +327,15 @@ def _nonfinite_reason(np: Any, r: np.ndarray, c: np.ndarray) -> str | None:
     return "; ".join(parts) or None
 
 
-def _tolerance_reason(diff: np.ndarray, bad: np.ndarray, atol: float, rtol: float, exact: bool) -> str:
+def _tolerance_reason(diff: np.ndarray, bad: np.ndarray, allowed: np.ndarray, rtol: float, exact: bool,
+                      axis: int | None) -> str:
     count, total, worst = int(bad.sum()), bad.size, float(diff.max(initial=0.0))
     if exact:
         return f"integer output differs at {count} of {total} elements (max abs diff {worst:g})"
-    return (f"max abs diff {worst:.2e} > atol {atol:.1e} + rtol {rtol:.1e}*|ref| "
-            f"({count} of {total} elements out of tolerance)")
+    at = int(_np().argmax(_np().where(bad, diff / _np().maximum(allowed, 1e-300), -1.0)))
+    where = "" if axis is None else f" of its slice along axis {axis}"
+    return (f"abs diff {diff[at]:.2e} > {allowed[at]:.1e} allowed there (atol{where} + rtol {rtol:.1e}*|ref|); "
+            f"max abs diff {worst:.2e} ({count} of {total} elements out of tolerance)")
 
 
 def _worst_ratio(np: Any, diff: np.ndarray, allowed: np.ndarray) -> float:

@@ -1,9 +1,13 @@
 """The inputs parity is checked on: seeded random batches at several batch
-sizes (and sequence lengths), plus a real sample: zoo's generated images
-through the model's own preprocessing, or tokenised sentences."""
+sizes (and sequence lengths), plus real samples: zoo's generated images and
+real photographs through the model's own preprocessing, or tokenised
+sentences. Models known only by their signature (files) get theirs from
+``infer``/``sampling``; :func:`apply_input_request` applies what the user said
+(``--input``, ``--inputs``, ``--samples``) to a registry model's sets."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -59,9 +63,8 @@ def keras_preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _keras_sets(record: ModelRecord) -> list[InputSet]:
-    from PIL import Image
 
-    from zoo.converters.parity.samples import sample_images
+    from zoo.converters.parity.samples import sample_images, sample_photos
 
     _, h, w, c = record.input_spec[0]["shape"]
     sets = random_input_sets([{"name": "input", "shape": ["batch", h, w, c], "dtype": "float32"}])
@@ -69,20 +72,31 @@ def _keras_sets(record: ModelRecord) -> list[InputSet]:
     if mode == "none":  # the model expects raw pixels: random inputs in that range too
         for s in sets:
             s.feeds["input"] = (np.clip(s.feeds["input"] * 64 + 128, 0, 255)).astype(np.float32)
-    images = [img.convert("RGB").resize((w, h), Image.BILINEAR) for _, img in sample_images(SAMPLE_IMAGES, size=max(h, w))]
-    pixels = np.stack([np.asarray(img, dtype=np.float32) for img in images])
-    sets.append(InputSet("sample-images", {"input": keras_preprocess(pixels, mode).astype(np.float32)}, kind="sample"))
+    sets.append(InputSet("sample-images", {"input": keras_images(sample_images(SAMPLE_IMAGES, size=max(h, w)), h, w, mode)},
+                         kind="sample"))
+    sets.append(InputSet("sample-photos", {"input": keras_images(sample_photos(SAMPLE_IMAGES), h, w, mode)}, kind="sample"))
     return sets
 
 
+def keras_images(images: list, h: int, w: int, mode: str) -> np.ndarray:
+    """Images resized to ``h`` x ``w`` (bilinear) through keras.applications' ``preprocess_input`` mode."""
+    from PIL import Image
+
+    resized = [img.convert("RGB").resize((w, h), Image.BILINEAR) for _, img in images]
+    pixels = np.stack([np.asarray(img, dtype=np.float32) for img in resized])
+    return keras_preprocess(pixels, mode).astype(np.float32)
+
+
 def _image_sets(record: ModelRecord) -> list[InputSet]:
-    from zoo.converters.parity.samples import preprocess_images, sample_images
+    from zoo.converters.parity.samples import preprocess_images, sample_images, sample_photos
 
     item = record.input_spec[0]
     sets = random_input_sets([{"name": item["name"], "shape": item["shape"], "dtype": "float32"}])
     cfg = image_preprocessing(record)
     images = [img for _, img in sample_images(SAMPLE_IMAGES, size=max(cfg["input_size"][1:]) + 32)]
     sets.append(InputSet("sample-images", {item["name"]: preprocess_images(images, **cfg).astype(np.float32)}, kind="sample"))
+    photos = sample_photos(SAMPLE_IMAGES)
+    sets.append(InputSet("sample-photos", {item["name"]: preprocess_images(photos, **cfg).astype(np.float32)}, kind="sample"))
     return sets
 
 
@@ -136,30 +150,106 @@ def file_signature(path: Any) -> tuple[list[dict[str, Any]], list[str], dict[str
     return onnx_signature(path)
 
 
-def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str]) -> list[InputSet]:
-    """Random sets from the file's own signature, plus zoo's sample images when
-    the file carries zoo's preprocessing metadata."""
-    import json
+def file_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str], model: Any = None) -> list[InputSet]:
+    """The sets zoo makes up for a model known by its signature (``sampling.signature_input_sets``)."""
+    from zoo.converters.parity.sampling import signature_input_sets
 
-    named = []
-    for item in spec:
-        shape = [("batch" if i == 0 else "sequence") if isinstance(d, str) or d is None else d
-                 for i, d in enumerate(item["shape"])]
-        entry = {"name": item["name"], "shape": shape, "dtype": item["dtype"]}
-        if item["dtype"].startswith("int"):  # valid for any mask, type-id or vocabulary input
-            name = item["name"].lower()
-            low, high = (1, 2) if "mask" in name else (0, 100) if "ids" in name and "type" not in name else (0, 2)
-            entry.update(low=low, high=high)
-        named.append(entry)
-    sets = random_input_sets(named, seq_lens=(16, 7, 33))
-    pre = json.loads(metadata.get("zoo.preprocessing") or "{}")
-    if len(spec) == 1 and spec[0]["dtype"] == "float32" and "input_size" in pre:
-        from zoo.converters.parity.samples import preprocess_images, sample_images
+    return signature_input_sets(spec, metadata, model=model)[0]
 
-        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
-        images = [img for _, img in sample_images(SAMPLE_IMAGES, size=max(cfg["input_size"][1:]) + 32)]
-        sets.append(InputSet("sample-images", {spec[0]["name"]: preprocess_images(images, **cfg).astype(np.float32)}, kind="sample"))
-    return sets
+
+# --- what the user said, for a registry model ---------------------------------------------------------
+def record_input_notes(record: ModelRecord | None, sets: list[InputSet]) -> dict[str, str]:
+    """How a registry model's sets were made, per input."""
+    if not sets:
+        return {}
+    kinds = ", ".join(s.name for s in sets)
+    notes = {}
+    for name, value in sets[0].feeds.items():
+        if name == "input_ids":
+            how = "token ids uniform in the vocabulary; sample-sentences: zoo's sentences through the model's tokenizer"
+        elif name in ("attention_mask", "token_type_ids"):
+            how = "ones" if name == "attention_mask" else "zeros"
+            how += "; sample-sentences: from the tokenizer (padded)"
+        elif record is not None and record.library == "keras":
+            how = f"an image through keras preprocess_input ({record.preprocessing.get('mode', 'tf')}); " \
+                  "sample-images and sample-photos: zoo's images and real photographs"
+        else:
+            how = "an image: standard normal (after normalisation); sample-images and sample-photos: zoo's " \
+                  "images and real photographs through the model's own preprocessing"
+        notes[name] = f"{value.dtype} {list(value.shape[1:])} per item, sets {kinds}: {how}"
+    return notes
+
+
+def apply_input_request(opened: Any, request: Any, record: ModelRecord | None) -> None:
+    """Apply ``--input``/``--inputs``/``--samples`` to a registry model's sets, in place (file sources apply
+    them while inferring theirs: ``opened.inputs_requested``)."""
+    if opened.inputs_requested:
+        return
+    if not opened.input_notes:
+        opened.input_notes = record_input_notes(record, opened.input_sets)
+    if not request:
+        return
+    from zoo.converters.parity.specs import npz_input_sets
+
+    spec = [{"name": n, "dtype": str(v.dtype), "shape": list(v.shape)} for n, v in opened.input_sets[0].feeds.items()]
+    if request.inputs_file is not None:
+        opened.input_sets = npz_input_sets(request.inputs_file, spec)
+        opened.input_notes = {s["name"]: f"from --inputs {request.inputs_file.name}" for s in spec}
+        return
+    for given in request.specs:
+        if given.name not in opened.input_sets[0].feeds:
+            raise UsageError(f"--input {given.name}: the model has no such input",
+                             hint=f"its inputs are {', '.join(opened.input_names)}")
+        for index, input_set in enumerate(opened.input_sets):
+            input_set.feeds[given.name] = _given_array(given, input_set.feeds[given.name], 100 + index, index)
+        opened.input_notes[given.name] = given.describe()
+    if request.samples_dir is not None:
+        samples = _record_samples(record, request.samples_dir, opened)
+        opened.input_sets = [s for s in opened.input_sets if s.kind != "sample"] + samples
+        for name in samples[0].feeds if samples else ():
+            opened.input_notes[name] = opened.input_notes.get(name, "") + f"; {samples[0].name}: from --samples"
+
+
+def _given_array(given: Any, current: np.ndarray, seed: int, index: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if given.shape is None:
+        shape = current.shape
+    else:
+        shape = tuple(d if isinstance(d, int) else (current.shape[i] if i < current.ndim else current.shape[0])
+                      for i, d in enumerate(given.shape))
+    dtype = np.dtype(given.dtype or str(current.dtype))
+    if given.values:
+        return np.full(shape, given.values[index % len(given.values)], dtype)
+    if given.low is not None:
+        if dtype.kind in "iu":
+            return rng.integers(int(given.low), int(given.high), shape).astype(dtype)
+        return rng.uniform(given.low, given.high, shape).astype(dtype)
+    return current.reshape(shape).astype(dtype) if current.size == math.prod(shape) else \
+        rng.standard_normal(shape).astype(dtype)
+
+
+def _record_samples(record: ModelRecord | None, directory: Any, opened: Any) -> list[InputSet]:
+    """A registry model's samples from ``--samples DIR``: images through its preprocessing, lines through its tokenizer."""
+    from zoo.converters.parity.specs import read_images, read_lines, sample_files
+
+    found = sample_files(directory)
+    names = list(opened.input_sets[0].feeds)
+    tokenizer = getattr(opened.torch_model, "tokenizer", None)
+    if "input_ids" in names and found["text"] and tokenizer is not None:
+        enc = tokenizer(read_lines(found["text"]), padding=True, truncation=True, max_length=128, return_tensors="np")
+        return [InputSet("samples-text", {n: np.asarray(enc[n], dtype=np.int64) for n in names}, kind="sample")]
+    if found["image"] and record is not None and len(names) == 1:
+        images = read_images(found["image"])
+        if record.library == "keras":
+            _, h, w, _ = record.input_spec[0]["shape"]
+            array = keras_images(images, h, w, record.preprocessing.get("mode", "tf"))
+        else:
+            from zoo.converters.parity.samples import preprocess_images
+
+            array = preprocess_images(images, **image_preprocessing(record)).astype(np.float32)
+        return [InputSet("samples-images", {names[0]: array}, kind="sample")]
+    raise UsageError(f"--samples {directory}: none of its files fits the model's inputs ({', '.join(names)})",
+                     hint="images for image models, .txt lines for text models")
 
 
 # --- random inputs ---------------------------------------------------------------
@@ -238,4 +328,4 @@ def _resolve_dim(dim: Any, axis: int, name: str, sizes: dict[str, int], dims: Ma
     if isinstance(dim, str) and dim.lower() in _SEQUENCE_DIMS:
         return sizes["sequence"]
     raise UsageError(f"input {name!r} has a dimension {dim!r} at axis {axis} with no size",
-                     hint="give a number, name it 'batch' or 'sequence', or pass dims={name: size}")
+                     hint="give its size with --input NAME:SHAPE (e.g. --input x:1x3x224x224)")

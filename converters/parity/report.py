@@ -20,7 +20,7 @@ class InputSet:
 
     name: str  # e.g. "random-b2-s0", "sample-images"
     feeds: dict[str, np.ndarray]  # input name -> array
-    kind: str = "random"  # "random" | "sample"
+    kind: str = "random"  # "random" | "sample" (real data: photographs, sentences, the user's inputs)
 
 
 @dataclass
@@ -45,10 +45,13 @@ class OutputMetrics:
     passed: bool
     reason: str | None
     worst_ratio: float = math.nan  # max |d| / (atol + rtol*|ref|): <= 1 passes, inf = exact mismatch
+    atol_min: float = math.nan  # the smallest effective atol of the output (== atol unless scaled per slice)
+    scale_axis: int | None = None  # the field axis atol was scaled along per slice, None: one scale
+    masked: int = 0  # elements left out: padding positions of the set's attention mask
 
 
 _FLOAT_FIELDS = frozenset({"max_abs_diff", "max_rel_diff", "mean_abs_diff", "cosine", "top1_agreement",
-                           "top5_agreement", "atol", "rtol", "worst_ratio"})
+                           "top5_agreement", "atol", "rtol", "worst_ratio", "atol_min"})
 
 
 @dataclass
@@ -68,6 +71,9 @@ class ParityReport:
     error: str | None = None  # set when the reference or the candidate raised
     versions: dict[str, str] = field(default_factory=dict)  # e.g. {"torch": ..., "onnxruntime": ...}
     warnings: list[str] = field(default_factory=list)  # e.g. an output that does not depend on the input
+    tasks: list[dict] = field(default_factory=list)  # task checks on the samples (tasks.TaskResult.to_dict)
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> where its values came from
+    precision: str = "float32"  # the candidate's precision class: task thresholds, the samples rule
 
     def to_dict(self) -> dict:
         data = {
@@ -82,6 +88,9 @@ class ParityReport:
             "error": self.error,
             "versions": dict(self.versions),
             "warnings": list(self.warnings),
+            "tasks": list(self.tasks),
+            "inputs": dict(self.inputs),
+            "precision": self.precision,
         }
         return json_safe(data)
 
@@ -100,6 +109,9 @@ class ParityReport:
             error=d.get("error"),
             versions=dict(d.get("versions") or {}),
             warnings=list(d.get("warnings") or []),
+            tasks=list(d.get("tasks") or []),
+            inputs=dict(d.get("inputs") or {}),
+            precision=d.get("precision") or "float32",
         )
 
     def worst(self, n: int = 3) -> list[OutputMetrics]:
@@ -120,6 +132,9 @@ class ParityReport:
             top1 = min_present(o.get("top1_agreement") for o in self.outputs.values())
             if top1 is not None:
                 line += f", top-1 agreement {top1:.0%}"
+            checked = [t["check"] for t in self.tasks if t.get("passed")]
+            if checked:
+                line += f", task checks passed: {', '.join(sorted(set(checked)))}"
             return line
         if self.error and not self.checks:
             return f"parity FAILED: {self.error}"
@@ -130,6 +145,10 @@ class ParityReport:
             line += f"; worst: {worst.output} on {worst.input_set}: {worst.reason}"
         elif self.error:
             line += f"; {self.error}"
+        tasks = [t for t in self.tasks if t.get("passed") is False]
+        if tasks and (worst is None or not worst.passed):
+            t = tasks[0]
+            line += f"; {t['check']} check failed on {t['input_set']}: {t['reason']}"
         return line
 
 
@@ -148,8 +167,19 @@ def aggregate(checks: list[OutputMetrics]) -> dict[str, dict]:
             "top5_agreement": min_present(c.top5_agreement for c in mine),
             "checks": len(mine),
             "passed": all(c.passed for c in mine),
+            "atol": nanmax(c.atol for c in mine),  # the effective tolerance (largest, smallest over slices)
+            "atol_min": nanmin(c.atol if math.isnan(c.atol_min) else c.atol_min for c in mine),
+            "scale": _scale_label(mine),
+            "masked": max(c.masked for c in mine),
         }
     return outputs
+
+
+def _scale_label(checks: list[OutputMetrics]) -> str:
+    axes = sorted({c.scale_axis for c in checks if c.scale_axis is not None})
+    if not axes:
+        return "one scale for the output"
+    return "per slice along axis " + ", ".join(str(a) for a in axes) + " (the output mixes quantities)"
 
 
 def describe_set(input_set: InputSet) -> dict:

@@ -4,10 +4,13 @@ Random tensors test that a conversion computes the same function; samples test
 it on inputs shaped like the real thing (smooth regions, edges, saturated
 colours, real words), where classifier top-1 agreement means something.
 
-Licence: everything here is made by zoo's own code (images are drawn
-procedurally, sentences were written for zoo), so no third-party rights
-attach. It is dedicated to the public domain under CC0 1.0
-(https://creativecommons.org/publicdomain/zero/1.0/); see ``SAMPLE_LICENSE``.
+Licence: the generated samples are made by zoo's own code (images are drawn
+procedurally, audio is synthesised, sentences were written for zoo), so no
+third-party rights attach. They are dedicated to the public domain under CC0
+1.0 (https://creativecommons.org/publicdomain/zero/1.0/); see
+``SAMPLE_LICENSE``. The photographs (``sample_photos``, ``photos/``) are
+public-domain or CC0 images that scikit-image ships, each named with its
+source and licence in ``photos/README.md`` and ``PHOTOS``.
 
 ``preprocess_image`` replicates timm's eval transform
 (``timm.data.create_transform(is_training=False, ...)``: resize, centre crop,
@@ -43,6 +46,14 @@ SAMPLE_SENTENCES: list[str] = [
     "Although the train was forty minutes late, nobody on the platform complained; the sunset over "
     "the river was worth the wait, and a violinist near the stairs played until the doors finally opened.",
 ]
+
+# name -> (what it shows, licence); the files are in photos/, listed with their sources in photos/README.md
+PHOTOS: dict[str, tuple[str, str]] = {
+    "astronaut": ("a person (astronaut Eileen Collins)", "public domain (NASA)"),
+    "coffee": ("objects: a coffee cup, saucer and spoon", "CC0 (Rachel Michetti)"),
+    "chelsea": ("an animal: a cat", "CC0 (Stefan van der Walt)"),
+    "rocket": ("a scene: a rocket launch", "public domain (SpaceX)"),
+}
 
 # Defaults mirror timm (timm.data.constants): ImageNet mean/std, crop 0.875.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -186,6 +197,62 @@ def _add_texture(np: Any, rng: Any, img: np.ndarray) -> np.ndarray:
             grain = sum(np.roll(grain, shift, axis=axis) for shift in range(-2, 3)) / 5.0
     grain = grain / (grain.std() + 1e-12)
     return img + 0.025 * grain[..., None] + 0.008 * rng.standard_normal(img.shape)
+
+
+# --- photographs and audio ---------------------------------------------------------
+def sample_photos(n: int = 4) -> list[tuple[str, Image.Image]]:
+    """Up to four real photographs (people, objects, an animal, a scene) as ``(name, RGB image)``,
+    at most 480 px on the longer side; see ``PHOTOS`` for what each shows and its licence."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(__file__).with_name("photos")
+    out = []
+    for name in list(PHOTOS)[:max(0, n)]:
+        with Image.open(folder / f"{name}.jpg") as img:
+            out.append((name, img.convert("RGB")))
+    return out
+
+
+def image_array(images: Iterable[Any], *, height: int, width: int, channels: int = 3, layout: str = "NCHW",
+                low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """A float32 batch of ``images`` squashed to ``height`` x ``width`` (bilinear), pixel values mapped
+    linearly from 0..255 to ``low..high``: the preprocessing of a model whose own is unknown."""
+    import numpy as np
+    from PIL import Image
+
+    arrays = []
+    for item in images:
+        img = item[1] if isinstance(item, tuple) else item
+        img = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(img, dtype=np.float32).reshape(height, width, channels)
+        arrays.append(low + pixels / np.float32(255) * np.float32(high - low))
+    batch = np.stack(arrays).astype(np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if layout == "NCHW" else batch)
+
+
+def sample_audio(n: int = 2, *, rate: int = 16000, seconds: float = 1.0) -> np.ndarray:
+    """``n`` deterministic speech-like signals, float32 ``[n, rate * seconds]`` in [-1, 1]: voiced
+    syllables (a glottal pitch with vowel-like formant harmonics) under a syllable envelope, pauses
+    and a little breath noise, so voice activity, spectrogram front ends and ASR models see speech-shaped audio."""
+    import numpy as np
+
+    length = int(round(rate * seconds))
+    t = np.arange(length) / rate
+    out = np.zeros((n, length), np.float64)
+    for index in range(n):
+        rng = np.random.default_rng(104729 + index)
+        pitch = rng.uniform(95, 220) * (1 + 0.08 * np.sin(2 * math.pi * rng.uniform(2, 5) * t))
+        phase = 2 * math.pi * np.cumsum(pitch) / rate
+        formants = rng.uniform((500, 1200, 2400), (800, 1800, 3000))
+        voice = sum(np.sin(k * phase) / k * sum(np.exp(-((k * pitch - f) / 180.0) ** 2) for f in formants)
+                    for k in range(1, 30))
+        syllables = np.clip(np.sin(2 * math.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)), 0, None) ** 2
+        pause = (t > rng.uniform(0.3, 0.5) * seconds) & (t < rng.uniform(0.55, 0.7) * seconds)
+        signal = voice * syllables * ~pause + 0.01 * rng.standard_normal(length)
+        out[index] = 0.5 * signal / (np.abs(signal).max() + 1e-12)
+    return out.astype(np.float32)
 
 
 # --- preprocessing -------------------------------------------------------------------

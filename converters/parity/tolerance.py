@@ -6,18 +6,29 @@ NaN/inf must sit at the same positions (inf with the same sign); integer and
 bool outputs must be equal exactly.
 
 Magnitude scaling (``Tolerance.scaled``, on by default): ``atol_eff = atol *
-max(1, scale)`` where ``scale`` is ``max(|ref|)`` of that output on that input
-set. Float32 rounding error grows with the values computed, so the absolute
-error of logits in the hundreds is ~100x that of probabilities in [0, 1]; a
-fixed atol is either too strict for the first or too lax for the second.
-Scaling makes atol "relative to the output's magnitude", while ``rtol`` still
-gives large elements their own headroom. Outputs with ``scale <= 1`` keep the
-plain atol, so near-zero outputs are not held to an impossible standard.
+max(1, scale)``, where ``scale`` is the largest ``|ref|`` of the *quantity* the
+element belongs to, on that input set. Float32 rounding error grows with the
+values computed, so the absolute error of logits in the hundreds is ~100x that
+of probabilities in [0, 1]; a fixed atol is either too strict for the first or
+too lax for the second. Outputs with ``scale <= 1`` keep the plain atol.
+
+A quantity is one output, unless the output mixes quantities along a field
+axis: a detection head ``[batch, 4 + classes, anchors]`` packs box coordinates
+in pixels (hundreds) beside class scores in [0, 1]; one scale for the whole
+tensor would let box-sized errors pass in the scores. So for every axis but
+the first whose size is 2..1024, the scale of each slice along it is taken
+(``max(1, max|ref|)`` over the slice) and the slices are sorted by scale:
+wherever the next slice is at least ``MIX_RATIO`` times larger, a new group of
+slices (a new quantity) begins. When some axis has more than one group, the
+output is scaled along the axis whose groups lie furthest apart, each element
+by the largest scale of its own group. Logits or hidden units whose scales rise
+gradually form one group, and are scaled as one output.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from zoo.errors import UsageError
 
@@ -68,3 +79,62 @@ def requested_tolerance(dtype: str, atol: float | None = None, rtol: float | Non
     """The dtype's default tolerance with the user's overrides; an explicit atol is not scaled."""
     base = default_tolerance(dtype)
     return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol, scaled=atol is None)
+
+
+# --- the effective tolerance of one output ------------------------------------------------------
+MIX_RATIO = 10.0  # slice scales this far apart along an axis: the output mixes quantities
+MAX_FIELDS = 1024  # a field axis has at most this many slices (boxes+scores: 84; hidden units: 384..1024)
+
+
+@dataclass(frozen=True)
+class EffectiveTolerance:
+    """The atol each element of one output is held to (an array broadcastable to it, or a number)."""
+
+    atol: Any
+    rtol: float
+    axis: int | None  # the field axis scaled per slice, or None: one scale for the whole output
+    atol_min: float
+    atol_max: float
+
+    def describe(self) -> str:
+        if self.axis is None:
+            return f"atol {self.atol_max:.2g}"
+        return f"atol {self.atol_min:.2g}..{self.atol_max:.2g} per slice along axis {self.axis}"
+
+
+def effective_tolerance(ref: Any, tol: Tolerance) -> EffectiveTolerance:
+    """``tol`` made concrete for the reference output ``ref`` (float64, any shape): see the module docstring."""
+    import numpy as np
+
+    magnitude = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+    if not tol.scaled:
+        return EffectiveTolerance(tol.atol, tol.rtol, None, tol.atol, tol.atol)
+    whole = tol.atol * max(1.0, float(magnitude.max(initial=0.0)))
+    best_axis, best_gap, best_scales = None, MIX_RATIO, None
+    for axis in range(1, magnitude.ndim):
+        if not 2 <= magnitude.shape[axis] <= MAX_FIELDS:
+            continue
+        others = tuple(a for a in range(magnitude.ndim) if a != axis)
+        scales = np.maximum(1.0, magnitude.max(axis=others, initial=0.0))
+        ordered = np.sort(scales)
+        gap = float((ordered[1:] / ordered[:-1]).max())
+        if gap >= best_gap:
+            best_axis, best_gap, best_scales = axis, gap, scales
+    if best_axis is None:
+        return EffectiveTolerance(whole, tol.rtol, None, whole, whole)
+    shape = [1] * magnitude.ndim
+    shape[best_axis] = magnitude.shape[best_axis]
+    atol = tol.atol * group_scales(np, best_scales).reshape(shape)
+    return EffectiveTolerance(atol, tol.rtol, best_axis, float(atol.min()), float(atol.max()))
+
+
+def group_scales(np: Any, scales: Any) -> Any:
+    """Each slice's scale raised to the largest of its group: slices sorted by scale, a new group wherever the
+    next is ``MIX_RATIO`` times larger."""
+    order = np.argsort(scales, kind="stable")
+    ordered = scales[order]
+    group = np.concatenate([[0], np.cumsum(ordered[1:] / ordered[:-1] >= MIX_RATIO)])
+    top = np.array([ordered[group == g].max() for g in range(int(group.max()) + 1)])
+    out = np.empty_like(scales)
+    out[order] = top[group]
+    return out

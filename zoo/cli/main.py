@@ -25,6 +25,7 @@ EXIT_CODES_HELP = """exit codes:
   7  invalid model files: corrupt, unsafe or missing (e.g. no config.json)
   8  conversion failed: the exporter could not convert the model, or a job ran past its limits
   9  storage full: disk full, quota or file-size limit while writing; nothing was published
+ 10  the source model itself failed on the parity inputs (pass --input, --inputs or --samples); nothing converted
 """
 
 
@@ -54,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     par.add_argument("models", nargs="*", help="REFERENCE CANDIDATE: a model name or file (.onnx, .pt2, .tflite, .keras, SavedModel dir), then a file")
     par.add_argument("--matrix", metavar="NAME", help="convert NAME to every reachable format and tabulate parity")
     add_arguments(par, exclude=("format", "opset", "exporter", "allow_mismatch"))
-    par.add_argument("--dtype", default="float32", help="tolerance class: float32, float16, int8 (default float32)")
+    par.add_argument("--dtype", default=None, help="tolerance class: float32, float16, bfloat16, int8 (default: the "
+                                                   "candidate's own, read from its graph: an int8 or fp16 file is "
+                                                   "checked as zoo convert checks it)")
     par.add_argument("--json", action="store_true")
 
     ls = sub.add_parser("list", help="search the model index (offline)")
@@ -214,18 +217,27 @@ def cmd_parity(args: argparse.Namespace, settings) -> int:
     if len(args.models) != 2:
         raise UsageError("zoo parity takes two models (REFERENCE CANDIDATE) or --matrix NAME",
                          hint="e.g. zoo parity resnet50 ./model.onnx")
-    report, ref, cand = comparison.compare(*args.models, settings, atol=args.atol, rtol=args.rtol, dtype=args.dtype)
-    lines = [f"{cand}\n  against {ref}\n  {report.summary_line()}"]
+    options = from_arguments(args)
+    report, ref, cand = comparison.compare(*args.models, settings, atol=args.atol, rtol=args.rtol, dtype=args.dtype,
+                                           request=options.input_request())
+    lines = [f"{cand}\n  against {ref}\n  {report.summary_line()} ({report.precision} tolerance)"]
     for name, o in report.outputs.items():
         lines.append(f"  {name}: max abs {o.get('max_abs_diff')}, max rel {o.get('max_rel_diff')}, "
-                     f"cosine {o.get('cosine')}, top-1 {o.get('top1_agreement')}, passed {o.get('passed')}")
+                     f"cosine {o.get('cosine')}, top-1 {o.get('top1_agreement')}, passed {o.get('passed')}; "
+                     f"atol {o.get('atol_min'):.2g}..{o.get('atol'):.2g} ({o.get('scale')})")
+    for task in report.tasks:
+        lines.append(f"  {task['check']} on {task['input_set']} ({task['output']}): "
+                     f"{'passed' if task['passed'] else 'FAILED' if task['passed'] is False else 'nothing to compare'}"
+                     f"{'' if not task.get('reason') else ' - ' + task['reason']}")
+    for name, how in report.inputs.items():
+        lines.append(f"  input {name}: {how}")
     if args.json:  # one object, failure included
         code = EXIT_OK if report.passed else exit_code_for(ParityError(""))
         print_json({"reference": ref, "candidate": cand, "parity": report.to_dict(), "exit_code": code})
         return code
     say("\n".join(lines))
     if not report.passed:
-        raise ParityError(f"{cand} does not match {ref}", worst=[vars(m) for m in report.worst(3)])
+        raise ParityError(f"{cand} does not match {ref}: {report.summary_line()}", worst=[vars(m) for m in report.worst(3)])
     return EXIT_OK
 
 

@@ -30,6 +30,9 @@ class Opened:
     labels: list[str] | None = None
     torch_model: Any = None  # the TorchModel of a PyTorch source: export example, divergence locator
     seq_max: int | None = None  # the longest sequence a text model takes (its dynamic axis' bound)
+    input_notes: dict[str, str] = field(default_factory=dict)  # input name -> how its parity values were made
+    inputs_requested: bool = False  # the source already applied the user's --input/--inputs/--samples
+    onnx_model: Any = None  # an ONNX source's ModelProto: traces a failing node back to its inputs
 
 
 class Source:
@@ -42,6 +45,7 @@ class Source:
     record: ModelRecord | None = None
     root: Path | None = None  # the directory the files are read from
     checked = False  # every file was hashed against its expected digest during this fetch
+    input_request: Any = None  # what the user said about parity inputs (set by the pipeline before open)
 
     def __init__(self) -> None:
         self.files: list[FileInfo] = []

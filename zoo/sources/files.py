@@ -1,10 +1,12 @@
 """Model files a user holds as sources of ``zoo convert``: an ONNX file, a TensorFlow SavedModel, a
-``.keras`` file, a ``.pt2`` zoo wrote (the kinds in ``zoo.converters.loaders.files``).
+``.keras`` file, a ``.tflite`` file, a ``.pt2`` zoo wrote (the kinds in ``zoo.converters.loaders.files``).
 
 The identity is the content: the sha256 of the file (or of every file of a directory), so the same bytes
 anywhere give the same artifact. The source is checked end to end against itself, on inputs made from
-its own signature. A ``.pt2`` is loaded only if zoo wrote it (``torch.export.load`` can run code from an
-archive, see ``zoo.converters.loaders.pt2_archive``).
+its own signature and graph (``zoo.converters.parity.infer``: image sizes, sample rates, table ranges,
+state batch axes) or given by the user (``--input``, ``--inputs``, ``--samples``), and tried on the
+source before anything is converted. A ``.pt2`` is loaded only if zoo wrote it (``torch.export.load``
+can run code from an archive, see ``zoo.converters.loaders.pt2_archive``).
 """
 
 from __future__ import annotations
@@ -72,17 +74,20 @@ class FileSource(Source):
             require_zoo_written(self.path, digest, self.registry)
 
     def open(self, progress: Progress) -> Opened:
-        from zoo.converters.parity.inputs import file_input_sets
+        from zoo.converters.parity.sampling import signature_input_sets
 
         with progress.stage("load", f"{self.source_kind.name} {self.path.name}"):
             src = self.source_kind.open(self.path)
         self.metadata = src.metadata
-        return Opened(src.model, src.reference, file_input_sets(src.spec, src.metadata), [s["name"] for s in src.spec],
-                      src.outputs, dtype=src.dtype, metadata=src.metadata)
+        with progress.stage("inputs", "inferred from the signature and graph" if not self.input_request else "as given"):
+            sets, notes = signature_input_sets(src.spec, src.metadata, model=src.graph, reference=src.reference,
+                                               request=self.input_request)
+        return Opened(src.model, src.reference, sets, [s["name"] for s in src.spec], src.outputs, dtype=src.dtype,
+                      metadata=src.metadata, input_notes=notes, inputs_requested=True, onnx_model=src.graph)
 
     def tools(self) -> tuple[str, ...]:
         return {"onnx": ("onnx", "onnxruntime"), "tf": ("tensorflow",), "keras-model": ("keras", "tensorflow"),
-                "pt2": ("torch",)}.get(self.node, ())
+                "pt2": ("torch",), "tflite": ("tensorflow",)}.get(self.node, ())
 
     def onnx_metadata(self) -> dict[str, str]:
         # what the source file said about itself (zoo.* of an earlier conversion) travels on
