@@ -34,6 +34,9 @@ def model_info(name: str, settings: Settings) -> dict[str, Any]:
     with registry.engine.connect() as conn:
         rows = conn.execute(sa.select(db.artifacts).where(db.artifacts.c.model_id == record.id)
                             .order_by(db.artifacts.c.created_at)).mappings().all()
+        from zoo.eval.store import for_artifacts
+
+        evaluations = for_artifacts(conn, [row["digest"] for row in rows])
     info["artifacts"] = []
     for row in rows:
         art = store.get(row["digest"], verified=row["verified"])
@@ -41,5 +44,6 @@ def model_info(name: str, settings: Settings) -> dict[str, Any]:
                                   "verified": row["verified"], "sha256": row["sha256"], "size": row["size"],
                                   "path": str(art.primary_path) if art else None,
                                   "parity": row["manifest"].get("parity", {}),
-                                  "conversion": row["manifest"].get("conversion", {})})
+                                  "conversion": row["manifest"].get("conversion", {}),
+                                  "evaluations": evaluations.get(row["digest"], [])})
     return info

@@ -13,28 +13,35 @@ from zoo.settings import Settings
 RUNNABLE = (".onnx", ".pt2", ".tflite", ".keras")
 
 
-def _is_file(text: str) -> bool:
+def is_model_file(text: str) -> bool:
     """A model file zoo can run, or a SavedModel directory."""
     path = Path(text).expanduser()
     return path.suffix.lower() in RUNNABLE and path.exists() or (path / "saved_model.pb").is_file()
 
 
-def _model_side(name: str, settings: Settings) -> dict[str, Any]:
-    """The source model behind a name, with zoo's parity inputs for it (the pipeline's own source)."""
+def open_model(name: str, settings: Settings, progress: Any = None) -> tuple[Any, Any]:
+    """The pipeline's own source for ``name``, fetched, verified and opened: ``(Source, Opened)``."""
     from zoo.progress import quiet
     from zoo.registry.index import Registry
     from zoo.sources import source_for_name
 
-    source = source_for_name(name, settings, Registry(settings), quiet())
-    source.fetch(quiet())
-    source.verify(quiet())
-    opened = source.open(quiet())
+    progress = progress or quiet()
+    source = source_for_name(name, settings, Registry(settings), progress)
+    with progress.stage("fetch", source.label):
+        source.fetch(progress)
+    source.verify(progress)
+    return source, source.open(progress)
+
+
+def model_side(name: str, settings: Settings) -> dict[str, Any]:
+    """The source model behind a name, with zoo's parity inputs for it (the pipeline's own source)."""
+    source, opened = open_model(name, settings)
     return {"label": f"{source.model_id}@{source.revision[:12]} ({source.node})", "run": opened.reference,
             "inputs": opened.input_sets, "names": opened.input_names, "outputs": opened.output_names,
-            "classifiers": opened.classifier_outputs}
+            "classifiers": opened.classifier_outputs, "torch_model": opened.torch_model}
 
 
-def _file_side(text: str, settings: Settings, names: list[str] | None = None,
+def file_side(text: str, settings: Settings, names: list[str] | None = None,
                outputs: list[str] | None = None) -> dict[str, Any]:
     """A file's runner and, when its signature says, its inputs; ``names`` (the reference's inputs) feed
     files that do not name theirs, and a .pt2 (positional)."""
@@ -64,17 +71,28 @@ def _file_side(text: str, settings: Settings, names: list[str] | None = None,
     return side
 
 
+def file_dtype(path: Path) -> str:
+    """The precision class a model file computes in: an ONNX graph's own (int8, float16, float32), else float32."""
+    if Path(path).suffix.lower() != ".onnx":
+        return "float32"
+    import onnx
+
+    from zoo.converters.loaders.files import onnx_precision
+
+    return onnx_precision(onnx.load(str(path), load_external_data=False))
+
+
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
             dtype: str = "float32") -> tuple[Any, str, str]:
     """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs."""
     from zoo.converters.parity.check import check_parity, requested_tolerance
     from zoo.pipeline import converter_versions
 
-    if not _is_file(b):
+    if not is_model_file(b):
         raise errors.NotFoundError(f"{b} is not an .onnx, .pt2, .tflite or .keras file or a SavedModel directory",
                                    hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
-    first = _file_side(a, settings) if _is_file(a) else _model_side(a, settings)
-    second = _file_side(b, settings, first["names"], first.get("outputs"))
+    first = file_side(a, settings) if is_model_file(a) else model_side(a, settings)
+    second = file_side(b, settings, first["names"], first.get("outputs"))
     inputs = first.get("inputs") or second.get("inputs")
     tol = requested_tolerance(dtype, atol, rtol)
     report = check_parity(first["run"], second["run"], inputs, output_names=first.get("outputs"), tolerance=tol,
