@@ -55,4 +55,4 @@ def for_artifacts(conn: sa.Connection, digests: list[str]) -> dict[str, list[dic
 
 def summary(row: dict[str, Any]) -> dict[str, Any]:
     """An evaluation as ``zoo info`` and reports show it: no per-example predictions."""
-    return {k: v for k, v in row.items() if k not in ("predictions", "cached")}
+    return {k: v for k, v in row.items() if k != "predictions"}
