@@ -154,7 +154,10 @@ def _model_checks(spec: Any, top: dict[str, Any], data: dict[str, DataSet], root
     common = {**_table(top, "options", where), **_table(spec, "options", where)}
     checks = []
     for fmt in formats:
-        require_format(fmt)
+        try:
+            require_format(fmt)
+        except errors.UnsupportedFormatError as exc:
+            raise errors.UsageError(f"{where}: {exc.message}", hint=exc.hint) from exc
         options = _options({**common, **_table(tolerances, fmt, f"{where} tolerances")}, f"{where} {fmt}", fmt)
         checks.append(Check(name, fmt, options, data_set, max_drop, top1))
     for file in spec.get("files") or []:

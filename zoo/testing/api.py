@@ -80,8 +80,10 @@ def assert_parity(reference: Any, candidate: Any, *, inputs: Any = None, atol: f
     cand = resolve(candidate, settings, like=ref)
     sets = input_sets(inputs, ref, cand)
     tolerance = requested_tolerance(dtype or cand.dtype, atol, rtol)
+    # top1 with no output known to hold class scores (a model in memory, a file): the first output
+    classifiers = ref.classifiers or ([0] if top1 is not None else [])
     report = check_parity(ref.run, cand.run, sets, output_names=ref.output_names or cand.output_names,
-                          tolerance=tolerance, classifier_outputs=ref.classifiers, versions=converter_versions(),
+                          tolerance=tolerance, classifier_outputs=classifiers, versions=converter_versions(),
                           min_top1_agreement=top1)
     label = f"{ref.label} -> {cand.label}"
     _record(label, report.to_dict())
