@@ -316,3 +316,22 @@ def test_manifest_errors_name_the_file_and_key(tmp_path):
     manifest = load_manifest(find_manifest(tmp_path / "sub"))
     assert [c.id for c in manifest.checks] == ["m -> onnx", "m -> onnx-int8"]
     assert parse_memory("8GiB", "x") == 8192 and parse_memory(512, "x") == 512 and parse_memory("1.5G", "x") == 1536
+
+
+@pytest.mark.parametrize("budget, jobs, parallel", [(1, 3, False), (64 * 1024, 3, True), (64 * 1024, 1, False)])
+def test_zoo_check_runs_checks_in_parallel_only_within_the_budget(tmp_path, monkeypatch, budget, jobs, parallel):
+    """Three quick checks (files that do not exist: each process fails at once) under a budget that holds
+    one estimate, then one that holds all three, then one job at a time."""
+    from zoo.check.manifest import Check
+    from zoo.check.run import run_checks
+    from zoo.settings import Settings
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    checks = [Check("m", f"f{i}.onnx", {}, file=tmp_path / f"f{i}.onnx") for i in range(3)]
+    out = run_checks(checks, Settings.from_env(), budget_mb=budget, jobs=jobs)
+    rows = out["rows"]
+    assert [r["target"] for r in rows] == ["f0.onnx", "f1.onnx", "f2.onnx"]
+    assert all(not r["passed"] and "does not exist" in r["error"] for r in rows)
+    spans = sorted((r["started_s"], r["ended_s"]) for r in rows)
+    overlapped = any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert overlapped is parallel, spans

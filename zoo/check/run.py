@@ -46,7 +46,7 @@ def run_checks(checks: list[Check], settings: Settings, *, budget_mb: int, jobs:
     started = time.perf_counter()
     memory = Memory(settings.home / "check" / "memory.json")
     estimates = {c.id: memory.estimate(c, settings) for c in checks}
-    pending, running, rows = list(checks), {}, {}
+    pending, running, rows, starts = list(checks), {}, {}, {}
     done: queue.Queue = queue.Queue()
     sampler = Sampler()
     sampler.start()
@@ -61,11 +61,13 @@ def run_checks(checks: list[Check], settings: Settings, *, budget_mb: int, jobs:
                 pending.remove(fits)
                 proc = _start(fits, threads, done)
                 running[proc.pid] = fits
+                starts[fits.id] = round(time.perf_counter() - started, 3)
                 sampler.add(proc.pid)
             pid, row, peak_mb = done.get()
             check = running.pop(pid)
             sampler.remove(pid)
-            row.update(peak_rss_mb=peak_mb, estimate_mb=estimates[check.id])
+            row.update(peak_rss_mb=peak_mb, estimate_mb=estimates[check.id], started_s=starts[check.id],
+                       ended_s=round(time.perf_counter() - started, 3))
             rows[check.id] = row
             if peak_mb:
                 memory.record(check, peak_mb)
@@ -159,10 +161,12 @@ class Memory:
 def weights_mb(name: str, settings: Settings) -> float | None:
     """The size of a model's weights when a revision of it is already known here (no network), else None."""
     try:
+        from dataclasses import replace
+
         from zoo.registry.index import Registry
         from zoo.registry.names import parse_name
 
-        registry = Registry(settings)
+        registry = Registry(replace(settings, index_catalogs=False))  # never index timm (and import torch) here
         record = registry.resolve(parse_name(name))
         revisions = registry.revisions(record.id)
         if not revisions:
