@@ -51,21 +51,33 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                       progress=Progress())
     failures = [f"{row['format']}: {why}" for row in result["formats"] if (why := floor_failure(row, args.max_drop))]
     result = strip_predictions(result)
-    result["passed"] = not failures
-    if failures and args.json:
-        print_json({**result, "failures": failures, "exit_code": errors.exit_code_for(errors.ParityError(""))})
-        return errors.exit_code_for(errors.ParityError(""))
+    broken = [row for row in result["formats"] if row.get("error")]
+    result["passed"] = not failures and not broken
+    if broken:  # a format zoo could not make: its own error and exit code, after the others' figures
+        from zoo.remote import error_from_body
+
+        first = broken[0]
+        error = error_from_body({"error": first["error_code"], "hint": first.get("hint")},
+                                f"{first['format']}: {first['error']}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""))
+    elif failures:
+        error = errors.ParityError("accuracy floor broken: " + "; ".join(failures),
+                                   hint="the figures above are stored (zoo info NAME); raise --max-drop only if the loss is acceptable")
+    else:
+        error = None
+    if error is not None and args.json:
+        print_json({**result, "failures": failures, "exit_code": errors.exit_code_for(error)})
+        return errors.exit_code_for(error)
     emit(args, result, render(result))
-    if failures:
-        raise errors.ParityError("accuracy floor broken: " + "; ".join(failures),
-                                 hint="the figures above are stored (zoo info NAME); raise --max-drop only if the loss is acceptable")
+    if error is not None:
+        raise error
     return EXIT_OK
 
 
 def strip_predictions(result: dict[str, Any]) -> dict[str, Any]:
     from zoo.eval.store import summary
 
-    return {**result, "source": summary(result["source"]), "formats": [summary(r) for r in result["formats"]]}
+    return {**result, "source": summary(result["source"]),
+            "formats": [r if r.get("error") else summary(r) for r in result["formats"]]}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -74,6 +86,9 @@ def render(result: dict[str, Any]) -> str:
              f"{data['examples']} of {data['total']} examples ({data['layout']})",
              f"  {'source':12} {figures(result['source']['metrics'])}"]
     for row in result["formats"]:
+        if row.get("error"):
+            lines.append(f"  {row['format']:12} not evaluated: {row['error']}")
+            continue
         delta = "  ".join(f"{k} {v:+.2f}" for k, v in row["delta"].items())
         lines.append(f"  {row['format']:12} {figures(row['metrics'])}  delta {delta} points  "
                      f"top-1 agreement {row['agreement']:.1%}{'' if row['verified'] else '  (NOT VERIFIED)'}")

@@ -49,8 +49,12 @@ def evaluate(name: str, formats: list[str], data_path: Path | str, settings: Set
     options = options or Options()
     rows = []
     for fmt in formats:
-        with progress.stage("pull", f"{name} as {fmt}"):
-            result = pull_anywhere(name, replace(options, format=fmt).validated(), settings, progress=progress)
+        try:
+            with progress.stage("pull", f"{name} as {fmt}"):
+                result = pull_anywhere(name, replace(options, format=fmt).validated(), settings, progress=progress)
+        except errors.ZooError as exc:  # one format that cannot be made does not hide the others' figures
+            rows.append({"format": fmt, "error": exc.message, "error_code": exc.code, "hint": exc.hint})
+            continue
         with progress.stage("evaluate", f"{fmt} on {len(data.examples)} examples"):
             rows.append(bench.artifact(result))
     return {"model": source.model_id, "revision": source.revision, "task": bench.task, "dataset": data.describe(),
@@ -239,7 +243,7 @@ def class_indices(data: LabelledData, model_labels: list[str] | None) -> Any:
 def floor_failure(row: dict[str, Any], max_drop: float | None) -> str | None:
     """Why ``row`` (an artifact's evaluation) breaks the accuracy floor, or None. The floor applies to the
     task's main metric (top-1, accuracy, exact match, WER)."""
-    if max_drop is None or not row.get("delta"):
+    if max_drop is None or row.get("error") or not row.get("delta"):
         return None
     metric = next(m for m in TASK_METRICS[row["task"]] if m in row["delta"])
     worse = drop(metric, row["delta"][metric])
