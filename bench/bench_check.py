@@ -60,6 +60,7 @@ def bench_check(args: argparse.Namespace) -> dict[str, Any]:
         builders.write_hf_cache(tmp / "hf" / "hub", repo_id, build(builders))
     # one by one, cold
     serial = tmp / "serial"
+    serial.mkdir()
     (serial / "hf").symlink_to(tmp / "hf")
     load_before = _load()
     started = time.perf_counter()

@@ -335,3 +335,38 @@ def test_zoo_check_runs_checks_in_parallel_only_within_the_budget(tmp_path, monk
     spans = sorted((r["started_s"], r["ended_s"]) for r in rows)
     overlapped = any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
     assert overlapped is parallel, spans
+
+
+def _tiny_onnx():
+    """y = x @ W + b, a (batch, 4) -> (batch, 3) classifier as an ONNX ModelProto, and W, b."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["logits"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), w, b
+
+
+def test_assert_parity_in_memory_sides_pass_and_fail_readably():
+    """An ONNX ModelProto against plain callables: the same function passes (on the ModelProto's own
+    signature inputs), one that is 1% off fails with the figures; given inputs and a top-1 floor apply."""
+    from zoo.testing import assert_parity
+
+    model, w, b = _tiny_onnx()
+    report = assert_parity(model, lambda feeds: [feeds["x"] @ w + b])
+    assert report.passed and [s["name"] for s in report.input_sets] == ["random-b2-s0", "random-b1-s1", "random-b3-s2"]
+    with pytest.raises(AssertionError) as info:
+        assert_parity(model, lambda feeds: [feeds["x"] @ (w * 1.01) + b])
+    message = str(info.value)
+    assert "parity FAILED" in message and "tolerance: atol 0.0001 (scaled" in message
+    assert "worst outputs:" in message and "logits on random-" in message
+    x = np.eye(4, dtype=np.float32)
+    assert_parity(model, lambda feeds: [feeds["x"] @ w + b], inputs=x, top1=1.0)
+    with pytest.raises(AssertionError, match="top-1 agreement 0% < required 100%"):  # argmax moved, values close
+        assert_parity(model, lambda feeds: [np.roll(feeds["x"] @ w + b, 1, axis=1)], inputs=x, top1=1.0, atol=100)
+    with pytest.raises(ValueError, match="top1 is a fraction"):
+        assert_parity(model, model, top1=50)
