@@ -158,6 +158,11 @@ def test_broken_file():
 
 def test_swapped_file_keeps_accuracy():
     assert_accuracy(MODEL, "dist/swapped.onnx", "data/images", max_drop=0.5)
+
+
+def test_fp16_keeps_accuracy():
+    row = assert_accuracy(MODEL, "onnx-fp16", "data/images", max_drop=0.5)
+    assert row["kind"] == "artifact" and row["metrics"]["top1"] == 1.0 and row["source"]["top1"] == 1.0
 '''
 
 
@@ -195,7 +200,7 @@ def test_the_plugin_in_a_users_project(project):
     cases = _cases(proj / "out" / "junit.xml")
     assert set(cases) == {"test_formats_are_verified[onnx]", "test_formats_are_verified[onnx-fp16]", "test_good_file",
                           "test_in_memory_torch_module_against_the_file", "test_broken_file",
-                          "test_swapped_file_keeps_accuracy"}, proc.stdout[-3000:]
+                          "test_swapped_file_keeps_accuracy", "test_fp16_keeps_accuracy"}, proc.stdout[-3000:]
     failed = {name for name, case in cases.items() if case.find("failure") is not None or case.find("error") is not None}
     assert failed == {"test_broken_file", "test_swapped_file_keeps_accuracy"}, proc.stdout[-4000:]
     # the parity report travels in the JUnit XML as properties
@@ -214,6 +219,8 @@ def test_the_plugin_in_a_users_project(project):
     assert "more than the 0.5 allowed" in accuracy
     # the report is shown with the failure in the terminal output
     assert "- zoo -" in proc.stdout and "parity FAILED" in proc.stdout
+    fp16_accuracy = _props(cases["test_fp16_keeps_accuracy"])
+    assert fp16_accuracy[f"zoo[{MODEL} -> onnx-fp16 on images].accuracy.top1.delta_points"] == "0.0", fp16_accuracy
 
 
 def test_zoo_check_in_a_users_project(project):

@@ -91,11 +91,7 @@ def _accuracy(job: dict[str, Any], settings: Settings, row: dict[str, Any]) -> N
     if job.get("file"):
         ev = bench.file(Path(row["path"]))
     else:
-        from zoo.pipeline import PullResult
-
-        ev = bench.artifact(PullResult(model=source.model_id, revision=source.revision, format=job["target"],
-                                       path=row["path"], sha256="", size=0, cached=True, verified=bool(row["verified"]),
-                                       digest=row["digest"], artifact_dir="", parity={}))
+        ev = bench.artifact_at(Path(row["path"]), format=job["target"], digest=row["digest"], verified=bool(row["verified"]))
     row["accuracy"] = {"data": spec["name"], **{k: v for k, v in summary(ev).items()
                                                 if k in ("task", "metrics", "source", "delta", "agreement")},
                        "examples": ev["dataset"]["examples"]}

@@ -108,13 +108,16 @@ class Bench:
         return self._source
 
     def artifact(self, result: Any) -> dict[str, Any]:
-        """An artifact's figures against the source's: metrics, delta in points, top-1 agreement."""
+        """A pulled artifact's (a PullResult's) figures against the source's: metrics, delta, top-1 agreement."""
+        return self.artifact_at(Path(result.path), format=result.format, digest=result.digest, verified=result.verified)
+
+    def artifact_at(self, path: Path, *, format: str, digest: str, verified: bool) -> dict[str, Any]:
+        """The artifact of this source model in ``format`` whose primary file is ``path``."""
         from zoo.converters.parity.runners import artifact_runner
 
-        subject = {"kind": "artifact", "model": result.model, "revision": result.revision, "format": result.format,
-                   "digest": result.digest, "verified": result.verified, "path": result.path}
-        return self.candidate(subject, lambda: artifact_runner(Path(result.path), self.opened.input_names,
-                                                               self.opened.output_names))
+        subject = {"kind": "artifact", "model": self.source.model_id, "revision": self.source.revision, "format": format,
+                   "digest": digest, "verified": verified, "path": str(path)}
+        return self.candidate(subject, lambda: artifact_runner(Path(path), self.opened.input_names, self.opened.output_names))
 
     def file(self, path: Path) -> dict[str, Any]:
         """A model file (one the project ships, say) against the source, keyed by the file's sha256."""

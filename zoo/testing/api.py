@@ -110,11 +110,7 @@ def assert_accuracy(reference: str, candidate: Any, data: str | os.PathLike, *, 
     bench = Bench(source, opened, dataset, settings)
     if isinstance(candidate, str) and candidate in formats():
         art = pull_artifact(reference, candidate, **options)
-        from zoo.pipeline import PullResult
-
-        row = bench.artifact(PullResult(model=art.model, revision=source.revision, format=art.format, path=str(art.path),
-                                        sha256="", size=0, cached=art.cached, verified=art.verified, digest=art.digest,
-                                        artifact_dir="", parity={}))
+        row = bench.artifact_at(art.path, format=art.format, digest=art.digest, verified=art.verified)
     else:
         row = bench.file(Path(os.fspath(candidate)))
     label = f"{source.model_id} -> {row['format']} on {dataset.path.name}"
