@@ -135,12 +135,22 @@ def bench_accuracy(args: argparse.Namespace) -> dict[str, Any]:
             results[repo_id] = {"error": proc.stderr[-2000:]}
             continue
         results[repo_id] = {"examples": out.get("dataset", {}).get("examples"), "source": out.get("source", {}).get("metrics"),
-                            "formats": {r["format"]: {"metrics": r["metrics"], "delta": r["delta"], "agreement": r["agreement"],
-                                                      "verified": r["verified"]} for r in out.get("formats", [])},
-                            "error": out.get("message"), "seconds": round(time.perf_counter() - started, 1)}
+                            "formats": {r["format"]: {"error": r["error"]} if r.get("error") else
+                                        {"metrics": r["metrics"], "delta": r["delta"], "agreement": r["agreement"],
+                                         "verified": r["verified"]}
+                                        for r in out.get("formats", [])},
+                            "error": out.get("message"), "seconds": round(time.perf_counter() - started, 1),
+                            "source_classes": _classes(data)}
         print(json.dumps({repo_id: results[repo_id]}), file=sys.stderr)
     results["load_after"] = _load()
     return results
+
+
+def _classes(data: Path) -> int:
+    """How many distinct classes the source predicted on the set (its labels): 1 means a degenerate model."""
+    if data.is_dir():
+        return sum(1 for p in data.iterdir() if p.is_dir())
+    return len({json.loads(line)["label"] for line in data.read_text().splitlines() if line.strip()})
 
 
 def _labelled_set(root: Path, repo_id: str, kind: str, settings: Any, args: argparse.Namespace) -> Path:

@@ -114,10 +114,12 @@ def test_eval_image_folder_finds_the_accuracy_known_by_construction(env, image_s
     (art,) = [a for a in info["artifacts"] if a["digest"] == onnx["digest"]]
     (ev,) = art["evaluations"]
     assert ev["metrics"] == {"top1": 0.6, "top5": 0.8} and ev["dataset"]["sha256"] == out["dataset"]["sha256"]
+    assert ev["source"] == {"top1": 0.6, "top5": 0.8} and ev["delta"] == {"top1": 0.0, "top5": 0.0} and ev["agreement"] == 1.0
     from zoo.cli import main as cli
 
     assert cli.main(["info", RESNET]) == 0
-    assert "eval on " in capsys.readouterr().out
+    assert "top1 60.00%  top5 80.00%; source top1 60.00%  top5 80.00%; delta top1 +0.00, top5 +0.00 points" \
+        in capsys.readouterr().out
     from zoo.settings import get_settings
     from zoo.storage.artifacts import ArtifactStore
 

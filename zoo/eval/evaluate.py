@@ -104,7 +104,7 @@ class Bench:
         """The source's figures and top-1 predictions (computed once, and stored)."""
         if self._source is None:
             subject = {"kind": "source", "model": self.source.model_id, "revision": self.source.revision}
-            self._source = self._measure(subject, self.opened.reference)
+            self._source = self._measure(subject, lambda: self.opened.reference)
         return self._source
 
     def artifact(self, result: Any) -> dict[str, Any]:
@@ -135,14 +135,18 @@ class Bench:
         import numpy as np
 
         source = self.source_figures()
-        row = self._measure(subject, None, make_runner)
-        row["source"] = source["metrics"]
-        row["delta"] = deltas(source["metrics"], row["metrics"])
-        row["agreement"] = float(np.mean(np.asarray(source["predictions"]) == np.asarray(row["predictions"])))
-        return row
 
-    def _measure(self, subject: dict[str, Any], run: Any, make_runner: Any = None) -> dict[str, Any]:
-        """Figures for ``subject``, from the evaluations table when this exact evaluation was stored."""
+        def compare(row: dict[str, Any]) -> None:
+            row["source"] = source["metrics"]
+            row["delta"] = deltas(source["metrics"], row["metrics"])
+            row["agreement"] = float(np.mean(np.asarray(source["predictions"]) == np.asarray(row["predictions"])))
+
+        return self._measure(subject, make_runner, compare)
+
+    def _measure(self, subject: dict[str, Any], make_runner: Callable[[], Any],
+                 complete: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Figures for ``subject`` (completed by ``complete`` before they are stored), from the evaluations
+        table when this exact evaluation was stored."""
         from zoo.eval import store
 
         key = store.evaluation_key(subject, self.data, self.settings)
@@ -152,11 +156,13 @@ class Bench:
         import numpy as np
 
         started = time.perf_counter()
-        scores = self.scores(run or make_runner())
+        scores = self.scores(make_runner())
         row = {**subject, "task": self.task, "dataset": self.data.describe(),
                "metrics": classification_metrics(self.task, scores, self.labels),
                "predictions": np.argmax(scores, axis=-1).astype(int).tolist(),
                "seconds": round(time.perf_counter() - started, 3)}
+        if complete is not None:
+            complete(row)
         store.save(self.settings, key, row)
         return {**row, "cached": False}
 
