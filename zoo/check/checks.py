@@ -70,7 +70,10 @@ def parity_figures(parity: dict[str, Any]) -> dict[str, Any]:
     sample = [c.get("top1_agreement") for c in checks if c.get("kind") == "sample" and c.get("top1_agreement") is not None]
     every = [c.get("top1_agreement") for c in checks if c.get("top1_agreement") is not None]
     tolerance = parity.get("tolerance") or {}
+    # the share of the (magnitude-scaled) tolerance the worst element used: <= 1 passes
+    ratios = [r for c in checks if (r := _number(c.get("worst_ratio"))) is not None and r == r]
     return {"max_abs_diff": _number(parity.get("max_abs_diff")), "atol": tolerance.get("atol"), "rtol": tolerance.get("rtol"),
+            "tolerance_used": max(ratios) if ratios else None,
             "top1_agreement": min(sample or every) if (sample or every) else None,
             "inputs_sha256": parity.get("inputs_sha256"), "versions": parity.get("versions") or {},
             "parity_passed": bool(parity.get("passed"))}

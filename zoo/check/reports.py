@@ -85,7 +85,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
     return {
         "check": row_id(row),
         "status": "pass" if row["passed"] else "FAIL",
-        "max_abs_diff": "" if diff is None else f"{diff:.2e}" + (f" / {row['atol']:.0e}" if row.get("atol") else ""),
+        "max_abs_diff": "" if diff is None else f"{diff:.2e}" + (f" ({used:.0%} of tol.)" if (used := _finite(row.get("tolerance_used"))) is not None else ""),
         "top1": "" if row.get("top1_agreement") is None else f"{row['top1_agreement']:.1%}",
         "accuracy": "" if main is None else f"{main[0]} {main[1]:.2%}",
         "delta": "" if delta is None else f"{delta:+.2f} pt",
@@ -94,7 +94,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
     }
 
 
-_HEAD = {"check": "check", "status": "", "max_abs_diff": "max abs diff / atol", "top1": "top-1 agr.",
+_HEAD = {"check": "check", "status": "", "max_abs_diff": "max abs diff", "top1": "top-1 agr.",
          "accuracy": "accuracy", "delta": "delta", "peak": "peak RSS", "time": "time"}
 
 
@@ -121,7 +121,7 @@ def markdown(report: dict[str, Any]) -> str:
     failed = [r for r in report["rows"] if not r["passed"]]
     total = len(report["rows"])
     out = [f"### zoo check: {f'{len(failed)} of {total} failed' if failed else f'all {total} passed'}",
-           "", "| check | | max abs diff / atol | top-1 agreement | accuracy | delta | peak RSS | time |",
+           "", "| check | | max abs diff (share of tolerance) | top-1 agreement | accuracy | delta | peak RSS | time |",
            "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         c = cells(row)
@@ -162,7 +162,7 @@ def junit(report: dict[str, Any]) -> str:
 def properties(row: dict[str, Any]) -> dict[str, str]:
     """The figures of a row as flat ``zoo.*`` name/value pairs (JUnit properties, the pytest plugin)."""
     out = {"zoo.passed": str(bool(row["passed"])).lower()}
-    for key in ("max_abs_diff", "atol", "rtol", "top1_agreement", "inputs_sha256", "digest", "peak_rss_mb"):
+    for key in ("max_abs_diff", "atol", "rtol", "tolerance_used", "top1_agreement", "inputs_sha256", "digest", "peak_rss_mb"):
         if row.get(key) is not None:
             out[f"zoo.{key}"] = str(row[key])
     acc = row.get("accuracy") or {}
