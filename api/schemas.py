@@ -174,6 +174,8 @@ class ModelArtifact(BaseModel):
     archive_url: str | None = None
     parity: dict[str, Any]
     conversion: dict[str, Any]
+    evaluations: list[dict[str, Any]] = Field(default_factory=list,
+                                              description="accuracy on labelled data sets (zoo eval), newest first")
 
 
 class ModelPublic(ModelSummary):

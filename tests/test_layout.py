@@ -22,9 +22,12 @@ LAYERS = [
                 "zoo.db", "zoo.safety", "zoo.archives", "zoo.storage", "zoo.storage.*"]),
     ("registry and converters", ["zoo.registry", "zoo.registry.*", "zoo.converters", "zoo.converters.*"]),
     ("orchestrator", ["zoo.options", "zoo.sources", "zoo.sources.*", "zoo.pipeline", "zoo.pullmemo", "zoo.catalog",
-                      "zoo.comparison", "zoo.integrity", "zoo.remote"]),
+                      "zoo.comparison", "zoo.integrity", "zoo.remote", "zoo.eval", "zoo.eval.*", "zoo.check",
+                      "zoo.check.manifest", "zoo.check.checks", "zoo.check.run", "zoo.check.reports", "zoo.testing",
+                      "zoo.testing.api", "zoo.testing.sides", "zoo.testing.recorder"]),
     ("job service", ["zoo.service", "zoo.service.*"]),
-    ("entry points", ["zoo.__main__", "zoo.cli", "zoo.cli.*", "zoo.api", "zoo.api.*", "zoo.runner", "zoo.worker"]),
+    ("entry points", ["zoo.__main__", "zoo.cli", "zoo.cli.*", "zoo.api", "zoo.api.*", "zoo.runner", "zoo.worker",
+                      "zoo.check.job", "zoo.testing.plugin"]),
 ]
 # The one loop allowed: graph.py imports the edge modules to fill its registry; each imports graph's @edge.
 ALLOWED_LOOP = {"zoo.converters.graph", "zoo.converters.edges.from_keras", "zoo.converters.edges.from_torch",

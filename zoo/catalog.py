@@ -35,6 +35,9 @@ def model_info(name: str, settings: Settings) -> dict[str, Any]:
     with registry.engine.connect() as conn:
         rows = conn.execute(sa.select(db.artifacts).where(db.artifacts.c.model_id == record.id)
                             .order_by(db.artifacts.c.created_at)).mappings().all()
+        from zoo.eval.store import for_artifacts
+
+        evaluations = for_artifacts(conn, [row["digest"] for row in rows])
     info["artifacts"] = []
     for row in rows:
         art = store.get(row["digest"], verified=row["verified"])
@@ -44,13 +47,14 @@ def model_info(name: str, settings: Settings) -> dict[str, Any]:
                                   "path": str(art.primary_path) if art else None,
                                   "parity": row["manifest"].get("parity", {}),
                                   "conversion": row["manifest"].get("conversion", {}),
+                                  "evaluations": evaluations.get(row["digest"], []),
                                   **{k: row["manifest"][k] for k in MANIFEST_EXTRAS if k in row["manifest"]}})
     return info
 
 
 # --- the web catalog's read models (``zoo serve``'s pages) -----------------------------------------------
 # Figures a later stage may add to a manifest, shown where present: ``benchmark.latency_ms`` (median, batch 1,
-# in the format's own runtime) and ``evaluation.accuracy_delta`` (the artifact's accuracy minus the source's).
+# in the format's own runtime); accuracy deltas come from ``zoo eval``'s evaluations table (``zoo.eval.store``).
 MANIFEST_EXTRAS = ("benchmark", "evaluation")
 CARD_MAX_BYTES = 512 * 1024
 _ACTIVE = ("queued", "running")
@@ -150,9 +154,19 @@ def _figures(art: dict[str, Any] | None) -> dict[str, Any]:
     top1 = [o.get("top1_agreement") for o in (parity.get("outputs") or {}).values()]
     return {"max_abs_diff": _number(parity.get("max_abs_diff")),
             "top1_agreement": min((t for t in map(_number, top1) if t is not None), default=None),
-            "accuracy_delta": _number((art.get("evaluation") or {}).get("accuracy_delta")),
+            "accuracy_delta": _accuracy_delta(art),
             "latency_ms": _number((art.get("benchmark") or {}).get("latency_ms")),
             "divergence": parity.get("divergence")}
+
+
+def _accuracy_delta(art: dict[str, Any]) -> float | None:
+    """The newest evaluation's change of its task's first metric (top-1, accuracy...) as a fraction, from
+    ``zoo eval``'s evaluations table (deltas there are in percentage points)."""
+    for row in art.get("evaluations") or []:
+        delta = row.get("delta") or {}
+        if delta and not row.get("error"):
+            return _number(next(iter(delta.values()))) / 100
+    return _number((art.get("evaluation") or {}).get("accuracy_delta"))
 
 
 def _number(value: Any) -> float | None:

@@ -13,34 +13,46 @@ from zoo.settings import Settings
 RUNNABLE = (".onnx", ".pt2", ".tflite", ".keras")
 
 
-def _is_file(text: str) -> bool:
+def is_model_file(text: str) -> bool:
     """A model file zoo can run, or a SavedModel directory."""
     path = Path(text).expanduser()
     return path.suffix.lower() in RUNNABLE and path.exists() or (path / "saved_model.pb").is_file()
 
 
-def _model_side(name: str, settings: Settings, request: Any = None) -> dict[str, Any]:
-    """The source model behind a name, with zoo's parity inputs for it (the pipeline's own source)."""
-    from zoo.converters.parity.inputs import apply_input_request
+def open_model(name: str, settings: Settings, progress: Any = None) -> tuple[Any, Any]:
+    """The pipeline's own source for ``name``, fetched, verified and opened: ``(Source, Opened)``."""
     from zoo.progress import quiet
     from zoo.registry.index import Registry
     from zoo.sources import source_for_name
 
-    source = source_for_name(name, settings, Registry(settings), quiet())
-    source.fetch(quiet())
-    source.verify(quiet())
-    opened = source.open(quiet())
+    progress = progress or quiet()
+    source = source_for_name(name, settings, Registry(settings), progress)
+    with progress.stage("fetch", source.label):
+        source.fetch(progress)
+    source.verify(progress)
+    return source, source.open(progress)
+
+
+def model_side(name: str, settings: Settings, request: Any = None) -> dict[str, Any]:
+    """The source model behind a name, with zoo's parity inputs for it (the pipeline's own source, the
+    inputs the user asked for when ``request`` says)."""
+    from zoo.converters.parity.inputs import apply_input_request
+
+    source, opened = open_model(name, settings)
     apply_input_request(opened, request, source.record)
     return {"label": f"{source.model_id}@{source.revision[:12]} ({source.node})", "run": opened.reference,
             "inputs": opened.input_sets, "names": opened.input_names, "outputs": opened.output_names,
             "classifiers": opened.classifier_outputs, "notes": opened.input_notes, "metadata": opened.metadata,
-            "task": source.record.task if source.record else None}
+            "task": source.record.task if source.record else None, "torch_model": opened.torch_model}
 
 
-def _file_side(text: str, settings: Settings, names: list[str] | None = None,
-               outputs: list[str] | None = None, request: Any = None, reference: bool = False) -> dict[str, Any]:
-    """A file's runner and, when it is the reference, its inputs (inferred from its signature and graph, or
-    as the user gave them); ``names`` (the reference's inputs) feed a candidate .pt2 (positional)."""
+def file_side(text: str, settings: Settings, names: list[str] | None = None, outputs: list[str] | None = None,
+              request: Any = None, reference: bool | None = None) -> dict[str, Any]:
+    """A file's runner and, when it is the reference (by default: when no reference ``names`` are given), its
+    inputs (inferred from its signature and graph, or as the user gave them); ``names`` (the reference's
+    inputs) feed a candidate .pt2 (positional)."""
+    if reference is None:
+        reference = names is None
     from zoo.converters.parity.runners import artifact_runner
 
     path = Path(text).expanduser()
@@ -106,6 +118,11 @@ def candidate_precision(path: Path) -> str:
     return "float32"
 
 
+def file_dtype(path: Path) -> str:
+    """The precision class a model file computes in (``candidate_precision``)."""
+    return candidate_precision(Path(path))
+
+
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
             dtype: str | None = None, request: Any = None) -> tuple[Any, str, str]:
     """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs; ``dtype`` None: the candidate's own
@@ -114,16 +131,16 @@ def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rt
     from zoo.converters.parity.reference import run_source
     from zoo.pipeline import converter_versions
 
-    if not _is_file(b):
+    if not is_model_file(b):
         raise errors.NotFoundError(f"{b} is not an .onnx, .pt2, .tflite or .keras file or a SavedModel directory",
                                    hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
-    first = _file_side(a, settings, request=request, reference=True) if _is_file(a) else _model_side(a, settings, request)
+    first = file_side(a, settings, request=request, reference=True) if is_model_file(a) else model_side(a, settings, request)
     if "inputs" not in first:
         raise errors.UnsupportedError(f"zoo cannot make inputs for {a}: it reads no signature from it",
                                       hint="use an .onnx, .tflite or .pt2 file or a model name as the reference")
     outputs = run_source(first["run"], first["inputs"], label=first["label"], notes=first.get("notes"),
                          model=first.get("graph"))
-    second = _file_side(b, settings, first["names"], first.get("outputs"))
+    second = file_side(b, settings, first["names"], first.get("outputs"))
     precision = dtype or candidate_precision(Path(b).expanduser())
     tol = requested_tolerance(precision, atol, rtol)
     report = check_parity(first["run"], second["run"], first["inputs"], output_names=first.get("outputs"), tolerance=tol,

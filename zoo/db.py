@@ -52,6 +52,22 @@ artifacts = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+# Accuracy on labelled data (zoo eval, zoo check): one row per subject (an artifact's digest, or a source
+# model's id and commit) and evaluation (data set bytes, limit, tool versions). Kept beside the artifact,
+# never inside it: an artifact's digest covers its files only, and an evaluation never changes them.
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # sha256 of subject, data set, limit, versions
+    sa.Column("digest", sa.String(64), index=True),  # the artifact's digest; NULL for a source model
+    sa.Column("model_id", sa.String(255), nullable=False, index=True),
+    sa.Column("revision", sa.String(64), nullable=False),
+    sa.Column("format", sa.String(32), nullable=False),  # "source" for the source model itself
+    sa.Column("dataset_sha256", sa.String(64), nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),  # task, dataset, metrics, delta, agreement, predictions
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 # --- the job engine ----------------------------------------------------------
 # Times are epoch seconds (float): portable across SQLite and PostgreSQL, and
 # lease arithmetic stays plain subtraction.

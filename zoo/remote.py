@@ -346,3 +346,18 @@ def _filename(client: Client, blob: dict[str, Any]) -> str | None:
         match = _FILENAME_RE.search(response.getheader("Content-Disposition") or "")
     name = match.group(1) if match else None
     return name if name and name not in (".", "..") else None
+
+
+def pull_anywhere(name: str, options: Options, settings: Settings, *, progress: Progress | None = None,
+                  output: Path | None = None) -> PullResult:
+    """``name`` converted by ``ZOO_SERVER`` when it is set (remote mode), in this process otherwise: the
+    choice ``zoo pull`` makes, for the callers that pull on a user's behalf (``zoo eval``, ``zoo check``,
+    ``zoo.testing``)."""
+    from zoo.progress import quiet
+
+    progress = progress or quiet()
+    if settings.server:
+        return pull_remote(name, options, settings, progress=progress, output=output)
+    from zoo.pipeline import pull
+
+    return pull(name, options, settings=settings, progress=progress, output=output)

@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     cli_server.add_parsers(sub)
     cli_dist.add_parsers(sub)
     cli_demo.add_parser(sub)
+    from zoo.cli import check as cli_check  # zoo check and zoo eval: each sets its own handler
+    from zoo.cli import evaluate as cli_eval
+
+    cli_check.add_parsers(sub), cli_eval.add_parsers(sub)
     return p
 
 
@@ -119,8 +123,8 @@ def _main(args: argparse.Namespace) -> int:
     except ZooError as exc:  # a malformed ZOO_* variable
         return _report_error(exc, args, False)
     try:
-        handler = {"pull": cmd_pull, "convert": cmd_convert, "parity": cmd_parity, "list": cmd_list,
-                   "info": cmd_info, "import": cmd_import}.get(args.command)
+        handler = getattr(args, "handler", None) or {"pull": cmd_pull, "convert": cmd_convert, "parity": cmd_parity,
+                                                     "list": cmd_list, "info": cmd_info, "import": cmd_import}.get(args.command)
         if args.command in ("serve", "token"):
             from zoo.cli import server as cli_server
 
@@ -302,6 +306,9 @@ def cmd_info(args: argparse.Namespace, settings) -> int:
         for name, o in art["parity"].get("outputs", {}).items():
             lines.append(f"      {name}: max abs {o.get('max_abs_diff')}, max rel {o.get('max_rel_diff')}, "
                          f"cosine {o.get('cosine', o.get('min_cosine'))}, top-1 {o.get('top1_agreement', o.get('min_top1_agreement'))}")
+        from zoo.cli.evaluate import info_lines
+
+        lines.extend(info_lines(art))
     emit(args, info, "\n".join(lines))
     return EXIT_OK
 
