@@ -225,19 +225,31 @@ def test_convert_onnx_to_pt2_and_back_through_the_cli(family_onnx, indexed, tmp_
 
 
 def test_unknown_op_fails_with_exit_8_and_nothing_stored(indexed, tmp_path):
+    """An op onnxruntime runs but zoo.onnx_torch does not implement is a conversion failure naming the op
+    and its node; an op nothing can run (a custom domain) fails earlier, as a source that cannot run."""
     from onnx import helper
     from test_onnx_torch_ops import X, model_for
 
     model = model_for("Relu", [("x", X)])
-    model.graph.node.append(helper.make_node("Frobnicate", ["y0"], ["z"], name="mystery_node", domain="com.example"))
-    model.opset_import.append(helper.make_opsetid("com.example", 1))
-    path = tmp_path / "custom.onnx"
+    model.graph.node.append(helper.make_node("Shrink", ["y0"], ["z"], name="mystery_node", lambd=0.5))
+    model.graph.output.append(helper.make_tensor_value_info("z", 1, None))
+    path = tmp_path / "shrink.onnx"
     path.write_bytes(model.SerializeToString())
     proc = run_zoo("convert", str(path), "--to", "pt2", "--json", env=OFFLINE)
     assert proc.returncode == 8, proc.stderr[-2000:]
     error = json.loads(proc.stdout)
     assert error["error"] == "conversion_failed" and "zoo.onnx_torch" in error["message"]
-    assert "Frobnicate" in error["message"] and "mystery_node" in error["message"]
+    assert "Shrink" in error["message"] and "mystery_node" in error["message"]
+
+    custom = model_for("Relu", [("x", X)])
+    custom.graph.node.append(helper.make_node("Frobnicate", ["y0"], ["z"], name="odd_node", domain="com.example"))
+    custom.opset_import.append(helper.make_opsetid("com.example", 1))
+    path = tmp_path / "custom.onnx"
+    path.write_bytes(custom.SerializeToString())
+    proc = run_zoo("convert", str(path), "--to", "pt2", "--json", env=OFFLINE)
+    assert proc.returncode == 10, proc.stderr[-2000:]
+    error = json.loads(proc.stdout)
+    assert error["error"] == "source_model_failed" and "Frobnicate" in error["message"]
     home = indexed.home
     for sub in ("artifacts", "quarantine", "tmp"):
         assert not any((home / sub).glob("*")) if (home / sub).exists() else True, sub

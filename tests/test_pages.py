@@ -178,7 +178,9 @@ def test_the_convert_form_is_made_from_the_job_options_schema():
     from zoo.options import Options
 
     form = {f["name"]: f for f in option_fields(JobOptions.model_json_schema())}
-    assert set(form) == {f.name for f in fields(Options)} - {"format"}
+    # every option the API takes, and none of the client-side paths (--inputs FILE, --samples DIR)
+    assert set(form) == {f.name for f in fields(Options) if f.metadata["api"]} - {"format"}
+    assert {"inputs", "samples"}.isdisjoint(form)
     assert form["opset"]["kind"] == "integer" and form["opset"]["nullable"]
     assert (form["opset"]["minimum"], form["opset"]["maximum"]) == (9, 23)
     assert form["exporter"]["kind"] == "choice" and form["exporter"]["choices"] == ["auto", "dynamo", "torchscript"]
