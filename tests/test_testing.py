@@ -137,7 +137,8 @@ def test_formats_are_verified(zoo_artifact, zoo_format):
 
 def test_good_file():
     report = assert_parity(MODEL, "dist/good.onnx")
-    assert report.passed and len(report.input_sets) == 4
+    names = [s["name"] for s in report.input_sets]  # real photographs for an image model, and random batches
+    assert report.passed and "sample-photos" in names and any(n.startswith("random-") for n in names), names
 
 
 def test_in_memory_torch_module_against_the_file():
