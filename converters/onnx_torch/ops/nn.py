@@ -265,9 +265,15 @@ def _resize_key(node: NodeDef) -> tuple:
     return mode, ct, nearest
 
 
+# nearest modes torch has no interpolate mode for are computed as index gathers, as the ONNX spec defines them
+_NEAREST_CT = ("half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners", "tf_half_pixel_for_nn")
+_NEAREST_ROUND = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
 def _check_resize(node: NodeDef) -> str | None:
     mode, ct, nearest = _resize_key(node)
-    if (mode, ct, nearest) not in _RESIZE:
+    gathered = mode == "nearest" and ct in _NEAREST_CT and nearest in _NEAREST_ROUND
+    if (mode, ct, nearest) not in _RESIZE and not gathered:
         what = f"mode={mode!r}, coordinate_transformation_mode={ct!r}" + (f", nearest_mode={nearest!r}" if nearest else "")
         return what + " (torch.nn.functional.interpolate has no equivalent)"
     if mode == "cubic" and (node.attr("cubic_coeff_a", -0.75) != -0.75 or node.attr("exclude_outside", 0)):
@@ -287,7 +293,18 @@ def resize(node: NodeDef, x: Any, roi: Any = None, scales: Any = None, sizes: An
     if node.opset < 11:
         scales, roi = roi, None  # Resize-10: (X, scales)
     spatial = x.ndim - 2
-    mode, align = _RESIZE[_resize_key(node)]
+    key = _resize_key(node)
+    if key not in _RESIZE:  # a nearest mode interpolate lacks (_check_resize let only those through)
+        out = ints(sizes)[2:] if sizes is not None else None
+        factors = None if out is not None else floats(node, 2 if node.opset >= 11 else 1, scales)[2:]
+        for axis in range(spatial):
+            dim = 2 + axis
+            length = x.shape[dim]
+            size = out[axis] if out is not None else int(length * factors[axis])
+            scale = size / length if out is not None else factors[axis]
+            x = x.index_select(dim, _nearest_index(length, size, scale, key[1], key[2], x.device))
+        return x
+    mode, align = _RESIZE[key]
     if mode in ("linear", "cubic"):
         mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial] if mode == "linear" else "bicubic"
     kwargs: dict[str, Any] = {"mode": mode}
@@ -297,6 +314,30 @@ def resize(node: NodeDef, x: Any, roi: Any = None, scales: Any = None, sizes: An
         return F.interpolate(x, size=ints(sizes)[2:], **kwargs)
     factors = floats(node, 2 if node.opset >= 11 else 1, scales)
     return F.interpolate(x, scale_factor=factors[2:], recompute_scale_factor=False, **kwargs)
+
+
+def _nearest_index(length: Any, size: Any, scale: float, ct: str, rounding: str, device: Any) -> Any:
+    """Input index per output index along one axis: the ONNX Resize coordinate transform, then its rounding."""
+    import torch
+
+    o = torch.arange(size, dtype=torch.float32, device=device)
+    if ct == "asymmetric":
+        coord = o / scale
+    elif ct == "tf_half_pixel_for_nn":
+        coord = (o + 0.5) / scale
+    elif ct == "align_corners":
+        coord = o * ((length - 1) / (size - 1)) if size > 1 else o * 0
+    else:  # half_pixel; pytorch_half_pixel differs only for an output of length 1
+        coord = (o + 0.5) / scale - 0.5
+        if ct == "pytorch_half_pixel" and size == 1:
+            coord = o * 0
+    if rounding == "round_prefer_floor":
+        index = torch.ceil(coord - 0.5)
+    elif rounding == "round_prefer_ceil":
+        index = torch.floor(coord + 0.5)
+    else:
+        index = torch.floor(coord) if rounding == "floor" else torch.ceil(coord)
+    return index.clamp(0, length - 1).to(torch.int64)
 
 
 def _check_upsample(node: NodeDef) -> str | None:
