@@ -37,7 +37,7 @@ class Target:
 @dataclass(frozen=True)
 class Case:
     id: str
-    family: str  # pickle | torchscript | safetensors | keras | onnx | archive | hub-names | remote-code | env
+    family: str  # pickle | torchscript | safetensors | keras | onnx | archive | hub-names | remote-code | env | saved-model
     route: str  # import | archive | convert | parity | pull
     build: Callable[[Path, Path, dict[str, bytes]], Target]  # (workdir, canary, base timm repo files)
     needle: str  # the error message must say this
@@ -489,8 +489,17 @@ def _hub_cases() -> list[Case]:
     ]
 
 
+def _saved_model_cases() -> list[Case]:
+    import hostile_tf
+
+    return [Case(f"saved-model-{name}", "saved-model", "convert",
+                 lambda w, c, b, build=build, name=name: Target(path=build(c, w / name)), hostile_tf.NEEDLES[name])
+            for name, build in hostile_tf.BUILDERS.items()]
+
+
 def corpus() -> list[Case]:
-    return _pickle_cases() + _safetensors_cases() + _keras_cases() + _onnx_cases() + _archive_cases() + _hub_cases()
+    return (_pickle_cases() + _safetensors_cases() + _keras_cases() + _onnx_cases() + _archive_cases() + _hub_cases()
+            + _saved_model_cases())
 
 
 def summary() -> dict[str, int]:

@@ -60,7 +60,7 @@ def test_hostile_file_is_refused(case, tmp_path, zoo_env, base_repo, request):
     target = case.build(work, canary, base_repo)
     assert not canary.exists(), "the generator itself ran the payload"
     proc = _feed(case, target, request)
-    executed = canary.exists()
+    executed = canary.exists() or any(tmp_path.glob("canary.*"))  # a dataset cache writes canary.index
     hostile.OUTCOMES.append({"case": case.id, "family": case.family, "route": case.route,
                              "refused": proc.returncode != 0, "executed": executed, "exit_code": proc.returncode})
     assert not executed, f"{case.id}: the payload ran"
@@ -312,3 +312,36 @@ def test_genuine_safetensors_whose_header_length_looks_like_a_pickle_or_zip(tmp_
     assert head[:width] == low_bytes.to_bytes(width, "little")  # really starts like a pickle / a zip
     check_safetensors(path)  # no refusal
     np.testing.assert_array_equal(load_file(str(path))["weight"], tensors["weight"])
+
+
+# --- SavedModels: the payloads are live, and genuine SavedModels pass the allow-list -------------
+def test_saved_model_payloads_are_live(tmp_path):
+    """Plain TensorFlow loading (and serving) of the corpus' writing SavedModels creates their canaries."""
+    import hostile_tf
+
+    names = ["resource-initializer-dataset-to-tfrecord", "signature-dataset-to-tfrecord", "tf1-restore-op-write-file",
+             "signature-cache-dataset"]
+    dirs = [str(hostile_tf.BUILDERS[n](tmp_path / f"canary-{n}", tmp_path / n)) for n in names]
+    code = ("import os, sys; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow as tf\n"
+            "for d in sys.argv[1:]:\n"
+            "    try: tf.saved_model.load(d).signatures['serving_default'](x=tf.ones([1, 4]))\n"
+            "    except Exception: pass\n")
+    subprocess.run([sys.executable, "-c", code, *dirs], capture_output=True, timeout=300)
+    assert {n: any(tmp_path.glob(f"canary-{n}*")) for n in names} == dict.fromkeys(names, True)
+
+
+def test_genuine_saved_models_pass_the_allow_list(tmp_path):
+    """TF2 (tf.Module, Keras export) and TF1 SavedModels that only compute are accepted: the
+    allow-list covers their saver's checkpoint ops and every function they hold."""
+    import hostile_tf
+    from zoo.converters.loaders.keras_models import import_keras
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    keras = import_keras()
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                              keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
+                              keras.layers.Softmax()])
+    model.export(str(tmp_path / "keras"), verbose=False)
+    for path in (hostile_tf.genuine(tmp_path / "c", tmp_path / "tf2"), hostile_tf.genuine_tf1(tmp_path / "c", tmp_path / "tf1"),
+                 tmp_path / "keras"):
+        check_saved_model(path)
