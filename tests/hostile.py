@@ -229,6 +229,44 @@ class _Zeros(io.RawIOBase):
         return n
 
 
+def _tar_header(name: bytes, size: int, kind: bytes) -> bytes:
+    block = bytearray(512)
+    block[:len(name)] = name
+    block[100:108], block[108:116], block[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"00000000000\0"
+    block[156:157] = kind
+    block[257:265] = b"ustar  \0"  # GNU magic
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def header_bomb(path: Path, kind: str, size: int = 800 << 20, level: int = 6) -> Path:
+    """A gzipped tar whose first header is a pax header (``kind="pax"``) or a GNU long name
+    (``kind="longname"``) of ``size`` bytes, then one small regular member: a header bomb. At the
+    default 800 MB it compresses to about 0.8 MB; it is streamed, never held in memory."""
+    import zlib
+
+    gz = zlib.compressobj(level, zlib.DEFLATED, 31)
+    with open(path, "wb") as out:
+        if kind == "pax":
+            head, tail = b"%d path=" % size, b"\n"  # one record as long as the whole header
+            out.write(gz.compress(_tar_header(b"././@PaxHeader", size, b"x") + head))
+            body = size - len(head) - len(tail)
+        else:
+            tail = b"\0"
+            out.write(gz.compress(_tar_header(b"././@LongLink", size, b"L")))
+            body = size - 1
+        chunk = b"A" * (1 << 20)
+        for _ in range(body >> 20):
+            out.write(gz.compress(chunk))
+        out.write(gz.compress(b"A" * (body & ((1 << 20) - 1)) + tail + b"\0" * (-size % 512)))
+        out.write(gz.compress(_tar_header(b"model/config.json", 2, b"0") + b"{}" + b"\0" * 510 + b"\0" * 1024))
+        out.write(gz.flush())
+    return path
+
+
 # --- ONNX external data ----------------------------------------------------------------------
 def onnx_with_external(work: Path, location: str | None = None, *, offset: int | None = None, length: int | None = None,
                        setup: Callable[[Path, Path], None] | None = None) -> Path:
@@ -450,6 +488,10 @@ def _archive_cases() -> list[Case]:
         Case("zip-fifo", "archive", "archive", _archive(lambda w, c, b: _zip(w, b, [("model/pipe", b"", S_FIFO)])), "special file"),
         Case("zip-bomb", "archive", "archive", _archive(_bomb_zip), "archive bomb"),
         Case("tgz-bomb", "archive", "archive", _archive(_bomb_tgz), "archive bomb"),
+        Case("tgz-pax-header-bomb", "archive", "archive", _archive(lambda w, c, b: header_bomb(w / "pax.tar.gz", "pax", 64 << 20)),
+             "header bomb"),
+        Case("tgz-gnu-long-name-bomb", "archive", "archive",
+             _archive(lambda w, c, b: header_bomb(w / "longname.tar.gz", "longname", 64 << 20)), "header bomb"),
         Case("tgz-dotdot-via-convert", "archive", "convert",
              _archive(lambda w, c, b: _tar(w, b, [("model/../../escaped.txt", b"x")], "w:gz")), "outside"),
     ]

@@ -345,3 +345,67 @@ def test_genuine_saved_models_pass_the_allow_list(tmp_path):
     for path in (hostile_tf.genuine(tmp_path / "c", tmp_path / "tf2"), hostile_tf.genuine_tf1(tmp_path / "c", tmp_path / "tf1"),
                  tmp_path / "keras"):
         check_saved_model(path)
+
+
+# --- tar archives read by hand: genuine formats extract, header bombs are refused up front ---------
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_tar_formats_extract_exactly(tmp_path, fmt, mode):
+    """zoo's own tar reader extracts what Python's tarfile writes: long names (ustar prefix, GNU
+    long names, pax paths), non-ASCII names, empty files and directories."""
+    import io
+    import tarfile
+
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    files = {"model/config.json": b"{}", "model/" + "d" * 120 + "/" + ("n" * 200 if fmt != "ustar" else "n" * 90) + ".bin":
+             bytes(range(256)) * 9, "model/\u00fc-\u00f1.txt": b"u", "model/empty": b""}
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, mode, format={"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT,
+                                             "pax": tarfile.PAX_FORMAT}[fmt]) as tar:
+        info = tarfile.TarInfo("model/sub")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    root = extract_archive(archive, tmp_path / "out", Settings.from_env())
+    assert root == tmp_path / "out" / "model" and (root / "sub").is_dir()
+    assert {str(p.relative_to(tmp_path / "out")): p.read_bytes() for p in root.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("kind", ["pax", "longname"])
+def test_tar_header_bomb_is_refused_before_it_is_read(tmp_path, kind):
+    """A 64 MB pax header or GNU long name (64 KB of gzip) is refused from its 512-byte header:
+    in well under a second, without allocating it (tracemalloc peak), and the message stays short."""
+    import time
+    import tracemalloc
+
+    from zoo import errors
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    bomb = hostile.header_bomb(tmp_path / "bomb.tar.gz", kind, 64 << 20)
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(errors.UnsafeModelError, match="header bomb") as refused:
+        extract_archive(bomb, tmp_path / "out", Settings.from_env())
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1 and peak < 8 << 20 and len(str(refused.value)) < 300, (seconds, peak)
+
+
+def test_tar_names_too_long_for_the_file_system_are_refused_shortly(tmp_path):
+    """A long name under the header cap but over PATH_MAX is an UnsafeModelError (exit 7) whose message
+    shows 200 characters of it, not an OSError that prints the whole name."""
+    from zoo import errors
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    bomb = hostile.header_bomb(tmp_path / "long.tar.gz", "longname", 512 << 10)
+    with pytest.raises(errors.UnsafeModelError, match="longer than 4096 bytes") as refused:
+        extract_archive(bomb, tmp_path / "out", Settings.from_env())
+    assert len(str(refused.value)) < 400

@@ -109,6 +109,7 @@ class Settings:
     archive_max_bytes: int = 64 << 30  # ZOO_ARCHIVE_MAX_BYTES: total extracted size
     archive_max_ratio: float = 200.0  # ZOO_ARCHIVE_MAX_RATIO: extracted / archive size
     archive_max_members: int = 10_000  # ZOO_ARCHIVE_MAX_MEMBERS
+    archive_max_header_bytes: int = 1 << 20  # ZOO_ARCHIVE_MAX_HEADER_BYTES: one pax header or GNU long name
     # --- test hooks (inert unless set; used by the crash tests) ---
     test_pause_at: str | None = None  # ZOO_TEST_PAUSE_AT: stage name(s), comma-separated
     test_pause_s: float = 0.0  # ZOO_TEST_PAUSE_S: how long to sleep there
@@ -151,6 +152,7 @@ class Settings:
             archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30, minimum=1)),
             archive_max_ratio=_number(env, "ZOO_ARCHIVE_MAX_RATIO", 200.0, minimum=1, integer=False),
             archive_max_members=int(_number(env, "ZOO_ARCHIVE_MAX_MEMBERS", 10_000, minimum=1)),
+            archive_max_header_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_HEADER_BYTES", 1 << 20, minimum=512)),
             test_pause_at=env.get("ZOO_TEST_PAUSE_AT") or None,
             test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
             test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,
