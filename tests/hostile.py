@@ -428,9 +428,17 @@ def _pickle_cases() -> list[Case]:
     ]
 
 
+def safetensors_flood(tensors: int = 1_400_000) -> bytes:
+    """A header of ``tensors`` empty tensors and no data (1.4 million: about 80 MB of header)."""
+    entry = '"t%d":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}'
+    return safetensors_bytes(("{" + ",".join(entry % i for i in range(tensors)) + "}").encode(), b"")
+
+
 def _safetensors_cases() -> list[Case]:
     cases = [Case(f"safetensors-{name}", "safetensors", "import", _dir(lambda c, d=data: {"model.safetensors": d}), "refusing model.safetensors")
              for name, data in LYING_SAFETENSORS.items()]
+    cases.append(Case("safetensors-tensor-flood", "safetensors", "import",
+                      _dir(lambda c: {"model.safetensors": safetensors_flood(150_000)}), "ZOO_SAFETENSORS_MAX_TENSORS"))
     cases.append(Case("safetensors-overlapping-from-hub", "safetensors", "pull",
                       _repo(lambda c: {"model.safetensors": LYING_SAFETENSORS["overlapping"]}), "overlap"))
     cases.append(Case("safetensors-past-end-via-convert", "safetensors", "convert",

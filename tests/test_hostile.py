@@ -409,3 +409,40 @@ def test_tar_names_too_long_for_the_file_system_are_refused_shortly(tmp_path):
     with pytest.raises(errors.UnsafeModelError, match="longer than 4096 bytes") as refused:
         extract_archive(bomb, tmp_path / "out", Settings.from_env())
     assert len(str(refused.value)) < 400
+
+
+# --- safetensors header floods ---------------------------------------------------------------------
+@pytest.mark.parametrize("tensors, env, needle", [
+    (150_000, {}, "more than 100000 entries"),  # 9 MB of header: under the size cap, over the count cap
+    (1_400_000, {}, "ZOO_SAFETENSORS_MAX_HEADER_BYTES"),  # the 80 MB flood: refused from its length
+    (2_000, {"ZOO_SAFETENSORS_MAX_TENSORS": "1000"}, "more than 1000 entries"),
+], ids=["count", "size", "env"])
+def test_safetensors_header_flood_is_refused_quickly(tmp_path, monkeypatch, tensors, env, needle):
+    import time
+    import tracemalloc
+
+    from zoo import errors
+    from zoo.safety import check_safetensors
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(hostile.safetensors_flood(tensors))
+    start = time.perf_counter()
+    with pytest.raises(errors.UnsafeModelError, match=needle):
+        check_safetensors(path)
+    seconds = time.perf_counter() - start
+    tracemalloc.start()  # a second run for memory: tracing slows the parse
+    with pytest.raises(errors.UnsafeModelError, match=needle):
+        check_safetensors(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1 and peak < 150 << 20, (seconds, peak)
+
+
+def test_safetensors_with_many_tensors_under_the_caps_pass(tmp_path):
+    from zoo.safety import check_safetensors
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(hostile.safetensors_flood(20_000))
+    check_safetensors(path)

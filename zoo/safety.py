@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from zoo import errors
 
-SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit (zoo's caps are in Settings)
 SAFETENSORS_DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "I16": 2, "F16": 2,
     "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8,
@@ -51,7 +51,13 @@ _TORCH_STORAGE = re.compile(r"^[A-Za-z0-9]*Storage$")
 
 # --- safetensors ---------------------------------------------------------------
 def check_safetensors(path: Path, name: str | None = None) -> None:
-    """The header must be sane JSON whose tensors tile the data exactly, within the file."""
+    """The header must be sane JSON whose tensors tile the data exactly, within the file. Its size and
+    entry count are capped (``ZOO_SAFETENSORS_MAX_HEADER_BYTES``, ``ZOO_SAFETENSORS_MAX_TENSORS``) before
+    the JSON is parsed, so a flood of tiny tensors costs no more than reading its bytes."""
+    from zoo.settings import get_settings
+
+    settings = get_settings()
+    max_header, max_tensors = min(settings.safetensors_max_header_bytes, SAFETENSORS_MAX_HEADER), settings.safetensors_max_tensors
     name = name or path.name
     size = path.stat().st_size
 
@@ -68,10 +74,14 @@ def check_safetensors(path: Path, name: str | None = None) -> None:
         # 0x...4B50 are valid lengths), so that is only the explanation of a header that does not parse.
         disguised = "it is a Python pickle / zip archive named .safetensors, which zoo never unpickles"
         looks_disguised = head[:2] == b"PK" or head[:1] == b"\x80"
-        if n > SAFETENSORS_MAX_HEADER or 8 + n > size:
+        if n > max_header or 8 + n > size:
             raise bad(disguised if looks_disguised else
-                      f"header length {n} exceeds the file ({size} bytes) or the {SAFETENSORS_MAX_HEADER}-byte limit")
+                      f"header length {n} exceeds the file ({size} bytes) or the {max_header}-byte limit "
+                      "(ZOO_SAFETENSORS_MAX_HEADER_BYTES)")
         raw = f.read(n)
+    # Every JSON object opens with "{": counting them bounds the entries before the parser builds them.
+    if raw.count(b"{") > max_tensors + 2:  # the header itself and __metadata__ are objects too
+        raise bad(f"the header holds more than {max_tensors} entries (ZOO_SAFETENSORS_MAX_TENSORS)")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -110,6 +110,9 @@ class Settings:
     archive_max_ratio: float = 200.0  # ZOO_ARCHIVE_MAX_RATIO: extracted / archive size
     archive_max_members: int = 10_000  # ZOO_ARCHIVE_MAX_MEMBERS
     archive_max_header_bytes: int = 1 << 20  # ZOO_ARCHIVE_MAX_HEADER_BYTES: one pax header or GNU long name
+    # --- safetensors headers (checked before any framework reads the file) ---
+    safetensors_max_header_bytes: int = 16 << 20  # ZOO_SAFETENSORS_MAX_HEADER_BYTES
+    safetensors_max_tensors: int = 100_000  # ZOO_SAFETENSORS_MAX_TENSORS: entries in one file's header
     # --- test hooks (inert unless set; used by the crash tests) ---
     test_pause_at: str | None = None  # ZOO_TEST_PAUSE_AT: stage name(s), comma-separated
     test_pause_s: float = 0.0  # ZOO_TEST_PAUSE_S: how long to sleep there
@@ -153,6 +156,8 @@ class Settings:
             archive_max_ratio=_number(env, "ZOO_ARCHIVE_MAX_RATIO", 200.0, minimum=1, integer=False),
             archive_max_members=int(_number(env, "ZOO_ARCHIVE_MAX_MEMBERS", 10_000, minimum=1)),
             archive_max_header_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_HEADER_BYTES", 1 << 20, minimum=512)),
+            safetensors_max_header_bytes=int(_number(env, "ZOO_SAFETENSORS_MAX_HEADER_BYTES", 16 << 20, minimum=2)),
+            safetensors_max_tensors=int(_number(env, "ZOO_SAFETENSORS_MAX_TENSORS", 100_000, minimum=1)),
             test_pause_at=env.get("ZOO_TEST_PAUSE_AT") or None,
             test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
             test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,
