@@ -302,6 +302,36 @@ def onnx_with_external(work: Path, location: str | None = None, *, offset: int |
     return path
 
 
+def onnx_sparse_external(work: Path, kind: str, link: str) -> Path:
+    """A valid ONNX model (y = x + W, W sparse) whose sparse tensor's values live in external data:
+    ``kind`` "initializer" (a sparse initializer) or "constant" (``Constant(sparse_value=...)``);
+    ``link`` "hardlink" (weights.bin is a hard link to a file outside) or "dotdot" (``../outside.bin``)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model_dir = work / "m"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    outside = work / "outside.bin"
+    outside.write_bytes(np.arange(16, dtype=np.float32).tobytes())
+    location = "../outside.bin" if link == "dotdot" else "weights.bin"
+    if link == "hardlink":
+        os.link(outside, model_dir / "weights.bin")
+    values = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[16], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "64")):
+        values.external_data.add(key=key, value=value)
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.arange(16, dtype=np.int64), "W_indices"), [1, 16])
+    nodes = [helper.make_node("Add", ["x", "W"], ["y"])]
+    if kind == "constant":
+        nodes.insert(0, helper.make_node("Constant", [], ["W"], sparse_value=sparse))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+                              sparse_initializer=[sparse] if kind == "initializer" else None)
+    path = model_dir / "model.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
 def _onnx(location: str | None = None, **kwargs) -> Callable[[Path, Path, dict[str, bytes]], Target]:
     return lambda work, canary, base: Target(path=onnx_with_external(work, location, **kwargs))
 
@@ -472,6 +502,10 @@ def _onnx_cases() -> list[Case]:
         Case("onnx-external-hardlink", "onnx", "convert", _onnx(setup=_hardlink_weights), "hard link"),
         Case("onnx-external-offset-past-end", "onnx", "convert", _onnx(offset=32, length=64), "bytes 32..96"),
         Case("onnx-external-symlinked-dir", "onnx", "convert", _onnx("sub/outside.bin", setup=_symlink_subdir), "symbolic link"),
+        Case("onnx-sparse-initializer-hardlink", "onnx", "convert",
+             lambda w, c, b: Target(path=onnx_sparse_external(w, "initializer", "hardlink")), "hard link"),
+        Case("onnx-constant-sparse-value-dotdot", "onnx", "convert",
+             lambda w, c, b: Target(path=onnx_sparse_external(w, "constant", "dotdot")), "outside"),
         Case("onnx-external-dotdot-via-parity", "onnx", "parity", _onnx("../outside.bin"), "outside"),
     ]
 

@@ -357,18 +357,51 @@ def check_onnx_external_data(path: Path) -> None:
     """External tensor data must be plain files inside the model's directory, and
     every (offset, length) must lie within its file."""
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise errors.InvalidModelError(f"{path.name} is not a readable ONNX model: {str(exc)[:200]}") from None
     root = path.parent.resolve()
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
+    for tensor in onnx_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and not tensor.external_data:
             continue
         entries = {e.key: e.value for e in tensor.external_data}
         _check_external_entry(path, root, tensor.name, entries)
+
+
+def onnx_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto of an ONNX model, of every kind: initializers, sparse initializers (their values
+    and indices), node attributes (``t``, ``tensors``, ``sparse_tensor``, ``sparse_tensors``: a
+    ``Constant``'s ``value`` and ``sparse_value``), in every subgraph and in every local function."""
+    def sparse(item: Any) -> Iterator[Any]:
+        yield item.values
+        yield item.indices
+
+    def nodes(node_list: Any) -> Iterator[Any]:
+        for node in node_list:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("sparse_tensor"):
+                    yield from sparse(attr.sparse_tensor)
+                for item in attr.sparse_tensors:
+                    yield from sparse(item)
+                if attr.HasField("g"):
+                    yield from graph(attr.g)
+                for sub in attr.graphs:
+                    yield from graph(sub)
+
+    def graph(g: Any) -> Iterator[Any]:
+        yield from g.initializer
+        for item in g.sparse_initializer:
+            yield from sparse(item)
+        yield from nodes(g.node)
+
+    yield from graph(model.graph)
+    for function in model.functions:
+        yield from nodes(function.node)
 
 
 def _check_external_entry(path: Path, root: Path, tensor: str, entries: dict[str, str]) -> None:
