@@ -274,6 +274,9 @@ def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
 
 def _describe_timm(base: ModelRecord, config: dict[str, Any]) -> ModelRecord:
     from zoo.registry.timm_source import record_from_pretrained_cfg
+    from zoo.safety import check_timm_model_args
+
+    check_timm_model_args(config.get("model_args"), f"{base.id}'s config.json")
 
     cfg = dict(config.get("pretrained_cfg") or {})
     cfg["architecture"] = config["architecture"]

@@ -127,6 +127,7 @@ def _repo(weights: Callable[[Path], dict[str, bytes]], config: Callable[[dict], 
 
 # --- safetensors that lie --------------------------------------------------------------------
 F32x4 = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
+F32_EMPTY = safetensors_bytes({"conv1.weight": F32x4}, b"\0" * 16)
 LYING_SAFETENSORS = {
     "offsets-past-end": safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
     "overlapping": safetensors_bytes({"a": F32x4, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, b"\0" * 24),
@@ -581,9 +582,39 @@ def _saved_model_cases() -> list[Case]:
             for name, build in hostile_tf.BUILDERS.items()]
 
 
+def _path_cases() -> list[Case]:
+    """Paths the pickle scanner never sees: an index's weight_map, timm's model_args."""
+    def index(target: str, kind: str = "safetensors") -> Callable[[Path], dict[str, bytes]]:
+        def weights(canary: Path) -> dict[str, bytes]:
+            outside = canary.parent / f"outside.{'bin' if kind == 'bin' else 'safetensors'}"
+            outside.write_bytes(torch_zip_bytes(_tensor_state(canary)) if kind == "bin" else b"")
+            shard = "pytorch_model-00001-of-00001.bin" if kind == "bin" else "model-00001-of-00001.safetensors"
+            data = torch_zip_bytes({"conv1.weight": _tensor_state(canary)["conv1.weight"]}) if kind == "bin" else F32_EMPTY
+            target_name = target.replace("{outside}", str(outside))
+            name = "pytorch_model.bin.index.json" if kind == "bin" else "model.safetensors.index.json"
+            return {shard: data, name: json.dumps({"metadata": {}, "weight_map": {"conv1.weight": target_name}}).encode()}
+
+        return weights
+
+    def model_args(args: dict[str, Any]) -> Callable[[dict], dict]:
+        return lambda config: {**config, "model_args": args}
+
+    return [
+        Case("index-weight-map-dotdot", "paths", "import", _dir(index("../outside.safetensors")), "weight_map"),
+        Case("index-weight-map-absolute-pickle-from-hub", "paths", "pull", _repo(index("{outside}", "bin")), "weight_map"),
+        Case("timm-model-args-checkpoint-path-from-hub", "paths", "pull",
+             lambda w, c, b: Target(repo_files={"model.safetensors": b["model.safetensors"], "config.json": json.dumps(
+                 model_args({"checkpoint_path": "/etc/passwd"})(json.loads(b["config.json"]))).encode()}), "checkpoint_path"),
+        Case("timm-model-args-cfg-overlay-file", "paths", "import",
+             lambda w, c, b: Target(path=_model_dir(w, b, {"model.safetensors": b["model.safetensors"]}, {
+                 "config.json": json.dumps(model_args({"pretrained_cfg_overlay": {"file": "/etc/passwd"}})(json.loads(b["config.json"]))).encode()})),
+             "pretrained_cfg_overlay"),
+    ]
+
+
 def corpus() -> list[Case]:
     return (_pickle_cases() + _safetensors_cases() + _keras_cases() + _onnx_cases() + _archive_cases() + _hub_cases()
-            + _saved_model_cases())
+            + _saved_model_cases() + _path_cases())
 
 
 def summary() -> dict[str, int]:

@@ -232,11 +232,58 @@ def check_weights_file(path: Path, name: str | None = None) -> str:
 
 
 def check_weights(root: Path, weights: list[str]) -> None:
-    """Every weights file of a model (index files name their shards, which are checked)."""
+    """Every weights file of a model; an index file may name only those checked shards."""
+    shards = {name for name in weights if not name.endswith(".index.json")}
     for name in weights:
         if name.endswith(".index.json"):
-            continue
-        check_weights_file(root / name, name)
+            check_weight_index(root / name, name, shards)
+        else:
+            check_weights_file(root / name, name)
+
+
+_INDEX_MAX = 64 << 20  # a weight map names every tensor once: megabytes, not more
+
+
+def check_weight_index(path: Path, name: str, shards: set[str]) -> None:
+    """``*.index.json``'s ``weight_map`` is what transformers opens: every entry must name one of the
+    model's own shards (the files zoo checked), as a plain file name beside the index."""
+    def bad(why: str) -> errors.UnsafeModelError:
+        return errors.UnsafeModelError(f"refusing {name}: {why}", hint="an index names only the shards beside it")
+
+    if path.stat().st_size > _INDEX_MAX:
+        raise bad(f"it is larger than {_INDEX_MAX} bytes")
+    try:
+        index = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"it is not JSON ({exc})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise bad("it has no weight_map object")
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or shard not in shards:
+            shown = repr(shard)[:120]
+            where = "a path outside the model's files" if isinstance(shard, str) and ("/" in shard or "\\" in shard) else "a file that is not one of its shards"
+            raise bad(f"weight_map sends tensor {tensor[:120]!r} to {shown}: {where}")
+
+
+# timm.create_model keyword arguments that name files or fetch weights: never from a repo's config.
+_TIMM_FILE_ARGS = frozenset({"checkpoint_path", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir",
+                             "pretrained_strict", "features_only", "scriptable", "exportable", "no_jit"})
+
+
+def check_timm_model_args(model_args: Any, where: str) -> None:
+    """A timm config's ``model_args`` reach ``timm.create_model(**model_args)``: refuse the ones that
+    name files (``checkpoint_path``, ``pretrained_cfg_overlay={"file": ...}``), fetch weights or switch
+    timm's code paths, and any key that is not a plain identifier."""
+    if model_args is None:
+        return
+    if not isinstance(model_args, dict):
+        raise errors.UnsafeModelError(f"refusing {where}: model_args must be a JSON object")
+    for key in model_args:
+        if not isinstance(key, str) or not key.isidentifier() or key in _TIMM_FILE_ARGS or key.endswith(("_path", "_file", "_dir")):
+            raise errors.UnsafeModelError(
+                f"refusing {where}: model_args sets {str(key)[:80]!r}, which would make timm read files or fetch weights",
+                hint="model_args may set architecture options only (depth, widths, drop rates...)")
 
 
 def check_model_file(path: Path) -> None:
