@@ -484,8 +484,25 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+def _keras_directory(edit: Callable[[dict], None] | None) -> Callable[[Path, Path, dict[str, bytes]], Target]:
+    """A hub repo in keras' ``hf://`` directory layout (config.json, metadata.json, model.weights.h5) of a
+    real model with a live Lambda layer (``edit`` None), or of a Dense model whose config ``edit`` changes."""
+    def build(work: Path, canary: Path, base: dict[str, bytes]) -> Target:
+        if edit is None:
+            source = keras_lambda_model(canary, work / "lambda.keras")
+        else:
+            source = _keras_edit(edit)(work, canary, base).path
+        with zipfile.ZipFile(source) as archive:
+            files = {n: archive.read(n) for n in ("config.json", "metadata.json", "model.weights.h5")}
+        return Target(repo_files=files)
+
+    return build
+
+
 def _keras_cases() -> list[Case]:
     return [
+        Case("keras-directory-lambda-from-hub", "keras", "pull", _keras_directory(None), "carries Python bytecode"),
+        Case("keras-directory-custom-object-from-hub", "keras", "pull", _keras_directory(_custom_object), "custom object"),
         Case("keras-lambda-layer", "keras", "convert", lambda w, c, b: Target(path=keras_lambda_model(c, w / "model.keras")), "Lambda"),
         Case("keras-module-os-system", "keras", "convert", _keras_edit(_os_system_layer), "'os'"),
         Case("keras-custom-object", "keras", "convert", _keras_edit(_custom_object), "custom object"),

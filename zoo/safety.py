@@ -353,8 +353,15 @@ def check_keras_file(path: Path) -> None:
             return  # weights only: keras reads arrays, no classes
     else:
         raise errors.UnsupportedFormatError(f"{path.name} is not a .keras or .h5 Keras file")
+    check_keras_config(config, path.name)
+
+
+def check_keras_config(config: Any, name: str) -> None:
+    """A Keras model config (from a ``.keras`` zip, an ``.h5`` attribute, or the ``config.json`` of
+    the Hugging Face directory layout) may name only Keras' own classes: no Lambda layers, no
+    lambdas, no modules outside keras, no custom registered objects."""
     for where, why in _keras_config_problems(config):
-        raise errors.UnsafeModelError(f"refusing {path.name}: {where} {why}; zoo loads Keras files only with safe_mode",
+        raise errors.UnsafeModelError(f"refusing {name}: {where} {why}; zoo loads Keras files only with safe_mode",
                                       hint="rebuild the model without Lambda layers or custom objects")
 
 
