@@ -21,7 +21,8 @@ PULL_CASES = [c for c in hostile.corpus() if c.route == "pull" and not c.env]
 def hostile_api(tmp_path_factory, tiny_repos, timm_index_db, hub):
     root = tmp_path_factory.mktemp("api-hostile")
     home = make_home(root, timm_index_db, tiny_repos, repos=())
-    env = server_env(root, HF_HUB_OFFLINE="0", HF_ENDPOINT=hub.endpoint, ZOO_JOB_LEASE="3")
+    # The server holds a hub token (HF_TOKEN): it can fetch gated repos, which its mirror must not hand out.
+    env = server_env(root, HF_HUB_OFFLINE="0", HF_ENDPOINT=hub.endpoint, ZOO_JOB_LEASE="3", HF_TOKEN=hub.token)
     server = ZooServer(home, env, workers=1).start()
     try:
         yield server, server.token("write")
@@ -56,6 +57,31 @@ def test_hostile_repo_submitted_as_a_job_is_refused(hostile_api, hub, tiny_repos
         assert 400 <= job["error"]["status"] < 500  # the client's model is at fault, not the server
         assert not any((server.home / "artifacts").glob("*")) and not any((server.home / "quarantine").glob("*"))
         assert client.get("/healthz").status_code == 200
+
+
+def test_mirror_serves_a_gated_repo_only_to_token_holders(hostile_api, hub, tiny_repos):
+    """A write-token holder makes the server fetch a gated repo with the server's HF_TOKEN: the mirror
+    then answers "not held" to anonymous callers (and to tokens that are not zoo's) and serves it to
+    zoo read tokens; a public repo fetched the same way stays open to anyone."""
+    server, write = hostile_api
+    read = server.token("read")
+    files = tiny_repos[TIMM_REPO]
+    hub.add(Repo("zoo-mirror/gated", files, gated=True))
+    hub.add(Repo("zoo-mirror/public", files))
+    with server.client(write) as client:
+        for repo in ("zoo-mirror/gated", "zoo-mirror/public"):
+            response = client.post("/v1/jobs", json={"model": repo, "format": "onnx"})
+            job = wait_job(client, response.json()["id"], finished)
+            assert job["state"] == "succeeded", job
+    paths = ["/api/models/{r}", "/api/models/{r}/revision/main", "/api/models/{r}/tree/main", "/{r}/resolve/main/config.json"]
+    for token, gated_status in ((None, 404), ("hf_not_a_zoo_token", 404), (read, 200), (write, 200)):
+        with server.client(token) as client:
+            for path in paths:
+                got = client.get(path.format(r="zoo-mirror/gated"))
+                assert got.status_code == gated_status, (token, path, got.text)
+                if gated_status == 404:
+                    assert got.headers["X-Error-Code"] == "RepoNotFound" and files["config.json"] not in got.content
+                assert client.get(path.format(r="zoo-mirror/public")).status_code == 200, (token, path)
 
 
 def test_refusing_hostile_repos_imported_no_framework_into_the_api(hostile_api):
