@@ -5,11 +5,13 @@ nothing (no canary), publish nothing, and leave the server serving."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hostile
 import pytest
 from conftest import TIMM_REPO
 from hubserver import Repo
-from serverproc import ZooServer, finished, wait_job
+from serverproc import ZooServer, finished, job_processes, wait_job
 from test_api import FRAMEWORKS, make_home, server_env
 
 # Cases that set the environment of the zoo process itself (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) belong to the
@@ -82,6 +84,39 @@ def test_mirror_serves_a_gated_repo_only_to_token_holders(hostile_api, hub, tiny
                 if gated_status == 404:
                     assert got.headers["X-Error-Code"] == "RepoNotFound" and files["config.json"] not in got.content
                 assert client.get(path.format(r="zoo-mirror/public")).status_code == 200, (token, path)
+
+
+def test_job_errors_carry_no_server_paths_and_jobs_have_a_memory_limit(hostile_api, hub, tiny_repos):
+    """A job whose parity fails (fp16 at zero tolerance) keeps its artifact in quarantine: the error says so
+    without the quarantine path (nor any other server path); the job process ran under the default
+    address-space limit derived from the machine's memory (ZOO_JOB_MEMORY_MB unset)."""
+    import json as json_
+
+    from zoo.settings import default_job_memory_mb
+
+    server, write = hostile_api
+    hub.add(Repo("zoo-paths/model", tiny_repos[TIMM_REPO]))
+    limits: set[str] = set()
+
+    def watch(job: dict) -> bool:
+        for pid in job_processes(job["id"]):
+            try:
+                limits.update(line.split()[3] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                              if line.startswith("Max address space"))
+            except OSError:
+                pass
+        return finished(job)
+
+    with server.client(write) as client:
+        response = client.post("/v1/jobs", json={"model": "zoo-paths/model", "format": "onnx-fp16",
+                                                    "options": {"atol": 0, "rtol": 0}})
+        job = wait_job(client, response.json()["id"], watch)
+    assert job["state"] == "failed" and job["error"]["error"] == "parity_failed", job["error"]
+    text = json_.dumps(job)
+    assert any((server.home / "quarantine").iterdir())  # the artifact is kept, on the server only
+    assert str(server.home) not in text and "/quarantine/" not in text and "quarantined" not in job["error"], text
+    assert "<server path>" in job["error"]["hint"]
+    assert str(default_job_memory_mb() << 20) in limits, limits  # (seen "unlimited" only before the runner set it)
 
 
 def test_refusing_hostile_repos_imported_no_framework_into_the_api(hostile_api):

@@ -96,7 +96,7 @@ class Settings:
     # --- the job engine ---
     workers: int = 1  # ZOO_WORKERS: jobs at a time of zoo serve's local pool (0: it only queues) or of zoo worker
     job_timeout_s: float = 3600.0  # ZOO_JOB_TIMEOUT: wall-clock limit of one attempt, then killed
-    job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none)
+    job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none; default: see below)
     job_attempts: int = 3  # ZOO_JOB_ATTEMPTS: attempts before a job whose worker keeps dying fails
     lease_s: float = 30.0  # ZOO_JOB_LEASE: a claim lapses this long after the last heartbeat
     # Not from the environment: the server turns it off so that the API process never
@@ -147,7 +147,7 @@ class Settings:
             token=env.get("ZOO_TOKEN") or None,
             workers=int(_number(env, "ZOO_WORKERS", 1)),
             job_timeout_s=_number(env, "ZOO_JOB_TIMEOUT", 3600.0, minimum=1, integer=False),
-            job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", 0)),
+            job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", default_job_memory_mb())),
             job_attempts=int(_number(env, "ZOO_JOB_ATTEMPTS", 3, minimum=1)),
             lease_s=_number(env, "ZOO_JOB_LEASE", 30.0, minimum=1, integer=False),
             download_retries=int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3)),
@@ -162,6 +162,16 @@ class Settings:
             test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
             test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,
         )
+
+
+def default_job_memory_mb() -> int:
+    """A job's default address-space limit: three quarters of the machine's memory, and never under
+    8 GiB (importing TensorFlow and torch alone maps about 5.5 GB); 0 (none) where it cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (AttributeError, ValueError, OSError):
+        return 0
+    return max(8192, total * 3 // 4) if total > 0 else 0
 
 
 def get_settings() -> Settings:
