@@ -594,9 +594,12 @@ def _hub_cases() -> list[Case]:
 def _saved_model_cases() -> list[Case]:
     import hostile_tf
 
-    return [Case(f"saved-model-{name}", "saved-model", "convert",
-                 lambda w, c, b, build=build, name=name: Target(path=build(c, w / name)), hostile_tf.NEEDLES[name])
-            for name, build in hostile_tf.BUILDERS.items()]
+    cases = [Case(f"saved-model-{name}", "saved-model", "convert",
+                  lambda w, c, b, build=build, name=name: Target(path=build(c, w / name)), hostile_tf.NEEDLES[name])
+             for name, build in hostile_tf.BUILDERS.items()]
+    cases.append(Case("saved-model-signature-write-file-via-parity", "saved-model", "parity",
+                      lambda w, c, b: Target(path=hostile_tf.signature(c, w / "sm", "WriteFile")), "WriteFile"))
+    return cases
 
 
 def _path_cases() -> list[Case]:

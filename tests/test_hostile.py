@@ -446,3 +446,22 @@ def test_safetensors_with_many_tensors_under_the_caps_pass(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(hostile.safetensors_flood(20_000))
     check_safetensors(path)
+
+
+def test_parity_against_a_hostile_saved_model_candidate_is_refused(tmp_path, zoo_env):
+    """``zoo parity model.onnx DIR``: the candidate SavedModel is checked like a source before TensorFlow
+    loads it; its serving signature would write the canary when parity runs it."""
+    import hostile_tf
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "model.onnx"))
+    canary = tmp_path / "canary"
+    saved = hostile_tf.signature(canary, tmp_path / "sm", "WriteFile")
+    proc = run_zoo("parity", str(tmp_path / "model.onnx"), str(saved), "--json")
+    assert not canary.exists(), "the SavedModel's signature ran"
+    assert proc.returncode == 7 and "WriteFile" in proc.stderr, proc.stderr[-2000:]
