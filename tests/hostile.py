@@ -594,12 +594,9 @@ def _hub_cases() -> list[Case]:
 def _saved_model_cases() -> list[Case]:
     import hostile_tf
 
-    cases = [Case(f"saved-model-{name}", "saved-model", "convert",
-                  lambda w, c, b, build=build, name=name: Target(path=build(c, w / name)), hostile_tf.NEEDLES[name])
-             for name, build in hostile_tf.BUILDERS.items()]
-    cases.append(Case("saved-model-signature-write-file-via-parity", "saved-model", "parity",
-                      lambda w, c, b: Target(path=hostile_tf.signature(c, w / "sm", "WriteFile")), "WriteFile"))
-    return cases
+    return [Case(f"saved-model-{name}", "saved-model", "convert",
+                 lambda w, c, b, build=build, name=name: Target(path=build(c, w / name)), hostile_tf.NEEDLES[name])
+            for name, build in hostile_tf.BUILDERS.items() if name in hostile_tf.THROUGH_THE_CLI]
 
 
 def _path_cases() -> list[Case]:

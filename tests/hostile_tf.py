@@ -117,6 +117,22 @@ def tf1_restore_op(canary: Path, path: Path) -> Path:
     model.ParseFromString((path / "saved_model.pb").read_bytes())
     graph = model.meta_graphs[0].graph_def
     restore = model.meta_graphs[0].saver_def.restore_op_name
+    # Drop the real restore graph (RestoreV2 and its assignments): the WriteFile below takes its place.
+    inputs = {n.name: [i.lstrip("^").split(":")[0] for i in n.input] for n in graph.node}
+
+    def ancestors(start: set[str]) -> set[str]:
+        seen, pending = set(), list(start)
+        while pending:
+            name = pending.pop()
+            if name not in seen and name in inputs:
+                seen.add(name)
+                pending.extend(inputs[name])
+        return seen
+
+    only_restore = ancestors({restore}) - ancestors(set(inputs) - ancestors({restore}))
+    kept = [n for n in graph.node if n.name == restore or n.name not in only_restore]
+    del graph.node[:]
+    graph.node.extend(kept)
     node = next(n for n in graph.node if n.name == restore)
     for name, value in (("evil/filename", str(canary)), ("evil/contents", "the model ran")):
         const = graph.node.add(name=name, op="Const")
@@ -136,6 +152,8 @@ BUILDERS: dict[str, Callable[[Path, Path], Path]] = {
     "signature-cache-dataset": lambda c, p: signature(c, p, "CacheDatasetV2"),
     "signature-csv-dataset": lambda c, p: signature(c, p, "CSVDataset"),
 }
+# Fed to `zoo convert DIR` by the corpus (each costs a TensorFlow start); the others are checked in-process.
+THROUGH_THE_CLI = ("resource-initializer-dataset-to-tfrecord", "signature-dataset-to-tfrecord", "tf1-restore-op-write-file")
 NEEDLES = {"resource-initializer-dataset-to-tfrecord": "DatasetToTFRecord", "signature-dataset-to-tfrecord": "DatasetToTFRecord",
            "tf1-restore-op-write-file": "WriteFile", "signature-cache-dataset": "CacheDatasetV2",
            "signature-csv-dataset": "CSVDataset"}

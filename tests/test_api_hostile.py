@@ -67,14 +67,15 @@ def test_mirror_serves_a_gated_repo_only_to_token_holders(hostile_api, hub, tiny
     zoo read tokens; a public repo fetched the same way stays open to anyone."""
     server, write = hostile_api
     read = server.token("read")
-    files = tiny_repos[TIMM_REPO]
+    # Weights that fail zoo's check after the fetch: the jobs end fast, the snapshots are held all the same.
+    files = {**tiny_repos[TIMM_REPO], "model.safetensors": hostile.LYING_SAFETENSORS["overlapping"]}
     hub.add(Repo("zoo-mirror/gated", files, gated=True))
     hub.add(Repo("zoo-mirror/public", files))
     with server.client(write) as client:
         for repo in ("zoo-mirror/gated", "zoo-mirror/public"):
             response = client.post("/v1/jobs", json={"model": repo, "format": "onnx"})
             job = wait_job(client, response.json()["id"], finished)
-            assert job["state"] == "succeeded", job
+            assert job["state"] == "failed" and "overlap" in job["error"]["message"], job
     paths = ["/api/models/{r}", "/api/models/{r}/revision/main", "/api/models/{r}/tree/main", "/{r}/resolve/main/config.json"]
     for token, gated_status in ((None, 404), ("hf_not_a_zoo_token", 404), (read, 200), (write, 200)):
         with server.client(token) as client:

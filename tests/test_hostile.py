@@ -330,6 +330,21 @@ def test_saved_model_payloads_are_live(tmp_path):
     assert {n: any(tmp_path.glob(f"canary-{n}*")) for n in names} == dict.fromkeys(names, True)
 
 
+@pytest.mark.parametrize("name", ["signature-cache-dataset", "signature-csv-dataset"])
+def test_saved_model_dataset_file_ops_are_refused(tmp_path, name):
+    """The dataset ops that write (a cache) or read (CSV) files are off the allow-list (in-process: the
+    CLI route is the corpus' SavedModel cases)."""
+    import hostile_tf
+    from zoo import errors
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    canary = tmp_path / "canary"
+    path = hostile_tf.BUILDERS[name](canary, tmp_path / name)
+    with pytest.raises(errors.UnsafeModelError, match=hostile_tf.NEEDLES[name]):
+        check_saved_model(path)
+    assert not any(tmp_path.glob("canary*"))
+
+
 def test_genuine_saved_models_pass_the_allow_list(tmp_path):
     """TF2 (tf.Module, Keras export) and TF1 SavedModels that only compute are accepted: the
     allow-list covers their saver's checkpoint ops and every function they hold."""
