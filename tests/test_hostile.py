@@ -335,6 +335,7 @@ def test_saved_model_dataset_file_ops_are_refused(tmp_path, name):
     """The dataset ops that write (a cache) or read (CSV) files are off the allow-list (in-process: the
     CLI route is the corpus' SavedModel cases)."""
     import hostile_tf
+
     from zoo import errors
     from zoo.converters.loaders.saved_model_check import check_saved_model
 
@@ -349,6 +350,7 @@ def test_genuine_saved_models_pass_the_allow_list(tmp_path):
     """TF2 (tf.Module, Keras export) and TF1 SavedModels that only compute are accepted: the
     allow-list covers their saver's checkpoint ops and every function they hold."""
     import hostile_tf
+
     from zoo.converters.loaders.keras_models import import_keras
     from zoo.converters.loaders.saved_model_check import check_saved_model
 

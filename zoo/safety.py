@@ -57,7 +57,8 @@ def check_safetensors(path: Path, name: str | None = None) -> None:
     from zoo.settings import get_settings
 
     settings = get_settings()
-    max_header, max_tensors = min(settings.safetensors_max_header_bytes, SAFETENSORS_MAX_HEADER), settings.safetensors_max_tensors
+    max_header = min(settings.safetensors_max_header_bytes, SAFETENSORS_MAX_HEADER)
+    max_tensors = settings.safetensors_max_tensors
     name = name or path.name
     size = path.stat().st_size
 
@@ -262,7 +263,8 @@ def check_weight_index(path: Path, name: str, shards: set[str]) -> None:
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str) or shard not in shards:
             shown = repr(shard)[:120]
-            where = "a path outside the model's files" if isinstance(shard, str) and ("/" in shard or "\\" in shard) else "a file that is not one of its shards"
+            outside = isinstance(shard, str) and ("/" in shard or "\\" in shard)
+            where = "a path outside the model's files" if outside else "a file that is not one of its shards"
             raise bad(f"weight_map sends tensor {tensor[:120]!r} to {shown}: {where}")
 
 
@@ -280,7 +282,8 @@ def check_timm_model_args(model_args: Any, where: str) -> None:
     if not isinstance(model_args, dict):
         raise errors.UnsafeModelError(f"refusing {where}: model_args must be a JSON object")
     for key in model_args:
-        if not isinstance(key, str) or not key.isidentifier() or key in _TIMM_FILE_ARGS or key.endswith(("_path", "_file", "_dir")):
+        if (not isinstance(key, str) or not key.isidentifier() or key in _TIMM_FILE_ARGS
+                or key.endswith(("_path", "_file", "_dir"))):
             raise errors.UnsafeModelError(
                 f"refusing {where}: model_args sets {str(key)[:80]!r}, which would make timm read files or fetch weights",
                 hint="model_args may set architecture options only (depth, widths, drop rates...)")
