@@ -415,6 +415,26 @@ def test_tar_header_bomb_is_refused_before_it_is_read(tmp_path, kind):
     assert seconds < 1 and peak < 8 << 20 and len(str(refused.value)) < 300, (seconds, peak)
 
 
+def test_a_chain_of_small_pax_headers_is_capped_as_one(tmp_path):
+    """Many pax headers below the cap, each with a new key, before one member: their sum is capped."""
+    import gzip
+
+    from zoo import errors
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    records = []
+    for i in range(40):  # 40 x 64 KiB > 1 MiB
+        body = b" zoo.k%d=" % i + b"v" * (64 << 10) + b"\n"
+        length = len(body) + len(str(len(body) + 7))
+        record = str(length).encode() + body
+        records.append(hostile._tar_header(b"././@PaxHeader", len(record), b"x") + record + b"\0" * (-len(record) % 512))
+    member = hostile._tar_header(b"model/config.json", 2, b"0") + b"{}" + b"\0" * 510
+    (tmp_path / "chain.tar.gz").write_bytes(gzip.compress(b"".join(records) + member + b"\0" * 1024))
+    with pytest.raises(errors.UnsafeModelError, match="header bomb"):
+        extract_archive(tmp_path / "chain.tar.gz", tmp_path / "out", Settings.from_env())
+
+
 def test_tar_names_too_long_for_the_file_system_are_refused_shortly(tmp_path):
     """A long name under the header cap but over PATH_MAX is an UnsafeModelError (exit 7) whose message
     shows 200 characters of it, not an OSError that prints the whole name."""

@@ -182,6 +182,7 @@ class _TarReader:
 
     def __init__(self, stream: IO[bytes], budget: _Budget, settings: Settings) -> None:
         self.stream, self.budget, self.max_header = stream, budget, settings.archive_max_header_bytes
+        self.pending = 0  # bytes of extended headers read since the last member
 
     def read(self, n: int, spend: bool = True) -> bytes:
         data = self.stream.read(n)
@@ -196,10 +197,11 @@ class _TarReader:
             n -= len(self.read(min(n, _CHUNK)))
 
     def extended(self, size: int, what: str) -> bytes:
-        if size > self.max_header:
+        self.pending += size  # every extended header before one member counts: a chain of small ones too
+        if size > self.max_header or self.pending > self.max_header:
             raise errors.UnsafeModelError(
-                f"refusing {self.budget.name}: a {what} of {size} bytes (more than ZOO_ARCHIVE_MAX_HEADER_BYTES="
-                f"{self.max_header}); it looks like a header bomb", hint="import the extracted directory instead")
+                f"refusing {self.budget.name}: a {what} of {size} bytes ({self.pending} bytes of extended headers for one "
+                f"member; more than ZOO_ARCHIVE_MAX_HEADER_BYTES={self.max_header}); it looks like a header bomb", hint="import the extracted directory instead")
         data = self.read(size)
         self.skip(-size % _BLOCK)
         return data
@@ -236,7 +238,7 @@ class _TarReader:
                 if not pax["size"].isdigit():
                     raise _damaged(self.budget.name, "a pax size is not a number")
                 size = int(pax["size"])
-            pax, long_name = {}, None
+            pax, long_name, self.pending = {}, None, 0
             yield name_text, kind, size
 
 
