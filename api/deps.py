@@ -50,6 +50,20 @@ async def require_admin(service: ServiceDep, credentials: Credentials) -> TokenI
     return await _token(service, credentials, "admin")
 
 
+async def optional_read(service: ServiceDep, credentials: Credentials) -> TokenInfo | None:
+    """The caller's read token, or None for an anonymous caller (reads are open unless ``ZOO_READ_AUTH``).
+    A token that is not zoo's (a client sending its own HF token to the mirror) counts as anonymous."""
+    if service.settings.read_auth:
+        return await _token(service, credentials, "read")
+    if credentials is None or not credentials.credentials:
+        return None
+    try:
+        return await _token(service, credentials, "read")
+    except (errors.UnauthorizedError, errors.ForbiddenError):
+        return None
+
+
 ReadAccess = Annotated[TokenInfo | None, Depends(require_read)]
+OptionalReader = Annotated[TokenInfo | None, Depends(optional_read)]
 WriteAccess = Annotated[TokenInfo, Depends(require_write)]
 AdminAccess = Annotated[TokenInfo, Depends(require_admin)]

@@ -193,6 +193,11 @@ def fetch_snapshot(
         _path, digests[name] = download_file(repo_id, name, commit, settings, expected.get(name))
     _fetch_card(repo_id, commit, root, available, expected, settings)
     _record_ref(settings.hf_hub_cache, repo_id, revision or "main", commit)
+    # A repo the hub calls private or gated (or does not say, while a token was sent) is served by
+    # zoo's hub mirror only to callers with a token (zoo.service.mirror).
+    private, gated = getattr(info, "private", None), getattr(info, "gated", None)
+    record_access(settings.hf_hub_cache, repo_id, bool(private) or bool(gated)
+                  or (settings.hf_token is not None and (private is None or gated is None)))
     return Snapshot(repo_id, commit, root, files, weights, fmt, license=_license_of(info), digests=digests)
 
 
@@ -222,6 +227,27 @@ def _record_ref(hub_cache: Path, repo_id: str, revision: str, commit: str) -> No
     tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
     tmp.write_text(commit)
     os.replace(tmp, ref)
+
+
+ACCESS_FILE = "zoo-access.json"  # beside the cache's blobs/ and snapshots/: huggingface_hub ignores it
+
+
+def record_access(hub_cache: Path, repo_id: str, restricted: bool) -> None:
+    """Remember whether the hub restricts ``repo_id`` (private or gated), as of the last fetch."""
+    path = repo_cache_dir(hub_cache, repo_id) / ACCESS_FILE
+    tmp = path.with_name(f".{ACCESS_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"restricted": restricted}))
+    os.replace(tmp, path)
+
+
+def repo_restricted(hub_cache: Path, repo_id: str) -> bool | None:
+    """Whether the last fetch found ``repo_id`` private or gated; None when zoo never recorded it."""
+    try:
+        return bool(json.loads((repo_cache_dir(hub_cache, repo_id) / ACCESS_FILE).read_text()).get("restricted", True))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: fail closed
 
 
 def _license_of(info: Any) -> str | None:
@@ -274,6 +300,9 @@ def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
 
 def _describe_timm(base: ModelRecord, config: dict[str, Any]) -> ModelRecord:
     from zoo.registry.timm_source import record_from_pretrained_cfg
+    from zoo.safety import check_timm_model_args
+
+    check_timm_model_args(config.get("model_args"), f"{base.id}'s config.json")
 
     cfg = dict(config.get("pretrained_cfg") or {})
     cfg["architecture"] = config["architecture"]

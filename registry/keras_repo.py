@@ -85,8 +85,11 @@ def input_spec(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def describe_keras(base: ModelRecord, root: Path, weights: list[str]) -> ModelRecord:
+    from zoo.safety import check_keras_config
+
     config = read_keras_config(root, weights[0])
     check_modules(config)
+    check_keras_config(config, weights[0] if weights[0].endswith(".keras") else "config.json")
     spec = input_spec(config)
     image = len(spec) == 1 and spec[0].get("layout") == "NHWC"
     metadata = {}

@@ -37,7 +37,7 @@ class Target:
 @dataclass(frozen=True)
 class Case:
     id: str
-    family: str  # pickle | torchscript | safetensors | keras | onnx | archive | hub-names | remote-code | env
+    family: str  # pickle | torchscript | safetensors | keras | onnx | archive | hub-names | remote-code | env | saved-model
     route: str  # import | archive | convert | parity | pull
     build: Callable[[Path, Path, dict[str, bytes]], Target]  # (workdir, canary, base timm repo files)
     needle: str  # the error message must say this
@@ -127,6 +127,7 @@ def _repo(weights: Callable[[Path], dict[str, bytes]], config: Callable[[dict], 
 
 # --- safetensors that lie --------------------------------------------------------------------
 F32x4 = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
+F32_EMPTY = safetensors_bytes({"conv1.weight": F32x4}, b"\0" * 16)
 LYING_SAFETENSORS = {
     "offsets-past-end": safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
     "overlapping": safetensors_bytes({"a": F32x4, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, b"\0" * 24),
@@ -229,6 +230,44 @@ class _Zeros(io.RawIOBase):
         return n
 
 
+def _tar_header(name: bytes, size: int, kind: bytes) -> bytes:
+    block = bytearray(512)
+    block[:len(name)] = name
+    block[100:108], block[108:116], block[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"00000000000\0"
+    block[156:157] = kind
+    block[257:265] = b"ustar  \0"  # GNU magic
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def header_bomb(path: Path, kind: str, size: int = 800 << 20, level: int = 6) -> Path:
+    """A gzipped tar whose first header is a pax header (``kind="pax"``) or a GNU long name
+    (``kind="longname"``) of ``size`` bytes, then one small regular member: a header bomb. At the
+    default 800 MB it compresses to about 0.8 MB; it is streamed, never held in memory."""
+    import zlib
+
+    gz = zlib.compressobj(level, zlib.DEFLATED, 31)
+    with open(path, "wb") as out:
+        if kind == "pax":
+            head, tail = b"%d path=" % size, b"\n"  # one record as long as the whole header
+            out.write(gz.compress(_tar_header(b"././@PaxHeader", size, b"x") + head))
+            body = size - len(head) - len(tail)
+        else:
+            tail = b"\0"
+            out.write(gz.compress(_tar_header(b"././@LongLink", size, b"L")))
+            body = size - 1
+        chunk = b"A" * (1 << 20)
+        for _ in range(body >> 20):
+            out.write(gz.compress(chunk))
+        out.write(gz.compress(b"A" * (body & ((1 << 20) - 1)) + tail + b"\0" * (-size % 512)))
+        out.write(gz.compress(_tar_header(b"model/config.json", 2, b"0") + b"{}" + b"\0" * 510 + b"\0" * 1024))
+        out.write(gz.flush())
+    return path
+
+
 # --- ONNX external data ----------------------------------------------------------------------
 def onnx_with_external(work: Path, location: str | None = None, *, offset: int | None = None, length: int | None = None,
                        setup: Callable[[Path, Path], None] | None = None) -> Path:
@@ -261,6 +300,36 @@ def onnx_with_external(work: Path, location: str | None = None, *, offset: int |
             else:
                 model.graph.initializer[0].external_data.add(key=key, value=str(value))
     onnx.save_model(model, str(path))
+    return path
+
+
+def onnx_sparse_external(work: Path, kind: str, link: str) -> Path:
+    """A valid ONNX model (y = x + W, W sparse) whose sparse tensor's values live in external data:
+    ``kind`` "initializer" (a sparse initializer) or "constant" (``Constant(sparse_value=...)``);
+    ``link`` "hardlink" (weights.bin is a hard link to a file outside) or "dotdot" (``../outside.bin``)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model_dir = work / "m"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    outside = work / "outside.bin"
+    outside.write_bytes(np.arange(16, dtype=np.float32).tobytes())
+    location = "../outside.bin" if link == "dotdot" else "weights.bin"
+    if link == "hardlink":
+        os.link(outside, model_dir / "weights.bin")
+    values = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[16], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "64")):
+        values.external_data.add(key=key, value=value)
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.arange(16, dtype=np.int64), "W_indices"), [1, 16])
+    nodes = [helper.make_node("Add", ["x", "W"], ["y"])]
+    if kind == "constant":
+        nodes.insert(0, helper.make_node("Constant", [], ["W"], sparse_value=sparse))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+                              sparse_initializer=[sparse] if kind == "initializer" else None)
+    path = model_dir / "model.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     return path
 
 
@@ -390,9 +459,17 @@ def _pickle_cases() -> list[Case]:
     ]
 
 
+def safetensors_flood(tensors: int = 1_400_000) -> bytes:
+    """A header of ``tensors`` empty tensors and no data (1.4 million: about 80 MB of header)."""
+    entry = '"t%d":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}'
+    return safetensors_bytes(("{" + ",".join(entry % i for i in range(tensors)) + "}").encode(), b"")
+
+
 def _safetensors_cases() -> list[Case]:
     cases = [Case(f"safetensors-{name}", "safetensors", "import", _dir(lambda c, d=data: {"model.safetensors": d}), "refusing model.safetensors")
              for name, data in LYING_SAFETENSORS.items()]
+    cases.append(Case("safetensors-tensor-flood", "safetensors", "import",
+                      _dir(lambda c: {"model.safetensors": safetensors_flood(150_000)}), "ZOO_SAFETENSORS_MAX_TENSORS"))
     cases.append(Case("safetensors-overlapping-from-hub", "safetensors", "pull",
                       _repo(lambda c: {"model.safetensors": LYING_SAFETENSORS["overlapping"]}), "overlap"))
     cases.append(Case("safetensors-past-end-via-convert", "safetensors", "convert",
@@ -407,8 +484,25 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+def _keras_directory(edit: Callable[[dict], None] | None) -> Callable[[Path, Path, dict[str, bytes]], Target]:
+    """A hub repo in keras' ``hf://`` directory layout (config.json, metadata.json, model.weights.h5) of a
+    real model with a live Lambda layer (``edit`` None), or of a Dense model whose config ``edit`` changes."""
+    def build(work: Path, canary: Path, base: dict[str, bytes]) -> Target:
+        if edit is None:
+            source = keras_lambda_model(canary, work / "lambda.keras")
+        else:
+            source = _keras_edit(edit)(work, canary, base).path
+        with zipfile.ZipFile(source) as archive:
+            files = {n: archive.read(n) for n in ("config.json", "metadata.json", "model.weights.h5")}
+        return Target(repo_files=files)
+
+    return build
+
+
 def _keras_cases() -> list[Case]:
     return [
+        Case("keras-directory-lambda-from-hub", "keras", "pull", _keras_directory(None), "carries Python bytecode"),
+        Case("keras-directory-custom-object-from-hub", "keras", "pull", _keras_directory(_custom_object), "custom object"),
         Case("keras-lambda-layer", "keras", "convert", lambda w, c, b: Target(path=keras_lambda_model(c, w / "model.keras")), "Lambda"),
         Case("keras-module-os-system", "keras", "convert", _keras_edit(_os_system_layer), "'os'"),
         Case("keras-custom-object", "keras", "convert", _keras_edit(_custom_object), "custom object"),
@@ -426,6 +520,10 @@ def _onnx_cases() -> list[Case]:
         Case("onnx-external-hardlink", "onnx", "convert", _onnx(setup=_hardlink_weights), "hard link"),
         Case("onnx-external-offset-past-end", "onnx", "convert", _onnx(offset=32, length=64), "bytes 32..96"),
         Case("onnx-external-symlinked-dir", "onnx", "convert", _onnx("sub/outside.bin", setup=_symlink_subdir), "symbolic link"),
+        Case("onnx-sparse-initializer-hardlink", "onnx", "convert",
+             lambda w, c, b: Target(path=onnx_sparse_external(w, "initializer", "hardlink")), "hard link"),
+        Case("onnx-constant-sparse-value-dotdot", "onnx", "convert",
+             lambda w, c, b: Target(path=onnx_sparse_external(w, "constant", "dotdot")), "outside"),
         Case("onnx-external-dotdot-via-parity", "onnx", "parity", _onnx("../outside.bin"), "outside"),
     ]
 
@@ -450,6 +548,10 @@ def _archive_cases() -> list[Case]:
         Case("zip-fifo", "archive", "archive", _archive(lambda w, c, b: _zip(w, b, [("model/pipe", b"", S_FIFO)])), "special file"),
         Case("zip-bomb", "archive", "archive", _archive(_bomb_zip), "archive bomb"),
         Case("tgz-bomb", "archive", "archive", _archive(_bomb_tgz), "archive bomb"),
+        Case("tgz-pax-header-bomb", "archive", "archive", _archive(lambda w, c, b: header_bomb(w / "pax.tar.gz", "pax", 64 << 20)),
+             "header bomb"),
+        Case("tgz-gnu-long-name-bomb", "archive", "archive",
+             _archive(lambda w, c, b: header_bomb(w / "longname.tar.gz", "longname", 64 << 20)), "header bomb"),
         Case("tgz-dotdot-via-convert", "archive", "convert",
              _archive(lambda w, c, b: _tar(w, b, [("model/../../escaped.txt", b"x")], "w:gz")), "outside"),
     ]
@@ -489,8 +591,47 @@ def _hub_cases() -> list[Case]:
     ]
 
 
+def _saved_model_cases() -> list[Case]:
+    import hostile_tf
+
+    return [Case(f"saved-model-{name}", "saved-model", "convert",
+                 lambda w, c, b, build=build, name=name: Target(path=build(c, w / name)), hostile_tf.NEEDLES[name])
+            for name, build in hostile_tf.BUILDERS.items() if name in hostile_tf.THROUGH_THE_CLI]
+
+
+def _path_cases() -> list[Case]:
+    """Paths the pickle scanner never sees: an index's weight_map, timm's model_args."""
+    def index(target: str, kind: str = "safetensors") -> Callable[[Path], dict[str, bytes]]:
+        def weights(canary: Path) -> dict[str, bytes]:
+            outside = canary.parent / f"outside.{'bin' if kind == 'bin' else 'safetensors'}"
+            outside.write_bytes(torch_zip_bytes(_tensor_state(canary)) if kind == "bin" else b"")
+            shard = "pytorch_model-00001-of-00001.bin" if kind == "bin" else "model-00001-of-00001.safetensors"
+            data = torch_zip_bytes({"conv1.weight": _tensor_state(canary)["conv1.weight"]}) if kind == "bin" else F32_EMPTY
+            target_name = target.replace("{outside}", str(outside))
+            name = "pytorch_model.bin.index.json" if kind == "bin" else "model.safetensors.index.json"
+            return {shard: data, name: json.dumps({"metadata": {}, "weight_map": {"conv1.weight": target_name}}).encode()}
+
+        return weights
+
+    def model_args(args: dict[str, Any]) -> Callable[[dict], dict]:
+        return lambda config: {**config, "model_args": args}
+
+    return [
+        Case("index-weight-map-dotdot", "paths", "import", _dir(index("../outside.safetensors")), "weight_map"),
+        Case("index-weight-map-absolute-pickle-from-hub", "paths", "pull", _repo(index("{outside}", "bin")), "weight_map"),
+        Case("timm-model-args-checkpoint-path-from-hub", "paths", "pull",
+             lambda w, c, b: Target(repo_files={"model.safetensors": b["model.safetensors"], "config.json": json.dumps(
+                 model_args({"checkpoint_path": "/etc/passwd"})(json.loads(b["config.json"]))).encode()}), "checkpoint_path"),
+        Case("timm-model-args-cfg-overlay-file", "paths", "import",
+             lambda w, c, b: Target(path=_model_dir(w, b, {"model.safetensors": b["model.safetensors"]}, {
+                 "config.json": json.dumps(model_args({"pretrained_cfg_overlay": {"file": "/etc/passwd"}})(json.loads(b["config.json"]))).encode()})),
+             "pretrained_cfg_overlay"),
+    ]
+
+
 def corpus() -> list[Case]:
-    return _pickle_cases() + _safetensors_cases() + _keras_cases() + _onnx_cases() + _archive_cases() + _hub_cases()
+    return (_pickle_cases() + _safetensors_cases() + _keras_cases() + _onnx_cases() + _archive_cases() + _hub_cases()
+            + _saved_model_cases() + _path_cases())
 
 
 def summary() -> dict[str, int]:

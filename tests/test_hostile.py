@@ -60,7 +60,7 @@ def test_hostile_file_is_refused(case, tmp_path, zoo_env, base_repo, request):
     target = case.build(work, canary, base_repo)
     assert not canary.exists(), "the generator itself ran the payload"
     proc = _feed(case, target, request)
-    executed = canary.exists()
+    executed = canary.exists() or any(tmp_path.glob("canary.*"))  # a dataset cache writes canary.index
     hostile.OUTCOMES.append({"case": case.id, "family": case.family, "route": case.route,
                              "refused": proc.returncode != 0, "executed": executed, "exit_code": proc.returncode})
     assert not executed, f"{case.id}: the payload ran"
@@ -312,3 +312,193 @@ def test_genuine_safetensors_whose_header_length_looks_like_a_pickle_or_zip(tmp_
     assert head[:width] == low_bytes.to_bytes(width, "little")  # really starts like a pickle / a zip
     check_safetensors(path)  # no refusal
     np.testing.assert_array_equal(load_file(str(path))["weight"], tensors["weight"])
+
+
+# --- SavedModels: the payloads are live, and genuine SavedModels pass the allow-list -------------
+def test_saved_model_payloads_are_live(tmp_path):
+    """Plain TensorFlow loading (and serving) of the corpus' writing SavedModels creates their canaries."""
+    import hostile_tf
+
+    names = ["resource-initializer-dataset-to-tfrecord", "signature-dataset-to-tfrecord", "tf1-restore-op-write-file",
+             "signature-cache-dataset"]
+    dirs = [str(hostile_tf.BUILDERS[n](tmp_path / f"canary-{n}", tmp_path / n)) for n in names]
+    code = ("import os, sys; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow as tf\n"
+            "for d in sys.argv[1:]:\n"
+            "    try: tf.saved_model.load(d).signatures['serving_default'](x=tf.ones([1, 4]))\n"
+            "    except Exception: pass\n")
+    subprocess.run([sys.executable, "-c", code, *dirs], capture_output=True, timeout=300)
+    assert {n: any(tmp_path.glob(f"canary-{n}*")) for n in names} == dict.fromkeys(names, True)
+
+
+@pytest.mark.parametrize("name", ["signature-cache-dataset", "signature-csv-dataset"])
+def test_saved_model_dataset_file_ops_are_refused(tmp_path, name):
+    """The dataset ops that write (a cache) or read (CSV) files are off the allow-list (in-process: the
+    CLI route is the corpus' SavedModel cases)."""
+    import hostile_tf
+
+    from zoo import errors
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    canary = tmp_path / "canary"
+    path = hostile_tf.BUILDERS[name](canary, tmp_path / name)
+    with pytest.raises(errors.UnsafeModelError, match=hostile_tf.NEEDLES[name]):
+        check_saved_model(path)
+    assert not any(tmp_path.glob("canary*"))
+
+
+def test_genuine_saved_models_pass_the_allow_list(tmp_path):
+    """TF2 (tf.Module, Keras export) and TF1 SavedModels that only compute are accepted: the
+    allow-list covers their saver's checkpoint ops and every function they hold."""
+    import hostile_tf
+
+    from zoo.converters.loaders.keras_models import import_keras
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    keras = import_keras()
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                              keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
+                              keras.layers.Softmax()])
+    model.export(str(tmp_path / "keras"), verbose=False)
+    for path in (hostile_tf.genuine(tmp_path / "c", tmp_path / "tf2"), hostile_tf.genuine_tf1(tmp_path / "c", tmp_path / "tf1"),
+                 tmp_path / "keras"):
+        check_saved_model(path)
+
+
+# --- tar archives read by hand: genuine formats extract, header bombs are refused up front ---------
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_tar_formats_extract_exactly(tmp_path, fmt, mode):
+    """zoo's own tar reader extracts what Python's tarfile writes: long names (ustar prefix, GNU
+    long names, pax paths), non-ASCII names, empty files and directories."""
+    import io
+    import tarfile
+
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    files = {"model/config.json": b"{}", "model/" + "d" * 120 + "/" + ("n" * 200 if fmt != "ustar" else "n" * 90) + ".bin":
+             bytes(range(256)) * 9, "model/\u00fc-\u00f1.txt": b"u", "model/empty": b""}
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, mode, format={"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT,
+                                             "pax": tarfile.PAX_FORMAT}[fmt]) as tar:
+        info = tarfile.TarInfo("model/sub")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    root = extract_archive(archive, tmp_path / "out", Settings.from_env())
+    assert root == tmp_path / "out" / "model" and (root / "sub").is_dir()
+    assert {str(p.relative_to(tmp_path / "out")): p.read_bytes() for p in root.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("kind", ["pax", "longname"])
+def test_tar_header_bomb_is_refused_before_it_is_read(tmp_path, kind):
+    """A 64 MB pax header or GNU long name (64 KB of gzip) is refused from its 512-byte header:
+    in well under a second, without allocating it (tracemalloc peak), and the message stays short."""
+    import time
+    import tracemalloc
+
+    from zoo import errors
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    bomb = hostile.header_bomb(tmp_path / "bomb.tar.gz", kind, 64 << 20)
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(errors.UnsafeModelError, match="header bomb") as refused:
+        extract_archive(bomb, tmp_path / "out", Settings.from_env())
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1 and peak < 8 << 20 and len(str(refused.value)) < 300, (seconds, peak)
+
+
+def test_a_chain_of_small_pax_headers_is_capped_as_one(tmp_path):
+    """Many pax headers below the cap, each with a new key, before one member: their sum is capped."""
+    import gzip
+
+    from zoo import errors
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    records = []
+    for i in range(40):  # 40 x 64 KiB > 1 MiB
+        body = b" zoo.k%d=" % i + b"v" * (64 << 10) + b"\n"
+        length = len(body) + len(str(len(body) + 7))
+        record = str(length).encode() + body
+        records.append(hostile._tar_header(b"././@PaxHeader", len(record), b"x") + record + b"\0" * (-len(record) % 512))
+    member = hostile._tar_header(b"model/config.json", 2, b"0") + b"{}" + b"\0" * 510
+    (tmp_path / "chain.tar.gz").write_bytes(gzip.compress(b"".join(records) + member + b"\0" * 1024))
+    with pytest.raises(errors.UnsafeModelError, match="header bomb"):
+        extract_archive(tmp_path / "chain.tar.gz", tmp_path / "out", Settings.from_env())
+
+
+def test_tar_names_too_long_for_the_file_system_are_refused_shortly(tmp_path):
+    """A long name under the header cap but over PATH_MAX is an UnsafeModelError (exit 7) whose message
+    shows 200 characters of it, not an OSError that prints the whole name."""
+    from zoo import errors
+    from zoo.archives import extract_archive
+    from zoo.settings import Settings
+
+    bomb = hostile.header_bomb(tmp_path / "long.tar.gz", "longname", 512 << 10)
+    with pytest.raises(errors.UnsafeModelError, match="longer than 4096 bytes") as refused:
+        extract_archive(bomb, tmp_path / "out", Settings.from_env())
+    assert len(str(refused.value)) < 400
+
+
+# --- safetensors header floods ---------------------------------------------------------------------
+@pytest.mark.parametrize("tensors, env, needle", [
+    (150_000, {}, "more than 100000 entries"),  # 9 MB of header: under the size cap, over the count cap
+    (1_400_000, {}, "ZOO_SAFETENSORS_MAX_HEADER_BYTES"),  # the issue's 80 MB flood: refused from its length
+    (2_000, {"ZOO_SAFETENSORS_MAX_TENSORS": "1000"}, "more than 1000 entries"),
+], ids=["count", "size", "env"])
+def test_safetensors_header_flood_is_refused_quickly(tmp_path, monkeypatch, tensors, env, needle):
+    import time
+    import tracemalloc
+
+    from zoo import errors
+    from zoo.safety import check_safetensors
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(hostile.safetensors_flood(tensors))
+    start = time.perf_counter()
+    with pytest.raises(errors.UnsafeModelError, match=needle):
+        check_safetensors(path)
+    seconds = time.perf_counter() - start
+    tracemalloc.start()  # a second run for memory: tracing slows the parse
+    with pytest.raises(errors.UnsafeModelError, match=needle):
+        check_safetensors(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1 and peak < 150 << 20, (seconds, peak)
+
+
+def test_safetensors_with_many_tensors_under_the_caps_pass(tmp_path):
+    from zoo.safety import check_safetensors
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(hostile.safetensors_flood(20_000))
+    check_safetensors(path)
+
+
+def test_parity_against_a_hostile_saved_model_candidate_is_refused(tmp_path, zoo_env):
+    """``zoo parity model.onnx DIR``: the candidate SavedModel is checked like a source before TensorFlow
+    loads it; its serving signature would write the canary when parity runs it."""
+    import hostile_tf
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "model.onnx"))
+    canary = tmp_path / "canary"
+    saved = hostile_tf.signature(canary, tmp_path / "sm", "WriteFile")
+    proc = run_zoo("parity", str(tmp_path / "model.onnx"), str(saved), "--json")
+    assert not canary.exists(), "the SavedModel's signature ran"
+    assert proc.returncode == 7 and "WriteFile" in proc.stderr, proc.stderr[-2000:]

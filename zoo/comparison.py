@@ -61,6 +61,10 @@ def file_side(text: str, settings: Settings, names: list[str] | None = None, out
         from zoo.safety import check_model_file
 
         check_model_file(path)
+    if path.name == "saved_model.pb" or (path / "saved_model.pb").is_file():  # a program: its ops are checked first
+        from zoo.converters.loaders.saved_model_check import check_saved_model
+
+        check_saved_model(path.parent if path.name == "saved_model.pb" else path)
     if path.suffix == ".pt2":  # torch.export.load can run code from a foreign archive
         from zoo.hashing import sha256_file
         from zoo.registry.index import Registry

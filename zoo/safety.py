@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from zoo import errors
 
-SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit (zoo's caps are in Settings)
 SAFETENSORS_DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "I16": 2, "F16": 2,
     "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8,
@@ -51,7 +51,14 @@ _TORCH_STORAGE = re.compile(r"^[A-Za-z0-9]*Storage$")
 
 # --- safetensors ---------------------------------------------------------------
 def check_safetensors(path: Path, name: str | None = None) -> None:
-    """The header must be sane JSON whose tensors tile the data exactly, within the file."""
+    """The header must be sane JSON whose tensors tile the data exactly, within the file. Its size and
+    entry count are capped (``ZOO_SAFETENSORS_MAX_HEADER_BYTES``, ``ZOO_SAFETENSORS_MAX_TENSORS``) before
+    the JSON is parsed, so a flood of tiny tensors costs no more than reading its bytes."""
+    from zoo.settings import get_settings
+
+    settings = get_settings()
+    max_header = min(settings.safetensors_max_header_bytes, SAFETENSORS_MAX_HEADER)
+    max_tensors = settings.safetensors_max_tensors
     name = name or path.name
     size = path.stat().st_size
 
@@ -68,10 +75,14 @@ def check_safetensors(path: Path, name: str | None = None) -> None:
         # 0x...4B50 are valid lengths), so that is only the explanation of a header that does not parse.
         disguised = "it is a Python pickle / zip archive named .safetensors, which zoo never unpickles"
         looks_disguised = head[:2] == b"PK" or head[:1] == b"\x80"
-        if n > SAFETENSORS_MAX_HEADER or 8 + n > size:
+        if n > max_header or 8 + n > size:
             raise bad(disguised if looks_disguised else
-                      f"header length {n} exceeds the file ({size} bytes) or the {SAFETENSORS_MAX_HEADER}-byte limit")
+                      f"header length {n} exceeds the file ({size} bytes) or the {max_header}-byte limit "
+                      "(ZOO_SAFETENSORS_MAX_HEADER_BYTES)")
         raw = f.read(n)
+    # Every JSON object opens with "{": counting them bounds the entries before the parser builds them.
+    if raw.count(b"{") > max_tensors + 2:  # the header itself and __metadata__ are objects too
+        raise bad(f"the header holds more than {max_tensors} entries (ZOO_SAFETENSORS_MAX_TENSORS)")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -222,11 +233,60 @@ def check_weights_file(path: Path, name: str | None = None) -> str:
 
 
 def check_weights(root: Path, weights: list[str]) -> None:
-    """Every weights file of a model (index files name their shards, which are checked)."""
+    """Every weights file of a model; an index file may name only those checked shards."""
+    shards = {name for name in weights if not name.endswith(".index.json")}
     for name in weights:
         if name.endswith(".index.json"):
-            continue
-        check_weights_file(root / name, name)
+            check_weight_index(root / name, name, shards)
+        else:
+            check_weights_file(root / name, name)
+
+
+_INDEX_MAX = 64 << 20  # a weight map names every tensor once: megabytes, not more
+
+
+def check_weight_index(path: Path, name: str, shards: set[str]) -> None:
+    """``*.index.json``'s ``weight_map`` is what transformers opens: every entry must name one of the
+    model's own shards (the files zoo checked), as a plain file name beside the index."""
+    def bad(why: str) -> errors.UnsafeModelError:
+        return errors.UnsafeModelError(f"refusing {name}: {why}", hint="an index names only the shards beside it")
+
+    if path.stat().st_size > _INDEX_MAX:
+        raise bad(f"it is larger than {_INDEX_MAX} bytes")
+    try:
+        index = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"it is not JSON ({exc})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise bad("it has no weight_map object")
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or shard not in shards:
+            shown = repr(shard)[:120]
+            outside = isinstance(shard, str) and ("/" in shard or "\\" in shard)
+            where = "a path outside the model's files" if outside else "a file that is not one of its shards"
+            raise bad(f"weight_map sends tensor {tensor[:120]!r} to {shown}: {where}")
+
+
+# timm.create_model keyword arguments that name files or fetch weights: never from a repo's config.
+_TIMM_FILE_ARGS = frozenset({"checkpoint_path", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir",
+                             "pretrained_strict", "features_only", "scriptable", "exportable", "no_jit"})
+
+
+def check_timm_model_args(model_args: Any, where: str) -> None:
+    """A timm config's ``model_args`` reach ``timm.create_model(**model_args)``: refuse the ones that
+    name files (``checkpoint_path``, ``pretrained_cfg_overlay={"file": ...}``), fetch weights or switch
+    timm's code paths, and any key that is not a plain identifier."""
+    if model_args is None:
+        return
+    if not isinstance(model_args, dict):
+        raise errors.UnsafeModelError(f"refusing {where}: model_args must be a JSON object")
+    for key in model_args:
+        if (not isinstance(key, str) or not key.isidentifier() or key in _TIMM_FILE_ARGS
+                or key.endswith(("_path", "_file", "_dir"))):
+            raise errors.UnsafeModelError(
+                f"refusing {where}: model_args sets {str(key)[:80]!r}, which would make timm read files or fetch weights",
+                hint="model_args may set architecture options only (depth, widths, drop rates...)")
 
 
 def check_model_file(path: Path) -> None:
@@ -296,8 +356,15 @@ def check_keras_file(path: Path) -> None:
             return  # weights only: keras reads arrays, no classes
     else:
         raise errors.UnsupportedFormatError(f"{path.name} is not a .keras or .h5 Keras file")
+    check_keras_config(config, path.name)
+
+
+def check_keras_config(config: Any, name: str) -> None:
+    """A Keras model config (from a ``.keras`` zip, an ``.h5`` attribute, or the ``config.json`` of
+    the Hugging Face directory layout) may name only Keras' own classes: no Lambda layers, no
+    lambdas, no modules outside keras, no custom registered objects."""
     for where, why in _keras_config_problems(config):
-        raise errors.UnsafeModelError(f"refusing {path.name}: {where} {why}; zoo loads Keras files only with safe_mode",
+        raise errors.UnsafeModelError(f"refusing {name}: {where} {why}; zoo loads Keras files only with safe_mode",
                                       hint="rebuild the model without Lambda layers or custom objects")
 
 
@@ -347,18 +414,51 @@ def check_onnx_external_data(path: Path) -> None:
     """External tensor data must be plain files inside the model's directory, and
     every (offset, length) must lie within its file."""
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise errors.InvalidModelError(f"{path.name} is not a readable ONNX model: {str(exc)[:200]}") from None
     root = path.parent.resolve()
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
+    for tensor in onnx_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and not tensor.external_data:
             continue
         entries = {e.key: e.value for e in tensor.external_data}
         _check_external_entry(path, root, tensor.name, entries)
+
+
+def onnx_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto of an ONNX model, of every kind: initializers, sparse initializers (their values
+    and indices), node attributes (``t``, ``tensors``, ``sparse_tensor``, ``sparse_tensors``: a
+    ``Constant``'s ``value`` and ``sparse_value``), in every subgraph and in every local function."""
+    def sparse(item: Any) -> Iterator[Any]:
+        yield item.values
+        yield item.indices
+
+    def nodes(node_list: Any) -> Iterator[Any]:
+        for node in node_list:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("sparse_tensor"):
+                    yield from sparse(attr.sparse_tensor)
+                for item in attr.sparse_tensors:
+                    yield from sparse(item)
+                if attr.HasField("g"):
+                    yield from graph(attr.g)
+                for sub in attr.graphs:
+                    yield from graph(sub)
+
+    def graph(g: Any) -> Iterator[Any]:
+        yield from g.initializer
+        for item in g.sparse_initializer:
+            yield from sparse(item)
+        yield from nodes(g.node)
+
+    yield from graph(model.graph)
+    for function in model.functions:
+        yield from nodes(function.node)
 
 
 def _check_external_entry(path: Path, root: Path, tensor: str, entries: dict[str, str]) -> None:

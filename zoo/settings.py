@@ -96,7 +96,7 @@ class Settings:
     # --- the job engine ---
     workers: int = 1  # ZOO_WORKERS: jobs at a time of zoo serve's local pool (0: it only queues) or of zoo worker
     job_timeout_s: float = 3600.0  # ZOO_JOB_TIMEOUT: wall-clock limit of one attempt, then killed
-    job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none)
+    job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none; default: see below)
     job_attempts: int = 3  # ZOO_JOB_ATTEMPTS: attempts before a job whose worker keeps dying fails
     lease_s: float = 30.0  # ZOO_JOB_LEASE: a claim lapses this long after the last heartbeat
     # Not from the environment: the server turns it off so that the API process never
@@ -109,6 +109,10 @@ class Settings:
     archive_max_bytes: int = 64 << 30  # ZOO_ARCHIVE_MAX_BYTES: total extracted size
     archive_max_ratio: float = 200.0  # ZOO_ARCHIVE_MAX_RATIO: extracted / archive size
     archive_max_members: int = 10_000  # ZOO_ARCHIVE_MAX_MEMBERS
+    archive_max_header_bytes: int = 1 << 20  # ZOO_ARCHIVE_MAX_HEADER_BYTES: one pax header or GNU long name
+    # --- safetensors headers (checked before any framework reads the file) ---
+    safetensors_max_header_bytes: int = 16 << 20  # ZOO_SAFETENSORS_MAX_HEADER_BYTES
+    safetensors_max_tensors: int = 100_000  # ZOO_SAFETENSORS_MAX_TENSORS: entries in one file's header
     # --- test hooks (inert unless set; used by the crash tests) ---
     test_pause_at: str | None = None  # ZOO_TEST_PAUSE_AT: stage name(s), comma-separated
     test_pause_s: float = 0.0  # ZOO_TEST_PAUSE_S: how long to sleep there
@@ -143,7 +147,7 @@ class Settings:
             token=env.get("ZOO_TOKEN") or None,
             workers=int(_number(env, "ZOO_WORKERS", 1)),
             job_timeout_s=_number(env, "ZOO_JOB_TIMEOUT", 3600.0, minimum=1, integer=False),
-            job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", 0)),
+            job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", default_job_memory_mb())),
             job_attempts=int(_number(env, "ZOO_JOB_ATTEMPTS", 3, minimum=1)),
             lease_s=_number(env, "ZOO_JOB_LEASE", 30.0, minimum=1, integer=False),
             download_retries=int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3)),
@@ -151,10 +155,23 @@ class Settings:
             archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30, minimum=1)),
             archive_max_ratio=_number(env, "ZOO_ARCHIVE_MAX_RATIO", 200.0, minimum=1, integer=False),
             archive_max_members=int(_number(env, "ZOO_ARCHIVE_MAX_MEMBERS", 10_000, minimum=1)),
+            archive_max_header_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_HEADER_BYTES", 1 << 20, minimum=512)),
+            safetensors_max_header_bytes=int(_number(env, "ZOO_SAFETENSORS_MAX_HEADER_BYTES", 16 << 20, minimum=2)),
+            safetensors_max_tensors=int(_number(env, "ZOO_SAFETENSORS_MAX_TENSORS", 100_000, minimum=1)),
             test_pause_at=env.get("ZOO_TEST_PAUSE_AT") or None,
             test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
             test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,
         )
+
+
+def default_job_memory_mb() -> int:
+    """A job's default address-space limit: three quarters of the machine's memory, and never under
+    8 GiB (importing TensorFlow and torch alone maps about 5.5 GB); 0 (none) where it cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (AttributeError, ValueError, OSError):
+        return 0
+    return max(8192, total * 3 // 4) if total > 0 else 0
 
 
 def get_settings() -> Settings:

@@ -149,9 +149,15 @@ def load_keras_dir(config_path: Path, weights_path: Path) -> Any:
     ``model.weights.h5``): the model from its config in safe mode, then its weights."""
     import json
 
-    keras = import_keras()
+    from zoo.safety import check_keras_config
+
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.InvalidModelError(f"{config_path.name} is not a readable Keras config: {exc}") from None
+    check_keras_config(config, f"{config_path.parent.name}/{config_path.name}")  # as for .keras files, before keras
+    keras = import_keras()
+    try:
         config["compile_config"] = None
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         model.load_weights(str(weights_path))

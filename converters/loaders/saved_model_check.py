@@ -1,32 +1,23 @@
-"""Refuse a SavedModel that would touch files or run Python when loaded or served.
+"""Refuse a SavedModel that would do anything but compute when loaded or served.
 
-A SavedModel is a program: loading it runs its initialisers and serving runs
-its signature. Before ``zoo convert`` loads one, this reads ``saved_model.pb``
-as data and walks every function reachable from the graph and from the
-objects TensorFlow restores, skipping only the checkpoint save/restore
-functions the ``SaverDef`` names when nothing else calls them, and refuses ops
-that read or write files, write summaries or call back into Python.
+A SavedModel is a program: loading it runs its initialisers (and, for a TF1
+model, the saver's restore op), serving runs its signature. Before zoo loads
+one, this reads ``saved_model.pb`` as data and checks every node of every
+meta graph and every function of the function library against an allow-list
+of compute ops (``tf_ops.COMPUTE_OPS``). Checkpoint ops (``RestoreV2``,
+``SaveV2``...) are allowed only in the saver's own graph: the nodes the
+``SaverDef`` names and what they need (TF1), or the functions only they call
+(TF2), and only where nothing else (a signature, an initialiser, any other
+node or function) reaches them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from zoo import errors
-
-DENIED_OPS = frozenset({
-    "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst", "Save", "SaveV2", "SaveSlices", "Restore",
-    "RestoreV2", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec",
-    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2", "TFRecordReader",
-    "TFRecordReaderV2", "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "IdentityReader",
-    "TextLineDataset", "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset",
-    "FixedLengthRecordDatasetV2", "SaveDataset", "SaveDatasetV2", "LoadDataset", "ExperimentalSaveDataset",
-    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary", "WriteScalarSummary",
-    "WriteImageSummary", "WriteHistogramSummary", "WriteAudioSummary", "WriteGraphSummary",
-    "WriteRawProtoSummary", "ImportEvent", "PyFunc", "PyFuncStateless", "EagerPyFunc",
-    "DebugIdentityV2", "DebugIdentityV3", "LoadAndRemapMatrix",
-})
+from zoo.converters.loaders.tf_ops import CHECKPOINT_OPS, COMPUTE_OPS
 
 
 def _node_name(tensor: str) -> str:
@@ -43,11 +34,56 @@ def _called(node: Any, functions: dict[str, Any]) -> Iterator[str]:
         yield from (f.name for f in value.list.func)
 
 
-def _denied(node: Any) -> bool:
-    if node.op in DENIED_OPS:
-        return True
-    stream = node.attr["output_stream"].s.decode(errors="replace") if node.op == "PrintV2" else ""
-    return stream.startswith("file://")
+def _ancestors(nodes: dict[str, Any], start: Iterable[str]) -> set[str]:
+    """The graph nodes running ``start`` runs: their inputs and control inputs, transitively."""
+    seen: set[str] = set()
+    pending = [n for n in start if n in nodes]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        pending.extend(_node_name(i) for i in nodes[name].input if _node_name(i) in nodes)
+    return seen
+
+
+def _reached(roots: Iterable[str], functions: dict[str, Any]) -> set[str]:
+    """The library functions ``roots`` call, transitively."""
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in functions[name].node_def:
+            pending.extend(_called(node, functions))
+    return seen
+
+
+def _refused(node: Any, allowed: frozenset[str], functions: dict[str, Any]) -> bool:
+    return node.op not in allowed and node.op not in functions
+
+
+def _check_meta_graph(meta: Any) -> list[tuple[str, str]]:
+    """(op, node) of every node the allow-list refuses in one meta graph."""
+    graph = meta.graph_def
+    functions = {f.signature.name: f for f in graph.library.function}
+    nodes = {n.name: n for n in graph.node}
+    saver_roots = {_node_name(meta.saver_def.save_tensor_name), _node_name(meta.saver_def.restore_op_name)} - {""}
+    saver_nodes = _ancestors(nodes, saver_roots)
+    # Everything else may run when the model is loaded (initialisers, collections) or served.
+    served = _ancestors(nodes, set(nodes) - saver_nodes)
+    saver_only = saver_nodes - served
+    bad = [(n.op, n.name) for n in nodes.values()
+           if _refused(n, COMPUTE_OPS | CHECKPOINT_OPS if n.name in saver_only else COMPUTE_OPS, functions)]
+    calls = lambda names: [f for name in names for f in _called(nodes[name], functions)]  # noqa: E731
+    open_functions = _reached(calls(served) + list(meta.object_graph_def.concrete_functions), functions)
+    saver_functions = _reached(calls(saver_only), functions) - open_functions
+    for name, function in functions.items():  # every function, reachable or not
+        allowed = COMPUTE_OPS | CHECKPOINT_OPS if name in saver_functions else COMPUTE_OPS
+        bad += [(n.op, f"{name}/{n.name}") for n in function.node_def if _refused(n, allowed, functions)]
+    return bad
 
 
 def check_saved_model(directory: Path) -> None:
@@ -58,26 +94,11 @@ def check_saved_model(directory: Path) -> None:
         model.ParseFromString((directory / "saved_model.pb").read_bytes())
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise errors.InvalidModelError(f"{directory}/saved_model.pb is not a SavedModel: {exc}") from exc
-    for meta in model.meta_graphs:
-        graph = meta.graph_def
-        functions = {f.signature.name: f for f in graph.library.function}
-        saver = {_node_name(meta.saver_def.save_tensor_name), _node_name(meta.saver_def.restore_op_name)} - {""}
-        roots = [n for n in graph.node if n.name not in saver]
-        pending = [name for n in roots for name in _called(n, functions)]
-        pending += list(meta.object_graph_def.concrete_functions)
-        bad = [n for n in roots if _denied(n)]
-        seen: set[str] = set()
-        while pending:
-            name = pending.pop()
-            if name in seen or name not in functions:
-                continue
-            seen.add(name)
-            for node in functions[name].node_def:
-                if _denied(node):
-                    bad.append(node)
-                pending.extend(_called(node, functions))
-        if bad:
-            ops = sorted({n.op for n in bad})
-            raise errors.UnsafeModelError(
-                f"{directory.name}: the SavedModel runs {', '.join(ops)} (node {bad[0].name!r}): it would read or write "
-                "files or call Python when loaded or served", hint="zoo converts SavedModels that only compute; re-export the model without those ops")
+    bad = [found for meta in model.meta_graphs for found in _check_meta_graph(meta)]
+    if bad:
+        ops = sorted({op for op, _ in bad})
+        raise errors.UnsafeModelError(
+            f"{directory.name}: the SavedModel uses {', '.join(ops[:8])}{' ...' if len(ops) > 8 else ''} "
+            f"(node {bad[0][1][:120]!r}): zoo loads only SavedModels whose ops compute (no file, network or "
+            "Python ops; checkpoint ops only in the saver)",
+            hint="re-export the model without those ops (for example as a Keras .keras file or ONNX)")

@@ -88,6 +88,9 @@ def build_timm(record: ModelRecord, root: Path, weights: list[str], weights_form
         kwargs["num_classes"] = cfg.get("num_classes", record.num_classes) or 0
     if cfg.get("global_pool"):
         kwargs["global_pool"] = cfg["global_pool"]
+    from zoo.safety import check_timm_model_args
+
+    check_timm_model_args(cfg.get("model_args"), f"{record.id}'s config.json")
     kwargs.update(cfg.get("model_args") or {})
     try:
         module = timm.create_model(record.arch, pretrained=False, **kwargs)

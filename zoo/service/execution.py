@@ -251,7 +251,8 @@ def _crashed(what: str, log_path: Path) -> Outcome:
     tail = log_tail(log_path)
     last_error = next((line for line in reversed(tail) if _looks_like_error(line)), None)
     exc = errors.ZooError(f"{what}: {last_error}" if last_error else what,
-                          hint=f"the job's log is {log_path} on the server; rerun with ZOO_DEBUG=1 for more")
+                          hint="the job's log is logs/jobs/<job id>.log under the server's ZOO_HOME; "
+                               "rerun with ZOO_DEBUG=1 for more")
     return Outcome("failed", error={**error_dict(exc), "error": "job_crashed", "log_tail": tail})
 
 
@@ -269,10 +270,33 @@ def _record(job: Job, jobs: JobService, storage: Storage, owner: str, outcome: O
     if outcome.state == "succeeded":
         jobs.finish(job.id, owner, "succeeded", result=outcome.result)
     elif outcome.state in ("failed", "canceled"):
-        jobs.finish(job.id, owner, outcome.state, error=outcome.error)
+        jobs.finish(job.id, owner, outcome.state, error=public_error(outcome.error))
     elif outcome.state == "requeued":
         jobs.requeue(job.id, owner, reason=outcome.reason, count_attempt=outcome.counted)
     log.info("job %s attempt %d: %s", job.id, job.attempts, outcome.state)
+
+
+# An absolute path: a "/" that starts a token (not the "/" inside "org/name" or "https://host/x").
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"(),;:]+/)+[^\s/'\"(),;:]*")
+_PATH_FIELDS = ("quarantined", "artifact_dir", "log_path")
+
+
+def public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A job's error as clients see it: no server paths (the job log, the quarantine, staging, the
+    Hugging Face cache, source files in a traceback) in any text, and no path-valued fields."""
+    if error is None:
+        return None
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return _SERVER_PATH.sub("<server path>", value)
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items() if k not in _PATH_FIELDS}
+        return value
+
+    return scrub(error)
 
 
 def public_result(result: dict[str, Any], storage: Storage) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from zoo import db, errors
 from zoo.hashing import sha256_file
-from zoo.registry.hf_source import COMMIT_RE, cached_commit, repo_cache_dir
+from zoo.registry.hf_source import COMMIT_RE, cached_commit, repo_cache_dir, repo_restricted
 from zoo.settings import Settings
 from zoo.storage.blobs import Blob, FilePart
 
@@ -69,13 +69,29 @@ class MirrorFile:
         return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def held_snapshot(settings: Settings, engine: sa.Engine, repo_id: str, revision: str) -> Snapshot:
-    """The snapshot of ``repo_id@revision`` zoo holds; a NotFoundError naming what is missing."""
+def may_read(settings: Settings, repo_id: str, authenticated: bool) -> bool:
+    """Public repos are served to anyone; a repo the hub restricts (private or gated, fetched with the
+    server's token) only to callers with a zoo token of the read scope. A repo whose access zoo never
+    recorded counts as restricted when the server holds an ``HF_TOKEN`` (it may have been fetched with it)."""
+    restricted = repo_restricted(settings.hf_hub_cache, repo_id)
+    if restricted is None:
+        restricted = settings.hf_token is not None
+    return authenticated or not restricted
+
+
+def held_snapshot(settings: Settings, engine: sa.Engine, repo_id: str, revision: str,
+                  authenticated: bool = False) -> Snapshot:
+    """The snapshot of ``repo_id@revision`` zoo holds and the caller may read; a NotFoundError
+    naming what is missing (a restricted repo is "not held" for callers without a token)."""
     if not _REPO_RE.match(repo_id) or ".." in repo_id:
         raise errors.ModelNotFoundError(f"{repo_id!r} is not a repo id (org/name)", model=repo_id)
     if not _REVISION_RE.match(revision) or ".." in revision.split("/"):
         raise errors.RevisionNotFoundError(f"{revision!r} is not a revision", model=repo_id)
     commits = _held_commits(engine, repo_id)
+    if commits and not may_read(settings, repo_id, authenticated):
+        raise errors.ModelNotFoundError(f"this mirror does not hold {repo_id}, or it needs a token",
+                                        hint="private and gated repos are served only with 'Authorization: Bearer TOKEN' "
+                                             "(a zoo token with the read scope)", model=repo_id)
     if not commits:
         raise errors.ModelNotFoundError(f"this mirror does not hold {repo_id}",
                                         hint=f"pull it on the server first: zoo pull {repo_id}", model=repo_id)
