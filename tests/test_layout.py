@@ -19,7 +19,7 @@ PACKAGE_DIRS = {"zoo": "zoo", "registry": "zoo.registry", "converters": "zoo.con
 # Lowest first; a module may import from its own layer and the layers below it, never above.
 LAYERS = [
     ("ground", ["zoo", "zoo.errors", "zoo.settings", "zoo.hashing", "zoo.versions", "zoo.progress", "zoo.hooks",
-                "zoo.db", "zoo.safety", "zoo.archives", "zoo.storage", "zoo.storage.*"]),
+                "zoo.db", "zoo.safety", "zoo.archives", "zoo.sandbox", "zoo.storage", "zoo.storage.*"]),
     ("registry and converters", ["zoo.registry", "zoo.registry.*", "zoo.converters", "zoo.converters.*"]),
     ("orchestrator", ["zoo.options", "zoo.sources", "zoo.sources.*", "zoo.pipeline", "zoo.pullmemo", "zoo.catalog",
                       "zoo.comparison", "zoo.integrity", "zoo.remote", "zoo.eval", "zoo.eval.*", "zoo.check",

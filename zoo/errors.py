@@ -124,6 +124,12 @@ class MissingDependencyError(UnsupportedError, ImportError):
     code = "missing_dependency"
 
 
+class SandboxUnavailableError(UnsupportedError):
+    """A model that runs its own code (a SavedModel) needs a confined process this machine cannot make."""
+
+    code = "sandbox_unavailable"
+
+
 # --- bad model files -------------------------------------------------------
 class InvalidModelError(ZooError, ValueError):
     """The model's own files are missing, corrupt or unsafe."""

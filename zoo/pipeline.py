@@ -230,10 +230,74 @@ def index_artifact(registry: Registry, key: str, art: Artifact, manifest: dict[s
 
 
 # --- the heavy path --------------------------------------------------------------------------------------
+@dataclass
+class Made:
+    """What the heavy part leaves in staging for publishing: the result file, its parity, how it was made."""
+
+    current: Path
+    report: Any  # ParityReport
+    parity: dict[str, Any]
+    conversion: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"current": str(self.current), "report": self.report.to_dict(), "parity": self.parity,
+                "conversion": self.conversion}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Made:
+        from zoo.converters.parity.report import ParityReport
+
+        return cls(Path(d["current"]), ParityReport.from_dict(d["report"]), d["parity"], d["conversion"])
+
+
 def convert(source: Source, chain: list, options: Options, key: str, registry: Registry, store: ArtifactStore,
             progress: Progress) -> PullResult:
     """Open the source, run the planned chain of edges, check parity end to end against the source
-    itself, publish (verified, or quarantined) and index."""
+    itself, publish (verified, or quarantined) and index. A source whose loading or calling runs the
+    model's own code (a SavedModel) does everything up to publishing in a confined child
+    (``zoo.sandbox``), which can write only into the staging directory."""
+    from zoo.converters import graph
+
+    canonical = options.canonical()
+    source.input_request = options.input_request()
+    with store.staging() as staging:
+        if source.runs_model_code:
+            from zoo.sandbox import run_confined
+
+            made = Made.from_json(run_confined(
+                lambda walls: make(source, chain, options, staging, progress, sandbox=walls).to_json(),
+                staging, what=f"the SavedModel {source.label}"))
+        else:
+            made = make(source, chain, options, staging, progress)
+        current, report, parity, conversion = made.current, made.report, made.parity, made.conversion
+        manifest = {"model": source.model_id, "revision": source.revision, "format": options.format, "key": key,
+                    "converter": graph.chain_name(chain), "options": canonical, "conversion": conversion,
+                    "parity": parity, "source": source.describe(), "source_files": [f.__dict__ for f in source.files],
+                    "record": source.record.to_dict() if source.record else None,
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with progress.stage("publish"):
+            art = store.publish(current.parent, current.name, manifest, verified=report.passed)
+            index_artifact(registry, key, art, manifest)
+    result = result_of(manifest, art, cached=False)
+    if not report.passed and options.allow_mismatch:
+        progress.note(f"parity FAILED but --allow-mismatch was given: {report.summary_line()}; "
+                      f"the artifact is NOT verified and lives in {art.path}")
+    elif not report.passed:
+        raise errors.ParityError(
+            f"parity check failed for {source.label} -> {options.format}: {report.summary_line()}",
+            hint=f"the artifact is kept for inspection only, NOT verified: {art.path}; "
+                 "loosen --atol/--rtol only if the differences are acceptable, or pass --allow-mismatch",
+            model=source.model_id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
+            divergence=parity.get("divergence"),
+        )
+    return result
+
+
+def make(source: Source, chain: list, options: Options, staging: Path, progress: Progress, *,
+         sandbox: list[str] | None = None) -> Made:
+    """The heavy part, in ``staging``: open the source, run it on the inputs, run the chain, check parity
+    (and export again with dynamo when TorchScript's trace fails it), locate a divergence, write ONNX metadata.
+    ``sandbox``: the walls of the confined process this runs in, recorded in the conversion's details."""
     from zoo.converters import graph
     from zoo.converters.parity.check import (
         check_parity,
@@ -244,7 +308,6 @@ def convert(source: Source, chain: list, options: Options, key: str, registry: R
     from zoo.converters.parity.reference import run_source
     from zoo.converters.parity.runners import artifact_runner, torch_inputs
 
-    source.input_request = options.input_request()
     opened = source.open(progress)
     apply_input_request(opened, source.input_request, source.record)
     with progress.stage("source", f"running {source.label} on {len(opened.input_sets)} input sets"):
@@ -274,53 +337,34 @@ def convert(source: Source, chain: list, options: Options, key: str, registry: R
                                   metadata=opened.metadata)
         return hops, report
 
-    with store.staging() as staging:
-        hops, report = run_and_check(staging)
-        exported = ctx.info.get("torch->onnx", {})
-        if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
-            # TorchScript traces one shape; parity on other shapes is what catches what it baked in
-            first = report.summary_line()
-            progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
-            ctx.exporter = "dynamo"
-            (staging / "dynamo").mkdir()
-            hops, report = run_and_check(staging / "dynamo")
-            ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
-        current = hops[-1]
-        parity = report.to_dict()
-        for warning in report.warnings:
-            progress.note(f"parity: {warning}")
-        if not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
-            with progress.stage("locate", "the first diverging layer"):
-                parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
-                                                   default_tolerance(dtype), chain)
-        first_edge = f"{chain[0].source}->{chain[0].target}"
-        conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
-                      "edges": graph.describe_edges(chain), "details": ctx.info}
-        if current.suffix == ".onnx":
-            write_onnx_metadata(current, source, opened, conversion, report)
-        for rel in source.sidecar_files():
-            shutil.copyfile(source.root / rel, current.parent / rel)
-        manifest = {"model": source.model_id, "revision": source.revision, "format": options.format, "key": key,
-                    "converter": graph.chain_name(chain), "options": canonical, "conversion": conversion,
-                    "parity": parity, "source": source.describe(), "source_files": [f.__dict__ for f in source.files],
-                    "record": source.record.to_dict() if source.record else None,
-                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        with progress.stage("publish"):
-            art = store.publish(current.parent, current.name, manifest, verified=report.passed)
-            index_artifact(registry, key, art, manifest)
-    result = result_of(manifest, art, cached=False)
-    if not report.passed and options.allow_mismatch:
-        progress.note(f"parity FAILED but --allow-mismatch was given: {report.summary_line()}; "
-                      f"the artifact is NOT verified and lives in {art.path}")
-    elif not report.passed:
-        raise errors.ParityError(
-            f"parity check failed for {source.label} -> {options.format}: {report.summary_line()}",
-            hint=f"the artifact is kept for inspection only, NOT verified: {art.path}; "
-                 "loosen --atol/--rtol only if the differences are acceptable, or pass --allow-mismatch",
-            model=source.model_id, quarantined=str(art.path), report=parity, worst=[asdict(m) for m in report.worst(3)],
-            divergence=parity.get("divergence"),
-        )
-    return result
+    hops, report = run_and_check(staging)
+    exported = ctx.info.get("torch->onnx", {})
+    if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
+        # TorchScript traces one shape; parity on other shapes is what catches what it baked in
+        first = report.summary_line()
+        progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
+        ctx.exporter = "dynamo"
+        (staging / "dynamo").mkdir()
+        hops, report = run_and_check(staging / "dynamo")
+        ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
+    current = hops[-1]
+    parity = report.to_dict()
+    for warning in report.warnings:
+        progress.note(f"parity: {warning}")
+    if not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
+        with progress.stage("locate", "the first diverging layer"):
+            parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
+                                               default_tolerance(dtype), chain)
+    first_edge = f"{chain[0].source}->{chain[0].target}"
+    conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
+                  "edges": graph.describe_edges(chain), "details": ctx.info}
+    if current.suffix == ".onnx":
+        write_onnx_metadata(current, source, opened, conversion, report)
+    for rel in source.sidecar_files():
+        shutil.copyfile(source.root / rel, current.parent / rel)
+    if sandbox is not None:
+        conversion["sandbox"] = sandbox
+    return Made(current, report, parity, conversion)
 
 
 def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain: list) -> dict[str, Any]:

@@ -54,6 +54,12 @@ class Source:
     def label(self) -> str:
         return self.model_id
 
+    @property
+    def runs_model_code(self) -> bool:
+        """Loading or calling this source runs a program the model defines (a TensorFlow SavedModel's
+        graph): the pipeline then opens, runs and converts it in a confined process (``zoo.sandbox``)."""
+        return self.node == "tf"
+
     def planned_node(self) -> str | None:
         """The start node when known before fetching (so a bad format fails before any download)."""
         return None
