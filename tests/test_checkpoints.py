@@ -1,0 +1,214 @@
+"""Training checkpoints as sources (issue 15): Lightning, DDP / torch.compile prefixes, plain and sharded
+state dicts, DeepSpeed ZeRO, torch.distributed.checkpoint (FSDP). Real (tiny) training runs make the
+fixtures; each goes import -> pull -> parity, and the artifact is checked against the trained model."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_zoo
+
+ARCH = "test_resnet"  # timm's tiny test network (no download: built with random weights)
+
+
+def need(module: str):
+    """A test dependency: missing on CI is a failure (the extras install it), elsewhere a skip."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def _settings():
+    from zoo.settings import get_settings
+
+    return get_settings()
+
+
+def _import(path: Path, name: str, arch: str | None = None):
+    from zoo.registry.local_source import import_path
+
+    return import_path(path, name, _settings(), arch=arch)
+
+
+def _stored_state(record) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(_settings().home / "local" / record.name / record.revision / "model.safetensors"))
+
+
+def _timm(num_classes: int = 4, seed: int = 0):
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    return timm.create_model(ARCH, num_classes=num_classes).eval()
+
+
+def _pull_onnx(name: str) -> dict:
+    proc = run_zoo("pull", f"local:{name}", "--format", "onnx", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["verified"] and result["parity"]["passed"], result["parity"]
+    return result
+
+
+def _onnx_matches(result: dict, module, shape=(2, 3, 160, 160)) -> None:
+    """The converted artifact against the model as it was at the end of training."""
+    import onnxruntime as ort
+    import torch
+
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    sess = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        want = module.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+# --- Lightning -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lightning_run(tmp_path_factory):
+    """Three real optimizer steps of a timm body in a LightningModule, one CPU process."""
+    L = need("lightning")
+    import timm
+    import torch
+
+    class Classifier(L.LightningModule):
+        def __init__(self, model_name: str = ARCH, num_classes: int = 4, lr: float = 0.05):
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = timm.create_model(model_name, num_classes=num_classes)
+            self.loss = torch.nn.CrossEntropyLoss()
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return self.loss(self.model(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    out = tmp_path_factory.mktemp("lightning")
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(12, 3, 32, 32), torch.randint(0, 4, (12,)))
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
+    module = Classifier()
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
+    trainer.save_checkpoint(out / "last.ckpt")
+    assert any(not torch.equal(before[k], v) for k, v in module.model.state_dict().items())  # it trained
+    return out / "last.ckpt", module.model.eval()
+
+
+def test_lightning_ckpt_imports_from_its_hyper_parameters_and_converts(indexed, lightning_run):
+    ckpt, trained = lightning_run
+    proc = run_zoo("import", str(ckpt), "--name", "lit", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout)
+    assert (record["library"], record["arch"], record["num_classes"]) == ("timm", ARCH, 4)
+    notes = record["extra"]["checkpoint"]
+    assert notes["layout"] == "lightning" and notes["global_step"] == 3 and notes["prefix"] == "model."
+    assert notes["architecture_from"] == f"hyper_parameters['model_name']={ARCH}"
+    _onnx_matches(_pull_onnx("lit"), trained)
+
+
+def test_ddp_and_compile_prefixes_are_stripped_and_weights_kept_exactly(indexed, tmp_path):
+    import torch
+
+    model = _timm(5, seed=3)
+    wrapped = {f"module._orig_mod.{k}": v for k, v in model.state_dict().items()}
+    torch.save(wrapped, tmp_path / "ddp.pt")
+    record = _import(tmp_path / "ddp.pt", "ddp", arch=f"timm:{ARCH}")
+    assert record.num_classes == 5  # the head's width read from the checkpoint
+    assert record.extra["checkpoint"]["layout"] == "state-dict+ddp+torch.compile"
+    stored = _stored_state(record)
+    assert set(stored) == set(model.state_dict())
+    assert all(torch.equal(stored[k], v) for k, v in model.state_dict().items())
+
+
+def test_training_checkpoint_dict_horovod_style(indexed, tmp_path):
+    import torch
+
+    model = _timm(3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 7}, tmp_path / "hvd.pth.tar.pt")
+    record = _import(tmp_path / "hvd.pth.tar.pt", "hvd", arch=f"timm:{ARCH}")
+    assert record.extra["checkpoint"]["epoch"] == 7 and record.extra["checkpoint"]["state_key"] == "model"
+
+
+def test_sharded_safetensors_with_index_and_arch_from_config_json(indexed, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    model = _timm(4, seed=5)
+    state = model.state_dict()
+    names = sorted(state)
+    half = len(names) // 2
+    out = tmp_path / "accelerate"
+    out.mkdir()
+    weight_map = {}
+    for i, part in enumerate((names[:half], names[half:]), 1):
+        shard = f"model-0000{i}-of-00002.safetensors"
+        save_file({k: state[k].contiguous() for k in part}, str(out / shard))
+        weight_map.update(dict.fromkeys(part, shard))
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (tmp_path / "arch.json").write_text(json.dumps({"architecture": ARCH, "num_classes": 4}))
+    record = _import(out, "acc", arch=str(tmp_path / "arch.json"))
+    assert record.extra["checkpoint"]["layout"] == "safetensors-sharded" and record.extra["checkpoint"]["shards"] == 2
+    stored = _stored_state(record)
+    assert all(torch.equal(stored[k], v) for k, v in state.items())
+    _onnx_matches(_pull_onnx("acc"), model)
+    # an index that names a shard outside the directory is refused
+    weight_map[names[0]] = "../outside.safetensors"
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    proc = run_zoo("import", str(out), "--name", "acc2", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "outside.safetensors" in proc.stderr
+
+
+def test_missing_unexpected_and_mismatched_keys_exit_7_listing_them(indexed, tmp_path):
+    import torch
+
+    from zoo import errors
+
+    state = _timm(4).state_dict()
+    del state["fc.bias"]
+    state["extra.weight"] = torch.zeros(2)
+    state["conv1.0.weight"] = torch.zeros(1, 1, 1, 1)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(errors.InvalidModelError) as info:
+        _import(tmp_path / "bad.pt", "bad", arch=f"timm:{ARCH}")
+    details = info.value.details
+    assert details["missing"] == ["fc.bias"] and details["unexpected"] == ["extra.weight"]
+    assert details["mismatched"] == ["conv1.0.weight: checkpoint [1, 1, 1, 1] vs model [16, 3, 3, 3]"]
+    proc = run_zoo("import", str(tmp_path / "bad.pt"), "--name", "bad", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7
+    assert "fc.bias" in proc.stderr and "extra.weight" in proc.stderr and "conv1.0.weight" in proc.stderr
+    assert run_zoo("list", "--source", "local", "--json").stdout.count("local/bad") == 0  # nothing half-written
+    tmp = Path(os.environ["ZOO_HOME"]) / "tmp"
+    assert not tmp.exists() or not list(tmp.iterdir())
+
+
+def test_no_architecture_anywhere_is_a_usage_error_saying_arch(indexed, tmp_path):
+    import torch
+
+    torch.save(_timm(4).state_dict(), tmp_path / "plain.pt")
+    proc = run_zoo("import", str(tmp_path / "plain.pt"), "--name", "plain")
+    assert proc.returncode == 2 and "--arch timm:" in proc.stderr
+
+
+def test_hostile_lightning_ckpt_refused_before_any_unpickling(indexed, tmp_path):
+    import torch
+    from hostile import Canary
+
+    canary = tmp_path / "canary"
+    state = _timm(4).state_dict()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "pytorch-lightning_version": "2.6.6",
+                "hyper_parameters": {"model_name": ARCH, "cb": Canary(canary, "system")}}, tmp_path / "evil.ckpt")
+    proc = run_zoo("import", str(tmp_path / "evil.ckpt"), "--name", "evil")
+    assert proc.returncode == 7 and "refusing evil.ckpt" in proc.stderr and "system" in proc.stderr
+    assert not canary.exists()
