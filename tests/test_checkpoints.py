@@ -212,3 +212,142 @@ def test_hostile_lightning_ckpt_refused_before_any_unpickling(indexed, tmp_path)
     proc = run_zoo("import", str(tmp_path / "evil.ckpt"), "--name", "evil")
     assert proc.returncode == 7 and "refusing evil.ckpt" in proc.stderr and "system" in proc.stderr
     assert not canary.exists()
+
+
+# --- DeepSpeed ZeRO --------------------------------------------------------------
+DS_TRAIN = '''
+import os, sys
+import torch, timm
+os.environ.update(DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", LOCAL_RANK=os.environ["RANK"])
+import deepspeed
+stage, out, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+torch.manual_seed(0)
+model = timm.create_model("test_resnet", num_classes=4)
+cfg = {"train_micro_batch_size_per_gpu": 2, "zero_allow_untested_optimizer": True,
+       "zero_optimization": {"stage": stage}, "optimizer": {"type": "SGD", "params": {"lr": 0.05}}}
+deepspeed.init_distributed(dist_backend="gloo")
+engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=cfg)
+torch.manual_seed(1 + int(os.environ["RANK"]))  # each rank its own data
+for _ in range(steps):
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2,))
+    engine.backward(torch.nn.functional.cross_entropy(engine(x), y))
+    engine.step()
+engine.save_checkpoint(out)
+sys.stdout.flush()
+os._exit(0)  # no teardown: gloo's process-group destructor can abort at interpreter exit
+'''
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def deepspeed_run(tmp: Path, stage: int, world: int = 2, steps: int = 2) -> Path:
+    """A real DeepSpeed ZeRO run on the CPU: ``world`` gloo processes, a few SGD steps, save_checkpoint."""
+    import subprocess
+    import sys
+
+    need("deepspeed")
+    script = tmp / "ds_train.py"
+    script.write_text(DS_TRAIN)
+    out = tmp / f"zero{stage}"
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(script), str(stage), str(out), str(steps)],
+                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": str(world), "MASTER_PORT": port,
+                                   "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(world)]
+    for p in procs:
+        log = p.communicate(timeout=300)[0]
+        assert p.returncode == 0, log.decode(errors="replace")[-3000:]
+    return out
+
+
+def _deepspeed_reference(out: Path) -> dict:
+    """DeepSpeed's own consolidation (zero_to_fp32), run by the test only, on the test's own files."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return get_fp32_state_dict_from_zero_checkpoint(str(out))
+
+
+def _check_zero_import(out: Path, name: str, stage: int, world: int) -> dict:
+    import torch
+
+    record = _import(out, name, arch=f"timm:{ARCH}")
+    notes = record.extra["checkpoint"]
+    assert (notes["layout"], notes["zero_stage"], notes["ranks"], notes["tag"]) == (f"deepspeed-zero{stage}", stage, world, "global_step2")
+    stored, reference = _stored_state(record), _deepspeed_reference(out)
+    assert set(stored) == set(reference)
+    for k, v in reference.items():
+        assert stored[k].dtype == torch.float32 and torch.equal(stored[k], v.float()), k
+    return stored
+
+
+@pytest.fixture(scope="module")
+def zero3_run(tmp_path_factory) -> Path:
+    return deepspeed_run(tmp_path_factory.mktemp("zero3"), 3)
+
+
+def test_deepspeed_zero3_two_ranks_consolidates_like_zero_to_fp32_and_converts(indexed, zero3_run):
+    out = zero3_run
+    stored = _check_zero_import(out, "z3", 3, 2)
+    trained = _timm(4)
+    trained.load_state_dict(stored)
+    _onnx_matches(_pull_onnx("z3"), trained)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_zero1_and_2_two_ranks(indexed, tmp_path, stage):
+    _check_zero_import(deepspeed_run(tmp_path, stage), f"z{stage}", stage, 2)
+
+
+def _rewrite(path: Path, edit) -> None:
+    """Change a test's own DeepSpeed pickle (trusted here: the test wrote it) and save it back."""
+    import torch
+
+    obj = torch.load(path, weights_only=False)
+    edit(obj)
+    torch.save(obj, path)
+
+
+def test_deepspeed_zero_hostile_and_inconsistent_shards_refused(indexed, zero3_run, tmp_path):
+    import shutil
+
+    from hostile import Canary
+
+    out = zero3_run
+    step = out / "global_step2"
+    bad = tmp_path / "shapes"
+    shutil.copytree(out, bad)
+
+    def grow(o):  # rank 0 claims a wider first conv than the shards hold
+        first = next(iter(o["param_shapes"][0]))
+        import torch
+
+        o["param_shapes"][0][first] = torch.Size([32, 3, 3, 3])
+
+    _rewrite(bad / "global_step2" / "zero_pp_rank_0_mp_rank_00_model_states.pt", grow)
+    proc = run_zoo("import", str(bad), "--name", "bad", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "runs past the shards" in proc.stderr, proc.stderr
+    # a rank's optimizer shard missing
+    (bad / "global_step2" / "zero_pp_rank_1_mp_rank_00_optim_states.pt").unlink()
+    shutil.copyfile(step / "zero_pp_rank_0_mp_rank_00_model_states.pt", bad / "global_step2" / "zero_pp_rank_0_mp_rank_00_model_states.pt")
+    proc = run_zoo("import", str(bad), "--name", "bad", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "2 ranks but 1 optim_states" in proc.stderr, proc.stderr
+    # a shard whose pickle would run code
+    canary = tmp_path / "canary"
+    evil = tmp_path / "evil"
+    shutil.copytree(out, evil)
+    _rewrite(evil / "global_step2" / "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+             lambda o: o["optimizer_state_dict"].__setitem__("loss_scaler", Canary(canary, "system")))
+    proc = run_zoo("import", str(evil), "--name", "evil", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "refusing" in proc.stderr and "system" in proc.stderr
+    # latest naming a directory outside
+    (evil / "latest").write_text("../../etc")
+    proc = run_zoo("import", str(evil), "--name", "evil", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "not a checkpoint tag" in proc.stderr
+    assert not canary.exists()

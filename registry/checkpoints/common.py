@@ -40,6 +40,7 @@ class Checkpoint:
     hparams: dict[str, Any] | None = None  # Lightning hyper_parameters
     config: dict[str, Any] | None = None  # a config.json found with the checkpoint
     config_dir: Path | None = None  # where that config.json (and tokenizer files) live
+    digests: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the consolidated tensor's bytes
 
 
 # --- reading pickles -----------------------------------------------------------
@@ -72,6 +73,9 @@ def safe_torch_load(path: Path, name: str, *, allow: dict[tuple[str, str], Any] 
 class Stub:
     """An inert stand-in for a class a checkpoint's pickle names: it keeps the pickled state as plain
     attributes and runs no code of the original class (``torch.load(weights_only=True)`` builds it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # an enum's pickle calls its class with the value
+        self.__dict__["_args"] = args
 
     def __setstate__(self, state: Any) -> None:
         self.__dict__["_state"] = state
@@ -304,6 +308,26 @@ def write_model_dir(dest: Path, state: dict[str, Any], arch: Arch) -> None:
     save_file(out, str(dest / "model.safetensors"))
 
 
+def tensor_sha256(t: Any) -> str:
+    import hashlib
+
+    import torch
+
+    return hashlib.sha256(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def _check_written(path: Path, digests: dict[str, str], prefix: str) -> None:
+    """The written weights, read back, tensor by tensor against the consolidation's digests."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            want = digests.get(prefix + name)
+            if want is not None and tensor_sha256(f.get_tensor(name)) != want:
+                raise errors.IntegrityError(f"{name} changed between consolidation and writing (sha256 differs)",
+                                            hint="the disk or memory is faulty: run the import again")
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -318,6 +342,8 @@ def prepare(ckpt: Checkpoint, dest: Path, settings: Settings, arch_spec: str | N
     arch = resolve_arch(arch_spec, ckpt, settings)
     state, notes = match(ckpt, arch)
     write_model_dir(dest, state, arch)
+    if ckpt.digests:
+        _check_written(dest / "model.safetensors", ckpt.digests, notes["prefix"])
     layout = "+".join([ckpt.layout, *[n for n in notes.pop("normalised") if n not in ckpt.layout]])
     return {"layout": layout, "source": ckpt.source, "architecture": f"{arch.library}:{arch.name}",
             "architecture_from": arch.source, "tensors": len(state), **notes, **ckpt.info}
