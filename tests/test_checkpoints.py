@@ -351,3 +351,103 @@ def test_deepspeed_zero_hostile_and_inconsistent_shards_refused(indexed, zero3_r
     proc = run_zoo("import", str(evil), "--name", "evil", "--arch", f"timm:{ARCH}")
     assert proc.returncode == 7 and "not a checkpoint tag" in proc.stderr
     assert not canary.exists()
+
+
+# --- FSDP / torch.distributed.checkpoint ------------------------------------------
+FSDP_TRAIN = '''
+import os, sys
+import torch, timm
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+out, steps = sys.argv[1], int(sys.argv[2])
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+model = timm.create_model("test_resnet", num_classes=4)
+mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+for block in (model.layer1, model.layer2, model.layer3, model.layer4):
+    fully_shard(block, mesh=mesh)
+fully_shard(model, mesh=mesh)
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+torch.manual_seed(1 + dist.get_rank())
+for _ in range(steps):
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    opt.zero_grad()
+msd, osd = get_state_dict(model, opt)  # DTensor shards
+dcp.save({"model": msd, "optim": osd}, checkpoint_id=out)
+sys.stdout.flush()
+os._exit(0)
+'''
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tmp_path_factory) -> Path:
+    """A real FSDP2 (fully_shard) run on 2 gloo CPU processes, saved with torch.distributed.checkpoint."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("fsdp")
+    (tmp / "train.py").write_text(FSDP_TRAIN)
+    out, port = tmp / "dcp", str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(tmp / "train.py"), str(out), "2"],
+                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                                   "MASTER_PORT": port, "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(2)]
+    for p in procs:
+        log = p.communicate(timeout=300)[0]
+        assert p.returncode == 0, log.decode(errors="replace")[-3000:]
+    return out
+
+
+def test_fsdp_dcp_two_ranks_consolidates_like_dcp_to_torch_save_and_converts(indexed, fsdp_run, tmp_path):
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    assert sorted(p.name for p in fsdp_run.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    record = _import(fsdp_run, "fsdp", arch=f"timm:{ARCH}")
+    notes = record.extra["checkpoint"]
+    assert notes["layout"] == "dcp" and notes["ranks"] == 2 and notes["prefix"] == "model."
+    dcp_to_torch_save(fsdp_run, tmp_path / "torch.pt")  # torch's own consolidation, as the reference
+    reference = torch.load(tmp_path / "torch.pt", weights_only=True)["model"]
+    stored = _stored_state(record)
+    assert set(stored) == set(reference)
+    assert all(torch.equal(stored[k], v) for k, v in reference.items())
+    trained = _timm(4)
+    trained.load_state_dict(reference)
+    _onnx_matches(_pull_onnx("fsdp"), trained)
+
+
+def test_dcp_metadata_pointing_outside_or_with_a_payload_refused(indexed, fsdp_run, tmp_path):
+    import pickle
+    import shutil
+
+    from hostile import Canary
+
+    bad = tmp_path / "outside"
+    shutil.copytree(fsdp_run, bad)
+    meta = pickle.loads((bad / ".metadata").read_bytes())  # the test's own file
+    first = next(iter(meta.storage_data))
+    shutil.copyfile(bad / meta.storage_data[first].relative_path, tmp_path / "elsewhere.distcp")
+    meta.storage_data[first].relative_path = "../elsewhere.distcp"
+    (bad / ".metadata").write_bytes(pickle.dumps(meta))
+    proc = run_zoo("import", str(bad), "--name", "bad", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "outside the checkpoint directory" in proc.stderr, proc.stderr
+    canary = tmp_path / "canary"
+    meta.storage_meta = Canary(canary, "system")
+    (bad / ".metadata").write_bytes(pickle.dumps(meta))
+    proc = run_zoo("import", str(bad), "--name", "bad", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "refusing" in proc.stderr and "system" in proc.stderr, proc.stderr
+    assert not canary.exists()
+    # a chunk whose stored tensor is not what the metadata says (shape): refused, not reshaped
+    swapped = tmp_path / "swapped"
+    shutil.copytree(fsdp_run, swapped)
+    meta = pickle.loads((swapped / ".metadata").read_bytes())
+    keys = [k for k in meta.storage_data if k.fqn.startswith("model.") and k.fqn.endswith("conv1.weight")]
+    meta.storage_data[keys[0]], meta.storage_data[keys[1]] = meta.storage_data[keys[1]], meta.storage_data[keys[0]]
+    (swapped / ".metadata").write_bytes(pickle.dumps(meta))
+    proc = run_zoo("import", str(swapped), "--name", "swapped", "--arch", f"timm:{ARCH}")
+    assert proc.returncode == 7 and "the metadata says" in proc.stderr, proc.stderr

@@ -129,7 +129,18 @@ def check_pickle_weights(path: Path, name: str | None = None, *, allow: frozense
                                        hint="the file is corrupt or not a weights file; fetch it again")
 
 
-def _check_torch_zip(path: Path, name: str, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
+def check_pickle_bytes(data: bytes, name: str, *, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
+    """``check_pickle_weights`` for a pickle held in memory (one item of a larger file)."""
+    if data[:2] == b"PK":
+        _check_torch_zip(io.BytesIO(data), name, allow)
+    elif data[:1] == b"\x80":
+        _check_pickle_stream(io.BytesIO(data), name, legacy=True, allow=allow)
+    else:
+        raise errors.InvalidModelError(f"{name} is neither a torch.save zip nor a pickle",
+                                       hint="the file is corrupt or not a weights file")
+
+
+def _check_torch_zip(path: Path | io.BytesIO, name: str, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()

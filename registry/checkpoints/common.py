@@ -70,6 +70,43 @@ def safe_torch_load(path: Path, name: str, *, allow: dict[tuple[str, str], Any] 
                                        hint="the file is corrupt or not a checkpoint") from exc
 
 
+def restricted_load(path: Path, name: str, allow: dict[tuple[str, str], Any]) -> Any:
+    """A plain pickle that ``torch.load(weights_only=True)`` cannot read (protocol 4 frames: DCP's
+    ``.metadata``): the opcode walk first, then Python's unpickler with ``find_class`` answering only
+    ``allow`` (plus torch's dtypes and ``torch.Size``); any other global is refused, so nothing else runs."""
+    import pickle
+
+    import torch
+
+    from zoo.safety import check_pickle_weights, refuse_unsafe_pickle_env
+
+    check_pickle_weights(path, name, allow=frozenset(allow))
+    refuse_unsafe_pickle_env()
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, attr: str) -> Any:
+            if (module, attr) in allow:
+                return allow[(module, attr)]
+            if module == "torch" and (attr == "Size" or isinstance(getattr(torch, attr, None), torch.dtype)):
+                return getattr(torch, attr)
+            raise errors.UnsafeModelError(f"refusing {name}: its pickle names {module}.{attr}", hint=_PICKLE_HINT)
+
+        def persistent_load(self, pid: Any) -> Any:
+            raise errors.UnsafeModelError(f"refusing {name}: its pickle holds persistent ids", hint=_PICKLE_HINT)
+
+    try:
+        with open(path, "rb") as f:
+            return Restricted(f).load()
+    except errors.ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt bytes
+        raise errors.InvalidModelError(f"cannot read {name}: {type(exc).__name__}: {str(exc)[:200]}",
+                                       hint="the file is corrupt; copy the checkpoint again") from None
+
+
+_PICKLE_HINT = "the checkpoint's metadata names classes a checkpoint never needs: it was tampered with"
+
+
 class Stub:
     """An inert stand-in for a class a checkpoint's pickle names: it keeps the pickled state as plain
     attributes and runs no code of the original class (``torch.load(weights_only=True)`` builds it)."""
@@ -277,7 +314,7 @@ def match(ckpt: Checkpoint, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]
             hint="name the architecture the checkpoint was trained with (--arch), with its number of classes "
                  "(hyper-parameters or config.json)",
             missing=missing, unexpected=unexpected, mismatched=mismatched)
-    return ours, {"prefix": prefix, "normalised": notes, "outside_model": outside[:200],
+    return ours, {"prefix": prefix, "normalised": notes, "outside_model": outside[:20],
                   "outside_model_count": len(outside)}
 
 
