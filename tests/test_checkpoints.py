@@ -470,3 +470,83 @@ def test_dcp_metadata_pointing_outside_or_with_a_payload_refused(indexed, fsdp_r
     meta.storage_data[keys[0]], meta.storage_data[keys[1]] = meta.storage_data[keys[1]], meta.storage_data[keys[0]]
     (swapped / ".metadata").write_bytes(pickle.dumps(meta))
     _refused(swapped, "the metadata says")
+
+
+# --- FastAI ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fastai_run(tmp_path_factory):
+    """One epoch of a real fastai vision_learner on a timm body, on a tiny image folder; learn.save and export."""
+    need("fastai")
+    from fastai.vision.all import ImageDataLoaders, Normalize, Resize, imagenet_stats, vision_learner
+    from PIL import Image
+
+    tmp = tmp_path_factory.mktemp("fastai")
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp / "images" / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp / "images" / label / f"{i}.png")
+    dls = ImageDataLoaders.from_folder(tmp / "images", valid_pct=0.25, seed=0, bs=2, item_tfms=Resize(32),
+                                       batch_tfms=Normalize.from_stats(*imagenet_stats), num_workers=0)
+    learn = vision_learner(dls, ARCH, pretrained=False, path=tmp)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3)
+    weights = learn.save("stage1")
+    learn.export(tmp / "export.pkl")
+    return weights, tmp / "export.pkl", learn.model.eval()
+
+
+@pytest.mark.slow
+def test_fastai_learn_save_weights_rebuilt_on_their_timm_body_and_converted(indexed, fastai_run):
+    weights, _, trained = fastai_run
+    record = _import(weights, "fa", arch=f"fastai:timm:{ARCH}")
+    assert record.num_classes == 2 and record.extra["timm_config"]["fastai_head"]["widths"] == [192, 512, 2]
+    _onnx_matches(_pull_onnx("fa"), trained)
+    from zoo import errors
+
+    with pytest.raises(errors.InvalidModelError, match="unexpected keys"):  # the head is never dropped
+        _import(weights, "fa2", arch=f"timm:{ARCH}")
+
+
+@pytest.mark.slow
+def test_fastai_export_pkl_read_without_running_and_refused(indexed, fastai_run):
+    from zoo import errors
+
+    _, export, _ = fastai_run
+    with pytest.raises(errors.UnsafeModelError) as info:
+        _import(export, "fx")
+    read = info.value.details["fastai_export"]
+    assert read["architecture"] == ARCH and read["labels"] == ["cat", "dog"]
+    assert read["mean"] == [0.485, 0.456, 0.406] and read["std"] == [0.229, 0.224, 0.225]
+    assert "fastai.vision.learner.TimmBody" in read["classes"]
+    assert "learn.save('NAME')" in info.value.hint
+
+
+def test_fastai_export_pkl_with_a_payload_refused_nothing_run(indexed, tmp_path):
+    """A learner-looking pickle (fastai's Learner global) that would also call os.system."""
+    import torch
+    from hostile import Canary
+
+    canary = tmp_path / "canary"
+    learner_cls = type("Learner", (), {"__module__": "fastai.learner"})
+    import sys
+    import types
+
+    fake = types.ModuleType("fastai.learner")  # only so that pickle can name the class; removed after
+    fake.Learner = learner_cls
+    sys.modules.setdefault("fastai", types.ModuleType("fastai"))
+    real = sys.modules.get("fastai.learner")
+    sys.modules["fastai.learner"] = fake
+    try:
+        obj = learner_cls()
+        obj.model = {"w": torch.zeros(2)}
+        obj.cb = Canary(canary, "system")
+        torch.save(obj, tmp_path / "export.pkl")
+    finally:
+        if real is not None:
+            sys.modules["fastai.learner"] = real
+        else:
+            del sys.modules["fastai.learner"]
+    proc = run_zoo("import", str(tmp_path / "export.pkl"), "--name", "fx")
+    assert proc.returncode == 7 and "refusing export.pkl" in proc.stderr and "system" in proc.stderr, proc.stderr
+    assert "learn.save" in proc.stderr and not canary.exists()

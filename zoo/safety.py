@@ -218,6 +218,11 @@ def _pickle_globals(stream: Any) -> Iterator[tuple[str, str]]:
             stack.append(None)
 
 
+def pickle_globals(stream: Any) -> Iterator[tuple[str, str]]:
+    """The (module, name) of every global a pickle stream references, read from its opcodes only."""
+    return _pickle_globals(stream)
+
+
 # --- dispatch by content -----------------------------------------------------
 def check_weights_file(path: Path, name: str | None = None) -> str:
     """Check one weights file by its content and name; return "safetensors" or "pickle"."""

@@ -26,6 +26,10 @@ SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_t
 # What timm's pretrained_cfg says about inputs and the head (not which published weights: these are the user's).
 TIMM_CFG_KEYS = ("input_size", "test_input_size", "fixed_input_size", "interpolation", "crop_pct", "test_crop_pct",
                  "crop_mode", "mean", "std", "first_conv", "classifier", "pool_size")
+# Top-level names of what a training checkpoint keeps beside the model (never part of the converted model).
+NOT_MODEL = {"optim", "optimizer", "optimizers", "opt", "lr_scheduler", "scheduler", "loss", "loss_fn", "criterion",
+             "ema", "model_ema", "ema_model", "metrics", "train_metrics", "val_metrics", "valid_metrics", "test_metrics",
+             "teacher"}
 _LIST = 12  # names listed in an error message; the error's details carry them all
 
 
@@ -203,6 +207,12 @@ def _arch_from_spec(spec: str, ckpt: Checkpoint, where: str, settings: Settings,
     kind, sep, rest = spec.partition(":")
     if sep and kind == "timm":
         return Arch("timm", rest, source=f"{where}={spec}")
+    if sep and kind == "fastai":  # fastai:timm:NAME: vision_learner on a timm body with the standard head
+        body_kind, _, body = rest.partition(":")
+        if body_kind != "timm" or not body:
+            raise errors.UsageError(f"{where}={spec}: zoo rebuilds fastai vision_learner models on timm bodies",
+                                    hint="--arch fastai:timm:resnet18")
+        return Arch("fastai", body, source=f"{where}={spec}")
     if sep and kind == "hf":
         return _arch_from_hub(rest, where, settings)
     path = Path(spec).expanduser()
@@ -260,6 +270,10 @@ def build_meta(arch: Arch) -> Any:
 
     try:
         with torch.device("meta"):
+            if arch.library == "fastai":
+                from zoo.converters.loaders.fastai_models import build_vision_learner
+
+                return build_vision_learner(arch.name, arch.config["widths"])
             if arch.library == "timm":
                 import timm
 
@@ -286,6 +300,14 @@ def match(ckpt: Checkpoint, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]
     """The model's own state dict out of the checkpoint's, matched strictly: every key the architecture
     has, none it lacks, every shape equal; else exit 7 listing them. Returns (state, notes)."""
     state, notes = normalise_keys(ckpt.state)
+    if arch.library == "fastai":
+        from zoo.converters.loaders.fastai_models import head_widths
+
+        arch.config = {"widths": head_widths(state)}
+        if len(arch.config["widths"]) < 2:
+            raise errors.InvalidModelError(f"{ckpt.source}: no fastai head (1.N.weight Linear layers) in the weights",
+                                           hint="--arch fastai:timm:NAME is for learn.save() weights of a vision_learner")
+        arch.num_classes = arch.config["widths"][-1]
     model = build_meta(arch)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     prefix = choose_prefix(list(state), set(expected))
@@ -298,10 +320,19 @@ def match(ckpt: Checkpoint, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]
             expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if arch.library == "timm":
         arch.config = {"pretrained_cfg": dict(model.pretrained_cfg or {})}
+    elif arch.library == "fastai":
+        arch.config["pretrained_cfg"] = dict(model[0].model.pretrained_cfg or {})
     ours = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     outside = sorted(k for k in state if not k.startswith(prefix))
+    # Beside the model a training checkpoint may hold optimizer state, EMA copies, losses and metrics; any
+    # other weights outside the chosen prefix would be a model only half imported (a head kept apart).
+    stray = [k for k in outside if k.split(".")[0] not in NOT_MODEL]
+    if stray:
+        unexpected_outside = stray
+    else:
+        unexpected_outside = []
     missing = sorted(set(expected) - set(ours))
-    unexpected = sorted(set(ours) - set(expected))
+    unexpected = sorted(set(ours) - set(expected)) + unexpected_outside
     mismatched = sorted(f"{k}: checkpoint {list(v.shape)} vs model {list(expected[k])}"
                         for k, v in ours.items() if k in expected and tuple(v.shape) != expected[k])
     if missing or unexpected or mismatched:
@@ -323,8 +354,10 @@ def write_model_dir(dest: Path, state: dict[str, Any], arch: Arch) -> None:
     from safetensors.torch import save_file
 
     dest.mkdir(parents=True)
-    if arch.library == "timm":
+    if arch.library in ("timm", "fastai"):
         config: dict[str, Any] = {"architecture": arch.name, "num_classes": arch.num_classes or 0}
+        if arch.library == "fastai":
+            config["fastai_head"] = {"widths": arch.config["widths"]}
         cfg = {k: v for k, v in (arch.config.get("pretrained_cfg") or {}).items() if k in TIMM_CFG_KEYS and _jsonable(v)}
         config["pretrained_cfg"] = {**cfg, "num_classes": arch.num_classes or 0}
     else:

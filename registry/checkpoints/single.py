@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import errors
-from zoo.registry.checkpoints.common import Checkpoint, safe_torch_load, tensors_only
+from zoo.registry.checkpoints.common import Checkpoint, safe_torch_load, stub, tensors_only
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # Where hand-written training checkpoints (Horovod's examples, most training scripts) keep the weights.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state")
 STEP_KEYS = ("global_step", "step", "iteration", "epoch")
+# learn.save() keeps the optimizer state beside the weights, in fastcore's list type: an inert stand-in.
+FASTAI_SAVE = {("fastcore.foundation", "L"): stub("fastcore.foundation", "L")}
 
 
 def read(path: Path, settings: Settings) -> Checkpoint:
@@ -29,7 +31,11 @@ def read(path: Path, settings: Settings) -> Checkpoint:
 
         check_safetensors(path, name)
         return Checkpoint(load_file(str(path)), "safetensors", name, config=config, config_dir=config_dir)
-    obj = safe_torch_load(path, name)
+    from zoo.registry.checkpoints import fastai
+
+    if fastai.is_export(path):
+        fastai.read_export(path)  # reads what it can without running it, then refuses
+    obj = safe_torch_load(path, name, allow=FASTAI_SAVE)
     if not isinstance(obj, dict):
         raise errors.InvalidModelError(f"{name} holds a {type(obj).__name__}, not a state dict or a checkpoint",
                                        hint="save the weights with torch.save(model.state_dict())")
