@@ -99,7 +99,7 @@ def read(path: Path, settings: Settings) -> Checkpoint:
             dtype, size = md.properties.dtype, tuple(md.size)
             full = torch.empty(size, dtype=dtype)
             covered = 0
-            seen = torch.zeros(size, dtype=torch.bool) if len(md.chunks) > 1 else None
+            boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
             for chunk in md.chunks:
                 offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
                 info = by_chunk.get((fqn, offs))
@@ -120,10 +120,10 @@ def read(path: Path, settings: Settings) -> Checkpoint:
                     got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
                     raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
                 region = tuple(slice(o, o + c) for o, c in zip(offs, csize))
-                if seen is not None:
-                    if seen[region].any():
-                        raise errors.InvalidModelError(f"{path.name}: chunks of {fqn} overlap at {list(offs)}", hint=_HINT)
-                    seen[region] = True
+                if any(all(o < bo + bc and bo < o + c for o, c, bo, bc in zip(offs, csize, b_offs, b_size))
+                       for b_offs, b_size in boxes):
+                    raise errors.InvalidModelError(f"{path.name}: chunks of {fqn} overlap at {list(offs)}", hint=_HINT)
+                boxes.append((offs, csize))
                 full[region] = part
                 covered += part.numel()
             if covered != full.numel():
