@@ -191,33 +191,34 @@ def _merge_zero2(state: dict[str, Any], shapes: list[dict[str, tuple[int, ...]]]
                                        f"param_shapes {len(shapes)}", hint=_MIXED)
     align = 2 * world
     for i, group in enumerate(shapes):
-        sizes = [r[i].numel() for r in ranks]
-        if len(set(sizes)) != 1:
-            raise errors.InvalidModelError(f"{where}: group {i}'s partitions differ in size across ranks ({sizes})",
-                                           hint=_MIXED)
+        sizes = [r[i].numel() for r in ranks]  # equal but for padding: DeepSpeed concatenates them as they are
         need = sum(math.prod(s) for s in group.values())
-        have = sizes[0] * world
+        have = sum(sizes)
         if align * math.ceil(need / align) != align * math.ceil(have / align):
             raise errors.InvalidModelError(f"{where}: group {i}'s shapes need {need} values, the shards hold {have}",
                                            hint=_MIXED)
         offset = 0
         for name, shape in group.items():
             n = math.prod(shape)
-            state[name] = _gather([(r[i], offset, n) for r in ranks], sizes[0], n).view(shape)
+            state[name] = _gather([r[i] for r in ranks], sizes, offset, n).view(shape)
             offset += n
 
 
-def _gather(parts: list[tuple[Any, int, int]], part_size: int, n: int) -> Any:
-    """``n`` values starting at ``offset`` of the virtual concatenation of equal-size rank partitions."""
+def _gather(tensors: list[Any], sizes: list[int], offset: int, n: int) -> Any:
+    """``n`` values starting at ``offset`` of the virtual concatenation of the ranks' partitions (never built)."""
     import torch
 
     out = torch.empty(n, dtype=torch.float32)
-    tensors = [p[0] for p in parts]
-    offset = parts[0][1]
+    starts = [sum(sizes[:r]) for r in range(len(sizes))]
     done = 0
     while done < n:
-        rank, inside = divmod(offset + done, part_size)
-        take = min(n - done, part_size - inside)
+        at = offset + done
+        rank = max(r for r, start in enumerate(starts) if start <= at and sizes[r] > 0)
+        inside = at - starts[rank]
+        take = min(n - done, sizes[rank] - inside)
+        if take <= 0:
+            raise errors.InvalidModelError(f"param_shapes ask for values {offset}..{offset + n} past the shards' "
+                                           f"{sum(sizes)}", hint=_MIXED)
         out[done:done + take] = tensors[rank][inside:inside + take]
         done += take
     return out
