@@ -6,6 +6,7 @@ ReLU between them). Module indices match fastai's, so ``learn.save()`` state dic
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 
@@ -39,7 +40,7 @@ def build_vision_learner(arch: str, widths: list[int], ps: list[float] | None = 
     n = len(widths) - 1
     ps = ps or [0.25] * (n - 1) + [0.5] if n > 1 else [0.5]
     layers: list[nn.Module] = [AdaptiveConcatPool2d(), Flatten()]
-    for i, (ni, no) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (ni, no) in enumerate(itertools.pairwise(widths)):
         layers += [nn.BatchNorm1d(ni), nn.Dropout(ps[i]), nn.Linear(ni, no, bias=False)]
         if i < n - 1:
             layers.append(nn.ReLU(inplace=True))
