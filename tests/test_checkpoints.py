@@ -548,3 +548,61 @@ def test_fastai_export_pkl_with_a_payload_refused_nothing_run(indexed, tmp_path)
     proc = run_zoo("import", str(tmp_path / "export.pkl"), "--name", "fx")
     assert proc.returncode == 7 and "refusing export.pkl" in proc.stderr and "system" in proc.stderr, proc.stderr
     assert "learn.save" in proc.stderr and not canary.exists()
+
+
+# --- Lightning with the ddp strategy (2 gloo processes) ----------------------------------
+LIGHTNING_DDP = '''
+import sys, torch, timm, lightning as L
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, model_name="test_resnet", num_classes=3, lr=0.05):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = timm.create_model(model_name, num_classes=num_classes)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 3, 32, 32), torch.randint(0, 3, (16,)))
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=out)
+    module = Classifier()
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
+    trainer.save_checkpoint(out + "/last.ckpt")
+    if trainer.global_rank == 0:  # the model as it was at the end of training, for the test to compare with
+        torch.save(module.model.state_dict(), out + "/final_weights.pt")
+'''
+
+
+@pytest.mark.slow
+def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    need("lightning")
+    (tmp_path / "train.py").write_text(LIGHTNING_DDP)
+    out = tmp_path / "run"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = _import(out / "last.ckpt", "ddp")
+    assert record.extra["checkpoint"]["layout"] == "lightning" and record.extra["checkpoint"]["global_step"] == 2
+    final = torch.load(out / "final_weights.pt", weights_only=True)
+    stored = _stored_state(record)
+    assert set(stored) == set(final) and all(torch.equal(stored[k], v) for k, v in final.items())
+    trained = _timm(3)
+    trained.load_state_dict(final)
+    _onnx_matches(_pull_onnx("ddp"), trained)
