@@ -606,3 +606,49 @@ def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
     trained = _timm(3)
     trained.load_state_dict(final)
     _onnx_matches(_pull_onnx("ddp"), trained)
+
+
+# --- transformers: the architecture named by a hub repo -------------------------------------
+@pytest.mark.parametrize("where", ["config.json", pytest.param("hub", marks=pytest.mark.slow)])
+def test_transformers_state_dict_with_arch_from_a_config_or_a_hub_repo(indexed, tmp_path, request, where):
+    """A DDP-saved transformers ViT classifier; --arch path/config.json, or hf:ORG/NAME (only the repo's configs
+    are read, from the local hub server)."""
+    import torch
+    import transformers
+    from builders import vit_image_classifier_repo
+
+    files = vit_image_classifier_repo()
+    if where == "hub":
+        request.getfixturevalue("hub_endpoint")
+        arch = "hf:zoo-test/tiny-vit-classifier"
+    else:
+        (tmp_path / "arch").mkdir()
+        for name in ("config.json", "preprocessor_config.json"):
+            if name in files:
+                (tmp_path / "arch" / name).write_bytes(files[name])
+        arch = str(tmp_path / "arch" / "config.json")
+    config = transformers.AutoConfig.for_model(**json.loads(files["config.json"]))
+    torch.manual_seed(4)
+    model = transformers.ViTForImageClassification(config).eval()
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "vit.pt")
+    record = _import(tmp_path / "vit.pt", "vit", arch=arch)
+    assert (record.library, record.arch, record.task) == ("transformers", "ViTForImageClassification", "image-classification")
+    assert record.extra["checkpoint"]["layout"] == "state-dict+ddp"
+    stored = _stored_state(record)
+    assert all(torch.equal(stored[k], v) for k, v in model.state_dict().items())
+    if where == "hub":  # the pull of a rewritten transformers model, once (slow)
+
+        class Logits(torch.nn.Module):
+            def forward(self, x):
+                return model(pixel_values=x).logits
+
+        size = config.image_size
+        _onnx_matches(_pull_onnx("vit"), Logits(), shape=(2, config.num_channels, size, size))
+    # the weights of another width do not fit: listed, exit 7
+    from zoo import errors
+
+    small = transformers.ViTForImageClassification(transformers.AutoConfig.for_model(
+        **{**json.loads(files["config.json"]), "hidden_size": config.hidden_size // 2}))
+    torch.save(small.state_dict(), tmp_path / "small.pt")
+    with pytest.raises(errors.InvalidModelError, match="shape mismatches"):
+        _import(tmp_path / "small.pt", "small", arch=arch)

@@ -246,6 +246,11 @@ def _arch_from_hub(repo: str, where: str, settings: Settings) -> Arch:
     except Exception as exc:  # noqa: BLE001 - offline, missing repo, bad JSON: all "cannot name it"
         raise errors.NotFoundError(f"{where}: cannot read config.json of {repo}: {str(exc)[:200]}",
                                    hint="pass --arch path/to/config.json instead") from None
+    for name in SIDE_FILES:  # the tokenizer / image processor the architecture's repo publishes, when it does
+        try:
+            hf_hub_download(repo, name, cache_dir=str(settings.hf_hub_cache))
+        except Exception:  # noqa: BLE001, S112 - most repos lack most of these
+            continue
     return _arch_from_config(config, f"{where}=hf:{repo}", path.parent)
 
 
