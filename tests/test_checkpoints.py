@@ -595,7 +595,7 @@ def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
     (tmp_path / "train.py").write_text(LIGHTNING_DDP)
     out = tmp_path / "run"
     out.mkdir()
-    proc = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(out)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(out)], capture_output=True, text=True, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = _import(out / "last.ckpt", "ddp")
