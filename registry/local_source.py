@@ -29,9 +29,24 @@ SAVE_HINT = ("save the model first: transformers: model.save_pretrained(DIR) (an
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-def import_path(path: Path, name: str, settings: Settings) -> ModelRecord:
-    """Import a model directory, or an archive of one (extracted safely into staging first)."""
+def import_path(path: Path, name: str, settings: Settings, arch: str | None = None) -> ModelRecord:
+    """Import a model directory, or an archive of one (extracted safely into staging first), or a
+    training checkpoint (``zoo.registry.checkpoints``: rewritten as a model directory first)."""
+    from zoo.registry import checkpoints
+
     path = path.expanduser()
+    layout = checkpoints.detect(path)
+    if layout is not None or arch is not None:
+        _check_name(name)
+        staging = settings.home / "tmp" / f"{os.getpid()}-checkpoint-{uuid.uuid4().hex}"
+        try:
+            notes = checkpoints.prepare(path, staging, settings, arch, layout or ("sharded" if path.is_dir() else "single"))
+            record = import_directory(staging, name, settings)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        record.extra["checkpoint"] = notes
+        Registry(settings).upsert(record)
+        return record
     if path.is_file():
         from zoo.archives import extract_archive
 

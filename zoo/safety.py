@@ -124,23 +124,34 @@ def _tensor_span(tensor: str, info: Any, bad: Any) -> tuple[int, int, str]:
 
 
 # --- pickles and TorchScript ----------------------------------------------------
-def check_pickle_weights(path: Path, name: str | None = None) -> None:
-    """A pickle (plain or torch's zip format) may name only tensor-rebuilding globals;
-    TorchScript archives (code, not weights) are refused outright."""
+def check_pickle_weights(path: Path, name: str | None = None, *, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
+    """A pickle (plain or torch's zip format) may name only tensor-rebuilding globals (plus ``allow``: a
+    checkpoint reader's own inert stand-ins); TorchScript archives (code, not weights) are refused outright."""
     name = name or path.name
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic.startswith(b"PK"):
-        _check_torch_zip(path, name)
+        _check_torch_zip(path, name, allow)
     elif magic[:1] == b"\x80":
         with open(path, "rb") as f:
-            _check_pickle_stream(f, name, legacy=True)
+            _check_pickle_stream(f, name, legacy=True, allow=allow)
     else:
         raise errors.InvalidModelError(f"{name} is neither a torch.save zip nor a pickle",
                                        hint="the file is corrupt or not a weights file; fetch it again")
 
 
-def _check_torch_zip(path: Path, name: str) -> None:
+def check_pickle_bytes(data: bytes, name: str, *, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
+    """``check_pickle_weights`` for a pickle held in memory (one item of a larger file)."""
+    if data[:2] == b"PK":
+        _check_torch_zip(io.BytesIO(data), name, allow)
+    elif data[:1] == b"\x80":
+        _check_pickle_stream(io.BytesIO(data), name, legacy=True, allow=allow)
+    else:
+        raise errors.InvalidModelError(f"{name} is neither a torch.save zip nor a pickle",
+                                       hint="the file is corrupt or not a weights file")
+
+
+def _check_torch_zip(path: Path | io.BytesIO, name: str, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
@@ -157,19 +168,19 @@ def _check_torch_zip(path: Path, name: str) -> None:
                     raise errors.UnsafeModelError(f"refusing {name}: its pickle {member} claims "
                                                   f"{archive.getinfo(member).file_size} bytes", hint=_PICKLE_HINT)
                 with archive.open(member) as stream:
-                    _check_pickle_stream(io.BytesIO(stream.read(_PICKLE_MAX + 1)), name, legacy=False)
+                    _check_pickle_stream(io.BytesIO(stream.read(_PICKLE_MAX + 1)), name, legacy=False, allow=allow)
     except zipfile.BadZipFile as exc:
         raise errors.InvalidModelError(f"{name} is a damaged zip archive: {exc}", hint="fetch the file again") from None
 
 
-def _check_pickle_stream(stream: Any, name: str, *, legacy: bool) -> None:
+def _check_pickle_stream(stream: Any, name: str, *, legacy: bool, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
     """Walk the pickle opcodes (never executing them). torch's legacy format is
     several pickles in a row (magic, protocol, sys info, object, storage keys)
     followed by raw storage bytes, where the walk stops."""
     for index in range(5 if legacy else 1):
         try:
             for module, attr in _pickle_globals(stream):
-                if (module, attr) in _PICKLE_ALLOWED or (module == "torch" and (_TORCH_STORAGE.match(attr) or _TORCH_DTYPES.match(attr))):
+                if (module, attr) in _PICKLE_ALLOWED or (module, attr) in allow or (module == "torch" and (_TORCH_STORAGE.match(attr) or _TORCH_DTYPES.match(attr))):
                     continue
                 what = f"{module}.{attr}" if module else attr
                 raise errors.UnsafeModelError(
@@ -216,6 +227,11 @@ def _pickle_globals(stream: Any) -> Iterator[tuple[str, str]]:
             return
         else:
             stack.append(None)
+
+
+def pickle_globals(stream: Any) -> Iterator[tuple[str, str]]:
+    """The (module, name) of every global a pickle stream references, read from its opcodes only."""
+    return _pickle_globals(stream)
 
 
 # --- dispatch by content -----------------------------------------------------

@@ -93,7 +93,13 @@ def build_timm(record: ModelRecord, root: Path, weights: list[str], weights_form
     check_timm_model_args(cfg.get("model_args"), f"{record.id}'s config.json")
     kwargs.update(cfg.get("model_args") or {})
     try:
-        module = timm.create_model(record.arch, pretrained=False, **kwargs)
+        if cfg.get("fastai_head"):  # a fastai vision_learner on this timm body (zoo import of learn.save weights)
+            from zoo.converters.loaders.fastai_models import build_vision_learner
+
+            module = build_vision_learner(record.arch, list(cfg["fastai_head"]["widths"]))
+            module.num_classes = cfg["fastai_head"]["widths"][-1]
+        else:
+            module = timm.create_model(record.arch, pretrained=False, **kwargs)
     except Exception as exc:  # noqa: BLE001
         raise errors.UnsupportedError(f"timm cannot build architecture {record.arch!r}: {exc}",
                                       hint="upgrade timm, or check config.json's architecture") from exc

@@ -70,9 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("name")
     info.add_argument("--json", action="store_true")
 
-    imp = sub.add_parser("import", help="register a local model directory or archive (config.json + weights)")
+    imp = sub.add_parser("import", help="register a local model directory or archive (config.json + weights), or a training "
+                                            "checkpoint (Lightning, DDP, DeepSpeed ZeRO, FSDP / torch.distributed.checkpoint)")
     imp.add_argument("directory", type=Path, metavar="PATH", help="a directory, or a .tar, .tar.gz or .zip archive of one")
     imp.add_argument("--name", required=True)
+    imp.add_argument("--arch", metavar="A", help="the architecture of a training checkpoint's weights: timm:NAME, hf:ORG/NAME, "
+                                                 "or a config.json (default: what the checkpoint says)")
     imp.add_argument("--json", action="store_true")
 
     cache = sub.add_parser("cache", help="inspect and maintain the artifact store")
@@ -316,7 +319,7 @@ def cmd_info(args: argparse.Namespace, settings) -> int:
 def cmd_import(args: argparse.Namespace, settings) -> int:
     from zoo.registry.local_source import import_path
 
-    record = import_path(args.directory, args.name, settings)
+    record = import_path(args.directory, args.name, settings, arch=args.arch)
     emit(args, record.to_dict(), f"imported {record.id}@{record.revision} ({record.library} {record.arch}, {record.task})\n"
                                   f"  pull it with: zoo pull local:{record.name} --format onnx")
     return EXIT_OK

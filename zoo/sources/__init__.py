@@ -53,7 +53,10 @@ def source_for_path(path: Path, settings: Settings, registry: Registry, progress
 
     path = path.expanduser()
     kind = detect_source(path)
-    if kind is None and (path.is_dir() or path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)):
+    from zoo.registry.checkpoints import detect as checkpoint_layout
+
+    if kind is None and (path.is_dir() or path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+                         or checkpoint_layout(path) is not None):  # a training checkpoint: imported first
         from zoo.registry.local_source import import_path
         from zoo.sources.hub import RecordSource
 

@@ -1,0 +1,139 @@
+"""``torch.distributed.checkpoint`` directories (FSDP's sharded or full state dicts, DTensor):
+``.metadata`` (a pickle naming, for every tensor, its dtype, size and chunks, and where each chunk's
+bytes lie) plus ``__R_N.distcp`` files (each chunk a ``torch.save`` blob at an offset).
+
+zoo reads them itself, without a process group and without ``dcp.load``: ``.metadata`` passes the opcode
+walk with an allow-list of DCP's own metadata classes and is loaded with
+a restricted unpickler (torch's own reader unpickles it without restriction, and weights_only cannot
+read its protocol-4 frames); every chunk's file must be a plain file inside
+the directory and its byte range inside that file; each chunk blob passes the opcode walk and
+``weights_only`` too, and must have the dtype and size the metadata says. The chunks of a tensor must
+tile it exactly (no gap, no overlap); one tensor is assembled at a time."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from zoo import errors
+from zoo.registry.checkpoints.common import Checkpoint, stub, tensor_sha256
+
+if TYPE_CHECKING:
+    from zoo.settings import Settings
+
+_MD = "torch.distributed.checkpoint.metadata"
+_META_CLASSES = ((_MD, "Metadata"), (_MD, "MetadataIndex"), (_MD, "TensorStorageMetadata"),
+                 (_MD, "BytesStorageMetadata"), (_MD, "ChunkStorageMetadata"), (_MD, "TensorProperties"),
+                 (_MD, "StorageMeta"), (_MD, "_MEM_FORMAT_ENCODING"),
+                 ("torch.distributed.checkpoint.filesystem", "_StorageInfo"))
+_HINT = "save it again with torch.distributed.checkpoint.save, and copy the whole directory"
+
+
+def _allow() -> dict[tuple[str, str], Any]:
+    import importlib
+
+    import torch.serialization
+
+    allow: dict[tuple[str, str], Any] = {}
+    for module, name in _META_CLASSES:  # torch's own metadata dataclasses: built field by field, no code
+        allow[(module, name)] = getattr(importlib.import_module(module), name)
+    allow[("torch.serialization", "_get_layout")] = torch.serialization._get_layout
+    for cls in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"):  # storage_meta.checkpoint_id
+        allow[("pathlib", cls)] = stub("pathlib", cls)
+    return allow
+
+
+def read(path: Path, settings: Settings) -> Checkpoint:
+    import io
+
+    import torch
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
+
+    from zoo.registry.checkpoints.common import restricted_load
+    from zoo.safety import check_pickle_bytes
+
+    allow = _allow()
+    meta = restricted_load(path / ".metadata", f"{path.name}/.metadata", allow)
+    entries = getattr(meta, "state_dict_metadata", None)
+    storage = getattr(meta, "storage_data", None)
+    if not isinstance(entries, dict) or not isinstance(storage, dict):
+        raise errors.InvalidModelError(f"{path.name}/.metadata is not DCP metadata", hint=_HINT)
+    by_chunk: dict[tuple[str, tuple[int, ...]], Any] = {}
+    sizes: dict[str, int] = {}
+    for index, info in storage.items():
+        rel = str(getattr(info, "relative_path", ""))
+        pure = PurePosixPath(rel.replace("\\", "/"))
+        if not rel or "\0" in rel or pure.is_absolute() or len(pure.parts) != 1 or pure.name in (".", "..", ".metadata"):
+            raise errors.UnsafeModelError(f"refusing {path.name}: .metadata points at {rel[:120]!r}, outside the checkpoint "
+                                          "directory", hint=_HINT)
+        if rel not in sizes:
+            target = path / rel
+            try:
+                st = target.lstat()
+            except OSError:
+                raise errors.InvalidModelError(f"{path.name}: .metadata names {rel}, which is missing", hint=_HINT) from None
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                raise errors.UnsafeModelError(f"refusing {path.name}/{rel}: not a plain file (a link?)", hint=_HINT)
+            sizes[rel] = st.st_size
+        offset, length = getattr(info, "offset", -1), getattr(info, "length", -1)
+        if not (isinstance(offset, int) and isinstance(length, int) and 0 <= offset and 0 < length
+                and offset + length <= sizes[rel]):
+            raise errors.InvalidModelError(f"{path.name}: a chunk of {index.fqn} asks for bytes {offset}+{length} of "
+                                           f"{rel} ({sizes[rel]} bytes)", hint=_HINT)
+        if getattr(info, "transform_descriptors", None):
+            raise errors.UnsupportedError(f"{path.name}: chunks are stored with transforms {info.transform_descriptors}",
+                                          hint="save without a storage transform (compression)")
+        by_chunk[(index.fqn, tuple(index.offset or ()))] = info
+    state: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    skipped = []
+    handles: dict[str, Any] = {}
+    try:
+        for fqn, md in entries.items():
+            if isinstance(md, BytesStorageMetadata):
+                skipped.append(fqn)  # a non-tensor entry (step counters, RNG state): never unpickled
+                continue
+            if not isinstance(md, TensorStorageMetadata):
+                raise errors.InvalidModelError(f"{path.name}: {fqn} has metadata of type {type(md).__name__}", hint=_HINT)
+            dtype, size = md.properties.dtype, tuple(md.size)
+            full = torch.empty(size, dtype=dtype)
+            covered = 0
+            boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+            for chunk in md.chunks:
+                offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
+                info = by_chunk.get((fqn, offs))
+                if info is None or len(offs) != len(size) or any(o < 0 or o + c > s for o, c, s in zip(offs, csize, size)):
+                    raise errors.InvalidModelError(f"{path.name}: chunk {list(offs)} of {fqn} {list(size)} has no stored "
+                                                   "bytes or lies outside the tensor", hint=_HINT)
+                f = handles.get(info.relative_path) or handles.setdefault(info.relative_path,
+                                                                          open(path / info.relative_path, "rb"))  # noqa: SIM115
+                f.seek(info.offset)
+                blob = f.read(info.length)
+                where = f"{path.name}/{info.relative_path}[{fqn}@{list(offs)}]"
+                check_pickle_bytes(blob, where)
+                try:
+                    part = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+                except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
+                    raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
+                if not isinstance(part, torch.Tensor) or tuple(part.shape) != csize or part.dtype != dtype:
+                    got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
+                    raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
+                region = tuple(slice(o, o + c) for o, c in zip(offs, csize))
+                if any(all(o < bo + bc and bo < o + c for o, c, bo, bc in zip(offs, csize, b_offs, b_size))
+                       for b_offs, b_size in boxes):
+                    raise errors.InvalidModelError(f"{path.name}: chunks of {fqn} overlap at {list(offs)}", hint=_HINT)
+                boxes.append((offs, csize))
+                full[region] = part
+                covered += part.numel()
+            if covered != full.numel():
+                raise errors.InvalidModelError(f"{path.name}: the chunks of {fqn} cover {covered} of its {full.numel()} "
+                                               "values", hint=_HINT)
+            state[fqn] = full
+            digests[fqn] = tensor_sha256(full)
+    finally:
+        for f in handles.values():
+            f.close()
+    info = {"ranks": len({p for p in sizes}), "files": sorted(sizes), "non_tensor_entries": len(skipped),
+            "consolidated": {"tensors": len(state), "checked": "dtype, size, exact tiling, sha256 per tensor"}}
+    return Checkpoint(state, "dcp", path.name, info, digests=digests)
