@@ -27,6 +27,7 @@ class EdgeContext:
     opset: int
     exporter: str = "auto"
     example: tuple = ()  # torch tensors at the export shape
+    static_shapes: bool = False  # the ladder's static-shapes rung: export exactly the example's shapes
     seq_max: int | None = None
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # what each edge reports (exporter used, versions...)
@@ -47,6 +48,9 @@ EDGES: dict[tuple[str, str], Edge] = {}
 # More converters for a pair EDGES already holds (another route to the same format), in the order they are
 # tried before the planned chain: see ``routes``.
 ALTERNATIVES: dict[tuple[str, str], list[Edge]] = {}
+# Edges that can export static shapes when their dynamic export fails (``EdgeContext.static_shapes``): the last
+# rung of the remediation ladder, tried after every route with the source's dynamic axes has failed.
+STATIC_CAPABLE: set[str] = set()
 
 
 # What runs each format when parity checks it: its version decides the check too.
@@ -57,12 +61,15 @@ RUNTIMES = {"onnx": ("onnxruntime",), "onnx-fp16": ("onnxruntime",), "onnx-int8"
 
 
 def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str,
-         tools: tuple[str, ...] = (), alternative: bool = False) -> Callable:
+         tools: tuple[str, ...] = (), alternative: bool = False, static_shapes: bool = False) -> Callable:
     """Register ``fn`` as the converter from ``source`` to ``target``; ``tools``: the packages it uses.
-    ``alternative``: one more route for the pair, tried before the planned chain (``routes``)."""
+    ``alternative``: one more route for the pair, tried before the planned chain (``routes``);
+    ``static_shapes``: it honours ``EdgeContext.static_shapes`` (the ladder's last rung)."""
 
     def register(fn: Callable[[Any, Path, EdgeContext], Path]) -> Callable:
         made = Edge(source, target, name, dtype, primary, fn, tools)
+        if static_shapes:
+            STATIC_CAPABLE.add(name)
         if alternative:
             ALTERNATIVES.setdefault((source, target), []).append(made)
         else:
@@ -191,6 +198,15 @@ def run_chain(chain: list[Edge], source: Any, staging: Path, ctx: EdgeContext, p
                     "(ZOO_DEBUG=1 shows the traceback)", edge=f"{step.source}->{step.target}") from exc
         hops.append(current)
     return hops
+
+
+def ladder(chains: list[list[Edge]]) -> list[tuple[list[Edge], str]]:
+    """The remediation ladder: each route with the source's dynamic axes (the planned ONNX route re-exports
+    with the other exporter inside the pipeline when TorchScript's result fails parity), then each route whose
+    edges can export static shapes, with static shapes. Every rung is a real conversion with its own parity."""
+    rungs = [(c, "route") for c in chains]
+    rungs += [(c, "static shapes") for c in chains if any(e.name in STATIC_CAPABLE for e in c)]
+    return rungs
 
 
 def routes_name(chains: list[list[Edge]]) -> str:

@@ -286,14 +286,15 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
     attempts: list[dict[str, Any]] = []
     outcome = None
     with store.staging() as staging:
-        for i, chain in enumerate(chains):
-            into = staging if len(chains) == 1 else staging / f"route-{i}"
+        rungs = graph.ladder(chains)
+        for i, (chain, rung) in enumerate(rungs):
+            into = staging if len(rungs) == 1 else staging / f"rung-{i}"
             into.mkdir(exist_ok=True)
             ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
                                     example=torch_inputs(opened.input_sets[0].feeds, opened.input_names)
-                                    if source.node == "torch" else ())
+                                    if source.node == "torch" else (), static_shapes=rung == "static shapes")
             dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
-            route = {"route": graph.chain_name(chain), "tools": [e.name for e in chain]}
+            route = {"route": graph.chain_name(chain), "tools": [e.name for e in chain], "rung": rung}
             try:
                 hops, report = run_and_check(chain, ctx, into, dtype)
                 exported = ctx.info.get("torch->onnx", {})
@@ -306,7 +307,7 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
                     hops, report = run_and_check(chain, ctx, into / "dynamo", dtype)
                     ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
             except errors.ConversionError as exc:
-                if len(chains) == 1:
+                if len(rungs) == 1:
                     raise
                 attempts.append({**route, "result": "conversion failed", "reason": exc.message[:500]})
                 progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed: {exc.message[:200]}")
@@ -317,7 +318,7 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
                 outcome = (chain, ctx, hops, report, dtype)
             if report.passed:
                 break
-            if i + 1 < len(chains):
+            if i + 1 < len(rungs):
                 progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed parity "
                               f"({report.summary_line()}); trying the next route")
         if outcome is None:
@@ -326,7 +327,7 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
                 + "; ".join(f"{a['route']} ({', '.join(a['tools'])}): {a['reason'][:200]}" for a in attempts),
                 hint="convert to onnx or pt2 instead, or report the model with this message", routes=attempts)
         chain, ctx, hops, report, dtype = outcome
-        if len(chains) > 1:
+        if len(rungs) > 1:
             won = next((a for a in attempts if a["result"] == "passed"), None)
             for a in attempts:
                 a["won"] = a is won
@@ -341,7 +342,7 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
         first_edge = f"{chain[0].source}->{chain[0].target}"
         conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                       "edges": graph.describe_edges(chain), "details": ctx.info}
-        if len(chains) > 1:
+        if len(rungs) > 1:
             conversion["routes"] = attempts  # in the order tried (graph.routes): which won, why the others lost
         if current.suffix == ".onnx":
             write_onnx_metadata(current, source, opened, conversion, report)

@@ -3,7 +3,7 @@ serialised with ``jax.export`` (StableHLO bytes plus the calling convention) int
 ``jax.export.deserialize(bytes).call(*inputs)`` runs it; no Python code of the model travels with it.
 
 Dynamic axes of the source (batch, sequence) become symbolic dimensions of the export; when torchax cannot
-trace them symbolically the export is static at the example shapes, and ``io_contract`` says so (the
+trace them symbolically, the ladder's static-shapes rung exports the example shapes, and ``io_contract`` says so (the
 pipeline then checks parity on the input sets of that shape only). Outputs are the flattened leaves of the
 function's result, in the model's output order.
 """
@@ -123,32 +123,27 @@ def io_contract(tm: Any, example: tuple, static: bool) -> dict[str, Any]:
             "differs": differs}
 
 
-@edge("torch", "jax", name="torchax + jax.export", primary=PRIMARY, tools=("torchax", "jax", "jaxlib", "torch"))
+@edge("torch", "jax", name="torchax + jax.export", primary=PRIMARY, tools=("torchax", "jax", "jaxlib", "torch"),
+      static_shapes=True)
 def torch_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.versions import dist_versions
 
     out = out_dir / PRIMARY
-    has_dynamic = any(tm.dynamic_axes.get(n) for n in tm.input_names)
-    failures = []
-    for static in ([False, True] if has_dynamic and not ctx.info.get("static_shapes") else [True]):
-        try:
-            blob = export_jax(tm, ctx.example, static)
-        except errors.ZooError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
-            failures.append(f"{'static' if static else 'dynamic'} shapes: {type(exc).__name__}: {first}")
-            continue
-        out.write_bytes(blob)
-        info = {"exporter": "torchax + jax.export", "versions": dist_versions(("torchax", "jax", "jaxlib", "torch")),
-                "serialization": "jax.export (StableHLO)", "io_contract": io_contract(tm, ctx.example, static),
-                "shapes": "static" if static else "dynamic"}
-        if failures:
-            info["ladder"] = [{"rung": "dynamic shapes", "result": failures[0]},
-                              {"rung": "static shapes", "result": "converted"}]
-            ctx.notes.append(f"jax.export could not trace dynamic shapes ({failures[0]}); the export takes static "
-                             f"shapes {[list(t.shape) for t in ctx.example]}")
-        ctx.info["torch->jax"] = info
-        return out
-    raise errors.ConversionError("torchax/jax.export could not convert the model: " + "; ".join(failures),
-                                 hint="convert to onnx or pt2 instead", edge="torch->jax")
+    static = ctx.static_shapes or not any(tm.dynamic_axes.get(n) for n in tm.input_names)
+    try:
+        blob = export_jax(tm, ctx.example, static)
+    except errors.ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+        raise errors.ConversionError(f"torchax/jax.export could not convert the model with {'static' if static else 'dynamic'} "
+                                     f"shapes: {type(exc).__name__}: {first}", edge="torch->jax",
+                                     hint="zoo tries static shapes next; convert to onnx or pt2 if that fails too") from exc
+    out.write_bytes(blob)
+    ctx.info["torch->jax"] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
+                              "versions": dist_versions(("torchax", "jax", "jaxlib", "torch")),
+                              "io_contract": io_contract(tm, ctx.example, static), "shapes": "static" if static else "dynamic"}
+    if static and ctx.static_shapes:
+        ctx.notes.append(f"the jax export takes static shapes {[list(t.shape) for t in ctx.example]} "
+                         "(jax.export could not trace the dynamic axes)")
+    return out

@@ -3,9 +3,9 @@ beside the onnx2tf route (``graph.routes`` says which is tried first), and ``.tf
 fp16-weight ``.tflite`` with ai-edge-quantizer.
 
 litert-torch exports the module with ``torch.export`` at the example inputs, with the source's dynamic axes
-(batch, sequence) as symbolic dimensions; when that fails it exports with static shapes, and says so in the
-I/O contract (``ctx.info["torch->tflite"]["shapes"]``): the pipeline then checks parity on the input sets of
-that shape only. Its signature names inputs ``args_0..`` and outputs ``output_0..`` in the model's order, and
+(batch, sequence) as symbolic dimensions; on the ladder's static-shapes rung (``ctx.static_shapes``) it exports
+exactly the example's shapes, and says so in the I/O contract (``ctx.info["torch->tflite"]["io_contract"]``):
+the pipeline then checks parity on the input sets of that shape only. Its signature names inputs ``args_0..`` and outputs ``output_0..`` in the model's order, and
 int64 inputs (token ids, masks) become int32: both are recorded in ``io_contract``.
 """
 
@@ -74,36 +74,29 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
 
 
 @edge("torch", "tflite", name="litert-torch", primary="model.tflite", tools=("litert-torch", "torch", "litert-converter"),
-      alternative=True)
+      alternative=True, static_shapes=True)
 def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.versions import dist_versions
 
     out = out_dir / "model.tflite"
     info: dict[str, Any] = {"exporter": "litert-torch", "versions": dist_versions(("litert-torch", "litert-converter", "torch"))}
-    has_dynamic = any(tm.dynamic_axes.get(n) for n in tm.input_names)
-    ladder = [False, True] if has_dynamic and not ctx.info.get("static_shapes") else [True]
-    failures = []
-    for static in ladder:
+    static = ctx.static_shapes or not any(tm.dynamic_axes.get(n) for n in tm.input_names)
+    try:
+        convert_litert(tm, ctx.example, out, seq_max=ctx.seq_max, static=static)
+    except errors.ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - litert-torch fails in many ways (a missing lowering, export)
         out.unlink(missing_ok=True)
-        try:
-            convert_litert(tm, ctx.example, out, seq_max=ctx.seq_max, static=static)
-        except errors.ZooError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - litert-torch fails in many ways (a missing lowering, export)
-            failures.append(f"{'static' if static else 'dynamic'} shapes: {_first_line(exc)}")
-            continue
-        info["io_contract"] = io_contract(tm, ctx.example, static)
-        info["shapes"] = "static" if static else "dynamic"
-        if failures:
-            info["ladder"] = [{"rung": "dynamic shapes", "result": failures[0]},
-                              {"rung": "static shapes", "result": "converted"}]
-            ctx.notes.append(f"litert-torch could not export dynamic shapes ({failures[0]}); the .tflite file takes "
-                             f"static shapes {[list(t.shape) for t in ctx.example]}")
-        ctx.info["torch->tflite"] = info
-        return out
-    raise errors.ConversionError("litert-torch could not convert the model: " + "; ".join(failures),
-                                 hint="zoo tries the onnx2tf route next; convert to onnx or pt2 if both fail",
-                                 edge="torch->tflite")
+        raise errors.ConversionError(f"litert-torch could not convert the model with {'static' if static else 'dynamic'} "
+                                     f"shapes: {_first_line(exc)}", edge="torch->tflite",
+                                     hint="zoo tries the other routes and rungs next; convert to onnx or pt2 if all fail") from exc
+    info["io_contract"] = io_contract(tm, ctx.example, static)
+    info["shapes"] = "static" if static else "dynamic"
+    if static and ctx.static_shapes:
+        ctx.notes.append(f"the .tflite file takes static shapes {[list(t.shape) for t in ctx.example]} "
+                         "(no route converted the dynamic axes)")
+    ctx.info["torch->tflite"] = info
+    return out
 
 
 # --- .tflite -> quantised .tflite (ai-edge-quantizer) -------------------------------------------------------
