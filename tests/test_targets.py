@@ -61,7 +61,60 @@ def test_routes_to_tflite_try_litert_first_then_onnx2tf_then_static_shapes():
     assert graph.routes_name([graph.plan("torch", "onnx")]) == "torch -> onnx"
 
 
+def _Antialiased():  # noqa: N802 - a module class made on demand: torch is imported only by the tests that need it
+    import torch
+
+    class Antialiased(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=1.5, mode="bicubic", antialias=True)
+
+    return Antialiased().eval()
+
+
+# --- litert-torch and ai-edge-quantizer edges on a real CNN, in the LiteRT interpreter ----------------------
+def test_litert_edges_on_a_cnn(tmp_path):
+    """torch -> tflite with litert-torch (the static-shapes rung: its dynamic export of a CNN fails) and the fp16 /
+    int8 variants, each run in the LiteRT interpreter through zoo's runner and against the PyTorch model."""
+    require("litert")
+    import torch
+
+    from zoo import errors
+    from zoo.converters.edges.litert import tflite_to_fp16, tflite_to_int8, torch_to_tflite
+    from zoo.converters.graph import EdgeContext
+    from zoo.converters.loaders.tflite_file import tflite_precision
+    from zoo.converters.loaders.torch_models import TorchModel
+    from zoo.converters.parity.runners import artifact_runner
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10)).eval()
+    tm = TorchModel(module, ["pixel_values"], ["logits"], {"pixel_values": {0: "batch"}})
+    x = np.random.default_rng(2).standard_normal((2, 3, 24, 24)).astype(np.float32)
+    ctx = EdgeContext(opset=18, example=(torch.from_numpy(x),), static_shapes=True)
+    (tmp_path / "f").mkdir()
+    path = torch_to_tflite(tm, tmp_path / "f", ctx)
+    contract = ctx.info["torch->tflite"]["io_contract"]
+    assert contract["shapes"] == "static" and contract["inputs"][0]["shape"] == [2, 3, 24, 24]
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy()
+    (got,) = artifact_runner(path, ["pixel_values"], ["logits"])({"pixel_values": x})
+    assert ref.std() > 0
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-4)
+    for kind, fn, dtype, tol in (("fp16", tflite_to_fp16, "float16", 1e-2), ("int8", tflite_to_int8, "int8", 1e-1)):
+        (tmp_path / kind).mkdir()
+        variant = fn(path, tmp_path / kind, ctx)
+        assert tflite_precision(variant) == dtype and variant.stat().st_size < path.stat().st_size
+        (q,) = artifact_runner(variant, ["pixel_values"], ["logits"])({"pixel_values": x})
+        assert 0 < np.abs(q - ref).max() <= tol * max(1.0, float(np.abs(ref).max()))  # changed, within its tolerance
+    # a module litert-torch cannot lower is a ConversionError naming the edge (the pipeline tries the next rung)
+    bad = TorchModel(_Antialiased(), ["x"], ["y"], {})  # timm ViT's position-embedding resample, alone
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(errors.ConversionError, match="litert-torch could not convert"):
+        torch_to_tflite(bad, tmp_path / "bad", EdgeContext(opset=18, example=(torch.from_numpy(x),)))
+
+
 # --- a model that needs a rung: BERT-like text reaches tflite only with static shapes -----------------------
+@pytest.mark.slow  # ~2 min on 2 busy cores: litert-torch twice and onnx2tf
 def test_bert_reaches_tflite_through_the_ladder(zoo_env, cached_repo, tiny_repos):
     require("litert")
     cached_repo("zoo-test/tiny-bert")
@@ -103,7 +156,8 @@ def test_bert_reaches_tflite_through_the_ladder(zoo_env, cached_repo, tiny_repos
 
 
 # --- quantised LiteRT -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt, dtype", [("tflite-fp16", "float16"), pytest.param("tflite-int8", "int8", marks=pytest.mark.slow)])
+@pytest.mark.slow  # ~2 min each on 2 busy cores (onnx2tf); tests/test_targets.py::test_litert_edges_on_a_cnn is the fast one
+@pytest.mark.parametrize("fmt, dtype", [("tflite-fp16", "float16"), ("tflite-int8", "int8")])
 def test_quantised_tflite_of_a_cnn(indexed, cached_repo, tiny_repos, fmt, dtype):
     require("litert")
     cached_repo(TIMM_REPO)
@@ -153,3 +207,73 @@ def test_cli_lists_the_new_targets():
     proc = run_zoo("pull", "test_resnet", "--format", "caffe")
     assert proc.returncode != 0
     assert "jax" in proc.stderr and "tflite-int8" in proc.stderr and "tflite-fp16" in proc.stderr
+
+
+# --- where a variant diverges: zoo diff and the first diverging node --------------------------------------
+@pytest.fixture(scope="module")
+def onnx_variants(tmp_path_factory) -> dict[str, Path]:
+    """A small real CNN exported by torch.onnx, and its fp16 and int8 variants made by zoo's own edges."""
+    import torch
+
+    from zoo.converters.edges.onnx_variants import onnx_to_fp16, onnx_to_int8
+    from zoo.converters.graph import EdgeContext
+
+    root = tmp_path_factory.mktemp("variants")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(16 * 12 * 12, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 10)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    torch.onnx.export(model, (x,), str(root / "model.onnx"), input_names=["x"], output_names=["y"], dynamo=False,
+                      dynamic_axes={"x": {0: "batch"}})
+    out = {"onnx": root / "model.onnx"}
+    for name, fn in (("onnx-fp16", onnx_to_fp16), ("onnx-int8", onnx_to_int8)):
+        (root / name).mkdir()
+        out[name] = fn(out["onnx"], root / name, EdgeContext(opset=18))
+    return out
+
+
+def test_zoo_diff_names_where_int8_loses_accuracy(onnx_variants):
+    proc = run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx-int8"]), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    rows = result["nodes"]
+    ops = [r["op_type"] for r in rows]
+    assert ops == ["Conv", "Relu", "Conv", "Relu", "Flatten", "Gemm", "Relu", "Gemm"]  # every node, in A's graph order
+    assert [r["tensor"] for r in rows][-1] == "y" and all(r["max_abs_diff"] > 0 for r in rows)  # int8 from the first Conv
+    # the error grows through the quantised layers: the worst is deep in the network, well past fp16's
+    assert rows[2]["max_rel_diff"] > rows[0]["max_rel_diff"] and result["worst"]["node"] not in ("/0/Conv", "/1/Relu")
+    fp16 = json.loads(run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx-fp16"]), "--json").stdout)
+    assert 0 < fp16["worst"]["max_rel_diff"] < result["worst"]["max_rel_diff"]  # fp16 loses less than int8
+    same = json.loads(run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx"]), "--json").stdout)
+    assert same["worst"]["max_abs_diff"] == 0.0
+    text = run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx-int8"]), "--top", "3")
+    assert text.returncode == 0 and "matched nodes" in text.stdout and len(text.stdout.strip().splitlines()) == 4
+
+
+def test_first_diverging_node_of_a_quantised_edge(onnx_variants):
+    from zoo.converters.parity.nodediff import locate_between
+    from zoo.converters.parity.tolerance import default_tolerance
+
+    x = {"x": np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)}
+    fp32 = default_tolerance("float32")
+    found = locate_between(onnx_variants["onnx"], onnx_variants["onnx-int8"], x, ["x"], atol=fp32.atol, rtol=fp32.rtol,
+                           edge="onnx->onnx-int8")
+    # at float32 tolerance, the first quantised layer (the first Conv) is where it leaves
+    assert found["node"] == "/0/Conv" and found["op_type"] == "Conv" and found["compared"] == 8
+    assert found["max_abs_diff"] > fp32.atol
+    loose = default_tolerance("int8")
+    ok = locate_between(onnx_variants["onnx"], onnx_variants["onnx-int8"], x, ["x"], atol=loose.atol, rtol=loose.rtol,
+                        edge="onnx->onnx-int8")
+    assert ok["node"] is None and "within tolerance" in ok["note"]
+
+
+def test_zoo_diff_refuses_what_it_cannot_compare(onnx_variants, tmp_path):
+    other = tmp_path / "other.onnx"
+    from builders import tiny_onnx
+
+    tiny_onnx(other)
+    proc = run_zoo("diff", str(onnx_variants["onnx"]), str(other))
+    assert proc.returncode == 2 and "take different inputs" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_zoo("diff", str(onnx_variants["onnx"]), str(tmp_path / "missing.onnx"))
+    assert proc.returncode != 0 and "does not exist" in proc.stderr

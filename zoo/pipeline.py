@@ -335,7 +335,10 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
         parity = report.to_dict()
         for warning in report.warnings:
             progress.note(f"parity: {warning}")
-        if not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
+        if not report.passed and len(hops) >= 2 and chain[-1].target in VARIANT_FORMATS:
+            with progress.stage("locate", "the first diverging node"):  # the variant against its own float input
+                parity["divergence"] = _variant_divergence(hops[-2], hops[-1], opened, default_tolerance(dtype), chain[-1])
+        elif not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
             with progress.stage("locate", "the first diverging layer"):
                 parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
                                                    default_tolerance(dtype), chain)
@@ -369,6 +372,22 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
             divergence=parity.get("divergence"),
         )
     return result
+
+
+# Formats made from the previous hop's file by a lossy edge: on a parity failure, their tensors are compared
+# node by node with that file's (converters/parity/nodediff.py).
+VARIANT_FORMATS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
+
+
+def _variant_divergence(before: Path, after: Path, opened: Any, tol: Any, step: Any) -> dict[str, Any]:
+    """Best effort, as ``_divergence``: the first node of a quantised variant that leaves tolerance."""
+    from zoo.converters.parity.nodediff import locate_between
+
+    try:
+        return locate_between(before, after, opened.input_sets[0].feeds, opened.input_names, atol=tol.atol,
+                              rtol=tol.rtol, edge=f"{step.source}->{step.target}")
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
 
 
 def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[list, list[str]]:
