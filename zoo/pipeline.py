@@ -337,7 +337,7 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
             progress.note(f"parity: {warning}")
         if not report.passed and len(hops) >= 2 and chain[-1].target in VARIANT_FORMATS:
             with progress.stage("locate", "the first diverging node"):  # the variant against its own float input
-                parity["divergence"] = _variant_divergence(hops[-2], hops[-1], opened, default_tolerance(dtype), chain[-1])
+                parity["divergence"] = _variant_divergence(hops[-2], hops[-1], opened, report.tolerance, chain[-1])
         elif not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
             with progress.stage("locate", "the first diverging layer"):
                 parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
@@ -385,7 +385,7 @@ def _variant_divergence(before: Path, after: Path, opened: Any, tol: Any, step: 
 
     try:
         return locate_between(before, after, opened.input_sets[0].feeds, opened.input_names, atol=tol.atol,
-                              rtol=tol.rtol, edge=f"{step.source}->{step.target}")
+                              rtol=tol.rtol, scaled=tol.scaled, edge=f"{step.source}->{step.target}")
     except Exception as exc:  # noqa: BLE001
         return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
 

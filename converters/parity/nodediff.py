@@ -95,48 +95,61 @@ def values_of(path: Path, feeds: dict[str, np.ndarray], input_names: list[str]) 
                                         hint="pull the formats to compare as onnx/onnx-fp16/onnx-int8 or tflite/tflite-int8/tflite-fp16")
 
 
-def compare(a: list[tuple[str, str, str, np.ndarray]], b: list[tuple[str, str, str, np.ndarray]]) -> list[dict[str, Any]]:
-    """One row per tensor both sides hold (by name, same shape), in ``a``'s order: the largest absolute and
-    relative error (``max|a-b| / max(max|a|, tiny)``). Integer tensors compare exactly."""
+def _pairs(a: list[tuple[str, str, str, np.ndarray]], b: list[tuple[str, str, str, np.ndarray]]):
+    """(node, op, tensor, a's value, b's value) for each tensor both hold by name with the same shape, in a's order."""
     other = {tensor: value for _, _, tensor, value in b}
-    rows = []
     for node, op, tensor, value in a:
         theirs = other.get(tensor)
-        if theirs is None or theirs.shape != value.shape or value.size == 0:
-            continue
-        if value.dtype.kind in FLOAT_KINDS or theirs.dtype.kind in FLOAT_KINDS:
-            x, y = value.astype(np.float64), theirs.astype(np.float64)
-            finite = np.isfinite(x) & np.isfinite(y)
-            same_nonfinite = bool(np.all((x == y) | finite))
-            diff = np.abs(x - y)[finite]
-            max_abs = float(diff.max()) if diff.size else 0.0
-            if not same_nonfinite:
-                max_abs = float("inf")
-            scale = float(np.abs(x[finite]).max()) if finite.any() else 0.0
-        else:
-            max_abs = float(np.abs(value.astype(np.int64) - theirs.astype(np.int64)).max())
-            scale = float(np.abs(value.astype(np.int64)).max())
-        rows.append({"node": node, "op_type": op, "tensor": tensor, "shape": list(value.shape),
-                     "max_abs_diff": max_abs, "max_rel_diff": max_abs / max(scale, 1e-12) if max_abs else 0.0,
-                     "scale": scale})
-    return rows
+        if theirs is not None and theirs.shape == value.shape and value.size:
+            yield node, op, tensor, value, theirs
 
 
-def first_diverging(rows: list[dict[str, Any]], atol: float, rtol: float) -> dict[str, Any] | None:
-    """The first row (graph order) whose error leaves ``atol * max(1, scale) + rtol * scale``."""
-    for row in rows:
-        if row["max_abs_diff"] > atol * max(1.0, row["scale"]) + rtol * row["scale"]:
-            return row
-    return None
+def _row(node: str, op: str, tensor: str, value: np.ndarray, theirs: np.ndarray) -> dict[str, Any]:
+    if value.dtype.kind in FLOAT_KINDS or theirs.dtype.kind in FLOAT_KINDS:
+        x, y = value.astype(np.float64), theirs.astype(np.float64)
+        finite = np.isfinite(x) & np.isfinite(y)
+        diff = np.abs(x - y)[finite]
+        max_abs = float(diff.max()) if diff.size else 0.0
+        if not bool(np.all((x == y) | finite)):  # NaN/inf where the other has a number
+            max_abs = float("inf")
+        scale = float(np.abs(x[finite]).max()) if finite.any() else 0.0
+    else:
+        max_abs = float(np.abs(value.astype(np.int64) - theirs.astype(np.int64)).max())
+        scale = float(np.abs(value.astype(np.int64)).max())
+    return {"node": node, "op_type": op, "tensor": tensor, "shape": list(value.shape), "max_abs_diff": max_abs,
+            "max_rel_diff": max_abs / max(scale, 1e-12) if max_abs else 0.0, "scale": scale}
+
+
+def compare(a: list[tuple[str, str, str, np.ndarray]], b: list[tuple[str, str, str, np.ndarray]]) -> list[dict[str, Any]]:
+    """One row per tensor both sides hold (by name, same shape), in ``a``'s order: the largest absolute and
+    relative error (``max|a-b| / max|a|``). Integer tensors compare exactly."""
+    return [_row(*pair) for pair in _pairs(a, b)]
+
+
+def first_diverging(a: list[tuple[str, str, str, np.ndarray]], b: list[tuple[str, str, str, np.ndarray]], atol: float,
+                    rtol: float, scaled: bool = True) -> tuple[dict[str, Any] | None, int]:
+    """The first tensor (``a``'s graph order) where some element leaves parity's rule, ``|b - a| <= atol_eff +
+    rtol * |a|`` with ``atol_eff = atol * max(1, max|a|)`` when ``scaled``; and how many tensors were compared."""
+    count = 0
+    for node, op, tensor, value, theirs in _pairs(a, b):
+        count += 1
+        x, y = value.astype(np.float64), theirs.astype(np.float64)
+        scale = float(np.abs(x[np.isfinite(x)]).max(initial=0.0))
+        allowed = atol * (max(1.0, scale) if scaled else 1.0) + rtol * np.abs(x)
+        ok = (np.abs(x - y) <= allowed) | (x == y)
+        if not bool(np.all(ok)):
+            row = _row(node, op, tensor, value, theirs)
+            row["elements_out"] = int((~ok).sum())
+            return row, count
+    return None, count
 
 
 def locate_between(a: Path, b: Path, feeds: dict[str, np.ndarray], input_names: list[str], *, atol: float,
-                   rtol: float, edge: str) -> dict[str, Any]:
+                   rtol: float, edge: str, scaled: bool = True) -> dict[str, Any]:
     """The first node of ``b`` (the edge's output) whose tensor leaves tolerance against ``a`` (its input)."""
-    rows = compare(values_of(a, feeds, input_names), values_of(b, feeds, input_names))
-    found = first_diverging(rows, atol, rtol)
+    found, compared = first_diverging(values_of(a, feeds, input_names), values_of(b, feeds, input_names), atol, rtol, scaled)
     if found is None:
-        return {"edge": edge, "node": None, "compared": len(rows),
-                "note": f"every one of {len(rows)} matched intermediate tensors is within tolerance; the difference "
+        return {"edge": edge, "node": None, "compared": compared,
+                "note": f"every one of {compared} matched intermediate tensors is within tolerance; the difference "
                         "appears only in the final outputs"}
-    return {"edge": edge, **found, "compared": len(rows), "what": "values differ"}
+    return {"edge": edge, **found, "compared": compared, "what": "values differ"}
