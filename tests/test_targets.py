@@ -106,6 +106,15 @@ def test_litert_edges_on_a_cnn(tmp_path):
         assert tflite_precision(variant) == dtype and variant.stat().st_size < path.stat().st_size
         (q,) = artifact_runner(variant, ["pixel_values"], ["logits"])({"pixel_values": x})
         assert 0 < np.abs(q - ref).max() <= tol * max(1.0, float(np.abs(ref).max()))  # changed, within its tolerance
+        # where it changed: LiteRT tensors matched by name, in graph order; the first diverging node at fp32 tolerance
+        from zoo.cli.diff import diff
+        from zoo.converters.parity.nodediff import locate_between
+
+        report = diff(path, variant)
+        assert report["matched"] >= 3 and "CONV_2D" in [r["op_type"] for r in report["nodes"]]
+        assert report["nodes"][0]["max_abs_diff"] == 0 and report["worst"]["max_rel_diff"] > 0  # the input transpose: exact
+        found = locate_between(path, variant, {"pixel_values": x}, ["pixel_values"], atol=1e-6, rtol=1e-6, edge=kind)
+        assert found["node"] and found["elements_out"] > 0
     # a module litert-torch cannot lower is a ConversionError naming the edge (the pipeline tries the next rung)
     bad = TorchModel(_Antialiased(), ["x"], ["y"], {})  # timm ViT's position-embedding resample, alone
     (tmp_path / "bad").mkdir()

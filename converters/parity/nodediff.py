@@ -53,7 +53,11 @@ def tflite_values(path: Path, feeds: dict[str, np.ndarray], input_names: list[st
     except ImportError as exc:
         raise errors.MissingDependencyError("ai-edge-litert is needed to inspect .tflite tensors",
                                             hint="pip install 'zoo-hub[litert]'") from exc
-    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    from ai_edge_litert.interpreter import OpResolverType
+
+    # no XNNPACK delegate: it would fuse the graph into DELEGATE ops whose inner tensors cannot be read
+    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     details = interpreter.get_input_details()
     for i, detail in enumerate(details):
         value = feeds[input_names[i]]
@@ -108,7 +112,7 @@ def _row(node: str, op: str, tensor: str, value: np.ndarray, theirs: np.ndarray)
     if value.dtype.kind in FLOAT_KINDS or theirs.dtype.kind in FLOAT_KINDS:
         x, y = value.astype(np.float64), theirs.astype(np.float64)
         finite = np.isfinite(x) & np.isfinite(y)
-        diff = np.abs(x - y)[finite]
+        diff = np.abs(x[finite] - y[finite])
         max_abs = float(diff.max()) if diff.size else 0.0
         if not bool(np.all((x == y) | finite)):  # NaN/inf where the other has a number
             max_abs = float("inf")

@@ -124,6 +124,6 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
     top = sorted(result["nodes"], key=lambda r: -r["max_rel_diff"])[: max(args.top, 0)]
     order = {id(r): i for i, r in enumerate(result["nodes"])}
     for row in sorted(top, key=lambda r: order[id(r)]):
-        say(f"  #{order[id(row)]:<5} {row['op_type']:<22} {row['node'][:48]:<48} rel {row['max_rel_diff']:.3g}  "
+        say(f"  #{order[id(row)]:<5} {row['op_type']:<22} {row['node'][-48:]:<48} rel {row['max_rel_diff']:.3g}  "
              f"abs {row['max_abs_diff']:.3g}")
     return EXIT_OK
