@@ -306,10 +306,11 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
                     (into / "dynamo").mkdir()
                     hops, report = run_and_check(chain, ctx, into / "dynamo", dtype)
                     ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
-            except errors.ConversionError as exc:
+            except (errors.ConversionError, errors.MissingDependencyError) as exc:  # a route without its extra: the next
                 if len(rungs) == 1:
                     raise
-                attempts.append({**route, "result": "conversion failed", "reason": exc.message[:500]})
+                attempts.append({**route, "result": "conversion failed" if isinstance(exc, errors.ConversionError)
+                                 else "not installed", "reason": exc.message[:500]})
                 progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed: {exc.message[:200]}")
                 continue
             attempts.append({**route, "result": "passed" if report.passed else "failed parity",
