@@ -20,6 +20,7 @@ from typing import Any
 from zoo import errors
 from zoo.converters.graph import EdgeContext, edge
 
+FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
 QUANT_HINT = "the float .tflite model is unaffected: use it, or try onnx-int8 / onnx-fp16"
 
 
@@ -109,12 +110,15 @@ def _quantize(src: Path, out: Path, kind: str) -> dict[str, Any]:
         what = "dynamic-range: int8 per-channel weights, float32 activations quantised on the fly"
     else:
         q = quantizer.Quantizer(str(src))
-        q.update_quantization_recipe(
-            regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=recipe.AlgorithmName.FLOAT_CASTING,
-            op_config=qtyping.OpQuantizationConfig(
-                weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
-                compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True))
-        what = "fp16 weights (dequantised to float32 at load), float32 compute"
+        config = qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True)
+        # not DEPTHWISE_CONV_2D: LiteRT's default (XNNPACK) delegate refuses a depthwise conv whose weights
+        # come through a DEQUANTIZE (MobileNetV2: "failed to delegate DEPTHWISE_CONV_2D"); those stay float32
+        for op in FP16_OPS:
+            q.update_quantization_recipe(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                         algorithm_key=recipe.AlgorithmName.FLOAT_CASTING, op_config=config)
+        what = f"fp16 weights of {', '.join(FP16_OPS)} (dequantised to float32 at load), float32 compute"
     with contextlib.redirect_stdout(io.StringIO()):
         q.quantize().export_model(str(out), overwrite=True)
     from zoo.versions import dist_version
