@@ -79,7 +79,9 @@ def tflite_interpreter(path: Path) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter(model_path=str(path))
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()  # a file with TensorFlow (Flex) ops fails here, not at the first run
+        return interpreter
     except Exception:  # noqa: BLE001 - not installed, or a file with Flex ops
         pass
     from zoo.converters.loaders.keras_models import import_keras
