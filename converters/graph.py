@@ -27,6 +27,7 @@ class EdgeContext:
     opset: int
     exporter: str = "auto"
     example: tuple = ()  # torch tensors at the export shape
+    static_shapes: bool = False  # the ladder's static-shapes rung: export exactly the example's shapes
     seq_max: int | None = None
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # what each edge reports (exporter used, versions...)
@@ -44,20 +45,35 @@ class Edge:
 
 
 EDGES: dict[tuple[str, str], Edge] = {}
+# More converters for a pair EDGES already holds (another route to the same format), in the order they are
+# tried before the planned chain: see ``routes``.
+ALTERNATIVES: dict[tuple[str, str], list[Edge]] = {}
+# Edges that can export static shapes when their dynamic export fails (``EdgeContext.static_shapes``): the last
+# rung of the remediation ladder, tried after every route with the source's dynamic axes has failed.
+STATIC_CAPABLE: set[str] = set()
 
 
 # What runs each format when parity checks it: its version decides the check too.
 RUNTIMES = {"onnx": ("onnxruntime",), "onnx-fp16": ("onnxruntime",), "onnx-int8": ("onnxruntime",),
             "onnx-opt": ("onnxruntime",), "pt2": ("torch",), "tf": ("tensorflow",),
-            "tflite": ("ai-edge-litert", "tensorflow"), "keras": ("keras", "tensorflow")}
+            "tflite": ("ai-edge-litert", "tensorflow"), "keras": ("keras", "tensorflow"),
+            "tflite-int8": ("ai-edge-litert",), "tflite-fp16": ("ai-edge-litert",), "jax": ("jax", "jaxlib")}
 
 
 def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str,
-         tools: tuple[str, ...] = ()) -> Callable:
-    """Register ``fn`` as the converter from ``source`` to ``target``; ``tools``: the packages it uses."""
+         tools: tuple[str, ...] = (), alternative: bool = False, static_shapes: bool = False) -> Callable:
+    """Register ``fn`` as the converter from ``source`` to ``target``; ``tools``: the packages it uses.
+    ``alternative``: one more route for the pair, tried before the planned chain (``routes``);
+    ``static_shapes``: it honours ``EdgeContext.static_shapes`` (the ladder's last rung)."""
 
     def register(fn: Callable[[Any, Path, EdgeContext], Path]) -> Callable:
-        EDGES[(source, target)] = Edge(source, target, name, dtype, primary, fn, tools)
+        made = Edge(source, target, name, dtype, primary, fn, tools)
+        if static_shapes:
+            STATIC_CAPABLE.add(name)
+        if alternative:
+            ALTERNATIVES.setdefault((source, target), []).append(made)
+        else:
+            EDGES[(source, target)] = made
         return fn
 
     return register
@@ -65,7 +81,7 @@ def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary
 
 def _load_edges() -> None:
     # importing the edge modules registers their edges; none imports a framework at module level
-    from zoo.converters.edges import from_keras, from_torch, onnx_variants, pt2, tf  # noqa: F401
+    from zoo.converters.edges import from_keras, from_torch, jax_export, litert, onnx_variants, pt2, tf  # noqa: F401
 
 
 def formats() -> list[str]:
@@ -131,6 +147,27 @@ def plan(source: str, target: str) -> list[Edge]:
     return chain[::-1]
 
 
+def routes(source: str, target: str) -> list[list[Edge]]:
+    """Every chain zoo tries for ``source`` -> ``target``, in order; the pipeline keeps the first whose parity
+    passes. The documented order: chains through an alternative edge first (litert-torch's direct
+    torch -> tflite: one conversion of the PyTorch graph itself, no NCHW/NHWC transposes, and it lowers the
+    ``Where``/``Expand``/``Range`` patterns of transformers that onnx2tf stops at), then the shortest chain of
+    ``plan`` (torch -> onnx -> tflite through onnx2tf). A single route for every other pair."""
+    base = plan(source, target)
+    found: list[list[Edge]] = []
+    for (src, dst), alternatives in sorted(ALTERNATIVES.items()):
+        for alt in alternatives:
+            try:
+                head = plan(source, src) if src != source else []
+                tail = plan(dst, target) if dst != target else []
+            except errors.UnsupportedFormatError:
+                continue
+            chain = head + [alt] + tail
+            if chain not in found and chain != base:
+                found.append(chain)
+    return found + [base]
+
+
 def require_format(target: str) -> None:
     """Fail fast, before any network or heavy work, on a format no edge produces."""
     known = target_formats()
@@ -161,6 +198,21 @@ def run_chain(chain: list[Edge], source: Any, staging: Path, ctx: EdgeContext, p
                     "(ZOO_DEBUG=1 shows the traceback)", edge=f"{step.source}->{step.target}") from exc
         hops.append(current)
     return hops
+
+
+def ladder(chains: list[list[Edge]]) -> list[tuple[list[Edge], str]]:
+    """The remediation ladder: each route with the source's dynamic axes (the planned ONNX route re-exports
+    with the other exporter inside the pipeline when TorchScript's result fails parity), then each route whose
+    edges can export static shapes, with static shapes. Every rung is a real conversion with its own parity."""
+    rungs = [(c, "route") for c in chains]
+    rungs += [(c, "static shapes") for c in chains if any(e.name in STATIC_CAPABLE for e in c)]
+    return rungs
+
+
+def routes_name(chains: list[list[Edge]]) -> str:
+    """The routes of a request in the order tried, for its cache key: the name of its one chain when it has one."""
+    return " | ".join(f"{chain_name(c)} ({', '.join(e.name for e in c)})" if len(chains) > 1 else chain_name(c)
+                      for c in chains)
 
 
 def describe_edges(chain: list[Edge]) -> list[dict[str, str]]:

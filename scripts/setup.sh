@@ -6,7 +6,7 @@
 # Details and what each extra brings: README.md, section "Installing".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QUICKSTART_EXTRAS="torch,tf,server,distributed,dev"
+QUICKSTART_EXTRAS="torch,tf,server,distributed,dev,litert,jax"
 EXTRAS="${1:-$QUICKSTART_EXTRAS}"
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -40,6 +40,10 @@ if wanted_missing; then
     if [[ ",$EXTRAS," == *",tf,"* ]]; then  # onnx2tf declares no dependencies: prove its imports resolve
         TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -c "import onnx2tf, tf2onnx, tf_keras" >/dev/null 2>&1 \
             || { echo "zoo setup: onnx2tf/tf2onnx do not import; check the tf extra's pins in pyproject.toml" >&2; exit 1; }
+    fi
+    if [[ ",$EXTRAS," == *",litert,"* ]]; then
+        .venv/bin/python -c "import litert_torch, ai_edge_litert.interpreter, ai_edge_quantizer" >/dev/null 2>&1 \
+            || { echo "zoo setup: the litert extra does not import; check its pins in pyproject.toml" >&2; exit 1; }
     fi
     if [[ ",$EXTRAS," == *",server,"* ]]; then
         .venv/bin/python -c "import fastapi, uvicorn, fastapi_offline" \

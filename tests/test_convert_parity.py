@@ -123,7 +123,10 @@ TORCH_CHAINS = {
     "onnx-opt": "torch -> onnx -> onnx-opt",
     "pt2": "torch -> pt2",
     "tf": "torch -> onnx -> tf",
-    "tflite": "torch -> onnx -> tflite",
+    "tflite": "torch -> onnx -> tflite",  # litert-torch is tried first: it cannot export the dynamic batch of a CNN
+    "tflite-int8": "torch -> onnx -> tflite -> tflite-int8",
+    "tflite-fp16": "torch -> onnx -> tflite -> tflite-fp16",
+    "jax": "torch -> jax",
 }
 
 

@@ -39,6 +39,10 @@ EDGE_CASES = [
     ("pt2", "zoo-test/tiny-bert-sst"),
     ("pt2", KERAS),  # keras-model -> onnx -> pt2: TensorFlow to PyTorch through ONNX
     ("onnx", "pt2:test_resnet"),  # zoo convert of a .pt2 zoo wrote
+    # issue 14's edges; their default tests are in tests/test_targets.py (litert-torch's route there too)
+    pytest.param("jax", "test_resnet", marks=pytest.mark.slow),
+    pytest.param("tflite-fp16", KERAS, marks=pytest.mark.slow),
+    pytest.param("tflite-int8", KERAS, marks=pytest.mark.slow),
 ]
 
 
@@ -106,6 +110,11 @@ def _independent_outputs(path: str, x: np.ndarray) -> np.ndarray:
 
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         return session.run(None, {session.get_inputs()[0].name: x})[0]
+    if path.endswith(".jax"):
+        import jax
+
+        (out,) = jax.export.deserialize(bytearray(Path(path).read_bytes())).call(x)
+        return np.asarray(out)
     if path.endswith("saved_model.pb"):
         import tensorflow as tf
 

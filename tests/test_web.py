@@ -51,7 +51,8 @@ license: mit
 """
 HOSTILE_LABELS = ["<img src=/pwned-label.png onerror=\"document.title='pwned-label'\">",
                   "<script>document.title = 'pwned-label-script'</script>"]
-REACHABLE = ["onnx", "onnx-fp16", "onnx-int8", "onnx-opt", "pt2", "tf", "tflite"]  # from torch, the graph's
+REACHABLE = ["jax", "onnx", "onnx-fp16", "onnx-int8", "onnx-opt", "pt2", "tf", "tflite", "tflite-fp16",
+             "tflite-int8"]  # from torch, the graph's
 
 
 class _Evil:

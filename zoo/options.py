@@ -37,8 +37,8 @@ def option(default: Any, *, help: str, flags: tuple[str, ...] = (), ge: float | 
 class Options:
     format: str = option(DEFAULT_FORMAT, flags=("--format", "-f"), metavar="FORMAT",
                          help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
-                              "pt2 (torch.export; also: torch, pytorch), tf (SavedModel directory), tflite, "
-                              "keras (Keras sources)")
+                              "pt2 (torch.export; also: torch, pytorch), tf (SavedModel directory), tflite (litert-torch, "
+                              "then onnx2tf), tflite-int8, tflite-fp16, jax (jax.export), keras (Keras sources)")
     opset: int | None = option(None, ge=MIN_OPSET, le=MAX_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     atol: float | None = option(None, ge=0, help="absolute parity tolerance (default: per dtype, scaled by each "
                                                  "output's magnitude)")

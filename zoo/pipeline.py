@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 # Every package that can take part in a conversion; a request's cache key holds only the versions of
 # those its source and chain use (``key_versions``).
 KNOWN_TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers", "tensorflow", "tf-keras",
-               "keras", "tf2onnx", "onnx2tf", "ai-edge-litert", "numpy")
+               "keras", "tf2onnx", "onnx2tf", "ai-edge-litert", "numpy", "litert-torch", "litert-converter",
+               "ai-edge-quantizer", "torchax", "jax", "jaxlib")
 
 
 @dataclass
@@ -133,8 +134,8 @@ def run(source: Source, options: Options, *, registry: Registry, settings: Setti
         graph.plan(node, options.format)
     with progress.stage("fetch", source.label):
         source.fetch(progress)
-    chain = graph.plan(source.node, options.format)
-    key = cache_key(source, canonical, chain)
+    chains = graph.routes(source.node, options.format)  # in the order tried: see graph.routes
+    key = cache_key(source, canonical, chains)
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
     if result is None:
@@ -146,7 +147,7 @@ def run(source: Source, options: Options, *, registry: Registry, settings: Setti
             if result is None:
                 store.clean_stale()
                 source.verify(progress)
-                result = convert(source, chain, options, key, registry, store, progress)
+                result = convert(source, chains, options, key, registry, store, progress)
     result.notes = progress.notes + result.notes
     memo = source.memo() if memo_key else None
     if memo and result.verified:
@@ -165,16 +166,22 @@ def converter_versions() -> dict[str, str]:
     return {"zoo": __version__, **dist_versions(KNOWN_TOOLS)}
 
 
-def key_versions(source: Source, chain: list) -> dict[str, str]:
-    """zoo's version and those of the tools this source and chain use, and no others: a worker with
-    other extras, or an unrelated upgrade, shares the same artifacts."""
+def key_versions(source: Source, chains: list) -> dict[str, str]:
+    """zoo's version and those of the tools this source and its routes (chains) use, and no others: a worker
+    with other extras, or an unrelated upgrade, shares the same artifacts."""
     from zoo.converters import graph
 
-    tools = sorted(set(source.tools()) | set(graph.chain_tools(chain)) | {"numpy"})
+    used = {t for chain in _as_routes(chains) for t in graph.chain_tools(chain)}
+    tools = sorted(set(source.tools()) | used | {"numpy"})
     return {"zoo": __version__, **dist_versions(tuple(tools))}
 
 
-def cache_key(source: Source, canonical: dict[str, Any], chain: list) -> str:
+def _as_routes(chains: list) -> list[list]:
+    """A list of routes (chains), from one chain or several."""
+    return [chains] if chains and not isinstance(chains[0], list) else chains
+
+
+def cache_key(source: Source, canonical: dict[str, Any], chains: list) -> str:
     """The sha256 of everything that decides an artifact: the source's identity and the bytes of its
     files, the chain of converters, their versions and the options."""
     from zoo.converters import graph
@@ -183,7 +190,7 @@ def cache_key(source: Source, canonical: dict[str, Any], chain: list) -> str:
     return sha256_json({
         "model": source.model_id, "revision": source.revision,
         "files": sorted((f.path, f.sha256) for f in source.files),
-        "converter": graph.chain_name(chain), "versions": key_versions(source, chain), "options": canonical,
+        "converter": graph.routes_name(_as_routes(chains)), "versions": key_versions(source, chains), "options": canonical,
     })
 
 
@@ -250,13 +257,13 @@ class Made:
         return cls(Path(d["current"]), ParityReport.from_dict(d["report"]), d["parity"], d["conversion"])
 
 
-def convert(source: Source, chain: list, options: Options, key: str, registry: Registry, store: ArtifactStore,
+def convert(source: Source, chains: list, options: Options, key: str, registry: Registry, store: ArtifactStore,
             progress: Progress) -> PullResult:
-    """Open the source, run the planned chain of edges, check parity end to end against the source
-    itself, publish (verified, or quarantined) and index. A source whose loading or calling runs the
-    model's own code (a SavedModel) does everything up to publishing in a confined child
-    (``zoo.sandbox``), which can write only into the staging directory."""
-    from zoo.converters import graph
+    """Open the source, run its routes (chains of edges) in order until one passes parity end to end against
+    the source itself, publish (verified, or quarantined: the first route that produced a file) and index.
+    ``conversion.routes`` in zoo.json says which route won and why each other lost. A source whose loading
+    or calling runs the model's own code (a SavedModel) does everything up to publishing in a confined
+    child (``zoo.sandbox``), which can write only into the staging directory."""
 
     canonical = options.canonical()
     source.input_request = options.input_request()
@@ -265,13 +272,14 @@ def convert(source: Source, chain: list, options: Options, key: str, registry: R
             from zoo.sandbox import run_confined
 
             made = Made.from_json(run_confined(
-                lambda walls: make(source, chain, options, staging, progress, sandbox=walls).to_json(),
+                lambda walls: make(source, chains, options, staging, progress, sandbox=walls).to_json(),
                 staging, what=f"the SavedModel {source.label}"))
         else:
-            made = make(source, chain, options, staging, progress)
+            made = make(source, chains, options, staging, progress)
         current, report, parity, conversion = made.current, made.report, made.parity, made.conversion
+        chain_name = conversion["chain"]
         manifest = {"model": source.model_id, "revision": source.revision, "format": options.format, "key": key,
-                    "converter": graph.chain_name(chain), "options": canonical, "conversion": conversion,
+                    "converter": chain_name, "options": canonical, "conversion": conversion,
                     "parity": parity, "source": source.describe(), "source_files": [f.__dict__ for f in source.files],
                     "record": source.record.to_dict() if source.record else None,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -293,11 +301,11 @@ def convert(source: Source, chain: list, options: Options, key: str, registry: R
     return result
 
 
-def make(source: Source, chain: list, options: Options, staging: Path, progress: Progress, *,
+def make(source: Source, chains: list, options: Options, staging: Path, progress: Progress, *,
          sandbox: list[str] | None = None) -> Made:
-    """The heavy part, in ``staging``: open the source, run it on the inputs, run the chain, check parity
-    (and export again with dynamo when TorchScript's trace fails it), locate a divergence, write ONNX metadata.
-    ``sandbox``: the walls of the confined process this runs in, recorded in the conversion's details."""
+    """The heavy part, in ``staging``: open the source, run it on the inputs, try the routes (each with its
+    TorchScript -> dynamo re-export), locate a divergence, write ONNX metadata. ``sandbox``: the walls of
+    the confined process this runs in, recorded in the conversion's details."""
     from zoo.converters import graph
     from zoo.converters.parity.check import (
         check_parity,
@@ -308,6 +316,7 @@ def make(source: Source, chain: list, options: Options, staging: Path, progress:
     from zoo.converters.parity.reference import run_source
     from zoo.converters.parity.runners import artifact_runner, torch_inputs
 
+    chains = _as_routes(chains)
     opened = source.open(progress)
     apply_input_request(opened, source.input_request, source.record)
     with progress.stage("source", f"running {source.label} on {len(opened.input_sets)} input sets"):
@@ -315,49 +324,92 @@ def make(source: Source, chain: list, options: Options, staging: Path, progress:
         reference_outputs = run_source(opened.reference, opened.input_sets, label=source.label,
                                        notes=opened.input_notes, model=opened.onnx_model)
     canonical = options.canonical()
-    versions = key_versions(source, chain)
-    ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
-                            example=torch_inputs(opened.input_sets[0].feeds, opened.input_names)
-                            if source.node == "torch" else ())
-    dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
-    tol = requested_tolerance(dtype, options.atol, options.rtol)
+    versions = key_versions(source, chains)
 
-    def run_and_check(into: Path) -> tuple[list[Path], Any]:
+    def run_and_check(chain: list, ctx: Any, into: Path, dtype: str) -> tuple[list[Path], Any]:
         hops = graph.run_chain(chain, opened.model, into, ctx, progress)
         hooks.pause_at("convert.exported")
         for note in ctx.notes:
             progress.note(note)
         ctx.notes.clear()
-        with progress.stage("parity", f"{len(opened.input_sets)} input sets at {dtype} tolerance"):
+        sets, skipped = static_sets(ctx, opened.input_sets, opened.input_names)
+        with progress.stage("parity", f"{len(sets)} input sets at {dtype} tolerance"):
             candidate = artifact_runner(hops[-1], opened.input_names, opened.output_names)
-            report = check_parity(opened.reference, candidate, opened.input_sets, output_names=opened.output_names,
-                                  tolerance=tol, classifier_outputs=opened.classifier_outputs, versions=versions,
+            report = check_parity(opened.reference, candidate, sets, output_names=opened.output_names,
+                                  tolerance=requested_tolerance(dtype, options.atol, options.rtol),
+                                  classifier_outputs=opened.classifier_outputs, versions=versions,
                                   reference_outputs=reference_outputs, precision=dtype, require_samples=dtype != "float32",
                                   task=source.record.task if source.record else None, input_notes=opened.input_notes,
                                   metadata=opened.metadata)
+        if skipped:
+            report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
+                                   f"not on {', '.join(skipped)}")
         return hops, report
 
-    hops, report = run_and_check(staging)
-    exported = ctx.info.get("torch->onnx", {})
-    if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
-        # TorchScript traces one shape; parity on other shapes is what catches what it baked in
-        first = report.summary_line()
-        progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
-        ctx.exporter = "dynamo"
-        (staging / "dynamo").mkdir()
-        hops, report = run_and_check(staging / "dynamo")
-        ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
+    attempts: list[dict[str, Any]] = []
+    outcome = None
+    rungs = graph.ladder(chains)
+    for i, (chain, rung) in enumerate(rungs):
+        into = staging if len(rungs) == 1 else staging / f"rung-{i}"
+        into.mkdir(exist_ok=True)
+        ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
+                                example=torch_inputs(opened.input_sets[0].feeds, opened.input_names)
+                                if source.node == "torch" else (), static_shapes=rung == "static shapes")
+        dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
+        route = {"route": graph.chain_name(chain), "tools": [e.name for e in chain], "rung": rung}
+        try:
+            hops, report = run_and_check(chain, ctx, into, dtype)
+            exported = ctx.info.get("torch->onnx", {})
+            if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
+                # TorchScript traces one shape; parity on other shapes is what catches what it baked in
+                first = report.summary_line()
+                progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
+                ctx.exporter = "dynamo"
+                (into / "dynamo").mkdir()
+                hops, report = run_and_check(chain, ctx, into / "dynamo", dtype)
+                ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
+        except (errors.ConversionError, errors.MissingDependencyError) as exc:  # a route without its extra: the next
+            if len(rungs) == 1:
+                raise
+            attempts.append({**route, "result": "conversion failed" if isinstance(exc, errors.ConversionError)
+                             else "not installed", "reason": exc.message[:500]})
+            progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed: {exc.message[:200]}")
+            continue
+        attempts.append({**route, "result": "passed" if report.passed else "failed parity",
+                         "reason": report.summary_line(), "max_abs_diff": report.max_abs_diff})
+        if outcome is None or report.passed:
+            outcome = (chain, ctx, hops, report, dtype)
+        if report.passed:
+            break
+        if i + 1 < len(rungs):
+            progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed parity "
+                          f"({report.summary_line()}); trying the next route")
+    if outcome is None:
+        raise errors.ConversionError(
+            "every route to " + options.format + " failed: "
+            + "; ".join(f"{a['route']} ({', '.join(a['tools'])}): {a['reason'][:200]}" for a in attempts),
+            hint="convert to onnx or pt2 instead, or report the model with this message", routes=attempts)
+    chain, ctx, hops, report, dtype = outcome
+    if len(rungs) > 1:
+        won = next((a for a in attempts if a["result"] == "passed"), None)
+        for a in attempts:
+            a["won"] = a is won
     current = hops[-1]
     parity = report.to_dict()
     for warning in report.warnings:
         progress.note(f"parity: {warning}")
-    if not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
+    if not report.passed and len(hops) >= 2 and chain[-1].target in VARIANT_FORMATS:
+        with progress.stage("locate", "the first diverging node"):  # the variant against its own float input
+            parity["divergence"] = _variant_divergence(hops[-2], hops[-1], opened, report.tolerance, chain[-1])
+    elif not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
         with progress.stage("locate", "the first diverging layer"):
             parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
                                                default_tolerance(dtype), chain)
     first_edge = f"{chain[0].source}->{chain[0].target}"
     conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                   "edges": graph.describe_edges(chain), "details": ctx.info}
+    if len(rungs) > 1:
+        conversion["routes"] = attempts  # in the order tried (graph.routes): which won, why the others lost
     if current.suffix == ".onnx":
         write_onnx_metadata(current, source, opened, conversion, report)
     for rel in source.sidecar_files():
@@ -365,6 +417,34 @@ def make(source: Source, chain: list, options: Options, staging: Path, progress:
     if sandbox is not None:
         conversion["sandbox"] = sandbox
     return Made(current, report, parity, conversion)
+
+
+# Formats made from the previous hop's file by a lossy edge: on a parity failure, their tensors are compared
+# node by node with that file's (converters/parity/nodediff.py).
+VARIANT_FORMATS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
+
+
+def _variant_divergence(before: Path, after: Path, opened: Any, tol: Any, step: Any) -> dict[str, Any]:
+    """Best effort, as ``_divergence``: the first node of a quantised variant that leaves tolerance."""
+    from zoo.converters.parity.nodediff import locate_between
+
+    try:
+        return locate_between(before, after, opened.input_sets[0].feeds, opened.input_names, atol=tol.atol,
+                              rtol=tol.rtol, scaled=tol.scaled, edge=f"{step.source}->{step.target}")
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[list, list[str]]:
+    """The input sets a candidate can take: all of them, or, when an edge exported static shapes (its
+    ``io_contract``), those of exactly the exported shapes (and the names of the others)."""
+    contracts = [v["io_contract"] for v in ctx.info.values() if isinstance(v, dict) and isinstance(v.get("io_contract"), dict)]
+    static = [c for c in contracts if c.get("shapes") == "static"]
+    if not static:
+        return list(input_sets), []
+    shapes = {i["name"]: tuple(i["shape"]) for i in static[0]["inputs"]}
+    kept = [s for s in input_sets if all(tuple(s.feeds[n].shape) == shapes.get(n) for n in input_names)]
+    return kept, [s.name for s in input_sets if s not in kept]
 
 
 def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain: list) -> dict[str, Any]:

@@ -37,11 +37,18 @@ def tflite_signature(path: Path) -> tuple[list[dict[str, Any]], list[str], dict[
     return spec, outputs, {}, {tensor: name for tensor, name in by_tensor.items()}
 
 
+def _has_scales(detail: dict[str, Any]) -> bool:
+    """Per-channel quantisation (ai-edge-quantizer's int8 weights) leaves ``quantization`` at (0.0, 0) and puts its
+    scales in ``quantization_parameters``."""
+    scales = (detail.get("quantization_parameters") or {}).get("scales")
+    return scales is not None and len(scales) > 0
+
+
 def tflite_precision(path: Path) -> str:
     """"int8" for a quantised ``.tflite`` (int8/uint8 tensors with quantisation scales), "float16" for fp16
     weights, else "float32"."""
     interpreter = _interpreter(path)
-    kinds = {(d["dtype"].__name__, bool(d["quantization"][0])) for d in interpreter.get_tensor_details()}
+    kinds = {(d["dtype"].__name__, bool(d["quantization"][0]) or _has_scales(d)) for d in interpreter.get_tensor_details()}
     if ("int8", True) in kinds or ("uint8", True) in kinds:
         return "int8"
     return "float16" if any(k == "float16" for k, _ in kinds) else "float32"

@@ -71,9 +71,19 @@ def keras_file_runner(path: Path, input_names: list[str]) -> Runner:
     return keras_runner(load_keras_file(path), input_names)  # safe mode: no code from the file
 
 
-def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+def tflite_interpreter(path: Path) -> Any:
+    """The LiteRT interpreter (ai-edge-litert) for ``path``; TensorFlow's ``tf.lite.Interpreter`` when
+    ai-edge-litert is absent or cannot load the file (TensorFlow ops: the Flex delegate is TensorFlow's)."""
     import warnings
 
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()  # a file with TensorFlow (Flex) ops fails here, not at the first run
+        return interpreter
+    except Exception:  # noqa: BLE001 - not installed, or a file with Flex ops
+        pass
     from zoo.converters.loaders.keras_models import import_keras
 
     import_keras()
@@ -81,12 +91,42 @@ def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+        return tf.lite.Interpreter(model_path=str(path))
+
+
+def _fit_dtype(value: Any, dtype: Any) -> Any:
+    """A feed in the dtype the file takes: int64 ids/masks into int32 inputs (litert-torch's contract),
+    refused when a value does not fit rather than wrapped."""
+    import numpy as np
+
+    if value.dtype == dtype:
+        return value
+    if value.dtype == np.int64 and dtype == np.int32:
+        info = np.iinfo(np.int32)
+        if value.size and (value.min() < info.min or value.max() > info.max):
+            raise errors.UsageError("an int64 input holds values beyond int32, which the .tflite file takes")
+        return value.astype(np.int32)
+    return value
+
+
+def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    interpreter = tflite_interpreter(path)
     signature = interpreter.get_signature_list().get("serving_default")
     if signature and output_names and sorted(signature["outputs"]) == sorted(output_names) \
             and sorted(signature["inputs"]) == sorted(input_names):  # by name, not tensor order
         runner = interpreter.get_signature_runner("serving_default")
         return lambda feeds: [runner(**{n: feeds[n] for n in input_names})[o] for o in output_names]
+    if signature and output_names and sorted(signature["inputs"]) == [f"args_{i}" for i in range(len(input_names))] \
+            and sorted(signature["outputs"]) == [f"output_{i}" for i in range(len(output_names))]:
+        # litert-torch's signature: args_N / output_N, in the model's order (its io_contract says so)
+        runner = interpreter.get_signature_runner("serving_default")
+        kinds = {k: d["dtype"] for k, d in runner.get_input_details().items()}
+
+        def run_positional(feeds: dict[str, Any]) -> list[Any]:
+            got = runner(**{f"args_{i}": _fit_dtype(feeds[n], kinds[f"args_{i}"]) for i, n in enumerate(input_names)})
+            return [got[f"output_{i}"] for i in range(len(output_names))]
+
+        return run_positional
 
     def run(feeds: dict[str, Any]) -> list[Any]:
         details = interpreter.get_input_details()
@@ -97,6 +137,27 @@ def tflite_runner(path: Path, input_names: list[str], output_names: list[str] | 
             interpreter.set_tensor(detail["index"], feeds[input_names[i]])
         interpreter.invoke()
         return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+    return run
+
+
+def jax_runner(path: Path, input_names: list[str]) -> Runner:
+    """A ``jax.export`` artifact, deserialised (StableHLO, no Python code) and called on the feeds in order."""
+    try:
+        import jax
+    except ImportError as exc:
+        raise errors.MissingDependencyError("jax is needed to run a jax artifact", hint="pip install 'zoo-hub[jax]'") from exc
+    import numpy as np
+
+    try:
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidModelError(f"{path.name} is not a jax.export artifact: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    kinds = [a.dtype for a in exported.in_avals]
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        out = exported.call(*[_fit_dtype(np.asarray(feeds[n]), k) for n, k in zip(input_names, kinds)])
+        return [np.asarray(o) for o in jax.tree_util.tree_leaves(out)]
 
     return run
 
@@ -173,4 +234,7 @@ def artifact_runner(path: Path, input_names: list[str], output_names: list[str] 
         return tflite_runner(path, input_names, output_names)
     if path.suffix == ".keras":
         return keras_file_runner(path, input_names)
-    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}", hint="supported: .onnx, .pt2, .tflite, .keras files and SavedModel directories")
+    if path.suffix == ".jax":
+        return jax_runner(path, input_names)
+    raise errors.UnsupportedFormatError(f"zoo cannot run {path.name}",
+                                        hint="supported: .onnx, .pt2, .tflite, .keras, .jax files and SavedModel directories")

@@ -98,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     cli_dist.add_parsers(sub)
     cli_demo.add_parser(sub)
     from zoo.cli import check as cli_check  # zoo check and zoo eval: each sets its own handler
+    from zoo.cli import diff as cli_diff
     from zoo.cli import evaluate as cli_eval
 
-    cli_check.add_parsers(sub), cli_eval.add_parsers(sub)
+    cli_check.add_parsers(sub), cli_eval.add_parsers(sub), cli_diff.add_parsers(sub)
     return p
 
 

@@ -1,0 +1,196 @@
+"""Every family to tflite and jax (issue 14): per family (resnet-like CNN, ViT, BERT-like encoder) and target,
+pass/fail, max abs diff against PyTorch and wall time of
+
+- ``litert``: litert-torch alone (dynamic axes, as a user would call it first; static shapes when that fails),
+- ``onnx2tf``: torch.onnx then onnx2tf alone (zoo's onnx -> tflite edge),
+- ``zoo``: zoo's ladder for tflite, in its order: litert-torch with dynamic axes, onnx2tf, litert-torch with
+  static shapes, the first that passes (the same rungs as above, timed as zoo runs them: the sum up to the winner),
+- ``jax``: torchax + jax.export (symbolic batch/sequence, static when that fails),
+
+then inference latency at batch 1 of each target in its own runtime (onnxruntime, the LiteRT interpreter,
+the deserialised jax export under jit) against PyTorch eager, on the same inputs.
+
+Everything runs through zoo's own edge functions (converters/edges/*), in-process, with seeded random
+weights; parity here is one batch-1 input set at zoo's fp32 tolerance (the pipeline checks several).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_targets.py [--size small|base] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def families(size: str):
+    import timm
+    import torch
+    from transformers import BertConfig, BertModel
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            return out.last_hidden_state, out.pooler_output
+
+    torch.manual_seed(0)
+    if size == "base":
+        cnn, vit = timm.create_model("resnet50"), timm.create_model("vit_base_patch16_224")
+        bert_cfg = BertConfig()  # BERT-base: 12 layers, hidden 768
+        seq, hw = 128, 224
+    else:
+        cnn, vit = timm.create_model("resnet18"), timm.create_model("vit_tiny_patch16_224")
+        bert_cfg = BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+        seq, hw = 64, 224
+    ids = torch.randint(1, bert_cfg.vocab_size, (1, seq))
+    mask = torch.ones(1, seq, dtype=torch.long)
+    mask[0, seq * 3 // 4:] = 0
+    image = {"pixel_values": {0: "batch"}}
+    text = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    return [
+        ("cnn", cnn.eval(), ["pixel_values"], ["logits"], image, (torch.randn(1, 3, hw, hw),)),
+        ("vit", vit.eval(), ["pixel_values"], ["logits"], image, (torch.randn(1, 3, hw, hw),)),
+        ("bert", Encoder(BertModel(bert_cfg)).eval(), ["input_ids", "attention_mask"], ["last_hidden_state", "pooler_output"],
+         text, (ids, mask)),
+    ]
+
+
+def max_diff(got, ref) -> tuple[float, bool]:
+    from zoo.converters.parity.tolerance import default_tolerance
+
+    tol = default_tolerance("float32")
+    worst, ok = 0.0, True
+    for g, r in zip(got, ref):
+        g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
+        if g.shape != r.shape:
+            return float("inf"), False
+        d = np.abs(g - r)
+        worst = max(worst, float(d.max()))
+        ok &= bool(np.all(d <= tol.atol * max(1.0, float(np.abs(r).max())) + tol.rtol * np.abs(r)))
+    return worst, ok
+
+
+def latency(fn, feeds, n: int = 20) -> float:
+    fn(feeds)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn(feeds)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def run_family(name, module, inputs, outputs, axes, example, root: Path, reps: int) -> dict:
+    from zoo import errors
+    from zoo.converters.edges.from_torch import torch_to_onnx
+    from zoo.converters.edges.jax_export import torch_to_jax
+    from zoo.converters.edges.litert import torch_to_tflite
+    from zoo.converters.edges.tf import onnx_to_tflite
+    from zoo.converters.graph import EdgeContext
+    from zoo.converters.loaders.torch_models import TorchModel
+    from zoo.converters.parity.runners import artifact_runner, torch_runner
+
+    tm = TorchModel(module, inputs, outputs, axes)
+    feeds = {n: t.numpy() for n, t in zip(inputs, example)}
+    ref_fn = torch_runner(tm)
+    ref = ref_fn(feeds)
+    rows: dict[str, dict] = {}
+
+    def attempt(label: str, fn) -> dict:
+        out_dir = root / name / label
+        out_dir.mkdir(parents=True)
+        t = time.perf_counter()
+        try:
+            path = fn(out_dir)
+            seconds = time.perf_counter() - t
+            got = artifact_runner(path, inputs, outputs)(feeds)
+            diff, ok = max_diff(got, ref)
+            row = {"passed": ok, "max_abs_diff": diff, "seconds": round(seconds, 2), "path": str(path)}
+        except (errors.ZooError, Exception) as exc:  # noqa: BLE001 - a failed conversion is a finding
+            row = {"passed": False, "error": f"{type(exc).__name__}: {str(exc)[:160]}",
+                   "seconds": round(time.perf_counter() - t, 2)}
+        print(f"  {name:5} {label:22} {'PASS' if row['passed'] else 'fail'} {row.get('max_abs_diff', '-')!s:>12} "
+              f"{row['seconds']:>7.1f}s {row.get('error', '')[:100]}", flush=True)
+        return row
+
+    def ctx(static: bool = False) -> EdgeContext:
+        return EdgeContext(opset=18, example=tuple(example), static_shapes=static)
+
+    rows["litert (dynamic)"] = attempt("litert (dynamic)", lambda d: torch_to_tflite(tm, d, ctx()))
+    rows["litert (static)"] = attempt("litert (static)", lambda d: torch_to_tflite(tm, d, ctx(True)))
+    onnx_row = attempt("torch.onnx", lambda d: torch_to_onnx(tm, d, ctx()))
+    rows["onnx2tf"] = attempt("onnx2tf", lambda d: onnx_to_tflite(Path(onnx_row["path"]), d, ctx())) \
+        if onnx_row.get("path") else {"passed": False, "error": "no ONNX export", "seconds": 0.0}
+    rows["onnx2tf"]["seconds"] = round(rows["onnx2tf"]["seconds"] + onnx_row["seconds"], 2)
+    jax_row = attempt("jax (dynamic)", lambda d: torch_to_jax(tm, d, ctx()))
+    if not jax_row["passed"]:
+        jax_row = {**attempt("jax (static)", lambda d: torch_to_jax(tm, d, ctx(True))), "after": jax_row}
+    rows["jax"] = jax_row
+    # zoo's ladder for tflite: its order, the sum of the rungs' times up to the first that passes
+    ladder, spent, won = [("litert (dynamic)", rows["litert (dynamic)"]), ("onnx2tf", rows["onnx2tf"]),
+                          ("litert (static)", rows["litert (static)"])], 0.0, None
+    for label, row in ladder:
+        spent += row["seconds"]
+        if row["passed"]:
+            won = (label, row)
+            break
+    rows["zoo tflite"] = {"passed": won is not None, "route": won[0] if won else None, "seconds": round(spent, 2),
+                          "max_abs_diff": won[1]["max_abs_diff"] if won else None}
+    rows["litert alone"] = rows["litert (dynamic)"] if rows["litert (dynamic)"]["passed"] else rows["litert (static)"]
+    # latency at batch 1, each in its own runtime
+    lat = {"torch eager": latency(ref_fn, feeds, reps)}
+    if onnx_row.get("path"):
+        lat["onnxruntime"] = latency(artifact_runner(Path(onnx_row["path"]), inputs, outputs), feeds, reps)
+    if won:
+        lat[f"LiteRT ({won[0]})"] = latency(artifact_runner(Path(won[1]["path"]), inputs, outputs), feeds, reps)
+    if rows["jax"]["passed"]:
+        lat["jax (jit)"] = latency(artifact_runner(Path(rows["jax"]["path"]), inputs, outputs), feeds, reps)
+    return {"family": name, "targets": rows, "latency_ms": {k: round(v, 2) for k, v in lat.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", choices=("small", "base"), default="small")
+    ap.add_argument("--only", help="comma-separated families: cnn,vit,bert")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fam in families(args.size):
+            if args.only and fam[0] not in args.only.split(","):
+                continue
+            results.append(run_family(*fam, Path(tmp), args.reps))
+    for r in results:
+        t = r["targets"]
+        print(f"\n{r['family']}: " + " | ".join(
+            f"{k}: {'pass' if v['passed'] else 'FAIL'} {v.get('max_abs_diff') if v.get('max_abs_diff') is not None else ''} "
+            f"{v['seconds']}s" for k, v in t.items() if k in ("zoo tflite", "litert alone", "onnx2tf", "jax")))
+        print("  latency ms (batch 1): " + ", ".join(f"{k} {v}" for k, v in r["latency_ms"].items()))
+    if args.json:
+        for r in results:
+            for v in r["targets"].values():
+                v.pop("path", None)
+        args.json.write_text(json.dumps({"size": args.size, "threads": torch.get_num_threads(), "results": results},
+                                        indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
