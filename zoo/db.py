@@ -139,6 +139,17 @@ archives = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
 )
 
+# Workers that run jobs from the broker (zoo worker): each beats its row while it runs, so /readyz can say
+# whether any is alive. Rows of workers not seen for a day are pruned by the sweeper.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),  # host:pid:nonce
+    sa.Column("queue", sa.String(100), nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False, index=True),
+)
+
 meta = sa.Table(
     "meta",
     metadata,

@@ -43,6 +43,8 @@ class Worker:
         self.app = self.dispatcher.app
         self.stopping = threading.Event()
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = f"{self.instance}:{uuid.uuid4().hex[:8]}"
+        self.dispatcher.sweeper.beat = self.beat
         self.app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(self.run)
 
     def run(self, job_id: str) -> str:
@@ -66,10 +68,15 @@ class Worker:
             self.dispatcher.enqueue(job.id)
         return outcome.state
 
+    def beat(self) -> None:
+        """This worker is alive (its row in the workers table, which /readyz counts)."""
+        self.jobs.worker_beat(self.worker_id, self.settings.queue)
+
     def main(self, log_level: str = "info") -> None:
         from celery import signals
 
         signals.worker_shutting_down.connect(lambda **_: self.stopping.set(), weak=False)
+        self.beat()
         self.dispatcher.sweeper.start()
         try:
             self.app.worker_main([
@@ -79,6 +86,10 @@ class Worker:
             ])
         finally:
             self.dispatcher.sweeper.stop()
+            try:
+                self.jobs.worker_gone(self.worker_id)
+            except Exception:  # noqa: BLE001 - the row ages out of the alive count by itself
+                log.warning("could not remove this worker's row from the workers table")
 
 
 def run_worker(settings: Settings, concurrency: int | None, log_level: str) -> None:

@@ -1,0 +1,133 @@
+"""Faults of the distributed deployment at scale (issue 12): jobs stranded when the broker loses
+its messages, the lease during the S3 upload, a cached answer in S3 mode, and operations
+(retention, local-copy eviction, metrics, readiness, a bad database URL).
+
+Real services: the machine's PostgreSQL, a private ``redis-server`` the tests kill and restart
+(tests/redisproc.py), moto's S3 server over HTTP, real ``zoo serve`` and ``zoo worker`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import _DELETED_ENV, BROKER_URL, postgres_schema, require_redis
+from distproc import WorkerProc, redis_clear
+from redisproc import RedisServer
+from serverproc import ZooServer, finished, wait_job
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url():
+    with postgres_schema("zoo_i12") as url:
+        yield url
+
+
+def _dispatcher(url: str, queue: str, broker: str = BROKER_URL, **extra: str):
+    from zoo import db
+    from zoo.service.broker import CeleryDispatcher
+    from zoo.service.jobs import JobService
+    from zoo.settings import Settings
+
+    settings = Settings.from_env({"ZOO_HOME": os.environ["ZOO_HOME"], "ZOO_DATABASE_URL": url,
+                                  "ZOO_DISPATCHER": "celery", "ZOO_BROKER_URL": broker, "ZOO_QUEUE": queue,
+                                  "ZOO_JOB_LEASE": "2", "ZOO_JOB_RESEND_S": "0.2", **extra})
+    jobs = JobService(db.get_engine(url), lease_s=settings.lease_s)
+    return CeleryDispatcher(settings, jobs), jobs
+
+
+# --- 1. jobs stranded after the broker loses its messages ------------------------------------------------------
+def test_the_sweeper_sends_again_queued_jobs_whose_message_is_gone_and_only_those(database_url):
+    """The job table is the source of truth: a queued job whose message the broker no longer holds is
+    sent again, once across several sweepers; one whose message still waits is left alone."""
+    from zoo.service.jobs import JobRequest
+
+    require_redis()
+    queue = f"zoo-i12-{uuid.uuid4().hex[:8]}"
+    first, jobs = _dispatcher(database_url, queue)
+    second, _ = _dispatcher(database_url, queue)
+    try:
+        ids = [jobs.submit(JobRequest(model=f"zoo-test/absent-{i}"))[0].id for i in range(3)]
+        for job_id in ids:
+            assert first.enqueue(job_id)
+        assert first.messages() == set(ids)
+        time.sleep(0.3)
+        assert first.sweeper.sweep() == [] and first.sweeper.last_stranded == 0  # every message is there
+
+        redis_clear(f"{queue}:", BROKER_URL)  # the broker lost its queue
+        assert first.messages() == set()
+        time.sleep(0.3)
+        barrier = threading.Barrier(2)
+        sent: dict[str, list[str]] = {}
+
+        def sweep(name, dispatcher):
+            barrier.wait()
+            sent[name] = dispatcher.sweeper.sweep()
+
+        threads = [threading.Thread(target=sweep, args=(n, d)) for n, d in (("a", first), ("b", second))]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert sorted(sent["a"] + sent["b"]) == sorted(ids)  # each sent again exactly once
+        assert first.messages() == set(ids)
+        notes = [e.data["message"] for e in jobs.events(ids[0]) if e.kind == "note"]
+        assert any("no longer in the broker" in n for n in notes), notes
+        time.sleep(0.3)
+        assert first.sweeper.sweep() == []  # the messages are back: nothing more to send
+        assert all(jobs.get(i).state == "queued" for i in ids)
+    finally:
+        redis_clear(f"{queue}:", BROKER_URL)
+
+
+def _stack_env(tmp_path: Path, pg: str, broker: str, queue: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _DELETED_ENV}
+    env.update(ZOO_DATABASE_URL=pg, ZOO_DISPATCHER="celery", ZOO_BROKER_URL=broker, ZOO_QUEUE=queue,
+               ZOO_JOB_LEASE="2", HF_HUB_OFFLINE="1", ZOO_DEBUG="1", HF_HOME=str(tmp_path / "hf"), **extra)
+    return env
+
+
+def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, redis_server):
+    """Jobs queued, then Redis restarts (every message lost): they run once a worker is there, without
+    restarting `zoo serve`; /readyz says whether the broker and any worker are alive."""
+    queue = f"zoo-i12-{uuid.uuid4().hex[:8]}"
+    env = _stack_env(tmp_path, pg_url, redis_server.url, queue)
+    api = ZooServer(tmp_path / "api", env, workers=0).start()
+    worker = None
+    try:
+        token = api.token("write")
+        with api.client(token) as client:
+            ready = client.get("/readyz").json()
+            assert ready["checks"]["dispatcher"]["workers_alive"] == 0
+            assert "no live worker" in ready["checks"]["dispatcher"]["workers"]
+            # repos the worker's offline cache lacks: each job fails fast, and that it ran at all is the point
+            ids = [client.post("/v1/jobs", json={"model": f"zoo-test/absent-{i}"}).json()["id"] for i in range(3)]
+            redis_server.kill()
+            down = client.get("/readyz")
+            assert down.status_code == 503 and "unreachable" in down.json()["checks"]["dispatcher"]["broker"]
+            redis_server.start()
+            back = time.monotonic()
+            worker = WorkerProc("w", {**env, "ZOO_HOME": str(tmp_path / "w")}, tmp_path).start()
+            done = [wait_job(client, job_id, finished, timeout=90) for job_id in ids]
+            took = time.monotonic() - back
+            assert [d["state"] for d in done] == ["failed"] * 3, done
+            assert all(d["error"]["error"] == "offline_not_cached" and d["attempts"] == 1 for d in done), done
+            ready = client.get("/readyz").json()
+            assert ready["ready"] and ready["checks"]["dispatcher"]["workers_alive"] == 1, ready
+            assert ready["checks"]["dispatcher"]["resent"] >= 1, ready
+        print(f"stranded jobs finished {took:.1f} s after Redis came back (worker start included)")
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
