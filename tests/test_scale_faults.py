@@ -131,3 +131,151 @@ def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, r
         if worker is not None:
             worker.stop()
         api.stop()
+
+
+# --- 2. the lease during the S3 upload --------------------------------------------------------------------------
+class SlowProxy:
+    """A TCP proxy in front of the S3 server that holds every chunk the client sends for ``delay_s``:
+    a slow link to the bucket, so an upload takes several leases."""
+
+    def __init__(self, target_port: int, delay_s: float) -> None:
+        import socket
+
+        self.target_port, self.delay_s = target_port, delay_s
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, self.delay_s), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, 0.0), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, delay_s: float) -> None:
+        try:
+            while chunk := src.recv(65536):
+                time.sleep(delay_s)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    from distproc import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _s3_settings(tmp_path: Path, s3, endpoint: str, monkeypatch, **extra: str):
+    from distproc import S3_CREDENTIALS
+
+    from zoo.settings import Settings
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"zoo-i12-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=bucket)
+    return Settings.from_env({"ZOO_HOME": str(tmp_path / "zoo"), "ZOO_STORAGE": "s3", "ZOO_S3_BUCKET": bucket,
+                              "ZOO_S3_ENDPOINT_URL": endpoint, "ZOO_JOB_LEASE": "1", **extra})
+
+
+def test_the_lease_is_beaten_during_a_slow_upload_and_a_lost_lease_logs_no_success(tmp_path, s3, monkeypatch,
+                                                                                    caplog):
+    from builders import directory_artifact
+
+    from zoo import db
+    from zoo.service.execution import Outcome, record_outcome
+    from zoo.service.jobs import JobRequest, JobService
+    from zoo.storage import make_storage
+
+    proxy = SlowProxy(s3.port, delay_s=0.25)
+    try:
+        settings = _s3_settings(tmp_path, s3, proxy.url, monkeypatch)
+        engine = db.get_engine(settings.database_url)
+        jobs = JobService(engine, lease_s=settings.lease_s)
+        storage = make_storage(settings, engine)
+        files = {"model.onnx": os.urandom(50_000), "tokenizer.json": b'{"v": 1}', "sub/vocab.txt": b"a\nb\n"}
+        art = directory_artifact(settings, files)
+        result = {"digest": art.digest, "sha256": art.primary_entry()["sha256"], "cached": False}
+
+        # the upload takes several leases: the lease is beaten, no other worker takes the job meanwhile
+        job, _ = jobs.submit(JobRequest(model="zoo-test/dir"))
+        job = jobs.claim("uploader", job_id=job.id)
+        stolen: list = []
+        stop = threading.Event()
+
+        def rival() -> None:  # another worker trying to claim the job all along
+            while not stop.wait(0.1):
+                if jobs.claim("rival", job_id=job.id) is not None:
+                    stolen.append(time.monotonic())
+                    return
+
+        thread = threading.Thread(target=rival)
+        thread.start()
+        started = time.monotonic()
+        outcome = Outcome("succeeded", result=dict(result))
+        try:
+            record_outcome(job, jobs, storage, "uploader", outcome, beat_every=0.2)
+        finally:
+            stop.set()
+            thread.join()
+        took = time.monotonic() - started
+        assert took > 3 * settings.lease_s, took  # the slow link really made the upload outlast the lease
+        assert not stolen and outcome.state == "succeeded"
+        done = jobs.get(job.id)
+        assert done.state == "succeeded" and done.attempts == 1 and done.result["archive"]["size"] > 0
+
+        # a worker that lost its lease during the upload (another worker took the job over) throws the result
+        # away and says so: no success is logged or recorded for it
+        second, _ = jobs.submit(JobRequest(model="zoo-test/dir", options={"opset": 17}))
+        second = jobs.claim("slow", job_id=second.id)
+
+        def take_over() -> None:
+            time.sleep(0.5)
+            with engine.begin() as conn:
+                conn.execute(db.jobs.update().where(db.jobs.c.id == second.id).values(lease_owner="rescuer"))
+
+        caplog.set_level("INFO", logger="zoo.service.execution")
+        thief = threading.Thread(target=take_over)
+        thief.start()
+        outcome = Outcome("succeeded", result=dict(result))
+        record_outcome(second, jobs, storage, "slow", outcome, beat_every=0.2)
+        thief.join()
+        assert outcome.state == "lost"
+        lines = [r.getMessage() for r in caplog.records if second.id in r.getMessage()]
+        assert lines and not any("succeeded" in line for line in lines), lines
+        assert any("thrown away" in line for line in lines), lines
+        assert jobs.get(second.id).state == "running" and jobs.get(second.id).lease_owner == "rescuer"
+    finally:
+        proxy.close()
