@@ -279,3 +279,78 @@ def test_the_lease_is_beaten_during_a_slow_upload_and_a_lost_lease_logs_no_succe
         assert jobs.get(second.id).state == "running" and jobs.get(second.id).lease_owner == "rescuer"
     finally:
         proxy.close()
+
+
+# --- 3. a fast cached answer in S3 mode ---------------------------------------------------------------------
+REPO = "zoo-test/cached-in-s3"  # nothing converts it here: the first request's worker is played by the test
+def test_a_repeat_request_in_s3_mode_is_answered_from_the_index_and_the_bucket(tmp_path, s3, monkeypatch):
+    """The API node holds no artifact and no memo: a request a worker already answered is answered at once
+    from the job table, the artifact index and the bucket, with no worker running; not when the bucket
+    lost a blob or the repo moved to another commit."""
+    from builders import write_hf_cache
+
+    from zoo import db
+    from zoo.pipeline import index_artifact
+    from zoo.registry.index import Registry
+    from zoo.service.core import Service
+    from zoo.service.execution import public_result
+    from zoo.service.jobs import JobRequest
+    from zoo.storage import make_storage
+    from zoo.storage.artifacts import ArtifactStore
+
+    require_redis()
+    queue = f"zoo-i12-{uuid.uuid4().hex[:8]}"
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    common = {"ZOO_DATABASE_URL": database, "ZOO_DISPATCHER": "celery", "ZOO_QUEUE": queue, "HF_HUB_OFFLINE": "1",
+              "ZOO_BROKER_URL": BROKER_URL}
+    api_settings = _s3_settings(tmp_path / "api", s3, s3.url, monkeypatch, **common,
+                                HF_HUB_CACHE=str(tmp_path / "api-hf"))
+    bucket = api_settings.s3_bucket
+    worker_settings = _s3_settings(tmp_path / "worker", s3, s3.url, monkeypatch, **common,
+                                   ZOO_S3_BUCKET=bucket)
+    repo_files = {"config.json": b'{"architecture": "resnet18"}', "model.safetensors": os.urandom(1000)}
+    commit = write_hf_cache(tmp_path / "api-hf", REPO, repo_files).name
+    # what a worker did for the first request: publish the artifact in its own store, index it, upload it
+    store = ArtifactStore(worker_settings.home)
+    with store.staging() as staged:
+        (staged / "model.onnx").write_bytes(os.urandom(40_000))
+        manifest = {"model": REPO, "revision": commit, "format": "onnx", "parity": {"passed": True}}
+        art = store.publish(staged, "model.onnx", manifest, verified=True)
+    index_artifact(Registry(worker_settings), "c" * 64, art, manifest)
+    engine = db.get_engine(database)
+    worker_storage = make_storage(worker_settings, engine)
+    result = public_result({"model": REPO, "revision": commit, "format": "onnx", "digest": art.digest,
+                            "sha256": art.primary_entry()["sha256"], "size": art.primary_entry()["size"],
+                            "verified": True, "cached": False, "path": "/worker/only"}, worker_storage)
+    service = Service(api_settings)
+    try:
+        request = JobRequest(model=REPO, options={"exporter": "torchscript"})
+        first = service.submit(request, idempotency_key=None, token_id=None)
+        assert first.state == "queued"  # nothing known yet: a worker must run it
+        assert service.jobs.claim("worker", job_id=first.id) is not None
+        assert service.jobs.finish(first.id, "worker", "succeeded", result=result)
+        assert not (api_settings.home / "artifacts").exists()
+
+        started = time.monotonic()
+        again = service.submit(request, idempotency_key=None, token_id=None)
+        took = time.monotonic() - started
+        assert again.state == "succeeded" and again.stage == "cached", again
+        assert again.result["cached"] and again.result["digest"] == art.digest and "path" not in again.result
+        assert took < 2.0, took
+        hits = [line for line in service.metrics.render().decode().splitlines()
+                if line.startswith("zoo_cache_hits_total")]
+        assert hits == ["zoo_cache_hits_total 1.0"], hits
+
+        # the bucket lost the blob: no answer from it, the job waits for a worker
+        s3.client().delete_object(Bucket=bucket, Key=f"blobs/sha256/{result['sha256']}")
+        lost = service.submit(request, idempotency_key=None, token_id=None)
+        assert lost.state == "queued"
+        service.jobs.cancel(lost.id)
+        # restored, but the repo moved on to another commit: a worker decides
+        worker_storage.index_archive(art.digest)
+        assert service.submit(request, idempotency_key=None, token_id=None).state == "succeeded"
+        write_hf_cache(tmp_path / "api-hf", REPO, {**repo_files, "README.md": b"changed"})
+        assert service.submit(request, idempotency_key=None, token_id=None).state == "queued"
+    finally:
+        redis_clear(f"{queue}:", BROKER_URL)
+        db.dispose_engine(database)

@@ -168,6 +168,14 @@ class JobService:
             self._event(conn, job_id, "state", {"state": "succeeded", "cached": True})
         return self.get(job_id)
 
+    def last_succeeded(self, key: str) -> Job | None:
+        """The latest job for the request ``key`` that succeeded (a conversion or a cached answer)."""
+        j = db.jobs.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.jobs).where((j.key == key) & (j.state == "succeeded"))
+                               .order_by(j.finished_at.desc()).limit(1)).mappings().first()
+        return Job.from_row(row) if row else None
+
     def get(self, job_id: str) -> Job:
         row = None
         if _JOB_ID_RE.match(job_id):
