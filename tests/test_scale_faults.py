@@ -354,3 +354,20 @@ def test_a_repeat_request_in_s3_mode_is_answered_from_the_index_and_the_bucket(t
     finally:
         redis_clear(f"{queue}:", BROKER_URL)
         db.dispose_engine(database)
+
+
+# --- 4. operations ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url, needle", [
+    ("foo://somewhere/db", "is not a database URL"),
+    ("not a url at all", "is not a database URL"),
+    ("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/zoo", "leads to no database"),
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/zoo_no_such_database_i12", "does not exist"),
+])
+def test_a_bad_database_url_is_a_configuration_error(url, needle):
+    from conftest import run_zoo
+
+    for args in (("token", "list"),) + ((("serve", "--port", "1"),) if "s3cret" in url else ()):
+        proc = run_zoo(*args, env={"ZOO_DATABASE_URL": url, "ZOO_DEBUG": "0"}, timeout=120)
+        assert proc.returncode == 11, (args, proc.returncode, proc.stderr[-2000:])
+        assert needle in proc.stderr and "ZOO_DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr
+        assert "s3cret" not in proc.stderr  # a password in the URL is never echoed
