@@ -371,3 +371,56 @@ def test_a_bad_database_url_is_a_configuration_error(url, needle):
         assert proc.returncode == 11, (args, proc.returncode, proc.stderr[-2000:])
         assert needle in proc.stderr and "ZOO_DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr
         assert "s3cret" not in proc.stderr  # a password in the URL is never echoed
+
+
+def test_prune_deletes_old_records_and_logs_and_never_active_jobs(database_url, tmp_path):
+    from conftest import run_zoo
+
+    from zoo import db
+    from zoo.service.jobs import JobRequest, JobService
+    from zoo.service.ops import DAY, prune
+    from zoo.settings import Settings
+
+    settings = Settings.from_env({"ZOO_HOME": str(tmp_path / "zoo"), "ZOO_DATABASE_URL": database_url})
+    now = [time.time() - 40 * DAY]
+    jobs = JobService(db.get_engine(database_url), clock=lambda: now[0])
+    logs = settings.home / "logs" / "jobs"
+    logs.mkdir(parents=True)
+
+    def job(model: str, *, finish: bool, key: str | None = None):
+        created, _ = jobs.submit(JobRequest(model=model), idempotency_key=key)
+        (logs / f"{created.id}.log").write_text("--- attempt 1\n")
+        os.utime(logs / f"{created.id}.log", (now[0], now[0]))
+        if finish:
+            jobs.claim("w", job_id=created.id)
+            jobs.finish(created.id, "w", "failed", error={"error": "x"})
+        return created.id
+
+    old = job("zoo-test/old", finish=True, key="k-old")  # 40 days ago
+    stuck = job("zoo-test/still-queued", finish=False)  # 40 days old but active: never pruned
+    now[0] = time.time() - 10 * DAY
+    mid = job("zoo-test/ten-days", finish=True)  # the job stays; its events (10 days old) go
+    now[0] = time.time()
+    fresh = job("zoo-test/fresh", finish=True, key="k-fresh")
+    orphan = logs / f"{'e' * 32}.log"  # the log of a job another node pruned
+    orphan.write_text("x")
+    os.utime(orphan, (now[0] - 31 * DAY, now[0] - 31 * DAY))
+
+    counts = prune(settings, jobs)
+    assert counts["jobs"] == 1 and counts["idempotency_keys"] == 1 and counts["logs"] == 2, counts
+    with jobs.engine.connect() as conn:
+        ids = set(conn.execute(db.jobs.select().with_only_columns(db.jobs.c.id)).scalars())
+        keys = set(conn.execute(db.idempotency_keys.select().with_only_columns(db.idempotency_keys.c.key)).scalars())
+    assert ids == {stuck, mid, fresh} and keys == {"-:k-fresh"}
+    assert jobs.events(old) == [] and jobs.events(mid) == [] and jobs.events(stuck) and jobs.events(fresh)
+    assert sorted(p.stem for p in logs.iterdir()) == sorted([stuck, mid, fresh])
+
+    # the same through the command line, with the retention from the environment
+    proc = run_zoo("prune", "--json", env={"ZOO_HOME": str(settings.home), "ZOO_DATABASE_URL": database_url,
+                                           "ZOO_KEEP_JOBS_DAYS": "5"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    report = json.loads(proc.stdout)
+    assert report["pruned"]["jobs"] == 1 and report["pruned"]["logs"] == 1, report
+    assert {j.id for j in jobs.list(limit=10)[0]} == {stuck, fresh}

@@ -27,6 +27,7 @@ from zoo import db
 from zoo.service.broker import TASK, CeleryDispatcher
 from zoo.service.execution import execute
 from zoo.service.jobs import JobService
+from zoo.service.ops import Housekeeper
 from zoo.settings import Settings
 from zoo.storage import make_storage
 
@@ -45,6 +46,7 @@ class Worker:
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.worker_id = f"{self.instance}:{uuid.uuid4().hex[:8]}"
         self.dispatcher.sweeper.beat = self.beat
+        self.housekeeper = Housekeeper(settings, self.jobs)  # retention, and the size of the local copies
         self.app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(self.run)
 
     def run(self, job_id: str) -> str:
@@ -78,6 +80,7 @@ class Worker:
         signals.worker_shutting_down.connect(lambda **_: self.stopping.set(), weak=False)
         self.beat()
         self.dispatcher.sweeper.start()
+        self.housekeeper.start()
         try:
             self.app.worker_main([
                 "worker", "--pool", "threads", "--concurrency", str(self.settings.workers),
@@ -85,6 +88,7 @@ class Worker:
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", log_level.upper(),
             ])
         finally:
+            self.housekeeper.stop()
             self.dispatcher.sweeper.stop()
             try:
                 self.jobs.worker_gone(self.worker_id)

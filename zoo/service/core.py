@@ -19,6 +19,7 @@ from zoo.service.dispatch import Dispatcher, make_dispatcher
 from zoo.service.execution import child_env, public_result, runner_command
 from zoo.service.jobs import Job, JobRequest, JobService
 from zoo.service.metrics import Metrics
+from zoo.service.ops import Housekeeper
 from zoo.settings import Settings
 from zoo.storage import make_storage
 from zoo.storage.blobs import Storage
@@ -34,6 +35,7 @@ class Service:
         self.storage: Storage = make_storage(self.settings, self.engine)
         self.metrics = Metrics(self.jobs)
         self.dispatcher: Dispatcher = make_dispatcher(self.settings, self.jobs, self.storage, self.metrics.observe)
+        self.housekeeper = Housekeeper(self.settings, self.jobs)  # retention of jobs, events, keys and logs
         self.catalog_error: str | None = None
         self.started = False
 
@@ -41,9 +43,11 @@ class Service:
     def start(self) -> None:
         self.index_catalogs()
         self.dispatcher.start()
+        self.housekeeper.start()
         self.started = True
 
     def stop(self) -> None:
+        self.housekeeper.stop()
         self.dispatcher.stop()
         self.started = False
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from zoo import errors
 from zoo.service.jobs import Job, JobService, error_dict
+from zoo.service.ops import note_use
 from zoo.settings import Settings
 from zoo.storage.artifacts import ArtifactStore
 from zoo.storage.blobs import Storage
@@ -113,6 +114,8 @@ def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, ow
     outcome = _decide(job, final, ended, proc, settings, killed=killed)
     record_outcome(job, jobs, storage, owner, outcome, beat_every=beat_interval(settings))
     outcome.duration_s = time.monotonic() - started
+    if outcome.state == "succeeded" and (outcome.result or {}).get("digest"):
+        note_use(settings, outcome.result["digest"])  # its place in the LRU order of the local copies
     return outcome
 
 
