@@ -424,3 +424,37 @@ def test_prune_deletes_old_records_and_logs_and_never_active_jobs(database_url, 
     report = json.loads(proc.stdout)
     assert report["pruned"]["jobs"] == 1 and report["pruned"]["logs"] == 1, report
     assert {j.id for j in jobs.list(limit=10)[0]} == {stuck, fresh}
+
+
+def test_local_copies_are_evicted_least_recently_used_first_and_only_when_the_bucket_holds_them(
+        tmp_path, s3, monkeypatch):
+    from zoo import db
+    from zoo.service.ops import evict_local, note_use
+    from zoo.storage import make_storage
+    from zoo.storage.artifacts import ArtifactStore
+    from zoo.storage.s3 import fetch_artifact
+
+    settings = _s3_settings(tmp_path, s3, s3.url, monkeypatch, ZOO_LOCAL_CACHE_MB="2")  # 4 x 600 kB: one must go
+    storage = make_storage(settings, db.get_engine(settings.database_url))
+    store = ArtifactStore(settings.home)
+    arts = {}
+    for i, name in enumerate(("only-local", "a", "b", "recent")):
+        with store.staging() as staged:
+            (staged / "model.onnx").write_bytes(os.urandom(600_000))
+            arts[name] = store.publish(staged, "model.onnx", {"model": f"zoo-test/{name}", "revision": "r" * 40,
+                                                              "format": "onnx"}, verified=True)
+        if name != "only-local":  # what a finishing job does: upload
+            from zoo.storage.s3 import upload_artifact
+
+            upload_artifact(storage.bucket, storage.local, arts[name], None)
+        note_use(settings, arts[name].digest)
+        hours_ago = time.time() - {"only-local": 5, "a": 4, "b": 3, "recent": 0}[name] * 3600
+        os.utime(settings.home / "used" / arts[name].digest, (hours_ago, hours_ago))
+
+    report = evict_local(settings)
+    left = {a.digest for a in store.list()}
+    # the least recently used copy the bucket holds went; the older only copy stays
+    assert left == {arts["only-local"].digest, arts["b"].digest, arts["recent"].digest}, report
+    assert report["evicted"] == 1 and report["evicted_bytes"] == 600_000 and report["kept_bytes"] == 1_800_000
+    back = fetch_artifact(settings, store, arts["a"].digest)  # a later job brings it back from the bucket
+    assert back.digest == arts["a"].digest and store.verify(back) == []
