@@ -14,11 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import _DELETED_ENV, BROKER_URL, postgres_schema, require_redis
 from distproc import WorkerProc, redis_clear
 from redisproc import RedisServer
-from serverproc import ZooServer, finished, wait_job
+from serverproc import ZooServer, finished, free_port, wait_job
 
 
 @pytest.fixture
@@ -118,7 +119,9 @@ def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, r
             assert down.status_code == 503 and "unreachable" in down.json()["checks"]["dispatcher"]["broker"]
             redis_server.start()
             back = time.monotonic()
-            worker = WorkerProc("w", {**env, "ZOO_HOME": str(tmp_path / "w")}, tmp_path).start()
+            metrics_port = free_port()
+            worker = WorkerProc("w", {**env, "ZOO_HOME": str(tmp_path / "w"),
+                                      "ZOO_WORKER_METRICS_PORT": str(metrics_port)}, tmp_path).start()
             done = [wait_job(client, job_id, finished, timeout=90) for job_id in ids]
             took = time.monotonic() - back
             assert [d["state"] for d in done] == ["failed"] * 3, done
@@ -126,6 +129,11 @@ def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, r
             ready = client.get("/readyz").json()
             assert ready["ready"] and ready["checks"]["dispatcher"]["workers_alive"] == 1, ready
             assert ready["checks"]["dispatcher"]["resent"] >= 1, ready
+            # the worker's own metrics count what it ran (the API's cannot: it runs nothing)
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            assert 'zoo_job_attempts_total{outcome="failed"} 3.0' in text, text[-3000:]
+            assert 'zoo_job_duration_seconds_count{outcome="failed"} 3.0' in text
+            assert 'zoo_jobs{state="failed"} 3.0' in text
         print(f"stranded jobs finished {took:.1f} s after Redis came back (worker start included)")
     finally:
         if worker is not None:

@@ -106,6 +106,7 @@ class Settings:
     keep_events_days: float = 7.0  # ZOO_KEEP_EVENTS_DAYS: events of finished jobs (the job row stays)
     keep_idempotency_days: float = 1.0  # ZOO_KEEP_IDEMPOTENCY_DAYS: Idempotency-Key records
     local_cache_mb: int = 0  # ZOO_LOCAL_CACHE_MB: a worker's local copies of artifacts the bucket holds (0: no cap)
+    worker_metrics_port: int = 0  # ZOO_WORKER_METRICS_PORT: zoo worker serves Prometheus metrics there (0: off)
     # Not from the environment: the server turns it off so that the API process never
     # imports timm (and torch) to index a catalog; it indexes in a child process instead.
     index_catalogs: bool = True
@@ -158,6 +159,7 @@ class Settings:
             keep_events_days=_number(env, "ZOO_KEEP_EVENTS_DAYS", 7.0, integer=False),
             keep_idempotency_days=_number(env, "ZOO_KEEP_IDEMPOTENCY_DAYS", 1.0, integer=False),
             local_cache_mb=int(_number(env, "ZOO_LOCAL_CACHE_MB", 0)),
+            worker_metrics_port=int(_number(env, "ZOO_WORKER_METRICS_PORT", 0)),
             download_retries=int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3)),
             download_backoff_s=_number(env, "ZOO_DOWNLOAD_BACKOFF_S", 1.0, integer=False),
             archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30, minimum=1)),
