@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -37,11 +38,14 @@ class Service:
         self.dispatcher: Dispatcher = make_dispatcher(self.settings, self.jobs, self.storage, self.metrics.observe)
         self.housekeeper = Housekeeper(self.settings, self.jobs)  # retention of jobs, events, keys and logs
         self.catalog_error: str | None = None
+        self._catalog_done = threading.Event()
         self.started = False
 
     # --- lifecycle -----------------------------------------------------------
     def start(self) -> None:
-        self.index_catalogs()
+        # timm's catalog is indexed in the background (the first start with a timm version takes ~20 s):
+        # the API answers at once, and the requests that need the catalog wait for it (wait_catalog)
+        threading.Thread(target=self._index_in_background, name="zoo-catalog", daemon=True).start()
         self.dispatcher.start()
         self.housekeeper.start()
         self.started = True
@@ -50,6 +54,20 @@ class Service:
         self.housekeeper.stop()
         self.dispatcher.stop()
         self.started = False
+
+    def _index_in_background(self) -> None:
+        try:
+            self.index_catalogs()
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz; lookups go on with what is indexed
+            self.catalog_error = f"indexing timm's catalog failed: {type(exc).__name__}: {exc}"[:600]
+            log.exception("indexing timm's catalog failed")
+        finally:
+            self._catalog_done.set()
+
+    def wait_catalog(self, timeout: float = 900.0) -> None:
+        """Until the catalog indexing begun by ``start`` ends (at once when it has, or was never begun)."""
+        if self.started:
+            self._catalog_done.wait(timeout)
 
     def index_catalogs(self) -> None:
         """Bring timm's catalog up to date in a child process (importing timm imports torch)."""
@@ -79,14 +97,17 @@ class Service:
         home = self.settings.home
         checks["store"] = "ok" if home.is_dir() and os.access(home, os.W_OK) else f"{home} is not writable"
         checks["catalog"] = self.catalog_error or "ok"
+        if self.started and not self._catalog_done.is_set():
+            checks["catalog_indexing"] = "timm's catalog is being indexed; requests that need it wait for it"
         checks["dispatcher"] = self.dispatcher.status()
-        ready = self.started and all(v == "ok" for k, v in checks.items() if k != "dispatcher") \
-            and checks["dispatcher"]["ready"]
+        settled = all(v == "ok" for k, v in checks.items() if k not in ("dispatcher", "catalog_indexing"))
+        ready = self.started and settled and checks["dispatcher"]["ready"]
         return {"ready": ready, "checks": checks}
 
     # --- jobs ----------------------------------------------------------------
     def submit(self, request: JobRequest, *, idempotency_key: str | None, token_id: str | None) -> Job:
         request.key()  # validate before looking anything up
+        self.wait_catalog()
         self._check_known(request)
 
         def cached() -> dict[str, Any] | None:
@@ -146,6 +167,7 @@ class Service:
     def models(self, pattern: str | None, source: str | None, limit: int, offset: int) -> tuple[list[Any], int]:
         from zoo.registry.index import Registry
 
+        self.wait_catalog()
         registry = Registry(self.settings)
         return registry.search(pattern, source=source, limit=limit, offset=offset), registry.count(pattern, source=source)
 
@@ -153,6 +175,7 @@ class Service:
         """The record, its revisions and files, and its artifacts with their parity reports."""
         from zoo.catalog import model_info
 
+        self.wait_catalog()
         info = model_info(model_id, self.settings)
         digests = [a["digest"] for a in info["artifacts"]]
         with self.engine.connect() as conn:
