@@ -13,7 +13,9 @@ dies (``task_reject_on_worker_lost``); the broker's visibility timeout is above
 the job time limit, so it never hands a job out again while a live worker still
 runs it. A worker killed outright (SIGKILL, a lost machine) stops beating its
 lease: the sweeper, in ``zoo serve`` and in every ``zoo worker``, puts the job
-back in the queue and sends it again within about one lease.
+back in the queue and sends it again within about one lease. A broker that lost its
+messages (a Redis restart without persistence) strands queued jobs: each sweep also
+sends again the queued jobs the broker holds no message for (``Sweeper.stranded``).
 """
 
 from __future__ import annotations
