@@ -121,7 +121,7 @@ def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, r
             back = time.monotonic()
             metrics_port = free_port()
             worker = WorkerProc("w", {**env, "ZOO_HOME": str(tmp_path / "w"),
-                                      "ZOO_WORKER_METRICS_PORT": str(metrics_port)}, tmp_path).start()
+                                      "ZOO_WORKER_METRICS_PORT": str(metrics_port)}, tmp_path, concurrency=3).start()
             done = [wait_job(client, job_id, finished, timeout=90) for job_id in ids]
             took = time.monotonic() - back
             assert [d["state"] for d in done] == ["failed"] * 3, done
