@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 REPO = "timm/test_resnet.r160_in1k"
-OPSETS = (15, 16, 17, 18)
+OPSETS = (13, 14, 15, 16, 17, 18)
 
 
 def run(minutes: float, n_workers: int, seed: int, lease: float, drain_s: float, root: Path) -> dict:
