@@ -466,3 +466,36 @@ def test_local_copies_are_evicted_least_recently_used_first_and_only_when_the_bu
     assert report["evicted"] == 1 and report["evicted_bytes"] == 600_000 and report["kept_bytes"] == 1_800_000
     back = fetch_artifact(settings, store, arts["a"].digest)  # a later job brings it back from the bucket
     assert back.digest == arts["a"].digest and store.verify(back) == []
+
+
+def test_the_cache_key_holds_only_the_versions_of_the_tools_its_chain_uses(monkeypatch):
+    """Workers with other extras, or an unrelated upgrade, share artifacts: torch -> onnx does not key on
+    TensorFlow's version, torch -> tflite does."""
+    from zoo import pipeline
+    from zoo.converters import graph
+    from zoo.sources import hub
+    from zoo.sources.base import Source
+
+    class TorchRepo(Source):
+        node, model_id, revision = "torch", "timm/some-model", "a" * 40
+
+        def tools(self):
+            return hub._TORCH_TOOLS
+
+    source = TorchRepo()
+    to_onnx, to_tflite = graph.plan("torch", "onnx"), graph.plan("torch", "tflite")
+    assert set(pipeline.key_versions(source, to_onnx)) <= {"zoo", "torch", "timm", "transformers", "onnx",
+                                                            "onnxscript", "onnxruntime", "numpy"}
+    real = pipeline.dist_versions
+    before = {name: pipeline.cache_key(source, {"opset": 18}, chain) for name, chain in
+              (("onnx", to_onnx), ("tflite", to_tflite))}
+    for bumped in ("tensorflow", "tf2onnx", "keras"):  # an unrelated upgrade on this worker
+        monkeypatch.setattr(pipeline, "dist_versions",
+                            lambda names, b=bumped: {**real(names), **({b: "99.0"} if b in names else {})})
+        assert pipeline.cache_key(source, {"opset": 18}, to_onnx) == before["onnx"], bumped
+    monkeypatch.setattr(pipeline, "dist_versions", lambda names: {**real(names), "tensorflow": "99.0"}
+                        if "tensorflow" in names else real(names))
+    assert pipeline.cache_key(source, {"opset": 18}, to_tflite) != before["tflite"]
+    monkeypatch.setattr(pipeline, "dist_versions", lambda names: {**real(names), "onnxruntime": "99.0"}
+                        if "onnxruntime" in names else real(names))
+    assert pipeline.cache_key(source, {"opset": 18}, to_onnx) != before["onnx"]  # a tool it uses: a new key
