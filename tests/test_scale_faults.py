@@ -9,6 +9,7 @@ Real services: the machine's PostgreSQL, a private ``redis-server`` the tests ki
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
@@ -104,10 +105,17 @@ def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, r
     restarting `zoo serve`; /readyz says whether the broker and any worker are alive."""
     queue = f"zoo-i12-{uuid.uuid4().hex[:8]}"
     env = _stack_env(tmp_path, pg_url, redis_server.url, queue)
+    from zoo import db
+    from zoo.registry.index import TIMM_VERSION_KEY
+    from zoo.service.tokens import create_token
+    from zoo.versions import dist_version
+
+    with db.get_engine(pg_url).begin() as conn:  # no job here names a timm model: skip indexing its catalog
+        db.set_meta(conn, TIMM_VERSION_KEY, dist_version("timm") or "")
     api = ZooServer(tmp_path / "api", env, workers=0).start()
     worker = None
     try:
-        token = api.token("write")
+        token, _ = create_token(db.get_engine(pg_url), "write")  # in-process: no CLI start-up
         with api.client(token) as client:
             ready = client.get("/readyz").json()
             assert ready["checks"]["dispatcher"]["workers_alive"] == 0
@@ -137,8 +145,9 @@ def test_jobs_stranded_by_a_redis_restart_run_within_a_sweep(tmp_path, pg_url, r
         print(f"stranded jobs finished {took:.1f} s after Redis came back (worker start included)")
     finally:
         if worker is not None:
-            worker.stop()
+            worker.stop(signal.SIGKILL)  # idle by now: no warm shutdown to wait for
         api.stop()
+        db.dispose_engine(pg_url)
 
 
 # --- 2. the lease during the S3 upload --------------------------------------------------------------------------
