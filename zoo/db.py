@@ -139,6 +139,17 @@ archives = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
 )
 
+# Workers that run jobs from the broker (zoo worker): each beats its row while it runs, so /readyz can say
+# whether any is alive. Rows of workers not seen for a day are pruned by the sweeper.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),  # host:pid:nonce
+    sa.Column("queue", sa.String(100), nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False, index=True),
+)
+
 meta = sa.Table(
     "meta",
     metadata,
@@ -164,19 +175,49 @@ def get_engine(url: str) -> sa.Engine:
         engine = _engines.get(url)
         if engine is not None:
             return engine
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url, connect_args={"timeout": 30})
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:  # unparseable, or no such dialect or driver
+            raise _config_error(url, f"is not a database URL zoo can use ({type(exc).__name__}: {exc})") from exc
         with _schema_lock(url):
             try:
                 metadata.create_all(engine, checkfirst=True)
+            except sa.exc.OperationalError as exc:  # no server there, no such database, refused credentials
+                if not _connects(engine):
+                    engine.dispose()
+                    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+                    raise _config_error(url, f"leads to no database: {reason}") from exc
+                metadata.create_all(engine, checkfirst=True)  # another process created the tables meanwhile
             except sa.exc.DatabaseError:  # another process created the same tables meanwhile (PostgreSQL)
                 metadata.create_all(engine, checkfirst=True)
         _engines[url] = engine
         return engine
+
+
+def _connects(engine: sa.Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
+def _config_error(url: str, what: str) -> Exception:
+    from zoo.errors import ConfigError
+
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        shown = url.split("@")[-1] if "@" in url else url  # never echo what may be a password
+    return ConfigError(f"ZOO_DATABASE_URL={shown!r} {what}",
+                       hint="fix ZOO_DATABASE_URL (e.g. postgresql+psycopg://USER@HOST:5432/DB, or unset it for "
+                            "SQLite under ZOO_HOME) and check that the database server runs")
 
 
 def dispose_engine(url: str) -> None:

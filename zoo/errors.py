@@ -182,6 +182,14 @@ class JobCrashedError(ZooError, RuntimeError):
     code = "job_crashed"
 
 
+# --- the deployment's configuration -----------------------------------------
+class ConfigError(ZooError, RuntimeError):
+    """A setting names something that cannot be used: a database URL that does not parse, names no
+    installed driver, or leads to no database."""
+
+    code = "config"
+
+
 # --- the one table ---------------------------------------------------------
 # Most specific class first; the first isinstance match wins.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -194,6 +202,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ConversionError, 8),
     (StorageError, 9),
     (SourceModelError, 10),
+    (ConfigError, 11),
     (ZooError, 1),
 ]
 EXIT_OK = 0

@@ -99,6 +99,14 @@ class Settings:
     job_memory_mb: int = 0  # ZOO_JOB_MEMORY_MB: address-space limit of a job process (0: none; default: see below)
     job_attempts: int = 3  # ZOO_JOB_ATTEMPTS: attempts before a job whose worker keeps dying fails
     lease_s: float = 30.0  # ZOO_JOB_LEASE: a claim lapses this long after the last heartbeat
+    resend_after_s: float = 0.0  # ZOO_JOB_RESEND_S: a queued job whose broker message is gone is sent again
+    #   after this long untouched (0: one sweep, half a lease)
+    # --- operations: retention (days; 0 keeps forever) and the worker-local copies of S3 artifacts ---
+    keep_jobs_days: float = 30.0  # ZOO_KEEP_JOBS_DAYS: finished jobs, their events and logs
+    keep_events_days: float = 7.0  # ZOO_KEEP_EVENTS_DAYS: events of finished jobs (the job row stays)
+    keep_idempotency_days: float = 1.0  # ZOO_KEEP_IDEMPOTENCY_DAYS: Idempotency-Key records
+    local_cache_mb: int = 0  # ZOO_LOCAL_CACHE_MB: a worker's local copies of artifacts the bucket holds (0: no cap)
+    worker_metrics_port: int = 0  # ZOO_WORKER_METRICS_PORT: zoo worker serves Prometheus metrics there (0: off)
     # Not from the environment: the server turns it off so that the API process never
     # imports timm (and torch) to index a catalog; it indexes in a child process instead.
     index_catalogs: bool = True
@@ -150,6 +158,12 @@ class Settings:
             job_memory_mb=int(_number(env, "ZOO_JOB_MEMORY_MB", default_job_memory_mb())),
             job_attempts=int(_number(env, "ZOO_JOB_ATTEMPTS", 3, minimum=1)),
             lease_s=_number(env, "ZOO_JOB_LEASE", 30.0, minimum=1, integer=False),
+            resend_after_s=_number(env, "ZOO_JOB_RESEND_S", 0.0, integer=False),
+            keep_jobs_days=_number(env, "ZOO_KEEP_JOBS_DAYS", 30.0, integer=False),
+            keep_events_days=_number(env, "ZOO_KEEP_EVENTS_DAYS", 7.0, integer=False),
+            keep_idempotency_days=_number(env, "ZOO_KEEP_IDEMPOTENCY_DAYS", 1.0, integer=False),
+            local_cache_mb=int(_number(env, "ZOO_LOCAL_CACHE_MB", 0)),
+            worker_metrics_port=int(_number(env, "ZOO_WORKER_METRICS_PORT", 0)),
             download_retries=int(_number(env, "ZOO_DOWNLOAD_RETRIES", 3)),
             download_backoff_s=_number(env, "ZOO_DOWNLOAD_BACKOFF_S", 1.0, integer=False),
             archive_max_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_BYTES", 64 << 30, minimum=1)),

@@ -27,6 +27,8 @@ from zoo import db
 from zoo.service.broker import TASK, CeleryDispatcher
 from zoo.service.execution import execute
 from zoo.service.jobs import JobService
+from zoo.service.metrics import Metrics
+from zoo.service.ops import Housekeeper
 from zoo.settings import Settings
 from zoo.storage import make_storage
 
@@ -43,6 +45,10 @@ class Worker:
         self.app = self.dispatcher.app
         self.stopping = threading.Event()
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = f"{self.instance}:{uuid.uuid4().hex[:8]}"
+        self.dispatcher.sweeper.beat = self.beat
+        self.housekeeper = Housekeeper(settings, self.jobs)  # retention, and the size of the local copies
+        self.metrics = Metrics(self.jobs)  # what this worker ran: attempts, durations, conversions, cache hits
         self.app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(self.run)
 
     def run(self, job_id: str) -> str:
@@ -62,15 +68,26 @@ class Worker:
             if requeued and self.jobs.get(job.id).state == "queued":
                 self.dispatcher.enqueue(job.id)
             return "failed around the job; requeued"
+        self.metrics.observe(job, outcome)
         if outcome.state == "requeued":  # its process died, or this worker stops: back in the queue
             self.dispatcher.enqueue(job.id)
         return outcome.state
+
+    def beat(self) -> None:
+        """This worker is alive (its row in the workers table, which /readyz counts)."""
+        self.jobs.worker_beat(self.worker_id, self.settings.queue)
 
     def main(self, log_level: str = "info") -> None:
         from celery import signals
 
         signals.worker_shutting_down.connect(lambda **_: self.stopping.set(), weak=False)
+        self.beat()
+        if self.settings.worker_metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.settings.worker_metrics_port, addr=self.settings.host, registry=self.metrics.registry)
         self.dispatcher.sweeper.start()
+        self.housekeeper.start()
         try:
             self.app.worker_main([
                 "worker", "--pool", "threads", "--concurrency", str(self.settings.workers),
@@ -78,7 +95,12 @@ class Worker:
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", log_level.upper(),
             ])
         finally:
+            self.housekeeper.stop()
             self.dispatcher.sweeper.stop()
+            try:
+                self.jobs.worker_gone(self.worker_id)
+            except Exception:  # noqa: BLE001 - the row ages out of the alive count by itself
+                log.warning("could not remove this worker's row from the workers table")
 
 
 def run_worker(settings: Settings, concurrency: int | None, log_level: str) -> None:
@@ -86,6 +108,8 @@ def run_worker(settings: Settings, concurrency: int | None, log_level: str) -> N
     settings = replace(settings, workers=concurrency or max(settings.workers, 1))
     settings.home.mkdir(parents=True, exist_ok=True)
     worker = Worker(settings)
+    metrics = f"; metrics on http://{settings.host}:{settings.worker_metrics_port}/metrics" \
+        if settings.worker_metrics_port else ""
     print(f"zoo: worker with {settings.workers} slot(s) on queue {settings.queue}; store {settings.home}; "
-          f"artifacts {settings.storage}", file=sys.stderr, flush=True)
+          f"artifacts {settings.storage}{metrics}", file=sys.stderr, flush=True)
     worker.main(log_level)

@@ -37,6 +37,7 @@ async def catalog_page(request: Request, q: Text = None, source: Text = None, ta
     """Search the whole index; filters by source, task and verified format; paginated."""
     def make() -> Response:
         settings = _service(request).settings
+        _service(request).wait_catalog()  # a first start indexes timm's catalog in the background
         rows, total = catalog.search_models(settings, q, source=source, task=task, fmt=format,
                                             limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
         params = {"q": q, "source": source, "task": task, "format": format}

@@ -38,6 +38,7 @@ from typing import Any
 
 from zoo import errors
 from zoo.service.jobs import Job, JobService, error_dict
+from zoo.service.ops import note_use
 from zoo.settings import Settings
 from zoo.storage.artifacts import ArtifactStore
 from zoo.storage.blobs import Storage
@@ -99,7 +100,7 @@ def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, ow
         proc, events_fd = _spawn(job, settings)
     except OSError as exc:  # no process could be started (out of memory, too many processes)
         outcome = Outcome("requeued", reason=f"the job's process could not start: {exc}")
-        _record(job, jobs, storage, owner, outcome)
+        record_outcome(job, jobs, storage, owner, outcome)
         return outcome
     killed = False
     try:
@@ -111,8 +112,10 @@ def execute(job: Job, jobs: JobService, storage: Storage, settings: Settings, ow
         killed = _kill(proc)
         ArtifactStore(settings.home).clean_stale()  # the child's staging directory, if it was killed
     outcome = _decide(job, final, ended, proc, settings, killed=killed)
+    record_outcome(job, jobs, storage, owner, outcome, beat_every=beat_interval(settings))
     outcome.duration_s = time.monotonic() - started
-    _record(job, jobs, storage, owner, outcome)
+    if outcome.state == "succeeded" and (outcome.result or {}).get("digest"):
+        note_use(settings, outcome.result["digest"])  # its place in the LRU order of the local copies
     return outcome
 
 
@@ -137,7 +140,7 @@ def _spawn(job: Job, settings: Settings) -> tuple[subprocess.Popen, int]:
 def _supervise(job: Job, jobs: JobService, settings: Settings, owner: str, proc: subprocess.Popen,
                events_fd: int, stop: threading.Event) -> tuple[dict[str, Any] | None, str]:
     """Relay the child's events until it ends; (its final event, why it ended)."""
-    beat_every = max(min(settings.lease_s / 3, 5.0), 0.2)
+    beat_every = beat_interval(settings)
     deadline = time.monotonic() + settings.job_timeout_s
     next_beat = time.monotonic() + beat_every
     buffer, final = b"", None
@@ -162,6 +165,41 @@ def _supervise(job: Job, jobs: JobService, settings: Settings, owner: str, proc:
             status = jobs.heartbeat(job.id, owner)
             if status != "ok":
                 return final, status  # "cancel" or "lost"
+
+
+def beat_interval(settings: Settings) -> float:
+    """Seconds between two heartbeats of a job's lease: a third of the lease, between 0.2 and 5."""
+    return max(min(settings.lease_s / 3, 5.0), 0.2)
+
+
+class LeaseKeeper:
+    """Beats a job's lease from a thread while the worker does something slow after the job's process
+    ended (the S3 upload of its artifact): ``lost`` turns true when the lease is no longer this worker's."""
+
+    def __init__(self, jobs: JobService, job_id: str, owner: str, every_s: float) -> None:
+        self.jobs, self.job_id, self.owner, self.every_s = jobs, job_id, owner, every_s
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"zoo-lease-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                status = self.jobs.heartbeat(self.job_id, self.owner)
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                log.warning("job %s: could not beat its lease; retrying", self.job_id)
+                continue
+            if status == "lost":  # "cancel" is ignored here: the result is nearly recorded
+                self.lost = True
+                return
 
 
 def _read_available(fd: int) -> bytes | None:
@@ -261,19 +299,33 @@ def _looks_like_error(line: str) -> bool:
     return _ERROR_LINE.match(line) is not None
 
 
-def _record(job: Job, jobs: JobService, storage: Storage, owner: str, outcome: Outcome) -> None:
+def record_outcome(job: Job, jobs: JobService, storage: Storage, owner: str, outcome: Outcome,
+                   beat_every: float | None = None) -> None:
+    """Write ``outcome`` to the job table. A success first makes the artifact public (in S3 mode: the
+    upload), beating the lease meanwhile; when the lease is lost anyway (another worker took the job),
+    the outcome becomes "lost": the result is thrown away and nothing claims it succeeded."""
     if outcome.state == "succeeded":
-        try:
-            outcome.result = public_result(outcome.result or {}, storage)
-        except errors.ZooError as exc:  # the artifact vanished, or cannot be read, right after publishing
-            outcome.state, outcome.error = "failed", error_dict(exc)
+        with LeaseKeeper(jobs, job.id, owner, beat_every or max(jobs.lease_s / 3, 0.2)) as keeper:
+            try:
+                outcome.result = public_result(outcome.result or {}, storage)
+            except errors.ZooError as exc:  # the artifact vanished, or cannot be read, right after publishing
+                outcome.state, outcome.error = "failed", error_dict(exc)
+        if keeper.lost:
+            outcome.state = "lost"
+    recorded = True
     if outcome.state == "succeeded":
-        jobs.finish(job.id, owner, "succeeded", result=outcome.result)
+        recorded = jobs.finish(job.id, owner, "succeeded", result=outcome.result)
     elif outcome.state in ("failed", "canceled"):
-        jobs.finish(job.id, owner, outcome.state, error=public_error(outcome.error))
+        recorded = jobs.finish(job.id, owner, outcome.state, error=public_error(outcome.error))
     elif outcome.state == "requeued":
-        jobs.requeue(job.id, owner, reason=outcome.reason, count_attempt=outcome.counted)
-    log.info("job %s attempt %d: %s", job.id, job.attempts, outcome.state)
+        recorded = jobs.requeue(job.id, owner, reason=outcome.reason, count_attempt=outcome.counted)
+    if outcome.state != "lost" and not recorded:
+        outcome.state = "lost"
+    if outcome.state == "lost":
+        log.warning("job %s attempt %d: its lease was lost (another worker holds the job); this attempt's "
+                    "result is thrown away", job.id, job.attempts)
+    else:
+        log.info("job %s attempt %d: %s", job.id, job.attempts, outcome.state)
 
 
 # An absolute path: a "/" that starts a token (not the "/" inside "org/name" or "https://host/x").

@@ -168,6 +168,14 @@ class JobService:
             self._event(conn, job_id, "state", {"state": "succeeded", "cached": True})
         return self.get(job_id)
 
+    def last_succeeded(self, key: str) -> Job | None:
+        """The latest job for the request ``key`` that succeeded (a conversion or a cached answer)."""
+        j = db.jobs.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.jobs).where((j.key == key) & (j.state == "succeeded"))
+                               .order_by(j.finished_at.desc()).limit(1)).mappings().first()
+        return Job.from_row(row) if row else None
+
     def get(self, job_id: str) -> Job:
         row = None
         if _JOB_ID_RE.match(job_id):
@@ -280,6 +288,74 @@ class JobService:
             if done:
                 requeued.append(row.id)
         return requeued
+
+    def stranded(self, older_than_s: float) -> list[tuple[str, float]]:
+        """Queued jobs untouched for ``older_than_s`` (no claim, no send since): (id, updated_at),
+        oldest first. The broker may have lost their message; the caller checks and sends again."""
+        j = db.jobs.c
+        cutoff = self.clock() - older_than_s
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(j.id, j.updated_at).where((j.state == "queued") & (j.updated_at < cutoff))
+                                .order_by(j.created_at).limit(1000)).all()
+        return [(row.id, row.updated_at) for row in rows]
+
+    def mark_resent(self, job_id: str, updated_at: float, reason: str) -> bool:
+        """Claim the re-sending of a stranded queued job: a conditional update, so of several
+        sweepers that find the same job at once exactly one sends it again."""
+        j = db.jobs.c
+        with self.engine.begin() as conn:
+            done = conn.execute(sa.update(db.jobs).where((j.id == job_id) & (j.state == "queued")
+                                                         & (j.updated_at == updated_at))
+                                .values(updated_at=max(self.clock(), updated_at + 1e-6))).rowcount
+            if done:
+                self._event(conn, job_id, "note", {"message": reason})
+        return bool(done)
+
+    def worker_beat(self, worker_id: str, queue: str) -> None:
+        """A broker worker says it is alive (``workers_alive`` counts it)."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            done = conn.execute(sa.update(db.workers).where(db.workers.c.id == worker_id)
+                                .values(seen_at=now)).rowcount
+            if not done:
+                db.upsert(conn, db.workers, [{"id": worker_id, "queue": queue, "started_at": now, "seen_at": now}])
+
+    def worker_gone(self, worker_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(db.workers).where(db.workers.c.id == worker_id))
+
+    def workers_alive(self, queue: str, within_s: float) -> int:
+        """Broker workers of ``queue`` seen in the last ``within_s`` seconds."""
+        w = db.workers.c
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(db.workers).where(
+                (w.queue == queue) & (w.seen_at >= self.clock() - within_s))).scalar_one()
+
+    def prune(self, *, jobs_s: float, events_s: float, idempotency_s: float) -> dict[str, Any]:
+        """Delete what is older than its retention (0: keep forever): finished jobs with their events,
+        events of finished jobs, idempotency keys, and worker rows not seen for a day. Active jobs
+        and their events are never touched. Returns the ids of the jobs deleted and row counts."""
+        j, e, i, w = db.jobs.c, db.job_events.c, db.idempotency_keys.c, db.workers.c
+        now = self.clock()
+        out: dict[str, Any] = {"jobs": [], "events": 0, "idempotency_keys": 0, "workers": 0}
+        with self.engine.begin() as conn:
+            if jobs_s > 0:
+                old = conn.execute(sa.select(j.id).where(j.state.in_(TERMINAL) & (j.finished_at < now - jobs_s))
+                                   .limit(10_000)).scalars().all()
+                for start in range(0, len(old), 500):
+                    chunk = old[start:start + 500]
+                    out["events"] += conn.execute(sa.delete(db.job_events).where(e.job_id.in_(chunk))).rowcount
+                    conn.execute(sa.delete(db.jobs).where(j.id.in_(chunk)))
+                out["jobs"] = list(old)
+            if events_s > 0:
+                finished = sa.select(j.id).where(j.state.in_(TERMINAL))
+                out["events"] += conn.execute(sa.delete(db.job_events).where(
+                    (e.at < now - events_s) & e.job_id.in_(finished))).rowcount
+            if idempotency_s > 0:
+                out["idempotency_keys"] = conn.execute(sa.delete(db.idempotency_keys).where(
+                    i.created_at < now - idempotency_s)).rowcount
+            out["workers"] = conn.execute(sa.delete(db.workers).where(w.seen_at < now - 86400)).rowcount
+        return out
 
     def heartbeat(self, job_id: str, owner: str) -> str:
         """Extend the lease: "ok", "cancel" (a client asked to stop) or "lost" (no longer ours)."""
