@@ -37,6 +37,10 @@ def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
 
 def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
     spec = record.input_spec
+    if record.task == "text-generation" and record.extra.get("io"):
+        from zoo.converters.tasks.text_generation import input_sets
+
+        return input_sets(record, tokenizer)
     if spec and spec[0]["name"] == "input_ids":
         return _text_sets(record, tokenizer)
     if record.library == "keras" and spec and spec[0].get("layout") == "NHWC":

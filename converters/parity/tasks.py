@@ -56,6 +56,8 @@ class TaskContext:
     precision: str  # float32 | float16 | bfloat16 | int8: picks the bounds
     metadata: dict[str, str]
     explicit: bool  # the task was declared, not guessed from the outputs
+    reference: Any = None  # the two models as feeds -> outputs callables, for checks that run them again
+    candidate: Any = None  # (a decode loop over the KV cache); None where the caller gave none
 
     def samples(self) -> list[tuple[InputSet, list, list]]:
         return [r for r in self.ran if r[0].kind == "sample"]
@@ -87,7 +89,7 @@ def declared_task(task: str | None, metadata: dict[str, str]) -> str | None:
 
 
 def run_task_checks(task: str | None, names: list[str], ran: list, precision: str,
-                    metadata: dict[str, str]) -> list[TaskResult]:
+                    metadata: dict[str, str], runners: tuple[Any, Any] = (None, None)) -> list[TaskResult]:
     """The checks of the declared task, then those the outputs themselves call for."""
     key = TASK_ALIASES.get((declared_task(task, metadata) or "").lower())
     chosen = {key: True} if key else {}  # registry key -> declared (True) or guessed
@@ -96,7 +98,7 @@ def run_task_checks(task: str | None, names: list[str], ran: list, precision: st
         if name not in chosen and guess(guessing):
             chosen[name] = False
     return [result for name, explicit in chosen.items()
-            for result in TASK_CHECKS[name](TaskContext(names, ran, precision, metadata, explicit))]
+            for result in TASK_CHECKS[name](TaskContext(names, ran, precision, metadata, explicit, *runners))]
 
 
 # Bounds per precision class: what a faithful conversion keeps, with room for its own rounding.
@@ -426,3 +428,15 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
                                       None if ok else f"decoded strings differ: character error rate {cer:.3f} > {limit}",
                                       figures))
     return results
+
+
+# --- text generation (zoo.converters.tasks.text_generation) ------------------------------------------
+@register_task_check("text-generation", "causal-lm", "text-generation-with-past")
+def check_generation(ctx: TaskContext) -> list[TaskResult]:
+    """Greedy generation through each model's own KV cache, tokens and per-step logits compared."""
+    from zoo.converters.tasks.text_generation import generation_results
+
+    if ctx.reference is None or ctx.candidate is None:
+        return []
+    return [TaskResult(**r) for r in generation_results(ctx.names, ctx.ran, ctx.precision, ctx.reference,
+                                                         ctx.candidate)]

@@ -61,6 +61,12 @@ class RecordSource(Source):
                                             hint=f"import it again: zoo import DIR --name {record.name}")
         _names, self.weights, self.weights_format = choose_files([f.path for f in files])
         self.root, self.revision, self.files = root, str(record.revision), files
+        if self.task and self.task != record.task and record.library == "transformers":
+            from zoo.registry.hf_source import describe
+
+            described = describe(record, root, [f.path for f in files], task=self.task)
+            described.revision = record.revision
+            self.record = described
 
     def _fetch_hub(self, progress: Progress) -> None:
         from zoo.registry.hf_source import describe, fetch_snapshot, file_infos
@@ -73,7 +79,7 @@ class RecordSource(Source):
         snap = fetch_snapshot(record.repo_id, self.requested, self.settings, repo_filename=record.repo_filename,
                               progress=progress.downloads_visible, on_note=progress.note)
         if record.source == "hf":
-            record = describe(record, snap.root, snap.files)
+            record = describe(record, snap.root, snap.files, task=self.task)
             record.license = snap.license or record.license
             self.registry.upsert(record)
         files = self.registry.revision_files(record.id, snap.commit)
