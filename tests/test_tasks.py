@@ -1,6 +1,7 @@
 """Hugging Face tasks (issue 11): the task from the repo or --task, text generation with a KV cache checked
-by greedy generation against transformers' generate(), and the encoder heads, each through `zoo pull`
-from a local Hugging Face cache with tiny seeded models (tests/task_builders.py)."""
+by greedy generation against transformers' generate(), and the encoder heads (fill-mask, token
+classification, question answering, sentence-transformers embeddings), each through `zoo pull` from a local
+Hugging Face cache with tiny seeded models (tests/task_builders.py), and checked here again independently."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pytest
 from builders import write_hf_cache
 from task_builders import bert_head_repo, decoder_repo
 
+from zoo import errors
+
 DECODERS = {"zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"), "zoo-test/tiny-llama": lambda: decoder_repo("llama")}
 HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
          for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity")}
+PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +28,7 @@ def task_repos() -> dict[str, dict[str, bytes]]:
 
 @pytest.fixture
 def pull(indexed, task_repos, monkeypatch, capsys):
-    """``(repo, *args, code=0) -> JSON`` of an in-process offline `zoo pull REPO --json` from the HF cache."""
+    """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json`."""
     from zoo.cli import main as cli
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -34,9 +38,19 @@ def pull(indexed, task_repos, monkeypatch, capsys):
         got = cli.main(["pull", repo, "--json", *args])
         captured = capsys.readouterr()
         assert got == code, captured.err[-3000:] + captured.out[-3000:]
-        return json.loads(captured.out.strip().splitlines()[-1])
+        out = json.loads(captured.out.strip().splitlines()[-1])
+        out["stderr"] = captured.err
+        return out
 
     return run
+
+
+def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    root = tmp_path / "source"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
 
 
 def ort_session(path: str):
@@ -45,9 +59,157 @@ def ort_session(path: str):
     return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 
-def test_gpt2_text_generation_with_kv_cache(pull, task_repos):
-    out = pull("zoo-test/tiny-gpt2")
-    assert out["verified"] and out["parity"]["passed"], out["parity"]
-    manifest = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
-    print(out["parity"].keys())
-    print(json.dumps(manifest["parity"]["tasks"], indent=1)[:3000])
+def manifest_of(out: dict) -> dict:
+    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+
+
+def task_result(manifest: dict, check: str) -> dict:
+    found = [t for t in manifest["parity"]["tasks"] if t["check"] == check]
+    assert found, [t["check"] for t in manifest["parity"]["tasks"]]
+    return found[0]
+
+
+# --- text generation ---------------------------------------------------------------------------------
+def onnx_greedy(session, enc: dict, steps: int) -> np.ndarray:
+    """A plain onnxruntime decode loop over the cache, written here from the ONNX signature alone."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    past = [n for n in inputs if n.startswith("past_key_values.")]
+    batch = enc["input_ids"].shape[0]
+    feeds = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    feeds.update({n: np.zeros((batch, inputs[n].shape[1], 0, inputs[n].shape[3]), np.float32) for n in past})
+    out_names = [o.name for o in session.get_outputs()]
+    tokens = []
+    for _ in range(steps):
+        outs = dict(zip(out_names, session.run(None, feeds)))
+        nxt = outs["logits"][:, -1].argmax(-1).astype(np.int64)
+        tokens.append(nxt)
+        mask = np.concatenate([feeds["attention_mask"], np.ones((batch, 1), np.int64)], axis=1)
+        feeds = {"input_ids": nxt[:, None], "attention_mask": mask,
+                 **{n: outs[n.replace("past_key_values.", "present.")] for n in past}}
+    return np.stack(tokens, 1)
+
+
+@pytest.mark.parametrize("repo", sorted(DECODERS))
+def test_decoder_text_generation_with_kv_cache_matches_generate(pull, task_repos, tmp_path, repo):
+    import torch
+    import transformers
+
+    out = pull(repo)
+    assert out["verified"] and out["parity"]["passed"]
+    manifest = manifest_of(out)
+    gen = task_result(manifest, "text-generation")
+    assert gen["passed"] and gen["figures"]["identical"] and gen["figures"]["reference"] == "generate()"
+    assert gen["figures"]["new_tokens"] == 20 and gen["figures"]["prompts"] >= 3
+    assert manifest["record"]["task"] == "text-generation"
+    assert manifest["record"]["extra"]["io"]["cache"]["num_layers"] == 2
+    session = ort_session(out["path"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["zoo.task"] == "text-generation" and json.loads(meta["zoo.io"])["padding"] == "left"
+    names = [i.name for i in session.get_inputs()]
+    assert names == ["input_ids", "attention_mask"] + [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
+    assert session.get_inputs()[2].shape[0] == "batch" and session.get_inputs()[2].shape[2] == "past_sequence"
+    assert [o.name for o in session.get_outputs()][1:3] == ["present.0.key", "present.0.value"]
+    # independently: the tokenizer travels with the artifact; generate() of the real model on other prompts
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    assert tok.pad_token is None  # GPT-2 style: the artifact's tokenizer is the repo's own
+    tok.pad_token, tok.padding_side = tok.eos_token, "left"
+    enc = {k: v.astype(np.int64) for k, v in tok(PROMPTS, padding=True, return_tensors="np").items()}
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model.generate(**{k: torch.from_numpy(v) for k, v in enc.items()}, max_new_tokens=20, min_new_tokens=20,
+                             do_sample=False, pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:].numpy()
+    got = onnx_greedy(session, enc, 20)
+    np.testing.assert_array_equal(got, ref)
+    assert len({int(t) for t in ref.reshape(-1)}) > 5  # the tiny model does not just repeat one token
+
+
+def _shift_cache_output(path: Path, output: str) -> None:
+    """Rewire ``output`` to its own value shifted by one position along the sequence axis (same shape):
+    the kind of off-by-one a broken cache export makes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inner = f"{output}__unshifted"
+    for node in graph.node:
+        node.output[:] = [inner if o == output else o for o in node.output]
+        node.input[:] = [inner if i == output else i for i in node.input]
+    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    graph.initializer.extend([const("shift_s0", [0]), const("shift_s1", [1]), const("shift_end", [-1]),
+                              const("shift_big", [2**62]), const("shift_ax", [2])])
+    graph.node.extend([
+        helper.make_node("Slice", [inner, "shift_s0", "shift_s1", "shift_ax"], [f"{inner}_first"]),
+        helper.make_node("Slice", [inner, "shift_s0", "shift_end", "shift_ax"], [f"{inner}_head"]),
+        helper.make_node("Concat", [f"{inner}_first", f"{inner}_head"], [output], axis=2),
+    ])
+    onnx.save(model, str(path))
+
+
+def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
+    import zoo.converters.edges.torch_onnx as torch_onnx
+
+    real_export = torch_onnx.export_onnx
+
+    def broken_export(tm, example, out_path, **kwargs):
+        info = real_export(tm, example, out_path, **kwargs)
+        _shift_cache_output(out_path, "present.1.value")
+        return info
+
+    monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)
+    err = pull("zoo-test/tiny-llama", "--exporter", "torchscript", code=6)
+    assert err["error"] == "parity_failed"
+    gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
+    assert gen and gen[0]["passed"] is False and not gen[0]["figures"]["identical"], gen
+    assert "diverge" in gen[0]["reason"] or "logits" in gen[0]["reason"]
+
+
+# --- the task: from the repo, --task, and what zoo does not convert ------------------------------------
+def test_task_detection_from_architectures_card_and_modules():
+    from zoo.converters.tasks import card_pipeline_tag, check_task, detect_task
+
+    assert detect_task("m", "GPT2LMHeadModel")[0] == "text-generation"
+    assert detect_task("m", "LlamaForCausalLM")[0] == "text-generation"
+    assert detect_task("m", "BertForMaskedLM")[0] == "fill-mask"
+    assert detect_task("m", "DistilBertForTokenClassification")[0] == "token-classification"
+    assert detect_task("m", "RobertaForQuestionAnswering")[0] == "question-answering"
+    assert detect_task("m", "BertModel", modules=[{"type": "sentence_transformers.models.Pooling"}]) == \
+        ("sentence-similarity", "modules.json")
+    card = "---\nlicense: mit\npipeline_tag: sentence-similarity\n---\n# x\n"
+    assert card_pipeline_tag(card) == "sentence-similarity"
+    assert detect_task("m", "BertModel", card=card) == ("sentence-similarity", "model card pipeline_tag")
+    assert detect_task("m", "BertForMaskedLM", override="causal-lm") == ("text-generation", "--task")
+    assert check_task("ner") == "token-classification"
+    with pytest.raises(errors.UnsupportedError) as exc:
+        detect_task("m", "T5ForConditionalGeneration")
+    assert errors.exit_code_for(exc.value) == 5 and "text-generation" in exc.value.hint
+    with pytest.raises(errors.UnsupportedError):
+        detect_task("m", "BertForMultipleChoice")
+    with pytest.raises(errors.UnsupportedError) as exc:
+        detect_task("m", "FancyThing")
+    assert "fill-mask" in exc.value.hint
+    with pytest.raises(errors.UsageError):
+        check_task("make-me-a-sandwich")
+
+
+def test_an_unsupported_head_exits_5_listing_the_supported_tasks(pull, task_repos):
+    files = dict(task_repos["zoo-test/tiny-bert-fill-mask"])
+    config = json.loads(files["config.json"])
+    config["architectures"] = ["BertForMultipleChoice"]
+    files["config.json"] = json.dumps(config).encode()
+    err = pull("zoo-test/tiny-bert-mc", code=5, files=files)
+    assert err["error"] == "unsupported" and "BertForMultipleChoice" in err["message"]
+    for task in ("text-generation", "fill-mask", "question-answering", "sentence-similarity"):
+        assert task in err["hint"]
+    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "text2text-generation", code=5)
+    assert "text-generation" in err["hint"]
+    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "bogus", code=2)
+    assert "supported tasks" in err["hint"]
+
+
+def test_task_override_exports_another_head(pull):
+    out = pull("zoo-test/tiny-bert-fill-mask", "--task", "feature-extraction")
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "feature-extraction" and manifest["options"]["task"] == "feature-extraction"
+    assert [o.name for o in ort_session(out["path"]).get_outputs()][0] == "last_hidden_state"

@@ -42,7 +42,13 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
 
         return input_sets(record, tokenizer)
     if spec and spec[0]["name"] == "input_ids":
-        return _text_sets(record, tokenizer)
+        sets = _text_sets(record, tokenizer)
+        if record.task == "fill-mask" and tokenizer is not None:
+            from zoo.converters.tasks.heads import masked_input_set
+
+            masked = masked_input_set(sets, tokenizer)
+            sets += [masked] if masked is not None else []
+        return sets
     if record.library == "keras" and spec and spec[0].get("layout") == "NHWC":
         return _keras_sets(record)
     if record.library == "keras":  # any other Keras model: seeded random inputs from its declared shapes

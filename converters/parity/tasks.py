@@ -440,3 +440,18 @@ def check_generation(ctx: TaskContext) -> list[TaskResult]:
         return []
     return [TaskResult(**r) for r in generation_results(ctx.names, ctx.ran, ctx.precision, ctx.reference,
                                                          ctx.candidate)]
+
+
+# --- encoder heads (zoo.converters.tasks.heads) ------------------------------------------------------
+def _head_check(task: str) -> TaskCheck:
+    def check(ctx: TaskContext) -> list[TaskResult]:
+        from zoo.converters.tasks.heads import head_results
+
+        return [TaskResult(**r) for r in head_results(task, ctx.names, ctx.ran, ctx.precision)]
+
+    return check
+
+
+register_task_check("fill-mask", "masked-lm")(_head_check("fill-mask"))
+register_task_check("token-classification", "ner")(_head_check("token-classification"))
+register_task_check("question-answering")(_head_check("question-answering"))

@@ -64,3 +64,89 @@ def sentence_embedding(model: Any, input_names: list[str], st: dict[str, Any]) -
             return pooled
 
     return SentenceEmbedding(model).eval()
+
+
+# --- parity inputs and checks of the encoder heads ----------------------------------------------------
+MASKED_SET = "sample-masked"
+
+
+def masked_input_set(sets: list[Any], tokenizer: Any) -> Any:
+    """fill-mask: the sample sentences with every third real word-piece replaced by the mask token."""
+    import numpy as np
+
+    from zoo.converters.parity.report import InputSet
+
+    mask_id = getattr(tokenizer, "mask_token_id", None)
+    sample = next((s for s in sets if s.kind == "sample" and "input_ids" in s.feeds), None)
+    if mask_id is None or sample is None:
+        return None
+    ids = np.array(sample.feeds["input_ids"], copy=True)
+    special = np.isin(ids, np.asarray(tokenizer.all_special_ids))
+    real = np.asarray(sample.feeds.get("attention_mask", np.ones_like(ids))).astype(bool) & ~special
+    chosen = np.zeros_like(real)
+    for row in range(ids.shape[0]):
+        cols = np.flatnonzero(real[row])
+        chosen[row, cols[1::3]] = True
+    ids[chosen] = mask_id
+    return InputSet(MASKED_SET, {**sample.feeds, "input_ids": ids}, kind="sample")
+
+
+def _real_tokens(np: Any, feeds: dict[str, Any], shape: tuple[int, ...]) -> Any:
+    mask = feeds.get("attention_mask")
+    return np.ones(shape[:2], bool) if mask is None else np.asarray(mask).astype(bool)
+
+
+def head_results(task: str, names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
+    """What each head's user reads, compared on the sample sets: fill-mask the top-1 token (and the top-5
+    set) at every masked position; token-classification the label of every real token; question-answering
+    the best start and end token. Float32 must agree everywhere; lower precisions on 95% (int8: 90%)."""
+    import numpy as np
+
+    need = 1.0 if precision in ("float32", "float64") else 0.9 if precision == "int8" else 0.95
+    results = []
+    unmasked = {s.name: s.feeds for s, _, _ in ran if s.kind == "sample"}
+    for input_set, refs, outs in ran:
+        if input_set.kind != "sample":
+            continue
+        got = dict(zip(names, zip(refs, outs)))
+        figures: dict[str, Any] = {"required_agreement": need}
+        if task == "fill-mask":
+            if input_set.name != MASKED_SET or "logits" not in got:
+                continue
+            before = next((f for n, f in unmasked.items() if n != MASKED_SET), None)
+            ids = np.asarray(input_set.feeds["input_ids"])
+            where = ids != np.asarray(before["input_ids"]) if before is not None else None
+            if where is None or not where.any():
+                results.append({"check": task, "input_set": input_set.name, "output": "logits", "passed": None,
+                                "reason": "no masked position to compare"})
+                continue
+            r, c = (np.asarray(a)[where] for a in got["logits"])
+            top1 = float((r.argmax(-1) == c.argmax(-1)).mean())
+            top5 = float(np.mean([set(np.argsort(-a)[:5]) == set(np.argsort(-b)[:5]) for a, b in zip(r, c)]))
+            figures.update(masked_positions=int(where.sum()), top1_agreement=top1, top5_set_agreement=top5)
+            reasons = [f"top-1 token at masked positions agrees on {top1:.0%} < {need:.0%}"] if top1 < need else []
+            output = "logits"
+        elif task == "token-classification" and "logits" in got:
+            r, c = (np.asarray(a) for a in got["logits"])
+            real = _real_tokens(np, input_set.feeds, r.shape)
+            agree = float((r.argmax(-1) == c.argmax(-1))[real].mean())
+            figures.update(real_tokens=int(real.sum()), label_agreement=agree)
+            reasons = [f"per-token label agrees on {agree:.0%} of real tokens < {need:.0%}"] if agree < need else []
+            output = "logits"
+        elif task == "question-answering" and {"start_logits", "end_logits"} <= set(got):
+            spans = []
+            for side in ("start_logits", "end_logits"):
+                r, c = (np.asarray(a, np.float64) for a in got[side])
+                real = _real_tokens(np, input_set.feeds, r.shape)
+                r, c = np.where(real, r, -np.inf), np.where(real, c, -np.inf)
+                spans.append(r.argmax(-1) == c.argmax(-1))
+            agree = float((spans[0] & spans[1]).mean())
+            figures.update(examples=int(spans[0].size), span_agreement=agree)
+            reasons = [f"answer span (start and end) agrees on {agree:.0%} of examples < {need:.0%}"] \
+                if agree < need else []
+            output = "start_logits,end_logits"
+        else:
+            continue
+        results.append({"check": task, "input_set": input_set.name, "output": output, "passed": not reasons,
+                        "reason": "; ".join(reasons) or None, "figures": figures})
+    return results
