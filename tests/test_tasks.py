@@ -213,3 +213,74 @@ def test_task_override_exports_another_head(pull):
     manifest = manifest_of(out)
     assert manifest["record"]["task"] == "feature-extraction" and manifest["options"]["task"] == "feature-extraction"
     assert [o.name for o in ort_session(out["path"]).get_outputs()][0] == "last_hidden_state"
+
+
+# --- encoder heads -----------------------------------------------------------------------------------
+SENTENCES = ["the river runs through the old city", "hello", "my father and mother read a book about the sea"]
+
+
+def _encode(out: dict, sentences: list[str]) -> dict[str, np.ndarray]:
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    return {k: v.astype(np.int64) for k, v in tok(sentences, padding=True, return_tensors="np").items()}
+
+
+@pytest.mark.parametrize("head, auto, outputs", [
+    ("fill-mask", "AutoModelForMaskedLM", ["logits"]),
+    ("token-classification", "AutoModelForTokenClassification", ["logits"]),
+    ("question-answering", "AutoModelForQuestionAnswering", ["start_logits", "end_logits"]),
+])
+def test_encoder_heads(pull, task_repos, tmp_path, head, auto, outputs):
+    import torch
+    import transformers
+
+    repo = f"zoo-test/tiny-bert-{head}"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == head
+    check = task_result(manifest, head)
+    assert check["passed"] is True
+    if head == "fill-mask":
+        assert check["input_set"] == "sample-masked" and check["figures"]["masked_positions"] >= 5
+    session = ort_session(out["path"])
+    assert [o.name for o in session.get_outputs()] == outputs
+    assert session.get_outputs()[0].shape[:2] == ["batch", "sequence"]
+    enc = _encode(out, SENTENCES)
+    got = dict(zip(outputs, session.run(None, enc)))
+    model = getattr(transformers, auto).from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in enc.items()})
+    real = enc["attention_mask"].astype(bool)
+    for name in outputs:
+        r = ref[name].numpy()
+        np.testing.assert_allclose(got[name][real], r[real], atol=1e-4, rtol=1e-4)
+        np.testing.assert_array_equal(got[name].argmax(-1)[real] if r.ndim == 3 else got[name].argmax(-1),
+                                      r.argmax(-1)[real] if r.ndim == 3 else r.argmax(-1))
+
+
+def test_sentence_transformers_repo_exports_the_normalised_sentence_embedding(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    repo = "zoo-test/tiny-bert-sentence-similarity"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "sentence-similarity" and manifest["record"]["extra"]["task_from"] == "modules.json"
+    assert task_result(manifest, "embedding")["passed"] is True
+    session = ort_session(out["path"])
+    assert [o.name for o in session.get_outputs()] == ["sentence_embedding"]
+    enc = _encode(out, SENTENCES)
+    (emb,) = session.run(None, enc)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # Normalize is in the graph
+    # sentence-transformers' computation, written out: mean over real tokens, then L2 normalisation
+    model = transformers.AutoModel.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        hidden = model(**{k: torch.from_numpy(v) for k, v in enc.items()}).last_hidden_state.numpy()
+    mask = enc["attention_mask"][..., None].astype(np.float32)
+    ref = (hidden * mask).sum(1) / mask.sum(1)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(emb, ref, atol=1e-5)
+    assert np.all((emb * ref).sum(1) > 0.99999)

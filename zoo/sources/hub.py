@@ -149,7 +149,8 @@ class RecordSource(Source):
             return []
         from zoo.registry.hf_source import METADATA_FILES
 
-        return [f.path for f in self.files if f.path in METADATA_FILES]
+        # top-level files only: a sentence-transformers 1_Pooling/config.json is inside the graph already
+        return [f.path for f in self.files if f.path in METADATA_FILES and "/" not in f.path]
 
     def describe(self) -> dict[str, Any]:
         if self.record.source == "local":
