@@ -74,7 +74,13 @@ def bert_head_repo(head: str, seed: int = 0) -> dict[str, bytes]:
     """A tiny BERT with a task head: ``fill-mask``, ``token-classification``, ``question-answering``, or
     ``sentence-similarity`` (a sentence-transformers layout: modules.json, mean pooling, Normalize)."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertForQuestionAnswering, BertForTokenClassification, BertModel
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForQuestionAnswering,
+        BertForTokenClassification,
+        BertModel,
+    )
 
     classes = {"fill-mask": BertForMaskedLM, "token-classification": BertForTokenClassification,
                "question-answering": BertForQuestionAnswering, "sentence-similarity": BertModel}

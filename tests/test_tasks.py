@@ -135,7 +135,7 @@ def _shift_cache_output(path: Path, output: str) -> None:
     for node in graph.node:
         node.output[:] = [inner if o == output else o for o in node.output]
         node.input[:] = [inner if i == output else i for i in node.input]
-    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
     graph.initializer.extend([const("shift_s0", [0]), const("shift_s1", [1]), const("shift_end", [-1]),
                               const("shift_big", [2**62]), const("shift_ax", [2])])
     graph.node.extend([
@@ -147,7 +147,7 @@ def _shift_cache_output(path: Path, output: str) -> None:
 
 
 def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
-    import zoo.converters.edges.torch_onnx as torch_onnx
+    from zoo.converters.edges import torch_onnx
 
     real_export = torch_onnx.export_onnx
 
@@ -212,7 +212,7 @@ def test_task_override_exports_another_head(pull):
     assert out["verified"]
     manifest = manifest_of(out)
     assert manifest["record"]["task"] == "feature-extraction" and manifest["options"]["task"] == "feature-extraction"
-    assert [o.name for o in ort_session(out["path"]).get_outputs()][0] == "last_hidden_state"
+    assert ort_session(out["path"]).get_outputs()[0].name == "last_hidden_state"
 
 
 # --- encoder heads -----------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ against the reference's own decode loop (logits compared at the prefill and at e
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from zoo.converters.parity.report import InputSet
 
@@ -116,9 +117,11 @@ def input_sets(record: Any, tokenizer: Any) -> list[InputSet]:
 
 # --- the generation check ----------------------------------------------------------------------------
 def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any], steps: int,
-                eos: int | None = None) -> tuple[Any, list[Any]]:
-    """Greedy decoding over a model's own cache: ``feeds`` is the prefill (past of length 0).
-    Returns (new tokens [batch, steps], the last-position logits of each step)."""
+                forced: Any = None) -> tuple[Any, list[Any]]:
+    """Greedy decoding over a model's own cache: ``feeds`` is the prefill (past of length 0); ``forced``
+    ([batch, steps]) feeds those tokens instead of the argmax (teacher forcing, to compare logits at every
+    step even after the two models chose differently). Returns (tokens [batch, steps], the last-position
+    logits of each step)."""
     import numpy as np
 
     past_names = [n for n in feeds if n.startswith("past_key_values.")]
@@ -130,6 +133,8 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
         last = np.asarray(out[0])[:, -1, :]
         nxt = last.argmax(-1).astype(np.int64)
         tokens.append(nxt)
+        if forced is not None:
+            nxt = np.asarray(forced)[:, len(tokens) - 1].astype(np.int64)
         logits.append(last)
         mask = np.concatenate([mask, np.ones((mask.shape[0], 1), np.int64)], axis=1)
         current = {"input_ids": nxt[:, None], "attention_mask": mask}
@@ -172,18 +177,17 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             continue  # a decode step, not a prefill
         try:
             ref_tokens, ref_logits = greedy_loop(reference, feeds, steps)
-            cand_tokens, cand_logits = greedy_loop(candidate, feeds, steps)
+            cand_tokens, _ = greedy_loop(candidate, feeds, steps)
+            _, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens)  # the reference's path
         except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
             results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
             continue
         torch_model = getattr(reference, "torch_model", None)
         gen_tokens = reference_generate(torch_model, feeds, steps) if torch_model is not None else None
-        agree = cand_tokens == ref_tokens
-        first = [int(np.argmin(row)) if not row.all() else steps for row in agree]
         worst_step = None
         worst = 0.0
-        for step in range(min(first) if first else 0):  # logits compared while both saw the same tokens
+        for step in range(steps):  # logits at the prefill and every decode step, both fed the same tokens
             r, c = ref_logits[step].astype(np.float64), cand_logits[step].astype(np.float64)
             spread = max(float(r.max() - r.min()), 1e-12)
             rel = float(np.abs(r - c).max()) / spread
