@@ -314,7 +314,17 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
         rec.num_classes = len(id2label)
     is_vision = preproc is not None or "image_size" in config or task == "image-classification"
-    if is_vision:
+    if task == "automatic-speech-recognition":
+        names = ["input_values"] + (["attention_mask"] if (preproc or {}).get("return_attention_mask") else [])
+        rec.input_spec = [{"name": n, "shape": ["batch", "samples"], "dtype": "float32" if n == "input_values" else "int64",
+                           "layout": "NT"} for n in names]
+        rec.preprocessing = {k: (preproc or {})[k] for k in ("sampling_rate", "do_normalize", "feature_size",
+                                                              "padding_value", "return_attention_mask") if k in (preproc or {})}
+        rec.extra["vocab_size"] = config.get("vocab_size")
+        vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files else None
+        if isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
+            rec.labels = [k for k, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    elif is_vision:
         size = config.get("image_size", 224)
         channels = config.get("num_channels", 3)
         rec.input_spec = image_input_spec((channels, size, size), name="pixel_values")

@@ -109,3 +109,32 @@ def bert_head_repo(head: str, seed: int = 0) -> dict[str, bytes]:
     else:
         files["README.md"] = _model_card("transformers", head, ("bert", "safetensors"))
     return files
+
+
+CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("abcdefghijklmnopqrstuvwxyz'")
+
+
+def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Wav2Vec2ForCTC (two conv layers, two transformer layers) with its character vocabulary
+    (vocab.json, Wav2Vec2CTCTokenizer) and feature extractor (preprocessor_config.json), seeded."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config(vocab_size=len(CTC_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=37, conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="group",
+                            do_stable_layer_norm=False, pad_token_id=0, initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForCTC(config).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp, "vocab.json")
+        vocab.write_text(json.dumps({c: i for i, c in enumerate(CTC_VOCAB)}))
+        tokenizer = Wav2Vec2CTCTokenizer(str(vocab), word_delimiter_token="|")
+        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                             do_normalize=True, return_attention_mask=False)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("wav2vec2",))
+    return files

@@ -11,19 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import write_hf_cache
-from task_builders import bert_head_repo, decoder_repo
+from task_builders import bert_head_repo, decoder_repo, wav2vec2_ctc_repo
 
 from zoo import errors
 
 DECODERS = {"zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"), "zoo-test/tiny-llama": lambda: decoder_repo("llama")}
 HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
          for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity")}
+SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo}
 PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
 
 
 @pytest.fixture(scope="session")
 def task_repos() -> dict[str, dict[str, bytes]]:
-    return {repo: build() for repo, build in {**DECODERS, **HEADS}.items()}
+    return {repo: build() for repo, build in {**DECODERS, **HEADS, **SPEECH}.items()}
 
 
 @pytest.fixture
@@ -284,3 +285,32 @@ def test_sentence_transformers_repo_exports_the_normalised_sentence_embedding(pu
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     np.testing.assert_allclose(emb, ref, atol=1e-5)
     assert np.all((emb * ref).sum(1) > 0.99999)
+
+
+# --- speech: CTC ---------------------------------------------------------------------------------------
+def test_wav2vec2_ctc_logits_and_ids_on_a_synthetic_clip(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    from zoo.converters.tasks.speech import synthetic_clip
+
+    repo = "zoo-test/tiny-wav2vec2-ctc"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "automatic-speech-recognition"
+    assert task_result(manifest, "ctc")["passed"] is True
+    ids = task_result(manifest, "ctc-ids")
+    assert ids["passed"] is True and ids["figures"]["argmax_agreement"] == 1.0 and ids["figures"]["distinct_ids"] > 3
+    session = ort_session(out["path"])
+    assert [i.name for i in session.get_inputs()] == ["input_values"] and session.get_inputs()[0].shape == ["batch", "samples"]
+    # independently: the feature extractor travels with the artifact; another clip length and batch
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(out["artifact_dir"])
+    clips = [synthetic_clip(0.8, 16000, 5), synthetic_clip(1.3, 16000, 6), synthetic_clip(0.5, 16000, 7)]
+    x = extractor(clips, sampling_rate=16000, padding=True, return_tensors="np")["input_values"].astype(np.float32)
+    (got,) = session.run(None, {"input_values": x})
+    model = transformers.AutoModelForCTC.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(got, ref, atol=5e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+    np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))

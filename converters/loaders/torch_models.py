@@ -23,6 +23,7 @@ class TorchModel:
     classifier_outputs: list[str] = field(default_factory=list)
     labels: list[str] | None = None
     tokenizer: Any = None  # transformers tokenizer for text models
+    processor: Any = None  # the repo's feature extractor for audio models (parity inputs go through it)
     notes: list[str] = field(default_factory=list)
 
 
@@ -153,6 +154,13 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         layers = int(record.extra["io"]["cache"]["num_layers"])
         names, outs, axes = text_generation.io_names(layers)
         return TorchModel(text_generation.wrap(model, layers), names, outs, axes, tokenizer=tokenizer)
+    if record.task == "automatic-speech-recognition":
+        extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), trust_remote_code=False,
+                                                                      local_files_only=True)
+        names = [s["name"] for s in record.input_spec]
+        axes = {**{n: {0: "batch", 1: "samples"} for n in names}, "logits": {0: "batch", 1: "frames"}}
+        return TorchModel(_tuple_outputs(torch, model, names, ["logits"]), names, ["logits"], axes,
+                          processor=extractor)
     if record.task == "feature-extraction":
         outputs = ["last_hidden_state"] + (["pooler_output"] if getattr(model, "pooler", None) is not None else [])
     elif record.task == "question-answering":
@@ -189,6 +197,19 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
                                                 "fill-mask") else []
     return TorchModel(TupleOutputs(model).eval(), input_names, outputs, dyn,
                       classifier_outputs=classifiers, labels=record.labels, tokenizer=tokenizer)
+
+
+def _tuple_outputs(torch: Any, model: Any, input_names: list[str], outputs: list[str]) -> Any:
+    class TupleOutputs(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> tuple:
+            out = self.inner(**dict(zip(input_names, args)), return_dict=True)
+            return tuple(out[name] for name in outputs)
+
+    return TupleOutputs(model).eval()
 
 
 def build_model(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:

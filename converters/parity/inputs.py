@@ -37,6 +37,10 @@ def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
 
 def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
     spec = record.input_spec
+    if record.task == "automatic-speech-recognition" and spec and spec[0]["name"] == "input_values":
+        from zoo.converters.tasks.speech import input_sets as speech_sets
+
+        return speech_sets(record, tokenizer)  # here the repo's feature extractor
     if record.task == "text-generation" and record.extra.get("io"):
         from zoo.converters.tasks.text_generation import input_sets
 

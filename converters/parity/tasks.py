@@ -410,6 +410,10 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
     limit = bounds(ctx.precision)["cer"]
     vocab = _vocabulary(ctx.metadata)
     results = []
+    if any("input_values" in s.feeds for s, _, _ in ctx.samples()):
+        from zoo.converters.tasks.speech import argmax_results  # audio CTC heads: per-frame ids too
+
+        results += [TaskResult(**r) for r in argmax_results(ctx.names, ctx.ran, ctx.precision)]
     for input_set, refs, outs in ctx.samples():
         for name, r, c in zip(ctx.names, refs, outs):
             r, c = np.asarray(r), np.asarray(c)

@@ -25,11 +25,12 @@ SUPPORTED_TASKS: dict[str, str] = {
     "token-classification": "AutoModelForTokenClassification",
     "question-answering": "AutoModelForQuestionAnswering",
     "sentence-similarity": "AutoModel",
+    "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
-    "text2text-generation", "summarization", "translation", "automatic-speech-recognition", "audio-classification",
+    "text2text-generation", "summarization", "translation", "audio-classification",
     "zero-shot-image-classification", "image-feature-extraction", "object-detection", "image-segmentation",
     "depth-estimation", "multiple-choice", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
@@ -49,7 +50,7 @@ HEADS = (
     ("ForMaskedLM", "fill-mask"), ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"), ("ForSequenceClassification", "text-classification"),
     ("ForImageClassification", "image-classification"), ("ForMultipleChoice", "multiple-choice"),
-    ("ForCTC", "automatic-speech-recognition"), ("ForSpeechSeq2Seq", "automatic-speech-recognition"),
+    ("ForCTC", "automatic-speech-recognition"), ("ForSpeechSeq2Seq", "text2text-generation"),
     ("ForConditionalGeneration", "text2text-generation"), ("ForObjectDetection", "object-detection"),
     ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
@@ -172,10 +173,16 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
         }
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
+               "automatic-speech-recognition": ["logits"],
                "text-classification": ["logits"]}.get(task)
     if outputs is None:
         return {}
     axes = {"fill-mask": ["batch", "sequence", "vocab"], "token-classification": ["batch", "sequence", "labels"],
             "question-answering": ["batch", "sequence"], "sentence-similarity": ["batch", "hidden"],
+            "automatic-speech-recognition": ["batch", "frames", "vocab"],
             "text-classification": ["batch", "labels"]}[task]
+    if task == "automatic-speech-recognition":
+        return {"inputs": ["input_values"], "outputs": outputs, "axes": {"input_values": ["batch", "samples"], "logits": axes},
+                "decoding": "greedy CTC: argmax per frame, repeats collapsed, the pad (blank) token dropped",
+                "blank_id": config.get("pad_token_id", 0)}
     return {"outputs": outputs, "axes": {o: axes for o in outputs}, "padding": "right"}

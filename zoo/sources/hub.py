@@ -136,7 +136,8 @@ class RecordSource(Source):
             from zoo.converters.parity.runners import torch_runner
 
             tm = build_model(record, self.root, self.weights, self.weights_format, progress.note)
-            return Opened(tm, torch_runner(tm), parity_input_sets(record, tm.tokenizer), tm.input_names,
+            preprocess = tm.tokenizer if tm.tokenizer is not None else tm.processor
+            return Opened(tm, torch_runner(tm), parity_input_sets(record, preprocess), tm.input_names,
                           tm.output_names, tm.classifier_outputs, labels=tm.labels, torch_model=tm,
                           seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
 
