@@ -70,5 +70,5 @@ def argmax_results(names: list[str], ran: list, precision: str) -> list[dict[str
             results.append({"check": "ctc-ids", "input_set": input_set.name, "output": name, "passed": reason is None,
                             "reason": reason, "figures": {"frames": int(r.shape[0] * r.shape[1]),
                                                           "argmax_agreement": agree,
-                                                          "distinct_ids": int(len(np.unique(r.argmax(-1))))}})
+                                                          "distinct_ids": len(np.unique(r.argmax(-1)))}})
     return results
