@@ -314,3 +314,14 @@ def test_wav2vec2_ctc_logits_and_ids_on_a_synthetic_clip(pull, task_repos, tmp_p
         ref = model(torch.from_numpy(x)).logits.numpy()
     np.testing.assert_allclose(got, ref, atol=5e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
     np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+@pytest.mark.parametrize("fmt, agreement", [("onnx-fp16", 0.95), ("onnx-int8", 0.8)])
+def test_reduced_precision_decoders_are_checked_by_next_token_agreement(pull, fmt, agreement):
+    out = pull("zoo-test/tiny-llama", "--format", fmt)
+    assert out["verified"]
+    gen = task_result(manifest_of(out), "text-generation")
+    assert gen["passed"] and gen["figures"]["bounds"]["token_agreement"] == agreement
+    assert gen["figures"]["next_token_agreement"] >= agreement
+    session = ort_session(out["path"])  # the cache stays float32 at the interface (keep_io_types)
+    assert session.get_inputs()[2].type == "tensor(float)" and session.get_outputs()[1].type == "tensor(float)"

@@ -168,7 +168,8 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
                       "prefill": "feed every past_key_values.* with past_sequence = 0 (shape [batch, heads, 0, head_dim])",
                       "decode": "feed present.* of the previous step as past_key_values.*, the new token(s) as "
                                 "input_ids and the attention mask of every position so far (past + new)",
-                      "position_ids": "computed inside the graph from attention_mask (cumsum - 1)"},
+                      "position_ids": "computed inside the graph from attention_mask (cumsum - 1)",
+                      "padding_positions": "present.* hold zeros where attention_mask is 0"},
             "padding": "left", "pad_token_id": config.get("pad_token_id"), "eos_token_id": config.get("eos_token_id"),
         }
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],

@@ -30,8 +30,11 @@ PROMPTS = [
 ]
 # logits agreement per precision: the largest difference allowed, relative to the logits' spread
 _LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
-# share of the generated tokens that must match before the first divergence
-_TOKEN_AGREEMENT = {"float64": 1.0, "float32": 1.0, "float16": 0.5, "bfloat16": 0.5}
+# float32/float64: the generated tokens must be identical. Below that, a near-tie flips one token and the
+# rest of the text with it (random tiny models are full of near-ties), so the candidate is fed the reference's
+# tokens (teacher forcing) and must pick the same next token at this share of the steps.
+_EXACT = ("float64", "float32")
+_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8}
 
 
 def cache_names(layers: int) -> tuple[list[str], list[str]]:
@@ -63,9 +66,12 @@ def wrap(model: Any, layers: int) -> Any:
             kwargs = {cache_arg: cache}
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              use_cache=True, return_dict=True, **kwargs)
+            # zeros at padding positions: what padded tokens computed is masked out everywhere and differs
+            # between runtimes (a fully masked softmax row), so neither the check nor a consumer sees it
+            real = (attention_mask != 0)[:, None, :, None]
             present = []
             for layer in out[cache_arg].layers[:layers]:
-                present += [layer.keys, layer.values]
+                present += [torch.where(real, layer.keys, 0.0), torch.where(real, layer.values, 0.0)]
             return (out.logits, *present)
 
     return CausalLMWithPast(model).eval()
@@ -168,7 +174,7 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
     if reference is None or candidate is None:
         return results
     rtol = _LOGIT_RTOL.get(precision, 0.1)
-    need = _TOKEN_AGREEMENT.get(precision, 0.25)
+    need = 1.0 if precision in _EXACT else _TOKEN_AGREEMENT.get(precision, 0.7)
     for input_set, _refs, _outs in ran:
         feeds = input_set.feeds
         if input_set.kind != "sample" or "attention_mask" not in feeds:
@@ -199,13 +205,18 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
                            f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
         target = gen_tokens if gen_tokens is not None else ref_tokens
         matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
-        if min(matched) < need * steps:
+        forced = np.stack([c.argmax(-1) for c in cand_logits], axis=1)  # the candidate's choice on the reference's path
+        forced_top1 = float((forced == ref_tokens).mean())
+        if precision in _EXACT and min(matched) < steps:
             row = int(np.argmin(matched))
             reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
                            f"(expected {target[row].tolist()}, got {cand_tokens[row].tolist()})")
+        elif precision not in _EXACT and forced_top1 < need:
+            reasons.append(f"the next token agrees at {forced_top1:.0%} of the steps on the reference's path < {need:.0%}")
         if worst > rtol:
             reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
         figures = {"prompts": int(target.shape[0]), "new_tokens": steps, "tokens_matched": matched,
+                   "next_token_agreement": forced_top1,
                    "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
                    "reference": "generate()" if gen_tokens is not None else "reference decode loop",
                    "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
