@@ -86,16 +86,19 @@ def ort_decode(path: str, ids, steps: int, threads: int) -> tuple[list[int], lis
 def torch_decode(model, ids, steps: int) -> tuple[list[int], list[float]]:
     import torch
 
+    import inspect
+
+    arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # transformers 5
     ids = torch.from_numpy(ids)
     cache, mask, tokens, times = None, torch.ones_like(ids), [], []
     current = ids
     with torch.no_grad():
         for step in range(steps + 1):
             t0 = time.perf_counter()
-            out = model(input_ids=current, attention_mask=mask, past_key_values=cache, use_cache=True)
+            out = model(input_ids=current, attention_mask=mask, use_cache=True, **{arg: cache})
             if step:
                 times.append(time.perf_counter() - t0)
-            cache = out.past_key_values
+            cache = out[arg]
             nxt = int(out.logits[0, -1].argmax())
             tokens.append(nxt)
             current = torch.tensor([[nxt]])
@@ -111,7 +114,9 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="threads for both onnxruntime and torch")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for both onnxruntime and torch (1: on a loaded machine torch's OpenMP threads "
+                             "spin against other processes and its figure triples)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
