@@ -410,7 +410,7 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
     limit = bounds(ctx.precision)["cer"]
     vocab = _vocabulary(ctx.metadata)
     results = []
-    if any("input_values" in s.feeds for s, _, _ in ctx.samples()):
+    if ctx.explicit and any("input_values" in s.feeds for s, _, _ in ctx.samples()):
         from zoo.converters.tasks.speech import argmax_results  # audio CTC heads: per-frame ids too
 
         results += [TaskResult(**r) for r in argmax_results(ctx.names, ctx.ran, ctx.precision)]
