@@ -38,7 +38,7 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
     return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
 
 
-def decoder_repo(family: str = "gpt2", seed: int = 0) -> dict[str, bytes]:
+def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
     attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token."""
     import torch
@@ -53,6 +53,11 @@ def decoder_repo(family: str = "gpt2", seed: int = 0) -> dict[str, bytes]:
                                 n_positions=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
                                 initializer_range=0.2)
             cls = GPT2LMHeadModel
+            if head == "sequence-classification":  # GPT2ForSequenceClassification: 3 labels, no pad token
+                from transformers import GPT2ForSequenceClassification
+
+                config.num_labels = 3
+                cls = GPT2ForSequenceClassification
         elif family == "llama":
             config = LlamaConfig(vocab_size=vocab, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
                                  num_attention_heads=TINY["heads"], num_key_value_heads=2,
@@ -66,7 +71,8 @@ def decoder_repo(family: str = "gpt2", seed: int = 0) -> dict[str, bytes]:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
-    files["README.md"] = _model_card("transformers", "text-generation", (family, "safetensors"))
+    task = "text-classification" if head == "sequence-classification" else "text-generation"
+    files["README.md"] = _model_card("transformers", task, (family, "safetensors"))
     return files
 
 

@@ -16,6 +16,7 @@ from task_builders import bert_head_repo, decoder_repo, wav2vec2_ctc_repo
 from zoo import errors
 
 DECODERS = {"zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"), "zoo-test/tiny-llama": lambda: decoder_repo("llama")}
+GPT2_CLASSIFIER = {"zoo-test/tiny-gpt2-sst": lambda: decoder_repo("gpt2", head="sequence-classification")}
 HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
          for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity")}
 SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo}
@@ -24,7 +25,7 @@ PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want
 
 @pytest.fixture(scope="session")
 def task_repos() -> dict[str, dict[str, bytes]]:
-    return {repo: build() for repo, build in {**DECODERS, **HEADS, **SPEECH}.items()}
+    return {repo: build() for repo, build in {**DECODERS, **HEADS, **SPEECH, **GPT2_CLASSIFIER}.items()}
 
 
 @pytest.fixture
@@ -206,6 +207,24 @@ def test_an_unsupported_head_exits_5_listing_the_supported_tasks(pull, task_repo
     assert "text-generation" in err["hint"]
     err = pull("zoo-test/tiny-bert-fill-mask", "--task", "bogus", code=2)
     assert "supported tasks" in err["hint"]
+
+
+def test_a_classifier_whose_tokenizer_has_no_pad_token(pull, task_repos, tmp_path):
+    """GPT-2's tokenizer has no pad token: zoo pads with end-of-text (not "internal error ... padding token")."""
+    import torch
+    import transformers
+
+    repo = "zoo-test/tiny-gpt2-sst"
+    out = pull(repo)
+    assert out["verified"] and "no pad token" in out["stderr"]
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    enc = {k: v.astype(np.int64) for k, v in tok(["the cat sat on the mat"], return_tensors="np").items()}
+    (logits,) = ort_session(out["path"]).run(None, enc)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits.numpy()
+    np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=1e-4)
 
 
 def test_task_override_exports_another_head(pull):

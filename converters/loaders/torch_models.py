@@ -148,6 +148,10 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
     if is_text:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
         prepare_tokenizer(tokenizer, record.task, note)
+        if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None \
+                and record.task != "text-generation":
+            # GPT2ForSequenceClassification & co. read the last real token by the pad id, and refuse a batch without one
+            model.config.pad_token_id = tokenizer.pad_token_id
     if record.task == "text-generation":
         from zoo.converters.tasks import text_generation
 
