@@ -50,7 +50,7 @@ def build_repo(hidden: int, layers: int, vocab: int, seed: int = 0) -> dict[str,
 
 def pull(repo: str, env: dict[str, str]) -> tuple[dict, float]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "zoo", "pull", repo, "--json"], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "zoo", "pull", repo, "--json"], env=env, capture_output=True, text=True, check=False,
                           timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"zoo pull failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -84,9 +84,9 @@ def ort_decode(path: str, ids, steps: int, threads: int) -> tuple[list[int], lis
 
 
 def torch_decode(model, ids, steps: int) -> tuple[list[int], list[float]]:
-    import torch
-
     import inspect
+
+    import torch
 
     arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # transformers 5
     ids = torch.from_numpy(ids)

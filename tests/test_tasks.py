@@ -344,3 +344,20 @@ def test_reduced_precision_decoders_are_checked_by_next_token_agreement(pull, fm
     assert gen["figures"]["next_token_agreement"] >= agreement
     session = ort_session(out["path"])  # the cache stays float32 at the interface (keep_io_types)
     assert session.get_inputs()[2].type == "tensor(float)" and session.get_outputs()[1].type == "tensor(float)"
+
+
+def test_decoder_pulled_through_hf_endpoint(indexed, task_repos):
+    """The same decoder through the hub protocol (HF_ENDPOINT, a real `zoo pull` process), not a prepared cache:
+    config, weights, tokenizer and generation_config are downloaded, hashed and the artifact verified."""
+    from conftest import pull_json
+    from hubserver import HubServer, Repo
+
+    repo = "zoo-test/tiny-llama"
+    with HubServer([Repo(repo, task_repos[repo])]) as server:
+        out = pull_json(repo, env={"HF_ENDPOINT": server.endpoint})
+        downloaded = {path for _, path in server.requests}
+    assert out["verified"] and out["cached"] is False
+    assert any(p.endswith("/model.safetensors") for p in downloaded) and any(p.endswith("/tokenizer.json") for p in downloaded)
+    gen = task_result(manifest_of(out), "text-generation")
+    assert gen["passed"] and gen["figures"]["identical"]
+    assert {"tokenizer.json", "generation_config.json", "config.json"} <= {p.name for p in Path(out["artifact_dir"]).iterdir()}
