@@ -334,6 +334,8 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         has_types = task != "text-generation" and (config.get("type_vocab_size", 0) > 1 or config.get("model_type") == "bert")
         names = list(TEXT_INPUTS if has_types else TEXT_INPUTS[:2])
         rec.input_spec = text_input_spec(names)
+        if task == "multiple-choice":  # [batch, choices, sequence]: each choice paired with the context
+            rec.input_spec = [{**spec, "shape": ["batch", "choices", "sequence"], "layout": "NCS"} for spec in rec.input_spec]
         rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(("tokenizer", "vocab", "merges", "special_tokens", "spiece", "added_tokens", "sentencepiece"))],
                              "max_length": config.get("max_position_embeddings") or config.get("n_positions")}
         rec.extra["vocab_size"] = config.get("vocab_size")

@@ -83,13 +83,15 @@ def bert_head_repo(head: str, seed: int = 0) -> dict[str, bytes]:
     from transformers import (
         BertConfig,
         BertForMaskedLM,
+        BertForMultipleChoice,
         BertForQuestionAnswering,
         BertForTokenClassification,
         BertModel,
     )
 
     classes = {"fill-mask": BertForMaskedLM, "token-classification": BertForTokenClassification,
-               "question-answering": BertForQuestionAnswering, "sentence-similarity": BertModel}
+               "question-answering": BertForQuestionAnswering, "sentence-similarity": BertModel,
+               "multiple-choice": BertForMultipleChoice}
     labels = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
     extra = {"num_labels": 5, "id2label": labels, "label2id": {v: k for k, v in labels.items()}} \
         if head == "token-classification" else {}

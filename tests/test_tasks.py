@@ -18,7 +18,7 @@ from zoo import errors
 DECODERS = {"zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"), "zoo-test/tiny-llama": lambda: decoder_repo("llama")}
 GPT2_CLASSIFIER = {"zoo-test/tiny-gpt2-sst": lambda: decoder_repo("gpt2", head="sequence-classification")}
 HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
-         for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity")}
+         for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity", "multiple-choice")}
 SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo}
 PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
 
@@ -185,8 +185,9 @@ def test_task_detection_from_architectures_card_and_modules():
     with pytest.raises(errors.UnsupportedError) as exc:
         detect_task("m", "T5ForConditionalGeneration")
     assert errors.exit_code_for(exc.value) == 5 and "text-generation" in exc.value.hint
+    assert detect_task("m", "RobertaForMultipleChoice")[0] == "multiple-choice"
     with pytest.raises(errors.UnsupportedError):
-        detect_task("m", "BertForMultipleChoice")
+        detect_task("m", "DetrForObjectDetection")
     with pytest.raises(errors.UnsupportedError) as exc:
         detect_task("m", "FancyThing")
     assert "fill-mask" in exc.value.hint
@@ -197,10 +198,10 @@ def test_task_detection_from_architectures_card_and_modules():
 def test_an_unsupported_head_exits_5_listing_the_supported_tasks(pull, task_repos):
     files = dict(task_repos["zoo-test/tiny-bert-fill-mask"])
     config = json.loads(files["config.json"])
-    config["architectures"] = ["BertForMultipleChoice"]
+    config["architectures"] = ["BertForNextSentencePrediction"]
     files["config.json"] = json.dumps(config).encode()
-    err = pull("zoo-test/tiny-bert-mc", code=5, files=files)
-    assert err["error"] == "unsupported" and "BertForMultipleChoice" in err["message"]
+    err = pull("zoo-test/tiny-bert-nsp", code=5, files=files)
+    assert err["error"] == "unsupported" and "BertForNextSentencePrediction" in err["message"]
     for task in ("text-generation", "fill-mask", "question-answering", "sentence-similarity"):
         assert task in err["hint"]
     err = pull("zoo-test/tiny-bert-fill-mask", "--task", "text2text-generation", code=5)
@@ -278,6 +279,29 @@ def test_encoder_heads(pull, task_repos, tmp_path, head, auto, outputs):
         np.testing.assert_allclose(got[name][real], r[real], atol=1e-4, rtol=1e-4)
         np.testing.assert_array_equal(got[name].argmax(-1)[real] if r.ndim == 3 else got[name].argmax(-1),
                                       r.argmax(-1)[real] if r.ndim == 3 else r.argmax(-1))
+
+
+def test_multiple_choice_picks_the_same_answers(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    repo = "zoo-test/tiny-bert-multiple-choice"
+    out = pull(repo)
+    assert out["verified"]
+    check = task_result(manifest_of(out), "multiple-choice")
+    assert check["passed"] and check["figures"] == {"questions": 2, "choices": 4, "agreement": 1.0}
+    session = ort_session(out["path"])
+    assert session.get_inputs()[0].shape == ["batch", "choices", "sequence"]
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    enc = tok(["a man walks", "a man walks", "a man walks"], ["to the house", "on the sea", "with a dog"], padding=True,
+              return_tensors="np")
+    feeds = {k: v.astype(np.int64)[None] for k, v in enc.items()}  # one question, three choices
+    (logits,) = session.run(None, feeds)
+    model = transformers.AutoModelForMultipleChoice.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    assert logits.shape == (1, 3)
+    np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=1e-4)
 
 
 def test_sentence_transformers_repo_exports_the_normalised_sentence_embedding(pull, task_repos, tmp_path):

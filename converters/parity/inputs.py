@@ -41,6 +41,10 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
         from zoo.converters.tasks.speech import input_sets as speech_sets
 
         return speech_sets(record, tokenizer)  # here the repo's feature extractor
+    if record.task == "multiple-choice":
+        from zoo.converters.tasks.heads import multiple_choice_sets
+
+        return multiple_choice_sets(record, tokenizer)
     if record.task == "text-generation" and record.extra.get("io"):
         from zoo.converters.tasks.text_generation import input_sets
 

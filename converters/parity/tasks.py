@@ -459,3 +459,10 @@ def _head_check(task: str) -> TaskCheck:
 register_task_check("fill-mask", "masked-lm")(_head_check("fill-mask"))
 register_task_check("token-classification", "ner")(_head_check("token-classification"))
 register_task_check("question-answering")(_head_check("question-answering"))
+
+
+@register_task_check("multiple-choice")
+def check_multiple_choice(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.heads import choice_results
+
+    return [TaskResult(**r) for r in choice_results(ctx.names, ctx.ran, ctx.precision)]

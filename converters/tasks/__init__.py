@@ -25,6 +25,7 @@ SUPPORTED_TASKS: dict[str, str] = {
     "token-classification": "AutoModelForTokenClassification",
     "question-answering": "AutoModelForQuestionAnswering",
     "sentence-similarity": "AutoModel",
+    "multiple-choice": "AutoModelForMultipleChoice",
     "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
 }
 
@@ -32,7 +33,7 @@ SUPPORTED_TASKS: dict[str, str] = {
 KNOWN_UNSUPPORTED = (
     "text2text-generation", "summarization", "translation", "audio-classification",
     "zero-shot-image-classification", "image-feature-extraction", "object-detection", "image-segmentation",
-    "depth-estimation", "multiple-choice", "image-to-text", "text-to-audio", "zero-shot-classification",
+    "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
 
@@ -174,13 +175,13 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
         }
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
-               "automatic-speech-recognition": ["logits"],
+               "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"],
                "text-classification": ["logits"]}.get(task)
     if outputs is None:
         return {}
     axes = {"fill-mask": ["batch", "sequence", "vocab"], "token-classification": ["batch", "sequence", "labels"],
             "question-answering": ["batch", "sequence"], "sentence-similarity": ["batch", "hidden"],
-            "automatic-speech-recognition": ["batch", "frames", "vocab"],
+            "automatic-speech-recognition": ["batch", "frames", "vocab"], "multiple-choice": ["batch", "choices"],
             "text-classification": ["batch", "labels"]}[task]
     if task == "automatic-speech-recognition":
         return {"inputs": ["input_values"], "outputs": outputs, "axes": {"input_values": ["batch", "samples"], "logits": axes},

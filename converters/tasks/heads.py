@@ -150,3 +150,57 @@ def head_results(task: str, names: list[str], ran: list, precision: str) -> list
         results.append({"check": task, "input_set": input_set.name, "output": output, "passed": not reasons,
                         "reason": "; ".join(reasons) or None, "figures": figures})
     return results
+
+
+# --- multiple choice ------------------------------------------------------------------------------------
+CHOICE_QUESTIONS = [
+    ("The dog ran to the river because", ["it was thirsty", "the book was red", "music is loud", "paper is white"]),
+    ("She opened the window in the morning to", ["let the warm air in", "eat the table", "sing a car", "read water"]),
+]
+
+
+def multiple_choice_sets(record: Any, tokenizer: Any) -> list[Any]:
+    """Random ``[batch, choices, sequence]`` ids at three shapes, and real questions paired with their choices."""
+    import numpy as np
+
+    from zoo.converters.parity.report import InputSet
+
+    names = [s["name"] for s in record.input_spec]
+    vocab = int(record.extra.get("vocab_size") or 100)
+    sets = []
+    for seed, (batch, choices, seq) in enumerate(((2, 4, 16), (1, 2, 7), (3, 3, 12))):
+        rng = np.random.default_rng(seed)
+        feeds = {"input_ids": rng.integers(0, vocab, (batch, choices, seq), dtype=np.int64),
+                 "attention_mask": np.ones((batch, choices, seq), np.int64),
+                 "token_type_ids": np.zeros((batch, choices, seq), np.int64)}
+        sets.append(InputSet(f"random-b{batch}-c{choices}-s{seq}", {n: feeds[n] for n in names}))
+    if tokenizer is not None:
+        firsts = [q for q, options in CHOICE_QUESTIONS for _ in options]
+        seconds = [o for _, options in CHOICE_QUESTIONS for o in options]
+        enc = tokenizer(firsts, seconds, padding=True, return_tensors="np")
+        shape = (len(CHOICE_QUESTIONS), len(CHOICE_QUESTIONS[0][1]), -1)
+        feeds = {n: np.asarray(enc[n], np.int64).reshape(shape) for n in names if n in enc}
+        if len(feeds) == len(names):
+            sets.append(InputSet("sample-questions", feeds, kind="sample"))
+    return sets
+
+
+def choice_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
+    """The chosen answer (argmax over the choices) of every question identical (95% below float32)."""
+    import numpy as np
+
+    need = 1.0 if precision in ("float32", "float64") else 0.95
+    results = []
+    for input_set, refs, outs in ran:
+        if input_set.kind != "sample":
+            continue
+        for name, r, c in zip(names, refs, outs):
+            r, c = np.asarray(r), np.asarray(c)
+            if name != "logits" or r.shape != c.shape or r.ndim != 2:
+                continue
+            agree = float((r.argmax(-1) == c.argmax(-1)).mean())
+            reason = None if agree >= need else f"the chosen answer agrees on {agree:.0%} of the questions < {need:.0%}"
+            results.append({"check": "multiple-choice", "input_set": input_set.name, "output": name,
+                            "passed": reason is None, "reason": reason,
+                            "figures": {"questions": int(r.shape[0]), "choices": int(r.shape[1]), "agreement": agree}})
+    return results
