@@ -61,8 +61,8 @@ class Options:
     task: str | None = option(None, metavar="TASK",
                               help="the Hugging Face task to export (default: from the repo's config.json, modules.json "
                                    "or model card): text-generation, fill-mask, token-classification, "
-                                   "question-answering, sentence-similarity, text-classification, feature-extraction, "
-                                   "image-classification (docs/tasks.md)")
+                                   "question-answering, multiple-choice, sentence-similarity, automatic-speech-recognition "
+                                   "(CTC), text-classification, feature-extraction, image-classification (docs/tasks.md)")
 
     def __post_init__(self) -> None:  # what users type for a format (torch, pytorch) -> what zoo means (pt2)
         from zoo.converters.graph import canonical_format
