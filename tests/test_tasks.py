@@ -385,3 +385,19 @@ def test_decoder_pulled_through_hf_endpoint(indexed, task_repos):
     gen = task_result(manifest_of(out), "text-generation")
     assert gen["passed"] and gen["figures"]["identical"]
     assert {"tokenizer.json", "generation_config.json", "config.json"} <= {p.name for p in Path(out["artifact_dir"]).iterdir()}
+
+
+def test_zoo_convert_of_a_text_generation_file_uses_its_cache_contract(pull, capsys):
+    """`zoo convert` knows a file by its signature only: the zoo.io metadata gives past and total lengths that
+    agree (a guess from the signature fed a 16-long mask with a 16-long past and failed, exit 10)."""
+    from zoo.cli import main as cli
+
+    out = pull("zoo-test/tiny-llama")
+    code = cli.main(["convert", out["path"], "--to", "onnx-opt", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    converted = json.loads(captured.out.strip().splitlines()[-1])
+    manifest = manifest_of(converted)
+    assert converted["verified"] and "random-b2-s3-past5" in [s["name"] for s in manifest["parity"]["input_sets"]]
+    gen = task_result(manifest, "text-generation")  # no real prompts here: a random prompt is decoded
+    assert gen["passed"] and gen["figures"]["reference"] == "reference decode loop" and gen["figures"]["identical"]

@@ -172,6 +172,7 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
                       "position_ids": "computed inside the graph from attention_mask (cumsum - 1)",
                       "padding_positions": "present.* hold zeros where attention_mask is 0"},
             "padding": "left", "pad_token_id": config.get("pad_token_id"), "eos_token_id": config.get("eos_token_id"),
+            "vocab_size": config.get("vocab_size"),
         }
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
