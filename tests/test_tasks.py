@@ -229,11 +229,17 @@ def test_a_classifier_whose_tokenizer_has_no_pad_token(pull, task_repos, tmp_pat
 
 
 def test_task_override_exports_another_head(pull):
+    from zoo.registry.index import Registry
+    from zoo.settings import get_settings
+
     out = pull("zoo-test/tiny-bert-fill-mask", "--task", "feature-extraction")
     assert out["verified"]
     manifest = manifest_of(out)
     assert manifest["record"]["task"] == "feature-extraction" and manifest["options"]["task"] == "feature-extraction"
+    assert manifest["record"]["extra"]["task_from"] == "--task"
     assert ort_session(out["path"]).get_outputs()[0].name == "last_hidden_state"
+    # the registry keeps what the repo declares: --task changed this conversion only
+    assert Registry(get_settings()).get(out["model"]).task == "fill-mask"
 
 
 # --- encoder heads -----------------------------------------------------------------------------------

@@ -79,9 +79,18 @@ class RecordSource(Source):
         snap = fetch_snapshot(record.repo_id, self.requested, self.settings, repo_filename=record.repo_filename,
                               progress=progress.downloads_visible, on_note=progress.note)
         if record.source == "hf":
-            record = describe(record, snap.root, snap.files, task=self.task)
-            record.license = snap.license or record.license
-            self.registry.upsert(record)
+            base, declared = record, None
+            try:  # the registry keeps what the repo declares; --task changes only this conversion
+                declared = describe(base, snap.root, snap.files)
+            except errors.UnsupportedError:
+                if not self.task:
+                    raise
+            record = declared
+            if self.task and (declared is None or declared.task != self.task):
+                record = describe(base, snap.root, snap.files, task=self.task)
+            for described in {id(r): r for r in (declared, record) if r is not None}.values():
+                described.license = snap.license or described.license
+            self.registry.upsert(declared or record)
         files = self.registry.revision_files(record.id, snap.commit)
         self.checked = files is None or {f.path for f in files} != set(snap.files)
         if self.checked:  # first sight of this revision: hash what was not downloaded (and verified) just now
