@@ -407,3 +407,11 @@ def test_zoo_convert_of_a_text_generation_file_uses_its_cache_contract(pull, cap
     assert converted["verified"] and "random-b2-s3-past5" in [s["name"] for s in manifest["parity"]["input_sets"]]
     gen = task_result(manifest, "text-generation")  # no real prompts here: a random prompt is decoded
     assert gen["passed"] and gen["figures"]["reference"] == "reference decode loop" and gen["figures"]["identical"]
+
+
+def test_decoder_through_the_dynamo_exporter(pull):
+    """The dynamo exporter (--exporter auto's fallback) relates past + sequence itself (Dim.DYNAMIC)."""
+    out = pull("zoo-test/tiny-llama", "--exporter", "dynamo")
+    manifest = manifest_of(out)
+    assert out["verified"] and manifest["conversion"]["exporter"] == "dynamo"
+    assert task_result(manifest, "text-generation")["figures"]["identical"]
