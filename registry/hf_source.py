@@ -42,6 +42,9 @@ METADATA_FILES = (
     "merges.txt",
     "spiece.model",
     "sentencepiece.bpe.model",
+    "generation_config.json",
+    "modules.json",  # sentence-transformers: the pooling and normalisation go into the graph
+    "1_Pooling/config.json",
 )
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 CARD = "README.md"  # the model card: fetched beside the files, never one of them
@@ -272,8 +275,8 @@ def read_json(root: Path, name: str) -> dict[str, Any] | None:
         raise errors.InvalidModelError(f"{name} is not valid JSON: {exc}", hint="re-upload or fix the file") from exc
 
 
-def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
-    """Complete ``base`` (id, source, repo) from the repo's own config files."""
+def describe(base: ModelRecord, root: Path, files: list[str], task: str | None = None) -> ModelRecord:
+    """Complete ``base`` (id, source, repo) from the repo's own config files (``task``: the user's ``--task``)."""
     from zoo.safety import check_remote_code
 
     check_remote_code(root, files, base.id)
@@ -290,7 +293,7 @@ def describe(base: ModelRecord, root: Path, files: list[str]) -> ModelRecord:
     if "architecture" in config:  # timm's hub format
         return _describe_timm(base, config)
     if "model_type" in config or "architectures" in config:
-        return _describe_transformers(base, config, read_json(root, "preprocessor_config.json"), files)
+        return _describe_transformers(base, config, read_json(root, "preprocessor_config.json"), files, root, task)
     raise errors.UnsupportedError(
         f"{base.id}: config.json names neither a timm architecture nor a transformers model_type",
         hint="zoo builds timm and transformers models",
@@ -316,47 +319,59 @@ def _describe_timm(base: ModelRecord, config: dict[str, Any]) -> ModelRecord:
     return rec
 
 
-_TRANSFORMERS_TASKS = {
-    "ForSequenceClassification": "text-classification",
-    "ForImageClassification": "image-classification",
-}
+def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: dict[str, Any] | None, files: list[str],
+                           root: Path | None = None, override: str | None = None) -> ModelRecord:
+    from zoo.converters.tasks import detect_task, io_contract
 
-
-def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: dict[str, Any] | None, files: list[str]) -> ModelRecord:
     archs = config.get("architectures") or []
     arch = archs[0] if archs else None
-    task = None
-    for suffix, name in _TRANSFORMERS_TASKS.items():
-        if arch and arch.endswith(suffix):
-            task = name
-    if task is None and (arch is None or arch.endswith("Model")):
-        task = "feature-extraction"
-    if task is None:
-        raise errors.UnsupportedError(
-            f"{base.id}: head {arch} is not supported yet",
-            hint="supported: feature extraction (*Model), *ForSequenceClassification, *ForImageClassification",
-            model=base.id,
-        )
+    card = None
+    if root is not None and (root / CARD).is_file() and (root / CARD).stat().st_size < 1_000_000:
+        card = (root / CARD).read_text(encoding="utf-8", errors="replace")
+    modules = read_json(root, "modules.json") if root is not None and "modules.json" in files else None
+    task, found_in = detect_task(base.id, arch, override=override, card=card,
+                                 modules=modules if isinstance(modules, list) else None)
     rec = ModelRecord(id=base.id, source=base.source, name=base.name, repo_id=base.repo_id, library="transformers",
-                      arch=arch, task=task, license=base.license, extra={"model_type": config.get("model_type")})
+                      arch=arch, task=task, license=base.license,
+                      extra={"model_type": config.get("model_type"), "task_from": found_in})
+    if io := io_contract(task, config):
+        rec.extra["io"] = io
+    if task == "sentence-similarity" and root is not None:
+        rec.extra["sentence_transformers"] = {"modules": modules, "pooling": read_json(root, "1_Pooling/config.json")}
     id2label = config.get("id2label") or {}
-    if task.endswith("classification") and id2label:
+    if task in ("text-classification", "image-classification", "token-classification") and id2label:
         rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
         rec.num_classes = len(id2label)
     is_vision = preproc is not None or "image_size" in config or task == "image-classification"
-    if is_vision:
+    if task == "automatic-speech-recognition":
+        names = ["input_values"] + (["attention_mask"] if (preproc or {}).get("return_attention_mask") else [])
+        rec.input_spec = [{"name": n, "shape": ["batch", "samples"], "dtype": "float32" if n == "input_values" else "int64",
+                           "layout": "NT"} for n in names]
+        rec.preprocessing = {k: (preproc or {})[k] for k in ("sampling_rate", "do_normalize", "feature_size",
+                                                              "padding_value", "return_attention_mask") if k in (preproc or {})}
+        rec.extra["vocab_size"] = config.get("vocab_size")
+        vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files else None
+        if isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
+            rec.labels = [k for k, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    elif is_vision:
         size = config.get("image_size", 224)
         channels = config.get("num_channels", 3)
         rec.input_spec = image_input_spec((channels, size, size), name="pixel_values")
         if preproc:
             rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size", "resample", "rescale_factor", "do_resize", "do_normalize", "crop_size") if k in preproc}
     else:
-        has_types = config.get("type_vocab_size", 0) > 1 or config.get("model_type") == "bert"
+        has_types = task != "text-generation" and (config.get("type_vocab_size", 0) > 1 or config.get("model_type") == "bert")
         names = list(TEXT_INPUTS if has_types else TEXT_INPUTS[:2])
         rec.input_spec = text_input_spec(names)
+        if task == "multiple-choice":  # [batch, choices, sequence]: each choice paired with the context
+            rec.input_spec = [{**spec, "shape": ["batch", "choices", "sequence"], "layout": "NCS"} for spec in rec.input_spec]
         rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(("tokenizer", "vocab", "merges", "special_tokens", "spiece", "added_tokens", "sentencepiece"))],
-                             "max_length": config.get("max_position_embeddings")}
+                             "max_length": config.get("max_position_embeddings") or config.get("n_positions")}
         rec.extra["vocab_size"] = config.get("vocab_size")
+        if task == "text-generation":
+            cache = rec.extra["io"]["cache"]
+            rec.input_spec += [{"name": n, "shape": ["batch", cache["num_key_value_heads"], "past_sequence", cache["head_dim"]],
+                                "dtype": "float32", "layout": "BHSD"} for n in rec.extra["io"]["inputs"][2:]]
     return rec
 
 

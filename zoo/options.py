@@ -58,10 +58,18 @@ class Options:
                                  help="a directory of real samples (images, .wav audio, .txt lines) fed through the "
                                       "model's preprocessing for parity, instead of zoo's own")
 
+    task: str | None = option(None, metavar="TASK",
+                              help="the Hugging Face task to export (default: from the repo's config.json, modules.json "
+                                   "or model card): text-generation, fill-mask, token-classification, "
+                                   "question-answering, multiple-choice, sentence-similarity, automatic-speech-recognition "
+                                   "(CTC), text-classification, feature-extraction, image-classification (docs/tasks.md)")
+
     def __post_init__(self) -> None:  # what users type for a format (torch, pytorch) -> what zoo means (pt2)
         from zoo.converters.graph import canonical_format
+        from zoo.converters.tasks import canonical_task
 
         object.__setattr__(self, "format", canonical_format(self.format))
+        object.__setattr__(self, "task", canonical_task(self.task))
 
     # --- validation and keys --------------------------------------------------------------------------
     def validated(self) -> Options:
@@ -91,6 +99,10 @@ class Options:
                 raise errors.UsageError(f"{flag} {value} is outside the supported range {bounds}",
                                         hint=f"pass {flag} within {bounds}{default}")
         self.input_request()  # the specs parse and the files exist
+        if self.task is not None:
+            from zoo.converters.tasks import check_task
+
+            check_task(self.task)  # a usage error, or exit 5 for a task zoo does not convert yet
         return self
 
     def input_request(self) -> Any:
@@ -105,7 +117,9 @@ class Options:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["key"] == "artifact"}
         out["opset"] = DEFAULT_OPSET if self.opset is None else self.opset
         for f in fields(self):  # the input options only when given: every other request keeps its key
-            if f.name in out and (f.metadata["content"] or f.type.startswith("tuple")):
+            if f.name == "task" and out.get("task") is None:
+                del out["task"]  # every request without --task keeps its key
+            elif f.name in out and (f.metadata["content"] or f.type.startswith("tuple")):
                 if not out[f.name]:
                     del out[f.name]
                 elif f.metadata["content"]:

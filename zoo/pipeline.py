@@ -132,6 +132,7 @@ def run(source: Source, options: Options, *, registry: Registry, settings: Setti
     node = source.planned_node()
     if node:  # known before any download
         graph.plan(node, options.format)
+    source.task = options.task  # --task: the head to export, instead of the one the repo declares
     with progress.stage("fetch", source.label):
         source.fetch(progress)
     chains = graph.routes(source.node, options.format)  # in the order tried: see graph.routes

@@ -34,10 +34,15 @@ def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:
     for name in ("batch", "sequence"):
         top = DIM_MAX[name] if name != "sequence" else seq_max
         dims[name] = torch.export.Dim(name, min=1, max=top) if top else torch.export.Dim(name, min=1)
+    named = {dim for axes in tm.dynamic_axes.values() for dim in axes.values()}
+    if named - set(dims):  # axes the model relates (a KV cache: past + sequence): torch.export finds how
+        dims = {dim: torch.export.Dim.DYNAMIC for dim in named}
     per_input = tuple({axis: dims[dim] for axis, dim in tm.dynamic_axes[name].items()} for name in tm.input_names)
-    params = inspect.signature(tm.module.forward).parameters.values()
+    params = list(inspect.signature(tm.module.forward).parameters.values())
+    fixed = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return (per_input,)  # forward(*args): one top-level entry holding them all
+        # forward(a, b, *rest): one entry per named parameter, then one holding the rest
+        return (*per_input[:len(fixed)], per_input[len(fixed):]) if fixed else (per_input,)
     return per_input
 
 

@@ -23,6 +23,7 @@ class TorchModel:
     classifier_outputs: list[str] = field(default_factory=list)
     labels: list[str] | None = None
     tokenizer: Any = None  # transformers tokenizer for text models
+    processor: Any = None  # the repo's feature extractor for audio models (parity inputs go through it)
     notes: list[str] = field(default_factory=list)
 
 
@@ -140,8 +141,9 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
     check_remote_code(root, [p.name for p in root.iterdir()], record.id)  # again: the repo may differ from its description
     if weights_format == "pickle":
         note(f"no safetensors weights: transformers loads {weights[0]} with torch.load(weights_only=True)")
-    auto = {"text-classification": transformers.AutoModelForSequenceClassification,
-            "image-classification": transformers.AutoModelForImageClassification}.get(record.task, transformers.AutoModel)
+    from zoo.converters.tasks import SUPPORTED_TASKS, prepare_tokenizer
+
+    auto = getattr(transformers, SUPPORTED_TASKS.get(record.task or "", "AutoModel"))
     try:
         model = auto.from_pretrained(str(root), trust_remote_code=False, local_files_only=True,
                                      use_safetensors=weights_format == "safetensors", attn_implementation="eager")
@@ -150,17 +152,51 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
                                        hint="check config.json and the weights files") from exc
     model.eval()
     input_names = [spec["name"] for spec in record.input_spec]
-    if record.task == "feature-extraction":
-        outputs = ["last_hidden_state"] + (["pooler_output"] if getattr(model, "pooler", None) is not None else [])
-    else:
-        outputs = ["logits"]
     is_text = input_names[0] == "input_ids"
-    dyn = {n: ({0: "batch", 1: "sequence"} if is_text else {0: "batch"}) for n in input_names}
-    for out in outputs:
-        dyn[out] = {0: "batch", 1: "sequence"} if is_text and out == "last_hidden_state" else {0: "batch"}
     tokenizer = None
     if is_text:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+        prepare_tokenizer(tokenizer, record.task, note)
+        if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None \
+                and record.task != "text-generation":
+            # GPT2ForSequenceClassification & co. read the last real token by the pad id, and refuse a batch without one
+            model.config.pad_token_id = tokenizer.pad_token_id
+    if record.task == "text-generation":
+        from zoo.converters.tasks import text_generation
+
+        layers = int(record.extra["io"]["cache"]["num_layers"])
+        names, outs, axes = text_generation.io_names(layers)
+        return TorchModel(text_generation.wrap(model, layers), names, outs, axes, tokenizer=tokenizer)
+    if record.task == "automatic-speech-recognition":
+        extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), trust_remote_code=False,
+                                                                      local_files_only=True)
+        names = [s["name"] for s in record.input_spec]
+        axes = {**{n: {0: "batch", 1: "samples"} for n in names}, "logits": {0: "batch", 1: "frames"}}
+        return TorchModel(_tuple_outputs(torch, model, names, ["logits"]), names, ["logits"], axes,
+                          processor=extractor)
+    if record.task == "multiple-choice":
+        axes = {**{n: {0: "batch", 1: "choices", 2: "sequence"} for n in input_names}, "logits": {0: "batch", 1: "choices"}}
+        return TorchModel(_tuple_outputs(torch, model, input_names, ["logits"]), input_names, ["logits"], axes,
+                          classifier_outputs=["logits"], tokenizer=tokenizer)
+    if record.task == "feature-extraction":
+        outputs = ["last_hidden_state"] + (["pooler_output"] if getattr(model, "pooler", None) is not None else [])
+    elif record.task == "question-answering":
+        outputs = ["start_logits", "end_logits"]
+    else:
+        outputs = ["logits"]
+    per_token = ("last_hidden_state", "start_logits", "end_logits") if is_text else ()
+    if is_text and record.task in ("fill-mask", "token-classification"):
+        per_token += ("logits",)
+    dyn = {n: ({0: "batch", 1: "sequence"} if is_text else {0: "batch"}) for n in input_names}
+    for out in outputs:
+        dyn[out] = {0: "batch", 1: "sequence"} if out in per_token else {0: "batch"}
+    if record.task == "sentence-similarity":
+        from zoo.converters.tasks import heads
+
+        module = heads.sentence_embedding(model, input_names, record.extra.get("sentence_transformers") or {})
+        return TorchModel(module, input_names, ["sentence_embedding"],
+                          {**{n: {0: "batch", 1: "sequence"} for n in input_names}, "sentence_embedding": {0: "batch"}},
+                          tokenizer=tokenizer)
 
     class TupleOutputs(torch.nn.Module):
         """Positional inputs in, a tuple of named outputs out: clean ONNX names."""
@@ -174,8 +210,23 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
             return tuple(out[name] for name in outputs)
 
     # eval() on the wrapper too: the TorchScript exporter restores the top module's mode recursively
+    classifiers = ["logits"] if record.task in ("text-classification", "image-classification", "token-classification",
+                                                "fill-mask") else []
     return TorchModel(TupleOutputs(model).eval(), input_names, outputs, dyn,
-                      classifier_outputs=["logits"] if "logits" in outputs else [], labels=record.labels, tokenizer=tokenizer)
+                      classifier_outputs=classifiers, labels=record.labels, tokenizer=tokenizer)
+
+
+def _tuple_outputs(torch: Any, model: Any, input_names: list[str], outputs: list[str]) -> Any:
+    class TupleOutputs(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> tuple:
+            out = self.inner(**dict(zip(input_names, args)), return_dict=True)
+            return tuple(out[name] for name in outputs)
+
+    return TupleOutputs(model).eval()
 
 
 def build_model(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:

@@ -136,7 +136,7 @@ def check_parity(
             ran.append((input_set, *pair))
     outputs = aggregate(checks)
     names = _names(ctx.output_names, max((len(o) for o in seen), default=0))
-    warnings, tasks = _findings(np, seen, names, outputs, errors, ran, task, precision, metadata)
+    warnings, tasks = _findings(np, seen, names, outputs, errors, ran, task, precision, metadata, (reference, candidate))
     if require_samples and not any(s.kind == "sample" for s in sets):
         errors.append(f"a {precision} candidate must be checked on real samples at a real input size, and there are "
                       "none for this model: pass --samples DIR or --inputs FILE.npz")
@@ -159,7 +159,8 @@ def check_parity(
 
 
 def _findings(np: Any, seen: list[list], names: list[str], outputs: dict, errors: list[str], ran: list,
-              task: str | None, precision: str, metadata: Mapping[str, str] | None) -> tuple[list[str], list]:
+              task: str | None, precision: str, metadata: Mapping[str, str] | None,
+              runners: tuple[Any, Any] = (None, None)) -> tuple[list[str], list]:
     """Warnings (outputs that ignore the input, task checks with nothing to compare) and the task checks;
     appends what fails the report to ``errors``."""
     from zoo.converters.parity.tasks import run_task_checks
@@ -169,7 +170,7 @@ def _findings(np: Any, seen: list[list], names: list[str], outputs: dict, errors
     if constant and len(constant) == len(outputs):
         errors.append("every reference output is the same for every input (an untrained or degenerate model?): "
                       "this check would prove nothing")
-    tasks = run_task_checks(task, names, ran, precision, dict(metadata or {}))
+    tasks = run_task_checks(task, names, ran, precision, dict(metadata or {}), runners)
     for result in tasks:
         if result.passed is None and result.reason:
             warnings.append(f"{result.check} check on {result.input_set}: {result.reason}")

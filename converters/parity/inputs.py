@@ -37,8 +37,26 @@ def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
 
 def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
     spec = record.input_spec
+    if record.task == "automatic-speech-recognition" and spec and spec[0]["name"] == "input_values":
+        from zoo.converters.tasks.speech import input_sets as speech_sets
+
+        return speech_sets(record, tokenizer)  # here the repo's feature extractor
+    if record.task == "multiple-choice":
+        from zoo.converters.tasks.heads import multiple_choice_sets
+
+        return multiple_choice_sets(record, tokenizer)
+    if record.task == "text-generation" and record.extra.get("io"):
+        from zoo.converters.tasks.text_generation import input_sets
+
+        return input_sets(record, tokenizer)
     if spec and spec[0]["name"] == "input_ids":
-        return _text_sets(record, tokenizer)
+        sets = _text_sets(record, tokenizer)
+        if record.task == "fill-mask" and tokenizer is not None:
+            from zoo.converters.tasks.heads import masked_input_set
+
+            masked = masked_input_set(sets, tokenizer)
+            sets += [masked] if masked is not None else []
+        return sets
     if record.library == "keras" and spec and spec[0].get("layout") == "NHWC":
         return _keras_sets(record)
     if record.library == "keras":  # any other Keras model: seeded random inputs from its declared shapes

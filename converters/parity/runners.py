@@ -29,7 +29,11 @@ def _call_torch(module: Any, feeds: dict[str, Any], names: list[str]) -> list[An
 
 
 def torch_runner(tm: Any) -> Runner:
-    return lambda feeds: _call_torch(tm.module, feeds, tm.input_names)
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        return _call_torch(tm.module, feeds, tm.input_names)
+
+    run.torch_model = tm  # type: ignore[attr-defined]  # task checks reach the source itself (generate())
+    return run
 
 
 def onnx_runner(path: Path) -> Runner:

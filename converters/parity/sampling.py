@@ -32,6 +32,12 @@ def signature_input_sets(spec: list[dict[str, Any]], metadata: dict[str, str] | 
     if request.inputs_file is not None:
         sets = npz_input_sets(request.inputs_file, spec)
         return sets, {s["name"]: f"from --inputs {request.inputs_file.name}" for s in spec}
+    if not request.specs and not request.samples_dir:
+        from zoo.converters.tasks.text_generation import contract_input_sets
+
+        contract = contract_input_sets(metadata or {})
+        if contract is not None:  # a zoo text-generation file: its cache contract decides the shapes
+            return contract, {s["name"]: "from the file's zoo.io cache contract" for s in spec}
     plans = plan_inputs(spec, metadata, model, request)
     if reference is not None:
         plans, _error = probe(plans, reference)  # a source that still raises is reported by run_source

@@ -56,6 +56,8 @@ class TaskContext:
     precision: str  # float32 | float16 | bfloat16 | int8: picks the bounds
     metadata: dict[str, str]
     explicit: bool  # the task was declared, not guessed from the outputs
+    reference: Any = None  # the two models as feeds -> outputs callables, for checks that run them again
+    candidate: Any = None  # (a decode loop over the KV cache); None where the caller gave none
 
     def samples(self) -> list[tuple[InputSet, list, list]]:
         return [r for r in self.ran if r[0].kind == "sample"]
@@ -87,7 +89,7 @@ def declared_task(task: str | None, metadata: dict[str, str]) -> str | None:
 
 
 def run_task_checks(task: str | None, names: list[str], ran: list, precision: str,
-                    metadata: dict[str, str]) -> list[TaskResult]:
+                    metadata: dict[str, str], runners: tuple[Any, Any] = (None, None)) -> list[TaskResult]:
     """The checks of the declared task, then those the outputs themselves call for."""
     key = TASK_ALIASES.get((declared_task(task, metadata) or "").lower())
     chosen = {key: True} if key else {}  # registry key -> declared (True) or guessed
@@ -96,7 +98,7 @@ def run_task_checks(task: str | None, names: list[str], ran: list, precision: st
         if name not in chosen and guess(guessing):
             chosen[name] = False
     return [result for name, explicit in chosen.items()
-            for result in TASK_CHECKS[name](TaskContext(names, ran, precision, metadata, explicit))]
+            for result in TASK_CHECKS[name](TaskContext(names, ran, precision, metadata, explicit, *runners))]
 
 
 # Bounds per precision class: what a faithful conversion keeps, with room for its own rounding.
@@ -408,6 +410,10 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
     limit = bounds(ctx.precision)["cer"]
     vocab = _vocabulary(ctx.metadata)
     results = []
+    if ctx.explicit and any("input_values" in s.feeds for s, _, _ in ctx.samples()):
+        from zoo.converters.tasks.speech import argmax_results  # audio CTC heads: per-frame ids too
+
+        results += [TaskResult(**r) for r in argmax_results(ctx.names, ctx.ran, ctx.precision)]
     for input_set, refs, outs in ctx.samples():
         for name, r, c in zip(ctx.names, refs, outs):
             r, c = np.asarray(r), np.asarray(c)
@@ -426,3 +432,37 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
                                       None if ok else f"decoded strings differ: character error rate {cer:.3f} > {limit}",
                                       figures))
     return results
+
+
+# --- text generation (zoo.converters.tasks.text_generation) ------------------------------------------
+@register_task_check("text-generation", "causal-lm", "text-generation-with-past")
+def check_generation(ctx: TaskContext) -> list[TaskResult]:
+    """Greedy generation through each model's own KV cache, tokens and per-step logits compared."""
+    from zoo.converters.tasks.text_generation import generation_results
+
+    if ctx.reference is None or ctx.candidate is None:
+        return []
+    return [TaskResult(**r) for r in generation_results(ctx.names, ctx.ran, ctx.precision, ctx.reference,
+                                                         ctx.candidate)]
+
+
+# --- encoder heads (zoo.converters.tasks.heads) ------------------------------------------------------
+def _head_check(task: str) -> TaskCheck:
+    def check(ctx: TaskContext) -> list[TaskResult]:
+        from zoo.converters.tasks.heads import head_results
+
+        return [TaskResult(**r) for r in head_results(task, ctx.names, ctx.ran, ctx.precision)]
+
+    return check
+
+
+register_task_check("fill-mask", "masked-lm")(_head_check("fill-mask"))
+register_task_check("token-classification", "ner")(_head_check("token-classification"))
+register_task_check("question-answering")(_head_check("question-answering"))
+
+
+@register_task_check("multiple-choice")
+def check_multiple_choice(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.heads import choice_results
+
+    return [TaskResult(**r) for r in choice_results(ctx.names, ctx.ran, ctx.precision)]

@@ -46,6 +46,7 @@ class Source:
     root: Path | None = None  # the directory the files are read from
     checked = False  # every file was hashed against its expected digest during this fetch
     input_request: Any = None  # what the user said about parity inputs (set by the pipeline before open)
+    task: str | None = None  # --task (set by the pipeline before fetch): overrides the task the repo declares
 
     def __init__(self) -> None:
         self.files: list[FileInfo] = []
@@ -91,6 +92,8 @@ class Source:
             props.update({"zoo.task": self.record.task or "", "zoo.input_spec": json.dumps(self.record.input_spec),
                           "zoo.preprocessing": json.dumps(self.record.preprocessing),
                           "zoo.license": self.record.license or ""})
+            if self.record.extra.get("io"):
+                props["zoo.io"] = json.dumps(self.record.extra["io"])
         return props
 
     def describe(self) -> dict[str, Any]:

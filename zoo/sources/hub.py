@@ -61,6 +61,12 @@ class RecordSource(Source):
                                             hint=f"import it again: zoo import DIR --name {record.name}")
         _names, self.weights, self.weights_format = choose_files([f.path for f in files])
         self.root, self.revision, self.files = root, str(record.revision), files
+        if self.task and self.task != record.task and record.library == "transformers":
+            from zoo.registry.hf_source import describe
+
+            described = describe(record, root, [f.path for f in files], task=self.task)
+            described.revision = record.revision
+            self.record = described
 
     def _fetch_hub(self, progress: Progress) -> None:
         from zoo.registry.hf_source import describe, fetch_snapshot, file_infos
@@ -73,9 +79,18 @@ class RecordSource(Source):
         snap = fetch_snapshot(record.repo_id, self.requested, self.settings, repo_filename=record.repo_filename,
                               progress=progress.downloads_visible, on_note=progress.note)
         if record.source == "hf":
-            record = describe(record, snap.root, snap.files)
-            record.license = snap.license or record.license
-            self.registry.upsert(record)
+            base, declared = record, None
+            try:  # the registry keeps what the repo declares; --task changes only this conversion
+                declared = describe(base, snap.root, snap.files)
+            except errors.UnsupportedError:
+                if not self.task:
+                    raise
+            record = declared
+            if self.task and (declared is None or declared.task != self.task):
+                record = describe(base, snap.root, snap.files, task=self.task)
+            for described in {id(r): r for r in (declared, record) if r is not None}.values():
+                described.license = snap.license or described.license
+            self.registry.upsert(declared or record)
         files = self.registry.revision_files(record.id, snap.commit)
         self.checked = files is None or {f.path for f in files} != set(snap.files)
         if self.checked:  # first sight of this revision: hash what was not downloaded (and verified) just now
@@ -130,7 +145,8 @@ class RecordSource(Source):
             from zoo.converters.parity.runners import torch_runner
 
             tm = build_model(record, self.root, self.weights, self.weights_format, progress.note)
-            return Opened(tm, torch_runner(tm), parity_input_sets(record, tm.tokenizer), tm.input_names,
+            preprocess = tm.tokenizer if tm.tokenizer is not None else tm.processor
+            return Opened(tm, torch_runner(tm), parity_input_sets(record, preprocess), tm.input_names,
                           tm.output_names, tm.classifier_outputs, labels=tm.labels, torch_model=tm,
                           seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
 
@@ -143,7 +159,8 @@ class RecordSource(Source):
             return []
         from zoo.registry.hf_source import METADATA_FILES
 
-        return [f.path for f in self.files if f.path in METADATA_FILES]
+        # top-level files only: a sentence-transformers 1_Pooling/config.json is inside the graph already
+        return [f.path for f in self.files if f.path in METADATA_FILES and "/" not in f.path]
 
     def describe(self) -> dict[str, Any]:
         if self.record.source == "local":

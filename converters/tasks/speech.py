@@ -1,0 +1,74 @@
+"""automatic-speech-recognition with a CTC head (Wav2Vec2, HuBERT, ...): ``input_values [batch, samples]``
+(raw audio as the repo's feature extractor normalises it) -> ``logits [batch, frames, vocabulary]``.
+
+Parity inputs: seeded noise at three lengths, and a synthetic spoken-like clip (a gliding harmonic tone
+with syllable-rate amplitude modulation and a little noise, two lengths in one padded batch) put through
+the repo's own feature extractor. The ``ctc`` task check (``converters/parity/tasks.py``) compares the
+greedy CTC decodings; here the per-frame argmax ids are compared as well (``argmax_results``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.converters.parity.report import InputSet
+
+
+def synthetic_clip(seconds: float, rate: int, seed: int = 0) -> Any:
+    """A deterministic speech-like waveform in [-1, 1]: what parity feeds instead of a real recording."""
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 120 + 60 * np.sin(2 * np.pi * 0.7 * t)  # a gliding fundamental, as a voice
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t))  # ~4 syllables a second
+    noise = np.random.default_rng(seed).standard_normal(t.size) * 0.02
+    wave = envelope * voice + noise
+    return (wave / np.abs(wave).max()).astype(np.float32)
+
+
+def input_sets(record: Any, extractor: Any) -> list[InputSet]:
+    import numpy as np
+
+    names = [s["name"] for s in record.input_spec]
+    sets = []
+    for seed, (batch, samples) in enumerate(((2, 8000), (1, 5000), (3, 11000))):
+        rng = np.random.default_rng(seed)
+        feeds = {"input_values": rng.standard_normal((batch, samples)).astype(np.float32)}
+        if "attention_mask" in names:
+            feeds["attention_mask"] = np.ones((batch, samples), np.int64)
+        sets.append(InputSet(f"random-b{batch}-n{samples}", feeds))
+    if extractor is not None:
+        rate = int(getattr(extractor, "sampling_rate", 16000))
+        clips = [synthetic_clip(1.0, rate, 0), synthetic_clip(0.6, rate, 1)]
+        enc = extractor(clips, sampling_rate=rate, padding=True, return_tensors="np")
+        feeds = {"input_values": np.asarray(enc["input_values"], np.float32)}
+        if "attention_mask" in names:
+            mask = enc.get("attention_mask")
+            feeds["attention_mask"] = np.asarray(mask if mask is not None else np.ones_like(feeds["input_values"]),
+                                                 np.int64)
+        sets.append(InputSet("sample-audio", feeds, kind="sample"))
+    return sets
+
+
+def argmax_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
+    """Per-frame argmax ids (what a CTC decoder reads) identical at float32 (95% below)."""
+    import numpy as np
+
+    need = 1.0 if precision in ("float32", "float64") else 0.95
+    results = []
+    for input_set, refs, outs in ran:
+        if input_set.kind != "sample":
+            continue
+        for name, r, c in zip(names, refs, outs):
+            r, c = np.asarray(r), np.asarray(c)
+            if name != "logits" or r.shape != c.shape or r.ndim != 3:
+                continue
+            agree = float((r.argmax(-1) == c.argmax(-1)).mean())
+            reason = None if agree >= need else f"per-frame argmax ids agree on {agree:.1%} < {need:.0%}"
+            results.append({"check": "ctc-ids", "input_set": input_set.name, "output": name, "passed": reason is None,
+                            "reason": reason, "figures": {"frames": int(r.shape[0] * r.shape[1]),
+                                                          "argmax_agreement": agree,
+                                                          "distinct_ids": len(np.unique(r.argmax(-1)))}})
+    return results

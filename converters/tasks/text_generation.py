@@ -1,0 +1,249 @@
+"""text-generation: a decoder-only model as one ONNX graph with its KV cache as inputs and outputs.
+
+Inputs ``input_ids [batch, sequence]``, ``attention_mask [batch, past + sequence]`` and, per layer,
+``past_key_values.N.key|value [batch, kv_heads, past, head_dim]``; outputs ``logits [batch, sequence,
+vocab]`` and ``present.N.key|value [batch, kv_heads, past + sequence, head_dim]``. The prefill feeds a
+past of length 0; each decode step feeds the previous step's ``present.*`` back. Position ids are made
+inside the graph from the attention mask, so left-padded batches need nothing else (the layout optimum's
+``text-generation-with-past`` and onnxruntime-genai consume).
+
+Parity beyond the elementwise check (``generation_results``, registered as the ``text-generation``
+task check): greedy generation of ``NEW_TOKENS`` tokens from real-tokenizer prompts, the candidate's
+decode loop over its own cache against the source's ``generate()`` (tokens identical at float32) and
+against the reference's own decode loop (logits compared at the prefill and at every decode step).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from zoo.converters.parity.report import InputSet
+
+NEW_TOKENS = 20
+PROMPTS = [
+    "The quick brown fox jumps over the lazy dog",
+    "Once upon a time there was a little",
+    "hello world",
+    "What is the capital of the country where you were born",
+]
+# logits agreement per precision: the largest difference allowed, relative to the logits' spread
+_LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
+# float32/float64: the generated tokens must be identical. Below that, a near-tie flips one token and the
+# rest of the text with it (random tiny models are full of near-ties), so the candidate is fed the reference's
+# tokens (teacher forcing) and must pick the same next token at this share of the steps.
+_EXACT = ("float64", "float32")
+_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8}
+
+
+def cache_names(layers: int) -> tuple[list[str], list[str]]:
+    past = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    present = [f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    return past, present
+
+
+def wrap(model: Any, layers: int) -> Any:
+    """``model`` (a transformers ``*ForCausalLM``) as ``forward(input_ids, attention_mask, *past) ->
+    (logits, *present)`` over plain tensors: what the ONNX graph's inputs and outputs are."""
+    import torch
+    from transformers import DynamicCache
+
+    # transformers 5.x renamed past_key_values to cache (the old name warns, then goes away)
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    class CausalLMWithPast(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, *past: Any) -> tuple:
+            cache = DynamicCache(config=self.inner.config)
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            position_ids = attention_mask.long().cumsum(-1) - 1
+            position_ids = position_ids.masked_fill(attention_mask == 0, 1)[:, -input_ids.shape[1]:]
+            kwargs = {cache_arg: cache}
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=True, return_dict=True, **kwargs)
+            # zeros at padding positions: what padded tokens computed is masked out everywhere and differs
+            # between runtimes (a fully masked softmax row), so neither the check nor a consumer sees it
+            real = (attention_mask != 0)[:, None, :, None]
+            present = []
+            for layer in out[cache_arg].layers[:layers]:
+                present += [torch.where(real, layer.keys, 0.0), torch.where(real, layer.values, 0.0)]
+            return (out.logits, *present)
+
+    return CausalLMWithPast(model).eval()
+
+
+def io_names(layers: int) -> tuple[list[str], list[str], dict[str, dict[int, str]]]:
+    past, present = cache_names(layers)
+    inputs, outputs = ["input_ids", "attention_mask", *past], ["logits", *present]
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
+            "logits": {0: "batch", 1: "sequence"}}
+    axes.update({n: {0: "batch", 2: "past_sequence"} for n in past})
+    axes.update({n: {0: "batch", 2: "total_sequence"} for n in present})
+    return inputs, outputs, axes
+
+
+def _cache_shape(record: Any) -> tuple[int, int, int]:
+    cache = record.extra["io"]["cache"]
+    return int(cache["num_layers"]), int(cache["num_key_value_heads"]), int(cache["head_dim"])
+
+
+class _Contract:
+    """A record's view of an ONNX file's ``zoo.io`` (``zoo convert`` of a text-generation artifact)."""
+
+    def __init__(self, io: dict[str, Any]) -> None:
+        self.extra = {"io": io, "vocab_size": io.get("vocab_size") or 2}
+
+
+def contract_input_sets(metadata: dict[str, str]) -> list[InputSet] | None:
+    """The input sets of a zoo text-generation ONNX file, from its ``zoo.io`` metadata (past and total lengths
+    must agree, which no guess from the signature alone knows); None for any other file."""
+    import json
+
+    if (metadata.get("zoo.task") or "") != "text-generation" or "zoo.io" not in metadata:
+        return None
+    try:
+        io = json.loads(metadata["zoo.io"])
+        _cache_shape(_Contract(io))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return input_sets(_Contract(io), None)
+
+
+def empty_past(record: Any, batch: int, np: Any) -> dict[str, Any]:
+    layers, heads, dim = _cache_shape(record)
+    return {n: np.zeros((batch, heads, 0, dim), np.float32) for n in cache_names(layers)[0]}
+
+
+def input_sets(record: Any, tokenizer: Any) -> list[InputSet]:
+    """A decode step on a random cache first (the export example: batch 2, 3 new tokens after 5 cached),
+    a prefill (past 0) and a single-token step, then the real prompts (left-padded) as the sample set."""
+    import numpy as np
+
+    layers, heads, dim = _cache_shape(record)
+    vocab = int(record.extra.get("vocab_size") or 100)
+    past_names = cache_names(layers)[0]
+    sets = []
+    for seed, (batch, seq, past) in enumerate(((2, 3, 5), (1, 7, 0), (3, 1, 9))):
+        rng = np.random.default_rng(seed)
+        feeds = {"input_ids": rng.integers(0, vocab, (batch, seq), dtype=np.int64),
+                 "attention_mask": np.ones((batch, past + seq), np.int64)}
+        for n in past_names:
+            feeds[n] = rng.standard_normal((batch, heads, past, dim)).astype(np.float32)
+        sets.append(InputSet(f"random-b{batch}-s{seq}-past{past}", feeds))
+    if tokenizer is not None:
+        enc = tokenizer(PROMPTS, padding=True, return_tensors="np")
+        feeds = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64),
+                 **empty_past(record, len(PROMPTS), np)}
+        sets.append(InputSet("sample-prompts", feeds, kind="sample"))
+    return sets
+
+
+# --- the generation check ----------------------------------------------------------------------------
+def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any], steps: int,
+                forced: Any = None) -> tuple[Any, list[Any]]:
+    """Greedy decoding over a model's own cache: ``feeds`` is the prefill (past of length 0); ``forced``
+    ([batch, steps]) feeds those tokens instead of the argmax (teacher forcing, to compare logits at every
+    step even after the two models chose differently). Returns (tokens [batch, steps], the last-position
+    logits of each step)."""
+    import numpy as np
+
+    past_names = [n for n in feeds if n.startswith("past_key_values.")]
+    mask = np.asarray(feeds["attention_mask"], np.int64)
+    current = dict(feeds)
+    tokens, logits = [], []
+    for _ in range(steps):
+        out = run(current)
+        last = np.asarray(out[0])[:, -1, :]
+        nxt = last.argmax(-1).astype(np.int64)
+        tokens.append(nxt)
+        if forced is not None:
+            nxt = np.asarray(forced)[:, len(tokens) - 1].astype(np.int64)
+        logits.append(last)
+        mask = np.concatenate([mask, np.ones((mask.shape[0], 1), np.int64)], axis=1)
+        current = {"input_ids": nxt[:, None], "attention_mask": mask}
+        current.update({n: np.asarray(p) for n, p in zip(past_names, out[1:])})
+    return np.stack(tokens, axis=1), logits
+
+
+def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> Any:
+    """The source's own ``generate()`` (greedy, no early stop) on the prompts: the tokens users get."""
+    import torch
+
+    inner = torch_model.module.inner
+    ids, mask = torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])
+    pad = inner.generation_config.pad_token_id
+    pad = pad if pad is not None else (inner.config.eos_token_id or 0)
+    if isinstance(pad, list):
+        pad = pad[0]
+    with torch.no_grad():
+        out = inner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps,
+                             do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=None)
+    return out[:, ids.shape[1]:].numpy()
+
+
+def generation_results(names: list[str], ran: list, precision: str, reference: Any, candidate: Any,
+                       steps: int = NEW_TOKENS) -> list[dict[str, Any]]:
+    """Per sample set of prompts: the candidate's greedy tokens against ``generate()`` and the reference's
+    decode loop, and the logits of every step. Dicts with TaskResult's fields."""
+    import numpy as np
+
+    results = []
+    if reference is None or candidate is None:
+        return results
+    rtol = _LOGIT_RTOL.get(precision, 0.1)
+    need = 1.0 if precision in _EXACT else _TOKEN_AGREEMENT.get(precision, 0.7)
+    has_sample = any(s.kind == "sample" for s, _, _ in ran)
+    for input_set, _refs, _outs in ran:
+        feeds = input_set.feeds
+        if (has_sample and input_set.kind != "sample") or "attention_mask" not in feeds:
+            continue  # without real prompts (a file known by its signature), random prompts are decoded
+        if any(np.asarray(v).shape[2] for k, v in feeds.items() if k.startswith("past_key_values.")):
+            continue  # a decode step, not a prefill
+        try:
+            ref_tokens, ref_logits = greedy_loop(reference, feeds, steps)
+            cand_tokens, _ = greedy_loop(candidate, feeds, steps)
+            _, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens)  # the reference's path
+        except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
+            results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
+                            "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
+            continue
+        torch_model = getattr(reference, "torch_model", None)
+        gen_tokens = reference_generate(torch_model, feeds, steps) if torch_model is not None else None
+        worst_step = None
+        worst = 0.0
+        for step in range(steps):  # logits at the prefill and every decode step, both fed the same tokens
+            r, c = ref_logits[step].astype(np.float64), cand_logits[step].astype(np.float64)
+            spread = max(float(r.max() - r.min()), 1e-12)
+            rel = float(np.abs(r - c).max()) / spread
+            if rel > worst:
+                worst, worst_step = rel, step
+        reasons = []
+        if gen_tokens is not None and not np.array_equal(gen_tokens, ref_tokens):
+            reasons.append("the reference's decode loop over its cache does not reproduce generate() "
+                           f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
+        target = gen_tokens if gen_tokens is not None else ref_tokens
+        matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
+        forced = np.stack([c.argmax(-1) for c in cand_logits], axis=1)  # the candidate's choice on the reference's path
+        forced_top1 = float((forced == ref_tokens).mean())
+        if precision in _EXACT and min(matched) < steps:
+            row = int(np.argmin(matched))
+            reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
+                           f"(expected {target[row].tolist()}, got {cand_tokens[row].tolist()})")
+        elif precision not in _EXACT and forced_top1 < need:
+            reasons.append(f"the next token agrees at {forced_top1:.0%} of the steps on the reference's path < {need:.0%}")
+        if worst > rtol:
+            reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
+        figures = {"prompts": int(target.shape[0]), "new_tokens": steps, "tokens_matched": matched,
+                   "next_token_agreement": forced_top1,
+                   "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
+                   "reference": "generate()" if gen_tokens is not None else "reference decode loop",
+                   "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
+                   "generated": cand_tokens.tolist()}
+        results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
+                        "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
+    return results

@@ -1,0 +1,148 @@
+"""Tiny repos for the Hugging Face tasks (tests/test_tasks.py), built offline with seeded weights.
+
+Decoders get a real byte-level BPE tokenizer trained here with the ``tokenizers`` library on a few
+sentences (no pad token, as GPT-2's), saved in the repo layout ``save_pretrained`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from builders import _WORDS, _bert_tokenizer, _bert_vocab, _model_card, _read_dir
+
+EOS = "<|endoftext|>"
+TINY = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 37, "positions": 128}
+
+
+def _corpus() -> list[str]:
+    words = list(_WORDS)
+    lines = [" ".join(words[i:i + 12]) for i in range(0, len(words), 12)]
+    lines += ["The quick brown fox jumps over the lazy dog.", "Once upon a time there was a little girl.",
+              "What is the capital of the country where you were born?", "hello world"]
+    return lines
+
+
+def bpe_tokenizer(tmp: str, vocab_size: int = 400):
+    """A GPT-2 style byte-level BPE tokenizer (``<|endoftext|>`` as bos/eos/unk, no pad token)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2TokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
+
+
+def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -> dict[str, bytes]:
+    """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
+    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = bpe_tokenizer(tmp)
+        vocab = len(tokenizer)
+        eos = tokenizer.eos_token_id
+        if family == "gpt2":
+            config = GPT2Config(vocab_size=vocab, n_embd=TINY["hidden"], n_layer=TINY["layers"], n_head=TINY["heads"],
+                                n_positions=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
+                                initializer_range=0.2)
+            cls = GPT2LMHeadModel
+            if head == "sequence-classification":  # GPT2ForSequenceClassification: 3 labels, no pad token
+                from transformers import GPT2ForSequenceClassification
+
+                config.num_labels = 3
+                cls = GPT2ForSequenceClassification
+        elif family == "llama":
+            config = LlamaConfig(vocab_size=vocab, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+                                 num_attention_heads=TINY["heads"], num_key_value_heads=2,
+                                 intermediate_size=TINY["intermediate"], max_position_embeddings=TINY["positions"],
+                                 bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
+            cls = LlamaForCausalLM
+        else:
+            raise ValueError(f"family must be gpt2 or llama, not {family!r}")
+        torch.manual_seed(seed)
+        model = cls(config).eval()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    task = "text-classification" if head == "sequence-classification" else "text-generation"
+    files["README.md"] = _model_card("transformers", task, (family, "safetensors"))
+    return files
+
+
+def bert_head_repo(head: str, seed: int = 0) -> dict[str, bytes]:
+    """A tiny BERT with a task head: ``fill-mask``, ``token-classification``, ``question-answering``, or
+    ``sentence-similarity`` (a sentence-transformers layout: modules.json, mean pooling, Normalize)."""
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForMultipleChoice,
+        BertForQuestionAnswering,
+        BertForTokenClassification,
+        BertModel,
+    )
+
+    classes = {"fill-mask": BertForMaskedLM, "token-classification": BertForTokenClassification,
+               "question-answering": BertForQuestionAnswering, "sentence-similarity": BertModel,
+               "multiple-choice": BertForMultipleChoice}
+    labels = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+    extra = {"num_labels": 5, "id2label": labels, "label2id": {v: k for k, v in labels.items()}} \
+        if head == "token-classification" else {}
+    config = BertConfig(vocab_size=len(_bert_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=128, **extra)
+    torch.manual_seed(seed)
+    model = classes[head](config).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _bert_tokenizer(tmp, 128)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    if head == "sentence-similarity":
+        files["modules.json"] = json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ], indent=2).encode()
+        files["1_Pooling/config.json"] = json.dumps({
+            "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}).encode()
+        files["README.md"] = _model_card("sentence-transformers", "sentence-similarity", ("bert",))
+    else:
+        files["README.md"] = _model_card("transformers", head, ("bert", "safetensors"))
+    return files
+
+
+CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("abcdefghijklmnopqrstuvwxyz'")
+
+
+def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Wav2Vec2ForCTC (two conv layers, two transformer layers) with its character vocabulary
+    (vocab.json, Wav2Vec2CTCTokenizer) and feature extractor (preprocessor_config.json), seeded."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config(vocab_size=len(CTC_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=37, conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="group",
+                            do_stable_layer_norm=False, pad_token_id=0, initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForCTC(config).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp, "vocab.json")
+        vocab.write_text(json.dumps({c: i for i, c in enumerate(CTC_VOCAB)}))
+        tokenizer = Wav2Vec2CTCTokenizer(str(vocab), word_delimiter_token="|")
+        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                             do_normalize=True, return_attention_mask=False)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("wav2vec2",))
+    return files

@@ -1,0 +1,417 @@
+"""Hugging Face tasks (issue 11): the task from the repo or --task, text generation with a KV cache checked
+by greedy generation against transformers' generate(), and the encoder heads (fill-mask, token
+classification, question answering, sentence-transformers embeddings), each through `zoo pull` from a local
+Hugging Face cache with tiny seeded models (tests/task_builders.py), and checked here again independently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builders import write_hf_cache
+from task_builders import bert_head_repo, decoder_repo, wav2vec2_ctc_repo
+
+from zoo import errors
+
+DECODERS = {"zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"), "zoo-test/tiny-llama": lambda: decoder_repo("llama")}
+GPT2_CLASSIFIER = {"zoo-test/tiny-gpt2-sst": lambda: decoder_repo("gpt2", head="sequence-classification")}
+HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
+         for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity", "multiple-choice")}
+SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo}
+PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
+
+
+@pytest.fixture(scope="session")
+def task_repos() -> dict[str, dict[str, bytes]]:
+    return {repo: build() for repo, build in {**DECODERS, **HEADS, **SPEECH, **GPT2_CLASSIFIER}.items()}
+
+
+@pytest.fixture
+def pull(indexed, task_repos, monkeypatch, capsys):
+    """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json`."""
+    from zoo.cli import main as cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def run(repo: str, *args: str, code: int = 0, files: dict[str, bytes] | None = None) -> dict:
+        write_hf_cache(indexed.hub_cache, repo, files or task_repos[repo])
+        got = cli.main(["pull", repo, "--json", *args])
+        captured = capsys.readouterr()
+        assert got == code, captured.err[-3000:] + captured.out[-3000:]
+        out = json.loads(captured.out.strip().splitlines()[-1])
+        out["stderr"] = captured.err
+        return out
+
+    return run
+
+
+def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    root = tmp_path / "source"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def ort_session(path: str):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def manifest_of(out: dict) -> dict:
+    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+
+
+def task_result(manifest: dict, check: str) -> dict:
+    found = [t for t in manifest["parity"]["tasks"] if t["check"] == check]
+    assert found, [t["check"] for t in manifest["parity"]["tasks"]]
+    return found[0]
+
+
+# --- text generation ---------------------------------------------------------------------------------
+def onnx_greedy(session, enc: dict, steps: int) -> np.ndarray:
+    """A plain onnxruntime decode loop over the cache, written here from the ONNX signature alone."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    past = [n for n in inputs if n.startswith("past_key_values.")]
+    batch = enc["input_ids"].shape[0]
+    feeds = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    feeds.update({n: np.zeros((batch, inputs[n].shape[1], 0, inputs[n].shape[3]), np.float32) for n in past})
+    out_names = [o.name for o in session.get_outputs()]
+    tokens = []
+    for _ in range(steps):
+        outs = dict(zip(out_names, session.run(None, feeds)))
+        nxt = outs["logits"][:, -1].argmax(-1).astype(np.int64)
+        tokens.append(nxt)
+        mask = np.concatenate([feeds["attention_mask"], np.ones((batch, 1), np.int64)], axis=1)
+        feeds = {"input_ids": nxt[:, None], "attention_mask": mask,
+                 **{n: outs[n.replace("past_key_values.", "present.")] for n in past}}
+    return np.stack(tokens, 1)
+
+
+@pytest.mark.parametrize("repo", sorted(DECODERS))
+def test_decoder_text_generation_with_kv_cache_matches_generate(pull, task_repos, tmp_path, repo):
+    import torch
+    import transformers
+
+    out = pull(repo)
+    assert out["verified"] and out["parity"]["passed"]
+    manifest = manifest_of(out)
+    gen = task_result(manifest, "text-generation")
+    assert gen["passed"] and gen["figures"]["identical"] and gen["figures"]["reference"] == "generate()"
+    assert gen["figures"]["new_tokens"] == 20 and gen["figures"]["prompts"] >= 3
+    assert manifest["record"]["task"] == "text-generation"
+    assert manifest["record"]["extra"]["io"]["cache"]["num_layers"] == 2
+    session = ort_session(out["path"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["zoo.task"] == "text-generation" and json.loads(meta["zoo.io"])["padding"] == "left"
+    names = [i.name for i in session.get_inputs()]
+    assert names == ["input_ids", "attention_mask"] + [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
+    assert session.get_inputs()[2].shape[0] == "batch" and session.get_inputs()[2].shape[2] == "past_sequence"
+    assert [o.name for o in session.get_outputs()][1:3] == ["present.0.key", "present.0.value"]
+    # independently: the tokenizer travels with the artifact; generate() of the real model on other prompts
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    assert tok.pad_token is None  # GPT-2 style: the artifact's tokenizer is the repo's own
+    tok.pad_token, tok.padding_side = tok.eos_token, "left"
+    enc = {k: v.astype(np.int64) for k, v in tok(PROMPTS, padding=True, return_tensors="np").items()}
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model.generate(**{k: torch.from_numpy(v) for k, v in enc.items()}, max_new_tokens=20, min_new_tokens=20,
+                             do_sample=False, pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:].numpy()
+    got = onnx_greedy(session, enc, 20)
+    np.testing.assert_array_equal(got, ref)
+    assert len({int(t) for t in ref.reshape(-1)}) > 5  # the tiny model does not just repeat one token
+
+
+def _shift_cache_output(path: Path, output: str) -> None:
+    """Rewire ``output`` to its own value shifted by one position along the sequence axis (same shape):
+    the kind of off-by-one a broken cache export makes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inner = f"{output}__unshifted"
+    for node in graph.node:
+        node.output[:] = [inner if o == output else o for o in node.output]
+        node.input[:] = [inner if i == output else i for i in node.input]
+    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    graph.initializer.extend([const("shift_s0", [0]), const("shift_s1", [1]), const("shift_end", [-1]),
+                              const("shift_big", [2**62]), const("shift_ax", [2])])
+    graph.node.extend([
+        helper.make_node("Slice", [inner, "shift_s0", "shift_s1", "shift_ax"], [f"{inner}_first"]),
+        helper.make_node("Slice", [inner, "shift_s0", "shift_end", "shift_ax"], [f"{inner}_head"]),
+        helper.make_node("Concat", [f"{inner}_first", f"{inner}_head"], [output], axis=2),
+    ])
+    onnx.save(model, str(path))
+
+
+def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
+    from zoo.converters.edges import torch_onnx
+
+    real_export = torch_onnx.export_onnx
+
+    def broken_export(tm, example, out_path, **kwargs):
+        info = real_export(tm, example, out_path, **kwargs)
+        _shift_cache_output(out_path, "present.1.value")
+        return info
+
+    monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)
+    err = pull("zoo-test/tiny-llama", "--exporter", "torchscript", code=6)
+    assert err["error"] == "parity_failed"
+    gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
+    assert gen and gen[0]["passed"] is False and not gen[0]["figures"]["identical"], gen
+    assert "diverge" in gen[0]["reason"] or "logits" in gen[0]["reason"]
+
+
+# --- the task: from the repo, --task, and what zoo does not convert ------------------------------------
+def test_task_detection_from_architectures_card_and_modules():
+    from zoo.converters.tasks import card_pipeline_tag, check_task, detect_task
+
+    assert detect_task("m", "GPT2LMHeadModel")[0] == "text-generation"
+    assert detect_task("m", "LlamaForCausalLM")[0] == "text-generation"
+    assert detect_task("m", "BertForMaskedLM")[0] == "fill-mask"
+    assert detect_task("m", "DistilBertForTokenClassification")[0] == "token-classification"
+    assert detect_task("m", "RobertaForQuestionAnswering")[0] == "question-answering"
+    assert detect_task("m", "BertModel", modules=[{"type": "sentence_transformers.models.Pooling"}]) == \
+        ("sentence-similarity", "modules.json")
+    card = "---\nlicense: mit\npipeline_tag: sentence-similarity\n---\n# x\n"
+    assert card_pipeline_tag(card) == "sentence-similarity"
+    assert detect_task("m", "BertModel", card=card) == ("sentence-similarity", "model card pipeline_tag")
+    assert detect_task("m", "BertForMaskedLM", override="causal-lm") == ("text-generation", "--task")
+    assert check_task("ner") == "token-classification"
+    with pytest.raises(errors.UnsupportedError) as exc:
+        detect_task("m", "T5ForConditionalGeneration")
+    assert errors.exit_code_for(exc.value) == 5 and "text-generation" in exc.value.hint
+    assert detect_task("m", "RobertaForMultipleChoice")[0] == "multiple-choice"
+    with pytest.raises(errors.UnsupportedError):
+        detect_task("m", "DetrForObjectDetection")
+    with pytest.raises(errors.UnsupportedError) as exc:
+        detect_task("m", "FancyThing")
+    assert "fill-mask" in exc.value.hint
+    with pytest.raises(errors.UsageError):
+        check_task("make-me-a-sandwich")
+
+
+def test_an_unsupported_head_exits_5_listing_the_supported_tasks(pull, task_repos):
+    files = dict(task_repos["zoo-test/tiny-bert-fill-mask"])
+    config = json.loads(files["config.json"])
+    config["architectures"] = ["BertForNextSentencePrediction"]
+    files["config.json"] = json.dumps(config).encode()
+    err = pull("zoo-test/tiny-bert-nsp", code=5, files=files)
+    assert err["error"] == "unsupported" and "BertForNextSentencePrediction" in err["message"]
+    for task in ("text-generation", "fill-mask", "question-answering", "sentence-similarity"):
+        assert task in err["hint"]
+    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "text2text-generation", code=5)
+    assert "text-generation" in err["hint"]
+    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "bogus", code=2)
+    assert "supported tasks" in err["hint"]
+
+
+def test_a_classifier_whose_tokenizer_has_no_pad_token(pull, task_repos, tmp_path):
+    """GPT-2's tokenizer has no pad token: zoo pads with end-of-text (not "internal error ... padding token")."""
+    import torch
+    import transformers
+
+    repo = "zoo-test/tiny-gpt2-sst"
+    out = pull(repo)
+    assert out["verified"] and "no pad token" in out["stderr"]
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    enc = {k: v.astype(np.int64) for k, v in tok(["the cat sat on the mat"], return_tensors="np").items()}
+    (logits,) = ort_session(out["path"]).run(None, enc)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits.numpy()
+    np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_task_override_exports_another_head(pull):
+    from zoo.registry.index import Registry
+    from zoo.settings import get_settings
+
+    out = pull("zoo-test/tiny-bert-fill-mask", "--task", "feature-extraction")
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "feature-extraction" and manifest["options"]["task"] == "feature-extraction"
+    assert manifest["record"]["extra"]["task_from"] == "--task"
+    assert ort_session(out["path"]).get_outputs()[0].name == "last_hidden_state"
+    # the registry keeps what the repo declares: --task changed this conversion only
+    assert Registry(get_settings()).get(out["model"]).task == "fill-mask"
+
+
+# --- encoder heads -----------------------------------------------------------------------------------
+SENTENCES = ["the river runs through the old city", "hello", "my father and mother read a book about the sea"]
+
+
+def _encode(out: dict, sentences: list[str]) -> dict[str, np.ndarray]:
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    return {k: v.astype(np.int64) for k, v in tok(sentences, padding=True, return_tensors="np").items()}
+
+
+@pytest.mark.parametrize("head, auto, outputs", [
+    ("fill-mask", "AutoModelForMaskedLM", ["logits"]),
+    ("token-classification", "AutoModelForTokenClassification", ["logits"]),
+    ("question-answering", "AutoModelForQuestionAnswering", ["start_logits", "end_logits"]),
+])
+def test_encoder_heads(pull, task_repos, tmp_path, head, auto, outputs):
+    import torch
+    import transformers
+
+    repo = f"zoo-test/tiny-bert-{head}"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == head
+    check = task_result(manifest, head)
+    assert check["passed"] is True
+    if head == "fill-mask":
+        assert check["input_set"] == "sample-masked" and check["figures"]["masked_positions"] >= 5
+    session = ort_session(out["path"])
+    assert [o.name for o in session.get_outputs()] == outputs
+    assert session.get_outputs()[0].shape[:2] == ["batch", "sequence"]
+    enc = _encode(out, SENTENCES)
+    got = dict(zip(outputs, session.run(None, enc)))
+    model = getattr(transformers, auto).from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in enc.items()})
+    real = enc["attention_mask"].astype(bool)
+    for name in outputs:
+        r = ref[name].numpy()
+        np.testing.assert_allclose(got[name][real], r[real], atol=1e-4, rtol=1e-4)
+        np.testing.assert_array_equal(got[name].argmax(-1)[real] if r.ndim == 3 else got[name].argmax(-1),
+                                      r.argmax(-1)[real] if r.ndim == 3 else r.argmax(-1))
+
+
+def test_multiple_choice_picks_the_same_answers(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    repo = "zoo-test/tiny-bert-multiple-choice"
+    out = pull(repo)
+    assert out["verified"]
+    check = task_result(manifest_of(out), "multiple-choice")
+    assert check["passed"] and check["figures"] == {"questions": 2, "choices": 4, "agreement": 1.0}
+    session = ort_session(out["path"])
+    assert session.get_inputs()[0].shape == ["batch", "choices", "sequence"]
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    enc = tok(["a man walks", "a man walks", "a man walks"], ["to the house", "on the sea", "with a dog"], padding=True,
+              return_tensors="np")
+    feeds = {k: v.astype(np.int64)[None] for k, v in enc.items()}  # one question, three choices
+    (logits,) = session.run(None, feeds)
+    model = transformers.AutoModelForMultipleChoice.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    assert logits.shape == (1, 3)
+    np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_sentence_transformers_repo_exports_the_normalised_sentence_embedding(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    repo = "zoo-test/tiny-bert-sentence-similarity"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "sentence-similarity" and manifest["record"]["extra"]["task_from"] == "modules.json"
+    assert task_result(manifest, "embedding")["passed"] is True
+    session = ort_session(out["path"])
+    assert [o.name for o in session.get_outputs()] == ["sentence_embedding"]
+    enc = _encode(out, SENTENCES)
+    (emb,) = session.run(None, enc)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # Normalize is in the graph
+    # sentence-transformers' computation, written out: mean over real tokens, then L2 normalisation
+    model = transformers.AutoModel.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        hidden = model(**{k: torch.from_numpy(v) for k, v in enc.items()}).last_hidden_state.numpy()
+    mask = enc["attention_mask"][..., None].astype(np.float32)
+    ref = (hidden * mask).sum(1) / mask.sum(1)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(emb, ref, atol=1e-5)
+    assert np.all((emb * ref).sum(1) > 0.99999)
+
+
+# --- speech: CTC ---------------------------------------------------------------------------------------
+def test_wav2vec2_ctc_logits_and_ids_on_a_synthetic_clip(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    from zoo.converters.tasks.speech import synthetic_clip
+
+    repo = "zoo-test/tiny-wav2vec2-ctc"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "automatic-speech-recognition"
+    assert task_result(manifest, "ctc")["passed"] is True
+    ids = task_result(manifest, "ctc-ids")
+    assert ids["passed"] is True and ids["figures"]["argmax_agreement"] == 1.0 and ids["figures"]["distinct_ids"] > 3
+    session = ort_session(out["path"])
+    assert [i.name for i in session.get_inputs()] == ["input_values"] and session.get_inputs()[0].shape == ["batch", "samples"]
+    # independently: the feature extractor travels with the artifact; another clip length and batch
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(out["artifact_dir"])
+    clips = [synthetic_clip(0.8, 16000, 5), synthetic_clip(1.3, 16000, 6), synthetic_clip(0.5, 16000, 7)]
+    x = extractor(clips, sampling_rate=16000, padding=True, return_tensors="np")["input_values"].astype(np.float32)
+    (got,) = session.run(None, {"input_values": x})
+    model = transformers.AutoModelForCTC.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(got, ref, atol=5e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+    np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+@pytest.mark.parametrize("fmt, agreement", [("onnx-fp16", 0.95), ("onnx-int8", 0.8)])
+def test_reduced_precision_decoders_are_checked_by_next_token_agreement(pull, fmt, agreement):
+    out = pull("zoo-test/tiny-llama", "--format", fmt)
+    assert out["verified"]
+    gen = task_result(manifest_of(out), "text-generation")
+    assert gen["passed"] and gen["figures"]["bounds"]["token_agreement"] == agreement
+    assert gen["figures"]["next_token_agreement"] >= agreement
+    session = ort_session(out["path"])  # the cache stays float32 at the interface (keep_io_types)
+    assert session.get_inputs()[2].type == "tensor(float)" and session.get_outputs()[1].type == "tensor(float)"
+
+
+def test_decoder_pulled_through_hf_endpoint(indexed, task_repos):
+    """The same decoder through the hub protocol (HF_ENDPOINT, a real `zoo pull` process), not a prepared cache:
+    config, weights, tokenizer and generation_config are downloaded, hashed and the artifact verified."""
+    from conftest import pull_json
+    from hubserver import HubServer, Repo
+
+    repo = "zoo-test/tiny-llama"
+    with HubServer([Repo(repo, task_repos[repo])]) as server:
+        out = pull_json(repo, env={"HF_ENDPOINT": server.endpoint})
+        downloaded = {path for _, path in server.requests}
+    assert out["verified"] and out["cached"] is False
+    assert any(p.endswith("/model.safetensors") for p in downloaded) and any(p.endswith("/tokenizer.json") for p in downloaded)
+    gen = task_result(manifest_of(out), "text-generation")
+    assert gen["passed"] and gen["figures"]["identical"]
+    assert {"tokenizer.json", "generation_config.json", "config.json"} <= {p.name for p in Path(out["artifact_dir"]).iterdir()}
+
+
+def test_zoo_convert_of_a_text_generation_file_uses_its_cache_contract(pull, capsys):
+    """`zoo convert` knows a file by its signature only: the zoo.io metadata gives past and total lengths that
+    agree (a guess from the signature fed a 16-long mask with a 16-long past and failed, exit 10)."""
+    from zoo.cli import main as cli
+
+    out = pull("zoo-test/tiny-llama")
+    code = cli.main(["convert", out["path"], "--to", "onnx-opt", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    converted = json.loads(captured.out.strip().splitlines()[-1])
+    manifest = manifest_of(converted)
+    assert converted["verified"] and "random-b2-s3-past5" in [s["name"] for s in manifest["parity"]["input_sets"]]
+    gen = task_result(manifest, "text-generation")  # no real prompts here: a random prompt is decoded
+    assert gen["passed"] and gen["figures"]["reference"] == "reference decode loop" and gen["figures"]["identical"]
+
+
+def test_decoder_through_the_dynamo_exporter(pull):
+    """The dynamo exporter (--exporter auto's fallback) relates past + sequence itself (Dim.DYNAMIC)."""
+    out = pull("zoo-test/tiny-llama", "--exporter", "dynamo")
+    manifest = manifest_of(out)
+    assert out["verified"] and manifest["conversion"]["exporter"] == "dynamo"
+    assert task_result(manifest, "text-generation")["figures"]["identical"]
