@@ -82,7 +82,7 @@ def mode() -> str:
     """``ZOO_SANDBOX``: ``landlock`` (the default: confine, or refuse where the kernel cannot) or ``off``."""
     value = os.environ.get("ZOO_SANDBOX", "landlock").strip().lower()
     if value not in ("landlock", "off"):
-        raise errors.UsageError(f"ZOO_SANDBOX={value!r} is not a sandbox mode", hint="use ZOO_SANDBOX=landlock or off")
+        raise errors.ConfigError(f"ZOO_SANDBOX={value!r} is not a sandbox mode", hint="use ZOO_SANDBOX=landlock or off")
     return value
 
 
