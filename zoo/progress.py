@@ -61,6 +61,28 @@ class Progress:
             except (OSError, ValueError):  # the reader went away, or the stream was closed
                 return
 
+    def meter(self, total: int, label: str) -> Callable[[int], None]:
+        """A byte counter for a transfer of ``total`` bytes: call it with each chunk's size. On a terminal
+        it redraws one line (done / total MB, percent, rate) at most ten times a second and ends it when
+        the count reaches ``total``; elsewhere it draws nothing (the stage lines and heartbeat say enough)."""
+        if not self.terminal or total <= 0:
+            return lambda n: None
+        state = {"done": 0, "drawn": 0.0, "start": time.perf_counter()}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            now = time.perf_counter()
+            finished = state["done"] >= total
+            if not finished and now - state["drawn"] < 0.1:
+                return
+            state["drawn"] = now
+            rate = state["done"] / max(now - state["start"], 1e-6) / 1e6
+            self.stream.write(f"\rzoo: {label} {state['done'] / 1e6:.1f}/{total / 1e6:.1f} MB "
+                              f"({100 * state['done'] / total:.0f}%) {rate:.1f} MB/s" + ("\n" if finished else ""))
+            self.stream.flush()
+
+        return advance
+
     def note(self, message: str) -> None:
         """Something the user should know even when not on a terminal."""
         self.notes.append(message)

@@ -26,7 +26,7 @@ import tarfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from zoo import __version__, errors
@@ -145,8 +145,9 @@ def pull_remote(name: str, options: Options, settings: Settings, *, progress: Pr
     blob = result.get("archive") or result["artifact"]
     root = output.expanduser().resolve() if output is not None else settings.home / "downloads" / blob["sha256"]
     with progress.stage("download", f"{blob['size'] / 1e6:.1f} MB from {settings.server}"):
-        path = fetch_archive(client, blob, root, output is None) if result.get("archive") \
-            else fetch_file(client, blob, root, output is None, f"{result['sha256'][:16]}.{result['format']}")
+        meter = progress.meter(int(blob["size"]), "download")
+        path = fetch_archive(client, blob, root, output is None, meter) if result.get("archive") \
+            else fetch_file(client, blob, root, output is None, f"{result['sha256'][:16]}.{result['format']}", meter)
     return PullResult(model=result["model"], revision=result["revision"], format=result["format"], path=str(path),
                       sha256=result["sha256"], size=result["size"], cached=result["cached"],
                       verified=result["verified"], digest=result["digest"], artifact_dir=str(path.parent),
@@ -236,7 +237,8 @@ def job_error(job: dict[str, Any]) -> errors.ZooError:
 
 
 # --- downloads ----------------------------------------------------------------------------------------------
-def fetch_file(client: Client, blob: dict[str, Any], target: Path, into_dir: bool, fallback: str) -> Path:
+def fetch_file(client: Client, blob: dict[str, Any], target: Path, into_dir: bool, fallback: str,
+               meter: Callable[[int], None] | None = None) -> Path:
     """Download ``blob`` to ``target`` (a file; or a directory to put it in), verified; its path."""
     if into_dir or target.is_dir():
         target.mkdir(parents=True, exist_ok=True)
@@ -246,12 +248,13 @@ def fetch_file(client: Client, blob: dict[str, Any], target: Path, into_dir: boo
         return target  # downloaded before, intact
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.zoo-{blob['sha256'][:16]}.incomplete"
-    download(client, blob, partial)
+    download(client, blob, partial, meter)
     os.replace(partial, target)
     return target
 
 
-def fetch_archive(client: Client, blob: dict[str, Any], target: Path, into_dir: bool) -> Path:
+def fetch_archive(client: Client, blob: dict[str, Any], target: Path, into_dir: bool,
+                  meter: Callable[[int], None] | None = None) -> Path:
     """Download a directory artifact's tar, verified, and unpack it as ``target``; its primary file."""
     if into_dir and (target / "zoo.json").is_file():
         return target / json.loads((target / "zoo.json").read_text())["primary"]
@@ -260,7 +263,7 @@ def fetch_archive(client: Client, blob: dict[str, Any], target: Path, into_dir: 
                                 "files and is written as a directory", hint="give -o a path that does not exist yet")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.zoo-{blob['sha256'][:16]}.tar.incomplete"
-    download(client, blob, partial)
+    download(client, blob, partial, meter)
     staged = target.parent / f".{target.name}.zoo-{uuid.uuid4().hex[:8]}.unpacking"
     try:
         unpack(partial, staged)
@@ -292,8 +295,11 @@ def unpack(tar_path: Path, dest: Path) -> None:
                 shutil.copyfileobj(src, out, CHUNK)
 
 
-def download(client: Client, blob: dict[str, Any], partial: Path) -> None:
-    """``blob`` into ``partial``, resuming what is there, then checked against its sha256."""
+def download(client: Client, blob: dict[str, Any], partial: Path, meter: Callable[[int], None] | None = None) -> None:
+    """``blob`` into ``partial``, resuming what is there, then checked against its sha256; ``meter`` is
+    told the bytes already there and each chunk received (``Progress.meter``: a bar on a terminal)."""
+    meter = meter or (lambda n: None)
+    counted = 0
     sha, size = blob["sha256"], int(blob["size"])
     path = f"/v1/artifacts/{sha}"
     for attempt in range(_TRIES):
@@ -301,10 +307,13 @@ def download(client: Client, blob: dict[str, Any], partial: Path) -> None:
         if have > size:
             partial.unlink()
             have = 0
+        if have > counted:
+            meter(have - counted)  # resumed: what an earlier attempt (or run) already brought
+            counted = have
         if have == size:
             break
         try:
-            _receive(client, path, sha, partial, have)
+            counted += _receive(client, path, sha, partial, have, meter)
         except errors.NetworkError as exc:
             if not transient(exc) or attempt == _TRIES - 1:
                 raise
@@ -317,7 +326,9 @@ def download(client: Client, blob: dict[str, Any], partial: Path) -> None:
                                     hint="retry; if it persists the server's copy is damaged: report it")
 
 
-def _receive(client: Client, path: str, sha: str, partial: Path, have: int) -> None:
+def _receive(client: Client, path: str, sha: str, partial: Path, have: int,
+             meter: Callable[[int], None]) -> int:
+    """Bytes from ``have`` on into ``partial``; how many arrived."""
     headers = {"Accept": "*/*", **({"Range": f"bytes={have}-", "If-Range": f'"{sha}"'} if have else {})}
     response = client.request("GET", path, headers=headers)
     with response:
@@ -325,16 +336,22 @@ def _receive(client: Client, path: str, sha: str, partial: Path, have: int) -> N
             mode = "ab"
         elif response.status == 200:
             mode = "wb"
+            if have:
+                meter(-have)  # the server sent the whole file again: the count starts over
         else:
             raise error_from_response(response.status, response.read(), client.server)
+        received = 0
         try:
             with open(partial, mode) as out:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
+                    received += len(chunk)
+                    meter(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
         except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             raise errors.NetworkError(f"the download from {client.server} broke: {exc}") from exc
+    return received - (have if mode == "wb" else 0)
 
 
 def _filename(client: Client, blob: dict[str, Any]) -> str | None:
