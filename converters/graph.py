@@ -149,10 +149,12 @@ def plan(source: str, target: str) -> list[Edge]:
 
 def routes(source: str, target: str) -> list[list[Edge]]:
     """Every chain zoo tries for ``source`` -> ``target``, in order; the pipeline keeps the first whose parity
-    passes. The documented order: chains through an alternative edge first (litert-torch's direct
-    torch -> tflite: one conversion of the PyTorch graph itself, no NCHW/NHWC transposes, and it lowers the
-    ``Where``/``Expand``/``Range`` patterns of transformers that onnx2tf stops at), then the shortest chain of
-    ``plan`` (torch -> onnx -> tflite through onnx2tf). A single route for every other pair."""
+    passes. The documented order: the shortest chain of ``plan`` first (torch -> onnx -> tflite through
+    onnx2tf: it keeps a dynamic batch, which litert-torch 0.10 never exported for any family measured, so trying
+    litert-torch first only cost every CNN a failed export), then chains through an alternative edge
+    (litert-torch's direct torch -> tflite: it lowers the ``Where``/``Expand``/``Range`` patterns of
+    transformers that onnx2tf stops at, with static shapes on the ladder's last rung). An alternative chain is
+    a route only where it is no longer than the plan: torch -> onnx never detours through tflite."""
     base = plan(source, target)
     found: list[list[Edge]] = []
     for (src, dst), alternatives in sorted(ALTERNATIVES.items()):
@@ -163,9 +165,9 @@ def routes(source: str, target: str) -> list[list[Edge]]:
             except errors.UnsupportedFormatError:
                 continue
             chain = head + [alt] + tail
-            if chain not in found and chain != base:
+            if chain not in found and chain != base and len(chain) <= len(base):
                 found.append(chain)
-    return found + [base]
+    return [base] + found
 
 
 def require_format(target: str) -> None:

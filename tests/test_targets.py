@@ -44,17 +44,20 @@ def _litert(path: str, feeds: list[np.ndarray]) -> list[np.ndarray]:
 
 
 # --- the graph: routes and the ladder, in their documented order -----------------------------------------
-def test_routes_to_tflite_try_litert_first_then_onnx2tf_then_static_shapes():
+def test_routes_to_tflite_try_onnx2tf_first_then_litert_then_static_shapes():
     from zoo.converters import graph
 
     names = [[e.name for e in c] for c in graph.routes("torch", "tflite")]
-    assert names == [["litert-torch"], ["torch.onnx", "onnx2tf + tf.lite.TFLiteConverter"]]
+    assert names == [["torch.onnx", "onnx2tf + tf.lite.TFLiteConverter"], ["litert-torch"]]
     assert [e.target for e in graph.plan("torch", "tflite")] == ["onnx", "tflite"]  # the plan itself is unchanged
     rungs = [(graph.chain_name(c), r) for c, r in graph.ladder(graph.routes("torch", "tflite"))]
-    assert rungs == [("torch -> tflite", "route"), ("torch -> onnx -> tflite", "route"),
+    assert rungs == [("torch -> onnx -> tflite", "route"), ("torch -> tflite", "route"),
                      ("torch -> tflite", "static shapes")]
     int8 = [[e.target for e in c] for c in graph.routes("torch", "tflite-int8")]
-    assert int8 == [["tflite", "tflite-int8"], ["onnx", "tflite", "tflite-int8"]]
+    assert int8 == [["onnx", "tflite", "tflite-int8"], ["tflite", "tflite-int8"]]
+    # no detour: an ONNX (or its variants, or pt2) from torch is never made through litert-torch and tf2onnx
+    for target in ("onnx", "onnx-fp16", "onnx-int8", "pt2", "tf"):
+        assert graph.routes("torch", target) == [graph.plan("torch", target)], target
     assert [[e.name for e in c] for c in graph.routes("onnx", "tflite")] == [["onnx2tf + tf.lite.TFLiteConverter"]]
     assert {"jax", "tflite-int8", "tflite-fp16"} <= set(graph.target_formats())
     # a cache key names every route, so adding a route is a new key, and one route keeps its old name
@@ -133,8 +136,8 @@ def test_bert_reaches_tflite_through_the_ladder(zoo_env, cached_repo, tiny_repos
     tried = [(r["route"], r["rung"], r["result"]) for r in routes]
     # litert-torch cannot export the dynamic batch/sequence axes; onnx2tf stops at the attention mask's ops;
     # litert-torch with static shapes passes
-    assert tried[0][:2] == ("torch -> tflite", "route") and tried[0][2] == "conversion failed"
-    assert tried[1][:2] == ("torch -> onnx -> tflite", "route") and tried[1][2] != "passed"
+    assert tried[0][:2] == ("torch -> onnx -> tflite", "route") and tried[0][2] != "passed"
+    assert tried[1][:2] == ("torch -> tflite", "route") and tried[1][2] == "conversion failed"
     assert tried[-1] == ("torch -> tflite", "static shapes", "passed") and routes[-1]["won"]
     assert [r["won"] for r in routes].count(True) == 1 and all(r["reason"] for r in routes)
     contract = out["conversion"]["details"]["torch->tflite"]["io_contract"]
