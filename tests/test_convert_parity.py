@@ -54,12 +54,14 @@ def test_convert_model_directory_imports_and_pulls(indexed, tiny_repos, tmp_path
     "args, code, needle",
     [
         (["/nonexistent/model.onnx", "--to", "onnx-int8"], 3, "does not exist"),
-        (["{tmp}/weights.bin", "--to", "onnx"], 5, "cannot convert"),
+        (["{tmp}/weights.bin", "--to", "onnx"], 7, "not a readable pickle"),  # a checkpoint's header, then junk
+        (["{tmp}/notes.xyz", "--to", "onnx"], 5, "cannot convert"),
         (["{onnx}", "--to", "keras"], 5, "reachable from onnx"),
     ],
 )
 def test_convert_bad_input(resnet_onnx, tmp_path, args, code, needle):
     (tmp_path / "weights.bin").write_bytes(b"\x80\x04not really")
+    (tmp_path / "notes.xyz").write_text("no model in here\n")
     args = [a.format(tmp=tmp_path, onnx=resnet_onnx) for a in args]
     proc = run_zoo("convert", *args, env=OFFLINE)
     assert proc.returncode == code and needle in proc.stderr, proc.stderr
