@@ -8,10 +8,11 @@ DeepSpeed ZeRO-3 (``engine.save_checkpoint``) and FSDP2 (``fully_shard`` + ``tor
 Each consolidation then runs in its own fresh process (wall time from start to exit, peak RSS of that
 process from ``wait4``), writing one safetensors / torch file to a temporary directory:
 
-- ZeRO-3: zoo (``zoo.registry.checkpoints.zero.read``: opcode walk, weights_only loads, merge, per-tensor
-  checks and digests, then ``safetensors.torch.save_file``) against DeepSpeed's
+- ZeRO-3: zoo (``zoo.registry.checkpoints.zero.read``: opcode walk, weights_only loads, the header from
+  ``param_shapes``, then each tensor merged, checked, hashed and written as it is assembled by
+  ``stream.write``, then the file read back tensor by tensor against those digests) against DeepSpeed's
   ``convert_zero_checkpoint_to_state_dict(..., safe_serialization=True)`` (zero_to_fp32);
-- FSDP: zoo (``zoo.registry.checkpoints.dcp.read`` + ``save_file``) against torch's
+- FSDP: zoo (``zoo.registry.checkpoints.dcp.read`` + ``stream.write`` + the read-back check) against torch's
   ``torch.distributed.checkpoint.format_utils.dcp_to_torch_save``.
 
 Both sides produce the same tensors (checked: zoo's output is compared with the reference's, tensor by tensor).
@@ -70,10 +71,12 @@ CONSOLIDATE = {
     "zoo-zero3": r'''
 import sys; sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from safetensors.torch import save_file
+from zoo.registry.checkpoints import stream
 from zoo.registry.checkpoints.zero import read
 ckpt = read(Path(sys.argv[1]), None)
-save_file({k: v.contiguous() for k, v in ckpt.state.items()}, sys.argv[2] + "/model.safetensors")
+out = Path(sys.argv[2]) / "model.safetensors"
+digests = stream.write(out, ckpt.state, ckpt.stream(), {k: k for k in ckpt.state})
+stream.check(out, digests)  # read back, tensor by tensor, against the digests taken while writing
 ''',
     "deepspeed-zero_to_fp32": r'''
 import sys
@@ -83,10 +86,12 @@ convert_zero_checkpoint_to_state_dict(sys.argv[1], sys.argv[2], safe_serializati
     "zoo-dcp": r'''
 import sys; sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from safetensors.torch import save_file
+from zoo.registry.checkpoints import stream
 from zoo.registry.checkpoints.dcp import read
 ckpt = read(Path(sys.argv[1]), None)
-save_file({k: v.contiguous() for k, v in ckpt.state.items()}, sys.argv[2] + "/model.safetensors")
+out = Path(sys.argv[2]) / "model.safetensors"
+digests = stream.write(out, ckpt.state, ckpt.stream(), {k: k for k in ckpt.state})
+stream.check(out, digests)  # read back, tensor by tensor, against the digests taken while writing
 ''',
     "torch-dcp_to_torch_save": r'''
 import sys
