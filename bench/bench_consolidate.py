@@ -124,7 +124,8 @@ def train(kind: str, out: Path, mb: float, work: Path) -> float:
 def consolidate(name: str, src: Path, dest: Path) -> dict[str, float]:
     dest.mkdir(parents=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CONSOLIDATE[name], str(src), str(dest), str(ROOT)],
+    code = CONSOLIDATE[name] + "\nprint(next(x for x in open('/proc/self/status') if x.startswith('VmHWM:')), flush=True)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dest), str(ROOT)],
                             env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -132,7 +133,10 @@ def consolidate(name: str, src: Path, dest: Path) -> dict[str, float]:
     log = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if status:
         raise SystemExit(f"{name} failed:\n{log[-3000:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    hwm = [line.split()[1] for line in log.splitlines() if line.startswith("VmHWM:")]
+    # wait4's ru_maxrss can carry a high-water mark from before exec; VmHWM is the process's own peak.
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "vmhwm_mb": round(int(hwm[-1]) / 1024, 1) if hwm else None}
 
 
 def same_tensors(a: Path, b: Path) -> bool:
@@ -164,8 +168,8 @@ def main() -> int:
         results[f"{kind}_train_s"] = round(train(kind if kind == "zero3" else "fsdp", src, args.mb, work), 1)
         for name in (theirs, ours):
             results[name] = consolidate(name, src, work / name)
-            print(f"{kind:6} {name:26} wall {results[name]['wall_s']:7.2f} s   peak RSS {results[name]['peak_rss_mb']:8.1f} MB",
-                  flush=True)
+            print(f"{kind:6} {name:26} wall {results[name]['wall_s']:7.2f} s   peak RSS {results[name]['peak_rss_mb']:8.1f} MB"
+                  f"   VmHWM {results[name]['vmhwm_mb']} MB", flush=True)
         results[f"{kind}_same_tensors"] = same_tensors(work / ours, work / theirs)
         print(f"{kind:6} same tensors: {results[f'{kind}_same_tensors']}", flush=True)
     if args.json:
