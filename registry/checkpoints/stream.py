@@ -95,11 +95,15 @@ def release(tensor: Any, start: int, count: int) -> None:
     hi = lo + count * tensor.element_size()
     lo -= lo % page
     hi += -hi % page
+    global _LIBC
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 21)  # MADV_PAGEOUT (Linux 5.4)
+        _LIBC = _LIBC or ctypes.CDLL(None, use_errno=True)
+        _LIBC.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 21)  # MADV_PAGEOUT (Linux 5.4)
     except (OSError, AttributeError):
         return
+
+
+_LIBC: Any = None
 
 
 def check(path: Path, digests: dict[str, str]) -> None:
