@@ -11,6 +11,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def write(path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]]
     digests: dict[str, str] = {}
     order = iter(declared.items())
     try:
-        with open(path, "wb") as f:
+        with open(path, "wb") as f, ThreadPoolExecutor(1) as pool:
             f.write(struct.pack("<Q", len(blob)) + blob)
             for name, tensor in items:
                 want_name, want = next(order, (None, None))
@@ -58,9 +59,10 @@ def write(path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]]
                     raise errors.InvalidModelError(f"consolidated {name} is {tensor.dtype}{list(tensor.shape)}, the "
                                                    f"metadata says {want.dtype}{list(want.shape)}", hint=_HINT)
                 data = as_bytes(tensor)
-                digests[name] = hashlib.sha256(data).hexdigest()
+                hashing = pool.submit(hashlib.sha256, data)  # beside the write: both release the GIL
                 if name in rename:
                     f.write(data)
+                digests[name] = hashing.result().hexdigest()
             rest = [n for n, _ in order]
             if rest:
                 raise errors.InvalidModelError(f"the shards lack {rest[:10]}", hint=_HINT)
