@@ -18,8 +18,13 @@ def _declared(state: dict) -> dict:
 
 def _state() -> dict:
     g = torch.Generator().manual_seed(0)
-    return {"a.weight": torch.randn(3, 5, generator=g), "a.bias": torch.randn(3, generator=g).half(),
-            "opt.step": torch.arange(4), "b.mask": torch.tensor([True, False]), "c.empty": torch.zeros(0, 4)}
+    return {
+        "a.weight": torch.randn(3, 5, generator=g),
+        "a.bias": torch.randn(3, generator=g).half(),
+        "opt.step": torch.arange(4),
+        "b.mask": torch.tensor([True, False]),
+        "c.empty": torch.zeros(0, 4),
+    }
 
 
 def test_streamed_file_is_a_safetensors_file_with_the_same_tensors_and_digests(tmp_path):

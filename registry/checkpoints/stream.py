@@ -17,8 +17,18 @@ from typing import Any
 
 from zoo import errors
 
-_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64", "int32": "I32",
-           "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+_DTYPES = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
 _HINT = "the checkpoint's shards do not match its metadata: save the checkpoint again"
 
 
@@ -29,7 +39,9 @@ def meta_tensor(shape: tuple[int, ...], dtype: Any) -> Any:
     return torch.empty(tuple(shape), dtype=dtype, device="meta")
 
 
-def write(path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]], rename: dict[str, str]) -> dict[str, str]:
+def write(
+    path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]], rename: dict[str, str]
+) -> dict[str, str]:
     """Write ``items`` (source name, tensor), which must come in ``declared``'s order with its shapes and
     dtypes, into one safetensors file; only names in ``rename`` are written, under their new names.
     Returns the sha256 of every yielded tensor's bytes, by source name."""
@@ -54,10 +66,15 @@ def write(path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]]
             for name, tensor in items:
                 want_name, want = next(order, (None, None))
                 if name != want_name:
-                    raise errors.InvalidModelError(f"the shards hold {name} where the metadata says {want_name}", hint=_HINT)
+                    raise errors.InvalidModelError(
+                        f"the shards hold {name} where the metadata says {want_name}", hint=_HINT
+                    )
                 if tuple(tensor.shape) != tuple(want.shape) or tensor.dtype != want.dtype:
-                    raise errors.InvalidModelError(f"consolidated {name} is {tensor.dtype}{list(tensor.shape)}, the "
-                                                   f"metadata says {want.dtype}{list(want.shape)}", hint=_HINT)
+                    raise errors.InvalidModelError(
+                        f"consolidated {name} is {tensor.dtype}{list(tensor.shape)}, the "
+                        f"metadata says {want.dtype}{list(want.shape)}",
+                        hint=_HINT,
+                    )
                 data = as_bytes(tensor)
                 hashing = pool.submit(hashlib.sha256, data)  # beside the write: both release the GIL
                 if name in rename:
@@ -67,8 +84,10 @@ def write(path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]]
             if rest:
                 raise errors.InvalidModelError(f"the shards lack {rest[:10]}", hint=_HINT)
             if f.tell() != 8 + len(blob) + offset:
-                raise errors.IntegrityError(f"wrote {f.tell()} bytes, the header promises {8 + len(blob) + offset}",
-                                            hint="the disk is full or faulty: run the import again")
+                raise errors.IntegrityError(
+                    f"wrote {f.tell()} bytes, the header promises {8 + len(blob) + offset}",
+                    hint="the disk is full or faulty: run the import again",
+                )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -115,8 +134,9 @@ def check(path: Path, digests: dict[str, str]) -> None:
         (size,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(size))
         base = 8 + size
-        for name, entry in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
-                                  key=lambda kv: kv[1]["data_offsets"][0]):
+        for name, entry in sorted(
+            ((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]
+        ):
             want = digests.get(name)
             if want is None:
                 continue
@@ -131,5 +151,7 @@ def check(path: Path, digests: dict[str, str]) -> None:
                 h.update(block)
                 left -= len(block)
             if left or h.hexdigest() != want:
-                raise errors.IntegrityError(f"{name} changed between consolidation and writing (sha256 differs)",
-                                            hint="the disk or memory is faulty: run the import again")
+                raise errors.IntegrityError(
+                    f"{name} changed between consolidation and writing (sha256 differs)",
+                    hint="the disk or memory is faulty: run the import again",
+                )
