@@ -8,10 +8,11 @@ DeepSpeed ZeRO-3 (``engine.save_checkpoint``) and FSDP2 (``fully_shard`` + ``tor
 Each consolidation then runs in its own fresh process (wall time from start to exit, peak RSS of that
 process from ``wait4``), writing one safetensors / torch file to a temporary directory:
 
-- ZeRO-3: zoo (``zoo.registry.checkpoints.zero.read``: opcode walk, weights_only loads, merge, per-tensor
-  checks and digests, then ``safetensors.torch.save_file``) against DeepSpeed's
+- ZeRO-3: zoo (``zoo.registry.checkpoints.zero.read``: opcode walk, weights_only loads, the header from
+  ``param_shapes``, then each tensor merged, checked, hashed and written as it is assembled by
+  ``stream.write``, then the file read back tensor by tensor against those digests) against DeepSpeed's
   ``convert_zero_checkpoint_to_state_dict(..., safe_serialization=True)`` (zero_to_fp32);
-- FSDP: zoo (``zoo.registry.checkpoints.dcp.read`` + ``save_file``) against torch's
+- FSDP: zoo (``zoo.registry.checkpoints.dcp.read`` + ``stream.write`` + the read-back check) against torch's
   ``torch.distributed.checkpoint.format_utils.dcp_to_torch_save``.
 
 Both sides produce the same tensors (checked: zoo's output is compared with the reference's, tensor by tensor).
@@ -70,10 +71,12 @@ CONSOLIDATE = {
     "zoo-zero3": r'''
 import sys; sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from safetensors.torch import save_file
+from zoo.registry.checkpoints import stream
 from zoo.registry.checkpoints.zero import read
 ckpt = read(Path(sys.argv[1]), None)
-save_file({k: v.contiguous() for k, v in ckpt.state.items()}, sys.argv[2] + "/model.safetensors")
+out = Path(sys.argv[2]) / "model.safetensors"
+digests = stream.write(out, ckpt.state, ckpt.stream(), {k: k for k in ckpt.state})
+stream.check(out, digests)  # read back, tensor by tensor, against the digests taken while writing
 ''',
     "deepspeed-zero_to_fp32": r'''
 import sys
@@ -83,10 +86,12 @@ convert_zero_checkpoint_to_state_dict(sys.argv[1], sys.argv[2], safe_serializati
     "zoo-dcp": r'''
 import sys; sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from safetensors.torch import save_file
+from zoo.registry.checkpoints import stream
 from zoo.registry.checkpoints.dcp import read
 ckpt = read(Path(sys.argv[1]), None)
-save_file({k: v.contiguous() for k, v in ckpt.state.items()}, sys.argv[2] + "/model.safetensors")
+out = Path(sys.argv[2]) / "model.safetensors"
+digests = stream.write(out, ckpt.state, ckpt.stream(), {k: k for k in ckpt.state})
+stream.check(out, digests)  # read back, tensor by tensor, against the digests taken while writing
 ''',
     "torch-dcp_to_torch_save": r'''
 import sys
@@ -119,7 +124,8 @@ def train(kind: str, out: Path, mb: float, work: Path) -> float:
 def consolidate(name: str, src: Path, dest: Path) -> dict[str, float]:
     dest.mkdir(parents=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CONSOLIDATE[name], str(src), str(dest), str(ROOT)],
+    code = CONSOLIDATE[name] + "\nprint(next(x for x in open('/proc/self/status') if x.startswith('VmHWM:')), flush=True)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dest), str(ROOT)],
                             env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -127,7 +133,10 @@ def consolidate(name: str, src: Path, dest: Path) -> dict[str, float]:
     log = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if status:
         raise SystemExit(f"{name} failed:\n{log[-3000:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    hwm = [line.split()[1] for line in log.splitlines() if line.startswith("VmHWM:")]
+    # wait4's ru_maxrss can carry a high-water mark from before exec; VmHWM is the process's own peak.
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "vmhwm_mb": round(int(hwm[-1]) / 1024, 1) if hwm else None}
 
 
 def same_tensors(a: Path, b: Path) -> bool:
@@ -159,8 +168,8 @@ def main() -> int:
         results[f"{kind}_train_s"] = round(train(kind if kind == "zero3" else "fsdp", src, args.mb, work), 1)
         for name in (theirs, ours):
             results[name] = consolidate(name, src, work / name)
-            print(f"{kind:6} {name:26} wall {results[name]['wall_s']:7.2f} s   peak RSS {results[name]['peak_rss_mb']:8.1f} MB",
-                  flush=True)
+            print(f"{kind:6} {name:26} wall {results[name]['wall_s']:7.2f} s   peak RSS {results[name]['peak_rss_mb']:8.1f} MB"
+                  f"   VmHWM {results[name]['vmhwm_mb']} MB", flush=True)
         results[f"{kind}_same_tensors"] = same_tensors(work / ours, work / theirs)
         print(f"{kind:6} same tensors: {results[f'{kind}_same_tensors']}", flush=True)
     if args.json:

@@ -45,6 +45,9 @@ class Checkpoint:
     config: dict[str, Any] | None = None  # a config.json found with the checkpoint
     config_dir: Path | None = None  # where that config.json (and tokenizer files) live
     digests: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the consolidated tensor's bytes
+    # Streaming layouts (ZeRO, DCP): ``state`` holds meta tensors (names, shapes, dtypes, in order) and this
+    # yields (name, tensor) in that order, each assembled as it is needed (``stream.write``).
+    stream: Any = None
 
 
 # --- reading pickles -----------------------------------------------------------
@@ -355,7 +358,7 @@ def match(ckpt: Checkpoint, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 # --- the plain model directory -------------------------------------------------
-def write_model_dir(dest: Path, state: dict[str, Any], arch: Arch) -> None:
+def write_model_dir(dest: Path, state: dict[str, Any], arch: Arch, weights: bool = True) -> None:
     from safetensors.torch import save_file
 
     dest.mkdir(parents=True)
@@ -372,6 +375,8 @@ def write_model_dir(dest: Path, state: dict[str, Any], arch: Arch) -> None:
             if arch.side_dir is not None and (arch.side_dir / name).is_file() and not (arch.side_dir / name).is_symlink():
                 shutil.copyfile(arch.side_dir / name, dest / name)
     (dest / "config.json").write_text(json.dumps(config, indent=1, default=list), encoding="utf-8")
+    if not weights:
+        return
     seen: set[int] = set()
     out = {}
     for k in sorted(state):  # safetensors refuses shared storage (tied weights): those are copied
@@ -386,9 +391,9 @@ def write_model_dir(dest: Path, state: dict[str, Any], arch: Arch) -> None:
 def tensor_sha256(t: Any) -> str:
     import hashlib
 
-    import torch
+    from zoo.registry.checkpoints.stream import as_bytes
 
-    return hashlib.sha256(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+    return hashlib.sha256(as_bytes(t)).hexdigest()
 
 
 def _check_written(path: Path, digests: dict[str, str], prefix: str) -> None:
@@ -401,6 +406,30 @@ def _check_written(path: Path, digests: dict[str, str], prefix: str) -> None:
             if want is not None and tensor_sha256(f.get_tensor(name)) != want:
                 raise errors.IntegrityError(f"{name} changed between consolidation and writing (sha256 differs)",
                                             hint="the disk or memory is faulty: run the import again")
+
+
+def _write_streaming(ckpt: Checkpoint, dest: Path, state: dict[str, Any], arch: Arch, prefix: str) -> None:
+    """config.json as ever, then the weights written tensor by tensor as the layout assembles them."""
+    from zoo.registry.checkpoints import stream
+
+    normalised, _ = normalise_keys({k: k for k in ckpt.state})
+    rename = {src: k[len(prefix):] for k, src in normalised.items() if k.startswith(prefix) and k[len(prefix):] in state}
+    write_model_dir(dest, {}, arch, weights=False)
+    digests = stream.write(dest / "model.safetensors", ckpt.state, ckpt.stream(), rename)
+    stream.check(dest / "model.safetensors", {rename[src]: d for src, d in digests.items() if src in rename})
+    ckpt.digests = digests
+    if isinstance(ckpt.info.get("consolidated"), dict):
+        ckpt.info["consolidated"]["sha256"] = digest_of(digests)
+
+
+def digest_of(digests: dict[str, str]) -> str:
+    """One digest over every tensor's (name, sha256)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(digests):
+        h.update(f"{name}\0{digests[name]}\n".encode())
+    return h.hexdigest()
 
 
 def _jsonable(value: Any) -> bool:
@@ -416,8 +445,11 @@ def prepare(ckpt: Checkpoint, dest: Path, settings: Settings, arch_spec: str | N
     return what the imported record notes about it."""
     arch = resolve_arch(arch_spec, ckpt, settings)
     state, notes = match(ckpt, arch)
-    write_model_dir(dest, state, arch)
-    if ckpt.digests:
+    if ckpt.stream is not None:
+        _write_streaming(ckpt, dest, state, arch, notes["prefix"])
+    else:
+        write_model_dir(dest, state, arch)
+    if ckpt.digests and ckpt.stream is None:
         _check_written(dest / "model.safetensors", ckpt.digests, notes["prefix"])
     layout = "+".join([ckpt.layout, *[n for n in notes.pop("normalised") if n not in ckpt.layout]])
     return {"layout": layout, "source": ckpt.source, "architecture": f"{arch.library}:{arch.name}",

@@ -8,16 +8,19 @@ a restricted unpickler (torch's own reader unpickles it without restriction, and
 read its protocol-4 frames); every chunk's file must be a plain file inside
 the directory and its byte range inside that file; each chunk blob passes the opcode walk and
 ``weights_only`` too, and must have the dtype and size the metadata says. The chunks of a tensor must
-tile it exactly (no gap, no overlap); one tensor is assembled at a time."""
+tile it exactly (no gap, no overlap), all checked from the metadata before a byte is written; then one
+tensor is assembled, hashed and written at a time (``stream.write``)."""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from zoo import errors
-from zoo.registry.checkpoints.common import Checkpoint, stub, tensor_sha256
+from zoo.registry.checkpoints.common import Checkpoint, stub
+from zoo.registry.checkpoints.stream import meta_tensor
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -45,13 +48,9 @@ def _allow() -> dict[tuple[str, str], Any]:
 
 
 def read(path: Path, settings: Settings) -> Checkpoint:
-    import io
-
-    import torch
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
     from zoo.registry.checkpoints.common import restricted_load
-    from zoo.safety import check_pickle_bytes
 
     allow = _allow()
     meta = restricted_load(path / ".metadata", f"{path.name}/.metadata", allow)
@@ -85,55 +84,84 @@ def read(path: Path, settings: Settings) -> Checkpoint:
             raise errors.UnsupportedError(f"{path.name}: chunks are stored with transforms {info.transform_descriptors}",
                                           hint="save without a storage transform (compression)")
         by_chunk[(index.fqn, tuple(index.offset or ()))] = info
-    state: dict[str, Any] = {}
-    digests: dict[str, str] = {}
+    declared: dict[str, Any] = {}
     skipped = []
-    handles: dict[str, Any] = {}
-    try:
-        for fqn, md in entries.items():
-            if isinstance(md, BytesStorageMetadata):
-                skipped.append(fqn)  # a non-tensor entry (step counters, RNG state): never unpickled
-                continue
-            if not isinstance(md, TensorStorageMetadata):
-                raise errors.InvalidModelError(f"{path.name}: {fqn} has metadata of type {type(md).__name__}", hint=_HINT)
-            dtype, size = md.properties.dtype, tuple(md.size)
-            full = torch.empty(size, dtype=dtype)
-            covered = 0
-            boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
-            for chunk in md.chunks:
-                offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
-                info = by_chunk.get((fqn, offs))
-                if info is None or len(offs) != len(size) or any(o < 0 or o + c > s for o, c, s in zip(offs, csize, size)):
-                    raise errors.InvalidModelError(f"{path.name}: chunk {list(offs)} of {fqn} {list(size)} has no stored "
-                                                   "bytes or lies outside the tensor", hint=_HINT)
-                f = handles.get(info.relative_path) or handles.setdefault(info.relative_path,
-                                                                          open(path / info.relative_path, "rb"))  # noqa: SIM115
-                f.seek(info.offset)
-                blob = f.read(info.length)
-                where = f"{path.name}/{info.relative_path}[{fqn}@{list(offs)}]"
-                check_pickle_bytes(blob, where)
-                try:
-                    part = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-                except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
-                    raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
-                if not isinstance(part, torch.Tensor) or tuple(part.shape) != csize or part.dtype != dtype:
-                    got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
-                    raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
-                region = tuple(slice(o, o + c) for o, c in zip(offs, csize))
-                if any(all(o < bo + bc and bo < o + c for o, c, bo, bc in zip(offs, csize, b_offs, b_size))
-                       for b_offs, b_size in boxes):
-                    raise errors.InvalidModelError(f"{path.name}: chunks of {fqn} overlap at {list(offs)}", hint=_HINT)
-                boxes.append((offs, csize))
-                full[region] = part
-                covered += part.numel()
-            if covered != full.numel():
-                raise errors.InvalidModelError(f"{path.name}: the chunks of {fqn} cover {covered} of its {full.numel()} "
-                                               "values", hint=_HINT)
-            state[fqn] = full
-            digests[fqn] = tensor_sha256(full)
-    finally:
-        for f in handles.values():
-            f.close()
+    for fqn, md in entries.items():
+        if isinstance(md, BytesStorageMetadata):
+            skipped.append(fqn)  # a non-tensor entry (step counters, RNG state): never unpickled
+            continue
+        if not isinstance(md, TensorStorageMetadata):
+            raise errors.InvalidModelError(f"{path.name}: {fqn} has metadata of type {type(md).__name__}", hint=_HINT)
+        declared[fqn] = meta_tensor(tuple(md.size), md.properties.dtype)
+        _check_tiling(path, fqn, md, by_chunk)
+
+    def items() -> Iterator[tuple[str, Any]]:
+        handles: dict[str, Any] = {}
+        try:
+            for fqn in declared:
+                yield fqn, _assemble(path, fqn, entries[fqn], by_chunk, handles)
+        finally:
+            for f in handles.values():
+                f.close()
+
     info = {"ranks": len({p for p in sizes}), "files": sorted(sizes), "non_tensor_entries": len(skipped),
-            "consolidated": {"tensors": len(state), "checked": "dtype, size, exact tiling, sha256 per tensor"}}
-    return Checkpoint(state, "dcp", path.name, info, digests=digests)
+            "consolidated": {"tensors": len(declared), "streamed": True,
+                             "checked": "dtype, size, exact tiling, sha256 per tensor"}}
+    return Checkpoint(declared, "dcp", path.name, info, stream=items)
+
+
+def _check_tiling(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int, ...]], Any]) -> None:
+    """Before a byte is read: every chunk has stored bytes and lies inside the tensor; the chunks tile it
+    exactly (no overlap, and together they cover every value)."""
+    import math
+
+    size = tuple(md.size)
+    covered = 0
+    boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for chunk in md.chunks:
+        offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
+        if by_chunk.get((fqn, offs)) is None or len(offs) != len(size) or len(csize) != len(size) or any(
+                o < 0 or c < 0 or o + c > s for o, c, s in zip(offs, csize, size)):
+            raise errors.InvalidModelError(f"{path.name}: chunk {list(offs)} of {fqn} {list(size)} has no stored "
+                                           "bytes or lies outside the tensor", hint=_HINT)
+        if any(all(o < bo + bc and bo < o + c for o, c, bo, bc in zip(offs, csize, b_offs, b_size))
+               for b_offs, b_size in boxes):
+            raise errors.InvalidModelError(f"{path.name}: chunks of {fqn} overlap at {list(offs)}", hint=_HINT)
+        boxes.append((offs, csize))
+        covered += math.prod(csize)
+    if covered != math.prod(size):
+        raise errors.InvalidModelError(f"{path.name}: the chunks of {fqn} cover {covered} of its {math.prod(size)} "
+                                       "values", hint=_HINT)
+
+
+def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int, ...]], Any], handles: dict[str, Any]
+              ) -> Any:
+    """One tensor from its chunks (their tiling already checked): each chunk's blob through the opcode walk
+    and ``weights_only``, with the dtype and size the metadata says."""
+    import io
+
+    import torch
+
+    from zoo.safety import check_pickle_bytes
+
+    dtype, size = md.properties.dtype, tuple(md.size)
+    full = torch.empty(size, dtype=dtype)
+    for chunk in md.chunks:
+        offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
+        info = by_chunk[(fqn, offs)]
+        f = handles.get(info.relative_path) or handles.setdefault(info.relative_path,
+                                                                  open(path / info.relative_path, "rb"))  # noqa: SIM115
+        f.seek(info.offset)
+        blob = f.read(info.length)
+        where = f"{path.name}/{info.relative_path}[{fqn}@{list(offs)}]"
+        check_pickle_bytes(blob, where)
+        try:
+            part = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
+            raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
+        del blob
+        if not isinstance(part, torch.Tensor) or tuple(part.shape) != csize or part.dtype != dtype:
+            got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
+            raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
+        full[tuple(slice(o, o + c) for o, c in zip(offs, csize))] = part
+    return full

@@ -16,19 +16,24 @@ elements (the last one padded); rank R's flat vector holds part R of each parame
 
 The pickles name a few DeepSpeed classes (the ZeRO stage enum, the loss scaler, fragment addresses);
 the opcode walk allows exactly those, and ``torch.load(weights_only=True)`` builds them as inert
-stand-ins (``common.Stub``). Shards are read one rank at a time (memory-mapped) and each parameter is
-copied out as it is assembled; every tensor is then checked (shape, dtype, sha256 of its bytes).
+stand-ins (``common.Stub``). The shards are memory-mapped; the output's header is built from
+``param_shapes`` first, then each parameter is assembled from the ranks' parts, checked (shape, dtype),
+hashed and written before the next (``stream.write``), its mapped pages handed back: peak memory stays
+near one tensor, not the model.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import errors
-from zoo.registry.checkpoints.common import Checkpoint, Stub, safe_torch_load, stub, tensor_sha256
+from zoo.registry.checkpoints.common import Checkpoint, Stub, safe_torch_load, stub
+from zoo.registry.checkpoints.stream import meta_tensor, release
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -68,16 +73,16 @@ def read(path: Path, settings: Settings) -> Checkpoint:
                                        hint="point zoo at the directory engine.save_checkpoint wrote")
     world = len(optim_files)
     shapes = _param_shapes(model0)
-    state: dict[str, Any] = {}
+    buffers: dict[str, Any] = {}
     module = model0.get("module") or {}
-    buffers = set(model0.get("buffer_names") or [])
+    buffer_names = set(model0.get("buffer_names") or [])
     for name in module:
-        if name in buffers:
-            state[name] = module[name].detach().float().clone()
-    frozen = model0.get("frozen_param_shapes") or {}
+        if name in buffer_names:
+            buffers[name] = module[name].detach().float().clone()
+    frozen = {k: tuple(v) for k, v in (model0.get("frozen_param_shapes") or {}).items()}
     stage = None
     ranks: list[list[Any]] = []
-    for rank, f in enumerate(optim_files):  # one rank's shard in memory (memory-mapped) at a time
+    for f in optim_files:  # memory-mapped: only the pages of the parameter being assembled become resident
         osd = safe_torch_load(f, f"{step_dir.name}/{f.name}", allow=ALLOW)
         try:
             opt = osd["optimizer_state_dict"]
@@ -100,28 +105,55 @@ def read(path: Path, settings: Settings) -> Checkpoint:
         del osd, opt
     if stage not in (1, 2, 3):
         raise errors.UnsupportedError(f"ZeRO stage {stage} is not one zoo consolidates", hint="stages 1, 2 and 3")
+    where = f"{path.name}/{step_dir.name}"
+    # The header first: every name, shape and dtype, in the order the stream yields them.
+    declared: dict[str, Any] = {name: meta_tensor(tuple(t.shape), torch.float32) for name, t in buffers.items()}
+    for g in shapes:
+        declared.update({name: meta_tensor(shape, torch.float32) for name, shape in g.items()})
+    declared.update({name: meta_tensor(shape, torch.float32) for name, shape in frozen.items()})
+    shared = {name: target for name, target in (model0.get("shared_params") or {}).items()
+              if isinstance(name, str) and target in declared and name not in declared}
+    declared.update({name: declared[target] for name, target in shared.items()})
     if stage == 3:
-        _merge_zero3(state, shapes, ranks, world, f"{path.name}/{step_dir.name}")
-        if frozen:
-            models = [safe_torch_load(m, m.name, allow=ALLOW) for m in model_files]
-            for name, shape in frozen.items():
-                parts = [m["frozen_param_fragments"][name].reshape(-1) for m in models]
-                state[name] = torch.cat(parts).narrow(0, 0, math.prod(shape)).view(tuple(shape)).clone()
+        plan = _plan_zero3(shapes, ranks, world, where)
+        params = _stream_zero3(plan, ranks, world)
     else:
-        _merge_zero2(state, shapes, ranks, world, f"{path.name}/{step_dir.name}")
-        for name in frozen:
-            state[name] = model0["frozen_param_fragments"][name].detach().float().clone()
-    for name, target in (model0.get("shared_params") or {}).items():
-        if target in state:
-            state[name] = state[target]
-    digests = _verify(state, shapes, frozen)
+        _check_zero2(shapes, ranks, world, where)
+        params = _stream_zero2(shapes, ranks)
+
+    def items() -> Iterator[tuple[str, Any]]:
+        kept: dict[str, Any] = {}
+        keep = set(shared.values())
+        for name, t in itertools.chain(buffers.items(), params, _frozen(stage, frozen, model0, model_files)):
+            if name in keep:
+                kept[name] = t.clone()
+            yield name, t
+        for name, target in shared.items():
+            yield name, kept[target]
+
     info = {"zero_stage": stage, "ranks": world, "tag": step_dir.name, "ds_version": str(model0.get("ds_version", "")),
-            "consolidated": {"tensors": len(digests), "dtype": "float32", "checked": "shape, dtype, sha256 per tensor",
-                             "sha256": _digest_of(digests)}}
+            "consolidated": {"tensors": len(declared), "dtype": "float32", "streamed": True,
+                             "checked": "shape, dtype, sha256 per tensor"}}
     for key in ("global_steps", "global_samples"):
         if isinstance(model0.get(key), int):
             info[key] = model0[key]
-    return Checkpoint(state, f"deepspeed-zero{stage}", path.name, info, digests=digests)
+    return Checkpoint(declared, f"deepspeed-zero{stage}", path.name, info, stream=items)
+
+
+def _frozen(stage: int, frozen: dict[str, tuple[int, ...]], model0: dict[str, Any], model_files: list[Path]
+            ) -> Iterator[tuple[str, Any]]:
+    import torch
+
+    if not frozen:
+        return
+    if stage == 3:
+        models = [safe_torch_load(m, m.name, allow=ALLOW) for m in model_files]
+        for name, shape in frozen.items():
+            parts = [m["frozen_param_fragments"][name].reshape(-1) for m in models]
+            yield name, torch.cat(parts).narrow(0, 0, math.prod(shape)).view(shape).float().clone()
+    else:
+        for name in frozen:
+            yield name, model0["frozen_param_fragments"][name].detach().float().clone()
 
 
 _MIXED = "the directory mixes shards of different runs or a rank's file is missing: save the checkpoint again"
@@ -183,32 +215,37 @@ def _param_shapes(model0: dict[str, Any]) -> list[dict[str, tuple[int, ...]]]:
     return out
 
 
-def _merge_zero2(state: dict[str, Any], shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]],
-                 world: int, where: str) -> None:
+def _check_zero2(shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]], world: int, where: str) -> None:
     """Stage 1/2: group i's full vector is the ranks' group-i partitions back to back."""
     if any(len(r) != len(shapes) for r in ranks):
         raise errors.InvalidModelError(f"{where}: the ranks hold {sorted({len(r) for r in ranks})} param groups, "
                                        f"param_shapes {len(shapes)}", hint=_MIXED)
     align = 2 * world
     for i, group in enumerate(shapes):
-        sizes = [r[i].numel() for r in ranks]  # equal but for padding: DeepSpeed concatenates them as they are
         need = sum(math.prod(s) for s in group.values())
-        have = sum(sizes)
-        if align * math.ceil(need / align) != align * math.ceil(have / align):
+        have = sum(r[i].numel() for r in ranks)  # equal but for padding: DeepSpeed concatenates them as they are
+        if align * math.ceil(need / align) != align * math.ceil(have / align) or need > have:
             raise errors.InvalidModelError(f"{where}: group {i}'s shapes need {need} values, the shards hold {have}",
                                            hint=_MIXED)
+
+
+def _stream_zero2(shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]]) -> Iterator[tuple[str, Any]]:
+    for i, group in enumerate(shapes):
+        parts = [r[i] for r in ranks]
+        sizes = [p.numel() for p in parts]
         offset = 0
         for name, shape in group.items():
             n = math.prod(shape)
-            state[name] = _gather([r[i] for r in ranks], sizes, offset, n).view(shape)
+            yield name, _gather(parts, sizes, offset, n).view(shape)
             offset += n
 
 
-def _gather(tensors: list[Any], sizes: list[int], offset: int, n: int) -> Any:
-    """``n`` values starting at ``offset`` of the virtual concatenation of the ranks' partitions (never built)."""
+def _gather(tensors: list[Any], sizes: list[int], offset: int, n: int, out: Any = None) -> Any:
+    """``n`` values starting at ``offset`` of the virtual concatenation of ``tensors`` (never built); the
+    mapped pages read are handed back once copied."""
     import torch
 
-    out = torch.empty(n, dtype=torch.float32)
+    out = torch.empty(n, dtype=torch.float32) if out is None else out
     starts = [sum(sizes[:r]) for r in range(len(sizes))]
     done = 0
     while done < n:
@@ -220,59 +257,40 @@ def _gather(tensors: list[Any], sizes: list[int], offset: int, n: int) -> Any:
             raise errors.InvalidModelError(f"param_shapes ask for values {offset}..{offset + n} past the shards' "
                                            f"{sum(sizes)}", hint=_MIXED)
         out[done:done + take] = tensors[rank][inside:inside + take]
+        release(tensors[rank], inside, take)
         done += take
     return out
 
 
-def _merge_zero3(state: dict[str, Any], shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]],
-                 world: int, where: str) -> None:
-    """Stage 3: each parameter is split on its own; rank R holds its part R at the same flat offset."""
-    import torch
-
-    flats = [torch.cat(r) if len(r) > 1 else r[0] for r in ranks]
-    sizes = [f.numel() for f in flats]
+def _plan_zero3(shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]], world: int, where: str
+                ) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """Stage 3: each parameter is split on its own; rank R holds its part R at the same flat offset.
+    Every offset is worked out (and checked against the shards' sizes) before a byte is written."""
+    sizes = [sum(g.numel() for g in r) for r in ranks]
     if len(set(sizes)) != 1:
         raise errors.InvalidModelError(f"{where}: the ranks' flat fp32 vectors differ in size ({sizes})", hint=_MIXED)
+    plan = []
     offset = 0
-    merged = {k: v for g in shapes for k, v in g.items()}
-    for name, shape in merged.items():
-        n = math.prod(shape)
-        part = math.ceil(n / world)
+    for name, shape in ((k, v) for g in shapes for k, v in g.items()):
+        part = math.ceil(math.prod(shape) / world)
         if offset + part > sizes[0]:
             raise errors.InvalidModelError(f"{where}: {name} {list(shape)} runs past the shards' {sizes[0]} values per rank",
                                            hint=_MIXED)
-        full = torch.cat([f[offset:offset + part] for f in flats])
-        state[name] = full[:n].clone().view(shape)
+        plan.append((name, shape, offset, part))
         offset += part
     if offset != sizes[0]:
         raise errors.InvalidModelError(f"{where}: param_shapes account for {offset} values per rank, the shards hold "
                                        f"{sizes[0]}", hint=_MIXED)
+    return plan
 
 
-def _verify(state: dict[str, Any], shapes: list[dict[str, tuple[int, ...]]], frozen: dict[str, Any]) -> dict[str, str]:
-    """Every parameter has its recorded shape, is fp32 and finite-sized; the digest of each tensor's bytes."""
+def _stream_zero3(plan: list[tuple[str, tuple[int, ...], int, int]], ranks: list[list[Any]], world: int
+                  ) -> Iterator[tuple[str, Any]]:
     import torch
 
-    want = {k: v for g in shapes for k, v in g.items()}
-    want.update({k: tuple(v) for k, v in frozen.items()})
-    digests = {}
-    for name, t in state.items():
-        if name in want and tuple(t.shape) != want[name]:
-            raise errors.InvalidModelError(f"consolidated {name} has shape {list(t.shape)}, param_shapes says "
-                                           f"{list(want[name])}", hint=_MIXED)
-        if t.dtype != torch.float32:
-            raise errors.InvalidModelError(f"consolidated {name} is {t.dtype}, not float32", hint=_MIXED)
-        digests[name] = tensor_sha256(t)
-    missing = sorted(set(want) - set(state))
-    if missing:
-        raise errors.InvalidModelError(f"the shards lack {missing[:10]}", hint=_MIXED)
-    return digests
-
-
-def _digest_of(digests: dict[str, str]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in sorted(digests):
-        h.update(f"{name}\0{digests[name]}\n".encode())
-    return h.hexdigest()
+    sizes = [[g.numel() for g in r] for r in ranks]
+    for name, shape, offset, part in plan:
+        full = torch.empty(world * part, dtype=torch.float32)
+        for r, groups in enumerate(ranks):
+            _gather(groups, sizes[r], offset, part, out=full[r * part:(r + 1) * part])
+        yield name, full[:math.prod(shape)].view(shape)

@@ -1,0 +1,157 @@
+"""Writing a consolidated checkpoint as it is assembled: the safetensors header first (from the names,
+shapes and dtypes the checkpoint's metadata declares), then each tensor's bytes as its reader yields
+it, hashed on the way. Peak memory is one shard's mapped pages plus one tensor, never the whole model.
+
+Every yielded tensor must be the next one declared, with the declared shape and dtype; anything else
+(a missing, extra or reordered tensor) is an error and the partial file is removed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from zoo import errors
+
+_DTYPES = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+_HINT = "the checkpoint's shards do not match its metadata: save the checkpoint again"
+
+
+def meta_tensor(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A stand-in with a shape and a dtype and no memory (torch's meta device)."""
+    import torch
+
+    return torch.empty(tuple(shape), dtype=dtype, device="meta")
+
+
+def write(
+    path: Path, declared: dict[str, Any], items: Iterator[tuple[str, Any]], rename: dict[str, str]
+) -> dict[str, str]:
+    """Write ``items`` (source name, tensor), which must come in ``declared``'s order with its shapes and
+    dtypes, into one safetensors file; only names in ``rename`` are written, under their new names.
+    Returns the sha256 of every yielded tensor's bytes, by source name."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for src, meta in declared.items():
+        if src not in rename:
+            continue
+        code = _DTYPES.get(str(meta.dtype).removeprefix("torch."))
+        if code is None:
+            raise errors.UnsupportedError(f"{src} is {meta.dtype}, which safetensors cannot hold", hint=_HINT)
+        size = meta.numel() * meta.element_size()
+        header[rename[src]] = {"dtype": code, "shape": list(meta.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    digests: dict[str, str] = {}
+    order = iter(declared.items())
+    try:
+        with open(path, "wb") as f, ThreadPoolExecutor(1) as pool:
+            f.write(struct.pack("<Q", len(blob)) + blob)
+            for name, tensor in items:
+                want_name, want = next(order, (None, None))
+                if name != want_name:
+                    raise errors.InvalidModelError(
+                        f"the shards hold {name} where the metadata says {want_name}", hint=_HINT
+                    )
+                if tuple(tensor.shape) != tuple(want.shape) or tensor.dtype != want.dtype:
+                    raise errors.InvalidModelError(
+                        f"consolidated {name} is {tensor.dtype}{list(tensor.shape)}, the "
+                        f"metadata says {want.dtype}{list(want.shape)}",
+                        hint=_HINT,
+                    )
+                data = as_bytes(tensor)
+                hashing = pool.submit(hashlib.sha256, data)  # beside the write: both release the GIL
+                if name in rename:
+                    f.write(data)
+                digests[name] = hashing.result().hexdigest()
+            rest = [n for n, _ in order]
+            if rest:
+                raise errors.InvalidModelError(f"the shards lack {rest[:10]}", hint=_HINT)
+            if f.tell() != 8 + len(blob) + offset:
+                raise errors.IntegrityError(
+                    f"wrote {f.tell()} bytes, the header promises {8 + len(blob) + offset}",
+                    hint="the disk is full or faulty: run the import again",
+                )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return digests
+
+
+def as_bytes(tensor: Any) -> memoryview:
+    """The tensor's bytes without a copy when it is contiguous (little-endian, as safetensors stores them)."""
+    import torch
+
+    t = tensor.detach().contiguous().reshape(-1)
+    return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+
+
+def release(tensor: Any, start: int, count: int) -> None:
+    """Hand the mapped pages behind ``tensor[start:start + count]`` back to the kernel once they are copied
+    (``MADV_PAGEOUT``: file-backed pages are dropped and re-read if touched again; never destructive)."""
+    import ctypes
+    import mmap
+    import sys
+
+    if not sys.platform.startswith("linux") or count <= 0:
+        return
+    page = mmap.PAGESIZE
+    lo = tensor.data_ptr() + start * tensor.element_size()
+    hi = lo + count * tensor.element_size()
+    lo -= lo % page
+    hi += -hi % page
+    global _LIBC
+    try:
+        _LIBC = _LIBC or ctypes.CDLL(None, use_errno=True)
+        _LIBC.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 21)  # MADV_PAGEOUT (Linux 5.4)
+    except (OSError, AttributeError):
+        return
+
+
+_LIBC: Any = None
+
+
+def check(path: Path, digests: dict[str, str]) -> None:
+    """Read the written file back, a bounded block at a time (never mapped whole), and compare every named
+    tensor's sha256 with the digest taken while it was written."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        base = 8 + size
+        for name, entry in sorted(
+            ((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]
+        ):
+            want = digests.get(name)
+            if want is None:
+                continue
+            begin, end = entry["data_offsets"]
+            f.seek(base + begin)
+            h = hashlib.sha256()
+            left = end - begin
+            while left:
+                block = f.read(min(left, 1 << 24))
+                if not block:
+                    break
+                h.update(block)
+                left -= len(block)
+            if left or h.hexdigest() != want:
+                raise errors.IntegrityError(
+                    f"{name} changed between consolidation and writing (sha256 differs)",
+                    hint="the disk or memory is faulty: run the import again",
+                )

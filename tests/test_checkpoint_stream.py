@@ -1,0 +1,72 @@
+"""The streaming safetensors writer behind ZeRO / DCP consolidation (``zoo.registry.checkpoints.stream``):
+the header is declared first, every tensor must arrive in order with its declared shape and dtype, a
+partial file never stays behind, and the read-back check catches a changed byte."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from zoo import errors
+from zoo.registry.checkpoints import stream
+
+
+def _declared(state: dict) -> dict:
+    return {k: stream.meta_tensor(tuple(v.shape), v.dtype) for k, v in state.items()}
+
+
+def _state() -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "a.weight": torch.randn(3, 5, generator=g),
+        "a.bias": torch.randn(3, generator=g).half(),
+        "opt.step": torch.arange(4),
+        "b.mask": torch.tensor([True, False]),
+        "c.empty": torch.zeros(0, 4),
+    }
+
+
+def test_streamed_file_is_a_safetensors_file_with_the_same_tensors_and_digests(tmp_path):
+    state = _state()
+    rename = {k: k.replace("a.", "model.a.") for k in state if k != "opt.step"}  # opt.step: hashed, not written
+    out = tmp_path / "m.safetensors"
+    digests = stream.write(out, _declared(state), iter(state.items()), rename)
+    back = load_file(str(out))
+    assert set(back) == set(rename.values())
+    for src, dst in rename.items():
+        assert back[dst].dtype == state[src].dtype and torch.equal(back[dst], state[src])
+    assert set(digests) == set(state)
+    stream.check(out, {rename[k]: d for k, d in digests.items() if k in rename})
+
+
+@pytest.mark.parametrize("bad", ["order", "shape", "dtype", "missing", "extra"])
+def test_a_tensor_out_of_order_or_unlike_its_declaration_is_refused_and_no_file_stays(tmp_path, bad):
+    state = _state()
+    declared = _declared(state)
+    items = list(state.items())
+    if bad == "order":
+        items[0], items[1] = items[1], items[0]
+    elif bad == "shape":
+        items[0] = ("a.weight", torch.zeros(5, 3))
+    elif bad == "dtype":
+        items[0] = ("a.weight", torch.zeros(3, 5, dtype=torch.float64))
+    elif bad == "missing":
+        items.pop()
+    else:
+        items.append(("z", torch.zeros(1)))
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(errors.InvalidModelError):
+        stream.write(out, declared, iter(items), {k: k for k in state})
+    assert not out.exists()
+
+
+def test_read_back_check_catches_a_changed_byte(tmp_path):
+    state = _state()
+    out = tmp_path / "m.safetensors"
+    digests = stream.write(out, _declared(state), iter(state.items()), {k: k for k in state})
+    data = bytearray(out.read_bytes())
+    data[-3] ^= 1  # inside the last written tensor's bytes
+    out.write_bytes(bytes(data))
+    with pytest.raises(errors.IntegrityError):
+        stream.check(out, digests)
