@@ -146,3 +146,50 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("wav2vec2",))
     return files
+
+
+SOT = "<|startoftext|>"
+
+
+def clip_tokenizer():
+    """A CLIP-style tokenizer trained offline: byte-level BPE, ``<|startoftext|>`` ... ``<|endoftext|>``
+    around every text, padded with ``<|endoftext|>`` as openai/clip-vit-base-patch32 is."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[SOT, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus() + ["a photo of an astronaut, a cup of coffee, a cat, a rocket, a dog, a car."],
+                            trainer=trainer)
+    sot, eos = tok.token_to_id(SOT), tok.token_to_id(EOS)
+    tok.post_processor = processors.TemplateProcessing(single=f"{SOT} $A {EOS}", special_tokens=[(SOT, sot), (EOS, eos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SOT, eos_token=EOS, unk_token=EOS, pad_token=EOS,
+                                   model_max_length=32)
+
+
+def clip_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny CLIPModel (ViT 32 px / patch 8, two layers each side) with seeded weights, a real tokenizer
+    (``clip_tokenizer``) and CLIP's image processor (resize 32, centre crop 32, CLIP mean/std)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = clip_tokenizer()
+    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "max_position_embeddings": 32, "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    vision = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 32, "patch_size": 8}
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "zero-shot-image-classification", ("clip",))
+    return files

@@ -152,6 +152,15 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
                                        hint="check config.json and the weights files") from exc
     model.eval()
     input_names = [spec["name"] for spec in record.input_spec]
+    if record.task == "zero-shot-image-classification":
+        from zoo.converters.tasks import vision
+
+        pre = vision.load_preprocess(root)
+        prepare_tokenizer(pre.tokenizer, record.task, note)
+        return TorchModel(vision.wrap(model, input_names), input_names, list(vision.OUTPUTS),
+                          vision.dynamic_axes(input_names), processor=pre)
+
+    input_names = [spec["name"] for spec in record.input_spec]
     is_text = input_names[0] == "input_ids"
     tokenizer = None
     if is_text:

@@ -466,3 +466,10 @@ def check_multiple_choice(ctx: TaskContext) -> list[TaskResult]:
     from zoo.converters.tasks.heads import choice_results
 
     return [TaskResult(**r) for r in choice_results(ctx.names, ctx.ran, ctx.precision)]
+
+
+@register_task_check("zero-shot", "zero-shot-image-classification")
+def check_zero_shot(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.vision import zero_shot_results
+
+    return [TaskResult(**r) for r in zero_shot_results(ctx.names, ctx.ran, ctx.precision)]
