@@ -193,3 +193,37 @@ def clip_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "zero-shot-image-classification", ("clip",))
     return files
+
+
+DETECTION_LABELS = {0: "person", 1: "cat", 2: "cup"}
+
+
+def yolos_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny YolosForObjectDetection (a ViT: no backbone download; 64 x 64 px, patch 16, 10 detection
+    tokens, three labels) with YOLOS' image processor resizing to 64 x 64. Seeded; the detection tokens and
+    position embeddings (zeros at init) drawn at random, the 'no object' bias lowered and the box layer
+    scaled down, so the queries differ, several detections are confident and boxes have a real size, as a
+    trained detector's."""
+    import torch
+    from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
+
+    config = YolosConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                         image_size=[64, 64], patch_size=16, num_detection_tokens=10, num_labels=3,
+                         id2label=DETECTION_LABELS, label2id={v: k for k, v in DETECTION_LABELS.items()},
+                         initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = YolosForObjectDetection(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if any(k in name for k in ("cls_token", "detection_tokens", "position_embeddings")):
+                param.normal_(0, 1.0)
+        model.class_labels_classifier.layers[-1].bias[-1] = -3.0
+        model.bbox_predictor.layers[-1].weight.mul_(0.05)  # boxes of a few pixels and more, not sigmoid-saturated slivers
+        model.bbox_predictor.layers[-1].bias.zero_()
+    processor = YolosImageProcessor(size={"height": 64, "width": 64}, do_pad=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "object-detection", ("yolos",))
+    return files

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import write_hf_cache
-from task_builders import clip_repo
+from task_builders import DETECTION_LABELS, clip_repo, yolos_repo
 
-REPOS = {"zoo-test/tiny-clip": clip_repo}
+REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo}
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,71 @@ def test_the_zero_shot_check_fails_when_a_label_flips():
     flipped[1, [best, worst]] = flipped[1, [worst, best]]
     (bad,) = zero_shot_results(OUTPUTS[:2], [(sample, [ref, ref.T], [flipped, flipped.T])], "float32")
     assert bad["passed"] is False and "label of each image agrees on 75%" in bad["reason"]
+
+
+# --- object detection: YOLOS ------------------------------------------------------------------------------
+def test_yolos_detections_on_the_photographs_match(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+
+    repo = "zoo-test/tiny-yolos"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "object-detection"
+    assert manifest["record"]["labels"] == list(DETECTION_LABELS.values())
+    check = _task(manifest, "object-detection")
+    fig = check["figures"]
+    assert check["passed"] is True and check["input_set"] == "sample-photos", check
+    assert fig["confident_reference_detections"] >= 8 and fig["lost"] == 0 and fig["spurious"] == 0
+    assert fig["mean_iou"] >= 0.99 and len(fig["classes"]) >= 2
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "pred_boxes"]
+    # independently: the image processor travels with the artifact; post-processing as transformers does it
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)][1:]
+    pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+    logits, boxes = session.run(None, {"pixel_values": pixels})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    model = transformers.YolosForObjectDetection.from_pretrained(str(root)).eval()
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(pixels))
+    sizes = [img.size[::-1] for img in photos]
+    want = processor.post_process_object_detection(ref, threshold=0.5, target_sizes=sizes)
+    got_out = type(ref)(logits=torch.from_numpy(logits), pred_boxes=torch.from_numpy(boxes))
+    got = processor.post_process_object_detection(got_out, threshold=0.5, target_sizes=sizes)
+    assert sum(len(w["scores"]) for w in want) >= 5
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g["labels"].numpy(), w["labels"].numpy())
+        np.testing.assert_allclose(g["boxes"].numpy(), w["boxes"].numpy(), atol=0.05)
+        np.testing.assert_allclose(g["scores"].numpy(), w["scores"].numpy(), atol=1e-4)
+
+
+def test_the_detection_check_fails_on_a_moved_box_and_a_lost_detection():
+    """decode + match of set predictions: identical outputs pass; one confident query's box moved by half
+    its size, or its class flipped to 'no object', fails."""
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.tasks.vision import DETECTION_OUTPUTS, detection_results
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((2, 10, 4)) * 4
+    boxes = rng.uniform(0.3, 0.7, (2, 10, 4)) * np.array([1, 1, 0.5, 0.5])
+    sample = InputSet("sample-photos", {"pixel_values": np.zeros((2, 3, 64, 64), np.float32)}, kind="sample")
+    (ok,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits.copy(), boxes.copy()])], "float32")
+    assert ok["passed"] is True and ok["figures"]["confident_reference_detections"] >= 4
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    i, q = np.argwhere(probs[..., :-1].max(-1) >= 0.5)[0]
+    moved = boxes.copy()
+    moved[i, q, :2] += moved[i, q, 2:] * 0.6
+    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits, moved])], "float32")
+    assert bad["passed"] is False and "lost" in bad["reason"]
+    gone = logits.copy()
+    gone[i, q, -1] = 50.0
+    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [gone, boxes])], "float32")
+    assert bad["passed"] is False and bad["figures"]["lost"] == 1

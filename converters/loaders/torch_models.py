@@ -159,6 +159,12 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         prepare_tokenizer(pre.tokenizer, record.task, note)
         return TorchModel(vision.wrap(model, input_names), input_names, list(vision.OUTPUTS),
                           vision.dynamic_axes(input_names), processor=pre)
+    if record.task == "object-detection":
+        from zoo.converters.tasks import vision
+
+        images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+        return TorchModel(_tuple_outputs(torch, model, input_names, vision.DETECTION_OUTPUTS), input_names,
+                          list(vision.DETECTION_OUTPUTS), vision.detection_axes(), labels=record.labels, processor=images)
 
     input_names = [spec["name"] for spec in record.input_spec]
     is_text = input_names[0] == "input_ids"

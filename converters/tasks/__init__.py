@@ -28,12 +28,13 @@ SUPPORTED_TASKS: dict[str, str] = {
     "multiple-choice": "AutoModelForMultipleChoice",
     "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
     "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
+    "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
     "text2text-generation", "summarization", "translation", "audio-classification",
-    "image-feature-extraction", "object-detection", "image-segmentation",
+    "image-feature-extraction", "image-segmentation",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -183,6 +184,10 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
         from zoo.converters.tasks import vision
 
         return vision.io_contract(config)
+    if task == "object-detection":
+        from zoo.converters.tasks import vision
+
+        return vision.detection_contract(config)
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
                "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"],

@@ -145,3 +145,113 @@ def zero_shot_results(names: list[str], ran: list, precision: str) -> list[dict[
                                     "max_probability_diff": diff, "reference_labels": r.argmax(-1).tolist(),
                                     "distinct_labels": len(set(r.argmax(-1).tolist()))}})
     return results
+
+
+# --- object detection with set-prediction heads (YOLOS, DETR, ...) ---------------------------------------
+DETECTION = "object-detection"
+DETECTION_OUTPUTS = ["logits", "pred_boxes"]
+DETECTION_AXES = {"pixel_values": ["batch", "channels", "height", "width"], "logits": ["batch", "queries", "labels + 1"],
+                  "pred_boxes": ["batch", "queries", 4]}
+
+
+def detection_contract(config: dict[str, Any]) -> dict[str, Any]:
+    return {"inputs": ["pixel_values"], "outputs": DETECTION_OUTPUTS, "axes": DETECTION_AXES,
+            "decoding": "softmax over logits, the last class is 'no object'; pred_boxes are (cx, cy, w, h) relative "
+                        "to the input image; no NMS (one query, one object)"}
+
+
+def detection_input_spec(config: dict[str, Any]) -> list[dict[str, Any]]:
+    size = config.get("image_size") or 224
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return [{"name": "pixel_values", "shape": ["batch", int(config.get("num_channels") or 3), h, w],
+             "dtype": "float32", "layout": "NCHW"}]
+
+
+def detection_axes() -> dict[str, dict[int, str]]:
+    return {"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "pred_boxes": {0: "batch"}}
+
+
+def detection_sets(record: Any, image_processor: Any) -> list[Any]:
+    """Seeded random pixels at three batch sizes, then the photographs through the repo's image processor."""
+    import numpy as np
+
+    from zoo.converters.parity.report import InputSet
+
+    _, c, h, w = record.input_spec[0]["shape"]
+    sets = [InputSet(f"random-b{b}", {"pixel_values": np.random.default_rng(b).standard_normal((b, c, h, w))
+                                      .astype(np.float32)}) for b in (1, 2, 3)]
+    if image_processor is not None:
+        from zoo.converters.parity.samples import sample_photos
+
+        photos = [img for _, img in sample_photos(4)]
+        pixels = image_processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+        if pixels.shape[1:] == (c, h, w):
+            sets.append(InputSet("sample-photos", {"pixel_values": pixels}, kind="sample"))
+    return sets
+
+
+def decode_set_predictions(logits: Any, boxes: Any, height: int, width: int, threshold: float) -> list[dict]:
+    """DETR-style decoding as ``post_process_object_detection``: softmax, the 'no object' class dropped,
+    each query's best class and score; boxes (cx, cy, w, h) relative -> (x1, y1, x2, y2) pixels."""
+    import numpy as np
+
+    logits, boxes = np.asarray(logits, np.float64), np.asarray(boxes, np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True))[..., :-1]
+    scale = np.array([width, height, width, height], np.float64)
+    out = []
+    for p, b in zip(probs, boxes):
+        scores, classes = p.max(-1), p.argmax(-1)
+        xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1) * scale
+        keep = scores >= threshold
+        order = np.argsort(-scores[keep], kind="stable")
+        out.append({"boxes": xyxy[keep][order], "scores": scores[keep][order], "classes": classes[keep][order],
+                    "kept": np.arange(int(keep.sum()), dtype=np.int64)})
+    return out
+
+
+def detection_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
+    """Detections decoded from both models on the photographs and matched (``parity.tasks.match_detections``):
+    every confident reference detection found by the candidate (same class, IoU >= 0.5), none from nowhere,
+    mean IoU and largest score difference within the precision's bounds."""
+    import numpy as np
+
+    from zoo.converters.parity import tasks as checks
+
+    limit = checks.bounds(precision)
+    results = []
+    for input_set, refs, outs in ran:
+        got = dict(zip(names, zip(refs, outs)))
+        if input_set.kind != "sample" or not {"logits", "pred_boxes"} <= set(got):
+            continue
+        h, w = np.asarray(input_set.feeds["pixel_values"]).shape[-2:]
+        ref, cand = (decode_set_predictions(got["logits"][k], got["pred_boxes"][k], h, w, checks.CONF) for k in (0, 1))
+        per_image = [checks.match_detections(a, b) for a, b in zip(ref, cand)]
+        confident = sum(m["confident"] for m in per_image)
+        lost, spurious = sum(m["lost"] for m in per_image), sum(m["spurious"] for m in per_image)
+        ious = [v for m in per_image for v in m["matched_iou"]]
+        diffs = [v for m in per_image for v in m["score_diff"]]
+        figures = {"images": len(per_image), "confident_reference_detections": confident, "lost": lost,
+                   "spurious": spurious, "mean_iou": float(np.mean(ious)) if ious else None,
+                   "min_iou": float(np.min(ious)) if ious else None,
+                   "max_score_diff": float(np.max(diffs)) if diffs else None,
+                   "classes": sorted({int(k) for d in ref for k in d["classes"]}),
+                   "bounds": {"mean_iou": limit["iou"], "max_score_diff": limit["score"]}}
+        if confident == 0 and spurious == 0:
+            results.append({"check": "object-detection", "input_set": input_set.name, "output": "logits,pred_boxes",
+                            "passed": None, "figures": figures,
+                            "reason": "the reference detects nothing confidently on these samples"})
+            continue
+        reasons = []
+        if lost:
+            reasons.append(f"{lost} of {confident} confident detections lost (no same-class box at IoU >= "
+                           f"{checks.MATCH_IOU})")
+        if spurious:
+            reasons.append(f"{spurious} confident detections the reference does not make")
+        if ious and figures["mean_iou"] < limit["iou"]:
+            reasons.append(f"mean IoU of matched boxes {figures['mean_iou']:.3f} < {limit['iou']}")
+        if diffs and figures["max_score_diff"] > limit["score"]:
+            reasons.append(f"score moved by up to {figures['max_score_diff']:.3f} > {limit['score']}")
+        results.append({"check": "object-detection", "input_set": input_set.name, "output": "logits,pred_boxes",
+                        "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
+    return results
