@@ -184,3 +184,25 @@ def test_the_detection_check_fails_on_a_moved_box_and_a_lost_detection():
     gone[i, q, -1] = 50.0
     (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [gone, boxes])], "float32")
     assert bad["passed"] is False and bad["figures"]["lost"] == 1
+
+
+def test_set_prediction_decoding_is_transformers_post_processing():
+    """zoo's decoder (what the check compares) gives what post_process_object_detection gives a user."""
+    import torch
+    from transformers import YolosImageProcessor
+    from transformers.models.yolos.modeling_yolos import YolosObjectDetectionOutput
+
+    from zoo.converters.tasks.vision import decode_set_predictions
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((3, 10, 4)) * 4
+    boxes = rng.uniform(0.2, 0.8, (3, 10, 4)) * np.array([1, 1, 0.4, 0.4])
+    mine = decode_set_predictions(logits, boxes, 48, 64, 0.5)
+    out = YolosObjectDetectionOutput(logits=torch.from_numpy(logits).float(), pred_boxes=torch.from_numpy(boxes).float())
+    theirs = YolosImageProcessor().post_process_object_detection(out, threshold=0.5, target_sizes=[(48, 64)] * 3)
+    assert sum(len(t["scores"]) for t in theirs) >= 5
+    for m, t in zip(mine, theirs):
+        order = np.argsort(-t["scores"].numpy(), kind="stable")
+        np.testing.assert_allclose(m["scores"], t["scores"].numpy()[order], atol=1e-5)
+        np.testing.assert_array_equal(m["classes"], t["labels"].numpy()[order])
+        np.testing.assert_allclose(m["boxes"], t["boxes"].numpy()[order], atol=1e-3)
