@@ -165,6 +165,7 @@ def test_yolos_detections_on_the_photographs_match(pull, vision_repos, tmp_path)
 def test_the_detection_check_fails_on_a_moved_box_and_a_lost_detection():
     """decode + match of set predictions: identical outputs pass; one confident query's box moved by half
     its size, or its class flipped to 'no object', fails."""
+    from zoo.converters.parity import tasks as checks
     from zoo.converters.parity.report import InputSet
     from zoo.converters.tasks.vision import DETECTION_OUTPUTS, detection_results
 
@@ -172,17 +173,17 @@ def test_the_detection_check_fails_on_a_moved_box_and_a_lost_detection():
     logits = rng.standard_normal((2, 10, 4)) * 4
     boxes = rng.uniform(0.3, 0.7, (2, 10, 4)) * np.array([1, 1, 0.5, 0.5])
     sample = InputSet("sample-photos", {"pixel_values": np.zeros((2, 3, 64, 64), np.float32)}, kind="sample")
-    (ok,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits.copy(), boxes.copy()])], "float32")
+    (ok,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits.copy(), boxes.copy()])], "float32", checks)
     assert ok["passed"] is True and ok["figures"]["confident_reference_detections"] >= 4
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     i, q = np.argwhere(probs[..., :-1].max(-1) >= 0.5)[0]
     moved = boxes.copy()
     moved[i, q, :2] += moved[i, q, 2:] * 0.6
-    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits, moved])], "float32")
+    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits, moved])], "float32", checks)
     assert bad["passed"] is False and "lost" in bad["reason"]
     gone = logits.copy()
     gone[i, q, -1] = 50.0
-    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [gone, boxes])], "float32")
+    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [gone, boxes])], "float32", checks)
     assert bad["passed"] is False and bad["figures"]["lost"] == 1
 
 

@@ -224,9 +224,11 @@ def match_detections(ref: dict, cand: dict) -> dict[str, Any]:
 @register_task_check("detection", "object-detection", "detect", guess=_guess_detection)
 def check_detection(ctx: TaskContext) -> list[TaskResult]:
     if {"logits", "pred_boxes"} <= set(ctx.names):  # set-prediction heads (YOLOS, DETR): zoo.converters.tasks.vision
+        import sys
+
         from zoo.converters.tasks.vision import detection_results
 
-        return [TaskResult(**r) for r in detection_results(ctx.names, ctx.ran, ctx.precision)]
+        return [TaskResult(**r) for r in detection_results(ctx.names, ctx.ran, ctx.precision, sys.modules[__name__])]
     np = _np()
     limit = bounds(ctx.precision)
     results = []

@@ -210,13 +210,12 @@ def decode_set_predictions(logits: Any, boxes: Any, height: int, width: int, thr
     return out
 
 
-def detection_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
-    """Detections decoded from both models on the photographs and matched (``parity.tasks.match_detections``):
-    every confident reference detection found by the candidate (same class, IoU >= 0.5), none from nowhere,
-    mean IoU and largest score difference within the precision's bounds."""
+def detection_results(names: list[str], ran: list, precision: str, checks: Any) -> list[dict[str, Any]]:
+    """Detections decoded from both models on the photographs and matched by ``checks`` (the module
+    ``zoo.converters.parity.tasks``, passed in by its caller: its ``match_detections``, ``bounds``, ``CONF``
+    and ``MATCH_IOU``): every confident reference detection found by the candidate (same class,
+    IoU >= 0.5), none from nowhere, mean IoU and largest score difference within the precision's bounds."""
     import numpy as np
-
-    from zoo.converters.parity import tasks as checks
 
     limit = checks.bounds(precision)
     results = []
