@@ -227,3 +227,28 @@ def yolos_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "object-detection", ("yolos",))
     return files
+
+
+SEGMENTATION_LABELS = {0: "background", 1: "person", 2: "cat", 3: "sky"}
+
+
+def segformer_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny SegformerForSemanticSegmentation (two stages, 64 x 64 px, four labels) with SegFormer's image
+    processor (resize 64 x 64, ImageNet mean/std), seeded with a wide init so the masks hold several classes."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    config = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
+                             patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
+                             decoder_hidden_size=32, image_size=64, num_labels=len(SEGMENTATION_LABELS),
+                             id2label=SEGMENTATION_LABELS, label2id={v: k for k, v in SEGMENTATION_LABELS.items()},
+                             initializer_range=0.3)
+    torch.manual_seed(seed)
+    model = SegformerForSemanticSegmentation(config).eval()
+    processor = SegformerImageProcessor(size={"height": 64, "width": 64})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "image-segmentation", ("segformer",))
+    return files

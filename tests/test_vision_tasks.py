@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import write_hf_cache
-from task_builders import DETECTION_LABELS, clip_repo, yolos_repo
+from task_builders import DETECTION_LABELS, SEGMENTATION_LABELS, clip_repo, segformer_repo, yolos_repo
 
-REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo}
+REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
+         "zoo-test/tiny-segformer": segformer_repo}
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,42 @@ def test_set_prediction_decoding_is_transformers_post_processing():
         np.testing.assert_allclose(m["scores"], t["scores"].numpy()[order], atol=1e-5)
         np.testing.assert_array_equal(m["classes"], t["labels"].numpy()[order])
         np.testing.assert_allclose(m["boxes"], t["boxes"].numpy()[order], atol=1e-3)
+
+
+# --- image segmentation: SegFormer ----------------------------------------------------------------------
+def test_segformer_masks_on_the_photographs_match(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+    from zoo.converters.tasks import detect_task
+
+    assert detect_task("m", "SegformerForSemanticSegmentation")[0] == "image-segmentation"
+    repo = "zoo-test/tiny-segformer"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "image-segmentation"
+    seg = [t for t in manifest["parity"]["tasks"] if t["check"] == "segmentation" and t["input_set"] == "sample-photos"]
+    assert seg and seg[0]["passed"] is True and seg[0]["figures"]["classes"] >= 2, manifest["parity"]["tasks"]
+    assert seg[0]["figures"]["mean_iou"] >= 0.995
+    # independently: the repo's processor (travels with the artifact) and the masks a user reads
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)]
+    pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"pixel_values": pixels})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    model = transformers.SegformerForSemanticSegmentation.from_pretrained(str(root)).eval()
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(pixels))
+    assert logits.shape == (4, len(SEGMENTATION_LABELS), 16, 16)
+    sizes = [img.size[::-1] for img in photos]
+    want = processor.post_process_semantic_segmentation(ref, target_sizes=sizes)
+    got = processor.post_process_semantic_segmentation(type(ref)(logits=torch.from_numpy(logits)), target_sizes=sizes)
+    for w, g in zip(want, got):
+        assert (w.numpy() == g.numpy()).mean() >= 0.999

@@ -29,12 +29,13 @@ SUPPORTED_TASKS: dict[str, str] = {
     "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
     "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
+    "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
     "text2text-generation", "summarization", "translation", "audio-classification",
-    "image-feature-extraction", "image-segmentation",
+    "image-feature-extraction",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
