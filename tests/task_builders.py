@@ -252,3 +252,23 @@ def segformer_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "image-segmentation", ("segformer",))
     return files
+
+
+def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Dinov2Model (32 px, patch 8, two layers) with DINOv2's image processor (resize, centre crop 32,
+    ImageNet mean/std) and a card saying ``pipeline_tag: image-feature-extraction``, seeded."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32,
+                          patch_size=8, initializer_range=0.2)
+    torch.manual_seed(seed)
+    model = Dinov2Model(config).eval()
+    processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                  image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "image-feature-extraction", ("dinov2",))
+    return files

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import write_hf_cache
-from task_builders import DETECTION_LABELS, SEGMENTATION_LABELS, clip_repo, segformer_repo, yolos_repo
+from task_builders import DETECTION_LABELS, SEGMENTATION_LABELS, clip_repo, dinov2_repo, segformer_repo, yolos_repo
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
-         "zoo-test/tiny-segformer": segformer_repo}
+         "zoo-test/tiny-segformer": segformer_repo,
+         "zoo-test/tiny-dinov2": dinov2_repo}
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +248,37 @@ def test_segformer_masks_on_the_photographs_match(pull, vision_repos, tmp_path):
     got = processor.post_process_semantic_segmentation(type(ref)(logits=torch.from_numpy(logits)), target_sizes=sizes)
     for w, g in zip(want, got):
         assert (w.numpy() == g.numpy()).mean() >= 0.999
+
+
+# --- image feature extraction: DINOv2 -----------------------------------------------------------------
+def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+
+    repo = "zoo-test/tiny-dinov2"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "image-feature-extraction"
+    assert manifest["record"]["extra"]["task_from"] == "model card pipeline_tag"
+    emb = {t["output"]: t for t in manifest["parity"]["tasks"] if t["check"] == "embedding"
+           and t["input_set"] == "sample-photos"}
+    assert emb["last_hidden_state"]["passed"] is True and emb["last_hidden_state"]["figures"]["real_tokens"] == 4 * 17
+    assert emb["last_hidden_state"]["figures"]["min_token_cosine"] >= 0.9999
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    pixels = processor([img for _, img in sample_photos(4)], return_tensors="np")["pixel_values"].astype(np.float32)
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
+    (hidden,) = session.run(None, {"pixel_values": pixels})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    with torch.no_grad():
+        ref = transformers.Dinov2Model.from_pretrained(str(root)).eval()(pixel_values=torch.from_numpy(pixels))
+    np.testing.assert_allclose(hidden, ref.last_hidden_state.numpy(), atol=1e-4, rtol=1e-4)
+    cls = hidden[:, 0] / np.linalg.norm(hidden[:, 0], axis=-1, keepdims=True)
+    assert (cls @ cls.T)[~np.eye(4, dtype=bool)].max() < 0.9999  # the photographs get different embeddings

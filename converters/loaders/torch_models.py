@@ -193,7 +193,7 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         axes = {**{n: {0: "batch", 1: "choices", 2: "sequence"} for n in input_names}, "logits": {0: "batch", 1: "choices"}}
         return TorchModel(_tuple_outputs(torch, model, input_names, ["logits"]), input_names, ["logits"], axes,
                           classifier_outputs=["logits"], tokenizer=tokenizer)
-    if record.task == "feature-extraction":
+    if record.task in ("feature-extraction", "image-feature-extraction"):
         outputs = ["last_hidden_state"] + (["pooler_output"] if getattr(model, "pooler", None) is not None else [])
     elif record.task == "question-answering":
         outputs = ["start_logits", "end_logits"]

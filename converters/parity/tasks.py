@@ -320,7 +320,7 @@ def _guess_embedding(ctx: TaskContext) -> bool:
 
 
 @register_task_check("embedding", "feature-extraction", "sentence-similarity", "text-embedding",
-                     guess=_guess_embedding)
+                     "image-feature-extraction", guess=_guess_embedding)
 def check_embedding(ctx: TaskContext) -> list[TaskResult]:
     np = _np()
     limit = bounds(ctx.precision)
@@ -331,6 +331,8 @@ def check_embedding(ctx: TaskContext) -> list[TaskResult]:
             r, c = np.asarray(r, np.float64), np.asarray(c, np.float64)
             if r.shape != c.shape or r.dtype.kind != "f":
                 continue
+            if mask is None and ctx.explicit and r.ndim == 3 and "pixel_values" in input_set.feeds:
+                mask = np.ones(r.shape[:2], bool)  # image tokens (patches, CLS): every one is real
             if r.ndim == 3 and mask is not None and r.shape[:2] == mask.shape:
                 tokens = _cos_rows(np, r[mask], c[mask])
                 weights = mask[..., None].astype(np.float64)

@@ -30,12 +30,12 @@ SUPPORTED_TASKS: dict[str, str] = {
     "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
+    "image-feature-extraction": "AutoModel",  # a bare vision encoder (DINOv2, ViT): its hidden states
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
     "text2text-generation", "summarization", "translation", "audio-classification",
-    "image-feature-extraction",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -61,7 +61,7 @@ HEADS = (
 )  # fmt: skip
 
 # a bare *Model repo takes its task from the card only for these (the graph is the same encoder)
-_CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity")
+_CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity", "image-feature-extraction")
 
 
 def supported_list() -> str:
