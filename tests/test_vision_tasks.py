@@ -282,3 +282,10 @@ def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path
     np.testing.assert_allclose(hidden, ref.last_hidden_state.numpy(), atol=1e-4, rtol=1e-4)
     cls = hidden[:, 0] / np.linalg.norm(hidden[:, 0], axis=-1, keepdims=True)
     assert (cls @ cls.T)[~np.eye(4, dtype=bool)].max() < 0.9999  # the photographs get different embeddings
+
+
+def test_a_vision_task_zoo_does_not_convert_exits_5_listing_the_new_ones(pull):
+    err = pull("zoo-test/tiny-segformer", "--task", "depth-estimation", code=5)
+    assert err["error"] == "unsupported" and "depth-estimation" in err["message"]
+    for task in ("zero-shot-image-classification", "object-detection", "image-segmentation", "image-feature-extraction"):
+        assert task in err["hint"]
