@@ -353,6 +353,21 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files else None
         if isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
             rec.labels = [k for k, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    elif task == "zero-shot-image-classification":
+        from zoo.converters.tasks import vision
+
+        rec.input_spec = vision.input_spec(config)
+        rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size", "crop_size") if k in (preproc or {})}
+        rec.preprocessing["tokenizer"] = [f for f in files if f.startswith(("tokenizer", "vocab", "merges", "special_tokens"))]
+        rec.extra["vocab_size"] = (config.get("text_config") or {}).get("vocab_size") or config.get("vocab_size")
+    elif task == "object-detection":
+        from zoo.converters.tasks import vision
+
+        rec.input_spec = vision.detection_input_spec(config)
+        rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size") if k in (preproc or {})}
+        if id2label:
+            rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
+            rec.num_classes = len(id2label)
     elif is_vision:
         size = config.get("image_size", 224)
         channels = config.get("num_channels", 3)

@@ -146,3 +146,129 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("wav2vec2",))
     return files
+
+
+SOT = "<|startoftext|>"
+
+
+def clip_tokenizer():
+    """A CLIP-style tokenizer trained offline: byte-level BPE, ``<|startoftext|>`` ... ``<|endoftext|>``
+    around every text, padded with ``<|endoftext|>`` as openai/clip-vit-base-patch32 is."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[SOT, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus() + ["a photo of an astronaut, a cup of coffee, a cat, a rocket, a dog, a car."],
+                            trainer=trainer)
+    sot, eos = tok.token_to_id(SOT), tok.token_to_id(EOS)
+    tok.post_processor = processors.TemplateProcessing(single=f"{SOT} $A {EOS}", special_tokens=[(SOT, sot), (EOS, eos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SOT, eos_token=EOS, unk_token=EOS, pad_token=EOS,
+                                   model_max_length=32)
+
+
+def clip_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny CLIPModel (ViT 32 px / patch 8, two layers each side) with seeded weights, a real tokenizer
+    (``clip_tokenizer``) and CLIP's image processor (resize 32, centre crop 32, CLIP mean/std)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = clip_tokenizer()
+    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "max_position_embeddings": 32, "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    vision = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 32, "patch_size": 8}
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "zero-shot-image-classification", ("clip",))
+    return files
+
+
+DETECTION_LABELS = {0: "person", 1: "cat", 2: "cup"}
+
+
+def yolos_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny YolosForObjectDetection (a ViT: no backbone download; 64 x 64 px, patch 16, 10 detection
+    tokens, three labels) with YOLOS' image processor resizing to 64 x 64. Seeded; the detection tokens and
+    position embeddings (zeros at init) drawn at random, the 'no object' bias lowered and the box layer
+    scaled down, so the queries differ, several detections are confident and boxes have a real size, as a
+    trained detector's."""
+    import torch
+    from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
+
+    config = YolosConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                         image_size=[64, 64], patch_size=16, num_detection_tokens=10, num_labels=3,
+                         id2label=DETECTION_LABELS, label2id={v: k for k, v in DETECTION_LABELS.items()},
+                         initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = YolosForObjectDetection(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if any(k in name for k in ("cls_token", "detection_tokens", "position_embeddings")):
+                param.normal_(0, 1.0)
+        model.class_labels_classifier.layers[-1].bias[-1] = -3.0
+        model.bbox_predictor.layers[-1].weight.mul_(0.05)  # boxes of a few pixels and more, not sigmoid-saturated slivers
+        model.bbox_predictor.layers[-1].bias.zero_()
+    processor = YolosImageProcessor(size={"height": 64, "width": 64}, do_pad=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "object-detection", ("yolos",))
+    return files
+
+
+SEGMENTATION_LABELS = {0: "background", 1: "person", 2: "cat", 3: "sky"}
+
+
+def segformer_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny SegformerForSemanticSegmentation (two stages, 64 x 64 px, four labels) with SegFormer's image
+    processor (resize 64 x 64, ImageNet mean/std), seeded with a wide init so the masks hold several classes."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    config = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
+                             patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
+                             decoder_hidden_size=32, image_size=64, num_labels=len(SEGMENTATION_LABELS),
+                             id2label=SEGMENTATION_LABELS, label2id={v: k for k, v in SEGMENTATION_LABELS.items()},
+                             initializer_range=0.3)
+    torch.manual_seed(seed)
+    model = SegformerForSemanticSegmentation(config).eval()
+    processor = SegformerImageProcessor(size={"height": 64, "width": 64})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "image-segmentation", ("segformer",))
+    return files
+
+
+def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Dinov2Model (32 px, patch 8, two layers) with DINOv2's image processor (resize, centre crop 32,
+    ImageNet mean/std) and a card saying ``pipeline_tag: image-feature-extraction``, seeded."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32,
+                          patch_size=8, initializer_range=0.2)
+    torch.manual_seed(seed)
+    model = Dinov2Model(config).eval()
+    processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                  image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "image-feature-extraction", ("dinov2",))
+    return files

@@ -152,6 +152,21 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
                                        hint="check config.json and the weights files") from exc
     model.eval()
     input_names = [spec["name"] for spec in record.input_spec]
+    if record.task == "zero-shot-image-classification":
+        from zoo.converters.tasks import vision
+
+        pre = vision.load_preprocess(root)
+        prepare_tokenizer(pre.tokenizer, record.task, note)
+        return TorchModel(vision.wrap(model, input_names), input_names, list(vision.OUTPUTS),
+                          vision.dynamic_axes(input_names), processor=pre)
+    if record.task == "object-detection":
+        from zoo.converters.tasks import vision
+
+        images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+        return TorchModel(_tuple_outputs(torch, model, input_names, vision.DETECTION_OUTPUTS), input_names,
+                          list(vision.DETECTION_OUTPUTS), vision.detection_axes(), labels=record.labels, processor=images)
+
+    input_names = [spec["name"] for spec in record.input_spec]
     is_text = input_names[0] == "input_ids"
     tokenizer = None
     if is_text:
@@ -178,7 +193,7 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         axes = {**{n: {0: "batch", 1: "choices", 2: "sequence"} for n in input_names}, "logits": {0: "batch", 1: "choices"}}
         return TorchModel(_tuple_outputs(torch, model, input_names, ["logits"]), input_names, ["logits"], axes,
                           classifier_outputs=["logits"], tokenizer=tokenizer)
-    if record.task == "feature-extraction":
+    if record.task in ("feature-extraction", "image-feature-extraction"):
         outputs = ["last_hidden_state"] + (["pooler_output"] if getattr(model, "pooler", None) is not None else [])
     elif record.task == "question-answering":
         outputs = ["start_logits", "end_logits"]

@@ -41,6 +41,14 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
         from zoo.converters.tasks.speech import input_sets as speech_sets
 
         return speech_sets(record, tokenizer)  # here the repo's feature extractor
+    if record.task == "zero-shot-image-classification":
+        from zoo.converters.tasks.vision import input_sets as zero_shot_sets
+
+        return zero_shot_sets(record, tokenizer)  # here the tokenizer and image processor together
+    if record.task == "object-detection" and record.library == "transformers":
+        from zoo.converters.tasks.vision import detection_sets
+
+        return detection_sets(record, tokenizer)  # here the repo's image processor
     if record.task == "multiple-choice":
         from zoo.converters.tasks.heads import multiple_choice_sets
 

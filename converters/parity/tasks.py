@@ -223,6 +223,12 @@ def match_detections(ref: dict, cand: dict) -> dict[str, Any]:
 
 @register_task_check("detection", "object-detection", "detect", guess=_guess_detection)
 def check_detection(ctx: TaskContext) -> list[TaskResult]:
+    if {"logits", "pred_boxes"} <= set(ctx.names):  # set-prediction heads (YOLOS, DETR): zoo.converters.tasks.vision
+        import sys
+
+        from zoo.converters.tasks.vision import detection_results
+
+        return [TaskResult(**r) for r in detection_results(ctx.names, ctx.ran, ctx.precision, sys.modules[__name__])]
     np = _np()
     limit = bounds(ctx.precision)
     results = []
@@ -314,7 +320,7 @@ def _guess_embedding(ctx: TaskContext) -> bool:
 
 
 @register_task_check("embedding", "feature-extraction", "sentence-similarity", "text-embedding",
-                     guess=_guess_embedding)
+                     "image-feature-extraction", guess=_guess_embedding)
 def check_embedding(ctx: TaskContext) -> list[TaskResult]:
     np = _np()
     limit = bounds(ctx.precision)
@@ -325,6 +331,8 @@ def check_embedding(ctx: TaskContext) -> list[TaskResult]:
             r, c = np.asarray(r, np.float64), np.asarray(c, np.float64)
             if r.shape != c.shape or r.dtype.kind != "f":
                 continue
+            if mask is None and ctx.explicit and r.ndim == 3 and "pixel_values" in input_set.feeds:
+                mask = np.ones(r.shape[:2], bool)  # image tokens (patches, CLS): every one is real
             if r.ndim == 3 and mask is not None and r.shape[:2] == mask.shape:
                 tokens = _cos_rows(np, r[mask], c[mask])
                 weights = mask[..., None].astype(np.float64)
@@ -466,3 +474,10 @@ def check_multiple_choice(ctx: TaskContext) -> list[TaskResult]:
     from zoo.converters.tasks.heads import choice_results
 
     return [TaskResult(**r) for r in choice_results(ctx.names, ctx.ran, ctx.precision)]
+
+
+@register_task_check("zero-shot", "zero-shot-image-classification")
+def check_zero_shot(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.vision import zero_shot_results
+
+    return [TaskResult(**r) for r in zero_shot_results(ctx.names, ctx.ran, ctx.precision)]

@@ -27,12 +27,15 @@ SUPPORTED_TASKS: dict[str, str] = {
     "sentence-similarity": "AutoModel",
     "multiple-choice": "AutoModelForMultipleChoice",
     "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
+    "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
+    "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
+    "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
+    "image-feature-extraction": "AutoModel",  # a bare vision encoder (DINOv2, ViT): its hidden states
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
     "text2text-generation", "summarization", "translation", "audio-classification",
-    "zero-shot-image-classification", "image-feature-extraction", "object-detection", "image-segmentation",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -58,7 +61,7 @@ HEADS = (
 )  # fmt: skip
 
 # a bare *Model repo takes its task from the card only for these (the graph is the same encoder)
-_CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity")
+_CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity", "image-feature-extraction")
 
 
 def supported_list() -> str:
@@ -100,6 +103,10 @@ def card_pipeline_tag(card: str | None) -> str | None:
 def head_task(arch: str | None) -> str | None:
     if not arch:
         return None
+    from zoo.converters.tasks.vision import head_task as vision_head
+
+    if vision := vision_head(arch):
+        return vision
     for suffix, task in HEADS:
         if arch.endswith(suffix):
             return task
@@ -174,6 +181,14 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
             "padding": "left", "pad_token_id": config.get("pad_token_id"), "eos_token_id": config.get("eos_token_id"),
             "vocab_size": config.get("vocab_size"),
         }
+    if task == "zero-shot-image-classification":
+        from zoo.converters.tasks import vision
+
+        return vision.io_contract(config)
+    if task == "object-detection":
+        from zoo.converters.tasks import vision
+
+        return vision.detection_contract(config)
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
                "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"],

@@ -145,7 +145,7 @@ class RecordSource(Source):
             from zoo.converters.parity.runners import torch_runner
 
             tm = build_model(record, self.root, self.weights, self.weights_format, progress.note)
-            preprocess = tm.tokenizer if tm.tokenizer is not None else tm.processor
+            preprocess = tm.processor if tm.processor is not None else tm.tokenizer
             return Opened(tm, torch_runner(tm), parity_input_sets(record, preprocess), tm.input_names,
                           tm.output_names, tm.classifier_outputs, labels=tm.labels, torch_model=tm,
                           seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)

@@ -1,0 +1,291 @@
+"""Vision tasks of issue 11 beyond image classification: zero-shot image classification (a tiny CLIP built
+offline with a real tokenizer and CLIP's image processor, tests/task_builders.py), pulled through `zoo pull`
+from a local Hugging Face cache, checked by zoo on the real photographs and here again independently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builders import write_hf_cache
+from task_builders import DETECTION_LABELS, SEGMENTATION_LABELS, clip_repo, dinov2_repo, segformer_repo, yolos_repo
+
+REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
+         "zoo-test/tiny-segformer": segformer_repo,
+         "zoo-test/tiny-dinov2": dinov2_repo}
+
+
+@pytest.fixture(scope="module")
+def vision_repos() -> dict[str, dict[str, bytes]]:
+    return {repo: build() for repo, build in REPOS.items()}
+
+
+@pytest.fixture
+def pull(indexed, vision_repos, monkeypatch, capsys):
+    from zoo.cli import main as cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def run(repo: str, *args: str, code: int = 0, files: dict[str, bytes] | None = None) -> dict:
+        write_hf_cache(indexed.hub_cache, repo, files or vision_repos[repo])
+        got = cli.main(["pull", repo, "--json", *args])
+        captured = capsys.readouterr()
+        assert got == code, captured.err[-3000:] + captured.out[-3000:]
+        out = json.loads(captured.out.strip().splitlines()[-1])
+        out["stderr"] = captured.err
+        return out
+
+    return run
+
+
+def _manifest(out: dict) -> dict:
+    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+
+
+def _task(manifest: dict, check: str) -> dict:
+    found = [t for t in manifest["parity"]["tasks"] if t["check"] == check]
+    assert found, [t["check"] for t in manifest["parity"]["tasks"]]
+    return found[0]
+
+
+def test_task_of_a_clip_repo_is_zero_shot_image_classification():
+    from zoo.converters.tasks import detect_task, head_task
+
+    assert head_task("CLIPModel") == "zero-shot-image-classification"
+    assert head_task("SiglipModel") == "zero-shot-image-classification"
+    assert head_task("BertModel") == "feature-extraction"
+    assert detect_task("m", "CLIPModel")[0] == "zero-shot-image-classification"
+
+
+def test_clip_zero_shot_labels_the_photographs_as_the_source_does(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+    from zoo.converters.tasks.vision import LABELS
+
+    repo = "zoo-test/tiny-clip"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "zero-shot-image-classification"
+    check = _task(manifest, "zero-shot")
+    assert check["passed"] is True and check["input_set"] == "sample-photos"
+    assert check["figures"]["images"] == 4 and check["figures"]["labels"] == len(LABELS)
+    assert check["figures"]["label_agreement"] == 1.0 and check["figures"]["distinct_labels"] >= 2
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "pixel_values"]
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["logits_per_image", "logits_per_text", "text_embeds", "image_embeds"]
+    # independently: tokenizer and image processor travel with the artifact; other prompts, batch sizes differ
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)][:3]
+    prompts = ["a picture of a cat", "an astronaut in space", "coffee", "a rocket", "a red car"]
+    enc = tokenizer(prompts, padding=True, return_tensors="np")
+    feeds = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64),
+             "pixel_values": processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)}
+    got = dict(zip(names, session.run(None, feeds)))
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    model = transformers.CLIPModel.from_pretrained(str(root)).eval()
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    assert got["logits_per_image"].shape == (3, 5) and got["logits_per_text"].shape == (5, 3)
+    for name in names:
+        np.testing.assert_allclose(got[name], getattr(ref, name).numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(got["logits_per_image"].argmax(-1), ref.logits_per_image.numpy().argmax(-1))
+
+
+def test_the_zero_shot_check_fails_when_a_label_flips():
+    """The check itself: the same logits pass; one image's best prompt swapped with another fails."""
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.tasks.vision import OUTPUTS, zero_shot_results
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((4, 6)) * 5
+    sample = InputSet("sample-photos", {}, kind="sample")
+    ran = [(sample, [ref, ref.T], [ref.copy(), ref.T.copy()])]
+    (ok,) = zero_shot_results(OUTPUTS[:2], ran, "float32")
+    assert ok["passed"] is True and ok["figures"]["label_agreement"] == 1.0
+    flipped = ref.copy()
+    best, worst = flipped[1].argmax(), flipped[1].argmin()
+    flipped[1, [best, worst]] = flipped[1, [worst, best]]
+    (bad,) = zero_shot_results(OUTPUTS[:2], [(sample, [ref, ref.T], [flipped, flipped.T])], "float32")
+    assert bad["passed"] is False and "label of each image agrees on 75%" in bad["reason"]
+
+
+# --- object detection: YOLOS ------------------------------------------------------------------------------
+def test_yolos_detections_on_the_photographs_match(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+
+    repo = "zoo-test/tiny-yolos"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "object-detection"
+    assert manifest["record"]["labels"] == list(DETECTION_LABELS.values())
+    check = _task(manifest, "object-detection")
+    fig = check["figures"]
+    assert check["passed"] is True and check["input_set"] == "sample-photos", check
+    assert fig["confident_reference_detections"] >= 8 and fig["lost"] == 0 and fig["spurious"] == 0
+    assert fig["mean_iou"] >= 0.99 and len(fig["classes"]) >= 2
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "pred_boxes"]
+    # independently: the image processor travels with the artifact; post-processing as transformers does it
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)][1:]
+    pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+    logits, boxes = session.run(None, {"pixel_values": pixels})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    model = transformers.YolosForObjectDetection.from_pretrained(str(root)).eval()
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(pixels))
+    sizes = [img.size[::-1] for img in photos]
+    want = processor.post_process_object_detection(ref, threshold=0.5, target_sizes=sizes)
+    got_out = type(ref)(logits=torch.from_numpy(logits), pred_boxes=torch.from_numpy(boxes))
+    got = processor.post_process_object_detection(got_out, threshold=0.5, target_sizes=sizes)
+    assert sum(len(w["scores"]) for w in want) >= 5
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g["labels"].numpy(), w["labels"].numpy())
+        np.testing.assert_allclose(g["boxes"].numpy(), w["boxes"].numpy(), atol=0.05)
+        np.testing.assert_allclose(g["scores"].numpy(), w["scores"].numpy(), atol=1e-4)
+
+
+def test_the_detection_check_fails_on_a_moved_box_and_a_lost_detection():
+    """decode + match of set predictions: identical outputs pass; one confident query's box moved by half
+    its size, or its class flipped to 'no object', fails."""
+    from zoo.converters.parity import tasks as checks
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.tasks.vision import DETECTION_OUTPUTS, detection_results
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((2, 10, 4)) * 4
+    boxes = rng.uniform(0.3, 0.7, (2, 10, 4)) * np.array([1, 1, 0.5, 0.5])
+    sample = InputSet("sample-photos", {"pixel_values": np.zeros((2, 3, 64, 64), np.float32)}, kind="sample")
+    (ok,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits.copy(), boxes.copy()])], "float32", checks)
+    assert ok["passed"] is True and ok["figures"]["confident_reference_detections"] >= 4
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    i, q = np.argwhere(probs[..., :-1].max(-1) >= 0.5)[0]
+    moved = boxes.copy()
+    moved[i, q, :2] += moved[i, q, 2:] * 0.6
+    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [logits, moved])], "float32", checks)
+    assert bad["passed"] is False and "lost" in bad["reason"]
+    gone = logits.copy()
+    gone[i, q, -1] = 50.0
+    (bad,) = detection_results(DETECTION_OUTPUTS, [(sample, [logits, boxes], [gone, boxes])], "float32", checks)
+    assert bad["passed"] is False and bad["figures"]["lost"] == 1
+
+
+def test_set_prediction_decoding_is_transformers_post_processing():
+    """zoo's decoder (what the check compares) gives what post_process_object_detection gives a user."""
+    import torch
+    from transformers import YolosImageProcessor
+    from transformers.models.yolos.modeling_yolos import YolosObjectDetectionOutput
+
+    from zoo.converters.tasks.vision import decode_set_predictions
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((3, 10, 4)) * 4
+    boxes = rng.uniform(0.2, 0.8, (3, 10, 4)) * np.array([1, 1, 0.4, 0.4])
+    mine = decode_set_predictions(logits, boxes, 48, 64, 0.5)
+    out = YolosObjectDetectionOutput(logits=torch.from_numpy(logits).float(), pred_boxes=torch.from_numpy(boxes).float())
+    theirs = YolosImageProcessor().post_process_object_detection(out, threshold=0.5, target_sizes=[(48, 64)] * 3)
+    assert sum(len(t["scores"]) for t in theirs) >= 5
+    for m, t in zip(mine, theirs):
+        order = np.argsort(-t["scores"].numpy(), kind="stable")
+        np.testing.assert_allclose(m["scores"], t["scores"].numpy()[order], atol=1e-5)
+        np.testing.assert_array_equal(m["classes"], t["labels"].numpy()[order])
+        np.testing.assert_allclose(m["boxes"], t["boxes"].numpy()[order], atol=1e-3)
+
+
+# --- image segmentation: SegFormer ----------------------------------------------------------------------
+def test_segformer_masks_on_the_photographs_match(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+    from zoo.converters.tasks import detect_task
+
+    assert detect_task("m", "SegformerForSemanticSegmentation")[0] == "image-segmentation"
+    repo = "zoo-test/tiny-segformer"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "image-segmentation"
+    seg = [t for t in manifest["parity"]["tasks"] if t["check"] == "segmentation" and t["input_set"] == "sample-photos"]
+    assert seg and seg[0]["passed"] is True and seg[0]["figures"]["classes"] >= 2, manifest["parity"]["tasks"]
+    assert seg[0]["figures"]["mean_iou"] >= 0.995
+    # independently: the repo's processor (travels with the artifact) and the masks a user reads
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)]
+    pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"pixel_values": pixels})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    model = transformers.SegformerForSemanticSegmentation.from_pretrained(str(root)).eval()
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(pixels))
+    assert logits.shape == (4, len(SEGMENTATION_LABELS), 16, 16)
+    sizes = [img.size[::-1] for img in photos]
+    want = processor.post_process_semantic_segmentation(ref, target_sizes=sizes)
+    got = processor.post_process_semantic_segmentation(type(ref)(logits=torch.from_numpy(logits)), target_sizes=sizes)
+    for w, g in zip(want, got):
+        assert (w.numpy() == g.numpy()).mean() >= 0.999
+
+
+# --- image feature extraction: DINOv2 -----------------------------------------------------------------
+def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path):
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+
+    repo = "zoo-test/tiny-dinov2"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "image-feature-extraction"
+    assert manifest["record"]["extra"]["task_from"] == "model card pipeline_tag"
+    emb = {t["output"]: t for t in manifest["parity"]["tasks"] if t["check"] == "embedding"
+           and t["input_set"] == "sample-photos"}
+    assert emb["last_hidden_state"]["passed"] is True and emb["last_hidden_state"]["figures"]["real_tokens"] == 4 * 17
+    assert emb["last_hidden_state"]["figures"]["min_token_cosine"] >= 0.9999
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    pixels = processor([img for _, img in sample_photos(4)], return_tensors="np")["pixel_values"].astype(np.float32)
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
+    (hidden,) = session.run(None, {"pixel_values": pixels})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    with torch.no_grad():
+        ref = transformers.Dinov2Model.from_pretrained(str(root)).eval()(pixel_values=torch.from_numpy(pixels))
+    np.testing.assert_allclose(hidden, ref.last_hidden_state.numpy(), atol=1e-4, rtol=1e-4)
+    cls = hidden[:, 0] / np.linalg.norm(hidden[:, 0], axis=-1, keepdims=True)
+    assert (cls @ cls.T)[~np.eye(4, dtype=bool)].max() < 0.9999  # the photographs get different embeddings
+
+
+def test_a_vision_task_zoo_does_not_convert_exits_5_listing_the_new_ones(pull):
+    err = pull("zoo-test/tiny-segformer", "--task", "depth-estimation", code=5)
+    assert err["error"] == "unsupported" and "depth-estimation" in err["message"]
+    for task in ("zero-shot-image-classification", "object-detection", "image-segmentation", "image-feature-extraction"):
+        assert task in err["hint"]
