@@ -146,3 +146,38 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("wav2vec2",))
     return files
+
+
+def unigram_tokenizer(vocab_size: int = 300):
+    """A T5-style Unigram tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, Metaspace, ``</s>`` appended)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
+                                      unk_token="<unk>", show_progress=False)
+    tok.train_from_iterator(_corpus() + ["translate English to German: summarize:"], trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=128)
+
+
+def t5_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny T5ForConditionalGeneration (2 + 2 layers, d_model 32) with a Unigram tokenizer trained here."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = unigram_tokenizer()
+        config = T5Config(vocab_size=len(tokenizer), d_model=TINY["hidden"], d_kv=8, d_ff=37, num_layers=TINY["layers"],
+                          num_decoder_layers=TINY["layers"], num_heads=TINY["heads"], pad_token_id=0, eos_token_id=1,
+                          decoder_start_token_id=0, initializer_factor=1.0, tie_word_embeddings=False)
+        torch.manual_seed(seed)
+        T5ForConditionalGeneration(config).eval().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "text2text-generation", ("t5", "safetensors"))
+    return files
