@@ -148,17 +148,22 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
-def unigram_tokenizer(vocab_size: int = 300):
+def unigram_tokenizer(vocab_size: int = 400):
     """A T5-style Unigram tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, Metaspace, ``</s>`` appended)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.Unigram())
+    # a fixed vocabulary (the Unigram trainer's is not deterministic): every character, then whole words
+    # ("▁word") and word pieces, scored so that longer pieces win
+    text = _corpus() + ["translate English to German: summarize:"]
+    words = sorted({w.strip(".,?:") for line in text for w in line.split()} - {""})
+    chars = sorted({c for w in words for c in w})
+    pieces = ["▁", *chars] + ["▁" + w for w in words] + sorted({w[:3] for w in words if len(w) > 4})
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(p, -10.0 / len(p)) for p in dict.fromkeys(pieces)][: vocab_size - 3]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
-                                      unk_token="<unk>", show_progress=False)
-    tok.train_from_iterator(_corpus() + ["translate English to German: summarize:"], trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                        special_tokens=[("</s>", tok.token_to_id("</s>"))])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
@@ -176,7 +181,12 @@ def t5_repo(seed: int = 0) -> dict[str, bytes]:
                           num_decoder_layers=TINY["layers"], num_heads=TINY["heads"], pad_token_id=0, eos_token_id=1,
                           decoder_start_token_id=0, initializer_factor=1.0, tie_word_embeddings=False)
         torch.manual_seed(seed)
-        T5ForConditionalGeneration(config).eval().save_pretrained(tmp)
+        model = T5ForConditionalGeneration(config).eval()
+        with torch.no_grad():  # wide weights: greedy decoding of the random model does not repeat one token
+            for param in model.parameters():
+                if param.dim() >= 2:
+                    param.normal_(0.0, 1.0)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "text2text-generation", ("t5", "safetensors"))
