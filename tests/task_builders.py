@@ -191,3 +191,25 @@ def t5_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "text2text-generation", ("t5", "safetensors"))
     return files
+
+
+def bart_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny BartForConditionalGeneration (2 + 2 layers, d_model 32) with the Unigram tokenizer above
+    (``<pad>`` 0, ``</s>`` 1 as eos and decoder start, as BART starts the decoder from its eos)."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = unigram_tokenizer()
+        config = BartConfig(vocab_size=len(tokenizer), d_model=TINY["hidden"], encoder_layers=TINY["layers"],
+                            decoder_layers=TINY["layers"], encoder_attention_heads=TINY["heads"],
+                            decoder_attention_heads=TINY["heads"], encoder_ffn_dim=37, decoder_ffn_dim=37,
+                            max_position_embeddings=TINY["positions"], pad_token_id=0, bos_token_id=1, eos_token_id=1,
+                            decoder_start_token_id=1, forced_bos_token_id=None, forced_eos_token_id=None,
+                            init_std=0.2)
+        torch.manual_seed(seed)
+        BartForConditionalGeneration(config).eval().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "text2text-generation", ("bart", "safetensors"))
+    return files

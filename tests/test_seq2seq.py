@@ -1,4 +1,4 @@
-"""text2text-generation (issue 11): a tiny seeded T5 with a real tokenizer, read from a Hugging Face cache
+"""text2text-generation (issue 11): a tiny seeded T5 and BART with a real tokenizer, read from a Hugging Face cache
 through huggingface_hub (offline), exported as encoder.onnx + decoder.onnx with a self-attention cache, and
 checked by greedy generation against transformers' generate() (converters/tasks/seq2seq.py), then again
 here by the test's own plain onnxruntime loop on other prompts. Broken exports (an encoder output scaled, a
@@ -13,26 +13,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import write_hf_cache
-from task_builders import t5_repo
+from task_builders import bart_repo, t5_repo
 
 from zoo.converters.tasks import seq2seq
 
-REPO = "zoo-test/tiny-t5"
+REPOS = {"zoo-test/tiny-t5": (t5_repo, "T5ForConditionalGeneration"),
+         "zoo-test/tiny-bart": (bart_repo, "BartForConditionalGeneration")}
 OTHER_PROMPTS = ["the cat sat on the mat", "summarize: hello world and the quick dog", "What time is it"]
 
 
-@pytest.fixture(scope="module")
-def t5(tmp_path_factory):
-    """(model, tokenizer, export directory, contract) of the tiny T5 pulled from a local hub cache."""
+@pytest.fixture(scope="module", params=sorted(REPOS))
+def t5(request, tmp_path_factory):
+    """(model, tokenizer, export directory, contract) of a tiny T5 or BART pulled from a local hub cache."""
     from huggingface_hub import snapshot_download
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     cache = tmp_path_factory.mktemp("hub")
-    write_hf_cache(cache, REPO, t5_repo())
-    root = Path(snapshot_download(REPO, cache_dir=str(cache), local_files_only=True))
+    build, arch = REPOS[request.param]
+    write_hf_cache(cache, request.param, build())
+    root = Path(snapshot_download(request.param, cache_dir=str(cache), local_files_only=True))
     tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
     model = AutoModelForSeq2SeqLM.from_pretrained(str(root), local_files_only=True, trust_remote_code=False).eval()
-    assert type(model).__name__ == "T5ForConditionalGeneration"
+    assert type(model).__name__ == arch
     out = tmp_path_factory.mktemp("t5-onnx")
     contract = seq2seq.export(model, tokenizer, out)
     return model, tokenizer, out, contract
@@ -62,7 +64,7 @@ def _plain_loop(directory: Path, contract: dict, enc: dict, steps: int) -> np.nd
     return np.stack(tokens, axis=1)
 
 
-def test_t5_encoder_decoder_greedy_generation_matches_generate(t5):
+def test_encoder_decoder_greedy_generation_matches_generate(t5):
     import torch
 
     model, tokenizer, out, contract = t5
