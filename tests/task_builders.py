@@ -271,4 +271,68 @@ def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
         processor.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "image-feature-extraction", ("dinov2",))
+def unigram_tokenizer(vocab_size: int = 400):
+    """A T5-style Unigram tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, Metaspace, ``</s>`` appended)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    # a fixed vocabulary (the Unigram trainer's is not deterministic): every character, then whole words
+    # ("▁word") and word pieces, scored so that longer pieces win
+    text = _corpus() + ["translate English to German: summarize:"]
+    words = sorted({w.strip(".,?:") for line in text for w in line.split()} - {""})
+    chars = sorted({c for w in words for c in w})
+    pieces = ["▁", *chars] + ["▁" + w for w in words] + sorted({w[:3] for w in words if len(w) > 4})
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(p, -10.0 / len(p)) for p in dict.fromkeys(pieces)][: vocab_size - 3]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=128)
+
+
+def t5_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny T5ForConditionalGeneration (2 + 2 layers, d_model 32) with a Unigram tokenizer trained here."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = unigram_tokenizer()
+        config = T5Config(vocab_size=len(tokenizer), d_model=TINY["hidden"], d_kv=8, d_ff=37, num_layers=TINY["layers"],
+                          num_decoder_layers=TINY["layers"], num_heads=TINY["heads"], pad_token_id=0, eos_token_id=1,
+                          decoder_start_token_id=0, initializer_factor=1.0, tie_word_embeddings=False)
+        torch.manual_seed(seed)
+        model = T5ForConditionalGeneration(config).eval()
+        with torch.no_grad():  # wide weights: greedy decoding of the random model does not repeat one token
+            for param in model.parameters():
+                if param.dim() >= 2:
+                    param.normal_(0.0, 1.0)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "text2text-generation", ("t5", "safetensors"))
+    return files
+
+
+def bart_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny BartForConditionalGeneration (2 + 2 layers, d_model 32) with the Unigram tokenizer above
+    (``<pad>`` 0, ``</s>`` 1 as eos and decoder start, as BART starts the decoder from its eos)."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = unigram_tokenizer()
+        config = BartConfig(vocab_size=len(tokenizer), d_model=TINY["hidden"], encoder_layers=TINY["layers"],
+                            decoder_layers=TINY["layers"], encoder_attention_heads=TINY["heads"],
+                            decoder_attention_heads=TINY["heads"], encoder_ffn_dim=37, decoder_ffn_dim=37,
+                            max_position_embeddings=TINY["positions"], pad_token_id=0, bos_token_id=1, eos_token_id=1,
+                            decoder_start_token_id=1, forced_bos_token_id=None, forced_eos_token_id=None,
+                            init_std=0.2)
+        torch.manual_seed(seed)
+        BartForConditionalGeneration(config).eval().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "text2text-generation", ("bart", "safetensors"))
     return files

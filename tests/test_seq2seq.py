@@ -1,0 +1,127 @@
+"""text2text-generation (issue 11): a tiny seeded T5 and BART with a real tokenizer, read from a Hugging Face cache
+through huggingface_hub (offline), exported as encoder.onnx + decoder.onnx with a self-attention cache, and
+checked by greedy generation against transformers' generate() (converters/tasks/seq2seq.py), then again
+here by the test's own plain onnxruntime loop on other prompts. Broken exports (an encoder output scaled, a
+cache output scaled) must fail the check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builders import write_hf_cache
+from task_builders import bart_repo, t5_repo
+
+from zoo.converters.tasks import seq2seq
+
+REPOS = {"zoo-test/tiny-t5": (t5_repo, "T5ForConditionalGeneration"),
+         "zoo-test/tiny-bart": (bart_repo, "BartForConditionalGeneration")}
+OTHER_PROMPTS = ["the cat sat on the mat", "summarize: hello world and the quick dog", "What time is it"]
+
+
+@pytest.fixture(scope="module", params=sorted(REPOS))
+def t5(request, tmp_path_factory):
+    """(model, tokenizer, export directory, contract) of a tiny T5 or BART pulled from a local hub cache."""
+    from huggingface_hub import snapshot_download
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    cache = tmp_path_factory.mktemp("hub")
+    build, arch = REPOS[request.param]
+    write_hf_cache(cache, request.param, build())
+    root = Path(snapshot_download(request.param, cache_dir=str(cache), local_files_only=True))
+    tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(root), local_files_only=True, trust_remote_code=False).eval()
+    assert type(model).__name__ == arch
+    out = tmp_path_factory.mktemp("t5-onnx")
+    contract = seq2seq.export(model, tokenizer, out)
+    return model, tokenizer, out, contract
+
+
+def _plain_loop(directory: Path, contract: dict, enc: dict, steps: int) -> np.ndarray:
+    """What a consumer writes from the contract alone: two sessions, the cache fed back each step."""
+    import onnxruntime as ort
+
+    encoder = ort.InferenceSession(str(directory / contract["files"]["encoder"]), providers=["CPUExecutionProvider"])
+    decoder = ort.InferenceSession(str(directory / contract["files"]["decoder"]), providers=["CPUExecutionProvider"])
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    hidden = encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+    outs = [o.name for o in decoder.get_outputs()]
+    feeds = {"input_ids": np.full((len(ids), 1), contract["decoder_start_token_id"], np.int64),
+             "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
+             **{p.name: np.zeros((len(ids), contract["cache"]["num_heads"], 0, contract["cache"]["head_dim"]),
+                                 np.float32) for p in past}}
+    tokens = []
+    for _ in range(steps):
+        out = dict(zip(outs, decoder.run(None, feeds)))
+        nxt = out["logits"][:, -1].argmax(-1)
+        tokens.append(nxt)
+        feeds.update({"input_ids": nxt[:, None].astype(np.int64),
+                      **{p.name: out[p.name.replace("past_key_values", "present")] for p in past}})
+    return np.stack(tokens, axis=1)
+
+
+def test_encoder_decoder_greedy_generation_matches_generate(t5):
+    import torch
+
+    model, tokenizer, out, contract = t5
+    result = seq2seq.generation_results(model, tokenizer, out, contract)
+    assert result["passed"], result["reason"]
+    figures = result["figures"]
+    assert figures["identical"] and figures["tokens_matched"] == [20] * 4 and figures["max_logit_rel_diff"] < 1e-4
+    assert len({tuple(row) for row in figures["generated"]}) > 1  # not one token for every prompt
+    assert max(len(set(row)) for row in figures["generated"]) >= 5  # a varied continuation, not a repeat
+
+    # the contract is JSON (zoo.json) and names exactly the graphs' inputs and outputs
+    contract = json.loads(json.dumps(contract))
+    import onnx
+
+    for part in ("encoder", "decoder"):
+        graph = onnx.load(str(out / contract["files"][part])).graph
+        assert [i.name for i in graph.input] == contract[part]["inputs"]
+        assert [o.name for o in graph.output] == contract[part]["outputs"]
+    assert contract["cache"]["num_layers"] == 2 and len(contract["decoder"]["inputs"]) == 3 + 4
+
+    # independently: the test's own loop on other prompts (batch 3, right-padded) against generate()
+    enc = tokenizer(OTHER_PROMPTS, padding=True, return_tensors="np")
+    assert (enc["attention_mask"] == 0).any()  # the batch is padded
+    got = _plain_loop(out, contract, enc, 20)
+    with torch.no_grad():
+        want = model.generate(input_ids=torch.from_numpy(enc["input_ids"]),
+                              attention_mask=torch.from_numpy(enc["attention_mask"]), max_new_tokens=20,
+                              min_new_tokens=20, do_sample=False, num_beams=1, eos_token_id=None)[:, 1:].numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def _scale_output(path: Path, output: str, factor: float) -> None:
+    """Rewire the graph output ``output`` to itself times ``factor`` (same shape and dtype)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    inner = f"{output}__unscaled"
+    for node in model.graph.node:
+        node.output[:] = [inner if o == output else o for o in node.output]
+        node.input[:] = [inner if i == output else i for i in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "zoo_test_factor"))
+    model.graph.node.append(helper.make_node("Mul", [inner, "zoo_test_factor"], [output]))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("part, output, factor", [
+    ("encoder", "last_hidden_state", 1.01),  # the encoder off by 1%
+    ("decoder", "present.1.value", 0.99),  # the cache the next step reads off by 1%
+])
+def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, factor):
+    model, tokenizer, out, contract = t5
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    _scale_output(broken / contract["files"][part], output, factor)
+    result = seq2seq.generation_results(model, tokenizer, broken, contract)
+    assert not result["passed"]
+    assert "logits at decode step" in result["reason"]
+    if part == "decoder":  # the first step reads no cache: what goes wrong shows from the second on
+        assert "decode step 0 " not in result["reason"]
