@@ -271,6 +271,9 @@ def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
         processor.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "image-feature-extraction", ("dinov2",))
+    return files
+
+
 def unigram_tokenizer(vocab_size: int = 400):
     """A T5-style Unigram tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, Metaspace, ``</s>`` appended)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
