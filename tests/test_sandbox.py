@@ -77,24 +77,41 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _onnx_times_two(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("command", ["convert", "parity-candidate"])  # (a SavedModel reference gives no inputs)
 @pytest.mark.parametrize("sandbox", ["landlock", "off"])
-def test_a_saved_model_past_the_op_check_cannot_write_outside_staging(zoo_env, tmp_path, sandbox):
+def test_a_saved_model_past_the_op_check_cannot_write_outside_staging(zoo_env, tmp_path, sandbox, command):
+    """``zoo convert DIR`` and ``zoo parity`` with a SavedModel on either side."""
     import os
 
     import hostile_tf
 
     canary = tmp_path / "canary"
     saved = hostile_tf.signature(canary, tmp_path / "sm", "WriteFile")
+    onnx_file = str(_onnx_times_two(tmp_path / "two.onnx"))
+    args = {"convert": ["convert", str(saved), "--to", "onnx", "--json"],
+            "parity-candidate": ["parity", onnx_file, str(saved), "--json"]}[command]
     env = {**os.environ, "ZOO_SANDBOX": sandbox, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, "convert", str(saved), "--to", "onnx", "--json"],
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, *args],
                           check=False, capture_output=True, text=True, env=env, timeout=600)
     if sandbox == "off":
         assert canary.exists(), "the payload is live: without the sandbox it writes"
         return
     assert not canary.exists(), "the SavedModel wrote outside its staging directory"
     assert proc.returncode != 0, proc.stdout[-2000:]
-    error = json.loads(proc.stdout)
-    assert "Permission denied" in json.dumps(error) or "PermissionDenied" in json.dumps(error), error
+    said = proc.stdout + proc.stderr
+    assert "Permission denied" in said or "PermissionDenied" in said, said[-3000:]
     assert not any((zoo_env.home / "artifacts").glob("*")) if (zoo_env.home / "artifacts").exists() else True
 
 

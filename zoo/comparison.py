@@ -130,18 +130,55 @@ def file_dtype(path: Path) -> str:
 def compare(a: str, b: str, settings: Settings, *, atol: float | None = None, rtol: float | None = None,
             dtype: str | None = None, request: Any = None) -> tuple[Any, str, str]:
     """Parity of ``b`` against ``a`` (the reference) on ``a``'s inputs; ``dtype`` None: the candidate's own
-    precision class, read from its graph. Raises SourceModelError when ``a`` fails on its inputs."""
+    precision class, read from its graph. Raises SourceModelError when ``a`` fails on its inputs. A SavedModel
+    on either side is loaded and run only in a confined child (``zoo.sandbox``), as ``zoo convert`` does;
+    a reference given by name is fetched and loaded here first (that may download into the caches)."""
+    if not is_model_file(b):
+        raise errors.NotFoundError(f"{b} is not an .onnx, .pt2, .tflite or .keras file or a SavedModel directory",
+                                   hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
+
+    def reference_side() -> dict[str, Any]:
+        first = file_side(a, settings, request=request, reference=True) if is_model_file(a) \
+            else model_side(a, settings, request)
+        if "inputs" not in first:
+            raise errors.UnsupportedError(f"zoo cannot make inputs for {a}: it reads no signature from it",
+                                          hint="use an .onnx, .tflite or .pt2 file or a model name as the reference")
+        return first
+
+    saved = [t for t in (a, b) if is_saved_model(t)]
+    if not saved:
+        return _check(reference_side(), b, settings, atol, rtol, dtype)
+    import shutil
+    import tempfile
+
+    from zoo.converters.parity.report import ParityReport
+    from zoo.sandbox import run_confined
+
+    first = None if is_saved_model(a) else reference_side()  # a name downloads: outside the sandbox
+    (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="parity-", dir=settings.home / "tmp"))
+
+    def confined(walls: list[str]) -> dict[str, Any]:
+        report, ref, cand = _check(first or reference_side(), b, settings, atol, rtol, dtype)
+        return {"report": report.to_dict(), "ref": ref, "cand": cand}
+
+    try:
+        out = run_confined(confined, scratch, what=f"the SavedModel {Path(saved[0]).name}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return ParityReport.from_dict(out["report"]), out["ref"], out["cand"]
+
+
+def is_saved_model(text: str) -> bool:
+    return (Path(text).expanduser() / "saved_model.pb").is_file()
+
+
+def _check(first: dict[str, Any], b: str, settings: Settings, atol: float | None, rtol: float | None,
+           dtype: str | None) -> tuple[Any, str, str]:
     from zoo.converters.parity.check import check_parity, requested_tolerance
     from zoo.converters.parity.reference import run_source
     from zoo.pipeline import converter_versions
 
-    if not is_model_file(b):
-        raise errors.NotFoundError(f"{b} is not an .onnx, .pt2, .tflite or .keras file or a SavedModel directory",
-                                   hint="usage: zoo parity REFERENCE CANDIDATE (REFERENCE: a file or a model name)")
-    first = file_side(a, settings, request=request, reference=True) if is_model_file(a) else model_side(a, settings, request)
-    if "inputs" not in first:
-        raise errors.UnsupportedError(f"zoo cannot make inputs for {a}: it reads no signature from it",
-                                      hint="use an .onnx, .tflite or .pt2 file or a model name as the reference")
     outputs = run_source(first["run"], first["inputs"], label=first["label"], notes=first.get("notes"),
                          model=first.get("graph"))
     second = file_side(b, settings, first["names"], first.get("outputs"))
