@@ -187,20 +187,14 @@ def multiple_choice_sets(record: Any, tokenizer: Any) -> list[Any]:
 
 def choice_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
     """The chosen answer (argmax over the choices) of every question identical (95% below float32)."""
-    import numpy as np
+    from zoo.converters.tasks.agreement import label_agreement_needed, sample_pairs
 
-    need = 1.0 if precision in ("float32", "float64") else 0.95
+    need = label_agreement_needed(precision)
     results = []
-    for input_set, refs, outs in ran:
-        if input_set.kind != "sample":
-            continue
-        for name, r, c in zip(names, refs, outs):
-            r, c = np.asarray(r), np.asarray(c)
-            if name != "logits" or r.shape != c.shape or r.ndim != 2:
-                continue
-            agree = float((r.argmax(-1) == c.argmax(-1)).mean())
-            reason = None if agree >= need else f"the chosen answer agrees on {agree:.0%} of the questions < {need:.0%}"
-            results.append({"check": "multiple-choice", "input_set": input_set.name, "output": name,
-                            "passed": reason is None, "reason": reason,
-                            "figures": {"questions": int(r.shape[0]), "choices": int(r.shape[1]), "agreement": agree}})
+    for input_set, r, c in sample_pairs(names, ran, "logits", 2):
+        agree = float((r.argmax(-1) == c.argmax(-1)).mean())
+        reason = None if agree >= need else f"the chosen answer agrees on {agree:.0%} of the questions < {need:.0%}"
+        results.append({"check": "multiple-choice", "input_set": input_set.name, "output": "logits",
+                        "passed": reason is None, "reason": reason,
+                        "figures": {"questions": int(r.shape[0]), "choices": int(r.shape[1]), "agreement": agree}})
     return results

@@ -56,19 +56,15 @@ def argmax_results(names: list[str], ran: list, precision: str) -> list[dict[str
     """Per-frame argmax ids (what a CTC decoder reads) identical at float32 (95% below)."""
     import numpy as np
 
-    need = 1.0 if precision in ("float32", "float64") else 0.95
+    from zoo.converters.tasks.agreement import label_agreement_needed, sample_pairs
+
+    need = label_agreement_needed(precision)
     results = []
-    for input_set, refs, outs in ran:
-        if input_set.kind != "sample":
-            continue
-        for name, r, c in zip(names, refs, outs):
-            r, c = np.asarray(r), np.asarray(c)
-            if name != "logits" or r.shape != c.shape or r.ndim != 3:
-                continue
-            agree = float((r.argmax(-1) == c.argmax(-1)).mean())
-            reason = None if agree >= need else f"per-frame argmax ids agree on {agree:.1%} < {need:.0%}"
-            results.append({"check": "ctc-ids", "input_set": input_set.name, "output": name, "passed": reason is None,
-                            "reason": reason, "figures": {"frames": int(r.shape[0] * r.shape[1]),
-                                                          "argmax_agreement": agree,
-                                                          "distinct_ids": len(np.unique(r.argmax(-1)))}})
+    for input_set, r, c in sample_pairs(names, ran, "logits", 3):
+        agree = float((r.argmax(-1) == c.argmax(-1)).mean())
+        reason = None if agree >= need else f"per-frame argmax ids agree on {agree:.1%} < {need:.0%}"
+        results.append({"check": "ctc-ids", "input_set": input_set.name, "output": "logits", "passed": reason is None,
+                        "reason": reason, "figures": {"frames": int(r.shape[0] * r.shape[1]),
+                                                      "argmax_agreement": agree,
+                                                      "distinct_ids": len(np.unique(r.argmax(-1)))}})
     return results

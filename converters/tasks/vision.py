@@ -114,7 +114,9 @@ def zero_shot_results(names: list[str], ran: list, precision: str) -> list[dict[
     softmax probabilities over the prompts within 1e-3 (fp16 2e-2, else 5e-2)."""
     import numpy as np
 
-    need = 1.0 if precision in ("float32", "float64") else 0.95
+    from zoo.converters.tasks.agreement import label_agreement_needed
+
+    need = label_agreement_needed(precision)
     prob_bound = 1e-3 if precision in ("float32", "float64") else 2e-2 if precision == "float16" else 5e-2
     results = []
     for input_set, refs, outs in ran:
