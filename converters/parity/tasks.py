@@ -254,18 +254,26 @@ def check_detection(ctx: TaskContext) -> list[TaskResult]:
                                           "the reference detects nothing confidently on these samples: "
                                           "no detection was compared", figures))
                 continue
-            reasons = []
-            if lost:
-                reasons.append(f"{lost} of {confident} confident detections lost (no same-class box at IoU >= {MATCH_IOU} "
-                               f"with score >= {CONF})")
-            if spurious:
-                reasons.append(f"{spurious} confident detections the reference does not make")
-            if ious and figures["mean_iou"] < limit["iou"]:
-                reasons.append(f"mean IoU of matched boxes {figures['mean_iou']:.3f} < {limit['iou']}")
-            if diffs and figures["max_score_diff"] > limit["score"]:
-                reasons.append(f"score moved by up to {figures['max_score_diff']:.3f} > {limit['score']}")
+            reasons = detection_reasons(lost, confident, spurious, figures, limit,
+                                        f"no same-class box at IoU >= {MATCH_IOU} with score >= {CONF}")
             results.append(TaskResult("detection", input_set.name, name, not reasons, "; ".join(reasons) or None, figures))
     return results
+
+
+def detection_reasons(lost: int, confident: int, spurious: int, figures: dict[str, Any], limit: dict[str, float],
+                      lost_rule: str) -> list[str]:
+    """Why matched detections fail: lost or spurious confident ones, matched boxes that moved, scores that
+    moved (``figures`` holds ``mean_iou`` / ``max_score_diff``, None where nothing was matched)."""
+    reasons = []
+    if lost:
+        reasons.append(f"{lost} of {confident} confident detections lost ({lost_rule})")
+    if spurious:
+        reasons.append(f"{spurious} confident detections the reference does not make")
+    if figures["mean_iou"] is not None and figures["mean_iou"] < limit["iou"]:
+        reasons.append(f"mean IoU of matched boxes {figures['mean_iou']:.3f} < {limit['iou']}")
+    if figures["max_score_diff"] is not None and figures["max_score_diff"] > limit["score"]:
+        reasons.append(f"score moved by up to {figures['max_score_diff']:.3f} > {limit['score']}")
+    return reasons
 
 
 # --- segmentation ------------------------------------------------------------------------------------

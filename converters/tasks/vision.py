@@ -243,16 +243,8 @@ def detection_results(names: list[str], ran: list, precision: str, checks: Any) 
                             "passed": None, "figures": figures,
                             "reason": "the reference detects nothing confidently on these samples"})
             continue
-        reasons = []
-        if lost:
-            reasons.append(f"{lost} of {confident} confident detections lost (no same-class box at IoU >= "
-                           f"{checks.MATCH_IOU})")
-        if spurious:
-            reasons.append(f"{spurious} confident detections the reference does not make")
-        if ious and figures["mean_iou"] < limit["iou"]:
-            reasons.append(f"mean IoU of matched boxes {figures['mean_iou']:.3f} < {limit['iou']}")
-        if diffs and figures["max_score_diff"] > limit["score"]:
-            reasons.append(f"score moved by up to {figures['max_score_diff']:.3f} > {limit['score']}")
+        reasons = checks.detection_reasons(lost, confident, spurious, figures, limit,
+                                           f"no same-class box at IoU >= {checks.MATCH_IOU}")
         results.append({"check": "object-detection", "input_set": input_set.name, "output": "logits,pred_boxes",
                         "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
     return results
