@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from builders import _WORDS, _bert_tokenizer, _bert_vocab, _model_card, _read_dir
+from builders import _WORDS, _bert_tokenizer, _bert_vocab, _model_card, _read_dir, write_hf_cache
 
 EOS = "<|endoftext|>"
 TINY = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 37, "positions": 128}
@@ -339,3 +339,20 @@ def bart_repo(seed: int = 0) -> dict[str, bytes]:
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "text2text-generation", ("bart", "safetensors"))
     return files
+
+
+def in_process_pull(hub_cache: Path, repos: dict[str, dict[str, bytes]], capsys):
+    """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json` (the caller
+    sets HF_HUB_OFFLINE): the repo's files (``files``, else ``repos[repo]``) are written into ``hub_cache`` first."""
+    from zoo.cli import main as cli
+
+    def run(repo: str, *args: str, code: int = 0, files: dict[str, bytes] | None = None) -> dict:
+        write_hf_cache(hub_cache, repo, files or repos[repo])
+        got = cli.main(["pull", repo, "--json", *args])
+        captured = capsys.readouterr()
+        assert got == code, captured.err[-3000:] + captured.out[-3000:]
+        out = json.loads(captured.out.strip().splitlines()[-1])
+        out["stderr"] = captured.err
+        return out
+
+    return run

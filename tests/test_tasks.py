@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import write_hf_cache
-from task_builders import bert_head_repo, decoder_repo, wav2vec2_ctc_repo
+from task_builders import bert_head_repo, decoder_repo, in_process_pull, wav2vec2_ctc_repo
 
 from zoo import errors
 
@@ -31,20 +30,8 @@ def task_repos() -> dict[str, dict[str, bytes]]:
 @pytest.fixture
 def pull(indexed, task_repos, monkeypatch, capsys):
     """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json`."""
-    from zoo.cli import main as cli
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def run(repo: str, *args: str, code: int = 0, files: dict[str, bytes] | None = None) -> dict:
-        write_hf_cache(indexed.hub_cache, repo, files or task_repos[repo])
-        got = cli.main(["pull", repo, "--json", *args])
-        captured = capsys.readouterr()
-        assert got == code, captured.err[-3000:] + captured.out[-3000:]
-        out = json.loads(captured.out.strip().splitlines()[-1])
-        out["stderr"] = captured.err
-        return out
-
-    return run
+    return in_process_pull(indexed.hub_cache, task_repos, capsys)
 
 
 def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import write_hf_cache
-from task_builders import DETECTION_LABELS, SEGMENTATION_LABELS, clip_repo, dinov2_repo, segformer_repo, yolos_repo
+from task_builders import (
+    DETECTION_LABELS,
+    SEGMENTATION_LABELS,
+    clip_repo,
+    dinov2_repo,
+    in_process_pull,
+    segformer_repo,
+    yolos_repo,
+)
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
          "zoo-test/tiny-segformer": segformer_repo,
@@ -24,20 +31,9 @@ def vision_repos() -> dict[str, dict[str, bytes]]:
 
 @pytest.fixture
 def pull(indexed, vision_repos, monkeypatch, capsys):
-    from zoo.cli import main as cli
-
+    """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json`."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def run(repo: str, *args: str, code: int = 0, files: dict[str, bytes] | None = None) -> dict:
-        write_hf_cache(indexed.hub_cache, repo, files or vision_repos[repo])
-        got = cli.main(["pull", repo, "--json", *args])
-        captured = capsys.readouterr()
-        assert got == code, captured.err[-3000:] + captured.out[-3000:]
-        out = json.loads(captured.out.strip().splitlines()[-1])
-        out["stderr"] = captured.err
-        return out
-
-    return run
+    return in_process_pull(indexed.hub_cache, vision_repos, capsys)
 
 
 def _manifest(out: dict) -> dict:
