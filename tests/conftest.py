@@ -115,6 +115,18 @@ def zoo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ZooEnv:
     return env
 
 
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A real S3-compatible server (moto's, over HTTP) for one test module."""
+    from distproc import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_repos() -> dict[str, dict[str, bytes]]:
     """Every tiny repo, built once per session (deterministic: same bytes, same commit each run)."""

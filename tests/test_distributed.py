@@ -32,15 +32,6 @@ FAST = {"exporter": "torchscript"}  # the quicker exporter, where the exporter d
 
 
 # --- services -------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(tmp_path_factory.mktemp("s3")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def copy_index(sqlite_path: Path, url: str) -> None:
     """The timm catalog indexed once per session (SQLite), copied into a fresh database."""
     from zoo import db

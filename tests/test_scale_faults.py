@@ -203,17 +203,6 @@ class SlowProxy:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    from distproc import S3Server
-
-    server = S3Server(tmp_path_factory.mktemp("s3")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _s3_settings(tmp_path: Path, s3, endpoint: str, monkeypatch, **extra: str):
     from distproc import S3_CREDENTIALS
 
