@@ -213,25 +213,16 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
                           {**{n: {0: "batch", 1: "sequence"} for n in input_names}, "sentence_embedding": {0: "batch"}},
                           tokenizer=tokenizer)
 
-    class TupleOutputs(torch.nn.Module):
-        """Positional inputs in, a tuple of named outputs out: clean ONNX names."""
-
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *args: Any) -> tuple:
-            out = self.inner(**dict(zip(input_names, args)), return_dict=True)
-            return tuple(out[name] for name in outputs)
-
-    # eval() on the wrapper too: the TorchScript exporter restores the top module's mode recursively
     classifiers = ["logits"] if record.task in ("text-classification", "image-classification", "token-classification",
                                                 "fill-mask") else []
-    return TorchModel(TupleOutputs(model).eval(), input_names, outputs, dyn,
+    return TorchModel(_tuple_outputs(torch, model, input_names, outputs), input_names, outputs, dyn,
                       classifier_outputs=classifiers, labels=record.labels, tokenizer=tokenizer)
 
 
 def _tuple_outputs(torch: Any, model: Any, input_names: list[str], outputs: list[str]) -> Any:
+    """Positional inputs in, a tuple of named outputs out (clean ONNX names); eval() on the wrapper too: the
+    TorchScript exporter restores the top module's mode recursively."""
+
     class TupleOutputs(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
             super().__init__()
