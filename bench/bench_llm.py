@@ -1,0 +1,107 @@
+"""A decoder LLM of about 1.1B parameters (fp32, over 4 GB of weights): `zoo pull --format onnx` against
+`optimum-cli export onnx --task text-generation-with-past`, wall time and peak RSS, on the same repo.
+
+    .venv/bin/python bench/bench_llm.py [--layers 22] [--optimum-python PATH] [--json bench/results-llm.json]
+
+The model is TinyLlama-1.1B's shape (hidden 2048, 22 layers, 32 heads with 4 key/value heads, MLP 5632,
+vocabulary 32000) with seeded random weights, saved with ``save_pretrained`` (safetensors) into an offline
+Hugging Face cache with the byte-level BPE tokenizer the tests train. Each tool runs in its own process
+under ``/usr/bin/time``; optimum runs from its own virtual environment (optimum-onnx pins transformers < 5;
+bench/README.md says how to make it). zoo's run includes its parity check (greedy generation of 20 tokens
+from 4 prompts, logits at every step); optimum's includes its default validation (one input set, logits and
+present.* within atol 1e-5, a failure only warns). ``--layers 2`` makes a small smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+REPO = "zoo-bench/llama-1b"
+
+
+def build(layers: int, out: Path) -> int:
+    """Save the model and tokenizer into ``out``; returns the parameter count."""
+    import torch
+    from task_builders import bpe_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = bpe_tokenizer(str(out))
+    eos = tokenizer.eos_token_id
+    config = LlamaConfig(vocab_size=32000, hidden_size=2048, num_hidden_layers=layers, num_attention_heads=32,
+                         num_key_value_heads=4, intermediate_size=5632, max_position_embeddings=2048,
+                         bos_token_id=eos, eos_token_id=eos, initializer_range=0.02, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "README.md").write_text("---\nlibrary_name: transformers\npipeline_tag: text-generation\n---\n")
+    return params
+
+
+def timed(cmd: list[str], env: dict) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = proc.stderr.strip().splitlines()
+    rss = int(lines[-1]) // 1024 if lines and lines[-1].isdigit() else None
+    return {"ok": proc.returncode == 0, "rc": proc.returncode, "seconds": round(wall, 1), "peak_rss_mb": rss,
+            "stdout": proc.stdout, "stderr_tail": "\n".join(lines[-15:-1])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=22)
+    parser.add_argument("--optimum-python", default=str(ROOT / ".zoo-bench" / "optimum-venv" / "bin" / "python"))
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tmp", type=Path, default=None, help="working folder (default: a temporary one)")
+    args = parser.parse_args()
+    from builders import _read_dir, write_hf_cache
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        src = tmp / "src"
+        src.mkdir()
+        params = build(args.layers, src)
+        weights = sum(p.stat().st_size for p in src.glob("*.safetensors"))
+        snap = write_hf_cache(tmp / "hf" / "hub", REPO, _read_dir(src))
+        print(f"model: {params / 1e9:.2f}B parameters, {weights / 1e9:.2f} GB of safetensors", flush=True)
+        env = {**os.environ, "HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "1", "ZOO_HOME": str(tmp / "zoo"),
+               "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+        result = {"parameters": params, "weights_bytes": weights}
+        zoo = timed([sys.executable, "-m", "zoo", "pull", f"hf:{REPO}", "--format", "onnx", "--json"], env)
+        if zoo["ok"]:
+            out = json.loads(zoo["stdout"].strip().splitlines()[-1])
+            zoo["verified"] = out["verified"]
+            zoo["files"] = {f["path"]: f["size"] for f in json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())["files"]} \
+                if out.get("artifact_dir") else None
+            zoo["parity"] = {k: out["parity"].get(k) for k in ("passed", "max_abs_diff", "summary")}
+        result["zoo"] = {k: v for k, v in zoo.items() if k != "stdout"}
+        print(f"zoo      {zoo['seconds']:7.1f} s  peak RSS {zoo['peak_rss_mb']} MB  ok={zoo['ok']}", flush=True)
+        if not zoo["ok"]:
+            print(zoo["stderr_tail"], file=sys.stderr)
+        if Path(args.optimum_python).exists():
+            opt = timed([args.optimum_python, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(snap),
+                         "--task", "text-generation-with-past", str(tmp / "optimum")], env)
+            result["optimum"] = {k: v for k, v in opt.items() if k != "stdout"}
+            print(f"optimum  {opt['seconds']:7.1f} s  peak RSS {opt['peak_rss_mb']} MB  ok={opt['ok']}", flush=True)
+            if not opt["ok"]:
+                print(opt["stderr_tail"], file=sys.stderr)
+        else:
+            print(f"no optimum venv at {args.optimum_python}: skipped (bench/README.md says how to make it)", file=sys.stderr)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
