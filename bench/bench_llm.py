@@ -50,7 +50,7 @@ def build(layers: int, out: Path) -> int:
 
 def timed(cmd: list[str], env: dict) -> dict:
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, capture_output=True, text=True)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=False, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     lines = proc.stderr.strip().splitlines()
     rss = int(lines[-1]) // 1024 if lines and lines[-1].isdigit() else None
