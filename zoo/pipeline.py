@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # those its source and chain use (``key_versions``).
 KNOWN_TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers", "tensorflow", "tf-keras",
                "keras", "tf2onnx", "onnx2tf", "ai-edge-litert", "numpy", "litert-torch", "litert-converter",
-               "ai-edge-quantizer", "torchax", "jax", "jaxlib")
+               "ai-edge-quantizer", "torchax", "jax", "jaxlib", "jax2onnx", "flax")
 
 
 @dataclass
