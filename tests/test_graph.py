@@ -55,6 +55,8 @@ FILE_CASES = [
     ("onnx", "tflite-file"),  # tf2onnx's TFLite reader
 ]
 FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model", "tflite-file": "tflite"}
+# (format, source node) whose tests live elsewhere: a JAX function or Flax import (tests/test_flax.py)
+SOURCE_CASES = [("onnx", "jax-fn")]
 REPOS = {"test_resnet": TIMM_REPO, "test_efficientnet": "timm/test_efficientnet.r160_in1k"}
 
 
@@ -69,6 +71,7 @@ def _values(case) -> tuple:
 def test_every_registered_edge_has_a_case():
     covered = {(e.source, e.target) for fmt, model in map(_values, EDGE_CASES) for e in graph.plan(_node(model), fmt)}
     covered |= {(e.source, e.target) for fmt, kind in FILE_CASES for e in graph.plan(FILE_NODES[kind], fmt)}
+    covered |= {(e.source, e.target) for fmt, node in SOURCE_CASES for e in graph.plan(node, fmt)}
     assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
 
 

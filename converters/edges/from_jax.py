@@ -82,7 +82,38 @@ def jax_to_onnx(jf: Any, out_dir: Path, ctx: EdgeContext) -> Path:
         raise errors.ConversionError(f"jax2onnx could not convert {jf.label}: {type(exc).__name__}: {first}",
                                      edge="jax-fn->onnx", hint="a primitive jax2onnx lacks: see its supported list, "
                                      "or report the model with this message") from exc
+    rewritten = inference_dropout_to_identity(model)
     onnx.save(model, str(out))
     ctx.info["jax-fn->onnx"] = {"exporter": "jax2onnx", "versions": dist_versions(("jax2onnx", "jax", "jaxlib", "flax")),
                                 "opset": ctx.opset}
+    if rewritten:
+        ctx.info["jax-fn->onnx"]["rewrites"] = f"{rewritten} inference-mode Dropout node(s) -> Identity"
     return out
+
+
+def inference_dropout_to_identity(model: Any) -> int:
+    """jax2onnx writes a Flax ``Dropout`` as an ONNX ``Dropout`` whose ``training_mode`` is a constant false:
+    the identity, which onnx2tf cannot translate (its ``rate`` comes as an array). Such nodes (mask output
+    unused) become ``Identity``; a Dropout that can train is left alone. Returns how many were rewritten."""
+    from onnx import numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Dropout" or node.domain not in ("", "ai.onnx"):
+            continue
+        training = node.input[2] if len(node.input) > 2 else ""
+        if training and (training not in consts or bool(numpy_helper.to_array(consts[training]).any())):
+            continue
+        if len(node.output) > 1 and node.output[1] and node.output[1] in used:
+            continue
+        x, y = node.input[0], node.output[0]
+        node.op_type = "Identity"
+        del node.input[:]
+        node.input.append(x)
+        del node.output[:]
+        node.output.append(y)
+        del node.attribute[:]
+        count += 1
+    return count
