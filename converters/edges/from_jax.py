@@ -48,12 +48,12 @@ def input_specs(jf: Any) -> list[Any]:
     """jax2onnx's abstract inputs: the spec's shapes (a dynamic axis by its name) and dtypes."""
     import jax
 
-    from zoo.converters.loaders.flax_models import _np_dtype
+    from zoo.converters.loaders.flax_models import np_dtype
 
     specs = []
     for s in jf.input_spec:
         shape = jax.export.symbolic_shape(", ".join(str(d) for d in s["shape"])) if s["shape"] else ()
-        specs.append(jax.ShapeDtypeStruct(shape, _np_dtype(s["dtype"])))
+        specs.append(jax.ShapeDtypeStruct(shape, np_dtype(s["dtype"])))
     return specs
 
 

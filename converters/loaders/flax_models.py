@@ -53,10 +53,10 @@ class JaxFunction:
         """Zeros at the spec's shapes (dynamic axes at 2): what traces the function."""
         import numpy as np
 
-        return [np.zeros([d if isinstance(d, int) else 2 for d in s["shape"]], _np_dtype(s["dtype"])) for s in self.input_spec]
+        return [np.zeros([d if isinstance(d, int) else 2 for d in s["shape"]], np_dtype(s["dtype"])) for s in self.input_spec]
 
 
-def _np_dtype(name: str) -> Any:
+def np_dtype(name: str) -> Any:
     import numpy as np
 
     if name == "bfloat16":
@@ -333,7 +333,7 @@ def read_msgpack(path: Path, max_bytes: int, max_arrays: int = 100_000) -> dict[
         if (not isinstance(shape, list) or len(shape) > _MAX_RANK
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape)):
             raise errors.UnsafeModelError(f"refusing {name}: an array declares the shape {str(shape)[:80]}")
-        np_dtype = _np_dtype(dtype)
+        np_dtype = np_dtype(dtype)
         expected = math.prod(shape) * np.dtype(np_dtype).itemsize
         if not isinstance(buf, bytes) or len(buf) != expected:
             raise errors.UnsafeModelError(f"refusing {name}: an array declares {dtype}{shape} ({expected} bytes) "
