@@ -105,7 +105,7 @@ def choose_files(available: list[str], *, repo_filename: str | None = None) -> t
             "uses) no longer reads Flax weights",
             hint="convert with transformers<5 (AutoModel.from_pretrained(REPO, from_flax=True).save_pretrained(DIR)), "
                  "then zoo import DIR --name N; or import the Flax model itself: zoo import CKPT --name N "
-                 "--arch flax:package.module:Class (docs/checkpoints.md, 'Flax')")
+                 "--arch flax:package.module:Class (README, 'Bring your own model')")
     if not weights:
         raise errors.InvalidModelError(
             "the repo has no weights zoo can load (model.safetensors, pytorch_model.bin, or a Keras 3 model.keras "
