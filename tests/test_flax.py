@@ -75,6 +75,9 @@ def trained(tmp_path_factory):
     checkpointer.save((root / "orbax" / "ckpt").resolve(), state)
     checkpointer.wait_until_finished()
     (root / "orbax" / "flax_config.json").write_text(json.dumps(CONFIG))
+    checkpointer.save((root / "orbax-whole" / "ckpt").resolve(), nnx.state(model))  # RNG state (PRNG keys) too
+    checkpointer.wait_until_finished()
+    (root / "orbax-whole" / "flax_config.json").write_text(json.dumps(CONFIG))
     fresh = rng.normal(size=(5, 8, 8, 1)).astype("float32")
     expected = np.asarray(jax.jit(lambda m, v: m(v))(model, fresh))
     after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -110,6 +113,13 @@ def test_trained_nnx_checkpoint_imports_and_pulls_to_onnx(trained, fmt, checkpoi
     assert result.conversion["details"]["jax-fn->onnx"]["rewrites"].startswith("1 ")
     again = pipeline.pull(f"local:cnn-{fmt}")
     assert again.cached and again.digest == result.digest
+
+
+def test_an_orbax_checkpoint_of_the_whole_nnx_state_imports_without_its_rng_state(trained):
+    from zoo.registry.local_source import import_path
+
+    record = import_path(trained["root"] / "orbax-whole" / "ckpt", "whole", _settings(), arch=ARCH)
+    assert record.extra["checkpoint"]["tensors"] == 8  # the dropout's RNG key and count are not the model's
 
 
 def test_the_cli_imports_by_module_name_and_refuses_what_is_not_a_module(trained, zoo_env):

@@ -161,9 +161,11 @@ def module_kind(obj: Any) -> str | None:
     return None
 
 
-def flax_template(cls: Any, kwargs: dict[str, Any], spec: list[dict[str, Any]]) -> tuple[Callable, Any]:
-    """``(fn, params)`` of a freshly built module: ``fn(params, *inputs)`` runs it in inference mode,
-    ``params`` is the tree a checkpoint must fill (NNX: every variable but RNG state; Linen: its variables)."""
+def flax_template(cls: Any, kwargs: dict[str, Any], spec: list[dict[str, Any]]) -> tuple[Callable, Any, set]:
+    """``(fn, params, ignored)`` of a freshly built module: ``fn(params, *inputs)`` runs it in inference
+    mode, ``params`` is the tree a checkpoint must fill (NNX: every variable but RNG state; Linen: its
+    variables), ``ignored`` the paths a checkpoint may also hold that inference never reads (NNX RNG state:
+    ``nnx.state(model)`` saved whole)."""
     import jax
 
     kwargs = dict(kwargs)
@@ -178,11 +180,11 @@ def flax_template(cls: Any, kwargs: dict[str, Any], spec: list[dict[str, Any]]) 
             def fn(p: Any, *inputs: Any) -> Any:
                 return nnx.merge(graphdef, p, rest)(*inputs)
 
-            return fn, params
+            return fn, params, set(flat_tree(rest))
         module = cls(**kwargs)
         example = JaxFunction(lambda p: p, None, spec).example()
         variables = jax.eval_shape(module.init, jax.random.key(0), *example)
-        return (lambda v, *inputs: module.apply(v, *inputs)), variables
+        return (lambda v, *inputs: module.apply(v, *inputs)), variables, set()
     except errors.ZooError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's constructor or call
@@ -216,7 +218,7 @@ def flat_tree(tree: Any) -> dict[tuple[str, ...], Any]:
     return {_strip_value(_path_key(p)): leaf for p, leaf in leaves}
 
 
-def fill_params(template: Any, checkpoint: dict[str, Any], what: str) -> Any:
+def fill_params(template: Any, checkpoint: dict[str, Any], what: str, ignored: set | frozenset = frozenset()) -> Any:
     """``template`` with every leaf taken from ``checkpoint`` (matched by path); missing or unexpected
     names, shape and dtype mismatches are one error listing them (exit 7), never a half-loaded model."""
     import jax
@@ -227,7 +229,7 @@ def fill_params(template: Any, checkpoint: dict[str, Any], what: str) -> Any:
     got = flat_tree(checkpoint)
     got = max(_candidates(got, set(wanted)), key=lambda c: len(set(c) & set(wanted)))
     missing = sorted("/".join(k) for k in wanted if k not in got)
-    unexpected = sorted("/".join(k) for k in got if k not in wanted)
+    unexpected = sorted("/".join(k) for k in got if k not in wanted and k not in ignored)
     mismatched = []
     for k, leaf in wanted.items():
         if k in got:
@@ -263,7 +265,7 @@ def flax_function(root: Path, spec: str) -> JaxFunction:
     ``JaxFunction``: the module ``spec`` names, built with the recorded arguments, its parameters filled."""
     config = read_config(root / CONFIG_FILE)
     cls = module_class(spec)
-    fn, template = flax_template(cls, config.get("kwargs") or {}, config["inputs"])
+    fn, template, _ignored = flax_template(cls, config.get("kwargs") or {}, config["inputs"])
     params = fill_params(template, read_msgpack(root / PARAMS_FILE, (root / PARAMS_FILE).stat().st_size),
                          PARAMS_FILE)
     return JaxFunction(fn, params, config["inputs"], list(config.get("outputs") or []), label=spec)
@@ -333,12 +335,12 @@ def read_msgpack(path: Path, max_bytes: int, max_arrays: int = 100_000) -> dict[
         if (not isinstance(shape, list) or len(shape) > _MAX_RANK
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape)):
             raise errors.UnsafeModelError(f"refusing {name}: an array declares the shape {str(shape)[:80]}")
-        np_dtype = np_dtype(dtype)
-        expected = math.prod(shape) * np.dtype(np_dtype).itemsize
+        array_dtype = np_dtype(dtype)
+        expected = math.prod(shape) * np.dtype(array_dtype).itemsize
         if not isinstance(buf, bytes) or len(buf) != expected:
             raise errors.UnsafeModelError(f"refusing {name}: an array declares {dtype}{shape} ({expected} bytes) "
                                           f"but holds {len(buf) if isinstance(buf, bytes) else 'no'} bytes")
-        arr = np.frombuffer(buf, dtype=np_dtype).reshape(shape)
+        arr = np.frombuffer(buf, dtype=array_dtype).reshape(shape)
         return arr[()] if code == _NPSCALAR else arr
 
     try:
@@ -428,4 +430,9 @@ def read_orbax(root: Path, max_bytes: int) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - orbax and tensorstore raise their own types on corrupt input
         raise errors.InvalidModelError(f"cannot read the orbax checkpoint {root.name}: {type(exc).__name__}: "
                                        f"{str(exc)[:300]}", hint="the checkpoint is corrupt or incomplete") from None
-    return jax.tree_util.tree_map(lambda a: np.asarray(a), restored)
+    def data(a: Any) -> Any:  # a PRNG key array (NNX RNG state saved whole) as its raw key data
+        if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return np.asarray(jax.random.key_data(a))
+        return np.asarray(a)
+
+    return jax.tree_util.tree_map(data, restored)

@@ -73,10 +73,10 @@ def prepare(path: Path, dest: Path, settings: Settings, arch: str) -> dict[str, 
     fmt, ckpt, config_path = locate(path)
     config = read_config(config_path)
     cls = module_class(spec)  # the user named it: importing it runs its module's code
-    _fn, template = flax_template(cls, config.get("kwargs") or {}, config["inputs"])
+    _fn, template, ignored = flax_template(cls, config.get("kwargs") or {}, config["inputs"])
     limit = settings.flax_max_bytes
     tree = read_msgpack(ckpt, limit, settings.safetensors_max_tensors) if fmt == "msgpack" else read_orbax(ckpt, limit)
-    params = fill_params(template, tree, ckpt.name)
+    params = fill_params(template, tree, ckpt.name, ignored)
     nested: dict[str, Any] = {}
     for key, leaf in flat_tree(params).items():
         node = nested
