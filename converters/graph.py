@@ -81,17 +81,26 @@ def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary
 
 def _load_edges() -> None:
     # importing the edge modules registers their edges; none imports a framework at module level
-    from zoo.converters.edges import from_keras, from_torch, jax_export, litert, onnx_variants, pt2, tf  # noqa: F401
+    from zoo.converters.edges import (  # noqa: F401
+        from_jax,
+        from_keras,
+        from_torch,
+        jax_export,
+        litert,
+        onnx_variants,
+        pt2,
+        tf,
+    )
 
 
 def formats() -> list[str]:
-    """Every node of the graph, the in-memory sources (``torch``, ``keras-model``) included."""
+    """Every node of the graph, the in-memory sources (``torch``, ``keras-model``, ``jax-fn``) included."""
     _load_edges()
     return sorted({e.target for e in EDGES.values()} | {e.source for e in EDGES.values()})
 
 
 # Nodes that are models in memory, never files: a conversion starts there, no request ends there.
-SOURCE_ONLY = ("torch", "keras-model")
+SOURCE_ONLY = ("torch", "keras-model", "jax-fn")
 # What users call a format, and the format zoo means by it (``--to torch``: a torch.export program).
 FORMAT_ALIASES = {"torch": "pt2", "pytorch": "pt2", "torch.export": "pt2", "tensorflow": "tf",
                   "savedmodel": "tf", "saved_model": "tf"}

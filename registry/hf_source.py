@@ -99,6 +99,13 @@ def choose_files(available: list[str], *, repo_filename: str | None = None) -> t
 
         top = sorted(n for n in names if "/" not in n)
         weights = ([n for n in top if n.endswith(".safetensors")] or [n for n in top if n.endswith(PICKLE_SUFFIXES)])[:1]
+    if not weights and "flax_model.msgpack" in present:
+        raise errors.UnsupportedError(
+            "Flax-only repo: it holds flax_model.msgpack and no PyTorch weights, and transformers 5 (which zoo "
+            "uses) no longer reads Flax weights",
+            hint="convert with transformers<5 (AutoModel.from_pretrained(REPO, from_flax=True).save_pretrained(DIR)), "
+                 "then zoo import DIR --name N; or import the Flax model itself: zoo import CKPT --name N "
+                 "--arch flax:package.module:Class (README, 'Bring your own model')")
     if not weights:
         raise errors.InvalidModelError(
             "the repo has no weights zoo can load (model.safetensors, pytorch_model.bin, or a Keras 3 model.keras "

@@ -8,6 +8,7 @@ files makes a new revision and the old artifacts stay valid.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ def import_path(path: Path, name: str, settings: Settings, arch: str | None = No
     from zoo.registry import checkpoints
 
     path = path.expanduser()
+    if arch is not None and arch.startswith("flax:"):
+        return import_flax(path, name, settings, arch)
     layout = checkpoints.detect(path)
     if layout is not None or arch is not None:
         _check_name(name)
@@ -87,6 +90,30 @@ def import_directory(directory: Path, name: str, settings: Settings) -> ModelRec
     base = ModelRecord(id=f"local/{name}", source="local", name=name)
     record = describe(base, directory, files)  # raises on a missing/invalid config.json or remote code
     check_weights(directory, weights)
+    return store_files(directory, files, record, settings)
+
+
+def import_flax(path: Path, name: str, settings: Settings, arch: str) -> ModelRecord:
+    """A Flax checkpoint (msgpack or orbax) of the module ``--arch flax:package.module:Class`` names, checked
+    against that module and stored as ``flax_config.json`` + ``params.msgpack`` (``checkpoints.flax``)."""
+    from zoo.registry.checkpoints import flax
+
+    _check_name(name)
+    staging = settings.home / "tmp" / f"{os.getpid()}-flax-{uuid.uuid4().hex}"
+    try:
+        notes = flax.prepare(path, staging, settings, arch)
+        config = json.loads((staging / "flax_config.json").read_text())
+        record = ModelRecord(id=f"local/{name}", source="local", name=name, library="flax",
+                             arch=arch.removeprefix("flax:"), input_spec=config["inputs"],
+                             extra={"checkpoint": notes, "outputs": config["outputs"]})
+        return store_files(staging, ["flax_config.json", "params.msgpack"], record, settings)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def store_files(directory: Path, files: list[str], record: ModelRecord, settings: Settings) -> ModelRecord:
+    """Copy ``files`` into ``ZOO_HOME/local/NAME/<revision>`` (the digest of the files) and index the record."""
+    name = record.name
     infos = [FileInfo(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in files]
     revision = sha256_json([i.__dict__ for i in infos])[:40]
     record.revision = revision

@@ -6,7 +6,7 @@
 # Details and what each extra brings: README.md, section "Installing".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QUICKSTART_EXTRAS="torch,tf,server,distributed,dev,litert,jax"
+QUICKSTART_EXTRAS="torch,tf,server,distributed,dev,litert,jax,flax"
 EXTRAS="${1:-$QUICKSTART_EXTRAS}"
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -44,6 +44,10 @@ if wanted_missing; then
     if [[ ",$EXTRAS," == *",litert,"* ]]; then
         .venv/bin/python -c "import litert_torch, ai_edge_litert.interpreter, ai_edge_quantizer" >/dev/null 2>&1 \
             || { echo "zoo setup: the litert extra does not import; check its pins in pyproject.toml" >&2; exit 1; }
+    fi
+    if [[ ",$EXTRAS," == *",flax,"* ]]; then  # and the shared typing-extensions pin held (litert-torch's xdsl)
+        .venv/bin/python -c "import flax.nnx, jax2onnx, orbax.checkpoint, optax" >/dev/null 2>&1 \
+            || { echo "zoo setup: the flax extra does not import; check its pins in pyproject.toml" >&2; exit 1; }
     fi
     if [[ ",$EXTRAS," == *",server,"* ]]; then
         .venv/bin/python -c "import fastapi, uvicorn, fastapi_offline" \

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. ./scripts/test.sh -m slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh torch,tf,server,distributed,dev,litert,jax
+./scripts/setup.sh torch,tf,server,distributed,dev,litert,jax,flax
 export HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 # One test process per core (pytest-xdist), each with one OpenMP thread: torch and onnxruntime then do not
 # fight over the cores (on 2 cores: ~10.5 min for the ~900 default tests; serially about twice that). ZOO_TEST_WORKERS=0 runs serially.

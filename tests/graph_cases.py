@@ -54,6 +54,8 @@ FILE_CASES = [
     ("onnx", "tflite-file"),  # tf2onnx's TFLite reader
 ]
 FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model", "tflite-file": "tflite"}
+# (format, source node) whose tests live elsewhere: a JAX function or Flax import (tests/test_flax.py)
+SOURCE_CASES = [("onnx", "jax-fn")]
 REPOS = {"test_resnet": TIMM_REPO, "test_efficientnet": "timm/test_efficientnet.r160_in1k"}
 
 

@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TIMM_REPO, pull_json
-from graph_cases import EDGE_CASES, FILE_CASES, FILE_NODES, check_edge_on_a_real_model, is_keras, node, values
+from graph_cases import (
+    EDGE_CASES,
+    FILE_CASES,
+    FILE_NODES,
+    SOURCE_CASES,
+    check_edge_on_a_real_model,
+    is_keras,
+    node,
+    values,
+)
 
 from zoo import errors
 from zoo.converters import graph
@@ -18,6 +27,7 @@ from zoo.converters import graph
 def test_every_registered_edge_has_a_case():
     covered = {(e.source, e.target) for fmt, model in map(values, EDGE_CASES) for e in graph.plan(node(model), fmt)}
     covered |= {(e.source, e.target) for fmt, kind in FILE_CASES for e in graph.plan(FILE_NODES[kind], fmt)}
+    covered |= {(e.source, e.target) for fmt, node in SOURCE_CASES for e in graph.plan(node, fmt)}
     assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
 
 

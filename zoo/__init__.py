@@ -6,3 +6,15 @@ onnxruntime are imported inside the functions that need them, so `zoo --help`,
 """
 
 __version__ = "0.1.0"
+
+# The Python API, loaded on first use (as huggingface_hub lazy-loads its submodules): ``import zoo`` stays
+# light, and the package (the ground layer) imports nothing above it at import time.
+_API = {"convert_jax": "zoo.pipeline", "pull": "zoo.pipeline", "convert_path": "zoo.pipeline"}
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

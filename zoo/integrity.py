@@ -120,6 +120,8 @@ def remake_command(manifest: dict[str, Any]) -> str | None:
     source = manifest.get("source") or {}
     if source.get("kind") == "file" and source.get("path"):
         return f"zoo convert {source['path']} --to {fmt}"
+    if source.get("kind") == "jax":
+        return f"zoo.convert_jax(fn, params, example, format={fmt!r}) in Python"
     name = (manifest.get("record") or {}).get("source")
     if name == "local":
         return f"zoo import DIR --name {manifest['record'].get('name')}, then zoo pull local:{manifest['record'].get('name')} --format {fmt}"
@@ -133,6 +135,8 @@ def _why_not_replayable(manifest: dict[str, Any]) -> str:
     if source.get("kind") == "file":
         path = Path(source.get("path", ""))
         return f"its source {path} no longer exists" if not path.exists() else f"its source {path} changed since"
+    if source.get("kind") == "jax":
+        return "its source was a JAX function in a Python process"
     if (manifest.get("record") or {}).get("source") == "local":
         return "the local model was imported again (or removed) since"
     return "zoo does not know how to make this request again"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # those its source and chain use (``key_versions``).
 KNOWN_TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "timm", "transformers", "tensorflow", "tf-keras",
                "keras", "tf2onnx", "onnx2tf", "ai-edge-litert", "numpy", "litert-torch", "litert-converter",
-               "ai-edge-quantizer", "torchax", "jax", "jaxlib")
+               "ai-edge-quantizer", "torchax", "jax", "jaxlib", "jax2onnx", "flax")
 
 
 @dataclass
@@ -82,6 +82,31 @@ def convert_path(path: Path, options: Options | None = None, *, settings: Settin
     registry = Registry(settings)
     source = source_for_path(Path(path), settings, registry, progress)
     return run(source, options, registry=registry, settings=settings, progress=progress, output=output)
+
+
+def convert_jax(fn: Any, params: Any, example: Any, *, format: str = "onnx", name: str | None = None,
+                input_names: list[str] | None = None, output_names: list[str] | None = None,
+                dynamic_batch: bool = True, options: Options | None = None, settings: Settings | None = None,
+                progress: Progress | None = None, output: Path | None = None) -> PullResult:
+    """A JAX function converted and checked: ``fn(params, *example)`` is traced with jax2onnx (parameters
+    closed over as constants) and the result checked against ``jax.jit(fn)(params, *inputs)`` on the
+    example and on seeded random batches of its shapes (the first axis dynamic unless ``dynamic_batch``
+    is False); from ONNX on through the graph to ``format``. ``params``: any pytree of arrays (a Flax
+    NNX ``nnx.split`` state, Linen variables, a dict). Returns the verified artifact (``PullResult``), or
+    raises ``ParityError`` (exit 6) as ``pull`` does."""
+    from zoo.converters.loaders.flax_models import JaxFunction, spec_from_example
+    from zoo.registry.index import Registry
+    from zoo.sources.jax_fn import JaxFunctionSource
+
+    if not callable(fn):
+        raise errors.UsageError(f"convert_jax takes a function of (params, *inputs), not {type(fn).__name__}")
+    options = replace(options or Options(), format=format)
+    options, settings, progress = _defaults(options, settings, progress)
+    examples = list(example) if isinstance(example, (list, tuple)) else [example]
+    jf = JaxFunction(fn, params, spec_from_example(examples, input_names, dynamic_batch), list(output_names or []),
+                     label=name or getattr(fn, "__qualname__", "jax function"))
+    source = JaxFunctionSource(jf, examples, name)
+    return run(source, options, registry=Registry(settings), settings=settings, progress=progress, output=output)
 
 
 def _defaults(options: Options | None, settings: Settings | None,

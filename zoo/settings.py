@@ -121,6 +121,7 @@ class Settings:
     # --- safetensors headers (checked before any framework reads the file) ---
     safetensors_max_header_bytes: int = 16 << 20  # ZOO_SAFETENSORS_MAX_HEADER_BYTES
     safetensors_max_tensors: int = 100_000  # ZOO_SAFETENSORS_MAX_TENSORS: entries in one file's header
+    flax_max_bytes: int = 64 << 30  # ZOO_FLAX_MAX_BYTES: a Flax msgpack file or orbax directory, in all
     # --- test hooks (inert unless set; used by the crash tests) ---
     test_pause_at: str | None = None  # ZOO_TEST_PAUSE_AT: stage name(s), comma-separated
     test_pause_s: float = 0.0  # ZOO_TEST_PAUSE_S: how long to sleep there
@@ -172,6 +173,7 @@ class Settings:
             archive_max_header_bytes=int(_number(env, "ZOO_ARCHIVE_MAX_HEADER_BYTES", 1 << 20, minimum=512)),
             safetensors_max_header_bytes=int(_number(env, "ZOO_SAFETENSORS_MAX_HEADER_BYTES", 16 << 20, minimum=2)),
             safetensors_max_tensors=int(_number(env, "ZOO_SAFETENSORS_MAX_TENSORS", 100_000, minimum=1)),
+            flax_max_bytes=int(_number(env, "ZOO_FLAX_MAX_BYTES", 64 << 30, minimum=1)),
             test_pause_at=env.get("ZOO_TEST_PAUSE_AT") or None,
             test_pause_s=_number(env, "ZOO_TEST_PAUSE_S", 0.0, integer=False),
             test_hook_dir=Path(env["ZOO_TEST_HOOK_DIR"]) if env.get("ZOO_TEST_HOOK_DIR") else None,

@@ -86,9 +86,9 @@ def _formats_for(service: Service, model: str | None) -> tuple[list[dict[str, An
     if model:
         info = service.model(model)
         return [{"format": r["format"], "state": r["state"]} for r in catalog.format_matrix(info, service.settings)], info
-    from zoo.converters.graph import formats
+    from zoo.converters.graph import SOURCE_ONLY, formats
 
-    return [{"format": f, "state": ""} for f in formats() if f not in ("torch", "keras-model")], None
+    return [{"format": f, "state": ""} for f in formats() if f not in SOURCE_ONLY], None
 
 
 @router.get("/jobs")

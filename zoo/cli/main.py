@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("directory", type=Path, metavar="PATH", help="a directory, or a .tar, .tar.gz or .zip archive of one")
     imp.add_argument("--name", required=True)
     imp.add_argument("--arch", metavar="A", help="the architecture of a training checkpoint's weights: timm:NAME, hf:ORG/NAME, "
-                                                 "or a config.json (default: what the checkpoint says)")
+                                                 "a config.json (default: what the checkpoint says), or "
+                                                 "flax:PACKAGE.MODULE:CLASS for a Flax msgpack/orbax checkpoint "
+                                                 "(that module is imported: name only your own code)")
     imp.add_argument("--json", action="store_true")
 
     cache = sub.add_parser("cache", help="inspect and maintain the artifact store")

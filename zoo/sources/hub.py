@@ -21,7 +21,7 @@ _KERAS_TOOLS = ("keras", "tensorflow")
 
 def record_node(record: ModelRecord) -> str:
     """The graph node a record's model starts from."""
-    return "keras-model" if record.library == "keras" else "torch"
+    return {"keras": "keras-model", "flax": "jax-fn"}.get(record.library, "torch")
 
 
 class RecordSource(Source):
@@ -59,7 +59,10 @@ class RecordSource(Source):
         if not root.is_dir() or not files:
             raise errors.ModelNotFoundError(f"the files of {record.id} are missing from {root}",
                                             hint=f"import it again: zoo import DIR --name {record.name}")
-        _names, self.weights, self.weights_format = choose_files([f.path for f in files])
+        if record.library == "flax":  # flax_config.json + params.msgpack, written by zoo import
+            self.weights, self.weights_format = ["params.msgpack"], "msgpack"
+        else:
+            _names, self.weights, self.weights_format = choose_files([f.path for f in files])
         self.root, self.revision, self.files = root, str(record.revision), files
         if self.task and self.task != record.task and record.library == "transformers":
             from zoo.registry.hf_source import describe
@@ -134,6 +137,11 @@ class RecordSource(Source):
 
         record = self.record
         with progress.stage("load", f"{record.library} {record.arch}"):
+            if self.node == "jax-fn":  # a Flax import: the module --arch named, rebuilt with its checkpoint
+                from zoo.converters.loaders.flax_models import flax_function
+                from zoo.sources.jax_fn import jax_opened
+
+                return jax_opened(flax_function(self.root, record.arch), self.input_request)
             if self.node == "keras-model":
                 from zoo.converters.loaders.keras_models import load_keras_snapshot
                 from zoo.converters.parity.runners import keras_runner
@@ -151,7 +159,9 @@ class RecordSource(Source):
                           seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
 
     def tools(self) -> tuple[str, ...]:
-        return _KERAS_TOOLS if self.node == "keras-model" else _TORCH_TOOLS
+        from zoo.sources.jax_fn import JAX_TOOLS
+
+        return {"keras-model": _KERAS_TOOLS, "jax-fn": JAX_TOOLS}.get(self.node, _TORCH_TOOLS)
 
     def sidecar_files(self) -> list[str]:
         """Transformers artifacts carry their config and tokenizer files."""
