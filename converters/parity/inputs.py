@@ -37,6 +37,10 @@ def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
 
 def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
     spec = record.input_spec
+    if (record.extra.get("io") or {}).get("files"):  # an encoder-decoder: decoder steps (tasks/seq2seq.py)
+        from zoo.converters.tasks.seq2seq import input_sets as seq2seq_sets
+
+        return seq2seq_sets(record)
     if record.task == "automatic-speech-recognition" and spec and spec[0]["name"] == "input_values":
         from zoo.converters.tasks.speech import input_sets as speech_sets
 

@@ -26,7 +26,8 @@ SUPPORTED_TASKS: dict[str, str] = {
     "question-answering": "AutoModelForQuestionAnswering",
     "sentence-similarity": "AutoModel",
     "multiple-choice": "AutoModelForMultipleChoice",
-    "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
+    "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper: AutoModelForSpeechSeq2Seq (tasks/seq2seq.py)
+    "text2text-generation": "AutoModelForSeq2SeqLM",  # encoder-decoder: encoder.onnx + decoder.onnx (tasks/seq2seq.py)
     "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
@@ -35,7 +36,7 @@ SUPPORTED_TASKS: dict[str, str] = {
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
-    "text2text-generation", "summarization", "translation", "audio-classification",
+    "audio-classification",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -46,6 +47,7 @@ ALIASES = {
     "sentiment-analysis": "text-classification", "default": "feature-extraction",
     "sentence-transformers": "sentence-similarity", "sentence-embedding": "sentence-similarity",
     "seq2seq-lm": "text2text-generation", "ctc": "automatic-speech-recognition",
+    "summarization": "text2text-generation", "translation": "text2text-generation",
 }  # fmt: skip
 
 # head suffix of config.json's architectures -> task (longest first where one suffix ends another)
@@ -54,7 +56,8 @@ HEADS = (
     ("ForMaskedLM", "fill-mask"), ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"), ("ForSequenceClassification", "text-classification"),
     ("ForImageClassification", "image-classification"), ("ForMultipleChoice", "multiple-choice"),
-    ("ForCTC", "automatic-speech-recognition"), ("ForSpeechSeq2Seq", "text2text-generation"),
+    ("ForCTC", "automatic-speech-recognition"), ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
+    ("ForSpeechSeq2Seq", "text2text-generation"),
     ("ForConditionalGeneration", "text2text-generation"), ("ForObjectDetection", "object-detection"),
     ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
@@ -156,8 +159,17 @@ def prepare_tokenizer(tokenizer: Any, task: str | None, note: Any) -> Any:
     return tokenizer
 
 
-def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
-    """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``."""
+def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``
+    (``generation``: the repo's generation_config.json, which says how an encoder-decoder starts decoding)."""
+    if task == "text2text-generation" or (task == "automatic-speech-recognition" and config.get("is_encoder_decoder")):
+        from zoo.converters.tasks import seq2seq
+
+        if not config.get("is_encoder_decoder"):
+            raise errors.UnsupportedError(f"{config.get('architectures') or config.get('model_type')}: task {task} "
+                                          "is for encoder-decoder models and this one is not",
+                                          hint=f"supported tasks: {supported_list()}; pass --task to pick another")
+        return seq2seq.io_contract(config, generation)
     if task == "text-generation":
         layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
         heads = config.get("num_attention_heads") or config.get("n_head")
