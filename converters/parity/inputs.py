@@ -194,8 +194,17 @@ def record_input_notes(record: ModelRecord | None, sets: list[InputSet]) -> dict
         return {}
     kinds = ", ".join(s.name for s in sets)
     notes = {}
+    seq2seq = record is not None and bool((record.extra.get("io") or {}).get("files"))
     for name, value in sets[0].feeds.items():
-        if name == "input_ids":
+        if name.startswith("past_key_values."):
+            how = "a cache of standard normal values, its past length as each set's name says"
+        elif name == "encoder_hidden_states":
+            how = "standard normal (the encoder's real outputs on real samples run in the text2text-generation check)"
+        elif name == "encoder_attention_mask":
+            how = "ones, the last row's last two positions 0 in batches above 1"
+        elif name == "input_ids" and seq2seq:
+            how = "decoder token ids uniform in the vocabulary (real prompts run in the text2text-generation check)"
+        elif name == "input_ids":
             how = "token ids uniform in the vocabulary; sample-sentences: zoo's sentences through the model's tokenizer"
         elif name in ("attention_mask", "token_type_ids"):
             how = "ones" if name == "attention_mask" else "zeros"
