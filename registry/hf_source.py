@@ -343,7 +343,7 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
     if task == "sentence-similarity" and root is not None:
         rec.extra["sentence_transformers"] = {"modules": modules, "pooling": read_json(root, "1_Pooling/config.json")}
     id2label = config.get("id2label") or {}
-    if task in ("text-classification", "image-classification", "token-classification") and id2label:
+    if task in ("text-classification", "image-classification", "token-classification", "audio-classification") and id2label:
         rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
         rec.num_classes = len(id2label)
     is_vision = preproc is not None or "image_size" in config or task == "image-classification"
@@ -355,14 +355,15 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(_TOKENIZER_FILES)]}
         rec.preprocessing.update({k: (preproc or {})[k] for k in ("feature_size", "sampling_rate", "chunk_length",
                                                                   "n_samples", "nb_max_frames") if k in (preproc or {})})
-    elif task == "automatic-speech-recognition":
+    elif task in ("automatic-speech-recognition", "audio-classification"):
         names = ["input_values"] + (["attention_mask"] if (preproc or {}).get("return_attention_mask") else [])
         rec.input_spec = [{"name": n, "shape": ["batch", "samples"], "dtype": "float32" if n == "input_values" else "int64",
                            "layout": "NT"} for n in names]
         rec.preprocessing = {k: (preproc or {})[k] for k in ("sampling_rate", "do_normalize", "feature_size",
                                                               "padding_value", "return_attention_mask") if k in (preproc or {})}
         rec.extra["vocab_size"] = config.get("vocab_size")
-        vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files else None
+        vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files \
+            and task == "automatic-speech-recognition" else None
         if isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
             rec.labels = [k for k, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     elif task == "zero-shot-image-classification":

@@ -148,6 +148,40 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+AUDIO_LABELS = {0: "speech", 1: "music", 2: "dog", 3: "siren"}
+
+
+def wav2vec2_audio_classifier_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Wav2Vec2ForSequenceClassification (the CTC model's encoder, mean pooling, four labels) with its
+    feature extractor, seeded with a wide classifier so clips get different labels."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                            conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=2, feat_extract_norm="group", do_stable_layer_norm=False,
+                            classifier_proj_size=16, num_labels=len(AUDIO_LABELS), id2label=AUDIO_LABELS,
+                            label2id={v: k for k, v in AUDIO_LABELS.items()}, initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)
+    from zoo.converters.tasks.speech import synthetic_clip
+
+    with torch.no_grad():  # centre the logits over a few clips (a bias, as training would set it): the clip decides
+        calibration = [synthetic_clip(s, 16000, seed) for seed, s in enumerate((0.5, 0.8, 1.1, 1.4, 0.7, 1.9), start=100)]
+        x = extractor(calibration, sampling_rate=16000, padding=True, return_tensors="pt")["input_values"]
+        model.classifier.weight.mul_(8.0)
+        model.classifier.bias.zero_()
+        model.classifier.bias -= model(x).logits.mean(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "audio-classification", ("wav2vec2",))
+    return files
+
+
 SOT = "<|startoftext|>"
 
 

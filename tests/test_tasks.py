@@ -172,8 +172,10 @@ def test_task_detection_from_architectures_card_and_modules():
     assert detect_task("m", "T5ForConditionalGeneration")[0] == "text2text-generation"
     assert detect_task("m", "WhisperForConditionalGeneration")[0] == "automatic-speech-recognition"
     assert check_task("summarization") == check_task("translation") == "text2text-generation"
+    assert detect_task("m", "Wav2Vec2ForSequenceClassification")[0] == "audio-classification"
+    assert detect_task("m", "ASTForAudioClassification")[0] == "audio-classification"
     with pytest.raises(errors.UnsupportedError) as exc:
-        detect_task("m", "Wav2Vec2ForAudioClassification")
+        detect_task("m", "BertForNextSentencePrediction")
     assert errors.exit_code_for(exc.value) == 5 and "text-generation" in exc.value.hint
     assert detect_task("m", "RobertaForMultipleChoice")[0] == "multiple-choice"
     with pytest.raises(errors.UnsupportedError):

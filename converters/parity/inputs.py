@@ -41,7 +41,7 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
         from zoo.converters.tasks.seq2seq import input_sets as seq2seq_sets
 
         return seq2seq_sets(record)
-    if record.task == "automatic-speech-recognition" and spec and spec[0]["name"] == "input_values":
+    if record.task in ("automatic-speech-recognition", "audio-classification") and spec and spec[0]["name"] == "input_values":
         from zoo.converters.tasks.speech import input_sets as speech_sets
 
         return speech_sets(record, tokenizer)  # here the repo's feature extractor

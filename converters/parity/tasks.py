@@ -462,6 +462,14 @@ def check_generation(ctx: TaskContext) -> list[TaskResult]:
                                                          ctx.candidate)]
 
 
+@register_task_check("audio-classification")
+def check_audio_classification(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.speech import clip_label_results
+
+    labels = getattr(getattr(ctx.reference, "torch_model", None), "labels", None)
+    return [TaskResult(**r) for r in clip_label_results(ctx.names, ctx.ran, ctx.precision, labels)]
+
+
 # --- encoder-decoder generation (zoo.converters.tasks.seq2seq) ----------------------------------------
 @register_task_check("text2text-generation", "summarization", "translation", "seq2seq-lm")
 def check_seq2seq(ctx: TaskContext) -> list[TaskResult]:

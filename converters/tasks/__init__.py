@@ -28,6 +28,7 @@ SUPPORTED_TASKS: dict[str, str] = {
     "multiple-choice": "AutoModelForMultipleChoice",
     "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper: AutoModelForSpeechSeq2Seq (tasks/seq2seq.py)
     "text2text-generation": "AutoModelForSeq2SeqLM",  # encoder-decoder: encoder.onnx + decoder.onnx (tasks/seq2seq.py)
+    "audio-classification": "AutoModelForAudioClassification",  # a label per clip (tasks/speech.py)
     "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
@@ -36,7 +37,6 @@ SUPPORTED_TASKS: dict[str, str] = {
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
-    "audio-classification",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -62,6 +62,9 @@ HEADS = (
     ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip
+
+# speech encoders whose *ForSequenceClassification head classifies a clip, not a text
+_AUDIO_ENCODERS = ("Wav2Vec2", "Hubert", "WavLM", "Data2VecAudio", "UniSpeech", "SEW")
 
 # a bare *Model repo takes its task from the card only for these (the graph is the same encoder)
 _CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity", "image-feature-extraction")
@@ -110,6 +113,8 @@ def head_task(arch: str | None) -> str | None:
 
     if vision := vision_head(arch):
         return vision
+    if arch.startswith(_AUDIO_ENCODERS) and arch.endswith("ForSequenceClassification"):
+        return "audio-classification"
     for suffix, task in HEADS:
         if arch.endswith(suffix):
             return task
@@ -203,14 +208,19 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
         return vision.detection_contract(config)
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
-               "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"],
+               "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"], "audio-classification": ["logits"],
                "text-classification": ["logits"]}.get(task)
     if outputs is None:
         return {}
     axes = {"fill-mask": ["batch", "sequence", "vocab"], "token-classification": ["batch", "sequence", "labels"],
             "question-answering": ["batch", "sequence"], "sentence-similarity": ["batch", "hidden"],
             "automatic-speech-recognition": ["batch", "frames", "vocab"], "multiple-choice": ["batch", "choices"],
+            "audio-classification": ["batch", "labels"],
             "text-classification": ["batch", "labels"]}[task]
+    if task == "audio-classification":
+        return {"inputs": ["input_values"], "outputs": ["logits"],
+                "axes": {"input_values": ["batch", "samples"], "logits": ["batch", "labels"]},
+                "decoding": "the label of a clip: argmax over logits (config.json id2label)"}
     if task == "automatic-speech-recognition":
         return {"inputs": ["input_values"], "outputs": outputs, "axes": {"input_values": ["batch", "samples"], "logits": axes},
                 "decoding": "greedy CTC: argmax per frame, repeats collapsed, the pad (blank) token dropped",
