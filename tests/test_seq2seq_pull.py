@@ -108,6 +108,16 @@ def test_pull_encoder_decoder_is_one_verified_directory_artifact(pull, repos, tm
     assert again["cached"] and again["digest"] == out["digest"]
 
 
+def test_zoo_convert_of_one_file_of_the_pair_is_refused(pull, capsys):
+    from zoo.cli import main as cli
+
+    out = pull("zoo-test/tiny-t5")
+    code = cli.main(["convert", out["path"], "--to", "onnx-opt", "--json"])
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 5 and err["error"] == "unsupported" and "encoder-decoder" in err["message"]
+    assert "zoo pull zoo-test/tiny-t5 --format onnx" in err["hint"]
+
+
 def _scale_output(path: Path, output: str, factor: float) -> None:
     import onnx
     from onnx import helper, numpy_helper

@@ -177,6 +177,21 @@ def require_format_of(source: Source, fmt: str) -> None:
             hint=f"formats that work for it: {', '.join(FORMATS)}", model=source.model_id)
 
 
+def _refuse_one_of_a_pair(source: Source, opened: Opened) -> None:
+    """``zoo convert`` of one file of an encoder-decoder artifact (its ``zoo.io`` names both): the file alone
+    cannot be checked by generation, so it is refused (exit 5) rather than published half-checked."""
+    try:
+        io = json.loads(opened.metadata.get("zoo.io") or "{}")
+    except ValueError:
+        return
+    if isinstance(io, dict) and isinstance(io.get("files"), dict) and len(io["files"]) > 1:
+        model = opened.metadata.get("zoo.source") or "MODEL"
+        raise errors.UnsupportedError(
+            f"{source.label} is one graph of an encoder-decoder ({', '.join(map(str, io['files'].values()))}): "
+            "zoo checks the pair together, by generation, and cannot convert one file of it",
+            hint=f"pull the model as a whole: zoo pull {model} --format onnx", model=source.model_id)
+
+
 def converter_versions() -> dict[str, str]:
     """zoo's version and every installed tool's: what the fast path of a repeated pull keys on."""
     return {"zoo": __version__, **dist_versions(KNOWN_TOOLS)}
@@ -334,6 +349,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
 
     chains = _as_routes(chains)
     opened = source.open(progress)
+    _refuse_one_of_a_pair(source, opened)
     apply_input_request(opened, source.input_request, source.record)
     with progress.stage("source", f"running {source.label} on {len(opened.input_sets)} input sets"):
         # before any converter: a source that fails on the inputs is the inputs' fault, not a conversion's
