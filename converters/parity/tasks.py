@@ -485,7 +485,8 @@ def check_seq2seq(ctx: TaskContext) -> list[TaskResult]:
         return [TaskResult("text2text-generation", "sample-prompts", "logits", False,
                            "the generation check needs the PyTorch source and the ONNX pair (encoder.onnx beside "
                            "decoder.onnx); only the decoder was given")]
-    return [TaskResult(**generation_results(pair.model, pair.preprocess, Path(path).parent, pair.contract))]
+    return [TaskResult(**generation_results(pair.model, pair.preprocess, Path(path).parent, pair.contract,
+                                            precision=ctx.precision))]
 
 
 # --- encoder heads (zoo.converters.tasks.heads) ------------------------------------------------------
