@@ -103,7 +103,16 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
 
 def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[str, Any]:
     """The two graphs' names and axes and how to drive them: recorded in zoo.json (``record.extra["io"]``)
-    and in both files' ``zoo.io`` metadata."""
+    and in both files' ``zoo.io`` metadata. A speech encoder other than Whisper's (filterbank features,
+    Speech2Text, SpeechT5) is refused (exit 5): its inputs are not what this contract describes."""
+    from zoo import errors
+
+    kind = _get(config, "model_type")
+    if not is_speech(config) and (_get(config, "input_feat_per_channel") is not None
+                                  or kind in ("speech_to_text", "speecht5", "speech-encoder-decoder")):
+        raise errors.UnsupportedError(f"{kind}: encoder-decoder speech models other than Whisper are not supported yet",
+                                      hint="supported: Whisper (automatic-speech-recognition), T5/BART-style "
+                                           "text2text-generation, CTC speech heads")
     layers, heads, d_kv = _layers(config)
     speech = is_speech(config)
     past = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
