@@ -41,7 +41,7 @@ def timed_loop(encode, decode, contract, ids, mask, steps):
         times.append(time.perf_counter() - start)
         return out
 
-    tokens, _ = seq2seq.greedy_loop(encode, timed, contract, ids, mask, steps)
+    tokens, _, _ = seq2seq.greedy_loop(encode, timed, contract, {"input_ids": ids, "attention_mask": mask}, steps)
     return np.asarray(tokens), statistics.median(times[1:])
 
 

@@ -326,6 +326,9 @@ def _describe_timm(base: ModelRecord, config: dict[str, Any]) -> ModelRecord:
     return rec
 
 
+_TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "special_tokens", "spiece", "added_tokens", "sentencepiece")
+
+
 def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: dict[str, Any] | None, files: list[str],
                            root: Path | None = None, override: str | None = None) -> ModelRecord:
     from zoo.converters.tasks import detect_task, io_contract
@@ -341,23 +344,33 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
     rec = ModelRecord(id=base.id, source=base.source, name=base.name, repo_id=base.repo_id, library="transformers",
                       arch=arch, task=task, license=base.license,
                       extra={"model_type": config.get("model_type"), "task_from": found_in})
-    if io := io_contract(task, config):
+    generation = read_json(root, "generation_config.json") if root is not None and "generation_config.json" in files else None
+    if io := io_contract(task, config, generation if isinstance(generation, dict) else None):
         rec.extra["io"] = io
     if task == "sentence-similarity" and root is not None:
         rec.extra["sentence_transformers"] = {"modules": modules, "pooling": read_json(root, "1_Pooling/config.json")}
     id2label = config.get("id2label") or {}
-    if task in ("text-classification", "image-classification", "token-classification") and id2label:
+    if task in ("text-classification", "image-classification", "token-classification", "audio-classification") and id2label:
         rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
         rec.num_classes = len(id2label)
     is_vision = preproc is not None or "image_size" in config or task == "image-classification"
-    if task == "automatic-speech-recognition":
+    if (rec.extra.get("io") or {}).get("files"):  # an encoder-decoder: the record describes decoder.onnx
+        from zoo.converters.tasks import seq2seq
+
+        rec.input_spec = seq2seq.input_spec(rec.extra["io"])
+        rec.extra["vocab_size"] = config.get("vocab_size")
+        rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(_TOKENIZER_FILES)]}
+        rec.preprocessing.update({k: (preproc or {})[k] for k in ("feature_size", "sampling_rate", "chunk_length",
+                                                                  "n_samples", "nb_max_frames") if k in (preproc or {})})
+    elif task in ("automatic-speech-recognition", "audio-classification"):
         names = ["input_values"] + (["attention_mask"] if (preproc or {}).get("return_attention_mask") else [])
         rec.input_spec = [{"name": n, "shape": ["batch", "samples"], "dtype": "float32" if n == "input_values" else "int64",
                            "layout": "NT"} for n in names]
         rec.preprocessing = {k: (preproc or {})[k] for k in ("sampling_rate", "do_normalize", "feature_size",
                                                               "padding_value", "return_attention_mask") if k in (preproc or {})}
         rec.extra["vocab_size"] = config.get("vocab_size")
-        vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files else None
+        vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files \
+            and task == "automatic-speech-recognition" else None
         if isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
             rec.labels = [k for k, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     elif task == "zero-shot-image-classification":
@@ -387,7 +400,7 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         rec.input_spec = text_input_spec(names)
         if task == "multiple-choice":  # [batch, choices, sequence]: each choice paired with the context
             rec.input_spec = [{**spec, "shape": ["batch", "choices", "sequence"], "layout": "NCS"} for spec in rec.input_spec]
-        rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(("tokenizer", "vocab", "merges", "special_tokens", "spiece", "added_tokens", "sentencepiece"))],
+        rec.preprocessing = {"tokenizer": [f for f in files if f.startswith(_TOKENIZER_FILES)],
                              "max_length": config.get("max_position_embeddings") or config.get("n_positions")}
         rec.extra["vocab_size"] = config.get("vocab_size")
         if task == "text-generation":

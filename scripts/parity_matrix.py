@@ -32,12 +32,19 @@ FAMILIES = [  # (name given to zoo, repo id, builder)
     ("zoo-test/tiny-vit-classifier", "zoo-test/tiny-vit-classifier", "vit-hf"),
     ("keras:MobileNetV2@96", None, "keras"),
     ("hf:zoo-test/tiny-keras", "zoo-test/tiny-keras", "keras-hf"),
+    ("zoo-test/tiny-t5", "zoo-test/tiny-t5", "t5"),  # encoder-decoders: encoder.onnx + decoder.onnx, onnx only
+    ("zoo-test/tiny-bart", "zoo-test/tiny-bart", "bart"),
+    ("zoo-test/tiny-whisper", "zoo-test/tiny-whisper", "whisper"),
 ]
 
 
 def build(kind: str, repo: str) -> dict[str, bytes]:
     from builders import bert_repo, keras_repo, timm_repo, vit_image_classifier_repo
+    from task_builders import bart_repo, t5_repo, whisper_repo
 
+    seq2seq = {"t5": t5_repo, "bart": bart_repo, "whisper": whisper_repo}
+    if kind in seq2seq:
+        return seq2seq[kind]()
     if kind == "keras-hf":
         return keras_repo()
     if kind == "timm":
@@ -52,6 +59,7 @@ def build(kind: str, repo: str) -> dict[str, bytes]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "parity-matrix.md")
+    parser.add_argument("--only", action="append", help="run only this family (repeatable); prints its tables")
     args = parser.parse_args()
     from builders import write_hf_cache
 
@@ -60,6 +68,8 @@ def main() -> int:
                "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
         sections = []
         for name, repo, kind in FAMILIES:
+            if args.only and name not in args.only:
+                continue
             if kind == "keras":  # seeded weights in keras' own cache, where keras.applications looks
                 from builders import keras_mobilenet_v2_weights
 
@@ -94,6 +104,9 @@ TFLiteConverter, ExportArchive, `.keras`, and `.pt2` through ONNX with zoo.onnx_
 error, naming the node and op.
 
 """
+    if args.only:  # a partial run: the tables only, for the caller to place
+        print("\n\n".join(sections))
+        return 0
     args.out.write_text(header + "\n\n".join(sections) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -148,6 +148,40 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+AUDIO_LABELS = {0: "speech", 1: "music", 2: "dog", 3: "siren"}
+
+
+def wav2vec2_audio_classifier_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Wav2Vec2ForSequenceClassification (the CTC model's encoder, mean pooling, four labels) with its
+    feature extractor, seeded with a wide classifier so clips get different labels."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                            conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=2, feat_extract_norm="group", do_stable_layer_norm=False,
+                            classifier_proj_size=16, num_labels=len(AUDIO_LABELS), id2label=AUDIO_LABELS,
+                            label2id={v: k for k, v in AUDIO_LABELS.items()}, initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)
+    from zoo.converters.tasks.speech import synthetic_clip
+
+    with torch.no_grad():  # centre the logits over a few clips (a bias, as training would set it): the clip decides
+        calibration = [synthetic_clip(s, 16000, seed) for seed, s in enumerate((0.5, 0.8, 1.1, 1.4, 0.7, 1.9), start=100)]
+        x = extractor(calibration, sampling_rate=16000, padding=True, return_tensors="pt")["input_values"]
+        model.classifier.weight.mul_(8.0)
+        model.classifier.bias.zero_()
+        model.classifier.bias -= model(x).logits.mean(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "audio-classification", ("wav2vec2",))
+    return files
+
+
 SOT = "<|startoftext|>"
 
 
@@ -356,3 +390,71 @@ def in_process_pull(hub_cache: Path, repos: dict[str, dict[str, bytes]], capsys)
         return out
 
     return run
+
+
+WHISPER_SPECIAL = ["<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
+                   "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+
+
+def whisper_tokenizer():
+    """A Whisper-style tokenizer trained offline: GPT-2 byte-level BPE with ``<|endoftext|>``, then Whisper's
+    special tokens appended after the BPE vocabulary as in openai/whisper-*, ``<|notimestamps|>`` last (the
+    timestamp tokens would follow it: none here)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import WhisperTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=[EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in WHISPER_SPECIAL])
+    return WhisperTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=EOS,
+                                model_max_length=64)
+
+
+def whisper_repo(seed: int = 0, *, language: str | None = None) -> dict[str, bytes]:
+    """A tiny WhisperForConditionalGeneration (d_model 32, 2 + 2 layers, 80 mel bins, 30 s windows) with the
+    tokenizer above, a real WhisperFeatureExtractor and a generation config as openai/whisper-* carry it
+    (forced ids leaving the language open: detected; transcribe; no timestamps; suppressed tokens). Seeded,
+    weights widened so greedy decoding of the random model does not repeat one token."""
+    import torch
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    tokenizer = whisper_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in [EOS, *WHISPER_SPECIAL]}
+    eos = ids[EOS]
+    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
+                           encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37,
+                           max_source_positions=1500, max_target_positions=64, pad_token_id=eos, bos_token_id=eos,
+                           eos_token_id=eos, decoder_start_token_id=ids["<|startoftranscript|>"],
+                           suppress_tokens=None, begin_suppress_tokens=None)
+    generation = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        max_length=64, is_multilingual=True, lang_to_id={"<|en|>": ids["<|en|>"], "<|de|>": ids["<|de|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        no_timestamps_token_id=ids["<|notimestamps|>"], return_timestamps=False,
+        forced_decoder_ids=[[1, None], [2, ids["<|transcribe|>"]]] if language is None else None,
+        language=language, suppress_tokens=WHISPER_SUPPRESSED, begin_suppress_tokens=[eos, WHISPER_FIRST])
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2 and "embed_positions" not in name:
+                param.normal_(0.0, 0.5)
+    model.generation_config = generation
+    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("whisper",))
+    return files
+
+
+# ids the tiny model (seed 0) picks when nothing is suppressed (207 first on every clip, 267 and 31 often):
+# generate() skips them as the config says, so a decode loop that ignores the config fails the check
+WHISPER_SUPPRESSED = [31, 267]
+WHISPER_FIRST = 207

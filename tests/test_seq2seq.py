@@ -125,3 +125,27 @@ def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, 
     assert "logits at decode step" in result["reason"]
     if part == "decoder":  # the first step reads no cache: what goes wrong shows from the second on
         assert "decode step 0 " not in result["reason"]
+
+
+def test_the_decoding_prompt_follows_the_generation_config():
+    """Whisper's prompt as transformers builds it (_retrieve_init_tokens), from the repo's files alone."""
+    from zoo import errors
+
+    config = {"model_type": "whisper", "num_mel_bins": 80, "decoder_start_token_id": 50, "d_model": 32,
+              "decoder_layers": 2, "decoder_attention_heads": 4, "is_encoder_decoder": True}
+    base = {"decoder_start_token_id": 50, "lang_to_id": {"<|en|>": 51, "<|de|>": 52},
+            "task_to_id": {"transcribe": 54, "translate": 53}, "no_timestamps_token_id": 58,
+            "suppress_tokens": [1, 2], "begin_suppress_tokens": [0]}
+    detect = seq2seq.decoding(config, {**base, "forced_decoder_ids": [[1, None], [2, 54]]})
+    assert detect["prompt"] == [50, None, 54, 58] and detect["language_ids"] == [51, 52]
+    assert detect["suppress_tokens"] == [1, 2] and detect["begin_suppress_tokens"] == [0]
+    assert seq2seq.decoding(config, {**base, "language": "de"})["prompt"] == [50, 52, 54, 58]
+    assert seq2seq.decoding(config, {**base, "language": "en", "task": "translate"})["prompt"] == [50, 51, 53, 58]
+    assert seq2seq.decoding(config, {**base, "forced_decoder_ids": [[1, 51], [2, 54]],
+                                     "return_timestamps": True})["prompt"] == [50, 51, 54]
+    t5 = {"model_type": "t5", "decoder_start_token_id": 0, "d_model": 32, "num_layers": 2, "num_heads": 4, "d_kv": 8}
+    assert seq2seq.decoding(t5, None)["prompt"] == [0] and seq2seq.io_contract(t5)["decoder"]["inputs"][2] == \
+        "encoder_attention_mask"
+    with pytest.raises(errors.UnsupportedError):
+        seq2seq.io_contract({"model_type": "speech_to_text", "input_feat_per_channel": 80, "d_model": 32,
+                             "decoder_layers": 2, "decoder_attention_heads": 4})

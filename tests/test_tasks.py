@@ -169,8 +169,13 @@ def test_task_detection_from_architectures_card_and_modules():
     assert detect_task("m", "BertModel", card=card) == ("sentence-similarity", "model card pipeline_tag")
     assert detect_task("m", "BertForMaskedLM", override="causal-lm") == ("text-generation", "--task")
     assert check_task("ner") == "token-classification"
+    assert detect_task("m", "T5ForConditionalGeneration")[0] == "text2text-generation"
+    assert detect_task("m", "WhisperForConditionalGeneration")[0] == "automatic-speech-recognition"
+    assert check_task("summarization") == check_task("translation") == "text2text-generation"
+    assert detect_task("m", "Wav2Vec2ForSequenceClassification")[0] == "audio-classification"
+    assert detect_task("m", "ASTForAudioClassification")[0] == "audio-classification"
     with pytest.raises(errors.UnsupportedError) as exc:
-        detect_task("m", "T5ForConditionalGeneration")
+        detect_task("m", "BertForNextSentencePrediction")
     assert errors.exit_code_for(exc.value) == 5 and "text-generation" in exc.value.hint
     assert detect_task("m", "RobertaForMultipleChoice")[0] == "multiple-choice"
     with pytest.raises(errors.UnsupportedError):
@@ -191,8 +196,10 @@ def test_an_unsupported_head_exits_5_listing_the_supported_tasks(pull, task_repo
     assert err["error"] == "unsupported" and "BertForNextSentencePrediction" in err["message"]
     for task in ("text-generation", "fill-mask", "question-answering", "sentence-similarity"):
         assert task in err["hint"]
-    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "text2text-generation", code=5)
+    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "table-question-answering", code=5)
     assert "text-generation" in err["hint"]
+    err = pull("zoo-test/tiny-bert-fill-mask", "--task", "text2text-generation", code=5)  # not an encoder-decoder
+    assert "encoder-decoder" in err["message"] and "text-generation" in err["hint"]
     err = pull("zoo-test/tiny-bert-fill-mask", "--task", "bogus", code=2)
     assert "supported tasks" in err["hint"]
 

@@ -160,6 +160,7 @@ def run(source: Source, options: Options, *, registry: Registry, settings: Setti
     source.task = options.task  # --task: the head to export, instead of the one the repo declares
     with progress.stage("fetch", source.label):
         source.fetch(progress)
+    require_format_of(source, options.format)
     chains = graph.routes(source.node, options.format)  # in the order tried: see graph.routes
     key = cache_key(source, canonical, chains)
     store = ArtifactStore(settings.home)
@@ -185,6 +186,35 @@ def run(source: Source, options: Options, *, registry: Registry, settings: Setti
                                         hint="run the same command again")
         result.path = str(copy_out(art, output))
     return result
+
+
+def require_format_of(source: Source, fmt: str) -> None:
+    """An encoder-decoder (two graphs, ``record.extra["io"]["files"]``) converts only to the formats that keep
+    both graphs: any other is refused before anything is opened (exit 5)."""
+    from zoo.converters import graph
+    from zoo.converters.tasks.seq2seq import FORMATS
+
+    io = (source.record.extra.get("io") or {}) if source.record is not None else {}
+    if io.get("files") and graph.canonical_format(fmt) not in FORMATS:
+        raise errors.UnsupportedError(
+            f"{source.label}: an encoder-decoder model ({source.record.task}) is two ONNX graphs "
+            f"({', '.join(io['files'].values())}); --format {fmt} cannot hold them",
+            hint=f"formats that work for it: {', '.join(FORMATS)}", model=source.model_id)
+
+
+def _refuse_one_of_a_pair(source: Source, opened: Opened) -> None:
+    """``zoo convert`` of one file of an encoder-decoder artifact (its ``zoo.io`` names both): the file alone
+    cannot be checked by generation, so it is refused (exit 5) rather than published half-checked."""
+    try:
+        io = json.loads(opened.metadata.get("zoo.io") or "{}")
+    except ValueError:
+        return
+    if isinstance(io, dict) and isinstance(io.get("files"), dict) and len(io["files"]) > 1:
+        model = opened.metadata.get("zoo.source") or "MODEL"
+        raise errors.UnsupportedError(
+            f"{source.label} is one graph of an encoder-decoder ({', '.join(map(str, io['files'].values()))}): "
+            "zoo checks the pair together, by generation, and cannot convert one file of it",
+            hint=f"pull the model as a whole: zoo pull {model} --format onnx", model=source.model_id)
 
 
 def converter_versions() -> dict[str, str]:
@@ -344,6 +374,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
 
     chains = _as_routes(chains)
     opened = source.open(progress)
+    _refuse_one_of_a_pair(source, opened)
     apply_input_request(opened, source.input_request, source.record)
     with progress.stage("source", f"running {source.label} on {len(opened.input_sets)} input sets"):
         # before any converter: a source that fails on the inputs is the inputs' fault, not a conversion's
@@ -365,7 +396,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
                                   tolerance=requested_tolerance(dtype, options.atol, options.rtol),
                                   classifier_outputs=opened.classifier_outputs, versions=versions,
                                   reference_outputs=reference_outputs, precision=dtype, require_samples=dtype != "float32",
-                                  task=source.record.task if source.record else None, input_notes=opened.input_notes,
+                                  task=task_check(source.record), input_notes=opened.input_notes,
                                   metadata=opened.metadata)
         if skipped:
             report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
@@ -438,11 +469,22 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         conversion["routes"] = attempts  # in the order tried (graph.routes): which won, why the others lost
     if current.suffix == ".onnx":
         write_onnx_metadata(current, source, opened, conversion, report)
+        for beside in (conversion.get("files") or {}).values():  # an encoder-decoder's encoder.onnx
+            if beside != current.name:
+                write_onnx_metadata(current.parent / beside, source, opened, conversion, report)
     for rel in source.sidecar_files():
         shutil.copyfile(source.root / rel, current.parent / rel)
     if sandbox is not None:
         conversion["sandbox"] = sandbox
     return Made(current, report, parity, conversion)
+
+
+def task_check(record: Any) -> str | None:
+    """The task check parity runs: the record's task, or the one its I/O contract names (Whisper is an
+    automatic-speech-recognition model checked by generation, as text2text-generation is)."""
+    if record is None:
+        return None
+    return (record.extra.get("io") or {}).get("check") or record.task
 
 
 # Formats made from the previous hop's file by a lossy edge: on a parity failure, their tensors are compared

@@ -15,6 +15,8 @@ from zoo.converters.graph import EdgeContext, edge
 def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.converters.edges.torch_onnx import export_onnx
 
+    if getattr(tm, "seq2seq", None) is not None:
+        return _encoder_decoder(tm, out_dir, ctx)
     path = out_dir / "model.onnx"
     info = export_onnx(tm, ctx.example, path, opset=ctx.opset, exporter=ctx.exporter, seq_max=ctx.seq_max)
     ctx.info["torch->onnx"] = info
@@ -22,6 +24,27 @@ def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
         ctx.notes.append(f"the {info['fallback_reason'].split(':')[0]} exporter failed, used {info['exporter']}: "
                          f"{info['fallback_reason']}")
     return path
+
+
+def _encoder_decoder(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    """An encoder-decoder (tasks/seq2seq.py): ``encoder.onnx`` beside ``decoder.onnx``, the primary file (the
+    pipeline's parity runs the decoder elementwise and the pair through the generation check)."""
+    from zoo.converters.edges.torch_onnx import export_onnx
+    from zoo.converters.loaders.torch_models import TorchModel
+
+    pair = tm.seq2seq
+    files = pair.contract["files"]
+    encoder = TorchModel(pair.encoder, list(pair.contract["encoder"]["inputs"]), ["last_hidden_state"], pair.encoder_axes)
+    enc_info = export_onnx(encoder, pair.encoder_example, out_dir / files["encoder"], opset=ctx.opset,
+                           exporter=ctx.exporter, seq_max=ctx.seq_max)
+    info = export_onnx(tm, ctx.example, out_dir / files["decoder"], opset=ctx.opset, exporter=ctx.exporter,
+                       seq_max=ctx.seq_max)
+    ctx.info["torch->onnx"] = {**info, "files": dict(files), "encoder": enc_info}
+    for part, got in (("encoder", enc_info), ("decoder", info)):
+        if got.get("fallback_reason"):
+            ctx.notes.append(f"{part}: the {got['fallback_reason'].split(':')[0]} exporter failed, used "
+                             f"{got['exporter']}: {got['fallback_reason']}")
+    return out_dir / files["decoder"]
 
 
 @edge("torch", "pt2", name="torch.export", primary="model.pt2", tools=("torch",))

@@ -58,6 +58,21 @@ def unmerge_initializers(model) -> int:
         graph.node.extend(kept)
     return replaced
 
+def pair_files(src: Path, ctx: EdgeContext) -> list[str]:
+    """The files a variant edge converts: ``src`` alone, or, for an encoder-decoder (``torch->onnx`` wrote
+    ``files``), every graph of the pair (each keeps its name; the decoder stays the primary file)."""
+    files = [str(f) for f in ((ctx.info.get("torch->onnx") or {}).get("files") or {}).values()]
+    return files if src.name in files and len(files) > 1 else [src.name]
+
+
+def _outputs(src: Path, out_dir: Path, ctx: EdgeContext) -> list[tuple[Path, Path]]:
+    """(source file, file to write) for each graph; a single graph is written as ``model.onnx``."""
+    names = pair_files(src, ctx)
+    if names == [src.name]:
+        return [(src, out_dir / "model.onnx")]
+    return [(src.parent / n, out_dir / n) for n in sorted(names, key=lambda n: n == src.name)]  # the primary last
+
+
 _PROTO_LIMIT = 1_800_000_000  # protobuf cannot serialise 2 GiB: larger graphs keep their tensors outside
 
 
@@ -67,12 +82,12 @@ def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    out = out_dir / "model.onnx"
-    try:
-        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-        onnx.save(model, str(out))
-    except Exception as exc:  # noqa: BLE001
-        raise _fail("fp16 conversion", "fp16", exc) from exc
+    for one, out in _outputs(src, out_dir, ctx):
+        try:
+            model = convert_float_to_float16(onnx.load(str(one)), keep_io_types=True)
+            onnx.save(model, str(out))
+        except Exception as exc:  # noqa: BLE001
+            raise _fail("fp16 conversion", "fp16", exc) from exc
     ctx.info["onnx->onnx-fp16"] = {"keep_io_types": True}
     return out
 
@@ -80,12 +95,21 @@ def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
 @edge("onnx", "onnx-int8", name="onnxruntime.quantization", dtype="int8", primary="model.onnx",
        tools=("onnx", "onnxruntime"))
 def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    folded = 0
+    for one, out in _outputs(src, out_dir, ctx):
+        folded += _int8_file(one, out, out_dir, ctx)
+    ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8",
+                                   "constants_as_initializers": folded}
+    return out
+
+
+def _int8_file(src: Path, out: Path, out_dir: Path, ctx: EdgeContext) -> int:
+    """Quantise one graph into ``out``; how many Constant nodes were made initializers."""
     import logging
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out = out_dir / "model.onnx"
     model = onnx.load(str(src), load_external_data=False)
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         raise errors.UnsupportedError("int8 dynamic quantisation needs an fp32 graph; this one holds fp16 weights",
@@ -115,9 +139,7 @@ def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise _fail("int8 dynamic quantisation", "int8", exc) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    ctx.info["onnx->onnx-int8"] = {"weight_type": "QInt8", "per_channel": True, "activations": "dynamic uint8",
-                                   "constants_as_initializers": folded}
-    return out
+    return folded
 
 
 def constants_as_initializers(model: Any) -> int:
@@ -136,18 +158,18 @@ def constants_as_initializers(model: Any) -> int:
 def onnx_to_optimized(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import onnxruntime as ort
 
-    out = out_dir / "model.onnx"
-    opts = ort.SessionOptions()
-    # EXTENDED fusions stay portable across CPU machines; ALL would bake in layout
-    # transforms for this machine's instruction set.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.optimized_model_filepath = str(out)
-    opts.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001
-        raise _fail("onnxruntime optimisation", "opt", exc) from exc
-    if not out.is_file():
-        raise errors.ConversionError("onnxruntime wrote no optimised model")
+    for one, out in _outputs(src, out_dir, ctx):
+        opts = ort.SessionOptions()
+        # EXTENDED fusions stay portable across CPU machines; ALL would bake in layout
+        # transforms for this machine's instruction set.
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(out)
+        opts.log_severity_level = 3
+        try:
+            ort.InferenceSession(str(one), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise _fail("onnxruntime optimisation", "opt", exc) from exc
+        if not out.is_file():
+            raise errors.ConversionError("onnxruntime wrote no optimised model")
     ctx.info["onnx->onnx-opt"] = {"level": "ORT_ENABLE_EXTENDED", "onnxruntime": ort.__version__}
     return out

@@ -24,6 +24,7 @@ class TorchModel:
     labels: list[str] | None = None
     tokenizer: Any = None  # transformers tokenizer for text models
     processor: Any = None  # the repo's feature extractor for audio models (parity inputs go through it)
+    seq2seq: Any = None  # an encoder-decoder (tasks/seq2seq.Pair): ``module`` is its decoder, encoder.onnx goes beside
     notes: list[str] = field(default_factory=list)
 
 
@@ -143,7 +144,11 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         note(f"no safetensors weights: transformers loads {weights[0]} with torch.load(weights_only=True)")
     from zoo.converters.tasks import SUPPORTED_TASKS, prepare_tokenizer
 
-    auto = getattr(transformers, SUPPORTED_TASKS.get(record.task or "", "AutoModel"))
+    io = record.extra.get("io") or {}
+    auto_name = SUPPORTED_TASKS.get(record.task or "", "AutoModel")
+    if io.get("files"):  # an encoder-decoder (tasks/seq2seq.py)
+        auto_name = "AutoModelForSpeechSeq2Seq" if "input_features" in io["encoder"]["inputs"] else "AutoModelForSeq2SeqLM"
+    auto = getattr(transformers, auto_name)
     try:
         model = auto.from_pretrained(str(root), trust_remote_code=False, local_files_only=True,
                                      use_safetensors=weights_format == "safetensors", attn_implementation="eager")
@@ -166,6 +171,8 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         return TorchModel(_tuple_outputs(torch, model, input_names, vision.DETECTION_OUTPUTS), input_names,
                           list(vision.DETECTION_OUTPUTS), vision.detection_axes(), labels=record.labels, processor=images)
 
+    if io.get("files"):
+        return _seq2seq_model(transformers, record, root, model, io, note)
     input_names = [spec["name"] for spec in record.input_spec]
     is_text = input_names[0] == "input_ids"
     tokenizer = None
@@ -182,12 +189,14 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         layers = int(record.extra["io"]["cache"]["num_layers"])
         names, outs, axes = text_generation.io_names(layers)
         return TorchModel(text_generation.wrap(model, layers), names, outs, axes, tokenizer=tokenizer)
-    if record.task == "automatic-speech-recognition":
+    if record.task in ("automatic-speech-recognition", "audio-classification"):
         extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), trust_remote_code=False,
                                                                       local_files_only=True)
         names = [s["name"] for s in record.input_spec]
-        axes = {**{n: {0: "batch", 1: "samples"} for n in names}, "logits": {0: "batch", 1: "frames"}}
+        clip = record.task == "audio-classification"  # one label per clip, not one id per frame
+        axes = {**{n: {0: "batch", 1: "samples"} for n in names}, "logits": {0: "batch"} if clip else {0: "batch", 1: "frames"}}
         return TorchModel(_tuple_outputs(torch, model, names, ["logits"]), names, ["logits"], axes,
+                          classifier_outputs=["logits"] if clip else [], labels=record.labels if clip else None,
                           processor=extractor)
     if record.task == "multiple-choice":
         axes = {**{n: {0: "batch", 1: "choices", 2: "sequence"} for n in input_names}, "logits": {0: "batch", 1: "choices"}}
@@ -217,6 +226,31 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
                                                 "fill-mask") else []
     return TorchModel(_tuple_outputs(torch, model, input_names, outputs), input_names, outputs, dyn,
                       classifier_outputs=classifiers, labels=record.labels, tokenizer=tokenizer)
+
+
+def _seq2seq_model(transformers: Any, record: ModelRecord, root: Path, model: Any, io: dict[str, Any],
+                   note: Callable[[str], None]) -> TorchModel:
+    """An encoder-decoder: the decoder (with its self-attention cache) is the module the pipeline exports and
+    checks elementwise; the pair (``seq2seq``) brings the encoder and the generation check."""
+    from zoo.converters.tasks import prepare_tokenizer, seq2seq
+
+    local = {"trust_remote_code": False, "local_files_only": True}
+    tokenizer, extractor = None, None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(root), **local)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if "input_features" not in io["encoder"]["inputs"]:
+            raise errors.InvalidModelError(f"{record.id}: the tokenizer cannot be loaded: {str(exc)[:300]}",
+                                           hint="an encoder-decoder text model needs its tokenizer files") from exc
+        note(f"the tokenizer cannot be loaded ({str(exc)[:120]}): generated ids cannot be read as text")
+    if "input_features" in io["encoder"]["inputs"]:
+        extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), **local)
+    else:
+        prepare_tokenizer(tokenizer, record.task, note)
+    pair = seq2seq.make_pair(model, extractor if extractor is not None else tokenizer, io)
+    decoder = io["decoder"]
+    return TorchModel(pair.decoder, list(decoder["inputs"]), list(decoder["outputs"]), pair.decoder_axes,
+                      tokenizer=tokenizer, processor=extractor, seq2seq=pair)
 
 
 def _tuple_outputs(torch: Any, model: Any, input_names: list[str], outputs: list[str]) -> Any:

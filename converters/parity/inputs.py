@@ -37,7 +37,11 @@ def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
 
 def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
     spec = record.input_spec
-    if record.task == "automatic-speech-recognition" and spec and spec[0]["name"] == "input_values":
+    if (record.extra.get("io") or {}).get("files"):  # an encoder-decoder: decoder steps (tasks/seq2seq.py)
+        from zoo.converters.tasks.seq2seq import input_sets as seq2seq_sets
+
+        return seq2seq_sets(record)
+    if record.task in ("automatic-speech-recognition", "audio-classification") and spec and spec[0]["name"] == "input_values":
         from zoo.converters.tasks.speech import input_sets as speech_sets
 
         return speech_sets(record, tokenizer)  # here the repo's feature extractor
@@ -190,8 +194,17 @@ def record_input_notes(record: ModelRecord | None, sets: list[InputSet]) -> dict
         return {}
     kinds = ", ".join(s.name for s in sets)
     notes = {}
+    seq2seq = record is not None and bool((record.extra.get("io") or {}).get("files"))
     for name, value in sets[0].feeds.items():
-        if name == "input_ids":
+        if name.startswith("past_key_values."):
+            how = "a cache of standard normal values, its past length as each set's name says"
+        elif name == "encoder_hidden_states":
+            how = "standard normal (the encoder's real outputs on real samples run in the text2text-generation check)"
+        elif name == "encoder_attention_mask":
+            how = "ones, the last row's last two positions 0 in batches above 1"
+        elif name == "input_ids" and seq2seq:
+            how = "decoder token ids uniform in the vocabulary (real prompts run in the text2text-generation check)"
+        elif name == "input_ids":
             how = "token ids uniform in the vocabulary; sample-sentences: zoo's sentences through the model's tokenizer"
         elif name in ("attention_mask", "token_type_ids"):
             how = "ones" if name == "attention_mask" else "zeros"

@@ -50,7 +50,12 @@ def onnx_runner(path: Path) -> Runner:
         raise errors.ConversionError(f"onnxruntime cannot load {path.name}: {str(exc)[:400]}",
                                      hint="the converted graph is invalid; try another --opset, --exporter or target format") from exc
     names = [i.name for i in session.get_inputs()]
-    return lambda feeds: session.run(None, {n: feeds[n] for n in names})
+
+    def run(feeds: dict[str, Any]) -> list[Any]:
+        return session.run(None, {n: feeds[n] for n in names})
+
+    run.path = path  # type: ignore[attr-defined]  # task checks reach the files beside it (an encoder.onnx)
+    return run
 
 
 def pt2_runner(path: Path, input_names: list[str]) -> Runner:

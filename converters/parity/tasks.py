@@ -462,6 +462,33 @@ def check_generation(ctx: TaskContext) -> list[TaskResult]:
                                                          ctx.candidate)]
 
 
+@register_task_check("audio-classification")
+def check_audio_classification(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.speech import clip_label_results
+
+    labels = getattr(getattr(ctx.reference, "torch_model", None), "labels", None)
+    return [TaskResult(**r) for r in clip_label_results(ctx.names, ctx.ran, ctx.precision, labels)]
+
+
+# --- encoder-decoder generation (zoo.converters.tasks.seq2seq) ----------------------------------------
+@register_task_check("text2text-generation", "summarization", "translation", "seq2seq-lm")
+def check_seq2seq(ctx: TaskContext) -> list[TaskResult]:
+    """Greedy generation through both graphs (the encoder beside the decoder being checked) against the
+    source's ``generate()``; T5/BART prompts or Whisper clips through the repo's own preprocessing."""
+    from pathlib import Path
+
+    from zoo.converters.tasks.seq2seq import generation_results
+
+    pair = getattr(getattr(ctx.reference, "torch_model", None), "seq2seq", None)
+    path = getattr(ctx.candidate, "path", None)
+    if pair is None or path is None:
+        return [TaskResult("text2text-generation", "sample-prompts", "logits", False,
+                           "the generation check needs the PyTorch source and the ONNX pair (encoder.onnx beside "
+                           "decoder.onnx); only the decoder was given")]
+    return [TaskResult(**generation_results(pair.model, pair.preprocess, Path(path).parent, pair.contract,
+                                            precision=ctx.precision))]
+
+
 # --- encoder heads (zoo.converters.tasks.heads) ------------------------------------------------------
 def _head_check(task: str) -> TaskCheck:
     def check(ctx: TaskContext) -> list[TaskResult]:

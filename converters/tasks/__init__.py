@@ -26,7 +26,9 @@ SUPPORTED_TASKS: dict[str, str] = {
     "question-answering": "AutoModelForQuestionAnswering",
     "sentence-similarity": "AutoModel",
     "multiple-choice": "AutoModelForMultipleChoice",
-    "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper (seq2seq) is not yet
+    "automatic-speech-recognition": "AutoModelForCTC",  # CTC heads; Whisper: AutoModelForSpeechSeq2Seq (tasks/seq2seq.py)
+    "text2text-generation": "AutoModelForSeq2SeqLM",  # encoder-decoder: encoder.onnx + decoder.onnx (tasks/seq2seq.py)
+    "audio-classification": "AutoModelForAudioClassification",  # a label per clip (tasks/speech.py)
     "zero-shot-image-classification": "AutoModel",  # CLIP-style dual encoders (tasks/vision.py)
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
@@ -35,7 +37,6 @@ SUPPORTED_TASKS: dict[str, str] = {
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
-    "text2text-generation", "summarization", "translation", "audio-classification",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -46,6 +47,7 @@ ALIASES = {
     "sentiment-analysis": "text-classification", "default": "feature-extraction",
     "sentence-transformers": "sentence-similarity", "sentence-embedding": "sentence-similarity",
     "seq2seq-lm": "text2text-generation", "ctc": "automatic-speech-recognition",
+    "summarization": "text2text-generation", "translation": "text2text-generation",
 }  # fmt: skip
 
 # head suffix of config.json's architectures -> task (longest first where one suffix ends another)
@@ -54,11 +56,15 @@ HEADS = (
     ("ForMaskedLM", "fill-mask"), ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"), ("ForSequenceClassification", "text-classification"),
     ("ForImageClassification", "image-classification"), ("ForMultipleChoice", "multiple-choice"),
-    ("ForCTC", "automatic-speech-recognition"), ("ForSpeechSeq2Seq", "text2text-generation"),
+    ("ForCTC", "automatic-speech-recognition"), ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
+    ("ForSpeechSeq2Seq", "text2text-generation"),
     ("ForConditionalGeneration", "text2text-generation"), ("ForObjectDetection", "object-detection"),
     ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip
+
+# speech encoders whose *ForSequenceClassification head classifies a clip, not a text
+_AUDIO_ENCODERS = ("Wav2Vec2", "Hubert", "WavLM", "Data2VecAudio", "UniSpeech", "SEW")
 
 # a bare *Model repo takes its task from the card only for these (the graph is the same encoder)
 _CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity", "image-feature-extraction")
@@ -107,6 +113,8 @@ def head_task(arch: str | None) -> str | None:
 
     if vision := vision_head(arch):
         return vision
+    if arch.startswith(_AUDIO_ENCODERS) and arch.endswith("ForSequenceClassification"):
+        return "audio-classification"
     for suffix, task in HEADS:
         if arch.endswith(suffix):
             return task
@@ -156,8 +164,17 @@ def prepare_tokenizer(tokenizer: Any, task: str | None, note: Any) -> Any:
     return tokenizer
 
 
-def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
-    """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``."""
+def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``
+    (``generation``: the repo's generation_config.json, which says how an encoder-decoder starts decoding)."""
+    if task == "text2text-generation" or (task == "automatic-speech-recognition" and config.get("is_encoder_decoder")):
+        from zoo.converters.tasks import seq2seq
+
+        if not config.get("is_encoder_decoder"):
+            raise errors.UnsupportedError(f"{config.get('architectures') or config.get('model_type')}: task {task} "
+                                          "is for encoder-decoder models and this one is not",
+                                          hint=f"supported tasks: {supported_list()}; pass --task to pick another")
+        return seq2seq.io_contract(config, generation)
     if task == "text-generation":
         layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
         heads = config.get("num_attention_heads") or config.get("n_head")
@@ -191,14 +208,19 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
         return vision.detection_contract(config)
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
-               "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"],
+               "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"], "audio-classification": ["logits"],
                "text-classification": ["logits"]}.get(task)
     if outputs is None:
         return {}
     axes = {"fill-mask": ["batch", "sequence", "vocab"], "token-classification": ["batch", "sequence", "labels"],
             "question-answering": ["batch", "sequence"], "sentence-similarity": ["batch", "hidden"],
             "automatic-speech-recognition": ["batch", "frames", "vocab"], "multiple-choice": ["batch", "choices"],
+            "audio-classification": ["batch", "labels"],
             "text-classification": ["batch", "labels"]}[task]
+    if task == "audio-classification":
+        return {"inputs": ["input_values"], "outputs": ["logits"],
+                "axes": {"input_values": ["batch", "samples"], "logits": ["batch", "labels"]},
+                "decoding": "the label of a clip: argmax over logits (config.json id2label)"}
     if task == "automatic-speech-recognition":
         return {"inputs": ["input_values"], "outputs": outputs, "axes": {"input_values": ["batch", "samples"], "logits": axes},
                 "decoding": "greedy CTC: argmax per frame, repeats collapsed, the pad (blank) token dropped",

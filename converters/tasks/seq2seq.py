@@ -1,27 +1,30 @@
-"""text2text-generation: an encoder-decoder model (T5, BART) as two ONNX graphs a plain onnxruntime loop can run.
+"""Encoder-decoder models as two ONNX graphs a plain onnxruntime loop can run: text2text-generation (T5, BART,
+Marian, ...) and the sequence-to-sequence variant of automatic-speech-recognition (Whisper).
 
-``encoder.onnx``: ``input_ids [batch, encoder_sequence]``, ``attention_mask [batch, encoder_sequence]`` ->
+``encoder.onnx``: text ``input_ids``, ``attention_mask [batch, encoder_sequence]``, or speech ``input_features
+[batch, mel_bins, frames]`` (the repo's feature extractor: Whisper's log-mel, padded to 30 s) ->
 ``last_hidden_state [batch, encoder_sequence, hidden]``.
 
-``decoder.onnx``: ``input_ids [batch, sequence]`` (the new decoder token(s)), ``encoder_hidden_states``,
-``encoder_attention_mask`` and, per layer, the self-attention cache ``past_key_values.N.key|value [batch, heads,
-past, head_dim]`` -> ``logits [batch, sequence, vocab]`` and ``present.N.key|value``. Cross-attention keys and
-values are recomputed from ``encoder_hidden_states`` at each step (one graph for the first step and every
-later one; the cache holds only what grows). The first step feeds the model's ``decoder_start_token_id`` and
-past of length 0.
+``decoder.onnx`` (the artifact's primary file): ``input_ids [batch, sequence]`` (the new decoder token(s)),
+``encoder_hidden_states``, for text ``encoder_attention_mask``, and per layer the self-attention cache
+``past_key_values.N.key|value [batch, heads, past, head_dim]`` -> ``logits [batch, sequence, vocab]`` and
+``present.N.key|value``. Cross-attention keys and values are recomputed from ``encoder_hidden_states`` at each
+step (one graph for the first step and every later one; the cache holds only what grows). The first step
+feeds the decoding prompt (``decoding.prompt`` in the contract: the decoder start token; for Whisper also the
+language, task and no-timestamps tokens its generation config forces, the language detected by the decoder
+where the config leaves it open) with past of length 0.
 
-Parity (``generation_results``): greedy generation of ``NEW_TOKENS`` tokens from real-tokenizer prompts
-(right-padded batch): the ONNX loop's tokens identical to the source's ``generate()``, and the ONNX logits at
-every step, fed the reference's tokens (teacher forcing), within ``1e-4`` of their range of the PyTorch
-model's logits. This is a check of the pair: an encoder whose output is off fails it as a decoder would.
-
-Not wired into ``zoo pull`` yet (the pipeline's artifacts and parity harness hold one graph): ``export`` and
-``generation_results`` are the pieces that wiring will call.
+Parity (``generation_results``, the ``text2text-generation`` task check): greedy generation of ``NEW_TOKENS``
+tokens from real samples (real-tokenizer prompts, right-padded; for speech, synthetic speech-like clips
+through the repo's feature extractor): the ONNX loop's tokens identical to the source's ``generate()`` and the
+ONNX logits at every step, fed the reference's tokens (teacher forcing), within ``1e-4`` of their range of
+the PyTorch model's. This is a check of the pair: an encoder whose output is off fails it as a decoder would.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,43 +35,183 @@ PROMPTS = [
     "hello world",
     "What is the capital of the country where you were born",
 ]
+CLIP_SECONDS = (2.0, 1.3, 3.1)  # synthetic clips of the speech check (each padded to 30 s by Whisper's extractor)
 ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
-_LOGIT_RTOL = 1e-4
+# the formats whose artifact holds both graphs (the ONNX variants convert each; other runtimes take one file)
+FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "onnx-opt")
+CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks.py) for both families
+# below float32 (onnx-fp16, onnx-int8), as text-generation: a near-tie flips one token and the rest of the text
+# with it, so the candidate is fed the reference's tokens and must choose the same next token at this share of
+# the steps, its logits within this share of their range
+_LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2, "int8": 0.1}
+_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8}
+_EXACT = ("float64", "float32")
+
+
+def _get(config: Any, key: str, default: Any = None) -> Any:
+    value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+    return default if value is None else value
+
+
+def is_speech(config: Any) -> bool:
+    return _get(config, "model_type") == "whisper" or _get(config, "num_mel_bins") is not None
 
 
 def _layers(config: Any) -> tuple[int, int, int]:
-    layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None) \
-        or config.num_layers
-    heads = getattr(config, "num_heads", None) or getattr(config, "decoder_attention_heads", None)
-    d_kv = getattr(config, "d_kv", None) or (config.d_model // heads)
+    layers = _get(config, "num_decoder_layers") or _get(config, "decoder_layers") or _get(config, "num_layers")
+    heads = _get(config, "num_heads") or _get(config, "decoder_attention_heads")
+    d_kv = _get(config, "d_kv") or (_get(config, "d_model") // heads)
     return int(layers), int(heads), int(d_kv)
 
 
-def io_contract(config: Any) -> dict[str, Any]:
-    """The two graphs' names and axes and how to drive them: recorded in zoo.json (``record.extra["io"]``)."""
+def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
+    """How ``generate()`` starts and constrains greedy decoding, from ``generation_config.json`` (else
+    ``config.json``): the prompt (``None`` where the language is detected: the decoder's argmax over
+    ``language_ids`` after the start token, as Whisper's ``detect_language``), the tokens suppressed at every
+    step and at the first generated one, and a forced first token."""
+    gen = dict(generation or {})
+    pick = lambda key: gen[key] if gen.get(key) is not None else _get(config, key)  # noqa: E731
+    prompt: list[int | None] = [pick("decoder_start_token_id")]
+    languages = None
+    if is_speech(config):  # transformers' WhisperGenerationMixin._retrieve_init_tokens, without arguments
+        lang_to_id, task_to_id = gen.get("lang_to_id") or {}, gen.get("task_to_id") or {}
+        language, task = gen.get("language"), gen.get("task")
+        forced = pick("forced_decoder_ids") if language is None and task is None else None
+        if forced and forced[0][0] == 1:
+            for i, (position, token) in enumerate(forced):
+                if position != i + 1:
+                    break
+                prompt.append(token)
+        if language is not None:
+            code = language if str(language).startswith("<|") else f"<|{language}|>"
+            prompt[1:2] = [lang_to_id[code]]
+        elif lang_to_id and (len(prompt) <= 1 or prompt[1] is None):
+            prompt[1:2] = [None]
+            languages = sorted(lang_to_id.values())
+        if task is not None:
+            prompt = [t for t in prompt if t not in task_to_id.values()] + [task_to_id[task]]
+        elif language is not None and task_to_id and not any(t in task_to_id.values() for t in prompt):
+            prompt.append(task_to_id["transcribe"])
+        stamp = gen.get("no_timestamps_token_id")
+        if not gen.get("return_timestamps") and stamp is not None and prompt[-1] != stamp:
+            prompt.append(stamp)
+        prompt = [t for i, t in enumerate(prompt) if t is not None or (languages and i == 1)]
+    return {"prompt": prompt, "language_ids": languages, "suppress_tokens": list(pick("suppress_tokens") or []),
+            "begin_suppress_tokens": list(pick("begin_suppress_tokens") or []),
+            "forced_bos_token_id": pick("forced_bos_token_id")}
+
+
+def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The two graphs' names and axes and how to drive them: recorded in zoo.json (``record.extra["io"]``)
+    and in both files' ``zoo.io`` metadata. A speech encoder other than Whisper's (filterbank features,
+    Speech2Text, SpeechT5) is refused (exit 5): its inputs are not what this contract describes."""
+    from zoo import errors
+
+    kind = _get(config, "model_type")
+    if not is_speech(config) and (_get(config, "input_feat_per_channel") is not None
+                                  or kind in ("speech_to_text", "speecht5", "speech-encoder-decoder")):
+        raise errors.UnsupportedError(f"{kind}: encoder-decoder speech models other than Whisper are not supported yet",
+                                      hint="supported: Whisper (automatic-speech-recognition), T5/BART-style "
+                                           "text2text-generation, CTC speech heads")
     layers, heads, d_kv = _layers(config)
+    speech = is_speech(config)
     past = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    if speech:
+        encoder = {"inputs": ["input_features"], "outputs": ["last_hidden_state"],
+                   "axes": {"input_features": ["batch", "mel_bins", "frames"],
+                            "last_hidden_state": ["batch", "encoder_sequence", "hidden"]},
+                   "frames": 2 * int(_get(config, "max_source_positions", 1500)),
+                   "num_mel_bins": _get(config, "num_mel_bins")}
+        context = ["encoder_hidden_states"]
+    else:
+        encoder = {"inputs": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"],
+                   "axes": {"input_ids": ["batch", "encoder_sequence"], "attention_mask": ["batch", "encoder_sequence"],
+                            "last_hidden_state": ["batch", "encoder_sequence", "hidden"]}}
+        context = ["encoder_hidden_states", "encoder_attention_mask"]
+    plan = decoding(config, generation)
     return {
-        "files": {"encoder": ENCODER, "decoder": DECODER},
-        "encoder": {"inputs": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"],
-                    "axes": {"input_ids": ["batch", "encoder_sequence"], "attention_mask": ["batch", "encoder_sequence"],
-                             "last_hidden_state": ["batch", "encoder_sequence", "hidden"]}},
-        "decoder": {"inputs": ["input_ids", "encoder_hidden_states", "encoder_attention_mask", *past],
+        "files": {"encoder": ENCODER, "decoder": DECODER}, "check": CHECK,
+        "encoder": encoder,
+        "decoder": {"inputs": ["input_ids", *context, *past],
                     "outputs": ["logits", *[p.replace("past_key_values", "present") for p in past]],
                     "axes": {"input_ids": ["batch", "sequence"],
                              "encoder_hidden_states": ["batch", "encoder_sequence", "hidden"],
-                             "encoder_attention_mask": ["batch", "encoder_sequence"],
+                             **({} if speech else {"encoder_attention_mask": ["batch", "encoder_sequence"]}),
                              "past_key_values.*": ["batch", "num_heads", "past_sequence", "head_dim"],
                              "logits": ["batch", "sequence", "vocab"],
                              "present.*": ["batch", "num_heads", "past_sequence + sequence", "head_dim"]}},
         "cache": {"num_layers": layers, "num_heads": heads, "head_dim": d_kv,
-                  "first_step": "input_ids = decoder_start_token_id, every past_key_values.* of length 0",
+                  "first_step": "input_ids = decoding.prompt (a null entry: the language, the argmax over "
+                                "decoding.language_ids of the logits after the start token), every "
+                                "past_key_values.* of length 0",
                   "decode": "feed present.* of the previous step as past_key_values.*, the chosen token as input_ids; "
-                            "encoder_hidden_states and encoder_attention_mask stay the same",
+                            "the encoder's outputs (and mask) stay the same",
                   "cross_attention": "recomputed inside the decoder from encoder_hidden_states at each step"},
-        "padding": "right", "decoder_start_token_id": config.decoder_start_token_id,
-        "pad_token_id": config.pad_token_id, "eos_token_id": config.eos_token_id, "vocab_size": config.vocab_size,
+        "decoding": {**plan, "greedy": "argmax of the last position's logits after setting suppress_tokens (every "
+                                       "step) and begin_suppress_tokens (first generated token) to -inf"},
+        "padding": "right", "hidden_size": _get(config, "d_model"),
+        "decoder_start_token_id": _get(config, "decoder_start_token_id"),
+        "pad_token_id": _get(config, "pad_token_id"), "eos_token_id": _get(config, "eos_token_id"),
+        "vocab_size": _get(config, "vocab_size"),
     }
+
+
+def input_spec(contract: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decoder's inputs (what the primary file takes) as a record's ``input_spec``."""
+    cache = contract["cache"]
+    spec = []
+    for name in contract["decoder"]["inputs"]:
+        if name.startswith("past_key_values."):
+            spec.append({"name": name, "shape": ["batch", cache["num_heads"], "past_sequence", cache["head_dim"]],
+                         "dtype": "float32", "layout": "BHSD"})
+        elif name == "encoder_hidden_states":
+            spec.append({"name": name, "shape": ["batch", "encoder_sequence", contract["hidden_size"]],
+                         "dtype": "float32", "layout": "NSC"})
+        else:
+            spec.append({"name": name, "shape": contract["decoder"]["axes"][name], "dtype": "int64", "layout": "NS"})
+    return spec
+
+
+def input_sets(record: Any) -> list[Any]:
+    """Decoder steps for the elementwise check: the first (the export example) a decode step on a random cache
+    (2 new tokens after 3), then a prompt-like first step (past 0, 4 tokens) and a one-token step; random
+    encoder states, the text mask with padding in one row. The real samples run in the generation check."""
+    import numpy as np
+
+    from zoo.converters.parity.report import InputSet
+
+    io = record.extra["io"]
+    cache, names = io["cache"], io["decoder"]["inputs"]
+    vocab, hidden = int(io.get("vocab_size") or 100), int(io["hidden_size"])
+    sets = []
+    for seed, (batch, seq, past, enc) in enumerate(((2, 2, 3, 7), (1, 4, 0, 5), (3, 1, 9, 6))):
+        rng = np.random.default_rng(seed)
+        feeds = {"input_ids": rng.integers(0, vocab, (batch, seq), dtype=np.int64),
+                 "encoder_hidden_states": rng.standard_normal((batch, enc, hidden)).astype(np.float32)}
+        if "encoder_attention_mask" in names:
+            mask = np.ones((batch, enc), np.int64)
+            mask[-1, enc - 2:] = 0 if batch > 1 else 1
+            feeds["encoder_attention_mask"] = mask
+        for n in names:
+            if n.startswith("past_key_values."):
+                feeds[n] = rng.standard_normal((batch, cache["num_heads"], past, cache["head_dim"])).astype(np.float32)
+        sets.append(InputSet(f"random-b{batch}-s{seq}-past{past}-enc{enc}", {n: feeds[n] for n in names}))
+    return sets
+
+
+# --- the two PyTorch modules and their export ------------------------------------------------------------
+@dataclass
+class Pair:
+    """An encoder-decoder model as the two modules the ONNX graphs are made of, with an example for each."""
+
+    model: Any  # the transformers *ForConditionalGeneration
+    preprocess: Any  # its tokenizer (text) or feature extractor (speech)
+    contract: dict[str, Any]
+    encoder: Any
+    decoder: Any
+    encoder_example: tuple
+    encoder_axes: dict[str, dict[int, str]]
+    decoder_axes: dict[str, dict[int, str]]
 
 
 def wrap(model: Any) -> tuple[Any, Any]:
@@ -77,6 +220,7 @@ def wrap(model: Any) -> tuple[Any, Any]:
     from transformers import DynamicCache, EncoderDecoderCache
 
     layers = _layers(model.config)[0]
+    speech = is_speech(model.config)
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     class Encoder(torch.nn.Module):
@@ -84,22 +228,24 @@ def wrap(model: Any) -> tuple[Any, Any]:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.inner.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                            return_dict=True).last_hidden_state
+        def forward(self, *inputs: Any) -> Any:
+            kwargs = {"input_features": inputs[0]} if speech else {"input_ids": inputs[0], "attention_mask": inputs[1]}
+            return self.inner.get_encoder()(**kwargs, return_dict=True).last_hidden_state
 
     class DecoderWithPast(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, encoder_hidden_states: Any, encoder_attention_mask: Any, *past: Any) -> tuple:
+        def forward(self, input_ids: Any, encoder_hidden_states: Any, *rest: Any) -> tuple:
+            mask, past = (None, rest) if speech else (rest[0], rest[1:])
             self_cache = DynamicCache(config=self.inner.config)
             for i in range(layers):
                 self_cache.update(past[2 * i], past[2 * i + 1], i)
             cache = EncoderDecoderCache(self_cache, DynamicCache(config=self.inner.config))
-            out = self.inner(encoder_outputs=(encoder_hidden_states,), attention_mask=encoder_attention_mask,
-                             decoder_input_ids=input_ids, use_cache=True, return_dict=True, **{cache_arg: cache})
+            kwargs = {} if speech else {"attention_mask": mask}
+            out = self.inner(encoder_outputs=(encoder_hidden_states,), decoder_input_ids=input_ids, use_cache=True,
+                             return_dict=True, **kwargs, **{cache_arg: cache})
             present = []
             for layer in out[cache_arg].self_attention_cache.layers[:layers]:
                 present += [layer.keys, layer.values]
@@ -108,59 +254,115 @@ def wrap(model: Any) -> tuple[Any, Any]:
     return Encoder(model).eval(), DecoderWithPast(model).eval()
 
 
-def export(model: Any, tokenizer: Any, out_dir: Path, opset: int = 17) -> dict[str, Any]:
-    """``encoder.onnx`` and ``decoder.onnx`` in ``out_dir`` (TorchScript exporter, dynamic batch and
-    lengths); returns the I/O contract."""
+def sample_set(pair: Pair) -> Any:
+    """The decoder's first step on the real samples (the PyTorch encoder run on them, the prompt with the first
+    language where it is detected): what the elementwise check compares at a real size."""
+    import numpy as np
     import torch
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    contract = io_contract(model.config)
-    encoder, decoder = wrap(model)
-    layers, heads, d_kv = _layers(model.config)
-    enc = tokenizer(PROMPTS[:2], padding=True, return_tensors="pt")
+    from zoo.converters.parity.report import InputSet
+
+    contract = pair.contract
+    feeds = encoder_feeds(contract, pair.preprocess)
     with torch.no_grad():
-        hidden = encoder(enc["input_ids"], enc["attention_mask"])
-    batch = hidden.shape[0]
-    past = tuple(torch.randn(batch, heads, 3, d_kv) for _ in range(2 * layers))
-    dec_ids = torch.full((batch, 1), int(model.config.decoder_start_token_id), dtype=torch.long)
-    enc_axes = {"input_ids": {0: "batch", 1: "encoder_sequence"}, "attention_mask": {0: "batch", 1: "encoder_sequence"},
-                "last_hidden_state": {0: "batch", 1: "encoder_sequence"}}
-    names = contract["decoder"]["inputs"]
-    outs = contract["decoder"]["outputs"]
+        hidden = pair.encoder(*[torch.from_numpy(feeds[n]) for n in contract["encoder"]["inputs"]]).numpy()
+    plan, cache, batch = contract["decoding"], contract["cache"], hidden.shape[0]
+    first = (plan.get("language_ids") or [0])[0]
+    step = {"input_ids": np.array([[first if t is None else t for t in plan["prompt"]]] * batch, np.int64),
+            "encoder_hidden_states": hidden, "encoder_attention_mask": feeds.get("attention_mask")}
+    for n in contract["decoder"]["inputs"]:
+        if n.startswith("past_key_values."):
+            step[n] = np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32)
+    speech = "input_features" in contract["encoder"]["inputs"]
+    return InputSet("sample-audio" if speech else "sample-prompts",
+                    {n: step[n] for n in contract["decoder"]["inputs"]}, kind="sample")
+
+
+def make_pair(model: Any, preprocess: Any, contract: dict[str, Any]) -> Pair:
+    import torch
+
+    encoder, decoder = wrap(model)
+    feeds = encoder_feeds(contract, preprocess, samples=2)
+    example = tuple(torch.from_numpy(feeds[n]) for n in contract["encoder"]["inputs"])
+    if "input_features" in contract["encoder"]["inputs"]:  # always 30 s of frames: only the batch varies
+        enc_axes = {"input_features": {0: "batch"}, "last_hidden_state": {0: "batch"}}
+    else:
+        enc_axes = {n: {0: "batch", 1: "encoder_sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")}
+    past = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.")]
     dec_axes = {"input_ids": {0: "batch", 1: "sequence"}, "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
-                "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"}, "logits": {0: "batch", 1: "sequence"},
-                **{n: {0: "batch", 2: "past_sequence"} for n in names[3:]},
-                **{n: {0: "batch", 2: "total_sequence"} for n in outs[1:]}}
+                "logits": {0: "batch", 1: "sequence"}, **{n: {0: "batch", 2: "past_sequence"} for n in past},
+                **{n.replace("past_key_values", "present"): {0: "batch", 2: "total_sequence"} for n in past}}
+    if "encoder_attention_mask" in contract["decoder"]["inputs"]:
+        dec_axes["encoder_attention_mask"] = {0: "batch", 1: "encoder_sequence"}
+    return Pair(model, preprocess, contract, encoder, decoder, example, enc_axes, dec_axes)
+
+
+def export(model: Any, preprocess: Any, out_dir: Path, opset: int = 17) -> dict[str, Any]:
+    """``encoder.onnx`` and ``decoder.onnx`` in ``out_dir`` (TorchScript exporter, dynamic batch and
+    lengths), outside the pipeline; returns the I/O contract."""
     import contextlib
     import io
     import warnings
 
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generation = model.generation_config.to_dict() if getattr(model, "generation_config", None) else None
+    contract = io_contract(model.config, generation)
+    pair = make_pair(model, preprocess, contract)
+    layers, heads, d_kv = _layers(model.config)
+    with torch.no_grad():
+        hidden = pair.encoder(*pair.encoder_example)
+    batch = hidden.shape[0]
+    past = tuple(torch.randn(batch, heads, 3, d_kv) for _ in range(2 * layers))
+    dec_ids = torch.full((batch, 2), int(model.config.decoder_start_token_id), dtype=torch.long)
+    context = (hidden,) if is_speech(model.config) else (hidden, pair.encoder_example[1])
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(encoder, (enc["input_ids"], enc["attention_mask"]), str(out_dir / ENCODER),
-                          input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-                          dynamic_axes=enc_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
-        torch.onnx.export(decoder, (dec_ids, hidden, enc["attention_mask"], *past), str(out_dir / DECODER),
-                          input_names=names, output_names=outs, dynamic_axes=dec_axes, opset_version=opset,
-                          dynamo=False, do_constant_folding=True)
+        torch.onnx.export(pair.encoder, pair.encoder_example, str(out_dir / ENCODER),
+                          input_names=contract["encoder"]["inputs"], output_names=["last_hidden_state"],
+                          dynamic_axes=pair.encoder_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(pair.decoder, (dec_ids, *context, *past), str(out_dir / DECODER),
+                          input_names=contract["decoder"]["inputs"], output_names=contract["decoder"]["outputs"],
+                          dynamic_axes=pair.decoder_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     return contract
 
 
 # --- the generation check ----------------------------------------------------------------------------
-def onnx_runner(directory: Path) -> tuple[Any, Any]:
+def encoder_feeds(contract: dict[str, Any], preprocess: Any, prompts: list[str] | None = None,
+                  samples: int | None = None) -> dict[str, Any]:
+    """The real samples: prompts through the tokenizer (right-padded batch), or synthetic speech-like clips
+    through the repo's feature extractor (log-mel, padded to 30 s)."""
+    import numpy as np
+
+    if "input_features" in contract["encoder"]["inputs"]:
+        from zoo.converters.tasks.speech import synthetic_clip
+
+        rate = int(getattr(preprocess, "sampling_rate", 16000))
+        clips = [synthetic_clip(s, rate, seed) for seed, s in enumerate(CLIP_SECONDS[:samples])]
+        feats = preprocess(clips, sampling_rate=rate, return_tensors="np")["input_features"]
+        return {"input_features": np.asarray(feats, np.float32)}
+    enc = preprocess((prompts or PROMPTS)[:samples], padding=True, return_tensors="np")
+    return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+
+
+def onnx_runner(directory: Path, contract: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(encode, decode) callables over the two onnxruntime sessions of an exported directory."""
     import onnxruntime as ort
 
+    files = (contract or {}).get("files") or {"encoder": ENCODER, "decoder": DECODER}
     opts = ort.SessionOptions()
-    enc = ort.InferenceSession(str(directory / ENCODER), opts, providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(str(directory / DECODER), opts, providers=["CPUExecutionProvider"])
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # torch runs in turn, as in runners.py
+    enc = ort.InferenceSession(str(directory / files["encoder"]), opts, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(directory / files["decoder"]), opts, providers=["CPUExecutionProvider"])
+    enc_ins, dec_ins = [i.name for i in enc.get_inputs()], [i.name for i in dec.get_inputs()]
     dec_outs = [o.name for o in dec.get_outputs()]
 
-    def encode(ids: Any, mask: Any) -> Any:
-        return enc.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    def encode(feeds: dict[str, Any]) -> Any:
+        return enc.run(None, {n: feeds[n] for n in enc_ins})[0]
 
     def decode(feeds: dict[str, Any]) -> dict[str, Any]:
-        return dict(zip(dec_outs, dec.run(None, feeds)))
+        return dict(zip(dec_outs, dec.run(None, {n: feeds[n] for n in dec_ins})))
 
     return encode, decode
 
@@ -171,79 +373,105 @@ def torch_runner(model: Any) -> tuple[Any, Any]:
     import torch
 
     encoder, decoder = wrap(model)
-    layers = _layers(model.config)[0]
-    outs = io_contract(model.config)["decoder"]["outputs"]
+    contract = io_contract(model.config)
+    enc_ins, dec_ins, outs = contract["encoder"]["inputs"], contract["decoder"]["inputs"], contract["decoder"]["outputs"]
 
-    def encode(ids: Any, mask: Any) -> Any:
+    def encode(feeds: dict[str, Any]) -> Any:
         with torch.no_grad():
-            return encoder(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+            return encoder(*[torch.from_numpy(feeds[n]) for n in enc_ins]).numpy()
 
     def decode(feeds: dict[str, Any]) -> dict[str, Any]:
-        past = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in io_contract(model.config)["decoder"]["inputs"][3:]]
-        assert len(past) == 2 * layers
         with torch.no_grad():
-            out = decoder(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["encoder_hidden_states"]),
-                          torch.from_numpy(feeds["encoder_attention_mask"]), *past)
+            out = decoder(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in dec_ins])
         return {n: t.numpy() for n, t in zip(outs, out)}
 
     return encode, decode
 
 
-def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], ids: Any, mask: Any, steps: int,
-                forced: Any = None) -> tuple[Any, list[Any]]:
-    """Greedy decoding: encode once, then ``steps`` decoder steps over the self-attention cache. Returns
-    (tokens [batch, steps], each step's logits [batch, vocab]); ``forced`` feeds those tokens instead."""
+def _choose(logits: Any, step: int, plan: dict[str, Any]) -> Any:
+    """The greedy token of one step, with the generation config's suppressed and forced tokens."""
     import numpy as np
 
-    cache = contract["cache"]
-    hidden = encode(ids, mask)
-    batch = ids.shape[0]
-    past_names = contract["decoder"]["inputs"][3:]
-    feeds = {"input_ids": np.full((batch, 1), contract["decoder_start_token_id"], np.int64),
-             "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
-             **{n: np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32) for n in past_names}}
+    if step == 0 and plan.get("forced_bos_token_id") is not None:
+        return np.full(logits.shape[0], int(plan["forced_bos_token_id"]), np.int64)
+    masked = np.array(logits, np.float32, copy=True)
+    masked[:, plan.get("suppress_tokens") or []] = -np.inf
+    if step == 0:
+        masked[:, plan.get("begin_suppress_tokens") or []] = -np.inf
+    return masked.argmax(-1).astype(np.int64)
+
+
+def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: dict[str, Any], steps: int,
+                forced: Any = None, prompt: Any = None) -> tuple[Any, list[Any], Any]:
+    """Greedy decoding: encode once, the prompt (its language detected where the contract says so), then
+    ``steps`` decoder steps over the self-attention cache. Returns (tokens [batch, steps], each step's raw
+    logits [batch, vocab], the prompt [batch, P]); ``forced`` feeds those tokens instead of the chosen ones,
+    ``prompt`` that prompt (teacher forcing: the reference's path, language included)."""
+    import numpy as np
+
+    cache, plan = contract["cache"], contract["decoding"]
+    hidden = encode(enc_feeds)
+    batch = hidden.shape[0]
+    past_names = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.")]
+    empty = {n: np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32) for n in past_names}
+    context = {"encoder_hidden_states": hidden}
+    if "encoder_attention_mask" in contract["decoder"]["inputs"]:
+        context["encoder_attention_mask"] = enc_feeds["attention_mask"]
+    if prompt is None:
+        prompt = np.array([[t if t is not None else -1 for t in plan["prompt"]]] * batch, np.int64)
+    if (prompt < 0).any():  # the language: the decoder's own choice among the language tokens after the start
+        at = int(np.argmax(prompt[0] < 0))
+        langs = np.asarray(plan["language_ids"], np.int64)
+        first = decode({**context, "input_ids": prompt[:, :at], **empty})
+        prompt[:, at] = langs[np.asarray(first["logits"])[:, -1, langs].argmax(-1)]
+    feeds = {**context, "input_ids": prompt, **empty}
     tokens, logits = [], []
     for step in range(steps):
         out = decode(feeds)
         last = np.asarray(out["logits"])[:, -1, :]
-        nxt = last.argmax(-1).astype(np.int64)
+        nxt = _choose(last, step, plan)
         tokens.append(nxt)
         logits.append(last)
         if forced is not None:
             nxt = np.asarray(forced)[:, step].astype(np.int64)
         feeds = {**feeds, "input_ids": nxt[:, None],
                  **{n: out[n.replace("past_key_values", "present")] for n in past_names}}
-    return np.stack(tokens, axis=1), logits
+    return np.stack(tokens, axis=1), logits, prompt
 
 
-def reference_generate(model: Any, ids: Any, mask: Any, steps: int) -> Any:
-    """The source's own greedy ``generate()`` (no early stop), without the leading decoder start token."""
+def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Any:
+    """The source's own greedy ``generate()`` (its generation config: prompt, suppressed tokens; no early
+    stop), the ``steps`` new tokens."""
     import torch
 
+    kwargs = {k: torch.from_numpy(v) for k, v in enc_feeds.items()}
     with torch.no_grad():
-        out = model.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                             max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
+        out = model.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
                              eos_token_id=None)
-    return out[:, 1:].numpy()
+    out = out if isinstance(out, torch.Tensor) else out["sequences"]
+    return out[:, -steps:].numpy()
 
 
-def generation_results(model: Any, tokenizer: Any, directory: Path, contract: dict[str, Any],
-                       prompts: list[str] | None = None, steps: int = NEW_TOKENS) -> dict[str, Any]:
-    """The exported pair against the PyTorch model: TaskResult-like dict (check, passed, reason, figures)."""
+def generation_results(model: Any, preprocess: Any, directory: Path, contract: dict[str, Any],
+                       prompts: list[str] | None = None, steps: int = NEW_TOKENS,
+                       precision: str = "float32") -> dict[str, Any]:
+    """The exported pair against the PyTorch model: TaskResult-like dict (check, passed, reason, figures).
+    At float32 the tokens must be identical; below, the next-token agreement on the reference's path."""
     import numpy as np
 
-    enc = tokenizer(prompts or PROMPTS, padding=True, return_tensors="np")
-    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-    result: dict[str, Any] = {"check": "text2text-generation", "input_set": "sample-prompts", "output": "logits"}
+    speech = "input_features" in contract["encoder"]["inputs"]
+    result: dict[str, Any] = {"check": CHECK, "input_set": "sample-audio" if speech else "sample-prompts",
+                              "output": "logits"}
     try:
+        feeds = encoder_feeds(contract, preprocess, prompts)
         t_enc, t_dec = torch_runner(model)
-        o_enc, o_dec = onnx_runner(directory)
-        ref_tokens, ref_logits = greedy_loop(t_enc, t_dec, contract, ids, mask, steps)
-        cand_tokens, _ = greedy_loop(o_enc, o_dec, contract, ids, mask, steps)
-        _, cand_logits = greedy_loop(o_enc, o_dec, contract, ids, mask, steps, forced=ref_tokens)
+        o_enc, o_dec = onnx_runner(directory, contract)
+        ref_tokens, ref_logits, ref_prompt = greedy_loop(t_enc, t_dec, contract, feeds, steps)
+        cand_tokens, _, cand_prompt = greedy_loop(o_enc, o_dec, contract, feeds, steps)
+        _, cand_logits, _ = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref_tokens, prompt=ref_prompt)
     except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
         return {**result, "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"}
-    gen_tokens = reference_generate(model, ids, mask, steps)
+    gen_tokens = reference_generate(model, feeds, steps)
     worst, worst_step = 0.0, None
     for step in range(steps):
         r, c = ref_logits[step].astype(np.float64), cand_logits[step].astype(np.float64)
@@ -254,15 +482,26 @@ def generation_results(model: Any, tokenizer: Any, directory: Path, contract: di
     if not np.array_equal(gen_tokens, ref_tokens):
         reasons.append("the reference's decode loop does not reproduce generate() "
                        f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
+    if not np.array_equal(ref_prompt, cand_prompt):
+        reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs {ref_prompt.tolist()}")
+    rtol = _LOGIT_RTOL.get(precision, 0.1)
+    need = 1.0 if precision in _EXACT else _TOKEN_AGREEMENT.get(precision, 0.7)
     matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == gen_tokens)]
-    if min(matched) < steps:
+    chosen = np.stack([_choose(c, i, contract["decoding"]) for i, c in enumerate(cand_logits)], axis=1)
+    agreement = float((chosen == ref_tokens).mean())  # the candidate's choice on the reference's path
+    if precision in _EXACT and min(matched) < steps:
         row = int(np.argmin(matched))
-        reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
+        reasons.append(f"greedy tokens diverge at step {matched[row]} of sample {row} "
                        f"(expected {gen_tokens[row].tolist()}, got {cand_tokens[row].tolist()})")
-    if worst > _LOGIT_RTOL:
-        reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {_LOGIT_RTOL:.0e}")
-    figures = {"prompts": int(ids.shape[0]), "new_tokens": steps, "tokens_matched": matched,
+    elif precision not in _EXACT and agreement < need:
+        reasons.append(f"the next token agrees at {agreement:.0%} of the steps on the reference's path < {need:.0%}")
+    if worst > rtol:
+        reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
+    figures = {"samples": int(cand_tokens.shape[0]), "new_tokens": steps, "tokens_matched": matched,
+               "next_token_agreement": agreement, "precision": precision,
                "identical": bool(np.array_equal(cand_tokens, gen_tokens)), "max_logit_rel_diff": worst,
-               "reference": "generate()", "bounds": {"logit_rel_diff": _LOGIT_RTOL},
-               "generated": cand_tokens.tolist()}
+               "reference": "generate()", "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
+               "prompt": cand_prompt.tolist(), "generated": cand_tokens.tolist()}
+    if not speech:
+        figures["prompts"] = figures["samples"]
     return {**result, "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures}

@@ -68,3 +68,33 @@ def argmax_results(names: list[str], ran: list, precision: str) -> list[dict[str
                                                       "argmax_agreement": agree,
                                                       "distinct_ids": len(np.unique(r.argmax(-1)))}})
     return results
+
+
+def clip_label_results(names: list[str], ran: list, precision: str, labels: list[str] | None) -> list[dict[str, Any]]:
+    """audio-classification: the synthetic clips through the repo's feature extractor, the label of every clip
+    (argmax of ``logits [batch, labels]``) identical at float32 (95% below), and the softmax probabilities
+    within 1e-4 at float32 (1e-2 below)."""
+    import numpy as np
+
+    from zoo.converters.tasks.agreement import label_agreement_needed, sample_pairs
+
+    need = label_agreement_needed(precision)
+    prob_tol = 1e-4 if precision in ("float32", "float64") else 1e-2
+    softmax = lambda x: np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E731
+    results = []
+    for input_set, r, c in sample_pairs(names, ran, "logits", 2):
+        ref, cand = r.argmax(-1), c.argmax(-1)
+        agree = float((ref == cand).mean())
+        prob = float(np.abs(softmax(r.astype(np.float64)) - softmax(c.astype(np.float64))).max())
+        reasons = []
+        if agree < need:
+            reasons.append(f"the label of {agree:.0%} of the clips agrees < {need:.0%}")
+        if prob > prob_tol:
+            reasons.append(f"probabilities differ by {prob:.2e} > {prob_tol:.0e}")
+        name = (lambda i: labels[i] if isinstance(labels, list) and i < len(labels) else int(i))  # noqa: E731
+        results.append({"check": "audio-classification", "input_set": input_set.name, "output": "logits",
+                        "passed": not reasons, "reason": "; ".join(reasons) or None,
+                        "figures": {"clips": int(r.shape[0]), "label_agreement": agree, "max_prob_diff": prob,
+                                    "bounds": {"label_agreement": need, "prob_diff": prob_tol},
+                                    "reference": [name(int(i)) for i in ref], "candidate": [name(int(i)) for i in cand]}})
+    return results

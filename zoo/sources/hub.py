@@ -154,7 +154,12 @@ class RecordSource(Source):
 
             tm = build_model(record, self.root, self.weights, self.weights_format, progress.note)
             preprocess = tm.processor if tm.processor is not None else tm.tokenizer
-            return Opened(tm, torch_runner(tm), parity_input_sets(record, preprocess), tm.input_names,
+            sets = parity_input_sets(record, preprocess)
+            if tm.seq2seq is not None:  # an encoder-decoder: the decoder's first step on the real samples
+                from zoo.converters.tasks.seq2seq import sample_set
+
+                sets.append(sample_set(tm.seq2seq))
+            return Opened(tm, torch_runner(tm), sets, tm.input_names,
                           tm.output_names, tm.classifier_outputs, labels=tm.labels, torch_model=tm,
                           seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
 
