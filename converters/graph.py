@@ -81,7 +81,7 @@ def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary
 
 def _load_edges() -> None:
     # importing the edge modules registers their edges; none imports a framework at module level
-    from zoo.converters.edges import from_keras, from_torch, jax_export, litert, onnx_variants, pt2, tf  # noqa: F401
+    from zoo.converters.edges import from_keras, from_torch, jax_export, jax_tf, litert, onnx_variants, pt2, tf  # noqa: F401
 
 
 def formats() -> list[str]:
