@@ -52,6 +52,9 @@ def _check_route(out: dict) -> dict:
     assert contract["shapes"] == "static" and any("static shapes" in d for d in contract["differs"])
     assert any("static shapes" in w for w in manifest["parity"]["warnings"])  # parity said what it did not feed
     assert "XlaCallModule" in _saved_model_ops(Path(out["artifact_dir"]))
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    check_saved_model(Path(out["artifact_dir"]))  # zoo's own allow-list takes it back (zoo diff, zoo convert)
     return contract
 
 
@@ -112,3 +115,59 @@ def test_bert_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_repos, tmp_pa
     got = _serving(out["artifact_dir"])(**feeds)[contract["outputs"][0]].numpy()
     assert ref.std() > 0
     np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+
+
+def _jax_saved_model(fn, root: Path, **convert) -> Path:
+    """A SavedModel of a jax function through jax2tf, as any user would save one."""
+    import jax
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+
+    saved = jax.config.jax_export_calling_convention_version
+    jax.config.update("jax_export_calling_convention_version", 9)  # what TF 2.19 takes
+    try:
+        holder = tf.Module()
+        holder.f = tf.function(jax2tf.convert(fn, with_gradient=False, **convert), autograph=False,
+                               input_signature=[tf.TensorSpec([2, 2], tf.float32, name="x")])
+        tf.saved_model.save(holder, str(root), signatures={"serving_default": holder.f.get_concrete_function()})
+    finally:
+        jax.config.update("jax_export_calling_convention_version", saved)
+    return root
+
+
+HOSTILE_STABLEHLO = """
+func.func public @main(%arg0: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  %0 = stablehlo.custom_call @some_native_function(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>
+  return %0 : tensor<2x2xf32>
+}
+"""
+
+
+def _hostile_saved_model(root: Path) -> Path:
+    """An XlaCallModule whose StableHLO calls a native function by name, as a hostile file would hold."""
+    import tensorflow as tf
+    from jax.extend.mlir.dialects import stablehlo
+    from tensorflow.compiler.tf2xla.python import xla as tfxla
+
+    module = stablehlo.serialize_portable_artifact_str(HOSTILE_STABLEHLO, "1.0.0")
+    holder = tf.Module()
+    holder.f = tf.function(lambda x: tfxla.call_module([x], version=9, module=module, Tout=[tf.float32],
+                                                       Sout=[(2, 2)], platforms=["CPU"])[0],
+                           autograph=False, input_signature=[tf.TensorSpec([2, 2], tf.float32, name="x")])
+    tf.saved_model.save(holder, str(root), signatures={"serving_default": holder.f.get_concrete_function()})
+    return root
+
+
+def test_xla_call_module_is_loaded_only_when_its_stablehlo_computes(tmp_path):
+    """jax2tf's XlaCallModule passes the SavedModel allow-list when its StableHLO only computes; a custom_call
+    (a call into a native function the process registered) is refused before TensorFlow loads the file."""
+    require("jax")
+    import jax.numpy as jnp
+
+    from zoo import errors
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    check_saved_model(_jax_saved_model(lambda x: jnp.tanh(x) @ x.T, tmp_path / "ok"))
+    with pytest.raises(errors.UnsafeModelError, match=r"XlaCallModule \(its StableHLO module holds "
+                                                      r"stablehlo.custom_call @some_native_function"):
+        check_saved_model(_hostile_saved_model(tmp_path / "hostile"))
