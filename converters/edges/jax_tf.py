@@ -4,11 +4,13 @@ The ``jax.export`` artifact of ``edges/jax_export.py`` (the PyTorch module run t
 is wrapped by ``jax2tf.convert`` into a ``tf.function`` and saved with ``tf.saved_model.save``. jax 0.10 only
 has native serialization: ``native_serialization=False`` (graph mode, plain TF ops) is deprecated and ignored,
 so the SavedModel's signature calls one ``XlaCallModule`` op that holds the StableHLO module and its weights.
-``tf.saved_model.load`` and TF Serving run it (XLA compiles the module on the first call); the TFLite converter
-of TF 2.19 cannot lower it (``'vhlo.reduce_v1' op is not part of the vhlo support yet``), so ``tflite`` keeps
-coming from onnx2tf or litert-torch, never through this SavedModel. onnx2tf's SavedModel (plain TF ops, which
-TFLite, TF.js and other TF tools read) is therefore tried first; this route is for the families onnx2tf stops at
-(transformers ViT, BERT-like encoders, timm ViT, ConvNeXt): see ``graph.routes``.
+``tf.saved_model.load`` and TF Serving run it (XLA compiles the module on the first call). TF 2.19's TFLite
+converter lowers the StableHLO inside for some families only (bench/results-targets-tf.json: resnet18, vit_tiny
+and convnext_atto convert and pass; BERT fails, ``'vhlo.reduce_v1' op is not part of the vhlo support yet``, from
+the embedding's boolean reduce), so ``tflite`` keeps coming from onnx2tf or litert-torch (which pass every family),
+never through this SavedModel. onnx2tf's SavedModel (plain TF ops, which TFLite, TF.js and other TF tools read)
+is tried first; this route is for the families onnx2tf stops at (transformers ViT, BERT-like encoders, timm ViT,
+timm ConvNeXt with its GELU): see ``graph.routes``.
 
 Two versions must match the TensorFlow that loads the file, not the jax that wrote it: the calling convention of
 ``jax.export`` (jax 0.10 writes v10, TF 2.19 runs up to v9: ``tfxla.call_module_maximum_supported_version``) and
@@ -174,7 +176,8 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
         differs.append("static shapes: the SavedModel takes exactly the shapes above (the jax export is static)")
     return {"exporter": "jax2tf", "serialization": f"native: one XlaCallModule op (StableHLO {target}, "
             f"calling convention v{convention}); graph mode (native_serialization=False) is gone from jax 0.10",
-            "tflite": "not from this SavedModel: TF's TFLite converter cannot lower XlaCallModule",
+            "tflite": "zoo makes tflite with onnx2tf or litert-torch, not from this SavedModel (TFLite lowers its "
+                      "XlaCallModule for some families only)",
             "io_contract": {"shapes": "static" if static else "dynamic", "inputs": inputs, "outputs": outputs,
                             "differs": differs}}
 
