@@ -13,7 +13,7 @@ the deserialised jax export under jit) against PyTorch eager, on the same inputs
 Everything runs through zoo's own edge functions (converters/edges/*), in-process, with seeded random
 weights; parity here is one batch-1 input set at zoo's fp32 tolerance (the pipeline checks several).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_targets.py [--size small|base] [--json FILE]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_targets.py [--size small|base] [--target tflite|tf] [--json FILE]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def families(size: str):
             return out.last_hidden_state, out.pooler_output
 
     torch.manual_seed(0)
+    convnext = timm.create_model("convnext_atto" if size == "small" else "convnext_tiny")
     if size == "base":
         cnn, vit = timm.create_model("resnet50"), timm.create_model("vit_base_patch16_224")
         bert_cfg = BertConfig()  # BERT-base: 12 layers, hidden 768
@@ -63,6 +64,7 @@ def families(size: str):
     return [
         ("cnn", cnn.eval(), ["pixel_values"], ["logits"], image, (torch.randn(1, 3, hw, hw),)),
         ("vit", vit.eval(), ["pixel_values"], ["logits"], image, (torch.randn(1, 3, hw, hw),)),
+        ("convnext", convnext.eval(), ["pixel_values"], ["logits"], image, (torch.randn(1, 3, hw, hw),)),
         ("bert", Encoder(BertModel(bert_cfg)).eval(), ["input_ids", "attention_mask"], ["last_hidden_state", "pooler_output"],
          text, (ids, mask)),
     ]
@@ -161,12 +163,85 @@ def run_family(name, module, inputs, outputs, axes, example, root: Path, reps: i
     return {"family": name, "targets": rows, "latency_ms": {k: round(v, 2) for k, v in lat.items()}}
 
 
+def run_tf_family(name, module, inputs, outputs, axes, example, root: Path, reps: int) -> dict:
+    """``tf``: onnx2tf alone (torch.onnx + onnx2tf), jax2tf (torchax + jax.export, static when the symbolic export
+    fails, then jax2tf), zoo's tf ladder in its order (onnx2tf, jax2tf, jax2tf static: the sum up to the winner),
+    whether TFLite converts the jax2tf SavedModel, and the SavedModel's latency at batch 1 against torch eager."""
+    from zoo.converters.edges.from_torch import torch_to_onnx
+    from zoo.converters.edges.jax_export import torch_to_jax
+    from zoo.converters.edges.jax_tf import jax_to_tf
+    from zoo.converters.edges.tf import onnx_to_saved_model, saved_model_to_tflite
+    from zoo.converters.graph import EdgeContext
+    from zoo.converters.loaders.torch_models import TorchModel
+    from zoo.converters.parity.runners import artifact_runner, torch_runner
+
+    tm = TorchModel(module, inputs, outputs, axes)
+    feeds = {n: t.numpy() for n, t in zip(inputs, example)}
+    ref_fn = torch_runner(tm)
+    ref = ref_fn(feeds)
+
+    def attempt(label: str, fn) -> dict:
+        out_dir = root / name / label
+        out_dir.mkdir(parents=True)
+        t = time.perf_counter()
+        try:
+            path = fn(out_dir)
+            seconds = time.perf_counter() - t
+            got = artifact_runner(path, inputs, outputs)(feeds)
+            diff, ok = max_diff(got, ref)
+            row = {"passed": ok, "max_abs_diff": diff, "seconds": round(seconds, 2), "path": str(path)}
+        except Exception as exc:  # noqa: BLE001 - a failed conversion is a finding
+            row = {"passed": False, "error": f"{type(exc).__name__}: {str(exc)[:160]}",
+                   "seconds": round(time.perf_counter() - t, 2)}
+        print(f"  {name:8} {label:22} {'PASS' if row['passed'] else 'fail'} {row.get('max_abs_diff', '-')!s:>12} "
+              f"{row['seconds']:>7.1f}s {row.get('error', '')[:100]}", flush=True)
+        return row
+
+    def ctx(static: bool = False) -> EdgeContext:
+        return EdgeContext(opset=18, example=tuple(example), static_shapes=static)
+
+    rows: dict[str, dict] = {}
+    onnx_row = attempt("torch.onnx", lambda d: torch_to_onnx(tm, d, ctx()))
+    rows["onnx2tf"] = attempt("onnx2tf", lambda d: onnx_to_saved_model(Path(onnx_row["path"]), d, ctx())) \
+        if onnx_row.get("path") else {"passed": False, "error": "no ONNX export", "seconds": 0.0}
+    rows["onnx2tf"]["seconds"] = round(rows["onnx2tf"]["seconds"] + onnx_row["seconds"], 2)
+    for label, static in (("jax2tf (dynamic)", False), ("jax2tf (static)", True)):
+        c = ctx(static)
+
+        def jax2tf_route(d: Path, c=c) -> Path:
+            (d / "jax").mkdir()
+            (d / "tf").mkdir()
+            return jax_to_tf(torch_to_jax(tm, d / "jax", c), d / "tf", c)
+
+        rows[label] = attempt(label, jax2tf_route)
+    ladder = [("onnx2tf", rows["onnx2tf"]), ("jax2tf (dynamic)", rows["jax2tf (dynamic)"]),
+              ("jax2tf (static)", rows["jax2tf (static)"])]
+    spent, won = 0.0, None
+    for label, row in ladder:
+        spent += row["seconds"]
+        if row["passed"]:
+            won = (label, row)
+            break
+    rows["zoo tf"] = {"passed": won is not None, "route": won[0] if won else None, "seconds": round(spent, 2),
+                      "max_abs_diff": won[1]["max_abs_diff"] if won else None}
+    jax2tf = rows["jax2tf (dynamic)"] if rows["jax2tf (dynamic)"]["passed"] else rows["jax2tf (static)"]
+    if jax2tf.get("path"):
+        rows["tflite from the jax2tf SavedModel"] = attempt(
+            "tflite from jax2tf", lambda d: saved_model_to_tflite(Path(jax2tf["path"]), d, ctx()))
+    lat = {"torch eager": latency(ref_fn, feeds, reps)}
+    if won:
+        lat[f"tf ({won[0]})"] = latency(artifact_runner(Path(won[1]["path"]), inputs, outputs), feeds, reps)
+    return {"family": name, "targets": rows, "latency_ms": {k: round(v, 2) for k, v in lat.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", choices=("small", "base"), default="small")
     ap.add_argument("--only", help="comma-separated families: cnn,vit,bert")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--target", choices=("tflite", "tf"), default="tflite",
+                    help="tflite (litert-torch, onnx2tf, jax) or tf (onnx2tf against jax2tf)")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import torch
@@ -177,18 +252,19 @@ def main() -> None:
         for fam in families(args.size):
             if args.only and fam[0] not in args.only.split(","):
                 continue
-            results.append(run_family(*fam, Path(tmp), args.reps))
+            run = run_tf_family if args.target == "tf" else run_family
+            results.append(run(*fam, Path(tmp), args.reps))
     for r in results:
         t = r["targets"]
         print(f"\n{r['family']}: " + " | ".join(
             f"{k}: {'pass' if v['passed'] else 'FAIL'} {v.get('max_abs_diff') if v.get('max_abs_diff') is not None else ''} "
-            f"{v['seconds']}s" for k, v in t.items() if k in ("zoo tflite", "litert alone", "onnx2tf", "jax")))
+            f"{v['seconds']}s" for k, v in t.items() if k in ("zoo tflite", "litert alone", "onnx2tf", "jax", "zoo tf", "jax2tf (dynamic)", "jax2tf (static)")))
         print("  latency ms (batch 1): " + ", ".join(f"{k} {v}" for k, v in r["latency_ms"].items()))
     if args.json:
         for r in results:
             for v in r["targets"].values():
                 v.pop("path", None)
-        args.json.write_text(json.dumps({"size": args.size, "threads": torch.get_num_threads(), "results": results},
+        args.json.write_text(json.dumps({"size": args.size, "target": args.target, "threads": torch.get_num_threads(), "results": results},
                                         indent=1, default=str))
 
 

@@ -86,6 +86,7 @@ def _load_edges() -> None:
         from_keras,
         from_torch,
         jax_export,
+        jax_tf,
         litert,
         onnx_variants,
         pt2,
@@ -162,8 +163,11 @@ def routes(source: str, target: str) -> list[list[Edge]]:
     onnx2tf: it keeps a dynamic batch, which litert-torch 0.10 never exported for any family measured, so trying
     litert-torch first only cost every CNN a failed export), then chains through an alternative edge
     (litert-torch's direct torch -> tflite: it lowers the ``Where``/``Expand``/``Range`` patterns of
-    transformers that onnx2tf stops at, with static shapes on the ladder's last rung). An alternative chain is
-    a route only where it is no longer than the plan: torch -> onnx never detours through tflite."""
+    transformers that onnx2tf stops at, with static shapes on the ladder's last rung). For ``tf`` the same rule
+    gives onnx2tf first, then torch -> jax -> tf through jax2tf: onnx2tf's SavedModel holds plain TF ops (TFLite,
+    TF.js and other TF tools read it), jax2tf's one XlaCallModule op only TF and TF Serving run, so jax2tf is the
+    route for the families onnx2tf stops at (ViT, BERT-like, ConvNeXt). An alternative chain is a route only where
+    it is no longer than the plan: torch -> onnx never detours through tflite, nor tflite through jax2tf."""
     base = plan(source, target)
     found: list[list[Edge]] = []
     for (src, dst), alternatives in sorted(ALTERNATIVES.items()):

@@ -33,7 +33,7 @@ LAYERS = [
 ALLOWED_LOOP = {"zoo.converters.graph", "zoo.converters.edges.from_keras", "zoo.converters.edges.from_torch",
                 "zoo.converters.edges.onnx_variants", "zoo.converters.edges.pt2", "zoo.converters.edges.tf",
                 "zoo.converters.edges.litert", "zoo.converters.edges.jax_export",
-                "zoo.converters.edges.from_jax"}
+                "zoo.converters.edges.from_jax", "zoo.converters.edges.jax_tf"}
 
 
 def _modules() -> dict[str, Path]:

@@ -56,8 +56,9 @@ def test_routes_to_tflite_try_onnx2tf_first_then_litert_then_static_shapes():
     int8 = [[e.target for e in c] for c in graph.routes("torch", "tflite-int8")]
     assert int8 == [["onnx", "tflite", "tflite-int8"], ["tflite", "tflite-int8"]]
     # no detour: an ONNX (or its variants, or pt2) from torch is never made through litert-torch and tf2onnx
-    for target in ("onnx", "onnx-fp16", "onnx-int8", "pt2", "tf"):
+    for target in ("onnx", "onnx-fp16", "onnx-int8", "pt2"):
         assert graph.routes("torch", target) == [graph.plan("torch", target)], target
+    # tf: onnx2tf, then jax2tf (tests/test_jax2tf.py)
     assert [[e.name for e in c] for c in graph.routes("onnx", "tflite")] == [["onnx2tf + tf.lite.TFLiteConverter"]]
     assert {"jax", "tflite-int8", "tflite-fp16"} <= set(graph.target_formats())
     # a cache key names every route, so adding a route is a new key, and one route keeps its old name

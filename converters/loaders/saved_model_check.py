@@ -4,7 +4,8 @@ A SavedModel is a program: loading it runs its initialisers (and, for a TF1
 model, the saver's restore op), serving runs its signature. Before zoo loads
 one, this reads ``saved_model.pb`` as data and checks every node of every
 meta graph and every function of the function library against an allow-list
-of compute ops (``tf_ops.COMPUTE_OPS``). Checkpoint ops (``RestoreV2``,
+of compute ops (``tf_ops.COMPUTE_OPS``; an ``XlaCallModule``, jax2tf's op, when the StableHLO it holds only
+computes: ``stablehlo_check``). Checkpoint ops (``RestoreV2``,
 ``SaveV2``...) are allowed only in the saver's own graph: the nodes the
 ``SaverDef`` names and what they need (TF1), or the functions only they call
 (TF2), and only where nothing else (a signature, an initialiser, any other
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from zoo import errors
+from zoo.converters.loaders.stablehlo_check import xla_call_module_refusal
 from zoo.converters.loaders.tf_ops import CHECKPOINT_OPS, COMPUTE_OPS
 
 
@@ -61,8 +63,12 @@ def _reached(roots: Iterable[str], functions: dict[str, Any]) -> set[str]:
     return seen
 
 
-def _refused(node: Any, allowed: frozenset[str], functions: dict[str, Any]) -> bool:
-    return node.op not in allowed and node.op not in functions
+def _refused(node: Any, allowed: frozenset[str], functions: dict[str, Any]) -> str | None:
+    """The op (with why, for an XlaCallModule) when the allow-list refuses ``node``, else None."""
+    if node.op == "XlaCallModule":  # jax2tf: StableHLO, read as data (stablehlo_check)
+        why = xla_call_module_refusal(node)
+        return None if why is None else f"XlaCallModule ({why})"
+    return None if node.op in allowed or node.op in functions else node.op
 
 
 def _check_meta_graph(meta: Any) -> list[tuple[str, str]]:
@@ -75,14 +81,14 @@ def _check_meta_graph(meta: Any) -> list[tuple[str, str]]:
     # Everything else may run when the model is loaded (initialisers, collections) or served.
     served = _ancestors(nodes, set(nodes) - saver_nodes)
     saver_only = saver_nodes - served
-    bad = [(n.op, n.name) for n in nodes.values()
-           if _refused(n, COMPUTE_OPS | CHECKPOINT_OPS if n.name in saver_only else COMPUTE_OPS, functions)]
+    bad = [(op, n.name) for n in nodes.values()
+           if (op := _refused(n, COMPUTE_OPS | CHECKPOINT_OPS if n.name in saver_only else COMPUTE_OPS, functions))]
     calls = lambda names: [f for name in names for f in _called(nodes[name], functions)]  # noqa: E731
     open_functions = _reached(calls(served) + list(meta.object_graph_def.concrete_functions), functions)
     saver_functions = _reached(calls(saver_only), functions) - open_functions
     for name, function in functions.items():  # every function, reachable or not
         allowed = COMPUTE_OPS | CHECKPOINT_OPS if name in saver_functions else COMPUTE_OPS
-        bad += [(n.op, f"{name}/{n.name}") for n in function.node_def if _refused(n, allowed, functions)]
+        bad += [(op, f"{name}/{n.name}") for n in function.node_def if (op := _refused(n, allowed, functions))]
     return bad
 
 

@@ -1,0 +1,173 @@
+"""The jax2tf route to ``tf`` (issue 14): torch -> jax (torchax + jax.export) -> tf (jax2tf, one XlaCallModule op),
+tried after onnx2tf; the transformers ViT and BERT families that onnx2tf stops at reach ``tf`` with parity, the
+route named in zoo.json, and the SavedModel checked here against transformers' own model, independently of zoo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import pull_json
+from test_targets import require
+
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
+
+
+def test_routes_to_tf_try_onnx2tf_then_jax2tf_then_static_shapes():
+    from zoo.converters import graph
+
+    rungs = [(graph.chain_name(c), [e.name for e in c], r) for c, r in graph.ladder(graph.routes("torch", "tf"))]
+    assert rungs == [("torch -> onnx -> tf", ["torch.onnx", "onnx2tf"], "route"),
+                     ("torch -> jax -> tf", ["torchax + jax.export", "jax2tf"], "route"),
+                     ("torch -> jax -> tf", ["torchax + jax.export", "jax2tf"], "static shapes")]
+    # its SavedModel holds an XlaCallModule TFLite cannot lower: tflite never comes through it
+    assert all("jax2tf" not in [e.name for e in c] for c in graph.routes("torch", "tflite"))
+    assert graph.plan("torch", "tf") == graph.routes("torch", "tf")[0]  # the plan itself is unchanged
+
+
+def _saved_model_ops(directory: Path) -> set[str]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString((directory / "saved_model.pb").read_bytes())
+    return {n.op for m in model.meta_graphs for f in m.graph_def.library.function for n in f.node_def}
+
+
+def _check_route(out: dict) -> dict:
+    """onnx2tf failed, jax2tf (static shapes) won; the contract says the shapes and keeps the source's dtypes."""
+    assert out["verified"] and out["parity"]["passed"] and out["conversion"]["chain"] == "torch -> jax -> tf"
+    routes = out["conversion"]["routes"]
+    tried = [(r["route"], r["rung"], r["result"]) for r in routes]
+    assert tried[0][:2] == ("torch -> onnx -> tf", "route") and tried[0][2] == "conversion failed"
+    assert "onnx2tf cannot convert" in routes[0]["reason"]
+    assert tried[-1] == ("torch -> jax -> tf", "static shapes", "passed") and routes[-1]["won"]
+    assert [r["won"] for r in routes].count(True) == 1 and all(r["reason"] for r in routes)
+    manifest = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+    assert manifest["conversion"]["routes"] == routes
+    info = out["conversion"]["details"]["jax->tf"]
+    assert info["exporter"] == "jax2tf" and "XlaCallModule" in info["serialization"]
+    contract = info["io_contract"]
+    assert contract["shapes"] == "static" and any("static shapes" in d for d in contract["differs"])
+    assert any("static shapes" in w for w in manifest["parity"]["warnings"])  # parity said what it did not feed
+    assert "XlaCallModule" in _saved_model_ops(Path(out["artifact_dir"]))
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    check_saved_model(Path(out["artifact_dir"]))  # zoo's own allow-list takes it back (zoo diff, zoo convert)
+    return contract
+
+
+def _serving(artifact_dir: str):
+    import tensorflow as tf
+
+    return tf.saved_model.load(artifact_dir).signatures["serving_default"]
+
+
+def _from_files(cls, files: dict, root: Path):
+    """transformers' own model from the repo's files (from_pretrained maps renamed weights)."""
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return cls.from_pretrained(str(root)).eval()
+
+
+def test_transformers_vit_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_repos, tmp_path):
+    """~40 s of CPU: onnx2tf fails fast on the ViT's attention, torchax's symbolic export fails, the static one
+    passes. The one default test of the route; the BERT one is slow (onnx2tf takes a minute to fail there)."""
+    require("jax")
+    cached_repo("zoo-test/tiny-vit-classifier")
+    out = pull_json("zoo-test/tiny-vit-classifier", "--format", "tf", env=OFFLINE)
+    contract = _check_route(out)
+    assert [(i["name"], i["dtype"]) for i in contract["inputs"]] == [("pixel_values", "float32")]
+    import torch
+    from transformers import ViTForImageClassification
+
+    model = _from_files(ViTForImageClassification, tiny_repos["zoo-test/tiny-vit-classifier"], tmp_path)
+    x = np.random.default_rng(5).standard_normal(contract["inputs"][0]["shape"]).astype(np.float32)
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(x)).logits.numpy()
+    got = _serving(out["artifact_dir"])(pixel_values=x)
+    assert list(got) == contract["outputs"] and ref.std() > 0
+    np.testing.assert_allclose(got[contract["outputs"][0]].numpy(), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())),
+                               rtol=1e-4)
+
+
+@pytest.mark.slow  # ~3 min on 2 busy cores: onnx2tf fails only after converting most of the graph
+def test_bert_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_repos, tmp_path):
+    require("jax")
+    cached_repo("zoo-test/tiny-bert")
+    out = pull_json("zoo-test/tiny-bert", "--format", "tf", env=OFFLINE)
+    contract = _check_route(out)
+    # the source's int64 ids and masks, not the int32 the jax export takes (cast inside the graph)
+    assert {i["dtype"] for i in contract["inputs"]} == {"int64"}
+    import torch
+    from transformers import BertModel
+
+    model = _from_files(BertModel, tiny_repos["zoo-test/tiny-bert"], tmp_path)
+    rng = np.random.default_rng(3)
+    feeds = {}
+    for item in contract["inputs"]:
+        name, shape = item["name"], item["shape"]
+        feeds[name] = rng.integers(1, 100, shape) if name == "input_ids" else np.ones(shape, np.int64)
+    feeds["attention_mask"][0, shape[1] // 2:] = 0  # padding: the mask must matter
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0].numpy()
+    got = _serving(out["artifact_dir"])(**feeds)[contract["outputs"][0]].numpy()
+    assert ref.std() > 0
+    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+
+
+def _jax_saved_model(fn, root: Path, **convert) -> Path:
+    """A SavedModel of a jax function through jax2tf, as any user would save one."""
+    import jax
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+
+    saved = jax.config.jax_export_calling_convention_version
+    jax.config.update("jax_export_calling_convention_version", 9)  # what TF 2.19 takes
+    try:
+        holder = tf.Module()
+        holder.f = tf.function(jax2tf.convert(fn, with_gradient=False, **convert), autograph=False,
+                               input_signature=[tf.TensorSpec([2, 2], tf.float32, name="x")])
+        tf.saved_model.save(holder, str(root), signatures={"serving_default": holder.f.get_concrete_function()})
+    finally:
+        jax.config.update("jax_export_calling_convention_version", saved)
+    return root
+
+
+HOSTILE_STABLEHLO = """
+func.func public @main(%arg0: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  %0 = stablehlo.custom_call @some_native_function(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>
+  return %0 : tensor<2x2xf32>
+}
+"""
+
+
+def _hostile_saved_model(root: Path) -> Path:
+    """An XlaCallModule whose StableHLO calls a native function by name, as a hostile file would hold."""
+    import tensorflow as tf
+    from jax.extend.mlir.dialects import stablehlo
+    from tensorflow.compiler.tf2xla.python import xla as tfxla
+
+    module = stablehlo.serialize_portable_artifact_str(HOSTILE_STABLEHLO, "1.0.0")
+    holder = tf.Module()
+    holder.f = tf.function(lambda x: tfxla.call_module([x], version=9, module=module, Tout=[tf.float32],
+                                                       Sout=[(2, 2)], platforms=["CPU"])[0],
+                           autograph=False, input_signature=[tf.TensorSpec([2, 2], tf.float32, name="x")])
+    tf.saved_model.save(holder, str(root), signatures={"serving_default": holder.f.get_concrete_function()})
+    return root
+
+
+def test_xla_call_module_is_loaded_only_when_its_stablehlo_computes(tmp_path):
+    """jax2tf's XlaCallModule passes the SavedModel allow-list when its StableHLO only computes; a custom_call
+    (a call into a native function the process registered) is refused before TensorFlow loads the file."""
+    require("jax")
+    import jax.numpy as jnp
+
+    from zoo import errors
+    from zoo.converters.loaders.saved_model_check import check_saved_model
+
+    check_saved_model(_jax_saved_model(lambda x: jnp.tanh(x) @ x.T, tmp_path / "ok"))
+    with pytest.raises(errors.UnsafeModelError, match=r"XlaCallModule \(its StableHLO module holds "
+                                                      r"stablehlo.custom_call @some_native_function"):
+        check_saved_model(_hostile_saved_model(tmp_path / "hostile"))
