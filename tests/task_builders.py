@@ -38,9 +38,12 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
     return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
 
 
-def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -> dict[str, bytes]:
+def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *, hidden: int | None = None,
+                 init: float = 0.2) -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
-    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token."""
+    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token.
+    ``hidden``/``init``: a wider model at a trained model's weight scale (transformers' default 0.02), whose
+    MatMuls dominate its size (the int4 tests: 4-bit weights are measurable there)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -49,9 +52,9 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -
         vocab = len(tokenizer)
         eos = tokenizer.eos_token_id
         if family == "gpt2":
-            config = GPT2Config(vocab_size=vocab, n_embd=TINY["hidden"], n_layer=TINY["layers"], n_head=TINY["heads"],
-                                n_positions=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
-                                initializer_range=0.2)
+            config = GPT2Config(vocab_size=vocab, n_embd=hidden or TINY["hidden"], n_layer=TINY["layers"],
+                                n_head=TINY["heads"], n_positions=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
+                                initializer_range=init)
             cls = GPT2LMHeadModel
             if head == "sequence-classification":  # GPT2ForSequenceClassification: 3 labels, no pad token
                 from transformers import GPT2ForSequenceClassification
@@ -59,10 +62,11 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -
                 config.num_labels = 3
                 cls = GPT2ForSequenceClassification
         elif family == "llama":
-            config = LlamaConfig(vocab_size=vocab, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+            config = LlamaConfig(vocab_size=vocab, hidden_size=hidden or TINY["hidden"], num_hidden_layers=TINY["layers"],
                                  num_attention_heads=TINY["heads"], num_key_value_heads=2,
-                                 intermediate_size=TINY["intermediate"], max_position_embeddings=TINY["positions"],
-                                 bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
+                                 intermediate_size=(hidden * 11 // 4) if hidden else TINY["intermediate"],
+                                 max_position_embeddings=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
+                                 initializer_range=init)
             cls = LlamaForCausalLM
         else:
             raise ValueError(f"family must be gpt2 or llama, not {family!r}")
