@@ -115,7 +115,12 @@ def canonical_format(name: str) -> str:
     return FORMAT_ALIASES.get(key, name)
 
 
-def reachable(source: str) -> list[str]:
+_ANY_TASK = "*"
+
+
+def reachable(source: str, task: str | None = _ANY_TASK) -> list[str]:
+    """Every format a chain from ``source`` reaches; with ``task``, only those whose chain converts a model of
+    that task (``onnx-int4`` is for decoders: a classifier's matrix leaves it out)."""
     _load_edges()
     seen, queue = {source}, deque([source])
     while queue:
@@ -124,7 +129,10 @@ def reachable(source: str) -> list[str]:
             if src == node and dst not in seen:
                 seen.add(dst)
                 queue.append(dst)
-    return sorted(seen - {source})
+    found = sorted(seen - {source})
+    if task == _ANY_TASK:
+        return found
+    return [fmt for fmt in found if not_applicable(plan(source, fmt), task) is None]
 
 
 def plan(source: str, target: str) -> list[Edge]:

@@ -54,6 +54,8 @@ FILE_CASES = [
     ("tf", "keras-file"),
     ("onnx", "tflite-file"),  # tf2onnx's TFLite reader
 ]
+# edges for some tasks only, whose real-model cases live beside their task's fixtures
+TESTED_ELSEWHERE = {("onnx", "onnx-int4"): "tests/test_onnx_int4.py: a GPT-2 decoder; refused for test_resnet"}
 FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model", "tflite-file": "tflite"}
 REPOS = {"test_resnet": TIMM_REPO, "test_efficientnet": "timm/test_efficientnet.r160_in1k"}
 
@@ -69,6 +71,7 @@ def _values(case) -> tuple:
 def test_every_registered_edge_has_a_case():
     covered = {(e.source, e.target) for fmt, model in map(_values, EDGE_CASES) for e in graph.plan(_node(model), fmt)}
     covered |= {(e.source, e.target) for fmt, kind in FILE_CASES for e in graph.plan(FILE_NODES[kind], fmt)}
+    covered |= set(TESTED_ELSEWHERE)
     assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
 
 
@@ -78,6 +81,7 @@ def test_every_registered_edge_has_a_case():
         ("onnx", ["torch", "onnx"]),
         ("onnx-int8", ["torch", "onnx", "onnx-int8"]),
         ("onnx-fp16", ["torch", "onnx", "onnx-fp16"]),
+        ("onnx-int4", ["torch", "onnx", "onnx-int4"]),
         ("pt2", ["torch", "pt2"]),
         ("keras-model:pt2", ["keras-model", "onnx", "pt2"]),
         ("pt2:onnx-int8", ["pt2", "onnx", "onnx-int8"]),
@@ -95,7 +99,8 @@ def test_plan_is_the_shortest_chain(target, chain):
     source, _, target = target.rpartition(":")
     edges = graph.plan(source or "torch", target)
     assert [edges[0].source] + [e.target for e in edges] == chain
-    assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16"}.get(target, "float32")
+    assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16", "onnx-int4": "int4"}.get(target,
+                                                                                                          "float32")
 
 
 def test_unreachable_format_names_the_reachable_ones():

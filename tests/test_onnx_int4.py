@@ -100,6 +100,16 @@ def test_an_int4_file_with_a_corrupted_scale_fails_the_check(pull, monkeypatch):
     assert gen["passed"] is False and ("agrees" in gen["reason"] or "logits" in gen["reason"]), gen
 
 
+def test_int4_is_reachable_for_decoders_only():
+    from zoo.converters import graph
+
+    assert [e.target for e in graph.plan("torch", "onnx-int4")] == ["onnx", "onnx-int4"]
+    assert "onnx-int4" in graph.reachable("torch") and "onnx-int4" in graph.reachable("torch", "text-generation")
+    for task in ("image-classification", "fill-mask", None):  # the matrix and the catalog leave it out
+        assert "onnx-int4" not in graph.reachable("torch", task) and "onnx-int8" in graph.reachable("torch", task)
+    assert "onnx-int4" in graph.target_formats()
+
+
 def test_int4_is_refused_for_a_model_that_is_not_a_decoder(indexed, cached_repo, tmp_path):
     """int4 is checked by greedy generation only: an image classifier exits 5 before anything is converted."""
     from conftest import TIMM_REPO, run_zoo
