@@ -163,8 +163,10 @@ def onnx_to_optimized(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
 
     out = out_dir / "model.onnx"
     opts = ort.SessionOptions()
-    if external(onnx.load(str(src), load_external_data=False), ctx.external_data_bytes):
-        # onnxruntime writes the optimised graph's weights beside it, in zoo's layout
+    graph_only = onnx.load(str(src), load_external_data=False)
+    if external(graph_only, ctx.external_data_bytes) or any(t.external_data for t in graph_only.graph.initializer):
+        # onnxruntime writes the optimised graph's weights beside it (else it points back at the source's data
+        # file); ``consolidate`` below inlines them when they are under the threshold
         opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_name(out))
         opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
                                       str(INLINE_BELOW))
