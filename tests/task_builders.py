@@ -360,3 +360,49 @@ def in_process_pull(hub_cache: Path, repos: dict[str, dict[str, bytes]], capsys)
         return out
 
     return run
+
+
+def large_decoder_cache(hub_cache: Path, repo_id: str, *, hidden: int = 2048, vocab: int = 131072, layers: int = 1,
+                        seed: int = 0) -> int:
+    """A Llama decoder whose float32 weights exceed protobuf's 2 GiB (defaults: 2.36 GB, the untied embedding
+    and LM head 2 x 1.07 GB), written into ``hub_cache`` as huggingface_hub leaves it. The weights go to disk
+    once and are moved into the cache (never held as bytes), so building needs one copy of them in memory.
+    The vocabulary is wider than the tokenizer's (ids above 400 are never fed). Returns the weights' bytes."""
+    import gc
+    import hashlib
+    import os
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from builders import write_hf_cache
+
+    hub_cache = Path(hub_cache)
+    hub_cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=hub_cache.parent) as tmp:
+        tokenizer = bpe_tokenizer(tmp)
+        eos = tokenizer.eos_token_id
+        config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=16,
+                             num_key_value_heads=8, intermediate_size=hidden * 11 // 4, max_position_embeddings=128,
+                             bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=False, initializer_range=0.02)
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config).eval()
+        model.save_pretrained(tmp, max_shard_size="100GB")
+        tokenizer.save_pretrained(tmp)
+        del model
+        gc.collect()
+        weights = Path(tmp) / "model.safetensors"
+        small = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file() and p != weights}
+        small["README.md"] = _model_card("transformers", "text-generation", ("llama", "safetensors"))
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+        commit = hashlib.sha1(digest.hexdigest().encode() + json.dumps(sorted(small)).encode()).hexdigest()
+        snapshot = write_hf_cache(hub_cache, repo_id, small, commit=commit, tree=False)
+        blob = snapshot.parent.parent / "blobs" / digest.hexdigest()
+        size = weights.stat().st_size
+        shutil.move(str(weights), blob)
+        (snapshot / "model.safetensors").symlink_to(os.path.relpath(blob, snapshot))
+    return size
