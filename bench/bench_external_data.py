@@ -31,13 +31,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 REPO = "zoo-bench/llama-2gb"
 
 
-def pull(root: Path, fmt: str) -> dict:
+def pull(root: Path, fmt: str, extra: tuple[str, ...] = ()) -> dict:
     """`zoo pull REPO --format fmt --json` in a child; its result, wall time and peak RSS."""
     env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1", "ZOO_HOME": str(root / "zoo"),
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "zoo", "pull", REPO, "--format", fmt, "--json"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "zoo", "pull", REPO, "--format", fmt, "--json", *extra], env=env,
                           capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--vocab", type=int, default=131072)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--allow-mismatch", action="store_true", help="report an artifact that fails parity too")
     parser.add_argument("--tmp", type=Path, default=None, help="where the cache and store go (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -63,14 +64,14 @@ def main() -> int:
         start = time.perf_counter()
         weights = large_decoder_cache(root / "hf" / "hub", REPO, hidden=args.hidden, vocab=args.vocab)
         built = time.perf_counter() - start
-        run = pull(root, args.format)
+        run = pull(root, args.format, ("--allow-mismatch",) if args.allow_mismatch else ())
         manifest = json.loads((Path(run["result"]["artifact_dir"]) / "zoo.json").read_text())
         gen = next((t for t in manifest["parity"]["tasks"] if t["check"] == "text-generation"), {})
         figures = {
             "model": REPO, "format": args.format, "weights_bytes": weights, "build_s": round(built, 1),
             "pull_wall_s": run["wall_s"], "peak_rss_bytes": run["peak_rss"],
             "peak_rss_over_weights": round(run["peak_rss"] / weights, 2) if run["peak_rss"] else None,
-            "verified": run["result"]["verified"], "files": {f["path"]: f["size"] for f in manifest["files"]},
+            "verified": run["result"]["verified"], "parity_summary": manifest["parity"].get("summary"), "files": {f["path"]: f["size"] for f in manifest["files"]},
             "external_data": manifest["conversion"].get("external_data"),
             "exporter": manifest["conversion"].get("exporter"),
             "generation": {k: gen.get("figures", {}).get(k) for k in ("identical", "next_token_agreement",

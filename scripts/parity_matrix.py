@@ -32,6 +32,7 @@ FAMILIES = [  # (name given to zoo, repo id, builder)
     ("zoo-test/tiny-vit-classifier", "zoo-test/tiny-vit-classifier", "vit-hf"),
     ("keras:MobileNetV2@96", None, "keras"),
     ("hf:zoo-test/tiny-keras", "zoo-test/tiny-keras", "keras-hf"),
+    ("zoo-test/gpt2-256", "zoo-test/gpt2-256", "gpt2-256"),  # a decoder: the one family with onnx-int4
 ]
 
 
@@ -40,6 +41,10 @@ def build(kind: str, repo: str) -> dict[str, bytes]:
 
     if kind == "keras-hf":
         return keras_repo()
+    if kind == "gpt2-256":
+        from task_builders import decoder_repo
+
+        return decoder_repo("gpt2", hidden=256, init=0.02)
     if kind == "timm":
         return timm_repo(repo.split("/", 1)[1])
     if kind == "bert-base":
