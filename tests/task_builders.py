@@ -374,9 +374,8 @@ def large_decoder_cache(hub_cache: Path, repo_id: str, *, hidden: int = 2048, vo
     import shutil
 
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from builders import write_hf_cache
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     hub_cache = Path(hub_cache)
     hub_cache.mkdir(parents=True, exist_ok=True)

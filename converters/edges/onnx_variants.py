@@ -78,7 +78,6 @@ def load_with_shapes(src: Path) -> Any:
 @edge("onnx", "onnx-fp16", name="onnxruntime.transformers.float16", dtype="float16", primary="model.onnx",
        tools=("onnx", "onnxruntime"))
 def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
-    import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     from zoo.converters.edges.onnx_external import save_model
