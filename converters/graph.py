@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from zoo import errors
 
-DTYPE_ORDER = ("float32", "float16", "bfloat16", "int8")  # loosest last
+DTYPE_ORDER = ("float32", "float16", "bfloat16", "int8", "int4")  # loosest last
 DEFAULT_OPSET = 18
 MIN_OPSET, MAX_OPSET = 9, 23  # the ONNX opsets torch.onnx and zoo's own converters are used and tested with
 
@@ -29,6 +29,9 @@ class EdgeContext:
     example: tuple = ()  # torch tensors at the export shape
     static_shapes: bool = False  # the ladder's static-shapes rung: export exactly the example's shapes
     seq_max: int | None = None
+    task: str | None = None  # the source's task (text-generation, ...): edges that serve only some tasks read it
+    # write ONNX weights as external data (model.onnx + model.onnx.data) above this many bytes (edges/onnx_external)
+    external_data_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # what each edge reports (exporter used, versions...)
 
@@ -42,6 +45,7 @@ class Edge:
     primary: str  # file name the edge writes in its output directory
     run: Callable[[Any, Path, EdgeContext], Path]
     tools: tuple[str, ...] = ()  # the packages whose versions decide its output (part of the cache key)
+    tasks: tuple[str, ...] = ()  # the only tasks it converts (empty: any); checked before a chain runs
 
 
 EDGES: dict[tuple[str, str], Edge] = {}
@@ -55,19 +59,21 @@ STATIC_CAPABLE: set[str] = set()
 
 # What runs each format when parity checks it: its version decides the check too.
 RUNTIMES = {"onnx": ("onnxruntime",), "onnx-fp16": ("onnxruntime",), "onnx-int8": ("onnxruntime",),
-            "onnx-opt": ("onnxruntime",), "pt2": ("torch",), "tf": ("tensorflow",),
+            "onnx-int4": ("onnxruntime",), "onnx-opt": ("onnxruntime",), "pt2": ("torch",), "tf": ("tensorflow",),
             "tflite": ("ai-edge-litert", "tensorflow"), "keras": ("keras", "tensorflow"),
             "tflite-int8": ("ai-edge-litert",), "tflite-fp16": ("ai-edge-litert",), "jax": ("jax", "jaxlib")}
 
 
 def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str,
-         tools: tuple[str, ...] = (), alternative: bool = False, static_shapes: bool = False) -> Callable:
+         tools: tuple[str, ...] = (), alternative: bool = False, static_shapes: bool = False,
+         tasks: tuple[str, ...] = ()) -> Callable:
     """Register ``fn`` as the converter from ``source`` to ``target``; ``tools``: the packages it uses.
     ``alternative``: one more route for the pair, tried before the planned chain (``routes``);
-    ``static_shapes``: it honours ``EdgeContext.static_shapes`` (the ladder's last rung)."""
+    ``static_shapes``: it honours ``EdgeContext.static_shapes`` (the ladder's last rung); ``tasks``: the only
+    tasks whose models it converts (``require_tasks``)."""
 
     def register(fn: Callable[[Any, Path, EdgeContext], Path]) -> Callable:
-        made = Edge(source, target, name, dtype, primary, fn, tools)
+        made = Edge(source, target, name, dtype, primary, fn, tools, tasks)
         if static_shapes:
             STATIC_CAPABLE.add(name)
         if alternative:
@@ -119,7 +125,12 @@ def canonical_format(name: str) -> str:
     return FORMAT_ALIASES.get(key, name)
 
 
-def reachable(source: str) -> list[str]:
+_ANY_TASK = "*"
+
+
+def reachable(source: str, task: str | None = _ANY_TASK) -> list[str]:
+    """Every format a chain from ``source`` reaches; with ``task``, only those whose chain converts a model of
+    that task (``onnx-int4`` is for decoders: a classifier's matrix leaves it out)."""
     _load_edges()
     seen, queue = {source}, deque([source])
     while queue:
@@ -128,7 +139,10 @@ def reachable(source: str) -> list[str]:
             if src == node and dst not in seen:
                 seen.add(dst)
                 queue.append(dst)
-    return sorted(seen - {source})
+    found = sorted(seen - {source})
+    if task == _ANY_TASK:
+        return found
+    return [fmt for fmt in found if not_applicable(plan(source, fmt), task) is None]
 
 
 def plan(source: str, target: str) -> list[Edge]:
@@ -191,8 +205,26 @@ def require_format(target: str) -> None:
                                             hint=f"formats: {', '.join(known)} (torch and pytorch mean pt2)")
 
 
+def not_applicable(chain: list[Edge], task: str | None) -> str | None:
+    """Why ``chain`` does not convert a model of ``task`` (an edge that serves only some tasks), or None."""
+    for e in chain:
+        if e.tasks and task not in e.tasks:
+            return (f"{e.target} is for {' and '.join(e.tasks)} models (decoders checked by greedy generation); "
+                    f"this model's task is {task or 'unknown'}")
+    return None
+
+
+def require_tasks(chain: list[Edge], task: str | None) -> None:
+    """Refuse (exit 5), before any edge runs, a chain with an edge that does not serve ``task``."""
+    why = not_applicable(chain, task)
+    if why is not None:
+        raise errors.UnsupportedError(why, hint="int4 weights are checked by greedy generation, which only decoders have: "
+                                                "for a smaller file of this model pull onnx-int8 or onnx-fp16")
+
+
 def run_chain(chain: list[Edge], source: Any, staging: Path, ctx: EdgeContext, progress: Any) -> list[Path]:
     """Run each edge into its own directory under ``staging``; every hop's primary file, in order."""
+    require_tasks(chain, ctx.task)
     hops: list[Path] = []
     current = source
     for i, step in enumerate(chain):

@@ -35,6 +35,7 @@ FAMILIES = [  # (name given to zoo, repo id, builder)
     ("zoo-test/tiny-t5", "zoo-test/tiny-t5", "t5"),  # encoder-decoders: encoder.onnx + decoder.onnx, onnx only
     ("zoo-test/tiny-bart", "zoo-test/tiny-bart", "bart"),
     ("zoo-test/tiny-whisper", "zoo-test/tiny-whisper", "whisper"),
+    ("zoo-test/gpt2-256", "zoo-test/gpt2-256", "gpt2-256"),  # a decoder: the one family with onnx-int4
 ]
 
 
@@ -47,6 +48,10 @@ def build(kind: str, repo: str) -> dict[str, bytes]:
         return seq2seq[kind]()
     if kind == "keras-hf":
         return keras_repo()
+    if kind == "gpt2-256":
+        from task_builders import decoder_repo
+
+        return decoder_repo("gpt2", hidden=256, init=0.02)
     if kind == "timm":
         return timm_repo(repo.split("/", 1)[1])
     if kind == "bert-base":

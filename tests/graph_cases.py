@@ -56,6 +56,8 @@ FILE_CASES = [
 FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model", "tflite-file": "tflite"}
 # (format, source node) whose tests live elsewhere: a JAX function or Flax import (tests/test_flax.py)
 SOURCE_CASES = [("onnx", "jax-fn")]
+# edges for some tasks only, whose real-model cases live beside their task's fixtures
+TESTED_ELSEWHERE = {("onnx", "onnx-int4"): "tests/test_onnx_int4.py: a GPT-2 decoder; refused for test_resnet"}
 REPOS = {"test_resnet": TIMM_REPO, "test_efficientnet": "timm/test_efficientnet.r160_in1k"}
 
 

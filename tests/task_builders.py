@@ -38,9 +38,12 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
     return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
 
 
-def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -> dict[str, bytes]:
+def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *, hidden: int | None = None,
+                 init: float = 0.2) -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
-    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token."""
+    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token.
+    ``hidden``/``init``: a wider model at a trained model's weight scale (transformers' default 0.02), whose
+    MatMuls dominate its size (the int4 tests: 4-bit weights are measurable there)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -49,9 +52,9 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -
         vocab = len(tokenizer)
         eos = tokenizer.eos_token_id
         if family == "gpt2":
-            config = GPT2Config(vocab_size=vocab, n_embd=TINY["hidden"], n_layer=TINY["layers"], n_head=TINY["heads"],
-                                n_positions=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
-                                initializer_range=0.2)
+            config = GPT2Config(vocab_size=vocab, n_embd=hidden or TINY["hidden"], n_layer=TINY["layers"],
+                                n_head=TINY["heads"], n_positions=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
+                                initializer_range=init)
             cls = GPT2LMHeadModel
             if head == "sequence-classification":  # GPT2ForSequenceClassification: 3 labels, no pad token
                 from transformers import GPT2ForSequenceClassification
@@ -59,10 +62,11 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -
                 config.num_labels = 3
                 cls = GPT2ForSequenceClassification
         elif family == "llama":
-            config = LlamaConfig(vocab_size=vocab, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+            config = LlamaConfig(vocab_size=vocab, hidden_size=hidden or TINY["hidden"], num_hidden_layers=TINY["layers"],
                                  num_attention_heads=TINY["heads"], num_key_value_heads=2,
-                                 intermediate_size=TINY["intermediate"], max_position_embeddings=TINY["positions"],
-                                 bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
+                                 intermediate_size=(hidden * 11 // 4) if hidden else TINY["intermediate"],
+                                 max_position_embeddings=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
+                                 initializer_range=init)
             cls = LlamaForCausalLM
         else:
             raise ValueError(f"family must be gpt2 or llama, not {family!r}")
@@ -458,3 +462,48 @@ def whisper_repo(seed: int = 0, *, language: str | None = None) -> dict[str, byt
 # generate() skips them as the config says, so a decode loop that ignores the config fails the check
 WHISPER_SUPPRESSED = [31, 267]
 WHISPER_FIRST = 207
+
+
+def large_decoder_cache(hub_cache: Path, repo_id: str, *, hidden: int = 2048, vocab: int = 131072, layers: int = 1,
+                        seed: int = 0) -> int:
+    """A Llama decoder whose float32 weights exceed protobuf's 2 GiB (defaults: 2.36 GB, the untied embedding
+    and LM head 2 x 1.07 GB), written into ``hub_cache`` as huggingface_hub leaves it. The weights go to disk
+    once and are moved into the cache (never held as bytes), so building needs one copy of them in memory.
+    The vocabulary is wider than the tokenizer's (ids above 400 are never fed). Returns the weights' bytes."""
+    import gc
+    import hashlib
+    import os
+    import shutil
+
+    import torch
+    from builders import write_hf_cache
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hub_cache = Path(hub_cache)
+    hub_cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=hub_cache.parent) as tmp:
+        tokenizer = bpe_tokenizer(tmp)
+        eos = tokenizer.eos_token_id
+        config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=16,
+                             num_key_value_heads=8, intermediate_size=hidden * 11 // 4, max_position_embeddings=128,
+                             bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=False, initializer_range=0.02)
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config).eval()
+        model.save_pretrained(tmp, max_shard_size="100GB")
+        tokenizer.save_pretrained(tmp)
+        del model
+        gc.collect()
+        weights = Path(tmp) / "model.safetensors"
+        small = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file() and p != weights}
+        small["README.md"] = _model_card("transformers", "text-generation", ("llama", "safetensors"))
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+        commit = hashlib.sha1(digest.hexdigest().encode() + json.dumps(sorted(small)).encode()).hexdigest()
+        snapshot = write_hf_cache(hub_cache, repo_id, small, commit=commit, tree=False)
+        blob = snapshot.parent.parent / "blobs" / digest.hexdigest()
+        size = weights.stat().st_size
+        shutil.move(str(weights), blob)
+        (snapshot / "model.safetensors").symlink_to(os.path.relpath(blob, snapshot))
+    return size

@@ -14,6 +14,7 @@ from graph_cases import (
     FILE_CASES,
     FILE_NODES,
     SOURCE_CASES,
+    TESTED_ELSEWHERE,
     check_edge_on_a_real_model,
     is_keras,
     node,
@@ -28,6 +29,7 @@ def test_every_registered_edge_has_a_case():
     covered = {(e.source, e.target) for fmt, model in map(values, EDGE_CASES) for e in graph.plan(node(model), fmt)}
     covered |= {(e.source, e.target) for fmt, kind in FILE_CASES for e in graph.plan(FILE_NODES[kind], fmt)}
     covered |= {(e.source, e.target) for fmt, node in SOURCE_CASES for e in graph.plan(node, fmt)}
+    covered |= set(TESTED_ELSEWHERE)
     assert covered == set(graph.EDGES), f"edges without a test case: {set(graph.EDGES) - covered}"
 
 
@@ -37,6 +39,7 @@ def test_every_registered_edge_has_a_case():
         ("onnx", ["torch", "onnx"]),
         ("onnx-int8", ["torch", "onnx", "onnx-int8"]),
         ("onnx-fp16", ["torch", "onnx", "onnx-fp16"]),
+        ("onnx-int4", ["torch", "onnx", "onnx-int4"]),
         ("pt2", ["torch", "pt2"]),
         ("keras-model:pt2", ["keras-model", "onnx", "pt2"]),
         ("pt2:onnx-int8", ["pt2", "onnx", "onnx-int8"]),
@@ -54,7 +57,8 @@ def test_plan_is_the_shortest_chain(target, chain):
     source, _, target = target.rpartition(":")
     edges = graph.plan(source or "torch", target)
     assert [edges[0].source] + [e.target for e in edges] == chain
-    assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16"}.get(target, "float32")
+    assert graph.chain_dtype(edges) == {"onnx-int8": "int8", "onnx-fp16": "float16", "onnx-int4": "int4"}.get(target,
+                                                                                                          "float32")
 
 
 def test_unreachable_format_names_the_reachable_ones():

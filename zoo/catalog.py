@@ -123,7 +123,8 @@ def format_matrix(info: dict[str, Any], settings: Settings) -> list[dict[str, An
     from zoo.registry.records import ModelRecord
     from zoo.sources.hub import record_node
 
-    formats = reachable(record_node(ModelRecord.from_dict(info)))
+    record = ModelRecord.from_dict(info)
+    formats = reachable(record_node(record), record.task)  # onnx-int4 only for decoders
     by_format: dict[str, list[dict[str, Any]]] = {}
     for art in info["artifacts"]:  # oldest first
         by_format.setdefault(art["format"], []).append(art)

@@ -206,7 +206,7 @@ def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
         source.fetch(quiet())
         node = source.node
     rows = []
-    for fmt in graph.reachable(node):
+    for fmt in graph.reachable(node, source.record.task if source.record else None):
         start = time.perf_counter()
         try:
             result = pull(name, Options(format=fmt, allow_mismatch=True), settings=settings)

@@ -36,7 +36,8 @@ def option(default: Any, *, help: str, flags: tuple[str, ...] = (), ge: float | 
 @dataclass(frozen=True)
 class Options:
     format: str = option(DEFAULT_FORMAT, flags=("--format", "-f"), metavar="FORMAT",
-                         help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-opt (onnxruntime-optimised), "
+                         help="target format: onnx (default), onnx-fp16, onnx-int8, onnx-int4 (4-bit weights, "
+                              "decoders), onnx-opt (onnxruntime-optimised), "
                               "pt2 (torch.export; also: torch, pytorch), tf (SavedModel directory), tflite (litert-torch, "
                               "then onnx2tf), tflite-int8, tflite-fp16, jax (jax.export), keras (Keras sources)")
     opset: int | None = option(None, ge=MIN_OPSET, le=MAX_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -63,6 +64,10 @@ class Options:
                                    "or model card): text-generation, fill-mask, token-classification, "
                                    "question-answering, multiple-choice, sentence-similarity, automatic-speech-recognition "
                                    "(CTC), text-classification, feature-extraction, image-classification (docs/tasks.md)")
+    external_data_above: int | None = option(
+        None, ge=0, metavar="BYTES", flags=("--external-data-above",),
+        help="write ONNX weights as external data (model.onnx + model.onnx.data) when they exceed BYTES "
+             "(default 1800000000: protobuf's 2 GiB limit; 0: always)")
 
     def __post_init__(self) -> None:  # what users type for a format (torch, pytorch) -> what zoo means (pt2)
         from zoo.converters.graph import canonical_format
@@ -117,8 +122,8 @@ class Options:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["key"] == "artifact"}
         out["opset"] = DEFAULT_OPSET if self.opset is None else self.opset
         for f in fields(self):  # the input options only when given: every other request keeps its key
-            if f.name == "task" and out.get("task") is None:
-                del out["task"]  # every request without --task keeps its key
+            if f.name in ("task", "external_data_above") and out.get(f.name) is None:
+                del out[f.name]  # every request without it keeps its key
             elif f.name in out and (f.metadata["content"] or f.type.startswith("tuple")):
                 if not out[f.name]:
                     del out[f.name]

@@ -375,6 +375,9 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
     chains = _as_routes(chains)
     opened = source.open(progress)
     _refuse_one_of_a_pair(source, opened)
+    task = source.record.task if source.record else (opened.metadata or {}).get("zoo.task")
+    for chain in chains:  # an edge for some tasks only (onnx-int4: decoders) refuses before any conversion
+        graph.require_tasks(chain, task)
     apply_input_request(opened, source.input_request, source.record)
     with progress.stage("source", f"running {source.label} on {len(opened.input_sets)} input sets"):
         # before any converter: a source that fails on the inputs is the inputs' fault, not a conversion's
@@ -411,7 +414,8 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         into.mkdir(exist_ok=True)
         ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
                                 example=torch_inputs(opened.input_sets[0].feeds, opened.input_names)
-                                if source.node == "torch" else (), static_shapes=rung == "static shapes")
+                                if source.node == "torch" else (), static_shapes=rung == "static shapes",
+                                task=task, external_data_bytes=options.external_data_above)
         dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
         route = {"route": graph.chain_name(chain), "tools": [e.name for e in chain], "rung": rung}
         try:

@@ -18,7 +18,8 @@ def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     if getattr(tm, "seq2seq", None) is not None:
         return _encoder_decoder(tm, out_dir, ctx)
     path = out_dir / "model.onnx"
-    info = export_onnx(tm, ctx.example, path, opset=ctx.opset, exporter=ctx.exporter, seq_max=ctx.seq_max)
+    info = export_onnx(tm, ctx.example, path, opset=ctx.opset, exporter=ctx.exporter, seq_max=ctx.seq_max,
+                       external_data_bytes=ctx.external_data_bytes)
     ctx.info["torch->onnx"] = info
     if info.get("fallback_reason"):
         ctx.notes.append(f"the {info['fallback_reason'].split(':')[0]} exporter failed, used {info['exporter']}: "

@@ -16,7 +16,6 @@ from typing import Any
 from zoo import errors
 from zoo.converters.loaders.torch_models import TorchModel
 
-EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB per file
 DIM_MAX = {"batch": 4096, "sequence": None}
 
 
@@ -55,12 +54,16 @@ def auto_order(external: bool = False) -> list[str]:
 
 
 def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, exporter: str = "auto",
-                seq_max: int | None = None) -> dict[str, Any]:
-    """Export ``tm.module`` at ``example`` inputs; return what was used and why."""
+                seq_max: int | None = None, external_data_bytes: int | None = None) -> dict[str, Any]:
+    """Export ``tm.module`` at ``example`` inputs; return what was used and why. Weights over
+    ``external_data_bytes`` (default: protobuf's limit) are written as ``model.onnx.data`` beside the graph."""
     import torch
 
+    from zoo.converters.edges.onnx_external import PROTO_LIMIT, consolidate
+
     n_bytes = sum(p.numel() * p.element_size() for p in tm.module.parameters())
-    external = n_bytes > EXTERNAL_DATA_BYTES
+    threshold = PROTO_LIMIT if external_data_bytes is None else external_data_bytes
+    external = n_bytes > threshold
     info: dict[str, Any] = {"opset": opset, "external_data": external, "versions": exporter_versions()}
     failures = []
     order = auto_order(external) if exporter == "auto" else [exporter]
@@ -80,7 +83,9 @@ def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, e
                                       dynamic_axes=tm.dynamic_axes, do_constant_folding=True)
             written = program_opset(program) if kind == "dynamo" else opset  # TorchScript honours it
             if written != opset:
-                convert_opset(out_path, written, opset, kind)
+                convert_opset(out_path, written, opset, kind, threshold)
+            if external:  # exactly one data file, named model.onnx.data (see onnx_external)
+                info["external_data"] = consolidate(out_path, threshold)
         except Exception as exc:  # noqa: BLE001 - each exporter fails in its own way
             failures.append(f"{kind}: {type(exc).__name__}: {_first_line(exc)}")
             continue
@@ -98,16 +103,22 @@ def program_opset(program: Any) -> int:
     return int(opsets.get("", opsets.get("ai.onnx", 0)))
 
 
-def convert_opset(path: Path, got: int, opset: int, kind: str) -> None:
+def convert_opset(path: Path, got: int, opset: int, kind: str, threshold: int | None = None) -> None:
     """The dynamo exporter targets opset >= 18 and ignores a lower request:
     convert down with onnx's version converter, or fail so the next exporter runs."""
     import onnx
     from onnx import version_converter
 
+    from zoo.converters.edges.onnx_external import data_files, save_model
+
     try:
+        old = data_files(path)
         converted = version_converter.convert_version(onnx.load(str(path)), opset)
-        onnx.checker.check_model(converted)  # the converter can leave attributes the target opset lacks
-        onnx.save(converted, str(path))
+        if not old:
+            onnx.checker.check_model(converted)  # the converter can leave attributes the target opset lacks
+        for location in old:
+            (path.parent / location).unlink(missing_ok=True)
+        save_model(converted, path, threshold)
     except Exception as exc:  # noqa: BLE001
         raise RuntimeError(f"{kind} exporter wrote opset {got} and onnx cannot convert it to {opset}: {_first_line(exc)}") from exc
 

@@ -67,10 +67,14 @@ _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
 
 
 def onnx_precision(model: Any) -> str:
-    """"int8" for a quantised graph, "float16" for one holding fp16 weights, else "float32": an fp16 or
-    int8 file re-expressed at fp32 (onnx -> pt2) differs from onnxruntime's own kernels by its rounding."""
+    """"int4" for 4-bit weights (``MatMulNBits`` with bits 4, zoo's onnx-int4), "int8" for a quantised graph,
+    "float16" for one holding fp16 weights, else "float32": an fp16 or int8 file re-expressed at fp32 (onnx ->
+    pt2) differs from onnxruntime's own kernels by its rounding."""
     import onnx
 
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits" and any(a.name == "bits" and a.i <= 4 for a in node.attribute):
+            return "int4"
     if any(node.op_type in _QUANTIZED_OPS for node in model.graph.node):
         return "int8"
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):

@@ -53,7 +53,7 @@ class TaskContext:
 
     names: list[str]  # output names, in order
     ran: list[tuple[InputSet, list, list]]  # (input set, reference outputs, candidate outputs)
-    precision: str  # float32 | float16 | bfloat16 | int8: picks the bounds
+    precision: str  # float32 | float16 | bfloat16 | int8 | int4: picks the bounds
     metadata: dict[str, str]
     explicit: bool  # the task was declared, not guessed from the outputs
     reference: Any = None  # the two models as feeds -> outputs callables, for checks that run them again
@@ -108,6 +108,8 @@ _BOUNDS = {
     "float16": {"iou": 0.97, "score": 0.03, "seg_iou": 0.98, "token_cos": 0.999, "sent_cos": 0.999, "cer": 0.02},
     "bfloat16": {"iou": 0.95, "score": 0.05, "seg_iou": 0.95, "token_cos": 0.995, "sent_cos": 0.995, "cer": 0.05},
     "int8": {"iou": 0.9, "score": 0.1, "seg_iou": 0.9, "token_cos": 0.98, "sent_cos": 0.99, "cer": 0.05},
+    # 4-bit weights (onnx-int4, decoders only): a GPT-2-style decoder's logit rows keep cosine >= 0.98
+    "int4": {"iou": 0.85, "score": 0.15, "seg_iou": 0.85, "token_cos": 0.95, "sent_cos": 0.97, "cer": 0.1},
 }
 
 

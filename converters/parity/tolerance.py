@@ -61,9 +61,11 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "float16": Tolerance(atol=1e-2, rtol=1e-2),
     "bfloat16": Tolerance(atol=5e-2, rtol=5e-2),
     "int8": Tolerance(atol=1e-1, rtol=1e-1),
+    "int4": Tolerance(atol=2e-1, rtol=2e-1),
 }
 _DTYPE_ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "half": "float16",
-                  "bf16": "bfloat16", "qint8": "int8", "uint8": "int8"}
+                  "bf16": "bfloat16", "qint8": "int8", "uint8": "int8",
+                  "qint4": "int4"}
 
 
 def default_tolerance(dtype: str = "float32") -> Tolerance:

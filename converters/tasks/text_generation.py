@@ -29,12 +29,14 @@ PROMPTS = [
     "What is the capital of the country where you were born",
 ]
 # logits agreement per precision: the largest difference allowed, relative to the logits' spread
-_LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
+_LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2, "int4": 0.2}
 # float32/float64: the generated tokens must be identical. Below that, a near-tie flips one token and the
 # rest of the text with it (random tiny models are full of near-ties), so the candidate is fed the reference's
 # tokens (teacher forcing) and must pick the same next token at this share of the steps.
 _EXACT = ("float64", "float32")
-_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8}
+# int4 (block-32 symmetric weights, docs/tasks.md): measured on GPT-2-style decoders at a trained model's weight
+# scale, 98.8-100% agreement and logits 0.086-0.09 of their range apart; a Llama of the same size, 77.5% and 0.14.
+_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8, "int4": 0.7}
 
 
 def cache_names(layers: int) -> tuple[list[str], list[str]]:

@@ -66,7 +66,7 @@ class FileSource(Source):
                                                 hint=f"convert one of: {kinds}, or a directory with config.json and weights")
         with progress.stage("hash", self.path.name):
             self.files = _source_files(self.path)
-        digest = self.files[0].sha256 if self.path.is_file() else sha256_json({"files": [f.__dict__ for f in self.files]})
+        digest = self.files[0].sha256 if len(self.files) == 1 else sha256_json({"files": [f.__dict__ for f in self.files]})
         self.node, self.revision, self.model_id = self.source_kind.node, digest, f"file/{digest[:16]}"
         self.root = self.path.parent if self.path.is_file() else self.path
         self.checked = True
@@ -100,12 +100,18 @@ class FileSource(Source):
 
 
 def _source_files(path: Path) -> list[FileInfo]:
-    """Path, sha256 and size of the source file, or of every file of a source directory."""
+    """Path, sha256 and size of the source file (and of the external data files an ONNX file reads, which
+    ``check_model_file`` has confined to its directory), or of every file of a source directory."""
     from zoo.hashing import sha256_file
     from zoo.storage.artifacts import hash_tree
 
     if path.is_file():
-        return [FileInfo(path.name, sha256_file(path), path.stat().st_size)]
+        names = [path.name]
+        if path.suffix.lower() == ".onnx":
+            from zoo.converters.edges.onnx_external import data_files
+
+            names += data_files(path)
+        return [FileInfo(name, sha256_file(path.parent / name), (path.parent / name).stat().st_size) for name in names]
     links = [p for p in path.rglob("*") if p.is_symlink()]
     if links:
         raise errors.UnsafeModelError(f"{path} holds symbolic links ({links[0].relative_to(path)})",
