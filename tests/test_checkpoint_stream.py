@@ -96,3 +96,21 @@ def test_the_write_time_read_back_catches_bytes_that_differ_from_the_assembled_t
             f.truncate(at + 30)  # the file ends inside the tensor
         with pytest.raises(errors.IntegrityError, match="reads back from the written file differently"):
             stream._verify_written(f.fileno(), at, memoryview(bytes(data)), bytearray(7), "a.weight")
+
+
+def test_a_tensor_given_as_row_pieces_is_written_and_hashed_as_the_whole(tmp_path):
+    """DCP's row-sharded chunks go to the writer as ``Parts``: the file and the digests are those of the
+    assembled tensor; pieces that do not add up to it are refused and leave no file."""
+    import hashlib
+
+    state = _state()
+    w = state["a.weight"]
+    items = [("a.weight", stream.Parts(w.shape, w.dtype, [w[:1], w[1:]]))] + list(state.items())[1:]
+    out = tmp_path / "m.safetensors"
+    digests = stream.write(out, _declared(state), iter(items), {k: k for k in state})
+    assert torch.equal(load_file(str(out))["a.weight"], w)
+    assert digests["a.weight"] == hashlib.sha256(stream.as_bytes(w)).hexdigest()
+    short = [("a.weight", stream.Parts(w.shape, w.dtype, [w[:1]]))] + list(state.items())[1:]
+    with pytest.raises(errors.InvalidModelError, match="pieces of a.weight"):
+        stream.write(out, _declared(state), iter(short), {k: k for k in state})
+    assert not out.exists()

@@ -39,6 +39,14 @@ _DTYPES = {
 _HINT = "the checkpoint's shards do not match its metadata: save the checkpoint again"
 
 
+class Parts:
+    """A tensor yielded as consecutive pieces whose bytes, one after the other, are the whole tensor's (row
+    blocks of a tensor sharded on its first axis): written and hashed piece by piece, never assembled."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, parts: list[Any]) -> None:
+        self.shape, self.dtype, self.parts = tuple(shape), dtype, parts
+
+
 def meta_tensor(shape: tuple[int, ...], dtype: Any) -> Any:
     """A stand-in with a shape and a dtype and no memory (torch's meta device)."""
     import torch
@@ -84,17 +92,24 @@ def write(
                         f"metadata says {want.dtype}{list(want.shape)}",
                         hint=_HINT,
                     )
-                data = as_bytes(tensor)
-                hashing = pool.submit(hashlib.sha256, data)  # beside the write: both release the GIL
-                if name in rename:
-                    at = base + header[rename[name]]["data_offsets"][0]
-                    if f.tell() != at:
-                        raise errors.IntegrityError(f"{name} would start at byte {f.tell()} of the file, its header "
-                                                    f"entry says {at}", hint="report this with the checkpoint's metadata")
-                    f.write(data)
-                    f.flush()
-                    _verify_written(f.fileno(), at, data, scratch, name)
-                digests[name] = hashing.result().hexdigest()
+                at = base + header[rename[name]]["data_offsets"][0] if name in rename else None
+                if at is not None and f.tell() != at:
+                    raise errors.IntegrityError(f"{name} would start at byte {f.tell()} of the file, its header "
+                                                f"entry says {at}", hint="report this with the checkpoint's metadata")
+                h = hashlib.sha256()
+                for part in tensor.parts if isinstance(tensor, Parts) else (tensor,):
+                    data = as_bytes(part)
+                    hashing = pool.submit(h.update, data)  # beside the write: both release the GIL
+                    if at is not None:
+                        f.write(data)
+                        f.flush()
+                        _verify_written(f.fileno(), at, data, scratch, name)
+                        at += len(data)
+                    hashing.result()
+                if at is not None and at != base + header[rename[name]]["data_offsets"][1]:
+                    raise errors.InvalidModelError(f"the pieces of {name} hold {at - base} bytes where its header "
+                                                   f"entry ends at {header[rename[name]]['data_offsets'][1]}", hint=_HINT)
+                digests[name] = h.hexdigest()
             rest = [n for n, _ in order]
             if rest:
                 raise errors.InvalidModelError(f"the shards lack {rest[:10]}", hint=_HINT)
@@ -109,7 +124,7 @@ def write(
     return digests
 
 
-_VERIFY_BLOCK = 1 << 25  # 32 MiB read back at a time
+_VERIFY_BLOCK = 1 << 23  # 8 MiB read back at a time
 
 
 def _verify_written(fd: int, at: int, data: memoryview, scratch: bytearray, name: str) -> None:
