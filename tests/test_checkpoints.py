@@ -478,7 +478,7 @@ def test_dcp_metadata_pointing_outside_or_with_a_payload_refused(indexed, fsdp_r
     fqn, md = next((k, v) for k, v in meta.state_dict_metadata.items()
                    if k.endswith("conv1.weight") and len(getattr(v, "chunks", [])) == 2)
     second = md.chunks[1]
-    moved = tuple([second.offsets[0] - 1, *second.offsets[1:]])
+    moved = (second.offsets[0] - 1, *second.offsets[1:])
     index = next(k for k in meta.storage_data if k.fqn == fqn and tuple(k.offset) == tuple(second.offsets))
     meta.storage_data[type(index)(fqn, torch.Size(moved), index.index)] = meta.storage_data.pop(index)
     md.chunks[1] = type(second)(offsets=torch.Size(moved), sizes=second.sizes)

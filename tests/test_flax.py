@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,8 +156,9 @@ def test_convert_jax_converts_a_linen_model_from_python_and_answers_again_from_t
     jax = _need("jax")
     _need("flax")
     _need("jax2onnx")
-    import zoo
     from flax_modules import LinenMLP
+
+    import zoo
 
     model = LinenMLP(hidden=8, classes=3)
     x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
