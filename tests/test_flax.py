@@ -138,7 +138,7 @@ def test_the_cli_imports_by_module_name_and_refuses_what_is_not_a_module(trained
 
 @pytest.mark.slow
 def test_trained_nnx_checkpoint_pulls_to_tflite_through_onnx2tf(trained):
-    """jax-fn -> onnx -> tflite (onnx2tf): 80 s on 2 shared cores, so slow."""
+    """jax-fn -> onnx -> tflite (onnx2tf): 30-80 s on 2 shared cores (onnx2tf in its own process), so slow."""
     _need("onnx2tf")
     from zoo import pipeline
     from zoo.converters.parity.runners import tflite_runner
