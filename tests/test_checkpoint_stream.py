@@ -1,6 +1,7 @@
 """The streaming safetensors writer behind ZeRO / DCP consolidation (``zoo.registry.checkpoints.stream``):
 the header is declared first, every tensor must arrive in order with its declared shape and dtype, a
-partial file never stays behind, and the read-back check catches a changed byte."""
+partial file never stays behind, every tensor is read back from the file as it is written and compared with
+the assembled bytes, and the later read-back check catches a changed byte."""
 
 from __future__ import annotations
 
@@ -70,3 +71,46 @@ def test_read_back_check_catches_a_changed_byte(tmp_path):
     out.write_bytes(bytes(data))
     with pytest.raises(errors.IntegrityError):
         stream.check(out, digests)
+
+
+@pytest.mark.parametrize("fault", ["changed byte", "short file"])
+def test_the_write_time_read_back_catches_bytes_that_differ_from_the_assembled_tensor(tmp_path, monkeypatch, fault):
+    """What ``write`` runs after each tensor: the file's bytes at the tensor's offset, read back in blocks (7
+    bytes here, so several), compared with the tensor in memory; a difference or a short read is an error."""
+    monkeypatch.setattr(stream, "_VERIFY_BLOCK", 7)
+    state = _state()
+    out = tmp_path / "m.safetensors"
+    stream.write(out, _declared(state), iter(state.items()), {k: k for k in state})
+    data = bytearray(stream.as_bytes(state["a.weight"]))  # 60 bytes at the first data offset
+    import json
+    import struct
+
+    raw = out.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    at = 8 + size + json.loads(raw[8:8 + size])["a.weight"]["data_offsets"][0]
+    with open(out, "r+b") as f:
+        stream._verify_written(f.fileno(), at, memoryview(bytes(data)), bytearray(7), "a.weight")  # equal: passes
+        if fault == "changed byte":
+            data[-3] ^= 1  # the last block differs
+        else:
+            f.truncate(at + 30)  # the file ends inside the tensor
+        with pytest.raises(errors.IntegrityError, match="reads back from the written file differently"):
+            stream._verify_written(f.fileno(), at, memoryview(bytes(data)), bytearray(7), "a.weight")
+
+
+def test_a_tensor_given_as_row_pieces_is_written_and_hashed_as_the_whole(tmp_path):
+    """DCP's row-sharded chunks go to the writer as ``Parts``: the file and the digests are those of the
+    assembled tensor; pieces that do not add up to it are refused and leave no file."""
+    import hashlib
+
+    state = _state()
+    w = state["a.weight"]
+    items = [("a.weight", stream.Parts(w.shape, w.dtype, [w[:1], w[1:]]))] + list(state.items())[1:]
+    out = tmp_path / "m.safetensors"
+    digests = stream.write(out, _declared(state), iter(items), {k: k for k in state})
+    assert torch.equal(load_file(str(out))["a.weight"], w)
+    assert digests["a.weight"] == hashlib.sha256(stream.as_bytes(w)).hexdigest()
+    short = [("a.weight", stream.Parts(w.shape, w.dtype, [w[:1]]))] + list(state.items())[1:]
+    with pytest.raises(errors.InvalidModelError, match="pieces of a.weight"):
+        stream.write(out, _declared(state), iter(short), {k: k for k in state})
+    assert not out.exists()

@@ -468,6 +468,22 @@ def test_dcp_metadata_pointing_outside_or_with_a_payload_refused(indexed, fsdp_r
     meta.storage_data[keys[0]], meta.storage_data[keys[1]] = meta.storage_data[keys[1]], meta.storage_data[keys[0]]
     (swapped / ".metadata").write_bytes(pickle.dumps(meta))
     _refused(swapped, "the metadata says")
+    # overlapping chunks: the second row block of a tensor moved up one row (it overlaps the first and leaves
+    # the last row uncovered); refused from the metadata, before any chunk is read
+    import torch
+
+    overlap = tmp_path / "overlap"
+    shutil.copytree(fsdp_run, overlap)
+    meta = pickle.loads((overlap / ".metadata").read_bytes())
+    fqn, md = next((k, v) for k, v in meta.state_dict_metadata.items()
+                   if k.endswith("conv1.weight") and len(getattr(v, "chunks", [])) == 2)
+    second = md.chunks[1]
+    moved = (second.offsets[0] - 1, *second.offsets[1:])
+    index = next(k for k in meta.storage_data if k.fqn == fqn and tuple(k.offset) == tuple(second.offsets))
+    meta.storage_data[type(index)(fqn, torch.Size(moved), index.index)] = meta.storage_data.pop(index)
+    md.chunks[1] = type(second)(offsets=torch.Size(moved), sizes=second.sizes)
+    (overlap / ".metadata").write_bytes(pickle.dumps(meta))
+    _refused(overlap, f"chunks of {fqn} overlap")
 
 
 # --- FastAI ------------------------------------------------------------------------

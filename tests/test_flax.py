@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,8 @@ def trained(tmp_path_factory):
     (root / "orbax-whole" / "flax_config.json").write_text(json.dumps(CONFIG))
     fresh = rng.normal(size=(5, 8, 8, 1)).astype("float32")
     expected = np.asarray(jax.jit(lambda m, v: m(v))(model, fresh))
+    # a reference recorded at training time, beside the msgpack checkpoint: checked after import
+    np.savez(root / "msgpack" / "reference.npz", **{"inputs/image": x[:4], "outputs/logits": np.asarray(model(x[:4]))})
     after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     assert not np.allclose(after["head"]["kernel"], before["head"]["kernel"])  # training moved the weights
     return {"root": root, "fresh": fresh, "expected": expected, "state": state}
@@ -102,6 +104,8 @@ def test_trained_nnx_checkpoint_imports_and_pulls_to_onnx(trained, fmt, checkpoi
     assert record.library == "flax" and record.arch == "flax_modules:SmallCNN"
     assert record.extra["checkpoint"]["layout"] == f"flax-{fmt}"
     assert record.extra["checkpoint"]["tensors"] == 8  # conv 2, batch norm 4 (scale, bias, mean, var), head 2
+    if fmt == "msgpack":
+        assert record.extra["checkpoint"]["reference"]["max_abs_diff"] < 1e-5
     result = pipeline.pull(f"local:cnn-{fmt}")
     assert result.verified and result.parity["passed"], result.parity
     assert result.conversion["chain"] == "jax-fn -> onnx" and result.conversion["exporter"] == "jax2onnx"
@@ -134,7 +138,7 @@ def test_the_cli_imports_by_module_name_and_refuses_what_is_not_a_module(trained
 
 @pytest.mark.slow
 def test_trained_nnx_checkpoint_pulls_to_tflite_through_onnx2tf(trained):
-    """jax-fn -> onnx -> tflite (onnx2tf): 80 s on 2 shared cores, so slow."""
+    """jax-fn -> onnx -> tflite (onnx2tf): 30-80 s on 2 shared cores (onnx2tf in its own process), so slow."""
     _need("onnx2tf")
     from zoo import pipeline
     from zoo.converters.parity.runners import tflite_runner
@@ -152,8 +156,9 @@ def test_convert_jax_converts_a_linen_model_from_python_and_answers_again_from_t
     jax = _need("jax")
     _need("flax")
     _need("jax2onnx")
-    import zoo
     from flax_modules import LinenMLP
+
+    import zoo
 
     model = LinenMLP(hidden=8, classes=3)
     x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
@@ -266,6 +271,21 @@ def test_a_checkpoint_of_another_shape_lists_what_does_not_fit(trained, tmp_path
     assert errors.exit_code_for(exc.value) == 7
     assert "conv/kernel: checkpoint float32[3, 3, 1, 4], module float32[3, 3, 1, 6]" in exc.value.details["mismatched"]
     _nothing_written(zoo_env.home, "wrong")
+
+
+def test_a_checkpoint_that_does_not_reproduce_its_training_reference_is_refused(trained, tmp_path, zoo_env):
+    import shutil
+
+    from zoo.registry.local_source import import_path
+
+    for f in ("model.msgpack", "flax_config.json"):
+        shutil.copy(trained["root"] / "msgpack" / f, tmp_path / f)
+    with np.load(trained["root"] / "msgpack" / "reference.npz") as ref:
+        np.savez(tmp_path / "reference.npz", **{"inputs/image": ref["inputs/image"],
+                                                "outputs/logits": ref["outputs/logits"] + 0.01})
+    with pytest.raises(errors.InvalidModelError, match="does not reproduce the reference recorded at training time"):
+        import_path(tmp_path / "model.msgpack", "drifted", _settings(), arch=ARCH)
+    _nothing_written(zoo_env.home, "drifted")
 
 
 def _nothing_written(home: Path, name: str) -> None:

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _API = {"convert_jax": "zoo.pipeline", "pull": "zoo.pipeline", "convert_path": "zoo.pipeline"}
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):
     if name in _API:
         import importlib
 

@@ -38,7 +38,7 @@ def load_jax2onnx() -> Any:
                 continue
             try:
                 importlib.import_module(".".join(("jax2onnx.plugins", *rel)))
-            except Exception:  # noqa: BLE001 - as import_all_plugins: a plugin that cannot load is left out
+            except Exception:  # noqa: BLE001, S112 - as import_all_plugins: a plugin that cannot load is left out
                 continue
         plugin_system._already_imported_plugins = True  # discovery done: to_onnx would import the rest
     return to_onnx
@@ -77,7 +77,7 @@ def jax_to_onnx(jf: Any, out_dir: Path, ctx: EdgeContext) -> Path:
                             input_names=jf.input_names, output_names=jf.output_names or None)
     except errors.ZooError:
         raise
-    except Exception as exc:  # noqa: BLE001 - jax2onnx raises plain errors for primitives it lacks
+    except Exception as exc:
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:400]
         raise errors.ConversionError(f"jax2onnx could not convert {jf.label}: {type(exc).__name__}: {first}",
                                      edge="jax-fn->onnx", hint="a primitive jax2onnx lacks: see its supported list, "

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from zoo import errors
 
@@ -187,7 +188,7 @@ def flax_template(cls: Any, kwargs: dict[str, Any], spec: list[dict[str, Any]]) 
         return (lambda v, *inputs: module.apply(v, *inputs)), variables, set()
     except errors.ZooError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's constructor or call
+    except Exception as exc:
         raise errors.SourceModelError(f"building {cls.__module__}.{cls.__qualname__}(**{kwargs}) failed: "
                                       f"{type(exc).__name__}: {str(exc)[:300]}",
                                       hint=f"check 'kwargs' and 'inputs' in {CONFIG_FILE}") from exc

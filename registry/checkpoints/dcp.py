@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import errors
 from zoo.registry.checkpoints.common import Checkpoint, stub
-from zoo.registry.checkpoints.stream import meta_tensor
+from zoo.registry.checkpoints.stream import Parts, meta_tensor
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -145,7 +145,12 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
     from zoo.safety import check_pickle_bytes
 
     dtype, size = md.properties.dtype, tuple(md.size)
-    full = torch.empty(size, dtype=dtype)
+    # chunks that are whole rows (FSDP shards on the first axis): their bytes in row order are the tensor's,
+    # so they are handed to the writer as they are, without assembling a copy
+    rows = len(size) > 0 and all(tuple(c.offsets)[1:] == (0,) * (len(size) - 1) and tuple(c.sizes)[1:] == size[1:]
+                                 for c in md.chunks)
+    full = None if rows else torch.empty(size, dtype=dtype)
+    pieces: list[tuple[int, Any]] = []
     for chunk in md.chunks:
         offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
         info = by_chunk[(fqn, offs)]
@@ -163,5 +168,10 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
         if not isinstance(part, torch.Tensor) or tuple(part.shape) != csize or part.dtype != dtype:
             got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
             raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
-        full[tuple(slice(o, o + c) for o, c in zip(offs, csize))] = part
+        if full is None:
+            pieces.append((offs[0], part.contiguous()))
+        else:
+            full[tuple(slice(o, o + c) for o, c in zip(offs, csize))] = part
+    if full is None:  # the tiling check made the row blocks cover the tensor exactly, without overlap
+        return Parts(size, dtype, [p for _, p in sorted(pieces, key=lambda x: x[0]) if p.numel()])
     return full
