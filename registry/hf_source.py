@@ -339,11 +339,12 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
     if task == "sentence-similarity" and root is not None:
         rec.extra["sentence_transformers"] = {"modules": modules, "pooling": read_json(root, "1_Pooling/config.json")}
     id2label = config.get("id2label") or {}
-    if task in ("text-classification", "image-classification", "token-classification") and id2label:
+    if task in ("text-classification", "image-classification", "token-classification", "audio-classification") \
+            and id2label:
         rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
         rec.num_classes = len(id2label)
     is_vision = preproc is not None or "image_size" in config or task == "image-classification"
-    if task == "automatic-speech-recognition":
+    if task in ("automatic-speech-recognition", "audio-classification"):
         names = ["input_values"] + (["attention_mask"] if (preproc or {}).get("return_attention_mask") else [])
         rec.input_spec = [{"name": n, "shape": ["batch", "samples"], "dtype": "float32" if n == "input_values" else "int64",
                            "layout": "NT"} for n in names]
@@ -351,7 +352,7 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
                                                               "padding_value", "return_attention_mask") if k in (preproc or {})}
         rec.extra["vocab_size"] = config.get("vocab_size")
         vocab = read_json(root, "vocab.json") if root is not None and "vocab.json" in files else None
-        if isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
+        if task == "automatic-speech-recognition" and isinstance(vocab, dict) and all(isinstance(v, int) for v in vocab.values()):
             rec.labels = [k for k, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     elif task == "zero-shot-image-classification":
         from zoo.converters.tasks import vision

@@ -148,6 +148,41 @@ def wav2vec2_ctc_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+AUDIO_LABELS = {0: "speech", 1: "music", 2: "silence", 3: "dog"}
+
+
+def wav2vec2_audio_classifier_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Wav2Vec2ForSequenceClassification (the CTC repo's encoder, mean-pooled, four labels) with its
+    feature extractor and no tokenizer, as an audio-classification repo has; seeded with a wide init so the
+    clips do not all get one label."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                            conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=2, feat_extract_norm="group", do_stable_layer_norm=False,
+                            classifier_proj_size=16, num_labels=len(AUDIO_LABELS), id2label=AUDIO_LABELS,
+                            label2id={v: k for k, v in AUDIO_LABELS.items()}, initializer_range=0.5)
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    with torch.no_grad():  # standardise each label's logit over some clips, so labels differ between clips
+        gen = torch.Generator().manual_seed(seed)
+        clips = torch.cat([torch.randn(4, 12000, generator=gen),
+                           torch.sin(torch.arange(12000) / torch.tensor([[3.0], [7.0], [20.0], [50.0]]))])
+        logits = model((clips - clips.mean(1, keepdim=True)) / clips.std(1, keepdim=True)).logits
+        scale = logits.std(0).clamp(min=1e-6)
+        model.classifier.weight.div_(scale[:, None])
+        model.classifier.bias.copy_((model.classifier.bias - logits.mean(0)) / scale)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "audio-classification", ("wav2vec2",))
+    return files
+
+
 SOT = "<|startoftext|>"
 
 

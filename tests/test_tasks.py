@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import bert_head_repo, decoder_repo, in_process_pull, wav2vec2_ctc_repo
+from task_builders import (
+    AUDIO_LABELS,
+    bert_head_repo,
+    decoder_repo,
+    in_process_pull,
+    wav2vec2_audio_classifier_repo,
+    wav2vec2_ctc_repo,
+)
 
 from zoo import errors
 
@@ -18,7 +25,7 @@ DECODERS = {"zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"), "zoo-test/tiny-l
 GPT2_CLASSIFIER = {"zoo-test/tiny-gpt2-sst": lambda: decoder_repo("gpt2", head="sequence-classification")}
 HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
          for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity", "multiple-choice")}
-SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo}
+SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo, "zoo-test/tiny-wav2vec2-audio": wav2vec2_audio_classifier_repo}
 PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
 
 
@@ -350,6 +357,51 @@ def test_wav2vec2_ctc_logits_and_ids_on_a_synthetic_clip(pull, task_repos, tmp_p
         ref = model(torch.from_numpy(x)).logits.numpy()
     np.testing.assert_allclose(got, ref, atol=5e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
     np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+# --- speech: audio classification -----------------------------------------------------------------------
+def test_wav2vec2_audio_classification_labels_every_clip_as_the_source_does(pull, task_repos, tmp_path):
+    import torch
+    import transformers
+
+    from zoo.converters.tasks import detect_task
+    from zoo.converters.tasks.speech import synthetic_clip
+
+    # a speech encoder's *ForSequenceClassification classifies clips, not text
+    assert detect_task("m", "Wav2Vec2ForSequenceClassification")[0] == "audio-classification"
+    assert detect_task("m", "HubertForSequenceClassification")[0] == "audio-classification"
+    assert detect_task("m", "BertForSequenceClassification")[0] == "text-classification"
+    repo = "zoo-test/tiny-wav2vec2-audio"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    assert manifest["record"]["task"] == "audio-classification"
+    assert manifest["record"]["labels"] == list(AUDIO_LABELS.values())
+    checks = [t for t in manifest["parity"]["tasks"] if t["check"] == "audio-classification"]
+    assert {t["input_set"] for t in checks} >= {"sample-audio", "random-b3-n11000"}
+    assert all(t["passed"] is True and t["figures"]["label_agreement"] == 1.0 for t in checks)
+    assert len({label for t in checks for label in t["figures"]["reference_labels"]}) >= 2
+    session = ort_session(out["path"])
+    assert [o.name for o in session.get_outputs()] == ["logits"] and session.get_outputs()[0].shape[0] == "batch"
+    # independently: the feature extractor travels with the artifact; other clips and a batch of 3
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(out["artifact_dir"])
+    clips = [synthetic_clip(0.8, 16000, 5), synthetic_clip(1.3, 16000, 6), synthetic_clip(0.5, 16000, 7)]
+    x = extractor(clips, sampling_rate=16000, padding=True, return_tensors="np")["input_values"].astype(np.float32)
+    (got,) = session.run(None, {"input_values": x})
+    model = transformers.AutoModelForAudioClassification.from_pretrained(str(source_dir(tmp_path, task_repos[repo])))
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+    np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+    # the check fails a candidate that gives one clip another label
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.tasks.speech import clip_label_results
+
+    bad = got.copy()
+    bad[0, got[0].argmax()] -= 10.0
+    (result,) = clip_label_results(["logits"], [(InputSet("clips", {"input_values": x}, kind="sample"), [ref], [bad])],
+                                   "float32")
+    assert result["passed"] is False and "the label of each clip agrees on 67%" in result["reason"]
 
 
 @pytest.mark.parametrize("fmt, agreement", [("onnx-fp16", 0.95), ("onnx-int8", 0.8)])

@@ -182,12 +182,14 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         layers = int(record.extra["io"]["cache"]["num_layers"])
         names, outs, axes = text_generation.io_names(layers)
         return TorchModel(text_generation.wrap(model, layers), names, outs, axes, tokenizer=tokenizer)
-    if record.task == "automatic-speech-recognition":
+    if record.task in ("automatic-speech-recognition", "audio-classification"):
         extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), trust_remote_code=False,
                                                                       local_files_only=True)
         names = [s["name"] for s in record.input_spec]
-        axes = {**{n: {0: "batch", 1: "samples"} for n in names}, "logits": {0: "batch", 1: "frames"}}
+        clip = record.task == "audio-classification"  # one label per clip, not per frame
+        axes = {**{n: {0: "batch", 1: "samples"} for n in names}, "logits": {0: "batch"} if clip else {0: "batch", 1: "frames"}}
         return TorchModel(_tuple_outputs(torch, model, names, ["logits"]), names, ["logits"], axes,
+                          classifier_outputs=["logits"] if clip else [], labels=record.labels if clip else None,
                           processor=extractor)
     if record.task == "multiple-choice":
         axes = {**{n: {0: "batch", 1: "choices", 2: "sequence"} for n in input_names}, "logits": {0: "batch", 1: "choices"}}

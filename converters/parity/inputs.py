@@ -37,7 +37,7 @@ def image_preprocessing(record: ModelRecord) -> dict[str, Any]:
 
 def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputSet]:
     spec = record.input_spec
-    if record.task == "automatic-speech-recognition" and spec and spec[0]["name"] == "input_values":
+    if record.task in ("automatic-speech-recognition", "audio-classification") and spec and spec[0]["name"] == "input_values":
         from zoo.converters.tasks.speech import input_sets as speech_sets
 
         return speech_sets(record, tokenizer)  # here the repo's feature extractor

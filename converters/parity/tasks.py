@@ -450,6 +450,13 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
     return results
 
 
+@register_task_check("audio-classification")
+def check_audio_classification(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.speech import clip_label_results
+
+    return [TaskResult(**r) for r in clip_label_results(ctx.names, ctx.ran, ctx.precision)]
+
+
 # --- text generation (zoo.converters.tasks.text_generation) ------------------------------------------
 @register_task_check("text-generation", "causal-lm", "text-generation-with-past")
 def check_generation(ctx: TaskContext) -> list[TaskResult]:

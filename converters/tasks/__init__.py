@@ -31,11 +31,12 @@ SUPPORTED_TASKS: dict[str, str] = {
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
     "image-feature-extraction": "AutoModel",  # a bare vision encoder (DINOv2, ViT): its hidden states
+    "audio-classification": "AutoModelForAudioClassification",  # Wav2Vec2-family heads: a label per clip
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
-    "text2text-generation", "summarization", "translation", "audio-classification",
+    "text2text-generation", "summarization", "translation",
     "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
@@ -59,6 +60,10 @@ HEADS = (
     ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip
+
+# speech encoders whose *ForSequenceClassification head classifies a clip (audio-classification, not text)
+AUDIO_MODELS = ("Wav2Vec2", "Wav2Vec2Conformer", "Wav2Vec2Bert", "Hubert", "WavLM", "Data2VecAudio", "SEW", "SEWD",
+                "UniSpeech", "UniSpeechSat")
 
 # a bare *Model repo takes its task from the card only for these (the graph is the same encoder)
 _CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity", "image-feature-extraction")
@@ -107,6 +112,8 @@ def head_task(arch: str | None) -> str | None:
 
     if vision := vision_head(arch):
         return vision
+    if arch.endswith("ForSequenceClassification") and arch[:-len("ForSequenceClassification")] in AUDIO_MODELS:
+        return "audio-classification"
     for suffix, task in HEADS:
         if arch.endswith(suffix):
             return task
@@ -199,6 +206,10 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
             "question-answering": ["batch", "sequence"], "sentence-similarity": ["batch", "hidden"],
             "automatic-speech-recognition": ["batch", "frames", "vocab"], "multiple-choice": ["batch", "choices"],
             "text-classification": ["batch", "labels"]}[task]
+    if task == "audio-classification":
+        return {"inputs": ["input_values"], "outputs": ["logits"],
+                "axes": {"input_values": ["batch", "samples"], "logits": ["batch", "labels"]},
+                "labels": "softmax over logits; config.json id2label names each", "sampling_rate": "the feature extractor's"}
     if task == "automatic-speech-recognition":
         return {"inputs": ["input_values"], "outputs": outputs, "axes": {"input_values": ["batch", "samples"], "logits": axes},
                 "decoding": "greedy CTC: argmax per frame, repeats collapsed, the pad (blank) token dropped",

@@ -1,10 +1,14 @@
-"""automatic-speech-recognition with a CTC head (Wav2Vec2, HuBERT, ...): ``input_values [batch, samples]``
+"""Speech: automatic-speech-recognition with a CTC head (Wav2Vec2, HuBERT, ...): ``input_values [batch, samples]``
 (raw audio as the repo's feature extractor normalises it) -> ``logits [batch, frames, vocabulary]``.
 
 Parity inputs: seeded noise at three lengths, and a synthetic spoken-like clip (a gliding harmonic tone
 with syllable-rate amplitude modulation and a little noise, two lengths in one padded batch) put through
 the repo's own feature extractor. The ``ctc`` task check (``converters/parity/tasks.py``) compares the
 greedy CTC decodings; here the per-frame argmax ids are compared as well (``argmax_results``).
+
+audio-classification (``Wav2Vec2ForSequenceClassification`` & co.) takes the same inputs and gives
+``logits [batch, labels]``, one label per clip: ``clip_label_results`` compares the label of every clip and
+the probabilities over the labels.
 """
 
 from __future__ import annotations
@@ -67,4 +71,38 @@ def argmax_results(names: list[str], ran: list, precision: str) -> list[dict[str
                         "reason": reason, "figures": {"frames": int(r.shape[0] * r.shape[1]),
                                                       "argmax_agreement": agree,
                                                       "distinct_ids": len(np.unique(r.argmax(-1)))}})
+    return results
+
+
+def clip_label_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:
+    """audio-classification: the label of every clip (argmax over ``logits [batch, labels]``) identical at
+    float32 (95% below) on every input set, noise and the synthetic clips alike, and the softmax
+    probabilities within 1e-3 (fp16 2e-2, else 5e-2): what a pipeline's top label and score read."""
+    import numpy as np
+
+    from zoo.converters.tasks.agreement import label_agreement_needed
+
+    need = label_agreement_needed(precision)
+    prob_bound = 1e-3 if precision in ("float32", "float64") else 2e-2 if precision == "float16" else 5e-2
+    results = []
+    for input_set, refs, outs in ran:
+        got = dict(zip(names, zip(refs, outs)))
+        if "logits" not in got:
+            continue
+        r, c = (np.asarray(a, np.float64) for a in got["logits"])
+        if r.shape != c.shape or r.ndim != 2:
+            continue
+        pr, pc = (np.exp(x - x.max(-1, keepdims=True)) for x in (r, c))
+        pr, pc = pr / pr.sum(-1, keepdims=True), pc / pc.sum(-1, keepdims=True)
+        agree = float((r.argmax(-1) == c.argmax(-1)).mean())
+        diff = float(np.abs(pr - pc).max())
+        reasons = []
+        if agree < need:
+            reasons.append(f"the label of each clip agrees on {agree:.0%} < {need:.0%}")
+        if diff > prob_bound:
+            reasons.append(f"label probabilities moved by up to {diff:.4f} > {prob_bound}")
+        results.append({"check": "audio-classification", "input_set": input_set.name, "output": "logits",
+                        "passed": not reasons, "reason": "; ".join(reasons) or None,
+                        "figures": {"clips": int(r.shape[0]), "labels": int(r.shape[1]), "label_agreement": agree,
+                                    "max_probability_diff": diff, "reference_labels": r.argmax(-1).tolist()}})
     return results
