@@ -1,8 +1,8 @@
 """Coverage against ``optimum-cli export onnx``: the same tiny architectures, built once, given to both tools.
 
-    .venv/bin/python bench/bench_coverage.py [--only gpt2,vit] [--tools zoo,optimum] [--json OUT] [--table]
+    .venv/bin/python bench/bench_coverage.py [--only gpt2,vit | --all] [--tools zoo,optimum] [--json OUT] [--table]
 
-Every architecture of ``bench/coverage_archs.py`` (decoders, encoders with each head, vision, speech,
+The 40 architectures of ``bench/coverage_archs.py`` SELECTION (``--all``: its 69) (decoders, encoders with each head, vision, speech,
 seq2seq; seeded random weights, real tokenizers / image processors / feature extractors built offline) is
 written once into a fresh Hugging Face cache (``HF_HOME``, offline) as ``zoo-bench/tiny-NAME``. Then, per
 architecture, each tool runs in a subprocess under ``/usr/bin/time -v`` (wall time, peak RSS):
@@ -157,7 +157,9 @@ def main() -> int:
     import coverage_archs
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", help="comma-separated names of bench/coverage_archs.py ARCHS (default: all)")
+    parser.add_argument("--only", help="comma-separated names of bench/coverage_archs.py ARCHS "
+                                       "(default: its SELECTION of 40)")
+    parser.add_argument("--all", action="store_true", help="every architecture of ARCHS (69)")
     parser.add_argument("--tools", default="zoo,optimum")
     parser.add_argument("--optimum-python", default=str(ROOT / ".zoo-bench" / "optimum-venv" / "bin" / "python"))
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results-coverage.json")
@@ -168,7 +170,7 @@ def main() -> int:
     if args.table:
         print(table(results))
         return 0
-    names = args.only.split(",") if args.only else list(coverage_archs.ARCHS)
+    names = args.only.split(",") if args.only else list(coverage_archs.ARCHS if args.all else coverage_archs.SELECTION)
     unknown = [n for n in names if n not in coverage_archs.ARCHS]
     if unknown:
         raise SystemExit(f"unknown architectures {unknown}; known: {', '.join(coverage_archs.ARCHS)}")

@@ -369,6 +369,12 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         if id2label:
             rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
             rec.num_classes = len(id2label)
+    elif task == "depth-estimation":
+        from zoo.converters.tasks import depth
+
+        rec.input_spec = depth.input_spec(config, preproc)
+        rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size", "keep_aspect_ratio",
+                                                     "ensure_multiple_of") if k in (preproc or {})}
     elif is_vision:
         size = config.get("image_size", 224)
         channels = config.get("num_channels", 3)

@@ -181,7 +181,7 @@ def test_task_detection_from_architectures_card_and_modules():
     assert errors.exit_code_for(exc.value) == 5 and "text-generation" in exc.value.hint
     assert detect_task("m", "RobertaForMultipleChoice")[0] == "multiple-choice"
     with pytest.raises(errors.UnsupportedError):
-        detect_task("m", "DPTForDepthEstimation")  # detection, segmentation: tests/test_vision_tasks.py
+        detect_task("m", "Mask2FormerForUniversalSegmentation")  # detection, depth: tests/test_vision_tasks.py
     with pytest.raises(errors.UnsupportedError) as exc:
         detect_task("m", "FancyThing")
     assert "fill-mask" in exc.value.hint

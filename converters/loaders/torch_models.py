@@ -165,6 +165,12 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
         return TorchModel(_tuple_outputs(torch, model, input_names, vision.DETECTION_OUTPUTS), input_names,
                           list(vision.DETECTION_OUTPUTS), vision.detection_axes(), labels=record.labels, processor=images)
+    if record.task == "depth-estimation":
+        from zoo.converters.tasks.depth import OUTPUT
+
+        images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+        return TorchModel(_tuple_outputs(torch, model, input_names, [OUTPUT]), input_names, [OUTPUT],
+                          {"pixel_values": {0: "batch"}, OUTPUT: {0: "batch"}}, processor=images)
 
     input_names = [spec["name"] for spec in record.input_spec]
     is_text = input_names[0] == "input_ids"

@@ -32,12 +32,13 @@ SUPPORTED_TASKS: dict[str, str] = {
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
     "image-feature-extraction": "AutoModel",  # a bare vision encoder (DINOv2, ViT): its hidden states
     "audio-classification": "AutoModelForAudioClassification",  # Wav2Vec2-family heads: a label per clip
+    "depth-estimation": "AutoModelForDepthEstimation",  # DPT, Depth Anything: predicted_depth (tasks/depth.py)
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
     "text2text-generation", "summarization", "translation",
-    "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
+    "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
 
@@ -196,6 +197,10 @@ def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
         from zoo.converters.tasks import vision
 
         return vision.detection_contract(config)
+    if task == "depth-estimation":
+        from zoo.converters.tasks import depth
+
+        return depth.io_contract(config)
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
                "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"],
