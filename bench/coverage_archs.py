@@ -106,7 +106,7 @@ VISION: dict[str, tuple[str, str, dict[str, Any]]] = {  # name -> (config class,
                    {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}),
 }
 VISION_COMMON = {"hidden_size": H, "num_hidden_layers": L, "num_attention_heads": NH, "intermediate_size": FF,
-                 "num_labels": 5}
+                 "num_labels": 5, "image_size": IMG}  # image_size where the config has one: the processor's
 
 
 def _cls(name: str):

@@ -40,7 +40,7 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
 
 def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
-    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token."""
+    attention; ``falcon``: FalconForCausalLM, multi-query) with seeded weights, wide enough at init that greedy decoding does not repeat one token."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -64,8 +64,15 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm") -
                                  intermediate_size=TINY["intermediate"], max_position_embeddings=TINY["positions"],
                                  bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
             cls = LlamaForCausalLM
+        elif family == "falcon":  # falcon-7b's multi-query layout: one cached key/value head
+            from transformers import FalconConfig, FalconForCausalLM
+
+            config = FalconConfig(vocab_size=vocab, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+                                  num_attention_heads=TINY["heads"], multi_query=True, new_decoder_architecture=False,
+                                  bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
+            cls = FalconForCausalLM
         else:
-            raise ValueError(f"family must be gpt2 or llama, not {family!r}")
+            raise ValueError(f"family must be gpt2, llama or falcon, not {family!r}")
         torch.manual_seed(seed)
         model = cls(config).eval()
         model.save_pretrained(tmp)

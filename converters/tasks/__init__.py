@@ -164,13 +164,23 @@ def prepare_tokenizer(tokenizer: Any, task: str | None, note: Any) -> Any:
     return tokenizer
 
 
+def _falcon_kv_heads(config: dict[str, Any]) -> int | None:
+    """Falcon names its key/value heads ``num_kv_heads``, and its multi-query layout (``multi_query`` without
+    ``new_decoder_architecture``, falcon-7b's) caches one head whatever that says."""
+    if config.get("model_type") != "falcon":
+        return None
+    if not config.get("new_decoder_architecture") and config.get("multi_query", True):
+        return 1
+    return config.get("num_kv_heads")
+
+
 def io_contract(task: str, config: dict[str, Any]) -> dict[str, Any]:
     """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``."""
     if task == "text-generation":
         layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
         heads = config.get("num_attention_heads") or config.get("n_head")
         hidden = config.get("hidden_size") or config.get("n_embd")
-        kv_heads = config.get("num_key_value_heads") or heads
+        kv_heads = config.get("num_key_value_heads") or _falcon_kv_heads(config) or heads
         head_dim = config.get("head_dim") or (hidden // heads if hidden and heads else None)
         return {
             "inputs": ["input_ids", "attention_mask"] + [f"past_key_values.{i}.{k}" for i in range(layers or 0)
