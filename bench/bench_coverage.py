@@ -124,12 +124,12 @@ def table(results: dict) -> str:
             return "| - | - | - | - "
         status = "yes" if row["exported"] else "no"
         valid = "yes" if row["validated"] else "no"
-        return f"| {status} | {valid} | {row['wall_s']:.1f} | {row['peak_rss_mb']} "
+        return f"| {status} | {valid} | {row['wall_s']:.0f} / {row.get('cpu_s', 0):.1f} | {row['peak_rss_mb']} "
 
-    lines = ["| architecture | zoo task | zoo exported | zoo verified | zoo s | zoo MB | optimum exported | "
-             "optimum validated | optimum s | optimum MB | why not (zoo / optimum) |",
+    lines = ["| architecture | zoo task | zoo exported | zoo verified | zoo wall / CPU s | zoo peak MB | optimum exported | "
+             "optimum validated | optimum wall / CPU s | optimum peak MB | why not (zoo / optimum) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    ratios = []
+    ratios, cpu_ratios, rss_ratios = [], [], []
     for name in coverage_archs.ARCHS:
         entry = results.get(name)
         if not entry:
@@ -141,6 +141,8 @@ def table(results: dict) -> str:
         lines.append(f"| {name} | {entry['task']} {cell(z)}{cell(o)}| {why} |")
         if z and o and z["validated"] and o["exported"]:
             ratios.append(z["wall_s"] / o["wall_s"])
+            cpu_ratios.append(z["cpu_s"] / o["cpu_s"]) if z.get("cpu_s") and o.get("cpu_s") else None
+            rss_ratios.append(z["peak_rss_mb"] / o["peak_rss_mb"]) if z.get("peak_rss_mb") and o.get("peak_rss_mb") else None
     done = [e for e in results.values() if e.get("zoo") and e.get("optimum")]
     count = lambda tool, key: sum(1 for e in done if e[tool][key])  # noqa: E731
     lines.append("")
@@ -148,8 +150,9 @@ def table(results: dict) -> str:
                  f"{count('zoo', 'validated')}; optimum exported {count('optimum', 'exported')}, validated "
                  f"{count('optimum', 'validated')}.")
     if ratios:
-        lines.append(f"Median wall-time ratio zoo / optimum over the {len(ratios)} architectures both exported "
-                     f"(zoo verified): {statistics.median(ratios):.2f}.")
+        lines.append(f"Median ratio zoo / optimum over the {len(ratios)} architectures zoo verified and optimum exported: "
+                     f"wall time {statistics.median(ratios):.2f}, CPU time (user + sys) "
+                     f"{statistics.median(cpu_ratios):.2f}, peak RSS {statistics.median(rss_ratios):.2f}.")
     return "\n".join(lines)
 
 
@@ -165,9 +168,16 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results-coverage.json")
     parser.add_argument("--table", action="store_true", help="print the table of --json and exit")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs of every run)")
+    parser.add_argument("--merge", help="comma-separated result files of portions run apart: their architectures "
+                                        "(each tool's row) go into --json")
     args = parser.parse_args()
     results = json.loads(args.json.read_text()).get("architectures", {}) if args.json.exists() else {}
-    if args.table:
+    if args.merge:
+        for part in args.merge.split(","):
+            for name, entry in json.loads(Path(part).read_text())["architectures"].items():
+                results.setdefault(name, {}).update(entry)
+        _write(args.json, results, args.optimum_python)
+    if args.table or args.merge:
         print(table(results))
         return 0
     names = args.only.split(",") if args.only else list(coverage_archs.ARCHS if args.all else coverage_archs.SELECTION)
