@@ -316,6 +316,26 @@ def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+def resnet_classifier_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny ResNetForImageClassification (4 basic stages) whose config has no ``image_size`` (as
+    microsoft/resnet-50's), with a ViT image processor at 32 x 32: the input size is the processor's."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessor
+
+    labels = {0: "cat", 1: "dog", 2: "bird"}
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_type="basic",
+                          num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(seed)
+    model = ResNetForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "image-classification", ("resnet",))
+    return files
+
+
 def _calibrate_depth_head(model, last_conv, size: int, seed: int) -> None:
     """Scale and shift the head's last convolution (before its ReLU) so that, on seeded images, its output
     has unit spread and is positive on ~95% of pixels: a random head is zero almost everywhere (DPT) or

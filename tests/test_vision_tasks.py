@@ -16,6 +16,7 @@ from task_builders import (
     depth_anything_repo,
     dinov2_repo,
     dpt_repo,
+    resnet_classifier_repo,
     in_process_pull,
     segformer_repo,
     yolos_repo,
@@ -24,7 +25,7 @@ from task_builders import (
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
          "zoo-test/tiny-segformer": segformer_repo,
          "zoo-test/tiny-dinov2": dinov2_repo, "zoo-test/tiny-dpt": dpt_repo,
-         "zoo-test/tiny-depth-anything": depth_anything_repo}
+         "zoo-test/tiny-depth-anything": depth_anything_repo, "zoo-test/tiny-resnet": resnet_classifier_repo}
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +335,16 @@ def test_depth_estimation_predicts_the_source_depth_on_the_photographs(pull, vis
     (result,) = depth_results(["predicted_depth"], [(InputSet("p", {"pixel_values": x[:3]}, kind="sample"), [ref], [bad])],
                               "float32")
     assert result["passed"] is False and "ordered alike" in result["reason"]
+
+
+def test_a_config_without_image_size_takes_the_processor_size(pull):
+    """ResNet's config has no image_size: the graph takes what the image processor feeds (32 px here), not 224
+    (which exported and then failed on the processed photographs, exit 6)."""
+    out = pull("zoo-test/tiny-resnet")
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["input_spec"][0]["shape"][1:] == [3, 32, 32]
+    assert "sample-photos" in {s["name"] for s in manifest["parity"]["input_sets"]}
 
 
 def ort_session(path: str):
