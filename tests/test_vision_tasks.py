@@ -285,9 +285,10 @@ def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path
 
 
 def test_a_vision_task_zoo_does_not_convert_exits_5_listing_the_new_ones(pull):
-    err = pull("zoo-test/tiny-segformer", "--task", "depth-estimation", code=5)
-    assert err["error"] == "unsupported" and "depth-estimation" in err["message"]
-    for task in ("zero-shot-image-classification", "object-detection", "image-segmentation", "image-feature-extraction"):
+    err = pull("zoo-test/tiny-segformer", "--task", "mask-generation", code=5)
+    assert err["error"] == "unsupported" and "mask-generation" in err["message"]
+    for task in ("zero-shot-image-classification", "object-detection", "image-segmentation", "image-feature-extraction",
+                 "depth-estimation", "audio-classification"):
         assert task in err["hint"]
 
 
