@@ -388,8 +388,15 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         if id2label:
             rec.labels = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(len(id2label))]
             rec.num_classes = len(id2label)
+    elif task == "depth-estimation":
+        from zoo.converters.tasks import depth
+
+        rec.input_spec = depth.input_spec(config, preproc)
+        rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size", "keep_aspect_ratio",
+                                                     "ensure_multiple_of") if k in (preproc or {})}
     elif is_vision:
-        size = config.get("image_size", 224)
+        # a config without image_size (ResNet, RegNet, ...): the size its image processor feeds, else 224
+        size = config.get("image_size") or _processor_side(preproc) or 224
         channels = config.get("num_channels", 3)
         rec.input_spec = image_input_spec((channels, size, size), name="pixel_values")
         if preproc:
@@ -408,6 +415,18 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
             rec.input_spec += [{"name": n, "shape": ["batch", cache["num_key_value_heads"], "past_sequence", cache["head_dim"]],
                                 "dtype": "float32", "layout": "BHSD"} for n in rec.extra["io"]["inputs"][2:]]
     return rec
+
+
+def _processor_side(preproc: dict[str, Any] | None) -> int | None:
+    """The square side an image processor's config resizes or crops to (crop_size when it crops)."""
+    pre = preproc or {}
+    for key in (("crop_size",) if pre.get("do_center_crop") else ()) + ("size",):
+        value = pre.get(key)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, dict) and value.get("height") and value.get("height") == value.get("width"):
+            return int(value["height"])
+    return None
 
 
 def file_infos(root: Path, files: list[str], known: dict[str, str] | None = None) -> list[FileInfo]:

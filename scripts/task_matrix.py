@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-MARK = "## Task families"
+MARK = "## Task families, every ONNX format (generated)"
 ONNX = ["onnx", "onnx-fp16", "onnx-int8", "onnx-opt"]
 
 
@@ -46,8 +46,17 @@ def families() -> dict[str, tuple[str, object, list[str]]]:
         "segformer (image-segmentation)": ("zoo-test/tiny-segformer", tb.segformer_repo, ONNX),
         "dinov2 (image-feature-extraction)": ("zoo-test/tiny-dinov2", tb.dinov2_repo, ONNX),
     }
-    extra = getattr(tb, "MATRIX_FAMILIES", {})  # families added with their builders (seq2seq, speech, ...)
-    rows.update(extra)
+    rows.update({
+        "falcon (text-generation, multi-query)": ("zoo-test/tiny-falcon", lambda: tb.decoder_repo("falcon"), ONNX),
+        "gpt2-256 (text-generation, init 0.02)": ("zoo-test/gpt2-256", lambda: tb.decoder_repo("gpt2", hidden=256, init=0.02),
+                                                   [*ONNX, "onnx-int4"]),
+        "wav2vec2 (audio-classification)": ("zoo-test/tiny-wav2vec2-audio", tb.wav2vec2_audio_classifier_repo, ONNX),
+        "dpt (depth-estimation)": ("zoo-test/tiny-dpt", tb.dpt_repo, ONNX),
+        "depth-anything (depth-estimation)": ("zoo-test/tiny-depth-anything", tb.depth_anything_repo, ONNX),
+        "t5 (text2text-generation)": ("zoo-test/tiny-t5", tb.t5_repo, ONNX),
+        "bart (text2text-generation)": ("zoo-test/tiny-bart", tb.bart_repo, ONNX),
+        "whisper (automatic-speech-recognition)": ("zoo-test/tiny-whisper", tb.whisper_repo, ONNX),
+    })
     return rows
 
 

@@ -41,7 +41,7 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
 def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *, hidden: int | None = None,
                  init: float = 0.2) -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
-    attention) with seeded weights, wide enough at init that greedy decoding does not repeat one token.
+    attention; ``falcon``: FalconForCausalLM, multi-query) with seeded weights, wide enough at init that greedy decoding does not repeat one token.
     ``hidden``/``init``: a wider model at a trained model's weight scale (transformers' default 0.02), whose
     MatMuls dominate its size (the int4 tests: 4-bit weights are measurable there)."""
     import torch
@@ -68,8 +68,15 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *
                                  max_position_embeddings=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
                                  initializer_range=init)
             cls = LlamaForCausalLM
+        elif family == "falcon":  # falcon-7b's multi-query layout: one cached key/value head
+            from transformers import FalconConfig, FalconForCausalLM
+
+            config = FalconConfig(vocab_size=vocab, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+                                  num_attention_heads=TINY["heads"], multi_query=True, new_decoder_architecture=False,
+                                  bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
+            cls = FalconForCausalLM
         else:
-            raise ValueError(f"family must be gpt2 or llama, not {family!r}")
+            raise ValueError(f"family must be gpt2, llama or falcon, not {family!r}")
         torch.manual_seed(seed)
         model = cls(config).eval()
         model.save_pretrained(tmp)
@@ -309,6 +316,90 @@ def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
         processor.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "image-feature-extraction", ("dinov2",))
+    return files
+
+
+def resnet_classifier_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny ResNetForImageClassification (4 basic stages) whose config has no ``image_size`` (as
+    microsoft/resnet-50's), with a ViT image processor at 32 x 32: the input size is the processor's."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessor
+
+    labels = {0: "cat", 1: "dog", 2: "bird"}
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_type="basic",
+                          num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(seed)
+    model = ResNetForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "image-classification", ("resnet",))
+    return files
+
+
+def _calibrate_depth_head(model, last_conv, size: int, seed: int) -> None:
+    """Scale and shift the head's last convolution (before its ReLU) so that, on seeded images, its output
+    has unit spread and is positive on ~95% of pixels: a random head is zero almost everywhere (DPT) or
+    ~1e-7 (Depth Anything), and a check on such maps compares nothing."""
+    import torch
+
+    seen = []
+    hook = last_conv.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    with torch.no_grad():
+        model(pixel_values=torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(seed)))
+        hook.remove()
+        out = seen[0]
+        scale = float(out.std()) or 1.0
+        last_conv.weight.div_(scale)
+        last_conv.bias.copy_((last_conv.bias - torch.quantile(out.flatten(), 0.05)) / scale)
+
+
+def dpt_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny DPTForDepthEstimation (a ViT of 4 layers, 32 px, patch 8; its 4 hidden states reassembled and
+    fused) with DPT's image processor at 32 x 32, seeded, the depth head calibrated (``_calibrate_depth_head``)."""
+    import torch
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
+                       image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
+                       neck_hidden_sizes=[8, 16, 24, 32], fusion_hidden_size=16, head_in_index=-1,
+                       initializer_range=0.2)
+    torch.manual_seed(seed)
+    model = DPTForDepthEstimation(config).eval()
+    _calibrate_depth_head(model, model.head.head[4], 32, seed)
+    processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "depth-estimation", ("dpt",))
+    return files
+
+
+def depth_anything_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny DepthAnythingForDepthEstimation (a DINOv2 backbone built from config: 4 layers, 32 px, patch 8)
+    with the DPT image processor Depth Anything repos carry (keep_aspect_ratio, multiple of 8, ImageNet
+    mean/std), seeded, the depth head calibrated."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, mlp_ratio=2, image_size=32,
+                            patch_size=8, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
+                            apply_layernorm=True, initializer_range=0.2)
+    config = DepthAnythingConfig(backbone_config=backbone, patch_size=8, reassemble_hidden_size=32,
+                                 neck_hidden_sizes=[8, 16, 24, 32], fusion_hidden_size=16, head_hidden_size=8)
+    torch.manual_seed(seed)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    _calibrate_depth_head(model, model.head.conv3, 32, seed)
+    processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=True, ensure_multiple_of=8,
+                                  image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["README.md"] = _model_card("transformers", "depth-estimation", ("depth_anything",))
     return files
 
 

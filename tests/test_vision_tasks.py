@@ -13,7 +13,10 @@ from task_builders import (
     DETECTION_LABELS,
     SEGMENTATION_LABELS,
     clip_repo,
+    depth_anything_repo,
     dinov2_repo,
+    dpt_repo,
+    resnet_classifier_repo,
     in_process_pull,
     segformer_repo,
     yolos_repo,
@@ -21,7 +24,8 @@ from task_builders import (
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
          "zoo-test/tiny-segformer": segformer_repo,
-         "zoo-test/tiny-dinov2": dinov2_repo}
+         "zoo-test/tiny-dinov2": dinov2_repo, "zoo-test/tiny-dpt": dpt_repo,
+         "zoo-test/tiny-depth-anything": depth_anything_repo, "zoo-test/tiny-resnet": resnet_classifier_repo}
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +285,70 @@ def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path
 
 
 def test_a_vision_task_zoo_does_not_convert_exits_5_listing_the_new_ones(pull):
-    err = pull("zoo-test/tiny-segformer", "--task", "depth-estimation", code=5)
-    assert err["error"] == "unsupported" and "depth-estimation" in err["message"]
-    for task in ("zero-shot-image-classification", "object-detection", "image-segmentation", "image-feature-extraction"):
+    err = pull("zoo-test/tiny-segformer", "--task", "mask-generation", code=5)
+    assert err["error"] == "unsupported" and "mask-generation" in err["message"]
+    for task in ("zero-shot-image-classification", "object-detection", "image-segmentation", "image-feature-extraction",
+                 "depth-estimation", "audio-classification"):
         assert task in err["hint"]
+
+
+# --- depth estimation (DPT, Depth Anything) -------------------------------------------------------------
+@pytest.mark.parametrize("repo, arch", [("zoo-test/tiny-dpt", "DPTForDepthEstimation"),
+                                        ("zoo-test/tiny-depth-anything", "DepthAnythingForDepthEstimation")])
+def test_depth_estimation_predicts_the_source_depth_on_the_photographs(pull, vision_repos, tmp_path, repo, arch):
+    import torch
+    import transformers
+
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.parity.samples import sample_photos
+    from zoo.converters.tasks import detect_task
+    from zoo.converters.tasks.depth import depth_results
+
+    assert detect_task("m", arch)[0] == "depth-estimation"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "depth-estimation"
+    check = _task(manifest, "depth")
+    assert check["passed"] is True and check["input_set"] == "sample-photos" and check["figures"]["images"] == 4
+    assert check["figures"]["pair_order_agreement"] == 1.0 and check["figures"]["max_diff_of_range"] < 1e-4
+    assert check["figures"]["pairs"] > 20000  # the maps are not flat: most pixel pairs have an ordering
+    session = ort_session(out["path"])
+    assert [o.name for o in session.get_outputs()] == ["predicted_depth"]
+    # independently: the image processor travels with the artifact; the photographs at the graph's square size
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)][::-1]
+    x = processor(photos, return_tensors="np", size={"height": 32, "width": 32},
+                  keep_aspect_ratio=False)["pixel_values"].astype(np.float32)
+    (got,) = session.run(None, {"pixel_values": x[:3]})
+    root = tmp_path / "source"
+    for name, data in vision_repos[repo].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    model = transformers.AutoModelForDepthEstimation.from_pretrained(str(root)).eval()
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(x[:3])).predicted_depth.numpy()
+    assert got.shape == ref.shape and float(ref.std()) > 0.1
+    np.testing.assert_allclose(got, ref, atol=1e-4 * float(ref.max() - ref.min()), rtol=1e-4)
+    # the check fails a map with one region's depth reversed (what a user would see as a wrong scene)
+    bad = ref.copy()
+    bad[0, : ref.shape[1] // 2] = ref[0].max() - bad[0, : ref.shape[1] // 2]
+    (result,) = depth_results(["predicted_depth"], [(InputSet("p", {"pixel_values": x[:3]}, kind="sample"), [ref], [bad])],
+                              "float32")
+    assert result["passed"] is False and "ordered alike" in result["reason"]
+
+
+def test_a_config_without_image_size_takes_the_processor_size(pull):
+    """ResNet's config has no image_size: the graph takes what the image processor feeds (32 px here), not 224
+    (which exported and then failed on the processed photographs, exit 6)."""
+    out = pull("zoo-test/tiny-resnet")
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["input_spec"][0]["shape"][1:] == [3, 32, 32]
+    assert "sample-photos" in {s["name"] for s in manifest["parity"]["input_sets"]}
+
+
+def ort_session(path: str):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])

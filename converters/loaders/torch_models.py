@@ -170,6 +170,12 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
         return TorchModel(_tuple_outputs(torch, model, input_names, vision.DETECTION_OUTPUTS), input_names,
                           list(vision.DETECTION_OUTPUTS), vision.detection_axes(), labels=record.labels, processor=images)
+    if record.task == "depth-estimation":
+        from zoo.converters.tasks.depth import OUTPUT
+
+        images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+        return TorchModel(_tuple_outputs(torch, model, input_names, [OUTPUT]), input_names, [OUTPUT],
+                          {"pixel_values": {0: "batch"}, OUTPUT: {0: "batch"}}, processor=images)
 
     if io.get("files"):
         return _seq2seq_model(transformers, record, root, model, io, note)

@@ -53,6 +53,10 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
         from zoo.converters.tasks.vision import detection_sets
 
         return detection_sets(record, tokenizer)  # here the repo's image processor
+    if record.task == "depth-estimation" and record.library == "transformers":
+        from zoo.converters.tasks.depth import input_sets as depth_sets
+
+        return depth_sets(record, tokenizer)  # here the repo's image processor
     if record.task == "multiple-choice":
         from zoo.converters.tasks.heads import multiple_choice_sets
 

@@ -452,6 +452,13 @@ def check_ctc(ctx: TaskContext) -> list[TaskResult]:
     return results
 
 
+@register_task_check("depth", "depth-estimation")
+def check_depth(ctx: TaskContext) -> list[TaskResult]:
+    from zoo.converters.tasks.depth import depth_results
+
+    return [TaskResult(**r) for r in depth_results(ctx.names, ctx.ran, ctx.precision)]
+
+
 # --- text generation (zoo.converters.tasks.text_generation) ------------------------------------------
 @register_task_check("text-generation", "causal-lm", "text-generation-with-past")
 def check_generation(ctx: TaskContext) -> list[TaskResult]:

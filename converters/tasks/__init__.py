@@ -33,11 +33,13 @@ SUPPORTED_TASKS: dict[str, str] = {
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
     "image-feature-extraction": "AutoModel",  # a bare vision encoder (DINOv2, ViT): its hidden states
+    "audio-classification": "AutoModelForAudioClassification",  # Wav2Vec2-family heads: a label per clip
+    "depth-estimation": "AutoModelForDepthEstimation",  # DPT, Depth Anything: predicted_depth (tasks/depth.py)
 }
 
 # Hugging Face tasks zoo knows the name of but does not convert yet (exit 5, not a usage error)
 KNOWN_UNSUPPORTED = (
-    "depth-estimation", "image-to-text", "text-to-audio", "zero-shot-classification",
+    "image-to-text", "text-to-audio", "zero-shot-classification",
     "table-question-answering", "visual-question-answering", "mask-generation",
 )  # fmt: skip
 
@@ -63,8 +65,9 @@ HEADS = (
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip
 
-# speech encoders whose *ForSequenceClassification head classifies a clip, not a text
-_AUDIO_ENCODERS = ("Wav2Vec2", "Hubert", "WavLM", "Data2VecAudio", "UniSpeech", "SEW")
+# speech encoders whose *ForSequenceClassification head classifies a clip (audio-classification, not text)
+_AUDIO_ENCODERS = ("Wav2Vec2", "Wav2Vec2Conformer", "Wav2Vec2Bert", "Hubert", "WavLM", "Data2VecAudio", "SEW", "SEWD",
+                "UniSpeech", "UniSpeechSat")
 
 # a bare *Model repo takes its task from the card only for these (the graph is the same encoder)
 _CARD_TASKS_OF_A_BASE_MODEL = ("feature-extraction", "sentence-similarity", "image-feature-extraction")
@@ -113,7 +116,7 @@ def head_task(arch: str | None) -> str | None:
 
     if vision := vision_head(arch):
         return vision
-    if arch.startswith(_AUDIO_ENCODERS) and arch.endswith("ForSequenceClassification"):
+    if arch.endswith("ForSequenceClassification") and arch[:-len("ForSequenceClassification")] in _AUDIO_ENCODERS:
         return "audio-classification"
     for suffix, task in HEADS:
         if arch.endswith(suffix):
@@ -164,6 +167,16 @@ def prepare_tokenizer(tokenizer: Any, task: str | None, note: Any) -> Any:
     return tokenizer
 
 
+def _falcon_kv_heads(config: dict[str, Any]) -> int | None:
+    """Falcon names its key/value heads ``num_kv_heads``, and its multi-query layout (``multi_query`` without
+    ``new_decoder_architecture``, falcon-7b's) caches one head whatever that says."""
+    if config.get("model_type") != "falcon":
+        return None
+    if not config.get("new_decoder_architecture") and config.get("multi_query", True):
+        return 1
+    return config.get("num_kv_heads")
+
+
 def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``
     (``generation``: the repo's generation_config.json, which says how an encoder-decoder starts decoding)."""
@@ -179,7 +192,7 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
         layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
         heads = config.get("num_attention_heads") or config.get("n_head")
         hidden = config.get("hidden_size") or config.get("n_embd")
-        kv_heads = config.get("num_key_value_heads") or heads
+        kv_heads = config.get("num_key_value_heads") or _falcon_kv_heads(config) or heads
         head_dim = config.get("head_dim") or (hidden // heads if hidden and heads else None)
         return {
             "inputs": ["input_ids", "attention_mask"] + [f"past_key_values.{i}.{k}" for i in range(layers or 0)
@@ -206,6 +219,10 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
         from zoo.converters.tasks import vision
 
         return vision.detection_contract(config)
+    if task == "depth-estimation":
+        from zoo.converters.tasks import depth
+
+        return depth.io_contract(config)
     outputs = {"fill-mask": ["logits"], "token-classification": ["logits"],
                "question-answering": ["start_logits", "end_logits"], "sentence-similarity": ["sentence_embedding"],
                "automatic-speech-recognition": ["logits"], "multiple-choice": ["logits"], "audio-classification": ["logits"],

@@ -1,10 +1,14 @@
-"""automatic-speech-recognition with a CTC head (Wav2Vec2, HuBERT, ...): ``input_values [batch, samples]``
+"""Speech: automatic-speech-recognition with a CTC head (Wav2Vec2, HuBERT, ...): ``input_values [batch, samples]``
 (raw audio as the repo's feature extractor normalises it) -> ``logits [batch, frames, vocabulary]``.
 
 Parity inputs: seeded noise at three lengths, and a synthetic spoken-like clip (a gliding harmonic tone
 with syllable-rate amplitude modulation and a little noise, two lengths in one padded batch) put through
 the repo's own feature extractor. The ``ctc`` task check (``converters/parity/tasks.py``) compares the
 greedy CTC decodings; here the per-frame argmax ids are compared as well (``argmax_results``).
+
+audio-classification (``Wav2Vec2ForSequenceClassification`` & co.) takes the same inputs and gives
+``logits [batch, labels]``, one label per clip: ``clip_label_results`` compares the label of every clip and
+the probabilities over the labels.
 """
 
 from __future__ import annotations
