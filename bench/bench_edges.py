@@ -74,7 +74,7 @@ onnx.save(convert_float_to_float16(onnx.load(out), keep_io_types=True), out + ".
 """,
     "onnx-int8": """onnx_export(out)
 from onnxruntime.quantization import QuantType, quantize_dynamic
-quantize_dynamic(out, out + ".int8", weight_type=QuantType.QInt8, per_channel=True); path = out + ".int8"
+quantize_dynamic(out, out + ".int8", weight_type=QuantType.QInt8, per_channel=True, reduce_range=True); path = out + ".int8"
 """,
     "onnx-opt": """onnx_export(out)
 so = ort.SessionOptions(); so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

@@ -323,13 +323,15 @@ def write(name: str, directory: Path, model: onnx.ModelProto | None = None) -> P
 
 
 def quantized(src: Path, dst: Path) -> Path:
-    """``src`` through onnxruntime's dynamic int8 quantisation, as zoo's onnx-int8 edge makes it."""
-    import logging
+    """``src`` through zoo's own onnx-int8 edge (onnxruntime's dynamic int8 quantisation, 7-bit weights)."""
+    import shutil
+    import tempfile
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from zoo.converters.edges.onnx_variants import onnx_to_int8
+    from zoo.converters.graph import EdgeContext
 
-    logging.getLogger().setLevel(logging.ERROR)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        shutil.move(onnx_to_int8(Path(src), Path(tmp), EdgeContext(opset=17)), dst)
     return dst
 
 

@@ -185,15 +185,26 @@ def test_an_optimised_pair_generates_the_same_tokens(pull):
     assert manifest["converter"].endswith("onnx-opt")
 
 
-def test_an_int8_pair_that_drifts_is_not_published(pull, indexed):
-    """Dynamic int8 quantisation of this tiny BART (d_model 32) moves its logits by more than int8's bounds:
-    exit 6, the pair kept in quarantine only (measured: logits 0.15-0.19 of their range off, > 0.1)."""
-    err = pull("zoo-test/tiny-bart", "--format", "onnx-int8", "--exporter", "torchscript", code=6)
-    gen = [t for t in err["report"]["tasks"] if t["check"] == "text2text-generation"][0]
-    assert gen["passed"] is False and gen["figures"]["bounds"]["token_agreement"] == 0.8
-    quarantined = Path(err["quarantined"])
-    assert {"encoder.onnx", "decoder.onnx"} <= {p.name for p in quarantined.iterdir()}
-    assert not (indexed.home / "artifacts").exists() or not any((indexed.home / "artifacts").iterdir())
+def test_an_int8_pair_is_judged_by_its_generation_figures(pull, indexed):
+    """Both graphs quantised, the pair judged by the generation check at int8's bounds: verified exactly when the
+    next token agrees often enough and the logits stay in bound, else kept in quarantine only. (This tiny BART,
+    d_model 32, failed with full-range int8 weights on this AVX2 machine, logits 0.15-0.19 of their range off;
+    with the edge's 7-bit weights it is within bounds: the verdict follows the figures, not a fixed outcome.)"""
+    import onnx
+
+    out = pull("zoo-test/tiny-bart", "--format", "onnx-int8", "--exporter", "torchscript", "--allow-mismatch")
+    manifest = manifest_of(out)
+    gen = [t for t in manifest["parity"]["tasks"] if t["check"] == "text2text-generation"][0]
+    figures, bounds = gen["figures"], gen["figures"]["bounds"]
+    assert bounds["token_agreement"] == 0.8
+    within = figures["next_token_agreement"] >= 0.8 and figures["max_logit_rel_diff"] <= bounds["logit_rel_diff"]
+    assert gen["passed"] == within and out["verified"] == manifest["parity"]["passed"]
+    for name in ("encoder.onnx", "decoder.onnx"):  # each graph of the pair really is int8
+        ops = {n.op_type for n in onnx.load(str(Path(out["artifact_dir"]) / name)).graph.node}
+        assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "ConvInteger"}, (name, sorted(ops))
+    if not out["verified"]:
+        assert "quarantine" in out["artifact_dir"]
+        assert not (indexed.home / "artifacts").exists() or not any((indexed.home / "artifacts").iterdir())
 
 
 @pytest.mark.slow  # ~40 s on 2 busy cores: a zoo process of its own; the offline pulls above prove the feature
