@@ -79,6 +79,10 @@ def test_transformers_vit_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_r
     out = pull_json("zoo-test/tiny-vit-classifier", "--format", "tf", env=OFFLINE)
     contract = _check_route(out)
     assert [(i["name"], i["dtype"]) for i in contract["inputs"]] == [("pixel_values", "float32")]
+    # the static batch still saw every set: batch 1 and 3 and the real photographs, re-batched a chunk at a time
+    checked = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())["parity"]["input_sets"]
+    assert {s["shapes"]["pixel_values"][0] for s in checked} == {contract["inputs"][0]["shape"][0]}
+    assert sum(s["kind"] == "sample" for s in checked) >= 2 and any(s["name"].startswith("random-b3") for s in checked)
     import torch
     from transformers import ViTForImageClassification
 
@@ -156,6 +160,26 @@ def _hostile_saved_model(root: Path) -> Path:
                            autograph=False, input_signature=[tf.TensorSpec([2, 2], tf.float32, name="x")])
     tf.saved_model.save(holder, str(root), signatures={"serving_default": holder.f.get_concrete_function()})
     return root
+
+
+def test_a_static_candidate_takes_every_set_of_its_other_dims_a_batch_at_a_time():
+    """static_sets: sets differing only in batch are re-batched (the last chunk filled from the first rows),
+    sets of another sequence length are named as not taken."""
+    from types import SimpleNamespace
+
+    from zoo.converters.parity.report import InputSet
+    from zoo.pipeline import static_sets
+
+    ctx = SimpleNamespace(info={"jax->tf": {"io_contract": {"shapes": "static",
+                                                            "inputs": [{"name": "x", "shape": [2, 3, 8]}]}}})
+    x3 = np.arange(3 * 3 * 8, dtype=np.float32).reshape(3, 3, 8)
+    sets = [InputSet("b2", {"x": x3[:2]}), InputSet("b3", {"x": x3}), InputSet("photos", {"x": x3[:1]}, kind="sample"),
+            InputSet("long", {"x": np.zeros((2, 3, 9), np.float32)})]
+    kept, skipped, rebatched = static_sets(ctx, sets, ["x"])
+    assert [s.name for s in kept] == ["b2", "b3[0:2]", "b3[2:3]", "photos[0:1]"] and skipped == ["long"]
+    assert rebatched == ["b3", "photos"] and kept[-1].kind == "sample"
+    assert all(s.feeds["x"].shape == (2, 3, 8) for s in kept)
+    np.testing.assert_array_equal(kept[2].feeds["x"], x3[[2, 0]])  # the last row, then the first again
 
 
 def test_xla_call_module_is_loaded_only_when_its_stablehlo_computes(tmp_path):

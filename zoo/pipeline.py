@@ -392,7 +392,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         for note in ctx.notes:
             progress.note(note)
         ctx.notes.clear()
-        sets, skipped = static_sets(ctx, opened.input_sets, opened.input_names)
+        sets, skipped, rebatched = static_sets(ctx, opened.input_sets, opened.input_names)
         with progress.stage("parity", f"{len(sets)} input sets at {dtype} tolerance"):
             candidate = artifact_runner(hops[-1], opened.input_names, opened.output_names)
             report = check_parity(opened.reference, candidate, sets, output_names=opened.output_names,
@@ -401,6 +401,9 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
                                   reference_outputs=reference_outputs, precision=dtype, require_samples=dtype != "float32",
                                   task=task_check(source.record), input_notes=opened.input_notes,
                                   metadata=opened.metadata)
+        if rebatched:
+            report.warnings.append(f"static shapes: {', '.join(rebatched)} re-batched to the exported batch and checked a "
+                                   "chunk at a time")
         if skipped:
             report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
                                    f"not on {', '.join(skipped)}")
@@ -507,16 +510,44 @@ def _variant_divergence(before: Path, after: Path, opened: Any, tol: Any, step: 
         return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[list, list[str]]:
+def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[list, list[str], list[str]]:
     """The input sets a candidate can take: all of them, or, when an edge exported static shapes (its
-    ``io_contract``), those of exactly the exported shapes (and the names of the others)."""
+    ``io_contract``), those of exactly the exported shapes, and those that differ only in their batch
+    re-batched to the exported batch (so a static batch-2 model still sees batch 1 and 3 and the real
+    samples, a chunk at a time). Returns (sets, names of the sets it cannot take, names re-batched)."""
     contracts = [v["io_contract"] for v in ctx.info.values() if isinstance(v, dict) and isinstance(v.get("io_contract"), dict)]
     static = [c for c in contracts if c.get("shapes") == "static"]
     if not static:
-        return list(input_sets), []
+        return list(input_sets), [], []
     shapes = {i["name"]: tuple(i["shape"]) for i in static[0]["inputs"]}
-    kept = [s for s in input_sets if all(tuple(s.feeds[n].shape) == shapes.get(n) for n in input_names)]
-    return kept, [s.name for s in input_sets if s not in kept]
+    kept, skipped, rebatched = [], [], []
+    for s in input_sets:
+        got = {n: tuple(s.feeds[n].shape) for n in input_names}
+        if all(got[n] == shapes.get(n) for n in input_names):
+            kept.append(s)
+            continue
+        batches = {shapes[n][0] for n in input_names if shapes.get(n)}
+        own = {got[n][0] for n in input_names if got[n]}
+        if (len(batches) == 1 and len(own) == 1 and all(shapes.get(n) and got[n][1:] == shapes[n][1:] for n in input_names)
+                and isinstance(next(iter(batches)), int)):
+            kept.extend(rebatch(s, next(iter(batches)), next(iter(own))))
+            rebatched.append(s.name)
+        else:
+            skipped.append(s.name)
+    return kept, skipped, rebatched
+
+
+def rebatch(input_set: Any, batch: int, own: int) -> list:
+    """``input_set`` (batch ``own``) as chunks of ``batch`` rows; the last chunk is filled with the set's
+    first rows again (a copy of a row computes the same, so nothing is compared twice in effect)."""
+    from zoo.converters.parity.report import InputSet
+
+    chunks = []
+    for start in range(0, own, batch):
+        rows = [(start + i) % own for i in range(batch)]
+        feeds = {k: (v[rows] if getattr(v, "ndim", 0) and v.shape[0] == own else v) for k, v in input_set.feeds.items()}
+        chunks.append(InputSet(f"{input_set.name}[{start}:{min(start + batch, own)}]", feeds, kind=input_set.kind))
+    return chunks
 
 
 def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain: list) -> dict[str, Any]:
