@@ -42,6 +42,9 @@ EDGE_CASES = [
     pytest.param("jax", "test_resnet", marks=pytest.mark.slow),
     pytest.param("tflite-fp16", KERAS, marks=pytest.mark.slow),
     pytest.param("tflite-int8", KERAS, marks=pytest.mark.slow),
+    # keras-model -> onnx -> pt2 -> jax: a Keras application to JAX through zoo's onnx_torch (~80 s; the default
+    # run has the tiny Keras CNN's FILE_CASES row)
+    pytest.param("jax", KERAS, marks=pytest.mark.slow),
 ]
 
 
@@ -52,6 +55,7 @@ FILE_CASES = [
     ("onnx", "saved-model"),
     ("tf", "keras-file"),
     ("onnx", "tflite-file"),  # tf2onnx's TFLite reader
+    ("jax", "keras-file"),  # .keras -> onnx -> pt2 -> jax
 ]
 FILE_NODES = {"saved-model": "tf", "keras-file": "keras-model", "tflite-file": "tflite"}
 # (format, source node) whose tests live elsewhere: a JAX function or Flax import (tests/test_flax.py)

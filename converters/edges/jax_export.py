@@ -2,6 +2,9 @@
 serialised with ``jax.export`` (StableHLO bytes plus the calling convention) into ``model.jax``.
 ``jax.export.deserialize(bytes).call(*inputs)`` runs it; no Python code of the model travels with it.
 
+A ``.pt2`` program (``pt2 -> jax``: what keras-model -> onnx -> pt2 reaches, so Keras and TensorFlow models get
+to JAX too) goes the same way: its module, input names and symbolic dims come from the program zoo wrote.
+
 Dynamic axes of the source (batch, sequence) become symbolic dimensions of the export; when torchax cannot
 trace them symbolically, the ladder's static-shapes rung exports the example shapes, and ``io_contract`` says so (the
 pipeline then checks parity on the input sets of that shape only). Outputs are the flattened leaves of the
@@ -126,24 +129,63 @@ def io_contract(tm: Any, example: tuple, static: bool) -> dict[str, Any]:
 @edge("torch", "jax", name="torchax + jax.export", primary=PRIMARY, tools=("torchax", "jax", "jaxlib", "torch"),
       static_shapes=True)
 def torch_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    return _export_to(tm, ctx.example, out_dir, ctx, "torch->jax")
+
+
+def _export_to(tm: Any, example: tuple, out_dir: Path, ctx: EdgeContext, name: str) -> Path:
     from zoo.versions import dist_versions
 
     out = out_dir / PRIMARY
     static = ctx.static_shapes or not any(tm.dynamic_axes.get(n) for n in tm.input_names)
     try:
-        blob = export_jax(tm, ctx.example, static)
+        blob = export_jax(tm, example, static)
     except errors.ZooError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
         raise errors.ConversionError(f"torchax/jax.export could not convert the model with {'static' if static else 'dynamic'} "
-                                     f"shapes: {type(exc).__name__}: {first}", edge="torch->jax",
+                                     f"shapes: {type(exc).__name__}: {first}", edge=name,
                                      hint="zoo tries static shapes next; convert to onnx or pt2 if that fails too") from exc
     out.write_bytes(blob)
-    ctx.info["torch->jax"] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
-                              "versions": dist_versions(("torchax", "jax", "jaxlib", "torch")),
-                              "io_contract": io_contract(tm, ctx.example, static), "shapes": "static" if static else "dynamic"}
+    ctx.info[name] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
+                      "versions": dist_versions(("torchax", "jax", "jaxlib", "torch")),
+                      "io_contract": io_contract(tm, example, static), "shapes": "static" if static else "dynamic"}
     if static and ctx.static_shapes:
-        ctx.notes.append(f"the jax export takes static shapes {[list(t.shape) for t in ctx.example]} "
+        ctx.notes.append(f"the jax export takes static shapes {[list(t.shape) for t in example]} "
                          "(jax.export could not trace the dynamic axes)")
     return out
+
+@edge("pt2", "jax", name="torchax + jax.export (ExportedProgram)", primary=PRIMARY,
+      tools=("torchax", "jax", "jaxlib", "torch"), static_shapes=True)
+def pt2_to_jax(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    """A program zoo wrote (``load_program`` refuses others) run through torchax like a module."""
+    import torch
+
+    from zoo.converters.edges.pt2 import program_example
+    from zoo.converters.loaders.pt2_archive import load_program, program_signature
+    from zoo.converters.loaders.torch_models import TorchModel
+
+    program, signature = load_program(src)
+    spec, outputs = program_signature(program, signature)
+    example = program_example(program, spec)
+    names = [s["name"] for s in spec]
+    axes = {s["name"]: {i: d for i, d in enumerate(s["shape"]) if isinstance(d, str) and d.isidentifier()} for s in spec}
+
+    class Program(torch.nn.Module):  # the program's module, its outputs as a tuple whatever it returns
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def train(self, mode: bool = True) -> Any:  # an exported program's module refuses train()/eval()
+            self.training = mode
+            return self
+
+        def forward(self, *args: Any) -> tuple:
+            out = self.inner(*args)
+            return tuple(out) if isinstance(out, (list, tuple)) else (out,)
+
+    # core ATen (aten.convolution rather than aten.conv2d with its defaults left out, which torchax's conv2d
+    # lowering cannot take)
+    program = program.run_decompositions()
+    tm = TorchModel(Program(program.module()), names, outputs or [f"output_{i}" for i in range(len(spec))], axes)
+    return _export_to(tm, example, out_dir, ctx, "pt2->jax")

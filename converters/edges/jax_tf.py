@@ -199,7 +199,7 @@ def jax_to_tf(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     except Exception as exc:  # noqa: BLE001
         raise errors.ConversionError(f"{Path(src).name} is not a jax.export artifact: {type(exc).__name__}: "
                                      f"{str(exc)[:200]}", edge="jax->tf") from exc
-    contract = ctx.info.get("torch->jax", {}).get("io_contract", {})
+    contract = (ctx.info.get("torch->jax") or ctx.info.get("pt2->jax") or {}).get("io_contract", {})
     try:
         info = convert_saved_model(exported, contract, out_dir)
     except errors.ZooError:

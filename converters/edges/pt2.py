@@ -41,7 +41,7 @@ def pt2_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     try:
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            onnx_program = torch.onnx.export(program, _example(program, spec), str(out), dynamo=True,
+            onnx_program = torch.onnx.export(program, program_example(program, spec), str(out), dynamo=True,
                                              input_names=[s["name"] for s in spec], output_names=outputs or None,
                                              opset_version=ctx.opset, verbose=False)
         written = program_opset(onnx_program)
@@ -56,7 +56,7 @@ def pt2_to_onnx(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
-def _example(program: Any, spec: list[dict[str, Any]]) -> tuple:
+def program_example(program: Any, spec: list[dict[str, Any]]) -> tuple:
     """The program's own example inputs, or inputs made from its signature."""
     import torch
 
