@@ -598,3 +598,20 @@ def large_decoder_cache(hub_cache: Path, repo_id: str, *, hidden: int = 2048, vo
         shutil.move(str(weights), blob)
         (snapshot / "model.safetensors").symlink_to(os.path.relpath(blob, snapshot))
     return size
+
+
+def scale_output(path: Path, output: str, factor: float) -> None:
+    """Rewire the graph output ``output`` of the ONNX file at ``path`` to itself times ``factor`` (same shape and
+    dtype): the deliberately broken exports the generation checks must fail."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    inner = f"{output}__unscaled"
+    for node in model.graph.node:
+        node.output[:] = [inner if o == output else o for o in node.output]
+        node.input[:] = [inner if i == output else i for i in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "zoo_test_factor"))
+    model.graph.node.append(helper.make_node("Mul", [inner, "zoo_test_factor"], [output]))
+    onnx.save(model, str(path))

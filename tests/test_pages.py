@@ -161,8 +161,8 @@ def test_the_matrix_lists_every_reachable_format_with_its_state(catalog_home):
                 {"format": "tflite", "verified": False, "size": 11, "parity": {"max_abs_diff": "inf",
                                                                               "divergence": {"note": "y"}}}]}
     rows = {r["format"]: r for r in format_matrix(info, catalog_home)}
-    assert list(rows) == ["keras", "onnx", "onnx-fp16", "onnx-int8", "onnx-opt", "pt2", "tf", "tflite", "tflite-fp16",
-                          "tflite-int8"]
+    assert list(rows) == ["jax", "keras", "onnx", "onnx-fp16", "onnx-int8", "onnx-opt", "pt2", "tf", "tflite",
+                          "tflite-fp16", "tflite-int8"]  # jax through onnx -> pt2
     onnx = rows["onnx"]
     assert onnx["state"] == "verified" and onnx["artifact"]["size"] == 10 and onnx["max_abs_diff"] == 1e-6
     assert onnx["top1_agreement"] == 0.5 and onnx["latency_ms"] == 3.5 and onnx["accuracy_delta"] == -0.001

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import write_hf_cache
-from task_builders import bart_repo, t5_repo
+from task_builders import bart_repo, scale_output, t5_repo
 
 from zoo.converters.tasks import seq2seq
 
@@ -96,20 +96,6 @@ def test_encoder_decoder_greedy_generation_matches_generate(t5):
     np.testing.assert_array_equal(got, want)
 
 
-def _scale_output(path: Path, output: str, factor: float) -> None:
-    """Rewire the graph output ``output`` to itself times ``factor`` (same shape and dtype)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(path))
-    inner = f"{output}__unscaled"
-    for node in model.graph.node:
-        node.output[:] = [inner if o == output else o for o in node.output]
-        node.input[:] = [inner if i == output else i for i in node.input]
-    model.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "zoo_test_factor"))
-    model.graph.node.append(helper.make_node("Mul", [inner, "zoo_test_factor"], [output]))
-    onnx.save(model, str(path))
-
 
 @pytest.mark.parametrize("part, output, factor", [
     ("encoder", "last_hidden_state", 1.01),  # the encoder off by 1%
@@ -119,7 +105,7 @@ def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, 
     model, tokenizer, out, contract = t5
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
-    _scale_output(broken / contract["files"][part], output, factor)
+    scale_output(broken / contract["files"][part], output, factor)
     result = seq2seq.generation_results(model, tokenizer, broken, contract)
     assert not result["passed"]
     assert "logits at decode step" in result["reason"]

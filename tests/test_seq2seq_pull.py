@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import bart_repo, in_process_pull, t5_repo
+from task_builders import bart_repo, in_process_pull, scale_output, t5_repo
 
 REPOS = {"zoo-test/tiny-t5": t5_repo, "zoo-test/tiny-bart": bart_repo}
 OTHER_PROMPTS = ["the cat sat on the mat", "summarize: hello world and the quick dog", "What time is it"]
@@ -118,19 +118,6 @@ def test_zoo_convert_of_one_file_of_the_pair_is_refused(pull, capsys):
     assert "zoo pull zoo-test/tiny-t5 --format onnx" in err["hint"]
 
 
-def _scale_output(path: Path, output: str, factor: float) -> None:
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(path))
-    inner = f"{output}__unscaled"
-    for node in model.graph.node:
-        node.output[:] = [inner if o == output else o for o in node.output]
-        node.input[:] = [inner if i == output else i for i in node.input]
-    model.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "zoo_test_factor"))
-    model.graph.node.append(helper.make_node("Mul", [inner, "zoo_test_factor"], [output]))
-    onnx.save(model, str(path))
-
 
 def test_a_scaled_cache_output_fails_with_exit_6_and_publishes_nothing(pull, indexed, monkeypatch):
     from zoo.converters.edges import torch_onnx
@@ -140,7 +127,7 @@ def test_a_scaled_cache_output_fails_with_exit_6_and_publishes_nothing(pull, ind
     def broken_export(tm, example, out_path, **kwargs):
         info = real_export(tm, example, out_path, **kwargs)
         if out_path.name == "decoder.onnx":
-            _scale_output(out_path, "present.1.value", 0.99)
+            scale_output(out_path, "present.1.value", 0.99)
         return info
 
     monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import WHISPER_FIRST, WHISPER_SUPPRESSED, in_process_pull, whisper_repo
+from task_builders import WHISPER_FIRST, WHISPER_SUPPRESSED, in_process_pull, scale_output, whisper_repo
 
 REPO = "zoo-test/tiny-whisper"
 
@@ -103,19 +103,6 @@ def test_whisper_pull_generates_the_same_tokens_as_generate(pull, repos, tmp_pat
     np.testing.assert_array_equal(prompt[:, 1], lang)
 
 
-def _scale_output(path: Path, output: str, factor: float) -> None:
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(path))
-    inner = f"{output}__unscaled"
-    for node in model.graph.node:
-        node.output[:] = [inner if o == output else o for o in node.output]
-        node.input[:] = [inner if i == output else i for i in node.input]
-    model.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "zoo_test_factor"))
-    model.graph.node.append(helper.make_node("Mul", [inner, "zoo_test_factor"], [output]))
-    onnx.save(model, str(path))
-
 
 def test_a_scaled_encoder_fails_the_generation_check(pull, monkeypatch):
     """The decoder alone passes elementwise; only the pair's generation check sees the encoder off by 1%."""
@@ -126,7 +113,7 @@ def test_a_scaled_encoder_fails_the_generation_check(pull, monkeypatch):
     def broken_export(tm, example, out_path, **kwargs):
         info = real_export(tm, example, out_path, **kwargs)
         if out_path.name == "encoder.onnx":
-            _scale_output(out_path, "last_hidden_state", 1.01)
+            scale_output(out_path, "last_hidden_state", 1.01)
         return info
 
     monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)
