@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.converters.tasks.text_generation import EXACT, LOGIT_RTOL, TOKEN_AGREEMENT
+
 NEW_TOKENS = 20
 PROMPTS = [
     "translate English to German: The quick brown fox jumps over the lazy dog",
@@ -40,12 +42,10 @@ ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
 # the formats whose artifact holds both graphs (the ONNX variants convert each; other runtimes take one file)
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "onnx-opt")
 CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks.py) for both families
-# below float32 (onnx-fp16, onnx-int8), as text-generation: a near-tie flips one token and the rest of the text
-# with it, so the candidate is fed the reference's tokens and must choose the same next token at this share of
-# the steps, its logits within this share of their range
-_LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2, "int8": 0.1}
-_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8}
-_EXACT = ("float64", "float32")
+# below float32 (onnx-fp16, onnx-int8), as text-generation and with its bounds (text_generation.TOKEN_AGREEMENT,
+# LOGIT_RTOL): a near-tie flips one token and the rest of the text with it, so the candidate is fed the
+# reference's tokens and must choose the same next token at that share of the steps, its logits within that
+# share of their range
 
 
 def _get(config: Any, key: str, default: Any = None) -> Any:
@@ -484,16 +484,16 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
                        f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
     if not np.array_equal(ref_prompt, cand_prompt):
         reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs {ref_prompt.tolist()}")
-    rtol = _LOGIT_RTOL.get(precision, 0.1)
-    need = 1.0 if precision in _EXACT else _TOKEN_AGREEMENT.get(precision, 0.7)
+    rtol = LOGIT_RTOL.get(precision, 0.1)
+    need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
     matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == gen_tokens)]
     chosen = np.stack([_choose(c, i, contract["decoding"]) for i, c in enumerate(cand_logits)], axis=1)
     agreement = float((chosen == ref_tokens).mean())  # the candidate's choice on the reference's path
-    if precision in _EXACT and min(matched) < steps:
+    if precision in EXACT and min(matched) < steps:
         row = int(np.argmin(matched))
         reasons.append(f"greedy tokens diverge at step {matched[row]} of sample {row} "
                        f"(expected {gen_tokens[row].tolist()}, got {cand_tokens[row].tolist()})")
-    elif precision not in _EXACT and agreement < need:
+    elif precision not in EXACT and agreement < need:
         reasons.append(f"the next token agrees at {agreement:.0%} of the steps on the reference's path < {need:.0%}")
     if worst > rtol:
         reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")

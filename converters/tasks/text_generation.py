@@ -28,15 +28,15 @@ PROMPTS = [
     "hello world",
     "What is the capital of the country where you were born",
 ]
-# logits agreement per precision: the largest difference allowed, relative to the logits' spread
-_LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2, "int4": 0.2}
+# logits agreement per precision (the encoder-decoders' check, tasks/seq2seq.py, uses the same bounds): the largest difference allowed, relative to the logits' spread
+LOGIT_RTOL = {"float64": 1e-6, "float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2, "int8": 0.1, "int4": 0.2}
 # float32/float64: the generated tokens must be identical. Below that, a near-tie flips one token and the
 # rest of the text with it (random tiny models are full of near-ties), so the candidate is fed the reference's
 # tokens (teacher forcing) and must pick the same next token at this share of the steps.
-_EXACT = ("float64", "float32")
+EXACT = ("float64", "float32")
 # int4 (block-32 symmetric weights, docs/tasks.md): measured on GPT-2-style decoders at a trained model's weight
 # scale, 98.8-100% agreement and logits 0.086-0.09 of their range apart; a Llama of the same size, 77.5% and 0.14.
-_TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8, "int4": 0.7}
+TOKEN_AGREEMENT = {"float16": 0.95, "bfloat16": 0.9, "int8": 0.8, "int4": 0.7}
 
 
 def cache_names(layers: int) -> tuple[list[str], list[str]]:
@@ -197,8 +197,8 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
     results = []
     if reference is None or candidate is None:
         return results
-    rtol = _LOGIT_RTOL.get(precision, 0.1)
-    need = 1.0 if precision in _EXACT else _TOKEN_AGREEMENT.get(precision, 0.7)
+    rtol = LOGIT_RTOL.get(precision, 0.1)
+    need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
     has_sample = any(s.kind == "sample" for s, _, _ in ran)
     for input_set, _refs, _outs in ran:
         feeds = input_set.feeds
@@ -232,11 +232,11 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
         matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
         forced = np.stack([c.argmax(-1) for c in cand_logits], axis=1)  # the candidate's choice on the reference's path
         forced_top1 = float((forced == ref_tokens).mean())
-        if precision in _EXACT and min(matched) < steps:
+        if precision in EXACT and min(matched) < steps:
             row = int(np.argmin(matched))
             reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
                            f"(expected {target[row].tolist()}, got {cand_tokens[row].tolist()})")
-        elif precision not in _EXACT and forced_top1 < need:
+        elif precision not in EXACT and forced_top1 < need:
             reasons.append(f"the next token agrees at {forced_top1:.0%} of the steps on the reference's path < {need:.0%}")
         if worst > rtol:
             reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
