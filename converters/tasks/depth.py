@@ -48,26 +48,10 @@ def io_contract(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def input_sets(record: Any, image_processor: Any) -> list[Any]:
-    import numpy as np
+    """Random pixels and the photographs at the graph's square size (``vision.image_sets``)."""
+    from zoo.converters.tasks.vision import image_sets
 
-    from zoo.converters.parity.report import InputSet
-
-    _, c, h, w = record.input_spec[0]["shape"]
-    sets = [InputSet(f"random-b{b}", {"pixel_values": np.random.default_rng(b).standard_normal((b, c, h, w))
-                                      .astype(np.float32)}) for b in (1, 2, 3)]
-    if image_processor is not None:
-        from zoo.converters.parity.samples import sample_photos
-
-        photos = [img for _, img in sample_photos(4)]
-        square = {"size": {"height": h, "width": w}, "keep_aspect_ratio": False}
-        # keep_aspect_ratio (Depth Anything's processors) makes one size per photograph: the graph takes the square
-        pixels = image_processor(photos, return_tensors="np", **(square if getattr(
-            image_processor, "keep_aspect_ratio", False) else {}))["pixel_values"]
-        if pixels.shape[1:] != (c, h, w):
-            pixels = image_processor(photos, return_tensors="np", **square)["pixel_values"]
-        if pixels.shape[1:] == (c, h, w):
-            sets.append(InputSet("sample-photos", {"pixel_values": np.asarray(pixels, np.float32)}, kind="sample"))
-    return sets
+    return image_sets(record, image_processor, square=True)
 
 
 def depth_results(names: list[str], ran: list, precision: str) -> list[dict[str, Any]]:

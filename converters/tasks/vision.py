@@ -175,6 +175,13 @@ def detection_axes() -> dict[str, dict[int, str]]:
 
 def detection_sets(record: Any, image_processor: Any) -> list[Any]:
     """Seeded random pixels at three batch sizes, then the photographs through the repo's image processor."""
+    return image_sets(record, image_processor)
+
+
+def image_sets(record: Any, image_processor: Any, *, square: bool = False) -> list[Any]:
+    """Seeded random pixels at three batch sizes, then the photographs through the repo's image processor,
+    kept when they come out at the graph's size. ``square``: ask the processor for the graph's size where its
+    own resizing would not give it (``keep_aspect_ratio``, Depth Anything's: one size per photograph)."""
     import numpy as np
 
     from zoo.converters.parity.report import InputSet
@@ -186,9 +193,13 @@ def detection_sets(record: Any, image_processor: Any) -> list[Any]:
         from zoo.converters.parity.samples import sample_photos
 
         photos = [img for _, img in sample_photos(4)]
-        pixels = image_processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+        sized = {"size": {"height": h, "width": w}, "keep_aspect_ratio": False}
+        first = sized if square and getattr(image_processor, "keep_aspect_ratio", False) else {}
+        pixels = image_processor(photos, return_tensors="np", **first)["pixel_values"]
+        if square and pixels.shape[1:] != (c, h, w):
+            pixels = image_processor(photos, return_tensors="np", **sized)["pixel_values"]
         if pixels.shape[1:] == (c, h, w):
-            sets.append(InputSet("sample-photos", {"pixel_values": pixels}, kind="sample"))
+            sets.append(InputSet("sample-photos", {"pixel_values": np.asarray(pixels, np.float32)}, kind="sample"))
     return sets
 
 
