@@ -28,11 +28,14 @@ async def stream_events(service: Service, request: Request, job_id: str, after: 
     yield b"retry: 2000\n\n"
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
+        # The job before its events: a job finishes in the same transaction as its last state event, so a job
+        # read as finished here has every event visible to the query below. (Read the other way round, a job
+        # finishing between the two reads ended the stream without its final state event.)
+        job = await run_in_threadpool(service.jobs.get, job_id)
         events = await run_in_threadpool(service.jobs.events, job_id, after=after)
         for event in events:
             after = event.id
             yield _frame(event.kind, {"job": job_id, "at": event.at, **event.data}, event.id)
-        job = await run_in_threadpool(service.jobs.get, job_id)
         if job.finished and not events:
             yield _frame("end", JobPublic.from_job(job).model_dump(mode="json"))
             return

@@ -167,6 +167,45 @@ def test_events_record_each_state_and_stage_in_order(service):
     assert service.counts()["succeeded"] == 1 and service.counts()["queued"] == 0
 
 
+class _FinishAfterQuery(JobService):
+    """A job service whose job is finished by "another worker" right after the first events query that comes back
+    empty: the moment a server-sent-event stream used to miss the final state event."""
+
+    owner: str = "w"
+    raced = False
+
+    def events(self, job_id, after=0):
+        found = super().events(job_id, after=after)
+        if not found and not self.raced:
+            self.raced = True
+            self.finish(job_id, self.owner, "succeeded", result={})
+        return found
+
+
+def test_the_event_stream_ends_with_the_final_state_even_when_the_job_finishes_mid_poll(database_url):
+    import asyncio
+
+    from zoo.api.events import stream_events
+
+    jobs = _FinishAfterQuery(db.get_engine(database_url), max_attempts=2, lease_s=30)
+    job, _ = jobs.submit(REQUEST)
+    jobs.claim("w")
+    service, request = type("S", (), {"jobs": jobs})(), type("R", (), {})()
+
+    async def connected():
+        return False
+
+    request.is_disconnected = connected
+
+    async def read(after):
+        return [frame async for frame in stream_events(service, request, job.id, after)]
+
+    last = jobs.events(job.id)[-1].id  # the stream resumes after "running": its next query finds nothing new
+    frames = b"".join(asyncio.run(read(last))).decode()
+    assert jobs.raced
+    assert '"state": "succeeded"' in frames.split("event: end")[0], frames  # the state event before the end event
+
+
 def test_jobs_outlive_the_process_that_queued_them(database_url):
     first = JobService(db.get_engine(database_url))
     job, _ = first.submit(REQUEST)
