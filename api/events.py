@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import anyio
 from fastapi.concurrency import run_in_threadpool

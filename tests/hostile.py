@@ -419,7 +419,7 @@ def _h5_edit(work: Path, canary: Path, base: dict[str, bytes]) -> Target:
     path = keras_lambda_model(canary, work / "model.h5")
     with h5py.File(path, "r+") as f:
         config = json.loads(f.attrs["model_config"])
-        config["config"]["layers"] = [l for l in config["config"]["layers"] if l["class_name"] != "Lambda"]
+        config["config"]["layers"] = [layer for layer in config["config"]["layers"] if layer["class_name"] != "Lambda"]
         config["config"]["layers"][-1]["module"] = "subprocess"
         f.attrs["model_config"] = json.dumps(config)
     return Target(path=path)

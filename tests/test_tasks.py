@@ -157,7 +157,9 @@ def _shift_cache_output(path: Path, output: str) -> None:
     for node in graph.node:
         node.output[:] = [inner if o == output else o for o in node.output]
         node.input[:] = [inner if i == output else i for i in node.input]
-    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    def const(name, v):
+        return numpy_helper.from_array(np.array(v, np.int64), name)
+
     graph.initializer.extend([const("shift_s0", [0]), const("shift_s1", [1]), const("shift_end", [-1]),
                               const("shift_big", [2**62]), const("shift_ax", [2])])
     graph.node.extend([

@@ -33,7 +33,6 @@ SUPPORTED_TASKS: dict[str, str] = {
     "object-detection": "AutoModelForObjectDetection",  # set-prediction heads: YOLOS, DETR (tasks/vision.py)
     "image-segmentation": "AutoModelForSemanticSegmentation",  # semantic heads (SegFormer, ...): logits per pixel
     "image-feature-extraction": "AutoModel",  # a bare vision encoder (DINOv2, ViT): its hidden states
-    "audio-classification": "AutoModelForAudioClassification",  # Wav2Vec2-family heads: a label per clip
     "depth-estimation": "AutoModelForDepthEstimation",  # DPT, Depth Anything: predicted_depth (tasks/depth.py)
 }
 

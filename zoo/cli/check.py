@@ -47,7 +47,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     jobs = args.jobs or manifest.jobs or _cpus()
     if jobs < 1:
         raise errors.UsageError(f"--jobs must be at least 1, not {jobs}")
-    log = (lambda line: print(f"zoo: check {line}", file=sys.stderr, flush=True))
+    def log(line: str) -> None:
+        print(f"zoo: check {line}", file=sys.stderr, flush=True)
+
     report = run_checks(checks, settings, budget_mb=budget, jobs=jobs, log=log)
     report.update(version=reports.REPORT_VERSION, zoo=__version__, manifest=str(manifest.path),
                   created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), notes=[])
