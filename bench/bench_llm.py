@@ -50,11 +50,18 @@ def build(layers: int, out: Path) -> int:
 
 def timed(cmd: list[str], env: dict) -> dict:
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=False, env=env, capture_output=True, text=True)
+    load = os.getloadavg()[0]
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *cmd], check=False, env=env, capture_output=True,
+                          text=True)
     wall = time.perf_counter() - start
     lines = proc.stderr.strip().splitlines()
-    rss = int(lines[-1]) // 1024 if lines and lines[-1].isdigit() else None
-    return {"ok": proc.returncode == 0, "rc": proc.returncode, "seconds": round(wall, 1), "peak_rss_mb": rss,
+    last = lines[-1].split() if lines else []
+    measured = len(last) == 3 and last[0].isdigit()
+    # CPU time (user + sys) as well as wall time: on a shared machine the wall time moves with the load, CPU much less
+    return {"ok": proc.returncode == 0, "rc": proc.returncode, "seconds": round(wall, 1),
+            "cpu_s": round(float(last[1]) + float(last[2]), 1) if measured else None,
+            "peak_rss_mb": int(last[0]) // 1024 if measured else None,
+            "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2),
             "stdout": proc.stdout, "stderr_tail": "\n".join(lines[-15:-1])}
 
 
@@ -86,14 +93,14 @@ def main() -> int:
                 if out.get("artifact_dir") else None
             zoo["parity"] = {k: out["parity"].get(k) for k in ("passed", "max_abs_diff", "summary")}
         result["zoo"] = {k: v for k, v in zoo.items() if k != "stdout"}
-        print(f"zoo      {zoo['seconds']:7.1f} s  peak RSS {zoo['peak_rss_mb']} MB  ok={zoo['ok']}", flush=True)
+        print(f"zoo      {zoo['seconds']:7.1f} s  CPU {zoo['cpu_s']} s  peak RSS {zoo['peak_rss_mb']} MB  ok={zoo['ok']}", flush=True)
         if not zoo["ok"]:
             print(zoo["stderr_tail"], file=sys.stderr)
         if Path(args.optimum_python).exists():
             opt = timed([args.optimum_python, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(snap),
                          "--task", "text-generation-with-past", str(tmp / "optimum")], env)
             result["optimum"] = {k: v for k, v in opt.items() if k != "stdout"}
-            print(f"optimum  {opt['seconds']:7.1f} s  peak RSS {opt['peak_rss_mb']} MB  ok={opt['ok']}", flush=True)
+            print(f"optimum  {opt['seconds']:7.1f} s  CPU {opt['cpu_s']} s  peak RSS {opt['peak_rss_mb']} MB  ok={opt['ok']}", flush=True)
             if not opt["ok"]:
                 print(opt["stderr_tail"], file=sys.stderr)
         else:
