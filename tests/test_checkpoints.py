@@ -5,6 +5,7 @@ fixtures; each goes import -> pull -> parity, and the artifact is checked agains
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -70,6 +71,31 @@ def _onnx_matches(result: dict, module, shape=(2, 3, 160, 160)) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+def record_reference(path, model, seed=7):
+    """What a training script runs at its end: the model in eval mode on a few fixed inputs, saved beside the
+    checkpoint as zoo's reference.npz (registry/checkpoints/reference.py). The subprocess training scripts
+    below hold this function's own source (RECORD)."""
+    import numpy
+    import torch
+
+    x = torch.from_numpy(numpy.random.default_rng(seed).standard_normal((4, 3, 32, 32)).astype("float32"))
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    numpy.savez(path, **{"inputs/input": x.numpy(), "outputs/logits": y.float().numpy()})
+    return y
+
+
+RECORD = inspect.getsource(record_reference)
+
+
+def _reference_checked(notes: dict, name: str) -> None:
+    """The import ran the rebuilt model on the recorded inputs and it matched."""
+    ref = notes["reference"]
+    assert ref["file"] == name and ref["passed"] and ref["inputs"] == {"input": [4, 3, 32, 32]}, ref
+    assert ref["max_abs_diff"] < ref["outputs"]["logits"]["atol"] and ref["precision"] == "float32", ref
+
+
 # --- Lightning -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lightning_run(tmp_path_factory):
@@ -101,6 +127,7 @@ def lightning_run(tmp_path_factory):
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
     trainer.save_checkpoint(out / "last.ckpt")
+    record_reference(out / "last.reference.npz", module.model)
     assert any(not torch.equal(before[k], v) for k, v in module.model.state_dict().items())  # it trained
     return out / "last.ckpt", module.model.eval()
 
@@ -114,7 +141,31 @@ def test_lightning_ckpt_imports_from_its_hyper_parameters_and_converts(indexed, 
     notes = record["extra"]["checkpoint"]
     assert notes["layout"] == "lightning" and notes["global_step"] == 3 and notes["prefix"] == "model."
     assert notes["architecture_from"] == f"hyper_parameters['model_name']={ARCH}"
+    _reference_checked(notes, "last.reference.npz")
     _onnx_matches(_pull_onnx("lit"), trained)
+
+
+def test_a_reference_the_checkpoint_does_not_reproduce_is_refused_exit_6(indexed, lightning_run, tmp_path):
+    """Outputs recorded at training time, scaled by 1.01 (a 1% drift): the import is refused, nothing stored."""
+    import shutil
+
+    ckpt, _ = lightning_run
+    shutil.copyfile(ckpt, tmp_path / "last.ckpt")
+    with np.load(ckpt.with_name("last.reference.npz")) as ref:
+        np.savez(tmp_path / "reference.npz", **{"inputs/input": ref["inputs/input"],  # the folder-wide name
+                                                "outputs/logits": ref["outputs/logits"] * 1.01})
+    proc = run_zoo("import", str(tmp_path / "last.ckpt"), "--name", "drift")
+    assert proc.returncode == 6, proc.stderr[-3000:]
+    assert "does not reproduce the reference recorded at training time (reference.npz)" in proc.stderr
+    assert "logits on training-reference" in proc.stderr and "nothing was imported" in proc.stderr
+    home = Path(os.environ["ZOO_HOME"])
+    assert not (home / "local" / "drift").exists() and not list((home / "tmp").glob("*"))
+    assert "drift" not in run_zoo("list", "--source", "local").stdout
+    # a reference that does not fit the model (an input it does not take) is a bad file: exit 7
+    np.savez(tmp_path / "reference.npz", **{"inputs/pixels": np.zeros((1, 3, 32, 32), np.float32),
+                                            "outputs/logits": np.zeros((1, 4), np.float32)})
+    proc = run_zoo("import", str(tmp_path / "last.ckpt"), "--name", "drift")
+    assert proc.returncode == 7 and "lacks inputs/input" in proc.stderr and "inputs/pixels" in proc.stderr, proc.stderr
 
 
 def test_ddp_and_compile_prefixes_are_stripped_and_weights_kept_exactly(indexed, tmp_path):
