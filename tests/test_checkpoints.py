@@ -73,8 +73,9 @@ def _onnx_matches(result: dict, module, shape=(2, 3, 160, 160)) -> None:
 
 def record_reference(path, model, seed=7):
     """What a training script runs at its end: the model in eval mode on a few fixed inputs, saved beside the
-    checkpoint as zoo's reference.npz (registry/checkpoints/reference.py). The subprocess training scripts
-    below hold this function's own source (RECORD)."""
+    checkpoint as zoo's reference.npz (registry/checkpoints/reference.py); ``path`` None: run only (the other
+    ranks of a sharded model take part in its forward). The subprocess training scripts below hold this
+    function's own source (RECORD)."""
     import numpy
     import torch
 
@@ -82,7 +83,8 @@ def record_reference(path, model, seed=7):
     model.eval()
     with torch.no_grad():
         y = model(x)
-    numpy.savez(path, **{"inputs/input": x.numpy(), "outputs/logits": y.float().numpy()})
+    if path is not None:
+        numpy.savez(path, **{"inputs/input": x.numpy(), "outputs/logits": y.float().numpy()})
     return y
 
 
@@ -286,6 +288,9 @@ for _ in range(steps):
     engine.backward(torch.nn.functional.cross_entropy(engine(x), y))
     engine.step()
 engine.save_checkpoint(out)
+torch.distributed.barrier()
+engine.eval()  # every rank runs the forward (ZeRO-3 gathers its partitioned weights); rank 0 records it
+record_reference(out + "/reference.npz" if os.environ["RANK"] == "0" else None, engine)
 sys.stdout.flush()
 os._exit(0)  # no teardown: gloo's process-group destructor can abort at interpreter exit
 '''
@@ -306,7 +311,7 @@ def deepspeed_run(tmp: Path, stage: int, world: int = 2, steps: int = 2) -> Path
 
     need("deepspeed")
     script = tmp / "ds_train.py"
-    script.write_text(DS_TRAIN)
+    script.write_text(RECORD + DS_TRAIN)
     out = tmp / f"zero{stage}"
     port = str(_free_port())
     procs = [subprocess.Popen([sys.executable, str(script), str(stage), str(out), str(steps)],
@@ -332,6 +337,7 @@ def _check_zero_import(out: Path, name: str, stage: int, world: int) -> dict:
     record = _import(out, name, arch=f"timm:{ARCH}")
     notes = record.extra["checkpoint"]
     assert (notes["layout"], notes["zero_stage"], notes["ranks"], notes["tag"]) == (f"deepspeed-zero{stage}", stage, world, "global_step2")
+    _reference_checked(notes, "reference.npz")
     stored, reference = _stored_state(record), _deepspeed_reference(out)
     assert set(stored) == set(reference)
     for k, v in reference.items():
@@ -360,6 +366,31 @@ def test_deepspeed_zero3_import_pull_parity_against_the_trained_weights(indexed,
 @pytest.mark.parametrize("stage", [1, 2])
 def test_deepspeed_zero1_and_2_two_ranks(indexed, tmp_path, stage):
     _check_zero_import(deepspeed_run(tmp_path, stage), f"z{stage}", stage, 2)
+
+
+def test_a_zero3_shard_changed_after_training_is_caught_by_its_reference(indexed, zero3_run, tmp_path):
+    """One rank's fp32 partition nudged after training: the shards stay self-consistent, so consolidation cannot
+    tell; the outputs recorded at training time can. Exit 6, nothing imported; without the reference it imports."""
+    import shutil
+
+    from zoo import errors
+
+    bad = tmp_path / "nudged"
+    shutil.copytree(zero3_run, bad)
+
+    def nudge(o):
+        o["optimizer_state_dict"]["fp32_flat_groups"][0].data[:64] *= 1.5
+
+    _rewrite(bad / "global_step2" / "zero_pp_rank_1_mp_rank_00_optim_states.pt", nudge)
+    with pytest.raises(errors.ReferenceMismatchError, match="does not reproduce the reference") as info:
+        _import(bad, "nudged", arch=f"timm:{ARCH}")
+    assert errors.exit_code_for(info.value) == 6
+    figures = info.value.details["reference"]
+    assert not figures["passed"] and figures["max_abs_diff"] > figures["outputs"]["logits"]["atol"], figures
+    home = Path(os.environ["ZOO_HOME"])
+    assert not (home / "local" / "nudged").exists() and not list((home / "tmp").glob("*"))
+    (bad / "reference.npz").unlink()
+    assert "reference" not in _import(bad, "nudged", arch=f"timm:{ARCH}").extra["checkpoint"]
 
 
 def _refused(path: Path, words: str, unsafe: bool = False) -> None:
@@ -439,8 +470,16 @@ for _ in range(steps):
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
     opt.zero_grad()
+# Batch norm's running statistics are plain (replicated) buffers that each rank updated on its own data, and DCP
+# saves one rank's copy: averaged over the ranks first, as timm's train.py does (distribute_bn), so that every rank
+# holds the model the checkpoint holds (without it, rank 0's recorded reference is refused at import).
+for buffer in model.buffers():
+    if buffer.is_floating_point():
+        dist.all_reduce(buffer)
+        buffer /= dist.get_world_size()
 msd, osd = get_state_dict(model, opt)  # DTensor shards
 dcp.save({"model": msd, "optim": osd}, checkpoint_id=out)
+record_reference(out + "/reference.npz" if dist.get_rank() == 0 else None, model)  # every rank runs the forward
 sys.stdout.flush()
 os._exit(0)
 '''
@@ -453,7 +492,7 @@ def fsdp_run(tmp_path_factory) -> Path:
     import sys
 
     tmp = tmp_path_factory.mktemp("fsdp")
-    (tmp / "train.py").write_text(FSDP_TRAIN)
+    (tmp / "train.py").write_text(RECORD + FSDP_TRAIN)
     out, port = tmp / "dcp", str(_free_port())
     procs = [subprocess.Popen([sys.executable, str(tmp / "train.py"), str(out), "2"],
                               env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
@@ -469,10 +508,11 @@ def _check_dcp_import(fsdp_run: Path, tmp_path: Path):
     import torch
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-    assert sorted(p.name for p in fsdp_run.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert sorted(p.name for p in fsdp_run.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "reference.npz"]
     record = _import(fsdp_run, "fsdp", arch=f"timm:{ARCH}")
     notes = record.extra["checkpoint"]
     assert notes["layout"] == "dcp" and notes["ranks"] == 2 and notes["prefix"] == "model."
+    _reference_checked(notes, "reference.npz")
     dcp_to_torch_save(fsdp_run, tmp_path / "torch.pt")  # torch's own consolidation, as the reference
     reference = torch.load(tmp_path / "torch.pt", weights_only=True)["model"]
     stored = _stored_state(record)
@@ -557,6 +597,7 @@ def fastai_run(tmp_path_factory):
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-3)
     weights = learn.save("stage1")
+    record_reference(weights.parent / "reference.npz", learn.model)  # models/reference.npz, beside models/stage1.pth
     learn.export(tmp / "export.pkl")
     return weights, tmp / "export.pkl", learn.model.eval()
 
@@ -566,6 +607,7 @@ def test_fastai_learn_save_weights_rebuilt_on_their_timm_body_and_converted(inde
     weights, _, trained = fastai_run
     record = _import(weights, "fa", arch=f"fastai:timm:{ARCH}")
     assert record.num_classes == 2 and record.extra["timm_config"]["fastai_head"]["widths"] == [192, 512, 2]
+    _reference_checked(record.extra["checkpoint"], "reference.npz")
     _onnx_matches(_pull_onnx("fa"), trained)
     from zoo import errors
 
@@ -648,6 +690,7 @@ if __name__ == "__main__":
     trainer.save_checkpoint(out + "/last.ckpt")
     if trainer.global_rank == 0:  # the model as it was at the end of training, for the test to compare with
         torch.save(module.model.state_dict(), out + "/final_weights.pt")
+        record_reference(out + "/last.reference.npz", module.model)
 '''
 
 
@@ -659,7 +702,7 @@ def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
     import torch
 
     need("lightning")
-    (tmp_path / "train.py").write_text(LIGHTNING_DDP)
+    (tmp_path / "train.py").write_text(RECORD + LIGHTNING_DDP)
     out = tmp_path / "run"
     out.mkdir()
     proc = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(out)], capture_output=True, text=True, check=False,
@@ -667,6 +710,7 @@ def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = _import(out / "last.ckpt", "ddp")
     assert record.extra["checkpoint"]["layout"] == "lightning" and record.extra["checkpoint"]["global_step"] == 2
+    _reference_checked(record.extra["checkpoint"], "last.reference.npz")
     final = torch.load(out / "final_weights.pt", weights_only=True)
     stored = _stored_state(record)
     assert set(stored) == set(final) and all(torch.equal(stored[k], v) for k, v in final.items())
