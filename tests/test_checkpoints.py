@@ -170,6 +170,31 @@ def test_a_reference_the_checkpoint_does_not_reproduce_is_refused_exit_6(indexed
     assert proc.returncode == 7 and "lacks inputs/input" in proc.stderr and "inputs/pixels" in proc.stderr, proc.stderr
 
 
+def test_the_reference_precision_decides_the_tolerance(indexed, tmp_path):
+    """A reference recorded under mixed precision (float16 outputs, or a ``precision`` entry) is held to that
+    precision's parity tolerance: float32 outputs 5e-3 off are refused, the same drift at float16 or bfloat16 passes."""
+    import torch
+
+    from zoo import errors
+
+    model = _timm(4, seed=2)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    y = record_reference(None, model).numpy()
+    x = np.random.default_rng(7).standard_normal((4, 3, 32, 32)).astype(np.float32)  # record_reference's inputs
+    for outputs, extra, passes in ((y + 5e-3, {}, False), ((y + 5e-3).astype(np.float16), {}, True),
+                                   (y + 5e-3, {"precision": np.array("bfloat16")}, True)):
+        np.savez(tmp_path / "plain.reference.npz", **{"inputs/input": x, "outputs/logits": outputs}, **extra)
+        if passes:
+            ref = _import(tmp_path / "plain.pt", "mixed", arch=f"timm:{ARCH}").extra["checkpoint"]["reference"]
+            assert ref["passed"] and ref["precision"] in ("float16", "bfloat16"), ref
+        else:
+            with pytest.raises(errors.ReferenceMismatchError):
+                _import(tmp_path / "plain.pt", "mixed", arch=f"timm:{ARCH}")
+    np.savez(tmp_path / "plain.reference.npz", **{"inputs/input": x, "outputs/logits": y, "precision": np.array("fp8")})
+    with pytest.raises(errors.InvalidModelError, match="precision 'fp8' is none of"):
+        _import(tmp_path / "plain.pt", "mixed", arch=f"timm:{ARCH}")
+
+
 def test_ddp_and_compile_prefixes_are_stripped_and_weights_kept_exactly(indexed, tmp_path):
     import torch
 
