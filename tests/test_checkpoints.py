@@ -166,8 +166,11 @@ def test_a_reference_the_checkpoint_does_not_reproduce_is_refused_exit_6(indexed
     # a reference that does not fit the model (an input it does not take) is a bad file: exit 7
     np.savez(tmp_path / "reference.npz", **{"inputs/pixels": np.zeros((1, 3, 32, 32), np.float32),
                                             "outputs/logits": np.zeros((1, 4), np.float32)})
-    proc = run_zoo("import", str(tmp_path / "last.ckpt"), "--name", "drift")
-    assert proc.returncode == 7 and "lacks inputs/input" in proc.stderr and "inputs/pixels" in proc.stderr, proc.stderr
+    from zoo import errors
+
+    with pytest.raises(errors.InvalidModelError, match="lacks inputs/input; has inputs/pixels") as info:
+        _import(tmp_path / "last.ckpt", "drift")
+    assert errors.exit_code_for(info.value) == 7
 
 
 def test_the_reference_precision_decides_the_tolerance(indexed, tmp_path):
