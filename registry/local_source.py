@@ -34,6 +34,7 @@ def import_path(path: Path, name: str, settings: Settings, arch: str | None = No
     """Import a model directory, or an archive of one (extracted safely into staging first), or a
     training checkpoint (``zoo.registry.checkpoints``: rewritten as a model directory first)."""
     from zoo.registry import checkpoints
+    from zoo.registry.checkpoints import reference
 
     path = path.expanduser()
     if arch is not None and arch.startswith("flax:"):
@@ -44,12 +45,14 @@ def import_path(path: Path, name: str, settings: Settings, arch: str | None = No
         staging = settings.home / "tmp" / f"{os.getpid()}-checkpoint-{uuid.uuid4().hex}"
         try:
             notes = checkpoints.prepare(path, staging, settings, arch, layout or ("sharded" if path.is_dir() else "single"))
-            record = import_directory(staging, name, settings)
+            record, files, weights, fmt = describe_directory(staging, name)
+            recorded = reference.locate(path)
+            if recorded is not None:  # outputs recorded at training time: the rebuilt model must reproduce them
+                notes["reference"] = reference.check_torch(recorded, record, staging, weights, fmt)
+            record.extra["checkpoint"] = notes
+            return store_files(staging, files, record, settings)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        record.extra["checkpoint"] = notes
-        Registry(settings).upsert(record)
-        return record
     if path.is_file():
         from zoo.archives import extract_archive
 
@@ -72,6 +75,13 @@ def _check_name(name: str) -> None:
 def import_directory(directory: Path, name: str, settings: Settings) -> ModelRecord:
     """Check the directory's files (no links, no remote code, weights that are
     data and not programs) and copy them into the store as ``local:NAME``."""
+    record, files, _weights, _fmt = describe_directory(directory, name)
+    return store_files(directory, files, record, settings)
+
+
+def describe_directory(directory: Path, name: str) -> tuple[ModelRecord, list[str], list[str], str]:
+    """The record of a model directory, checked (no links, no remote code, weights that are data and not
+    programs), with (files to store, weight files, their format); nothing is stored yet."""
     from zoo.safety import check_weights
 
     _check_name(name)
@@ -81,7 +91,7 @@ def import_directory(directory: Path, name: str, settings: Settings) -> ModelRec
                                    hint="pass the directory (or a .tar/.tar.gz/.zip archive) holding config.json and the weights")
     available = _safe_listing(directory)
     try:
-        files, weights, _fmt = choose_files(available)
+        files, weights, fmt = choose_files(available)
     except errors.InvalidModelError as exc:  # its hint speaks of hub repos: say what this directory lacks
         what = "is empty" if not available else f"holds no weights zoo can load ({', '.join(sorted(available)[:5])})"
         raise errors.InvalidModelError(
@@ -90,7 +100,7 @@ def import_directory(directory: Path, name: str, settings: Settings) -> ModelRec
     base = ModelRecord(id=f"local/{name}", source="local", name=name)
     record = describe(base, directory, files)  # raises on a missing/invalid config.json or remote code
     check_weights(directory, weights)
-    return store_files(directory, files, record, settings)
+    return record, files, weights, fmt
 
 
 def import_flax(path: Path, name: str, settings: Settings, arch: str) -> ModelRecord:

@@ -28,3 +28,18 @@ class LinenMLP(linen.Module):
     @linen.compact
     def __call__(self, x):
         return linen.Dense(self.classes)(linen.tanh(linen.Dense(self.hidden)(x)))
+
+
+class LinenCNN(linen.Module):
+    """A Linen conv, batch norm (its running statistics live in the ``batch_stats`` collection, beside
+    ``params``) and a dense head; NHWC images. ``train`` is a field, so the module as imported (the default)
+    runs in inference mode."""
+
+    channels: int = 4
+    classes: int = 3
+    train: bool = False
+
+    @linen.compact
+    def __call__(self, x):
+        h = linen.BatchNorm(use_running_average=not self.train)(linen.Conv(self.channels, (3, 3))(x))
+        return linen.Dense(self.classes)(linen.relu(h).mean(axis=(1, 2)))

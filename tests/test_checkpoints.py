@@ -5,6 +5,7 @@ fixtures; each goes import -> pull -> parity, and the artifact is checked agains
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -70,6 +71,33 @@ def _onnx_matches(result: dict, module, shape=(2, 3, 160, 160)) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+def record_reference(path, model, seed=7):
+    """What a training script runs at its end: the model in eval mode on a few fixed inputs, saved beside the
+    checkpoint as zoo's reference.npz (registry/checkpoints/reference.py); ``path`` None: run only (the other
+    ranks of a sharded model take part in its forward). The subprocess training scripts below hold this
+    function's own source (RECORD)."""
+    import numpy
+    import torch
+
+    x = torch.from_numpy(numpy.random.default_rng(seed).standard_normal((4, 3, 32, 32)).astype("float32"))
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    if path is not None:
+        numpy.savez(path, **{"inputs/input": x.numpy(), "outputs/logits": y.float().numpy()})
+    return y
+
+
+RECORD = inspect.getsource(record_reference)
+
+
+def _reference_checked(notes: dict, name: str) -> None:
+    """The import ran the rebuilt model on the recorded inputs and it matched."""
+    ref = notes["reference"]
+    assert ref["file"] == name and ref["passed"] and ref["inputs"] == {"input": [4, 3, 32, 32]}, ref
+    assert ref["max_abs_diff"] < ref["outputs"]["logits"]["atol"] and ref["precision"] == "float32", ref
+
+
 # --- Lightning -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lightning_run(tmp_path_factory):
@@ -101,6 +129,7 @@ def lightning_run(tmp_path_factory):
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
     trainer.save_checkpoint(out / "last.ckpt")
+    record_reference(out / "last.reference.npz", module.model)
     assert any(not torch.equal(before[k], v) for k, v in module.model.state_dict().items())  # it trained
     return out / "last.ckpt", module.model.eval()
 
@@ -114,7 +143,59 @@ def test_lightning_ckpt_imports_from_its_hyper_parameters_and_converts(indexed, 
     notes = record["extra"]["checkpoint"]
     assert notes["layout"] == "lightning" and notes["global_step"] == 3 and notes["prefix"] == "model."
     assert notes["architecture_from"] == f"hyper_parameters['model_name']={ARCH}"
+    _reference_checked(notes, "last.reference.npz")
     _onnx_matches(_pull_onnx("lit"), trained)
+
+
+def test_a_reference_the_checkpoint_does_not_reproduce_is_refused_exit_6(indexed, lightning_run, tmp_path):
+    """Outputs recorded at training time, scaled by 1.01 (a 1% drift): the import is refused, nothing stored."""
+    import shutil
+
+    ckpt, _ = lightning_run
+    shutil.copyfile(ckpt, tmp_path / "last.ckpt")
+    with np.load(ckpt.with_name("last.reference.npz")) as ref:
+        np.savez(tmp_path / "reference.npz", **{"inputs/input": ref["inputs/input"],  # the folder-wide name
+                                                "outputs/logits": ref["outputs/logits"] * 1.01})
+    proc = run_zoo("import", str(tmp_path / "last.ckpt"), "--name", "drift")
+    assert proc.returncode == 6, proc.stderr[-3000:]
+    assert "does not reproduce the reference recorded at training time (reference.npz)" in proc.stderr
+    assert "logits on training-reference" in proc.stderr and "nothing was imported" in proc.stderr
+    home = Path(os.environ["ZOO_HOME"])
+    assert not (home / "local" / "drift").exists() and not list((home / "tmp").glob("*"))
+    assert "drift" not in run_zoo("list", "--source", "local").stdout
+    # a reference that does not fit the model (an input it does not take) is a bad file: exit 7
+    np.savez(tmp_path / "reference.npz", **{"inputs/pixels": np.zeros((1, 3, 32, 32), np.float32),
+                                            "outputs/logits": np.zeros((1, 4), np.float32)})
+    from zoo import errors
+
+    with pytest.raises(errors.InvalidModelError, match="lacks inputs/input; has inputs/pixels") as info:
+        _import(tmp_path / "last.ckpt", "drift")
+    assert errors.exit_code_for(info.value) == 7
+
+
+def test_the_reference_precision_decides_the_tolerance(indexed, tmp_path):
+    """A reference recorded under mixed precision (float16 outputs, or a ``precision`` entry) is held to that
+    precision's parity tolerance: float32 outputs 5e-3 off are refused, the same drift at float16 or bfloat16 passes."""
+    import torch
+
+    from zoo import errors
+
+    model = _timm(4, seed=2)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    y = record_reference(None, model).numpy()
+    x = np.random.default_rng(7).standard_normal((4, 3, 32, 32)).astype(np.float32)  # record_reference's inputs
+    for outputs, extra, passes in ((y + 5e-3, {}, False), ((y + 5e-3).astype(np.float16), {}, True),
+                                   (y + 5e-3, {"precision": np.array("bfloat16")}, True)):
+        np.savez(tmp_path / "plain.reference.npz", **{"inputs/input": x, "outputs/logits": outputs}, **extra)
+        if passes:
+            ref = _import(tmp_path / "plain.pt", "mixed", arch=f"timm:{ARCH}").extra["checkpoint"]["reference"]
+            assert ref["passed"] and ref["precision"] in ("float16", "bfloat16"), ref
+        else:
+            with pytest.raises(errors.ReferenceMismatchError):
+                _import(tmp_path / "plain.pt", "mixed", arch=f"timm:{ARCH}")
+    np.savez(tmp_path / "plain.reference.npz", **{"inputs/input": x, "outputs/logits": y, "precision": np.array("fp8")})
+    with pytest.raises(errors.InvalidModelError, match="precision 'fp8' is none of"):
+        _import(tmp_path / "plain.pt", "mixed", arch=f"timm:{ARCH}")
 
 
 def test_ddp_and_compile_prefixes_are_stripped_and_weights_kept_exactly(indexed, tmp_path):
@@ -235,6 +316,9 @@ for _ in range(steps):
     engine.backward(torch.nn.functional.cross_entropy(engine(x), y))
     engine.step()
 engine.save_checkpoint(out)
+torch.distributed.barrier()
+engine.eval()  # every rank runs the forward (ZeRO-3 gathers its partitioned weights); rank 0 records it
+record_reference(out + "/reference.npz" if os.environ["RANK"] == "0" else None, engine)
 sys.stdout.flush()
 os._exit(0)  # no teardown: gloo's process-group destructor can abort at interpreter exit
 '''
@@ -255,7 +339,7 @@ def deepspeed_run(tmp: Path, stage: int, world: int = 2, steps: int = 2) -> Path
 
     need("deepspeed")
     script = tmp / "ds_train.py"
-    script.write_text(DS_TRAIN)
+    script.write_text(RECORD + DS_TRAIN)
     out = tmp / f"zero{stage}"
     port = str(_free_port())
     procs = [subprocess.Popen([sys.executable, str(script), str(stage), str(out), str(steps)],
@@ -263,7 +347,7 @@ def deepspeed_run(tmp: Path, stage: int, world: int = 2, steps: int = 2) -> Path
                                    "OMP_NUM_THREADS": "1"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(world)]
     for p in procs:
-        log = p.communicate(timeout=300)[0]
+        log = p.communicate(timeout=900)[0]  # importing torch + deepspeed alone took 3 min on 2 busy shared cores
         assert p.returncode == 0, log.decode(errors="replace")[-3000:]
     return out
 
@@ -281,6 +365,7 @@ def _check_zero_import(out: Path, name: str, stage: int, world: int) -> dict:
     record = _import(out, name, arch=f"timm:{ARCH}")
     notes = record.extra["checkpoint"]
     assert (notes["layout"], notes["zero_stage"], notes["ranks"], notes["tag"]) == (f"deepspeed-zero{stage}", stage, world, "global_step2")
+    _reference_checked(notes, "reference.npz")
     stored, reference = _stored_state(record), _deepspeed_reference(out)
     assert set(stored) == set(reference)
     for k, v in reference.items():
@@ -309,6 +394,31 @@ def test_deepspeed_zero3_import_pull_parity_against_the_trained_weights(indexed,
 @pytest.mark.parametrize("stage", [1, 2])
 def test_deepspeed_zero1_and_2_two_ranks(indexed, tmp_path, stage):
     _check_zero_import(deepspeed_run(tmp_path, stage), f"z{stage}", stage, 2)
+
+
+def test_a_zero3_shard_changed_after_training_is_caught_by_its_reference(indexed, zero3_run, tmp_path):
+    """One rank's fp32 partition nudged after training: the shards stay self-consistent, so consolidation cannot
+    tell; the outputs recorded at training time can. Exit 6, nothing imported; without the reference it imports."""
+    import shutil
+
+    from zoo import errors
+
+    bad = tmp_path / "nudged"
+    shutil.copytree(zero3_run, bad)
+
+    def nudge(o):
+        o["optimizer_state_dict"]["fp32_flat_groups"][0].data[:64] *= 1.5
+
+    _rewrite(bad / "global_step2" / "zero_pp_rank_1_mp_rank_00_optim_states.pt", nudge)
+    with pytest.raises(errors.ReferenceMismatchError, match="does not reproduce the reference") as info:
+        _import(bad, "nudged", arch=f"timm:{ARCH}")
+    assert errors.exit_code_for(info.value) == 6
+    figures = info.value.details["reference"]
+    assert not figures["passed"] and figures["max_abs_diff"] > figures["outputs"]["logits"]["atol"], figures
+    home = Path(os.environ["ZOO_HOME"])
+    assert not (home / "local" / "nudged").exists() and not list((home / "tmp").glob("*"))
+    (bad / "reference.npz").unlink()
+    assert "reference" not in _import(bad, "nudged", arch=f"timm:{ARCH}").extra["checkpoint"]
 
 
 def _refused(path: Path, words: str, unsafe: bool = False) -> None:
@@ -388,8 +498,16 @@ for _ in range(steps):
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
     opt.zero_grad()
+# Batch norm's running statistics are plain (replicated) buffers that each rank updated on its own data, and DCP
+# saves one rank's copy: averaged over the ranks first, as timm's train.py does (distribute_bn), so that every rank
+# holds the model the checkpoint holds (without it, rank 0's recorded reference is refused at import).
+for buffer in model.buffers():
+    if buffer.is_floating_point():
+        dist.all_reduce(buffer)
+        buffer /= dist.get_world_size()
 msd, osd = get_state_dict(model, opt)  # DTensor shards
 dcp.save({"model": msd, "optim": osd}, checkpoint_id=out)
+record_reference(out + "/reference.npz" if dist.get_rank() == 0 else None, model)  # every rank runs the forward
 sys.stdout.flush()
 os._exit(0)
 '''
@@ -402,14 +520,14 @@ def fsdp_run(tmp_path_factory) -> Path:
     import sys
 
     tmp = tmp_path_factory.mktemp("fsdp")
-    (tmp / "train.py").write_text(FSDP_TRAIN)
+    (tmp / "train.py").write_text(RECORD + FSDP_TRAIN)
     out, port = tmp / "dcp", str(_free_port())
     procs = [subprocess.Popen([sys.executable, str(tmp / "train.py"), str(out), "2"],
                               env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
                                    "MASTER_PORT": port, "OMP_NUM_THREADS": "1"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(2)]
     for p in procs:
-        log = p.communicate(timeout=300)[0]
+        log = p.communicate(timeout=900)[0]  # a bound, not a cost: imports alone can take minutes on 2 busy shared cores
         assert p.returncode == 0, log.decode(errors="replace")[-3000:]
     return out
 
@@ -418,10 +536,11 @@ def _check_dcp_import(fsdp_run: Path, tmp_path: Path):
     import torch
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-    assert sorted(p.name for p in fsdp_run.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert sorted(p.name for p in fsdp_run.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "reference.npz"]
     record = _import(fsdp_run, "fsdp", arch=f"timm:{ARCH}")
     notes = record.extra["checkpoint"]
     assert notes["layout"] == "dcp" and notes["ranks"] == 2 and notes["prefix"] == "model."
+    _reference_checked(notes, "reference.npz")
     dcp_to_torch_save(fsdp_run, tmp_path / "torch.pt")  # torch's own consolidation, as the reference
     reference = torch.load(tmp_path / "torch.pt", weights_only=True)["model"]
     stored = _stored_state(record)
@@ -506,6 +625,7 @@ def fastai_run(tmp_path_factory):
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-3)
     weights = learn.save("stage1")
+    record_reference(weights.parent / "reference.npz", learn.model)  # models/reference.npz, beside models/stage1.pth
     learn.export(tmp / "export.pkl")
     return weights, tmp / "export.pkl", learn.model.eval()
 
@@ -515,6 +635,7 @@ def test_fastai_learn_save_weights_rebuilt_on_their_timm_body_and_converted(inde
     weights, _, trained = fastai_run
     record = _import(weights, "fa", arch=f"fastai:timm:{ARCH}")
     assert record.num_classes == 2 and record.extra["timm_config"]["fastai_head"]["widths"] == [192, 512, 2]
+    _reference_checked(record.extra["checkpoint"], "reference.npz")
     _onnx_matches(_pull_onnx("fa"), trained)
     from zoo import errors
 
@@ -597,6 +718,7 @@ if __name__ == "__main__":
     trainer.save_checkpoint(out + "/last.ckpt")
     if trainer.global_rank == 0:  # the model as it was at the end of training, for the test to compare with
         torch.save(module.model.state_dict(), out + "/final_weights.pt")
+        record_reference(out + "/last.reference.npz", module.model)
 '''
 
 
@@ -608,7 +730,7 @@ def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
     import torch
 
     need("lightning")
-    (tmp_path / "train.py").write_text(LIGHTNING_DDP)
+    (tmp_path / "train.py").write_text(RECORD + LIGHTNING_DDP)
     out = tmp_path / "run"
     out.mkdir()
     proc = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(out)], capture_output=True, text=True, check=False,
@@ -616,6 +738,7 @@ def test_lightning_ddp_strategy_two_processes(indexed, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = _import(out / "last.ckpt", "ddp")
     assert record.extra["checkpoint"]["layout"] == "lightning" and record.extra["checkpoint"]["global_step"] == 2
+    _reference_checked(record.extra["checkpoint"], "last.reference.npz")
     final = torch.load(out / "final_weights.pt", weights_only=True)
     stored = _stored_state(record)
     assert set(stored) == set(final) and all(torch.equal(stored[k], v) for k, v in final.items())

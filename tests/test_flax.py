@@ -152,6 +152,80 @@ def test_trained_nnx_checkpoint_pulls_to_tflite_through_onnx2tf(trained):
     np.testing.assert_allclose(out, trained["expected"], atol=1e-4, rtol=1e-4)
 
 
+# --- Linen from a checkpoint file -------------------------------------------------------------------------
+LINEN_ARCH = "flax:flax_modules:LinenCNN"
+
+
+@pytest.fixture(scope="module")
+def trained_linen(tmp_path_factory):
+    """LinenCNN after 3 adam steps (batch norm's statistics updated through ``mutable=["batch_stats"]``), its
+    variables ({"params", "batch_stats"}) saved as msgpack and as orbax, each with flax_config.json and the
+    reference.npz a training script records; a fresh input and the trained model's jax.jit outputs on it."""
+    for m in ("jax", "flax", "optax", "orbax.checkpoint", "jax2onnx"):
+        _need(m)
+    import jax
+    import optax
+    import orbax.checkpoint as ocp
+    from flax.serialization import to_bytes
+    from flax_modules import LinenCNN
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(16, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 16)
+    variables = LinenCNN(channels=4).init(jax.random.key(0), x)
+    before = np.asarray(variables["batch_stats"]["BatchNorm_0"]["mean"])
+    opt = optax.adam(1e-2)
+    state = opt.init(variables["params"])
+
+    @jax.jit
+    def step(params, stats, state):
+        def loss(p):
+            logits, updates = LinenCNN(channels=4, train=True).apply({"params": p, "batch_stats": stats}, x,
+                                                                     mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates["batch_stats"]
+
+        (value, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        updates, state = opt.update(grads, state)
+        return optax.apply_updates(params, updates), stats, state, value
+
+    params, stats = variables["params"], variables["batch_stats"]
+    losses = []
+    for _ in range(3):
+        params, stats, state, value = step(params, stats, state)
+        losses.append(float(value))
+    assert losses[-1] < losses[0] and not np.allclose(stats["BatchNorm_0"]["mean"], before)  # it trained
+    trained = {"params": params, "batch_stats": stats}
+    infer = jax.jit(LinenCNN(channels=4).apply)
+    config = {"kwargs": {"channels": 4}, "inputs": CONFIG["inputs"], "outputs": ["logits"]}
+    root = tmp_path_factory.mktemp("linen")
+    for fmt in ("msgpack", "orbax"):
+        (root / fmt).mkdir()
+        (root / fmt / "flax_config.json").write_text(json.dumps(config))
+        np.savez(root / fmt / "reference.npz", **{"inputs/image": x[:4], "outputs/logits": np.asarray(infer(trained, x[:4]))})
+    (root / "msgpack" / "model.msgpack").write_bytes(to_bytes(trained))
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save((root / "orbax" / "ckpt").resolve(), trained)
+    checkpointer.wait_until_finished()
+    fresh = rng.normal(size=(5, 8, 8, 1)).astype("float32")
+    return {"root": root, "fresh": fresh, "expected": np.asarray(infer(trained, fresh))}
+
+
+@pytest.mark.parametrize("fmt, checkpoint", [("msgpack", "msgpack/model.msgpack"), ("orbax", "orbax/ckpt")])
+def test_trained_linen_checkpoint_imports_checks_its_reference_and_pulls_to_onnx(trained_linen, fmt, checkpoint):
+    from zoo import pipeline
+    from zoo.registry.local_source import import_path
+
+    record = import_path(trained_linen["root"] / checkpoint, f"linen-{fmt}", _settings(), arch=LINEN_ARCH)
+    notes = record.extra["checkpoint"]
+    assert (notes["layout"], notes["module_kind"]) == (f"flax-{fmt}", "linen")
+    assert notes["tensors"] == 8  # conv 2, batch norm 2 params + 2 statistics (batch_stats), dense 2
+    assert notes["reference"]["passed"] and notes["reference"]["max_abs_diff"] < 1e-5, notes["reference"]
+    result = pipeline.pull(f"local:linen-{fmt}")
+    assert result.verified and result.parity["passed"], result.parity
+    assert result.conversion["chain"] == "jax-fn -> onnx"
+    (out,) = _onnx_outputs(result.path, {"image": trained_linen["fresh"]})  # the model at the end of training
+    np.testing.assert_allclose(out, trained_linen["expected"], atol=1e-5, rtol=1e-5)
+
+
 def test_convert_jax_converts_a_linen_model_from_python_and_answers_again_from_the_cache():
     jax = _need("jax")
     _need("flax")
@@ -283,8 +357,9 @@ def test_a_checkpoint_that_does_not_reproduce_its_training_reference_is_refused(
     with np.load(trained["root"] / "msgpack" / "reference.npz") as ref:
         np.savez(tmp_path / "reference.npz", **{"inputs/image": ref["inputs/image"],
                                                 "outputs/logits": ref["outputs/logits"] + 0.01})
-    with pytest.raises(errors.InvalidModelError, match="does not reproduce the reference recorded at training time"):
+    with pytest.raises(errors.ReferenceMismatchError, match="does not reproduce the reference recorded at training time") as exc:
         import_path(tmp_path / "model.msgpack", "drifted", _settings(), arch=ARCH)
+    assert errors.exit_code_for(exc.value) == 6 and not exc.value.details["reference"]["passed"]
     _nothing_written(zoo_env.home, "drifted")
 
 

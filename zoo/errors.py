@@ -161,6 +161,13 @@ class ParityError(ZooError, ArithmeticError):
     code = "parity_failed"
 
 
+class ReferenceMismatchError(ParityError):
+    """``zoo import``: the rebuilt model does not reproduce the outputs recorded at training time beside the
+    checkpoint (``reference.npz``); nothing was imported. Its details carry the figures."""
+
+    code = "reference_mismatch"
+
+
 class SourceModelError(ZooError, RuntimeError):
     """The source model itself raised on the inputs parity would feed it: the inputs do not fit the
     model (a shape, a range, a sample rate), so nothing was converted. Its details name the input set

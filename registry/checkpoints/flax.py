@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from zoo.settings import Settings
 
 ARCH_PREFIX = "flax:"
-REFERENCE_FILE = "reference.npz"  # inputs and outputs recorded at training time, checked after import
 
 
 def locate(path: Path) -> tuple[str, Path, Path]:
@@ -69,6 +68,7 @@ def prepare(path: Path, dest: Path, settings: Settings, arch: str) -> dict[str, 
         read_msgpack,
         read_orbax,
     )
+    from zoo.registry.checkpoints.reference import REFERENCE_FILE
 
     spec = arch.removeprefix(ARCH_PREFIX)
     fmt, ckpt, config_path = locate(path)
@@ -99,48 +99,13 @@ def prepare(path: Path, dest: Path, settings: Settings, arch: str) -> dict[str, 
 
 
 def check_reference(path: Path, fn: Any, params: Any, config: dict[str, Any], limit: int) -> dict[str, Any] | None:
-    """A reference recorded at training time beside the checkpoint (``reference.npz``: ``inputs/NAME`` for
-    every input, ``outputs/0``, ``outputs/1``... or ``outputs/NAME``), run through the rebuilt model with
-    ``jax.jit`` and compared; a mismatch is exit 7 (the weights are not the ones that made the reference)."""
-    import zipfile
-
-    import jax
-    import numpy as np
+    """The reference recorded at training time beside ``flax_config.json``, run through the rebuilt model with
+    ``jax.jit`` and compared (``checkpoints.reference``: one check for every layout); None when there is none."""
+    from zoo.converters.loaders.flax_models import JaxFunction, jit_runner
+    from zoo.registry.checkpoints import reference
 
     if not path.is_file():
         return None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if sum(i.file_size for i in archive.infolist()) > min(limit, 1 << 30):
-                raise errors.UnsafeModelError(f"refusing {path.name}: it unpacks to more than {min(limit, 1 << 30)} bytes")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except errors.ZooError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise errors.InvalidModelError(f"cannot read {path.name}: {str(exc)[:200]}",
-                                       hint="save it with numpy.savez(path, **{'inputs/x': x, 'outputs/0': y})") from None
-    names = [i["name"] for i in config["inputs"]]
-    missing = [n for n in names if f"inputs/{n}" not in arrays]
-    outputs = [k for k in arrays if k.startswith("outputs/")]
-    if missing or not outputs:
-        raise errors.InvalidModelError(f"{path.name} lacks {', '.join(f'inputs/{n}' for n in missing) or 'outputs/...'}",
-                                       hint="hold inputs/NAME for every input of flax_config.json, and outputs/0...")
-    got = [np.asarray(o) for o in jax.tree_util.tree_leaves(jax.jit(fn)(params, *[arrays[f"inputs/{n}"] for n in names]))]
-    order = list(config.get("outputs") or [])
-    worst = 0.0
-    for key in outputs:
-        tail = key.removeprefix("outputs/")
-        index = order.index(tail) if tail in order else int(tail) if tail.isdigit() else -1
-        want = arrays[key]
-        if not 0 <= index < len(got) or got[index].shape != want.shape:
-            raise errors.InvalidModelError(f"{path.name}: {key} {list(want.shape)} has no counterpart among the model's "
-                                           f"outputs {[list(g.shape) for g in got]}")
-        diff = float(np.max(np.abs(got[index].astype("float64") - want.astype("float64")))) if want.size else 0.0
-        if not np.allclose(got[index], want, atol=1e-4, rtol=1e-4):
-            raise errors.InvalidModelError(
-                f"the checkpoint does not reproduce the reference recorded at training time ({key}: max abs diff "
-                f"{diff:.3g}, atol 1e-4, rtol 1e-4)",
-                hint="the weights, the module or its constructor arguments differ from the run that recorded it")
-        worst = max(worst, diff)
-    return {"file": path.name, "outputs": len(outputs), "max_abs_diff": worst}
+    outputs = list(config.get("outputs") or [])
+    jf = JaxFunction(fn, params, config["inputs"], outputs)
+    return reference.check(path, jit_runner(jf), jf.input_names, outputs, limit)
