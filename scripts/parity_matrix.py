@@ -65,6 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "parity-matrix.md")
     parser.add_argument("--only", action="append", help="run only this family (repeatable); prints its tables")
+    parser.add_argument("--rows", type=Path, help="also write each family's rows (zoo parity --matrix --json) into this folder")
     args = parser.parse_args()
     from builders import write_hf_cache
 
@@ -83,12 +84,15 @@ def main() -> int:
                 (Path(tmp) / "keras" / "models" / fname).write_bytes(data)
             else:
                 write_hf_cache(Path(tmp) / "hf" / "hub", repo, build(kind, repo))
-            proc = subprocess.run([sys.executable, "-m", "zoo", "parity", "--matrix", name, "--json"], env=env,
+            proc = subprocess.run([sys.executable, "-m", "zoo", "parity", "--matrix", name, "--json"], check=False, env=env,
                                   capture_output=True, text=True, timeout=1800)
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
                 return proc.returncode
             rows = json.loads(proc.stdout)["rows"]  # a format a family cannot reach is a row with its error
+            if args.rows:
+                args.rows.mkdir(parents=True, exist_ok=True)
+                (args.rows / (name.replace("/", "_").replace(":", "_") + ".json")).write_text(proc.stdout)
             from zoo.comparison import matrix_markdown
 
             sections.append(matrix_markdown(name, rows))
