@@ -223,3 +223,37 @@ def test_xla_call_module_is_loaded_only_when_its_stablehlo_computes(tmp_path):
     with pytest.raises(errors.UnsafeModelError, match=r"XlaCallModule \(its StableHLO module holds "
                                                       r"stablehlo.custom_call @some_native_function"):
         check_saved_model(_hostile_saved_model(tmp_path / "hostile"))
+
+
+CONVNEXT = "timm/test_convnext.r160_in1k"
+
+
+@pytest.mark.slow  # ~3 min on 2 busy cores: onnx2tf and litert-torch fail first
+def test_convnext_reaches_tflite_through_jax2tf_with_a_dynamic_batch(indexed, tmp_path):
+    """timm ConvNeXt: onnx2tf stops at its GELU, litert-torch exports no dynamic batch; the last route, jax2tf's
+    SavedModel through TFLiteConverter, passes with the batch dynamic (before litert-torch's static rung), is named
+    in zoo.json, and the .tflite file agrees with timm's own model at a batch no input set has."""
+    require("jax")
+    require("litert")
+    from builders import timm_repo, write_hf_cache
+    from conftest import source_outputs
+
+    files = timm_repo(CONVNEXT.split("/", 1)[1])
+    write_hf_cache(indexed.hub_cache, CONVNEXT, files)
+    out = pull_json("test_convnext", "--format", "tflite", env=OFFLINE)
+    assert out["verified"] and out["conversion"]["chain"] == "torch -> jax -> tf -> tflite"
+    tried = [(r["route"], r["rung"], r["result"]) for r in out["conversion"]["routes"]]
+    assert [t[:2] for t in tried] == [("torch -> onnx -> tflite", "route"), ("torch -> tflite", "route"),
+                                      ("torch -> jax -> tf -> tflite", "route")]
+    assert tried[-1][2] == "passed" and all(t[2] != "passed" for t in tried[:-1])
+    details = out["conversion"]["details"]
+    contract = details["jax->tf"]["io_contract"]
+    assert contract["dynamic_axes"] == {"input": {"0": "batch"}} and contract["shapes"] == "dynamic"
+    assert "jax2tf" in details["tf->tflite"]["from"]
+    from zoo.converters.parity.runners import artifact_runner
+
+    x = np.random.default_rng(9).standard_normal((5, 3, 160, 160)).astype(np.float32)
+    (got,) = artifact_runner(Path(out["path"]), ["input"], contract["outputs"])({"input": x})
+    ref = source_outputs(files, CONVNEXT.split("/", 1)[1], x)
+    assert ref.std() > 0
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)

@@ -6,8 +6,6 @@ no export was traced at; and tflite through jax2tf's SavedModel (the last tflite
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from test_targets import require

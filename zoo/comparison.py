@@ -216,6 +216,8 @@ def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
         outputs = result.parity.get("outputs", {})
         top1 = [o.get("top1_agreement") for o in outputs.values() if o.get("top1_agreement") is not None]
         rows.append({"format": fmt, "chain": result.conversion.get("chain"), "route": won_route(result.conversion),
+                     "routes": [{k: a.get(k) for k in ("route", "tools", "rung", "result", "reason")}
+                                for a in result.conversion.get("routes") or ()],
                      "passed": result.parity["passed"],
                      "max_abs_diff": result.parity["max_abs_diff"], "top1_agreement": min(top1) if top1 else None,
                      "atol": result.parity.get("tolerance", {}).get("atol"), "size": result.size,
