@@ -160,8 +160,8 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     polymorphic = [", ".join(str(d) for d in a.shape) for a in exported.in_avals]
     kinds = [tf.as_dtype(a.dtype) for a in exported.in_avals]
     with _serialization(target, convention):
-        fn = jax2tf.convert(exported.call, polymorphic_shapes=polymorphic, with_gradient=False,
-                            polymorphic_constraints=tuple(contract.get("constraints") or ()))
+        # the export's own constraints (sequence <= seq_max) hold inside its call; the SavedModel needs none of its own
+        fn = jax2tf.convert(exported.call, polymorphic_shapes=polymorphic, with_gradient=False)
 
         def serve(*args: Any) -> dict[str, Any]:
             return dict(zip(outputs, fn(*[_fit(tf, x, k) for x, k in zip(args, kinds)])))
