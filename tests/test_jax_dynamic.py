@@ -102,7 +102,7 @@ def test_transformers_bert_exports_to_jax_with_symbolic_batch_and_sequence(bert_
 
 @pytest.mark.slow  # ~25 s more on 2 busy cores (TensorFlow, jax2tf); the default ViT pull covers the dynamic route
 def test_the_bert_jax_export_reaches_tf_with_its_dynamic_axes(bert_jax, tmp_path):
-    """jax2tf keeps both symbolic axes (its polymorphic shapes take the export's constraint) and the int64 inputs."""
+    """jax2tf keeps both symbolic axes and the int64 inputs; the export's constraint still refuses a longer input."""
     import tensorflow as tf
 
     from zoo.converters.edges.jax_tf import jax_to_tf
@@ -118,6 +118,8 @@ def test_the_bert_jax_export_reaches_tf_with_its_dynamic_axes(bert_jax, tmp_path
     got = serve(**{k: tf.constant(v) for k, v in feeds.items()})
     for name, ref in zip(contract["outputs"], _reference(module, feeds), strict=True):
         _close(got[name].numpy(), ref)
+    with pytest.raises(Exception, match="(?i)shape|sequence"):  # the export's constraint holds inside the SavedModel
+        serve(**{k: tf.constant(v) for k, v in _feeds(1, SEQ_MAX + 1).items()})
 
 
 def _cnn():
