@@ -55,8 +55,9 @@ ALTERNATIVES: dict[tuple[str, str], list[Edge]] = {}
 # Longer chains through an alternative edge that are still routes, tried after every route no longer than the plan:
 # (source, a node the chain passes through, the alternative edge's name). TFLite from a PyTorch model through
 # jax2tf's SavedModel (torch -> jax -> tf -> tflite): TF 2.19's converter lowers the StableHLO of its one
-# XlaCallModule for CNNs (timm ConvNeXt keeps a dynamic batch this way, which litert-torch never exports), not for
-# BERT's or a ViT's (vhlo.reduce_v1 / dynamic_gather_v1 unsupported): the last route, each rung parity-checked.
+# XlaCallModule for timm ConvNeXt and the transformers ViT with a dynamic batch (which litert-torch never exports),
+# timm's ViT with static shapes only (the one tflite route it has), never BERT's (vhlo.reduce_v1, or a gather of
+# dynamic shape): the last route, each rung parity-checked (docs/parity-matrix.md).
 DETOURS: set[tuple[str, str, str]] = {("torch", "tflite", "jax2tf")}
 # Edges that can export static shapes when their dynamic export fails (``EdgeContext.static_shapes``): the last
 # rung of the remediation ladder, tried after every route with the source's dynamic axes has failed.

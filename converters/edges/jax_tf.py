@@ -5,9 +5,10 @@ is wrapped by ``jax2tf.convert`` into a ``tf.function`` and saved with ``tf.save
 has native serialization: ``native_serialization=False`` (graph mode, plain TF ops) is deprecated and ignored,
 so the SavedModel's signature calls one ``XlaCallModule`` op that holds the StableHLO module and its weights.
 ``tf.saved_model.load`` and TF Serving run it (XLA compiles the module on the first call). TF 2.19's TFLite
-converter lowers the StableHLO inside for some families only: CNNs, with a dynamic batch (timm ConvNeXt: 2.8e-7);
-not BERT (``'vhlo.reduce_v1' op is not part of the vhlo support yet``, from the embedding's boolean reduce, with
-static shapes; ``vhlo.dynamic_gather_v1`` with dynamic ones) nor a ViT exported with a dynamic batch. So
+converter lowers the StableHLO inside for some families only: timm ConvNeXt and the transformers ViT with a
+dynamic batch, timm's ViT with static shapes only (``vhlo.dynamic_gather_v1`` unsupported); never BERT
+(``'vhlo.reduce_v1' op is not part of the vhlo support yet``, from the embedding's boolean reduce, with static
+shapes; ``'mhlo.gather' op Dynamic shaped operand is not supported`` with dynamic ones). So
 ``tflite`` comes through this SavedModel only as the last route (``graph.DETOURS``: torch -> jax -> tf -> tflite,
 after onnx2tf and litert-torch), parity-checked like every rung. onnx2tf's SavedModel (plain TF ops, which TFLite, TF.js and other TF tools read)
 is tried first; this route is for the families onnx2tf stops at (transformers ViT, BERT-like encoders, timm ViT,
