@@ -52,6 +52,13 @@ EDGES: dict[tuple[str, str], Edge] = {}
 # More converters for a pair EDGES already holds (another route to the same format), in the order they are
 # tried before the planned chain: see ``routes``.
 ALTERNATIVES: dict[tuple[str, str], list[Edge]] = {}
+# Longer chains through an alternative edge that are still routes, tried after every route no longer than the plan:
+# (source, a node the chain passes through, the alternative edge's name). TFLite from a PyTorch model through
+# jax2tf's SavedModel (torch -> jax -> tf -> tflite): TF 2.19's converter lowers the StableHLO of its one
+# XlaCallModule for timm ConvNeXt and the transformers ViT with a dynamic batch (which litert-torch never exports),
+# timm's ViT with static shapes only (the one tflite route it has), never BERT's (vhlo.reduce_v1, or a gather of
+# dynamic shape): the last route, each rung parity-checked (docs/parity-matrix.md).
+DETOURS: set[tuple[str, str, str]] = {("torch", "tflite", "jax2tf")}
 # Edges that can export static shapes when their dynamic export fails (``EdgeContext.static_shapes``): the last
 # rung of the remediation ladder, tried after every route with the source's dynamic axes has failed.
 STATIC_CAPABLE: set[str] = set()
@@ -181,9 +188,11 @@ def routes(source: str, target: str) -> list[list[Edge]]:
     gives onnx2tf first, then torch -> jax -> tf through jax2tf: onnx2tf's SavedModel holds plain TF ops (TFLite,
     TF.js and other TF tools read it), jax2tf's one XlaCallModule op only TF and TF Serving run, so jax2tf is the
     route for the families onnx2tf stops at (ViT, BERT-like, ConvNeXt). An alternative chain is a route only where
-    it is no longer than the plan: torch -> onnx never detours through tflite, nor tflite through jax2tf."""
+    it is no longer than the plan (torch -> onnx never detours through tflite), or a detour ``DETOURS`` names, tried
+    last: tflite from a PyTorch model through jax2tf's SavedModel (torch -> jax -> tf -> tflite)."""
     base = plan(source, target)
     found: list[list[Edge]] = []
+    detours: list[list[Edge]] = []
     for (src, dst), alternatives in sorted(ALTERNATIVES.items()):
         for alt in alternatives:
             try:
@@ -192,9 +201,13 @@ def routes(source: str, target: str) -> list[list[Edge]]:
             except errors.UnsupportedFormatError:
                 continue
             chain = head + [alt] + tail
-            if chain not in found and chain != base and len(chain) <= len(base):
+            if chain in found or chain in detours or chain == base:
+                continue
+            if len(chain) <= len(base):
                 found.append(chain)
-    return [base] + found
+            elif any((source, e.target, alt.name) in DETOURS for e in tail):
+                detours.append(chain)
+    return [base] + found + detours
 
 
 def require_format(target: str) -> None:

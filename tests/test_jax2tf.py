@@ -22,9 +22,26 @@ def test_routes_to_tf_try_onnx2tf_then_jax2tf_then_static_shapes():
     assert rungs == [("torch -> onnx -> tf", ["torch.onnx", "onnx2tf"], "route"),
                      ("torch -> jax -> tf", ["torchax + jax.export", "jax2tf"], "route"),
                      ("torch -> jax -> tf", ["torchax + jax.export", "jax2tf"], "static shapes")]
-    # its SavedModel holds an XlaCallModule TFLite cannot lower: tflite never comes through it
-    assert all("jax2tf" not in [e.name for e in c] for c in graph.routes("torch", "tflite"))
     assert graph.plan("torch", "tf") == graph.routes("torch", "tf")[0]  # the plan itself is unchanged
+
+
+def test_tflite_through_jax2tf_is_the_last_route_from_torch_only():
+    """The detour torch -> jax -> tf -> tflite (graph.DETOURS) comes after onnx2tf and litert-torch, in each rung;
+    a quantised tflite can take it too; no other format or source detours through jax2tf."""
+    from zoo.converters import graph
+
+    jax2tf = ["torchax + jax.export", "jax2tf", "tf.lite.TFLiteConverter"]
+    rungs = [(graph.chain_name(c), [e.name for e in c], r) for c, r in graph.ladder(graph.routes("torch", "tflite"))]
+    assert rungs == [("torch -> onnx -> tflite", ["torch.onnx", "onnx2tf + tf.lite.TFLiteConverter"], "route"),
+                     ("torch -> tflite", ["litert-torch"], "route"),
+                     ("torch -> jax -> tf -> tflite", jax2tf, "route"),
+                     ("torch -> tflite", ["litert-torch"], "static shapes"),
+                     ("torch -> jax -> tf -> tflite", jax2tf, "static shapes")]
+    int8 = graph.routes("torch", "tflite-int8")
+    assert graph.chain_name(int8[-1]) == "torch -> jax -> tf -> tflite -> tflite-int8" and len(int8) == 3
+    for source, target in (("torch", "onnx"), ("torch", "tf"), ("torch", "pt2"), ("keras-model", "tflite"),
+                           ("keras-model", "tflite-int8"), ("onnx", "tflite")):
+        assert all(len(c) <= len(graph.plan(source, target)) for c in graph.routes(source, target)), (source, target)
 
 
 def _saved_model_ops(directory: Path) -> set[str]:
@@ -35,22 +52,28 @@ def _saved_model_ops(directory: Path) -> set[str]:
     return {n.op for m in model.meta_graphs for f in m.graph_def.library.function for n in f.node_def}
 
 
-def _check_route(out: dict) -> dict:
-    """onnx2tf failed, jax2tf (static shapes) won; the contract says the shapes and keeps the source's dtypes."""
+def _check_route(out: dict, axes: dict) -> dict:
+    """onnx2tf failed, jax2tf with the source's dynamic axes won (the torch.export graph under torchax: the module's
+    own Python reads a symbolic shape into torch.Size); the contract names exactly those axes and keeps the source's
+    dtypes, and parity fed every input set as it is, none re-batched."""
     assert out["verified"] and out["parity"]["passed"] and out["conversion"]["chain"] == "torch -> jax -> tf"
     routes = out["conversion"]["routes"]
     tried = [(r["route"], r["rung"], r["result"]) for r in routes]
     assert tried[0][:2] == ("torch -> onnx -> tf", "route") and tried[0][2] == "conversion failed"
     assert "onnx2tf cannot convert" in routes[0]["reason"]
-    assert tried[-1] == ("torch -> jax -> tf", "static shapes", "passed") and routes[-1]["won"]
+    assert tried[-1] == ("torch -> jax -> tf", "route", "passed") and routes[-1]["won"] and len(tried) == 2
     assert [r["won"] for r in routes].count(True) == 1 and all(r["reason"] for r in routes)
     manifest = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
     assert manifest["conversion"]["routes"] == routes
+    exported = out["conversion"]["details"]["torch->jax"]
+    assert exported["traced"].startswith("torch.export (dynamic shapes), then torchax") and "torch.Size" in exported["traced"]
     info = out["conversion"]["details"]["jax->tf"]
     assert info["exporter"] == "jax2tf" and "XlaCallModule" in info["serialization"]
     contract = info["io_contract"]
-    assert contract["shapes"] == "static" and any("static shapes" in d for d in contract["differs"])
-    assert any("static shapes" in w for w in manifest["parity"]["warnings"])  # parity said what it did not feed
+    assert contract["shapes"] == "dynamic" and contract["dynamic_axes"] == axes
+    assert exported["io_contract"]["dynamic_axes"] == axes and not contract["differs"]
+    assert not any("static shapes" in w for w in manifest["parity"]["warnings"])
+    assert not any("[" in s["name"] for s in manifest["parity"]["input_sets"])  # no set cut into chunks
     assert "XlaCallModule" in _saved_model_ops(Path(out["artifact_dir"]))
     from zoo.converters.loaders.saved_model_check import check_saved_model
 
@@ -72,22 +95,22 @@ def _from_files(cls, files: dict, root: Path):
 
 
 def test_transformers_vit_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_repos, tmp_path):
-    """~40 s of CPU: onnx2tf fails fast on the ViT's attention, torchax's symbolic export fails, the static one
-    passes. The one default test of the route; the BERT one is slow (onnx2tf takes a minute to fail there)."""
+    """~60 s of CPU: onnx2tf fails fast on the ViT's attention, jax2tf keeps the dynamic batch (torchax on the
+    torch.export graph). The one default test of the route; the BERT one is slow (onnx2tf takes a minute to fail)."""
     require("jax")
     cached_repo("zoo-test/tiny-vit-classifier")
     out = pull_json("zoo-test/tiny-vit-classifier", "--format", "tf", env=OFFLINE)
-    contract = _check_route(out)
+    contract = _check_route(out, {"pixel_values": {"0": "batch"}})
     assert [(i["name"], i["dtype"]) for i in contract["inputs"]] == [("pixel_values", "float32")]
-    # the static batch still saw every set: batch 1 and 3 and the real photographs, re-batched a chunk at a time
     checked = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())["parity"]["input_sets"]
-    assert {s["shapes"]["pixel_values"][0] for s in checked} == {contract["inputs"][0]["shape"][0]}
-    assert sum(s["kind"] == "sample" for s in checked) >= 2 and any(s["name"].startswith("random-b3") for s in checked)
+    assert {s["shapes"]["pixel_values"][0] for s in checked} >= {1, 2, 3}  # every batch, fed as it is
+    assert sum(s["kind"] == "sample" for s in checked) >= 2
     import torch
     from transformers import ViTForImageClassification
 
     model = _from_files(ViTForImageClassification, tiny_repos["zoo-test/tiny-vit-classifier"], tmp_path)
-    x = np.random.default_rng(5).standard_normal(contract["inputs"][0]["shape"]).astype(np.float32)
+    shape = [5] + contract["inputs"][0]["shape"][1:]  # batch 5: no input set's
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
     with torch.no_grad():
         ref = model(pixel_values=torch.from_numpy(x)).logits.numpy()
     got = _serving(out["artifact_dir"])(pixel_values=x)
@@ -101,7 +124,11 @@ def test_bert_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_repos, tmp_pa
     require("jax")
     cached_repo("zoo-test/tiny-bert")
     out = pull_json("zoo-test/tiny-bert", "--format", "tf", env=OFFLINE)
-    contract = _check_route(out)
+    axes = {"0": "batch", "1": "sequence"}
+    contract = _check_route(out, {n: axes for n in ("input_ids", "attention_mask", "token_type_ids")
+                                  if n in [i["name"] for i in out["conversion"]["details"]["jax->tf"]["io_contract"]["inputs"]]})
+    # the longest sequence the model takes (its tokenizer's), declared to jax.export
+    assert len(contract["constraints"]) == 1 and contract["constraints"][0].startswith("sequence <= ")
     # the source's int64 ids and masks, not the int32 the jax export takes (cast inside the graph)
     assert {i["dtype"] for i in contract["inputs"]} == {"int64"}
     import torch
@@ -110,8 +137,9 @@ def test_bert_reaches_tf_through_jax2tf(zoo_env, cached_repo, tiny_repos, tmp_pa
     model = _from_files(BertModel, tiny_repos["zoo-test/tiny-bert"], tmp_path)
     rng = np.random.default_rng(3)
     feeds = {}
+    shape = (3, 21)  # neither a batch nor a length of the input sets
     for item in contract["inputs"]:
-        name, shape = item["name"], item["shape"]
+        name = item["name"]
         feeds[name] = rng.integers(1, 100, shape) if name == "input_ids" else np.ones(shape, np.int64)
     feeds["attention_mask"][0, shape[1] // 2:] = 0  # padding: the mask must matter
     with torch.no_grad():
@@ -195,3 +223,37 @@ def test_xla_call_module_is_loaded_only_when_its_stablehlo_computes(tmp_path):
     with pytest.raises(errors.UnsafeModelError, match=r"XlaCallModule \(its StableHLO module holds "
                                                       r"stablehlo.custom_call @some_native_function"):
         check_saved_model(_hostile_saved_model(tmp_path / "hostile"))
+
+
+CONVNEXT = "timm/test_convnext.r160_in1k"
+
+
+@pytest.mark.slow  # ~3 min on 2 busy cores: onnx2tf and litert-torch fail first
+def test_convnext_reaches_tflite_through_jax2tf_with_a_dynamic_batch(indexed, tmp_path):
+    """timm ConvNeXt: onnx2tf stops at its GELU, litert-torch exports no dynamic batch; the last route, jax2tf's
+    SavedModel through TFLiteConverter, passes with the batch dynamic (before litert-torch's static rung), is named
+    in zoo.json, and the .tflite file agrees with timm's own model at a batch no input set has."""
+    require("jax")
+    require("litert")
+    from builders import timm_repo, write_hf_cache
+    from conftest import source_outputs
+
+    files = timm_repo(CONVNEXT.split("/", 1)[1])
+    write_hf_cache(indexed.hub_cache, CONVNEXT, files)
+    out = pull_json("test_convnext", "--format", "tflite", env=OFFLINE)
+    assert out["verified"] and out["conversion"]["chain"] == "torch -> jax -> tf -> tflite"
+    tried = [(r["route"], r["rung"], r["result"]) for r in out["conversion"]["routes"]]
+    assert [t[:2] for t in tried] == [("torch -> onnx -> tflite", "route"), ("torch -> tflite", "route"),
+                                      ("torch -> jax -> tf -> tflite", "route")]
+    assert tried[-1][2] == "passed" and all(t[2] != "passed" for t in tried[:-1])
+    details = out["conversion"]["details"]
+    contract = details["jax->tf"]["io_contract"]
+    assert contract["dynamic_axes"] == {"input": {"0": "batch"}} and contract["shapes"] == "dynamic"
+    assert "jax2tf" in details["tf->tflite"]["from"]
+    from zoo.converters.parity.runners import artifact_runner
+
+    x = np.random.default_rng(9).standard_normal((5, 3, 160, 160)).astype(np.float32)
+    (got,) = artifact_runner(Path(out["path"]), ["input"], contract["outputs"])({"input": x})
+    ref = source_outputs(files, CONVNEXT.split("/", 1)[1], x)
+    assert ref.std() > 0
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)

@@ -48,13 +48,15 @@ def test_routes_to_tflite_try_onnx2tf_first_then_litert_then_static_shapes():
     from zoo.converters import graph
 
     names = [[e.name for e in c] for c in graph.routes("torch", "tflite")]
-    assert names == [["torch.onnx", "onnx2tf + tf.lite.TFLiteConverter"], ["litert-torch"]]
+    jax2tf = ["torchax + jax.export", "jax2tf", "tf.lite.TFLiteConverter"]  # the last route: tests/test_jax2tf.py
+    assert names == [["torch.onnx", "onnx2tf + tf.lite.TFLiteConverter"], ["litert-torch"], jax2tf]
     assert [e.target for e in graph.plan("torch", "tflite")] == ["onnx", "tflite"]  # the plan itself is unchanged
     rungs = [(graph.chain_name(c), r) for c, r in graph.ladder(graph.routes("torch", "tflite"))]
     assert rungs == [("torch -> onnx -> tflite", "route"), ("torch -> tflite", "route"),
-                     ("torch -> tflite", "static shapes")]
+                     ("torch -> jax -> tf -> tflite", "route"), ("torch -> tflite", "static shapes"),
+                     ("torch -> jax -> tf -> tflite", "static shapes")]
     int8 = [[e.target for e in c] for c in graph.routes("torch", "tflite-int8")]
-    assert int8 == [["onnx", "tflite", "tflite-int8"], ["tflite", "tflite-int8"]]
+    assert int8 == [["onnx", "tflite", "tflite-int8"], ["tflite", "tflite-int8"], ["jax", "tf", "tflite", "tflite-int8"]]
     # no detour: an ONNX (or its variants, or pt2) from torch is never made through litert-torch and tf2onnx
     for target in ("onnx", "onnx-fp16", "onnx-int8", "pt2"):
         assert graph.routes("torch", target) == [graph.plan("torch", target)], target

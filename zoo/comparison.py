@@ -215,12 +215,24 @@ def matrix(name: str, settings: Settings) -> list[dict[str, Any]]:
             continue
         outputs = result.parity.get("outputs", {})
         top1 = [o.get("top1_agreement") for o in outputs.values() if o.get("top1_agreement") is not None]
-        rows.append({"format": fmt, "chain": result.conversion.get("chain"), "passed": result.parity["passed"],
+        rows.append({"format": fmt, "chain": result.conversion.get("chain"), "route": won_route(result.conversion),
+                     "routes": [{k: a.get(k) for k in ("route", "tools", "rung", "result", "reason")}
+                                for a in result.conversion.get("routes") or ()],
+                     "passed": result.parity["passed"],
                      "max_abs_diff": result.parity["max_abs_diff"], "top1_agreement": min(top1) if top1 else None,
                      "atol": result.parity.get("tolerance", {}).get("atol"), "size": result.size,
                      "cached": result.cached, "seconds": round(time.perf_counter() - start, 2),
                      "inputs_sha256": result.parity.get("inputs_sha256"), "path": result.path})
     return rows
+
+
+def won_route(conversion: dict[str, Any]) -> str | None:
+    """The tools and rung of the route that won (``conversion.routes``), for a request with several routes:
+    e.g. ``litert-torch, static shapes``; None for a request with one route."""
+    won = next((a for a in conversion.get("routes") or () if a.get("won")), None)
+    if won is None:
+        return None
+    return ", ".join(won["tools"]) + (f", {won['rung']}" if won.get("rung") != "route" else "")
 
 
 def matrix_markdown(name: str, rows: list[dict[str, Any]]) -> str:
@@ -232,6 +244,7 @@ def matrix_markdown(name: str, rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['format']} | | error: {error[:200]}{'...' if len(error) > 200 else ''} | | | | | {r['seconds']:.1f} s |")
             continue
         top1 = "" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}"
-        lines.append(f"| {r['format']} | {r['chain']} | {'yes' if r['passed'] else 'NO'} | {r['max_abs_diff']:.2e} | "
+        chain = r["chain"] + (f" ({r['route']})" if r.get("route") else "")
+        lines.append(f"| {r['format']} | {chain} | {'yes' if r['passed'] else 'NO'} | {r['max_abs_diff']:.2e} | "
                      f"{top1} | {r['atol']:g} | {r['size'] / 1e6:.2f} MB | {r['seconds']:.1f} s{' (cached)' if r['cached'] else ''} |")
     return "\n".join(lines)

@@ -5,10 +5,17 @@ serialised with ``jax.export`` (StableHLO bytes plus the calling convention) int
 A ``.pt2`` program (``pt2 -> jax``: what keras-model -> onnx -> pt2 reaches, so Keras and TensorFlow models get
 to JAX too) goes the same way: its module, input names and symbolic dims come from the program zoo wrote.
 
-Dynamic axes of the source (batch, sequence) become symbolic dimensions of the export; when torchax cannot
-trace them symbolically, the ladder's static-shapes rung exports the example shapes, and ``io_contract`` says so (the
-pipeline then checks parity on the input sets of that shape only). Outputs are the flattened leaves of the
-function's result, in the model's output order.
+Dynamic axes of the source (batch, sequence) become symbolic dimensions of the export. torchax runs the module's
+Python, so a model that reads ``x.shape`` into ``torch.Size`` (timm's patch embedding, transformers' mask code) cannot
+be traced with a symbolic dimension; for those the module is first captured by ``torch.export`` with the same
+dynamic shapes as the ONNX and ``.pt2`` exports (``torch_onnx.dynamic_shapes``), whose graph computes shapes with
+``sym_size`` ops that torchax maps onto jax's symbolic dimensions. A sequence axis is bounded by the model's
+longest sequence (``EdgeContext.seq_max``), declared to ``jax.export`` as a constraint so that slices of
+position-sized buffers (``token_type_ids[:, :sequence]``) keep the symbolic length. When both fail, the ladder's
+static-shapes rung exports the example shapes. ``io_contract`` is read back from the export itself: which axis of
+which input is symbolic, under which constraints, or that the shapes are static (the pipeline then checks parity on
+the input sets of that shape, re-batched). Outputs are the flattened leaves of the function's result, in the
+model's output order.
 """
 
 from __future__ import annotations
@@ -85,7 +92,13 @@ def import_torchax() -> Any:
     return torchax
 
 
-def _specs(tm: Any, example: tuple, static: bool) -> list[Any]:
+def constraints(tm: Any, seq_max: int | None) -> tuple[str, ...]:
+    """``jax.export`` constraints on the symbolic axes: a sequence axis is at most the model's longest sequence."""
+    named = {dim for axes in tm.dynamic_axes.values() for dim in axes.values()}
+    return (f"sequence <= {int(seq_max)}",) if seq_max and "sequence" in named else ()
+
+
+def _specs(tm: Any, example: tuple, static: bool, seq_max: int | None = None) -> list[Any]:
     """Abstract inputs: the example's shapes and dtypes, the source's dynamic axes as shared symbols."""
     import jax
     import numpy as np
@@ -95,35 +108,114 @@ def _specs(tm: Any, example: tuple, static: bool) -> list[Any]:
         return [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
     shapes = [", ".join(tm.dynamic_axes.get(n, {}).get(i) or str(int(d)) for i, d in enumerate(t.shape))
               for n, t in zip(tm.input_names, example)]
-    return list(jax.export.symbolic_args_specs(args, shapes))
+    return list(jax.export.symbolic_args_specs(args, shapes, constraints=constraints(tm, seq_max)))
 
 
-def export_jax(tm: Any, example: tuple, static: bool) -> bytes:
+def _export(module: Any, specs: list[Any]) -> Any:
+    """``module`` run through torchax under ``jax.jit``, exported at ``specs``."""
     import jax
     import torch
 
     torchax = import_torchax()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        weights, fn = torchax.extract_jax(tm.module.eval())
+        weights, fn = torchax.extract_jax(module.eval())
 
         def call(*args: Any) -> Any:
             out = fn(weights, args)
             return tuple(jax.tree_util.tree_leaves(out))
 
-        exported = jax.export.export(jax.jit(call))(*_specs(tm, example, static))
-    return bytes(exported.serialize())
+        return jax.export.export(jax.jit(call))(*specs)
 
 
-def io_contract(tm: Any, example: tuple, static: bool) -> dict[str, Any]:
-    inputs = [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
-               "shape": list(t.shape) if static else [tm.dynamic_axes.get(n, {}).get(i, d) for i, d in enumerate(t.shape)]}
-              for n, t in zip(tm.input_names, example)]
+def graph_module(program: Any) -> Any:
+    """The module of a ``torch.export`` program, in core ATen (``aten.convolution`` rather than ``aten.conv2d``
+    with its defaults left out, which torchax's conv2d lowering cannot take), as torchax can run it: a
+    ``_to_copy`` that names the CPU device (transformers' ``mask.to(device=...)``) would make torchax hand the
+    tensor back to PyTorch, which a traced value cannot be, so the device argument is dropped (torchax keeps every
+    tensor on its one device anyway)."""
+    import torch
+
+    gm = program.run_decompositions().module()
+    to_copy = torch.ops.aten._to_copy.default
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is to_copy and "device" in node.kwargs:
+            node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
+    gm.recompile()
+    return gm
+
+
+def as_module(inner: Any) -> Any:
+    """A ``torch.nn.Module`` around a program's module: its outputs as a tuple whatever it returns, and
+    ``train()``/``eval()`` accepted (an exported program's module refuses them)."""
+    import torch
+
+    class Program(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def train(self, mode: bool = True) -> Any:
+            self.training = mode
+            return self
+
+        def forward(self, *args: Any) -> tuple:
+            out = self.inner(*args)
+            return tuple(out) if isinstance(out, (list, tuple)) else (out,)
+
+    return Program(inner)
+
+
+def _traced_by_export(tm: Any, example: tuple, seq_max: int | None) -> Any:
+    """``tm``'s module captured by ``torch.export`` with the source's dynamic axes, as a module torchax runs."""
+    import torch
+
+    from zoo.converters.edges.torch_onnx import dynamic_shapes
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(tm.module.eval(), tuple(example), dynamic_shapes=dynamic_shapes(tm, seq_max))
+    return as_module(graph_module(program))
+
+
+def export_jax(tm: Any, example: tuple, static: bool, seq_max: int | None = None) -> tuple[Any, str]:
+    """The ``jax.export`` of ``tm`` and how it was traced. Static: torchax on the module. Dynamic: torchax on the
+    module, else (a ``torch.Size`` of a symbolic dimension) on its ``torch.export`` graph; both failures named."""
+    specs = _specs(tm, example, static, seq_max)
+    try:
+        return _export(tm.module, specs), "torchax on the module"
+    except Exception as direct:
+        if static:
+            raise
+        first = next((ln.strip() for ln in str(direct).splitlines() if ln.strip()), "")[:200]
+        try:
+            module = _traced_by_export(tm, example, seq_max)
+            return _export(module, specs), (f"torch.export (dynamic shapes), then torchax on its graph (torchax on "
+                                            f"the module: {type(direct).__name__}: {first})")
+        except Exception as exc:
+            raise RuntimeError(f"torchax on the module: {type(direct).__name__}: {first}; torchax on the torch.export "
+                               f"graph: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}") from exc
+
+
+def io_contract(tm: Any, example: tuple, exported: Any, limits: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The artifact's I/O contract, read from the export: each input's shape with its symbolic axes by name,
+    ``dynamic_axes`` (input -> {axis: symbol}) exactly as the export holds them, and the symbols' constraints."""
+    inputs, dynamic = [], {}
+    for n, t, aval in zip(tm.input_names, example, exported.in_avals):
+        shape = [d if isinstance(d, int) else str(d) for d in aval.shape]
+        inputs.append({"name": n, "dtype": str(t.dtype).removeprefix("torch."), "shape": shape})
+        axes = {i: d for i, d in enumerate(shape) if isinstance(d, str)}
+        if axes:
+            dynamic[n] = axes
+    static = not dynamic
+    asked = {n: dict(a) for n, a in tm.dynamic_axes.items() if a and n in tm.input_names}
     differs = ["positional inputs in the order above; outputs a tuple in the model's output order"]
-    if static:
+    if static and asked:
         differs.append("static shapes: the export takes exactly the shapes above (symbolic dimensions failed)")
+    elif dynamic != asked:
+        differs.append(f"dynamic axes {dynamic} (the source's: {asked})")
     return {"shapes": "static" if static else "dynamic", "inputs": inputs, "outputs": list(tm.output_names),
-            "differs": differs}
+            "dynamic_axes": dynamic, "constraints": [] if static else list(limits), "differs": differs}
 
 
 @edge("torch", "jax", name="torchax + jax.export", primary=PRIMARY, tools=("torchax", "jax", "jaxlib", "torch"),
@@ -138,28 +230,29 @@ def _export_to(tm: Any, example: tuple, out_dir: Path, ctx: EdgeContext, name: s
     out = out_dir / PRIMARY
     static = ctx.static_shapes or not any(tm.dynamic_axes.get(n) for n in tm.input_names)
     try:
-        blob = export_jax(tm, example, static)
+        exported, traced = export_jax(tm, example, static, ctx.seq_max)
     except errors.ZooError:
         raise
     except Exception as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:400]
         raise errors.ConversionError(f"torchax/jax.export could not convert the model with {'static' if static else 'dynamic'} "
                                      f"shapes: {type(exc).__name__}: {first}", edge=name,
                                      hint="zoo tries static shapes next; convert to onnx or pt2 if that fails too") from exc
-    out.write_bytes(blob)
-    ctx.info[name] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
+    out.write_bytes(bytes(exported.serialize()))
+    contract = io_contract(tm, example, exported, constraints(tm, ctx.seq_max))
+    ctx.info[name] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)", "traced": traced,
                       "versions": dist_versions(("torchax", "jax", "jaxlib", "torch")),
-                      "io_contract": io_contract(tm, example, static), "shapes": "static" if static else "dynamic"}
+                      "io_contract": contract, "shapes": contract["shapes"]}
     if static and ctx.static_shapes:
         ctx.notes.append(f"the jax export takes static shapes {[list(t.shape) for t in example]} "
                          "(jax.export could not trace the dynamic axes)")
     return out
 
+
 @edge("pt2", "jax", name="torchax + jax.export (ExportedProgram)", primary=PRIMARY,
       tools=("torchax", "jax", "jaxlib", "torch"), static_shapes=True)
 def pt2_to_jax(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     """A program zoo wrote (``load_program`` refuses others) run through torchax like a module."""
-    import torch
 
     from zoo.converters.edges.pt2 import program_example
     from zoo.converters.loaders.pt2_archive import load_program, program_signature
@@ -171,21 +264,5 @@ def pt2_to_jax(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     names = [s["name"] for s in spec]
     axes = {s["name"]: {i: d for i, d in enumerate(s["shape"]) if isinstance(d, str) and d.isidentifier()} for s in spec}
 
-    class Program(torch.nn.Module):  # the program's module, its outputs as a tuple whatever it returns
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def train(self, mode: bool = True) -> Any:  # an exported program's module refuses train()/eval()
-            self.training = mode
-            return self
-
-        def forward(self, *args: Any) -> tuple:
-            out = self.inner(*args)
-            return tuple(out) if isinstance(out, (list, tuple)) else (out,)
-
-    # core ATen (aten.convolution rather than aten.conv2d with its defaults left out, which torchax's conv2d
-    # lowering cannot take)
-    program = program.run_decompositions()
-    tm = TorchModel(Program(program.module()), names, outputs or [f"output_{i}" for i in range(len(spec))], axes)
+    tm = TorchModel(as_module(graph_module(program)), names, outputs or [f"output_{i}" for i in range(len(spec))], axes)
     return _export_to(tm, example, out_dir, ctx, "pt2->jax")

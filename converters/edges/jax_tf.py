@@ -5,10 +5,12 @@ is wrapped by ``jax2tf.convert`` into a ``tf.function`` and saved with ``tf.save
 has native serialization: ``native_serialization=False`` (graph mode, plain TF ops) is deprecated and ignored,
 so the SavedModel's signature calls one ``XlaCallModule`` op that holds the StableHLO module and its weights.
 ``tf.saved_model.load`` and TF Serving run it (XLA compiles the module on the first call). TF 2.19's TFLite
-converter lowers the StableHLO inside for some families only (bench/results-targets-tf.json: resnet18, vit_tiny
-and convnext_atto convert and pass; BERT fails, ``'vhlo.reduce_v1' op is not part of the vhlo support yet``, from
-the embedding's boolean reduce), so ``tflite`` keeps coming from onnx2tf or litert-torch (which pass every family),
-never through this SavedModel. onnx2tf's SavedModel (plain TF ops, which TFLite, TF.js and other TF tools read)
+converter lowers the StableHLO inside for some families only: timm ConvNeXt and the transformers ViT with a
+dynamic batch, timm's ViT with static shapes only (``vhlo.dynamic_gather_v1`` unsupported); never BERT
+(``'vhlo.reduce_v1' op is not part of the vhlo support yet``, from the embedding's boolean reduce, with static
+shapes; ``'mhlo.gather' op Dynamic shaped operand is not supported`` with dynamic ones). So
+``tflite`` comes through this SavedModel only as the last route (``graph.DETOURS``: torch -> jax -> tf -> tflite,
+after onnx2tf and litert-torch), parity-checked like every rung. onnx2tf's SavedModel (plain TF ops, which TFLite, TF.js and other TF tools read)
 is tried first; this route is for the families onnx2tf stops at (transformers ViT, BERT-like encoders, timm ViT,
 timm ConvNeXt with its GELU): see ``graph.routes``.
 
@@ -159,6 +161,7 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     polymorphic = [", ".join(str(d) for d in a.shape) for a in exported.in_avals]
     kinds = [tf.as_dtype(a.dtype) for a in exported.in_avals]
     with _serialization(target, convention):
+        # the export's own constraints (sequence <= seq_max) hold inside its call; the SavedModel needs none of its own
         fn = jax2tf.convert(exported.call, polymorphic_shapes=polymorphic, with_gradient=False)
 
         def serve(*args: Any) -> dict[str, Any]:
@@ -171,15 +174,17 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     inputs = [{"name": n, "dtype": s.dtype.name, "shape": [str(d) if not isinstance(d, int) else d for d in a.shape]}
               for n, s, a in zip(names, specs, exported.in_avals)]
     static = all(isinstance(d, int) for a in exported.in_avals for d in a.shape)
+    dynamic = {i["name"]: {k: d for k, d in enumerate(i["shape"]) if isinstance(d, str)} for i in inputs}
     differs = [] if contract.get("inputs") else ["inputs named args_N (the jax export carries no names)"]
     if static:
         differs.append("static shapes: the SavedModel takes exactly the shapes above (the jax export is static)")
     return {"exporter": "jax2tf", "serialization": f"native: one XlaCallModule op (StableHLO {target}, "
             f"calling convention v{convention}); graph mode (native_serialization=False) is gone from jax 0.10",
-            "tflite": "zoo makes tflite with onnx2tf or litert-torch, not from this SavedModel (TFLite lowers its "
-                      "XlaCallModule for some families only)",
+            "tflite": "tflite comes from this SavedModel only as the last route (after onnx2tf and litert-torch): "
+                      "TFLite lowers its XlaCallModule for some families only",
             "io_contract": {"shapes": "static" if static else "dynamic", "inputs": inputs, "outputs": outputs,
-                            "differs": differs}}
+                            "dynamic_axes": {n: a for n, a in dynamic.items() if a},
+                            "constraints": [] if static else list(contract.get("constraints") or ()), "differs": differs}}
 
 
 @edge("jax", "tf", name="jax2tf", primary=SAVED_MODEL, tools=("jax", "jaxlib", "tensorflow"), alternative=True)

@@ -180,6 +180,8 @@ def tflite_from_saved_model(directory: Path, out: Path, ctx: EdgeContext) -> dic
 def saved_model_to_tflite(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     out = out_dir / "model.tflite"
     ctx.info["tf->tflite"] = tflite_from_saved_model(saved_model_dir(src), out, ctx)
+    if "jax->tf" in ctx.info:  # the detour torch -> jax -> tf -> tflite (graph.DETOURS)
+        ctx.info["tf->tflite"]["from"] = "jax2tf's SavedModel: its XlaCallModule's StableHLO lowered by the TFLite converter"
     return out
 
 
