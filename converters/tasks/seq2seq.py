@@ -48,6 +48,15 @@ CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks
 # share of their range
 
 
+# generation_config.json settings that change what greedy decoding picks but are not part of the graphs' check
+# (a search or penalty policy the consumer applies over the logits): the reference generate() runs without them
+# and the contract lists them under decoding.not_applied; beam search (num_beams) and sampling likewise
+NOT_APPLIED = ("num_beams", "repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+               "encoder_repetition_penalty", "length_penalty", "min_length", "do_sample")
+NEUTRAL = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+           "encoder_repetition_penalty": 1.0, "do_sample": False}
+
+
 def _get(config: Any, key: str, default: Any = None) -> Any:
     value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
     return default if value is None else value
@@ -98,7 +107,10 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
         prompt = [t for i, t in enumerate(prompt) if t is not None or (languages and i == 1)]
     return {"prompt": prompt, "language_ids": languages, "suppress_tokens": list(pick("suppress_tokens") or []),
             "begin_suppress_tokens": list(pick("begin_suppress_tokens") or []),
-            "forced_bos_token_id": pick("forced_bos_token_id")}
+            "bad_words_ids": [list(map(int, seq)) for seq in pick("bad_words_ids") or []],
+            "forced_bos_token_id": pick("forced_bos_token_id"), "forced_eos_token_id": pick("forced_eos_token_id"),
+            "max_length": pick("max_length"),
+            "not_applied": {k: gen[k] for k in NOT_APPLIED if gen.get(k) not in (None, 0, 1.0, 1)}}
 
 
 def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,7 +160,10 @@ def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[s
                             "the encoder's outputs (and mask) stay the same",
                   "cross_attention": "recomputed inside the decoder from encoder_hidden_states at each step"},
         "decoding": {**plan, "greedy": "argmax of the last position's logits after setting suppress_tokens (every "
-                                       "step) and begin_suppress_tokens (first generated token) to -inf"},
+                                       "step), begin_suppress_tokens (first generated token) and bad_words_ids (the "
+                                       "last token of a listed sequence whose other tokens were just generated) to "
+                                       "-inf; forced_bos_token_id is the first token, forced_eos_token_id the token "
+                                       "that reaches max_length (the loop's own length limit)"},
         "padding": "right", "hidden_size": _get(config, "d_model"),
         "decoder_start_token_id": _get(config, "decoder_start_token_id"),
         "pad_token_id": _get(config, "pad_token_id"), "eos_token_id": _get(config, "eos_token_id"),
@@ -388,16 +403,26 @@ def torch_runner(model: Any) -> tuple[Any, Any]:
     return encode, decode
 
 
-def _choose(logits: Any, step: int, plan: dict[str, Any]) -> Any:
-    """The greedy token of one step, with the generation config's suppressed and forced tokens."""
+def _choose(logits: Any, step: int, plan: dict[str, Any], history: Any = None, last: bool = False) -> Any:
+    """The greedy token of one step, with the generation config's suppressed, banned and forced tokens, as
+    generate()'s logits processors apply them (``history``: the tokens generated so far [batch, step]; ``last``:
+    this token reaches the loop's length limit, where ``forced_eos_token_id`` applies)."""
     import numpy as np
 
     if step == 0 and plan.get("forced_bos_token_id") is not None:
         return np.full(logits.shape[0], int(plan["forced_bos_token_id"]), np.int64)
+    if last and plan.get("forced_eos_token_id") is not None:
+        return np.full(logits.shape[0], int(plan["forced_eos_token_id"]), np.int64)
     masked = np.array(logits, np.float32, copy=True)
     masked[:, plan.get("suppress_tokens") or []] = -np.inf
     if step == 0:
         masked[:, plan.get("begin_suppress_tokens") or []] = -np.inf
+    for seq in plan.get("bad_words_ids") or []:
+        if len(seq) == 1:
+            masked[:, seq[0]] = -np.inf
+        elif history is not None and step >= len(seq) - 1:
+            rows = (np.asarray(history)[:, step - len(seq) + 1:step] == np.asarray(seq[:-1])).all(axis=1)
+            masked[rows, seq[-1]] = -np.inf
     return masked.argmax(-1).astype(np.int64)
 
 
@@ -429,7 +454,8 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
     for step in range(steps):
         out = decode(feeds)
         last = np.asarray(out["logits"])[:, -1, :]
-        nxt = _choose(last, step, plan)
+        done = np.stack(tokens, axis=1) if tokens else np.zeros((batch, 0), np.int64)
+        nxt = _choose(last, step, plan, done if forced is None else np.asarray(forced)[:, :step], step == steps - 1)
         tokens.append(nxt)
         logits.append(last)
         if forced is not None:
@@ -440,14 +466,13 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
 
 
 def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Any:
-    """The source's own greedy ``generate()`` (its generation config: prompt, suppressed tokens; no early
-    stop), the ``steps`` new tokens."""
+    """The source's own greedy ``generate()`` (its generation config: prompt, suppressed, banned and forced
+    tokens; no early stop; beams, sampling and penalties off, ``NEUTRAL``), the ``steps`` new tokens."""
     import torch
 
     kwargs = {k: torch.from_numpy(v) for k, v in enc_feeds.items()}
     with torch.no_grad():
-        out = model.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
-                             eos_token_id=None)
+        out = model.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, eos_token_id=None, **NEUTRAL)
     out = out if isinstance(out, torch.Tensor) else out["sequences"]
     return out[:, -steps:].numpy()
 
@@ -487,7 +512,8 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
     rtol = LOGIT_RTOL.get(precision, 0.1)
     need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
     matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == gen_tokens)]
-    chosen = np.stack([_choose(c, i, contract["decoding"]) for i, c in enumerate(cand_logits)], axis=1)
+    chosen = np.stack([_choose(c, i, contract["decoding"], ref_tokens[:, :i], i == steps - 1)
+                       for i, c in enumerate(cand_logits)], axis=1)
     agreement = float((chosen == ref_tokens).mean())  # the candidate's choice on the reference's path
     if precision in EXACT and min(matched) < steps:
         row = int(np.argmin(matched))
