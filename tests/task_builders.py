@@ -504,8 +504,8 @@ def marian_repo(seed: int = 0) -> dict[str, bytes]:
     checkpoints); ``final_logits_bias`` is seeded non-zero, as a trained model's is, so an export that loses it
     fails, with the pad logit high enough that greedy decoding picks pad wherever ``bad_words_ids`` does not ban it.
     (The random decoder repeats a few tokens per prompt at every weight scale tried, 0.02-2.0; init's 0.02 varies most.)"""
-    import torch
     import sentencepiece as spm
+    import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
 
     spm_bytes = sentencepiece_model()
