@@ -104,6 +104,44 @@ def test_whisper_pull_generates_the_same_tokens_as_generate(pull, repos, tmp_pat
 
 
 
+def _without_whisper_generation_config(files: dict[str, bytes], generation: dict | None) -> dict[str, bytes]:
+    """The repo with config.json carrying the legacy suppress lists (as openai/whisper-*'s config.json does) and
+    ``generation`` as its generation_config.json (``None``: no such file)."""
+    config = json.loads(files["config.json"])
+    config.update(suppress_tokens=WHISPER_SUPPRESSED, begin_suppress_tokens=[config["eos_token_id"], WHISPER_FIRST])
+    out = {**files, "config.json": json.dumps(config).encode()}
+    out.pop("generation_config.json")
+    if generation is not None:
+        out["generation_config.json"] = json.dumps(generation).encode()
+    return out
+
+
+@pytest.mark.parametrize("variant", ["start-only", "none"])
+def test_whisper_without_a_whisper_generation_config(pull, repos, variant):
+    """generate() decodes from generation_config.json alone when the repo has one (config.json's suppress lists
+    ignored), else from config.json: the check's loop follows the same precedence and passes either way."""
+    start = json.loads(repos[REPO]["config.json"])["decoder_start_token_id"]
+    files = _without_whisper_generation_config(
+        repos[REPO], {"decoder_start_token_id": start} if variant == "start-only" else None)
+    out = pull(REPO, files=files)
+    manifest = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+    plan = manifest["record"]["extra"]["io"]["decoding"]
+    assert plan["prompt"] == [start] and plan["language_ids"] is None  # no language or task tokens to force
+    assert plan["suppress_tokens"] == ([] if variant == "start-only" else WHISPER_SUPPRESSED)
+    gen = next(t for t in manifest["parity"]["tasks"] if t["check"] == "text2text-generation")
+    assert out["verified"] and gen["passed"] and gen["figures"]["identical"], gen
+    generated = np.array(gen["figures"]["generated"])
+    assert np.isin(generated, WHISPER_SUPPRESSED).any() == (variant == "start-only")
+
+
+def test_a_generation_config_without_a_start_token_is_refused(pull, repos, indexed):
+    files = _without_whisper_generation_config(repos[REPO], {"eos_token_id": 0, "pad_token_id": 0})
+    err = pull(REPO, files=files, code=7)
+    assert err["error"] == "invalid_model" and "generation_config.json names no decoder_start_token_id" in err["message"]
+    assert '"decoder_start_token_id": ID' in err["hint"] and "generation_config.json" in err["hint"]
+    assert not any((indexed.home / d).exists() and any((indexed.home / d).iterdir()) for d in ("artifacts", "quarantine"))
+
+
 def test_a_scaled_encoder_fails_the_generation_check(pull, monkeypatch):
     """The decoder alone passes elementwise; only the pair's generation check sees the encoder off by 1%."""
     from zoo.converters.edges import torch_onnx

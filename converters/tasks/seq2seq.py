@@ -77,10 +77,29 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
     """How ``generate()`` starts and constrains greedy decoding, from ``generation_config.json`` (else
     ``config.json``): the prompt (``None`` where the language is detected: the decoder's argmax over
     ``language_ids`` after the start token, as Whisper's ``detect_language``), the tokens suppressed at every
-    step and at the first generated one, and a forced first token."""
+    step and at the first generated one, and a forced first token.
+
+    Where each value comes from is what transformers does: a repo with a ``generation_config.json`` is decoded
+    by that file alone (config.json's legacy ``suppress_tokens``, ``forced_decoder_ids``, ... are not read
+    then); a repo without one by ``GenerationConfig.from_model_config``, the generation keys of config.json.
+    The decoder starts from ``decoder_start_token_id``, else (not Whisper) ``bos_token_id``; a repo that names
+    neither cannot be decoded by ``generate()`` and is refused (exit 7) before anything is downloaded further."""
+    from zoo import errors
+
     gen = dict(generation or {})
-    pick = lambda key: gen[key] if gen.get(key) is not None else _get(config, key)  # noqa: E731
-    prompt: list[int | None] = [pick("decoder_start_token_id")]
+    source = gen if generation is not None else config
+    pick = lambda key: _get(source, key)  # noqa: E731
+    start = pick("decoder_start_token_id")
+    if start is None and not is_speech(config):
+        start = pick("bos_token_id")
+    if start is None:
+        where = "generation_config.json" if generation is not None else "config.json (the repo has no generation_config.json)"
+        raise errors.InvalidModelError(
+            f"{where} names no decoder_start_token_id{'' if is_speech(config) else ' nor bos_token_id'}: "
+            "transformers' generate() cannot start decoding this encoder-decoder, so zoo cannot check it",
+            hint="add \"decoder_start_token_id\": ID to the repo's generation_config.json (the token the decoder "
+                 "starts from: <|startoftranscript|> for Whisper, the pad id for T5 and Marian, </s> for BART)")
+    prompt: list[int | None] = [start]
     languages = None
     if is_speech(config):  # transformers' WhisperGenerationMixin._retrieve_init_tokens, without arguments
         lang_to_id, task_to_id = gen.get("lang_to_id") or {}, gen.get("task_to_id") or {}
