@@ -40,12 +40,13 @@ def consumer_loop(directory: Path, enc: dict, steps: int) -> np.ndarray:
     io = json.loads(decoder.get_modelmeta().custom_metadata_map["zoo.io"])
     encoder = ort.InferenceSession(str(directory / io["files"]["encoder"]), **options)
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-    (hidden,) = encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+    encoded = encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+    cross = {o.name.replace("present", "past_key_values"): v for o, v in zip(encoder.get_outputs(), encoded)
+             if o.name.startswith("present.")}
     plan, cache = io["decoding"], io["cache"]
-    past = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+    past = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.") and i.name not in cross]
     outs = [o.name for o in decoder.get_outputs()]
-    feeds = {"input_ids": np.array([plan["prompt"]] * len(ids), np.int64), "encoder_hidden_states": hidden,
-             "encoder_attention_mask": mask,
+    feeds = {"input_ids": np.array([plan["prompt"]] * len(ids), np.int64), **cross, "encoder_attention_mask": mask,
              **{p: np.zeros((len(ids), cache["num_heads"], 0, cache["head_dim"]), np.float32) for p in past}}
     banned = [seq[0] for seq in plan["bad_words_ids"] if len(seq) == 1] + plan["suppress_tokens"]
     tokens = []
