@@ -151,8 +151,29 @@ def test_the_decoding_prompt_follows_the_generation_config():
     assert seq2seq.decoding(legacy, {"decoder_start_token_id": 50})["suppress_tokens"] == []
     assert seq2seq.decoding(legacy, None)["suppress_tokens"] == [7]
     assert seq2seq.decoding({**t5, "decoder_start_token_id": None}, {"bos_token_id": 3})["prompt"] == [3]
+    # bad_words_ids as generate() keeps them: a ban of the end token alone is dropped (Marian bans its pad)
+    marian = seq2seq.decoding(t5, {"decoder_start_token_id": 9, "eos_token_id": 1, "bad_words_ids": [[9], [1], [4, 5]],
+                                   "forced_eos_token_id": 1, "num_beams": 4, "max_length": 512})
+    assert marian["bad_words_ids"] == [[9], [4, 5]] and marian["not_applied"] == {"num_beams": 4}
+    assert marian["forced_eos_token_id"] == 1 and marian["max_length"] == 512
     with pytest.raises(errors.InvalidModelError, match="generation_config.json names no decoder_start_token_id"):
         seq2seq.decoding(config, {"bos_token_id": 3})  # Whisper starts from decoder_start_token_id only
     with pytest.raises(errors.UnsupportedError):
         seq2seq.io_contract({"model_type": "speech_to_text", "input_feat_per_channel": 80, "d_model": 32,
                              "decoder_layers": 2, "decoder_attention_heads": 4})
+
+
+def test_the_greedy_choice_applies_generate_token_rules():
+    """One step's choice as generate()'s processors make it: banned single tokens, the last token of a banned
+    sequence right after its other tokens, the end token kept out of the window, forced first and last tokens."""
+    logits = np.tile(np.arange(10, dtype=np.float32), (2, 1))  # token 9 best, then 8, 7, ...
+    plan = {"bad_words_ids": [[9], [3, 8]], "eos_token_id": 7, "suppress_tokens": [], "begin_suppress_tokens": [6],
+            "forced_bos_token_id": None, "forced_eos_token_id": 2}
+    history = np.array([[1, 3], [1, 4]])
+    choose = seq2seq._choose
+    assert choose(logits, 2, plan, history).tolist() == [7, 8]  # row 0 just generated 3: 8 banned
+    assert choose(logits, 2, plan, history, no_eos=True).tolist() == [6, 8]  # the end token 7 kept out
+    start = {**plan, "bad_words_ids": [[9], [8]]}  # 9, 8 banned, 7 the end token, 6 suppressed at the start
+    assert choose(logits, 0, start, history[:, :0], no_eos=True).tolist() == [5, 5]
+    assert choose(logits, 5, plan, history, last=True).tolist() == [2, 2]  # forced_eos at the length limit
+    assert choose(logits, 0, {**plan, "forced_bos_token_id": 4}, history[:, :0]).tolist() == [4, 4]

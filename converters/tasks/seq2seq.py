@@ -129,11 +129,18 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
         prompt = [t for i, t in enumerate(prompt) if t is not None or (languages and i == 1)]
     return {"prompt": prompt, "language_ids": languages, "suppress_tokens": list(pick("suppress_tokens") or []),
             "begin_suppress_tokens": list(pick("begin_suppress_tokens") or []),
-            "bad_words_ids": [list(map(int, seq)) for seq in pick("bad_words_ids") or []],
+            "bad_words_ids": _bad_words(pick("bad_words_ids"), pick("eos_token_id")),
             "forced_bos_token_id": pick("forced_bos_token_id"), "forced_eos_token_id": pick("forced_eos_token_id"),
             "eos_token_id": pick("eos_token_id"),
             "max_length": pick("max_length"),
             "not_applied": {k: gen[k] for k in NOT_APPLIED if gen.get(k) not in (None, 0, 1.0, 1)}}
+
+
+def _bad_words(bad: Any, eos: Any) -> list[list[int]]:
+    """``bad_words_ids`` as generate()'s NoBadWordsLogitsProcessor keeps them: a ban of the end token alone is
+    dropped."""
+    ends = [[int(e)] for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    return [list(map(int, seq)) for seq in bad or [] if list(map(int, seq)) not in ends]
 
 
 def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[str, Any]:
