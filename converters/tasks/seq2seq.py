@@ -21,7 +21,9 @@ Parity (``generation_results``, the ``text2text-generation`` task check): greedy
 tokens from real samples (real-tokenizer prompts, right-padded; for speech, synthetic speech-like clips
 through the repo's feature extractor): the ONNX loop's tokens identical to the source's ``generate()`` and the
 ONNX logits at every step, fed the reference's tokens (teacher forcing), within ``1e-4`` of their range of
-the PyTorch model's. This is a check of the pair: an encoder whose output is off fails it as a decoder would.
+the PyTorch model's, and every encoder output (the cross-attention cache, and ``last_hidden_state``, which no
+decode step reads) within the same share of its range. This is a check of the pair: an encoder whose output is
+off fails it as a decoder would.
 """
 
 from __future__ import annotations
