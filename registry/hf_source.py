@@ -42,6 +42,9 @@ METADATA_FILES = (
     "merges.txt",
     "spiece.model",
     "sentencepiece.bpe.model",
+    "source.spm",  # Marian (Helsinki-NLP/opus-mt-*): one sentencepiece model per side, ids from vocab.json
+    "target.spm",
+    "target_vocab.json",  # Marian with separate vocabularies
     "generation_config.json",
     "modules.json",  # sentence-transformers: the pooling and normalisation go into the graph
     "1_Pooling/config.json",

@@ -40,15 +40,17 @@ FAMILIES = [  # (name given to zoo, repo id, builder)
     ("zoo-test/tiny-t5", "zoo-test/tiny-t5", "t5"),  # encoder-decoders: encoder.onnx + decoder.onnx, onnx only
     ("zoo-test/tiny-bart", "zoo-test/tiny-bart", "bart"),
     ("zoo-test/tiny-whisper", "zoo-test/tiny-whisper", "whisper"),
+    ("zoo-test/tiny-marian", "zoo-test/tiny-marian", "marian"),
+    ("zoo-test/tiny-mt5", "zoo-test/tiny-mt5", "mt5"),
     ("zoo-test/gpt2-256", "zoo-test/gpt2-256", "gpt2-256"),  # a decoder: the one family with onnx-int4
 ]
 
 
 def build(kind: str, repo: str) -> dict[str, bytes]:
     from builders import bert_repo, keras_repo, timm_repo, vit_image_classifier_repo
-    from task_builders import bart_repo, t5_repo, whisper_repo
+    from task_builders import bart_repo, marian_repo, mt5_repo, t5_repo, whisper_repo
 
-    seq2seq = {"t5": t5_repo, "bart": bart_repo, "whisper": whisper_repo}
+    seq2seq = {"t5": t5_repo, "bart": bart_repo, "whisper": whisper_repo, "marian": marian_repo, "mt5": mt5_repo}
     if kind in seq2seq:
         return seq2seq[kind]()
     if kind == "keras-hf":

@@ -470,6 +470,109 @@ def bart_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+def sentencepiece_model(vocab_size: int = 300, **ids: int) -> bytes:
+    """A unigram sentencepiece model trained offline on the corpus above with the ``sentencepiece`` package (one
+    thread: the same bytes every time); ``ids`` are its special ids (``pad_id``, ``eos_id``, ``unk_id``, ``bos_id``)."""
+    import io
+
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(_corpus() + ["translate English to German: summarize:"]),
+                                   model_writer=buf, vocab_size=vocab_size, model_type="unigram", character_coverage=1.0,
+                                   num_threads=1, hard_vocab_limit=False, minloglevel=2, **ids)
+    return buf.getvalue()
+
+
+def _widen(model, std: float) -> None:
+    """Weights wider than init (embeddings and linear layers; not Marian's sinusoidal positions): greedy decoding
+    of a random model then varies instead of repeating one token."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2 and "embed_positions" not in name:
+                param.normal_(0.0, std)
+
+
+def marian_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny MarianMTModel (2 + 2 layers, d_model 32) with the files Helsinki-NLP/opus-mt-* ship: ``source.spm``,
+    ``target.spm`` (sentencepiece models trained here), ``vocab.json`` (``</s>`` 0, ``<unk>`` 1, the pieces,
+    ``<pad>`` last), ``tokenizer_config.json``, and ``generation_config.json`` as the real repos carry it
+    (``decoder_start_token_id`` = pad, ``bad_words_ids`` [[pad]], ``forced_eos_token_id`` 0, ``max_length`` 512,
+    ``num_beams`` 4). The sinusoidal positions are not saved (transformers computes them at load, as for the real
+    checkpoints); ``final_logits_bias`` is seeded non-zero, as a trained model's is, so an export that loses it
+    fails, with the pad logit high enough that greedy decoding picks pad wherever ``bad_words_ids`` does not ban it.
+    (The random decoder repeats a few tokens per prompt at every weight scale tried, 0.02-2.0; init's 0.02 varies most.)"""
+    import sentencepiece as spm
+    import torch
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+
+    spm_bytes = sentencepiece_model()
+    sp = spm.SentencePieceProcessor(model_proto=spm_bytes)
+    vocab = {"</s>": 0, "<unk>": 1}
+    for piece in (sp.id_to_piece(i) for i in range(sp.get_piece_size())):
+        if piece not in ("<unk>", "<s>", "</s>"):
+            vocab.setdefault(piece, len(vocab))
+    pad = vocab.setdefault("<pad>", len(vocab))
+    config = MarianConfig(vocab_size=len(vocab), decoder_vocab_size=len(vocab), d_model=TINY["hidden"],
+                          encoder_layers=TINY["layers"], decoder_layers=TINY["layers"],
+                          encoder_attention_heads=TINY["heads"], decoder_attention_heads=TINY["heads"],
+                          encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=TINY["positions"],
+                          activation_function="swish", scale_embedding=True, share_encoder_decoder_embeddings=True,
+                          pad_token_id=pad, eos_token_id=0, bos_token_id=0, decoder_start_token_id=pad,
+                          forced_eos_token_id=0)
+    torch.manual_seed(seed)
+    model = MarianMTModel(config).eval()
+    with torch.no_grad():  # the pad logit high, as trained Marian models' is: bad_words_ids [[pad]] is what stops it
+        model.final_logits_bias.normal_(0.0, 0.05)
+        model.final_logits_bias[0, pad] = 0.5
+    model.generation_config = GenerationConfig(bad_words_ids=[[pad]], bos_token_id=0, decoder_start_token_id=pad,
+                                               eos_token_id=0, forced_eos_token_id=0, max_length=512, num_beams=4,
+                                               pad_token_id=pad)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("source.spm", "target.spm"):
+            (Path(tmp) / name).write_bytes(spm_bytes)
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=2))
+        tokenizer = MarianTokenizer(str(Path(tmp) / "source.spm"), str(Path(tmp) / "target.spm"),
+                                    str(Path(tmp) / "vocab.json"), source_lang="en", target_lang="de")
+        out = Path(tmp) / "repo"
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        files = _read_dir(out)
+    files["README.md"] = _model_card("transformers", "translation", ("marian", "safetensors"))
+    return files
+
+
+def mt5_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny MT5ForConditionalGeneration (2 + 2 layers, d_model 32, gated-gelu, untied head) with the files
+    google/mt5-* ship: ``spiece.model`` (sentencepiece, ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, trained here),
+    ``tokenizer_config.json`` and ``special_tokens_map.json`` but no ``tokenizer.json`` (transformers converts
+    the sentencepiece model at load), a vocabulary padded past the tokenizer's (250112 rows for 250100 pieces in
+    the real ones), and ``generation_config.json`` with the decoder start, eos and pad ids only."""
+    import torch
+    from transformers import GenerationConfig, MT5Config, MT5ForConditionalGeneration
+
+    spm_bytes = sentencepiece_model(pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    config = MT5Config(vocab_size=312, d_model=TINY["hidden"], d_kv=8, d_ff=37, num_layers=TINY["layers"],
+                       num_decoder_layers=TINY["layers"], num_heads=TINY["heads"], feed_forward_proj="gated-gelu",
+                       tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(seed)
+    model = MT5ForConditionalGeneration(config).eval()
+    _widen(model, 0.5)
+    model.generation_config = GenerationConfig(decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)
+    special = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        files = _read_dir(Path(tmp))
+    files["spiece.model"] = spm_bytes
+    files["special_tokens_map.json"] = json.dumps(special).encode()
+    files["tokenizer_config.json"] = json.dumps({**special, "extra_ids": 0, "additional_special_tokens": None,
+                                                 "sp_model_kwargs": {}, "tokenizer_class": "T5Tokenizer"}).encode()
+    files["README.md"] = _model_card("transformers", "text2text-generation", ("mt5", "safetensors"))
+    return files
+
+
 def in_process_pull(hub_cache: Path, repos: dict[str, dict[str, bytes]], capsys):
     """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json` (the caller
     sets HF_HUB_OFFLINE): the repo's files (``files``, else ``repos[repo]``) are written into ``hub_cache`` first."""

@@ -41,17 +41,20 @@ def t5(request, tmp_path_factory):
 
 
 def _plain_loop(directory: Path, contract: dict, enc: dict, steps: int) -> np.ndarray:
-    """What a consumer writes from the contract alone: two sessions, the cache fed back each step."""
+    """What a consumer writes from the contract alone: two sessions, the cross-attention cache from the encoder
+    once (present.N.encoder.* -> past_key_values.N.encoder.*), the self-attention cache fed back each step."""
     import onnxruntime as ort
 
     encoder = ort.InferenceSession(str(directory / contract["files"]["encoder"]), providers=["CPUExecutionProvider"])
     decoder = ort.InferenceSession(str(directory / contract["files"]["decoder"]), providers=["CPUExecutionProvider"])
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-    hidden = encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-    past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+    encoded = encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+    cross = {o.name.replace("present", "past_key_values"): v for o, v in zip(encoder.get_outputs(), encoded)
+             if o.name.startswith("present.")}
+    past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.") and i.name not in cross]
     outs = [o.name for o in decoder.get_outputs()]
     feeds = {"input_ids": np.full((len(ids), 1), contract["decoder_start_token_id"], np.int64),
-             "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
+             "encoder_attention_mask": mask, **cross,
              **{p.name: np.zeros((len(ids), contract["cache"]["num_heads"], 0, contract["cache"]["head_dim"]),
                                  np.float32) for p in past}}
     tokens = []
@@ -83,7 +86,10 @@ def test_encoder_decoder_greedy_generation_matches_generate(t5):
         graph = onnx.load(str(out / contract["files"][part])).graph
         assert [i.name for i in graph.input] == contract[part]["inputs"]
         assert [o.name for o in graph.output] == contract[part]["outputs"]
-    assert contract["cache"]["num_layers"] == 2 and len(contract["decoder"]["inputs"]) == 3 + 4
+    assert contract["cache"]["num_layers"] == 2 and len(contract["decoder"]["inputs"]) == 2 + 2 * 4
+    assert contract["encoder"]["outputs"] == ["last_hidden_state"] + [
+        f"present.{i}.encoder.{k}" for i in range(2) for k in ("key", "value")]
+    assert "encoder_hidden_states" not in contract["decoder"]["inputs"]  # the decoder never recomputes cross K/V
 
     # independently: the test's own loop on other prompts (batch 3, right-padded) against generate()
     enc = tokenizer(OTHER_PROMPTS, padding=True, return_tensors="np")
@@ -98,8 +104,9 @@ def test_encoder_decoder_greedy_generation_matches_generate(t5):
 
 
 @pytest.mark.parametrize("part, output, factor", [
-    ("encoder", "last_hidden_state", 1.01),  # the encoder off by 1%
-    ("decoder", "present.1.value", 0.99),  # the cache the next step reads off by 1%
+    ("encoder", "last_hidden_state", 1.01),  # the encoder's output off by 1% (no decode step reads it)
+    ("encoder", "present.1.encoder.value", 0.99),  # one layer's cross-attention cache off by 1%
+    ("decoder", "present.1.value", 0.99),  # the self-attention cache the next step reads off by 1%
 ])
 def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, factor):
     model, tokenizer, out, contract = t5
@@ -108,7 +115,12 @@ def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, 
     scale_output(broken / contract["files"][part], output, factor)
     result = seq2seq.generation_results(model, tokenizer, broken, contract)
     assert not result["passed"]
+    if output == "last_hidden_state":
+        assert "encoder output last_hidden_state differs" in result["reason"]
+        return
     assert "logits at decode step" in result["reason"]
+    if output == "present.1.encoder.value":
+        assert "encoder output present.1.encoder.value differs" in result["reason"]
     if part == "decoder":  # the first step reads no cache: what goes wrong shows from the second on
         assert "decode step 0 " not in result["reason"]
 
@@ -130,8 +142,38 @@ def test_the_decoding_prompt_follows_the_generation_config():
     assert seq2seq.decoding(config, {**base, "forced_decoder_ids": [[1, 51], [2, 54]],
                                      "return_timestamps": True})["prompt"] == [50, 51, 54]
     t5 = {"model_type": "t5", "decoder_start_token_id": 0, "d_model": 32, "num_layers": 2, "num_heads": 4, "d_kv": 8}
-    assert seq2seq.decoding(t5, None)["prompt"] == [0] and seq2seq.io_contract(t5)["decoder"]["inputs"][2] == \
-        "encoder_attention_mask"
+    assert seq2seq.decoding(t5, None)["prompt"] == [0] and seq2seq.io_contract(t5)["decoder"]["inputs"][:4] == \
+        ["input_ids", "encoder_attention_mask", "past_key_values.0.key", "past_key_values.0.value"]
+    assert seq2seq.io_contract(t5)["decoder"]["inputs"][4:6] == ["past_key_values.0.encoder.key",
+                                                               "past_key_values.0.encoder.value"]
+    # a repo with a generation_config.json is decoded by it alone (generate() ignores config.json's lists then)
+    legacy = {**config, "suppress_tokens": [7], "begin_suppress_tokens": [8]}
+    assert seq2seq.decoding(legacy, {"decoder_start_token_id": 50})["suppress_tokens"] == []
+    assert seq2seq.decoding(legacy, None)["suppress_tokens"] == [7]
+    assert seq2seq.decoding({**t5, "decoder_start_token_id": None}, {"bos_token_id": 3})["prompt"] == [3]
+    # bad_words_ids as generate() keeps them: a ban of the end token alone is dropped (Marian bans its pad)
+    marian = seq2seq.decoding(t5, {"decoder_start_token_id": 9, "eos_token_id": 1, "bad_words_ids": [[9], [1], [4, 5]],
+                                   "forced_eos_token_id": 1, "num_beams": 4, "max_length": 512})
+    assert marian["bad_words_ids"] == [[9], [4, 5]] and marian["not_applied"] == {"num_beams": 4}
+    assert marian["forced_eos_token_id"] == 1 and marian["max_length"] == 512
+    with pytest.raises(errors.InvalidModelError, match="generation_config.json names no decoder_start_token_id"):
+        seq2seq.decoding(config, {"bos_token_id": 3})  # Whisper starts from decoder_start_token_id only
     with pytest.raises(errors.UnsupportedError):
         seq2seq.io_contract({"model_type": "speech_to_text", "input_feat_per_channel": 80, "d_model": 32,
                              "decoder_layers": 2, "decoder_attention_heads": 4})
+
+
+def test_the_greedy_choice_applies_generate_token_rules():
+    """One step's choice as generate()'s processors make it: banned single tokens, the last token of a banned
+    sequence right after its other tokens, the end token kept out of the window, forced first and last tokens."""
+    logits = np.tile(np.arange(10, dtype=np.float32), (2, 1))  # token 9 best, then 8, 7, ...
+    plan = {"bad_words_ids": [[9], [3, 8]], "eos_token_id": 7, "suppress_tokens": [], "begin_suppress_tokens": [6],
+            "forced_bos_token_id": None, "forced_eos_token_id": 2}
+    history = np.array([[1, 3], [1, 4]])
+    choose = seq2seq._choose
+    assert choose(logits, 2, plan, history).tolist() == [7, 8]  # row 0 just generated 3: 8 banned
+    assert choose(logits, 2, plan, history, no_eos=True).tolist() == [6, 8]  # the end token 7 kept out
+    start = {**plan, "bad_words_ids": [[9], [8]]}  # 9, 8 banned, 7 the end token, 6 suppressed at the start
+    assert choose(logits, 0, start, history[:, :0], no_eos=True).tolist() == [5, 5]
+    assert choose(logits, 5, plan, history, last=True).tolist() == [2, 2]  # forced_eos at the length limit
+    assert choose(logits, 0, {**plan, "forced_bos_token_id": 4}, history[:, :0]).tolist() == [4, 4]

@@ -41,12 +41,14 @@ def consumer_loop(directory: Path, enc: dict, steps: int) -> np.ndarray:
     contract = json.loads(decoder.get_modelmeta().custom_metadata_map["zoo.io"])
     encoder = ort.InferenceSession(str(directory / contract["files"]["encoder"]), providers=["CPUExecutionProvider"])
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-    hidden = encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-    past = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+    encoded = encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+    cross = {o.name.replace("present", "past_key_values"): v for o, v in zip(encoder.get_outputs(), encoded)
+             if o.name.startswith("present.")}
+    past = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.") and i.name not in cross]
     outs = [o.name for o in decoder.get_outputs()]
     cache = contract["cache"]
     feeds = {"input_ids": np.array([contract["decoding"]["prompt"]] * len(ids), np.int64),
-             "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
+             "encoder_attention_mask": mask, **cross,
              **{p: np.zeros((len(ids), cache["num_heads"], 0, cache["head_dim"]), np.float32) for p in past}}
     tokens = []
     for _ in range(steps):

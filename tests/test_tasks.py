@@ -205,6 +205,8 @@ def test_task_detection_from_architectures_card_and_modules():
     assert detect_task("m", "BertForMaskedLM", override="causal-lm") == ("text-generation", "--task")
     assert check_task("ner") == "token-classification"
     assert detect_task("m", "T5ForConditionalGeneration")[0] == "text2text-generation"
+    assert detect_task("m", "MarianMTModel")[0] == "text2text-generation"  # not a bare *Model encoder
+    assert detect_task("m", "MarianModel")[0] == "feature-extraction"
     assert detect_task("m", "WhisperForConditionalGeneration")[0] == "automatic-speech-recognition"
     assert check_task("summarization") == check_task("translation") == "text2text-generation"
     assert detect_task("m", "Wav2Vec2ForSequenceClassification")[0] == "audio-classification"

@@ -37,17 +37,19 @@ def consumer_loop(directory: Path, features: np.ndarray, steps: int) -> tuple[np
     decoder = ort.InferenceSession(str(directory / "decoder.onnx"), **options)
     io = json.loads(decoder.get_modelmeta().custom_metadata_map["zoo.io"])
     encoder = ort.InferenceSession(str(directory / io["files"]["encoder"]), **options)
-    (hidden,) = encoder.run(None, {"input_features": features})
+    encoded = encoder.run(None, {"input_features": features})
+    cross = {o.name.replace("present", "past_key_values"): v for o, v in zip(encoder.get_outputs(), encoded)
+             if o.name.startswith("present.")}
     batch, plan, cache = len(features), io["decoding"], io["cache"]
-    past = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+    past = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.") and i.name not in cross]
     outs = [o.name for o in decoder.get_outputs()]
     empty = {p: np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32) for p in past}
     prompt = np.array([[t if t is not None else 0 for t in plan["prompt"]]] * batch, np.int64)
     slot = plan["prompt"].index(None)
-    (logits, *_) = decoder.run(None, {"input_ids": prompt[:, :slot], "encoder_hidden_states": hidden, **empty})
+    (logits, *_) = decoder.run(None, {"input_ids": prompt[:, :slot], **cross, **empty})
     langs = np.array(plan["language_ids"])
     prompt[:, slot] = langs[logits[:, -1, langs].argmax(-1)]
-    feeds = {"input_ids": prompt, "encoder_hidden_states": hidden, **empty}
+    feeds = {"input_ids": prompt, **cross, **empty}
     tokens = []
     for step in range(steps):
         out = dict(zip(outs, decoder.run(None, feeds)))
@@ -104,8 +106,51 @@ def test_whisper_pull_generates_the_same_tokens_as_generate(pull, repos, tmp_pat
 
 
 
-def test_a_scaled_encoder_fails_the_generation_check(pull, monkeypatch):
-    """The decoder alone passes elementwise; only the pair's generation check sees the encoder off by 1%."""
+def _without_whisper_generation_config(files: dict[str, bytes], generation: dict | None) -> dict[str, bytes]:
+    """The repo with config.json carrying the legacy suppress lists (as openai/whisper-*'s config.json does) and
+    ``generation`` as its generation_config.json (``None``: no such file)."""
+    config = json.loads(files["config.json"])
+    config.update(suppress_tokens=WHISPER_SUPPRESSED, begin_suppress_tokens=[config["eos_token_id"], WHISPER_FIRST])
+    out = {**files, "config.json": json.dumps(config).encode()}
+    out.pop("generation_config.json")
+    if generation is not None:
+        out["generation_config.json"] = json.dumps(generation).encode()
+    return out
+
+
+@pytest.mark.parametrize("variant", ["start-only", "none"])
+def test_whisper_without_a_whisper_generation_config(pull, repos, variant):
+    """generate() decodes from generation_config.json alone when the repo has one (config.json's suppress lists
+    ignored), else from config.json: the check's loop follows the same precedence and passes either way. The
+    start-only config names as its end token one the random model picks often after that prompt (31): generate()
+    keeps it out of the 20 tokens (min_new_tokens), and so must the check's loops."""
+    start = json.loads(repos[REPO]["config.json"])["decoder_start_token_id"]
+    files = _without_whisper_generation_config(
+        repos[REPO], {"decoder_start_token_id": start, "eos_token_id": WHISPER_SUPPRESSED[0]} if variant == "start-only"
+        else None)
+    out = pull(REPO, files=files)
+    manifest = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+    plan = manifest["record"]["extra"]["io"]["decoding"]
+    assert plan["prompt"] == [start] and plan["language_ids"] is None  # no language or task tokens to force
+    assert plan["suppress_tokens"] == ([] if variant == "start-only" else WHISPER_SUPPRESSED)
+    gen = next(t for t in manifest["parity"]["tasks"] if t["check"] == "text2text-generation")
+    assert out["verified"] and gen["passed"] and gen["figures"]["identical"], gen
+    generated = np.array(gen["figures"]["generated"])
+    assert np.isin(generated, WHISPER_SUPPRESSED).any() == (variant == "start-only")
+    assert not (generated == WHISPER_SUPPRESSED[0]).any()  # start-only: the end token; none: a suppressed one
+
+
+def test_a_generation_config_without_a_start_token_is_refused(pull, repos, indexed):
+    files = _without_whisper_generation_config(repos[REPO], {"eos_token_id": 0, "pad_token_id": 0})
+    err = pull(REPO, files=files, code=7)
+    assert err["error"] == "invalid_model" and "generation_config.json names no decoder_start_token_id" in err["message"]
+    assert '"decoder_start_token_id": ID' in err["hint"] and "generation_config.json" in err["hint"]
+    assert not any((indexed.home / d).exists() and any((indexed.home / d).iterdir()) for d in ("artifacts", "quarantine"))
+
+
+def test_a_scaled_cross_attention_cache_fails_the_generation_check(pull, monkeypatch):
+    """The decoder alone passes elementwise; only the pair's generation check sees one layer's cross-attention
+    cache (an encoder.onnx output, present.1.encoder.value) off by 1%."""
     from zoo.converters.edges import torch_onnx
 
     real_export = torch_onnx.export_onnx
@@ -113,13 +158,14 @@ def test_a_scaled_encoder_fails_the_generation_check(pull, monkeypatch):
     def broken_export(tm, example, out_path, **kwargs):
         info = real_export(tm, example, out_path, **kwargs)
         if out_path.name == "encoder.onnx":
-            scale_output(out_path, "last_hidden_state", 1.01)
+            scale_output(out_path, "present.1.encoder.value", 1.01)
         return info
 
     monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)
     err = pull(REPO, "--exporter", "torchscript", code=6)
     gen = [t for t in err["report"]["tasks"] if t["check"] == "text2text-generation"]
-    assert gen and gen[0]["passed"] is False and "logits at decode step 0 " in gen[0]["reason"], gen
+    assert gen and gen[0]["passed"] is False and "logits at decode step" in gen[0]["reason"], gen
+    assert "encoder output present.1.encoder.value differs" in gen[0]["reason"]
     assert all(o["passed"] for o in err["report"]["outputs"].values())  # every decoder output within tolerance
 
 

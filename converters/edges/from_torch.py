@@ -35,7 +35,8 @@ def _encoder_decoder(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
 
     pair = tm.seq2seq
     files = pair.contract["files"]
-    encoder = TorchModel(pair.encoder, list(pair.contract["encoder"]["inputs"]), ["last_hidden_state"], pair.encoder_axes)
+    encoder = TorchModel(pair.encoder, list(pair.contract["encoder"]["inputs"]), list(pair.contract["encoder"]["outputs"]),
+                         pair.encoder_axes)
     enc_info = export_onnx(encoder, pair.encoder_example, out_dir / files["encoder"], opset=ctx.opset,
                            exporter=ctx.exporter, seq_max=ctx.seq_max)
     info = export_onnx(tm, ctx.example, out_dir / files["decoder"], opset=ctx.opset, exporter=ctx.exporter,

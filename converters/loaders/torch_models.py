@@ -137,7 +137,10 @@ def _load_strict(module: Any, state: dict[str, Any], model_id: str) -> None:
 def build_transformers(record: ModelRecord, root: Path, weights: list[str], weights_format: str, note: Callable[[str], None]) -> TorchModel:
     transformers = _require("transformers")
     torch = _require("torch")
+    from zoo.converters.loaders.sp_compat import ensure_sentencepiece_proto
     from zoo.safety import check_remote_code
+
+    ensure_sentencepiece_proto()  # a spiece.model-only tokenizer (mT5, T5 v1.1) loads under protobuf < 5
 
     check_remote_code(root, [p.name for p in root.iterdir()], record.id)  # again: the repo may differ from its description
     if weights_format == "pickle":

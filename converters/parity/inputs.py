@@ -200,10 +200,11 @@ def record_input_notes(record: ModelRecord | None, sets: list[InputSet]) -> dict
     notes = {}
     seq2seq = record is not None and bool((record.extra.get("io") or {}).get("files"))
     for name, value in sets[0].feeds.items():
-        if name.startswith("past_key_values."):
+        if name.startswith("past_key_values.") and ".encoder." in name:
+            how = ("a cross-attention cache of standard normal values, its encoder length as each set's name says "
+                   "(the encoder's real outputs on real samples run in the text2text-generation check)")
+        elif name.startswith("past_key_values."):
             how = "a cache of standard normal values, its past length as each set's name says"
-        elif name == "encoder_hidden_states":
-            how = "standard normal (the encoder's real outputs on real samples run in the text2text-generation check)"
         elif name == "encoder_attention_mask":
             how = "ones, the last row's last two positions 0 in batches above 1"
         elif name == "input_ids" and seq2seq:

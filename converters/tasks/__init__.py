@@ -59,7 +59,8 @@ HEADS = (
     ("ForImageClassification", "image-classification"), ("ForMultipleChoice", "multiple-choice"),
     ("ForCTC", "automatic-speech-recognition"), ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
     ("ForSpeechSeq2Seq", "text2text-generation"),
-    ("ForConditionalGeneration", "text2text-generation"), ("ForObjectDetection", "object-detection"),
+    ("ForConditionalGeneration", "text2text-generation"), ("MarianMTModel", "text2text-generation"),
+    ("ForObjectDetection", "object-detection"),
     ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip

@@ -3,13 +3,16 @@ Marian, ...) and the sequence-to-sequence variant of automatic-speech-recognitio
 
 ``encoder.onnx``: text ``input_ids``, ``attention_mask [batch, encoder_sequence]``, or speech ``input_features
 [batch, mel_bins, frames]`` (the repo's feature extractor: Whisper's log-mel, padded to 30 s) ->
-``last_hidden_state [batch, encoder_sequence, hidden]``.
+``last_hidden_state [batch, encoder_sequence, hidden]`` and, per decoder layer, the cross-attention cache
+``present.N.encoder.key|value [batch, heads, encoder_sequence, head_dim]`` (each layer's key and value
+projections of the encoder's output: computed once per input, as optimum's ``present.N.encoder.*``).
 
-``decoder.onnx`` (the artifact's primary file): ``input_ids [batch, sequence]`` (the new decoder token(s)),
-``encoder_hidden_states``, for text ``encoder_attention_mask``, and per layer the self-attention cache
-``past_key_values.N.key|value [batch, heads, past, head_dim]`` -> ``logits [batch, sequence, vocab]`` and
-``present.N.key|value``. Cross-attention keys and values are recomputed from ``encoder_hidden_states`` at each
-step (one graph for the first step and every later one; the cache holds only what grows). The first step
+``decoder.onnx`` (the artifact's primary file): ``input_ids [batch, sequence]`` (the new decoder token(s)), for
+text ``encoder_attention_mask``, and per layer the self-attention cache ``past_key_values.N.key|value [batch,
+heads, past, head_dim]`` and the cross-attention cache ``past_key_values.N.encoder.key|value`` (the encoder's
+``present.N.encoder.*``, the same at every step) -> ``logits [batch, sequence, vocab]`` and ``present.N.key|value``.
+One graph for the first step and every later one; no step recomputes the cross-attention keys and values (with
+Whisper's 1500 encoder frames that recomputation was most of a step's work: bench/bench_seq2seq.py). The first step
 feeds the decoding prompt (``decoding.prompt`` in the contract: the decoder start token; for Whisper also the
 language, task and no-timestamps tokens its generation config forces, the language detected by the decoder
 where the config leaves it open) with past of length 0.
@@ -18,7 +21,9 @@ Parity (``generation_results``, the ``text2text-generation`` task check): greedy
 tokens from real samples (real-tokenizer prompts, right-padded; for speech, synthetic speech-like clips
 through the repo's feature extractor): the ONNX loop's tokens identical to the source's ``generate()`` and the
 ONNX logits at every step, fed the reference's tokens (teacher forcing), within ``1e-4`` of their range of
-the PyTorch model's. This is a check of the pair: an encoder whose output is off fails it as a decoder would.
+the PyTorch model's, and every encoder output (the cross-attention cache, and ``last_hidden_state``, which no
+decode step reads) within the same share of its range. This is a check of the pair: an encoder whose output is
+off fails it as a decoder would.
 """
 
 from __future__ import annotations
@@ -48,6 +53,15 @@ CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks
 # share of their range
 
 
+# generation_config.json settings that change what greedy decoding picks but are not part of the graphs' check
+# (a search or penalty policy the consumer applies over the logits): the reference generate() runs without them
+# and the contract lists them under decoding.not_applied; beam search (num_beams) and sampling likewise
+NOT_APPLIED = ("num_beams", "repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+               "encoder_repetition_penalty", "length_penalty", "min_length", "do_sample")
+NEUTRAL = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+           "encoder_repetition_penalty": 1.0, "do_sample": False}
+
+
 def _get(config: Any, key: str, default: Any = None) -> Any:
     value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
     return default if value is None else value
@@ -68,10 +82,29 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
     """How ``generate()`` starts and constrains greedy decoding, from ``generation_config.json`` (else
     ``config.json``): the prompt (``None`` where the language is detected: the decoder's argmax over
     ``language_ids`` after the start token, as Whisper's ``detect_language``), the tokens suppressed at every
-    step and at the first generated one, and a forced first token."""
+    step and at the first generated one, and a forced first token.
+
+    Where each value comes from is what transformers does: a repo with a ``generation_config.json`` is decoded
+    by that file alone (config.json's legacy ``suppress_tokens``, ``forced_decoder_ids``, ... are not read
+    then); a repo without one by ``GenerationConfig.from_model_config``, the generation keys of config.json.
+    The decoder starts from ``decoder_start_token_id``, else (not Whisper) ``bos_token_id``; a repo that names
+    neither cannot be decoded by ``generate()`` and is refused (exit 7) before anything is downloaded further."""
+    from zoo import errors
+
     gen = dict(generation or {})
-    pick = lambda key: gen[key] if gen.get(key) is not None else _get(config, key)  # noqa: E731
-    prompt: list[int | None] = [pick("decoder_start_token_id")]
+    source = gen if generation is not None else config
+    pick = lambda key: _get(source, key)  # noqa: E731
+    start = pick("decoder_start_token_id")
+    if start is None and not is_speech(config):
+        start = pick("bos_token_id")
+    if start is None:
+        where = "generation_config.json" if generation is not None else "config.json (the repo has no generation_config.json)"
+        raise errors.InvalidModelError(
+            f"{where} names no decoder_start_token_id{'' if is_speech(config) else ' nor bos_token_id'}: "
+            "transformers' generate() cannot start decoding this encoder-decoder, so zoo cannot check it",
+            hint="add \"decoder_start_token_id\": ID to the repo's generation_config.json (the token the decoder "
+                 "starts from: <|startoftranscript|> for Whisper, the pad id for T5 and Marian, </s> for BART)")
+    prompt: list[int | None] = [start]
     languages = None
     if is_speech(config):  # transformers' WhisperGenerationMixin._retrieve_init_tokens, without arguments
         lang_to_id, task_to_id = gen.get("lang_to_id") or {}, gen.get("task_to_id") or {}
@@ -98,7 +131,18 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
         prompt = [t for i, t in enumerate(prompt) if t is not None or (languages and i == 1)]
     return {"prompt": prompt, "language_ids": languages, "suppress_tokens": list(pick("suppress_tokens") or []),
             "begin_suppress_tokens": list(pick("begin_suppress_tokens") or []),
-            "forced_bos_token_id": pick("forced_bos_token_id")}
+            "bad_words_ids": _bad_words(pick("bad_words_ids"), pick("eos_token_id")),
+            "forced_bos_token_id": pick("forced_bos_token_id"), "forced_eos_token_id": pick("forced_eos_token_id"),
+            "eos_token_id": pick("eos_token_id"),
+            "max_length": pick("max_length"),
+            "not_applied": {k: gen[k] for k in NOT_APPLIED if gen.get(k) not in (None, 0, 1.0, 1)}}
+
+
+def _bad_words(bad: Any, eos: Any) -> list[list[int]]:
+    """``bad_words_ids`` as generate()'s NoBadWordsLogitsProcessor keeps them: a ban of the end token alone is
+    dropped."""
+    ends = [[int(e)] for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    return [list(map(int, seq)) for seq in bad or [] if list(map(int, seq)) not in ends]
 
 
 def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -115,45 +159,66 @@ def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[s
                                            "text2text-generation, CTC speech heads")
     layers, heads, d_kv = _layers(config)
     speech = is_speech(config)
-    past = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    self_past, cross_past = self_cache_names(layers), cross_cache_names(layers)
+    cross_out = [n.replace("past_key_values", "present") for n in cross_past]
+    cross_axes = {"present.*.encoder.*": ["batch", "num_heads", "encoder_sequence", "head_dim"]}
     if speech:
-        encoder = {"inputs": ["input_features"], "outputs": ["last_hidden_state"],
+        encoder = {"inputs": ["input_features"], "outputs": ["last_hidden_state", *cross_out],
                    "axes": {"input_features": ["batch", "mel_bins", "frames"],
-                            "last_hidden_state": ["batch", "encoder_sequence", "hidden"]},
+                            "last_hidden_state": ["batch", "encoder_sequence", "hidden"], **cross_axes},
                    "frames": 2 * int(_get(config, "max_source_positions", 1500)),
                    "num_mel_bins": _get(config, "num_mel_bins")}
-        context = ["encoder_hidden_states"]
+        context = []
     else:
-        encoder = {"inputs": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"],
+        encoder = {"inputs": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state", *cross_out],
                    "axes": {"input_ids": ["batch", "encoder_sequence"], "attention_mask": ["batch", "encoder_sequence"],
-                            "last_hidden_state": ["batch", "encoder_sequence", "hidden"]}}
-        context = ["encoder_hidden_states", "encoder_attention_mask"]
+                            "last_hidden_state": ["batch", "encoder_sequence", "hidden"], **cross_axes}}
+        context = ["encoder_attention_mask"]
+    past = [n for i in range(layers) for n in (*self_past[2 * i:2 * i + 2], *cross_past[2 * i:2 * i + 2])]
     plan = decoding(config, generation)
     return {
         "files": {"encoder": ENCODER, "decoder": DECODER}, "check": CHECK,
         "encoder": encoder,
         "decoder": {"inputs": ["input_ids", *context, *past],
-                    "outputs": ["logits", *[p.replace("past_key_values", "present") for p in past]],
+                    "outputs": ["logits", *[p.replace("past_key_values", "present") for p in self_past]],
                     "axes": {"input_ids": ["batch", "sequence"],
-                             "encoder_hidden_states": ["batch", "encoder_sequence", "hidden"],
                              **({} if speech else {"encoder_attention_mask": ["batch", "encoder_sequence"]}),
-                             "past_key_values.*": ["batch", "num_heads", "past_sequence", "head_dim"],
+                             "past_key_values.*.key|value": ["batch", "num_heads", "past_sequence", "head_dim"],
+                             "past_key_values.*.encoder.*": ["batch", "num_heads", "encoder_sequence", "head_dim"],
                              "logits": ["batch", "sequence", "vocab"],
                              "present.*": ["batch", "num_heads", "past_sequence + sequence", "head_dim"]}},
         "cache": {"num_layers": layers, "num_heads": heads, "head_dim": d_kv,
                   "first_step": "input_ids = decoding.prompt (a null entry: the language, the argmax over "
-                                "decoding.language_ids of the logits after the start token), every "
-                                "past_key_values.* of length 0",
-                  "decode": "feed present.* of the previous step as past_key_values.*, the chosen token as input_ids; "
-                            "the encoder's outputs (and mask) stay the same",
-                  "cross_attention": "recomputed inside the decoder from encoder_hidden_states at each step"},
+                                "decoding.language_ids of the logits after the start token), every self-attention "
+                                "past_key_values.N.key|value of length 0, past_key_values.N.encoder.* = the "
+                                "encoder's present.N.encoder.*",
+                  "decode": "feed present.N.key|value of the previous step as past_key_values.N.key|value, the chosen "
+                            "token as input_ids; past_key_values.N.encoder.* (and the mask) stay the encoder's",
+                  "cross_attention": "cached: encoder.onnx outputs each layer's keys and values "
+                                     "(present.N.encoder.key|value, computed once per input); the decoder takes them "
+                                     "as past_key_values.N.encoder.key|value and never recomputes them"},
         "decoding": {**plan, "greedy": "argmax of the last position's logits after setting suppress_tokens (every "
-                                       "step) and begin_suppress_tokens (first generated token) to -inf"},
+                                       "step), begin_suppress_tokens (first generated token) and bad_words_ids (the "
+                                       "last token of a listed sequence whose other tokens were just generated) to "
+                                       "-inf; forced_bos_token_id is the first token, forced_eos_token_id the token "
+                                       "that reaches max_length (the loop's own length limit)"},
         "padding": "right", "hidden_size": _get(config, "d_model"),
         "decoder_start_token_id": _get(config, "decoder_start_token_id"),
         "pad_token_id": _get(config, "pad_token_id"), "eos_token_id": _get(config, "eos_token_id"),
         "vocab_size": _get(config, "vocab_size"),
     }
+
+
+def self_cache_names(layers: int) -> list[str]:
+    return [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+
+
+def cross_cache_names(layers: int) -> list[str]:
+    return [f"past_key_values.{i}.encoder.{k}" for i in range(layers) for k in ("key", "value")]
+
+
+def is_cross(name: str) -> bool:
+    return ".encoder." in name
 
 
 def input_spec(contract: dict[str, Any]) -> list[dict[str, Any]]:
@@ -162,11 +227,9 @@ def input_spec(contract: dict[str, Any]) -> list[dict[str, Any]]:
     spec = []
     for name in contract["decoder"]["inputs"]:
         if name.startswith("past_key_values."):
-            spec.append({"name": name, "shape": ["batch", cache["num_heads"], "past_sequence", cache["head_dim"]],
+            length = "encoder_sequence" if is_cross(name) else "past_sequence"
+            spec.append({"name": name, "shape": ["batch", cache["num_heads"], length, cache["head_dim"]],
                          "dtype": "float32", "layout": "BHSD"})
-        elif name == "encoder_hidden_states":
-            spec.append({"name": name, "shape": ["batch", "encoder_sequence", contract["hidden_size"]],
-                         "dtype": "float32", "layout": "NSC"})
         else:
             spec.append({"name": name, "shape": contract["decoder"]["axes"][name], "dtype": "int64", "layout": "NS"})
     return spec
@@ -174,27 +237,28 @@ def input_spec(contract: dict[str, Any]) -> list[dict[str, Any]]:
 
 def input_sets(record: Any) -> list[Any]:
     """Decoder steps for the elementwise check: the first (the export example) a decode step on a random cache
-    (2 new tokens after 3), then a prompt-like first step (past 0, 4 tokens) and a one-token step; random
-    encoder states, the text mask with padding in one row. The real samples run in the generation check."""
+    (2 new tokens after 3), then a prompt-like first step (past 0, 4 tokens) and a one-token step; a random
+    cross-attention cache (encoder lengths 7, 5, 6), the text mask with padding in one row. The real samples run in
+    the generation check."""
     import numpy as np
 
     from zoo.converters.parity.report import InputSet
 
     io = record.extra["io"]
     cache, names = io["cache"], io["decoder"]["inputs"]
-    vocab, hidden = int(io.get("vocab_size") or 100), int(io["hidden_size"])
+    vocab = int(io.get("vocab_size") or 100)
     sets = []
     for seed, (batch, seq, past, enc) in enumerate(((2, 2, 3, 7), (1, 4, 0, 5), (3, 1, 9, 6))):
         rng = np.random.default_rng(seed)
-        feeds = {"input_ids": rng.integers(0, vocab, (batch, seq), dtype=np.int64),
-                 "encoder_hidden_states": rng.standard_normal((batch, enc, hidden)).astype(np.float32)}
+        feeds = {"input_ids": rng.integers(0, vocab, (batch, seq), dtype=np.int64)}
         if "encoder_attention_mask" in names:
             mask = np.ones((batch, enc), np.int64)
             mask[-1, enc - 2:] = 0 if batch > 1 else 1
             feeds["encoder_attention_mask"] = mask
         for n in names:
             if n.startswith("past_key_values."):
-                feeds[n] = rng.standard_normal((batch, cache["num_heads"], past, cache["head_dim"])).astype(np.float32)
+                length = enc if is_cross(n) else past
+                feeds[n] = rng.standard_normal((batch, cache["num_heads"], length, cache["head_dim"])).astype(np.float32)
         sets.append(InputSet(f"random-b{batch}-s{seq}-past{past}-enc{enc}", {n: feeds[n] for n in names}))
     return sets
 
@@ -224,27 +288,44 @@ def wrap(model: Any) -> tuple[Any, Any]:
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     class Encoder(torch.nn.Module):
+        """The encoder's output and each decoder layer's cross-attention keys and values of it: transformers'
+        own projections, read from the cross-attention cache one decoder step fills (the rest of that step
+        feeds no output, and the exporter drops it)."""
+
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, *inputs: Any) -> Any:
+        def forward(self, *inputs: Any) -> tuple:
             kwargs = {"input_features": inputs[0]} if speech else {"input_ids": inputs[0], "attention_mask": inputs[1]}
-            return self.inner.get_encoder()(**kwargs, return_dict=True).last_hidden_state
+            hidden = self.inner.get_encoder()(**kwargs, return_dict=True).last_hidden_state
+            cache = EncoderDecoderCache(DynamicCache(config=self.inner.config), DynamicCache(config=self.inner.config))
+            start = torch.zeros_like(hidden[:, :1, 0], dtype=torch.long)  # any token: the cross cache ignores it
+            mask = {} if speech else {"attention_mask": inputs[1]}
+            out = self.inner(encoder_outputs=(hidden,), decoder_input_ids=start, use_cache=True, return_dict=True,
+                             **mask, **{cache_arg: cache})
+            cross = out[cache_arg].cross_attention_cache.layers[:layers]
+            return (hidden, *[t for layer in cross for t in (layer.keys, layer.values)])
 
     class DecoderWithPast(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, encoder_hidden_states: Any, *rest: Any) -> tuple:
+        def forward(self, input_ids: Any, *rest: Any) -> tuple:
             mask, past = (None, rest) if speech else (rest[0], rest[1:])
             self_cache = DynamicCache(config=self.inner.config)
-            for i in range(layers):
-                self_cache.update(past[2 * i], past[2 * i + 1], i)
-            cache = EncoderDecoderCache(self_cache, DynamicCache(config=self.inner.config))
+            cross_cache = DynamicCache(config=self.inner.config)
+            for i in range(layers):  # per layer: key, value, encoder.key, encoder.value
+                self_cache.update(past[4 * i], past[4 * i + 1], i)
+                cross_cache.update(past[4 * i + 2], past[4 * i + 3], i)
+            cache = EncoderDecoderCache(self_cache, cross_cache)  # cross cache filled: is_updated, never recomputed
+            # the decoder reads encoder_hidden_states only for the cross-attention projections the cache replaces;
+            # it is given a tensor of the right batch and length made from the cached keys
+            key = past[2]
+            stand_in = key.transpose(1, 2).reshape(key.shape[0], key.shape[2], -1)
             kwargs = {} if speech else {"attention_mask": mask}
-            out = self.inner(encoder_outputs=(encoder_hidden_states,), decoder_input_ids=input_ids, use_cache=True,
+            out = self.inner(encoder_outputs=(stand_in,), decoder_input_ids=input_ids, use_cache=True,
                              return_dict=True, **kwargs, **{cache_arg: cache})
             present = []
             for layer in out[cache_arg].self_attention_cache.layers[:layers]:
@@ -265,17 +346,23 @@ def sample_set(pair: Pair) -> Any:
     contract = pair.contract
     feeds = encoder_feeds(contract, pair.preprocess)
     with torch.no_grad():
-        hidden = pair.encoder(*[torch.from_numpy(feeds[n]) for n in contract["encoder"]["inputs"]]).numpy()
-    plan, cache, batch = contract["decoding"], contract["cache"], hidden.shape[0]
+        outs = pair.encoder(*[torch.from_numpy(feeds[n]) for n in contract["encoder"]["inputs"]])
+    encoded = {n: t.numpy() for n, t in zip(contract["encoder"]["outputs"], outs)}
+    plan, cache, batch = contract["decoding"], contract["cache"], encoded["last_hidden_state"].shape[0]
     first = (plan.get("language_ids") or [0])[0]
     step = {"input_ids": np.array([[first if t is None else t for t in plan["prompt"]]] * batch, np.int64),
-            "encoder_hidden_states": hidden, "encoder_attention_mask": feeds.get("attention_mask")}
+            "encoder_attention_mask": feeds.get("attention_mask"), **cross_feeds(encoded)}
     for n in contract["decoder"]["inputs"]:
-        if n.startswith("past_key_values."):
+        if n.startswith("past_key_values.") and not is_cross(n):
             step[n] = np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32)
     speech = "input_features" in contract["encoder"]["inputs"]
     return InputSet("sample-audio" if speech else "sample-prompts",
                     {n: step[n] for n in contract["decoder"]["inputs"]}, kind="sample")
+
+
+def cross_feeds(encoded: dict[str, Any]) -> dict[str, Any]:
+    """The encoder's ``present.N.encoder.*`` outputs as the decoder's ``past_key_values.N.encoder.*`` inputs."""
+    return {n.replace("present", "past_key_values", 1): v for n, v in encoded.items() if n.startswith("present.")}
 
 
 def make_pair(model: Any, preprocess: Any, contract: dict[str, Any]) -> Pair:
@@ -284,13 +371,18 @@ def make_pair(model: Any, preprocess: Any, contract: dict[str, Any]) -> Pair:
     encoder, decoder = wrap(model)
     feeds = encoder_feeds(contract, preprocess, samples=2)
     example = tuple(torch.from_numpy(feeds[n]) for n in contract["encoder"]["inputs"])
+    cross_out = [n for n in contract["encoder"]["outputs"] if n.startswith("present.")]
     if "input_features" in contract["encoder"]["inputs"]:  # always 30 s of frames: only the batch varies
-        enc_axes = {"input_features": {0: "batch"}, "last_hidden_state": {0: "batch"}}
+        enc_axes = {"input_features": {0: "batch"}, "last_hidden_state": {0: "batch"},
+                    **{n: {0: "batch"} for n in cross_out}}
     else:
         enc_axes = {n: {0: "batch", 1: "encoder_sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")}
-    past = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.")]
-    dec_axes = {"input_ids": {0: "batch", 1: "sequence"}, "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
-                "logits": {0: "batch", 1: "sequence"}, **{n: {0: "batch", 2: "past_sequence"} for n in past},
+        enc_axes.update({n: {0: "batch", 2: "encoder_sequence"} for n in cross_out})
+    past = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.") and not is_cross(n)]
+    cross = [n for n in contract["decoder"]["inputs"] if is_cross(n)]
+    dec_axes = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
+                **{n: {0: "batch", 2: "past_sequence"} for n in past},
+                **{n: {0: "batch", 2: "encoder_sequence"} for n in cross},
                 **{n.replace("past_key_values", "present"): {0: "batch", 2: "total_sequence"} for n in past}}
     if "encoder_attention_mask" in contract["decoder"]["inputs"]:
         dec_axes["encoder_attention_mask"] = {0: "batch", 1: "encoder_sequence"}
@@ -312,15 +404,17 @@ def export(model: Any, preprocess: Any, out_dir: Path, opset: int = 17) -> dict[
     pair = make_pair(model, preprocess, contract)
     layers, heads, d_kv = _layers(model.config)
     with torch.no_grad():
-        hidden = pair.encoder(*pair.encoder_example)
+        hidden, *cross = pair.encoder(*pair.encoder_example)
     batch = hidden.shape[0]
-    past = tuple(torch.randn(batch, heads, 3, d_kv) for _ in range(2 * layers))
+    past = []
+    for i in range(layers):  # per layer: key, value (a random self cache of length 3), encoder.key, encoder.value
+        past += [torch.randn(batch, heads, 3, d_kv), torch.randn(batch, heads, 3, d_kv), cross[2 * i], cross[2 * i + 1]]
     dec_ids = torch.full((batch, 2), int(model.config.decoder_start_token_id), dtype=torch.long)
-    context = (hidden,) if is_speech(model.config) else (hidden, pair.encoder_example[1])
+    context = () if is_speech(model.config) else (pair.encoder_example[1],)
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(pair.encoder, pair.encoder_example, str(out_dir / ENCODER),
-                          input_names=contract["encoder"]["inputs"], output_names=["last_hidden_state"],
+                          input_names=contract["encoder"]["inputs"], output_names=contract["encoder"]["outputs"],
                           dynamic_axes=pair.encoder_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
         torch.onnx.export(pair.decoder, (dec_ids, *context, *past), str(out_dir / DECODER),
                           input_names=contract["decoder"]["inputs"], output_names=contract["decoder"]["outputs"],
@@ -358,8 +452,10 @@ def onnx_runner(directory: Path, contract: dict[str, Any] | None = None) -> tupl
     enc_ins, dec_ins = [i.name for i in enc.get_inputs()], [i.name for i in dec.get_inputs()]
     dec_outs = [o.name for o in dec.get_outputs()]
 
-    def encode(feeds: dict[str, Any]) -> Any:
-        return enc.run(None, {n: feeds[n] for n in enc_ins})[0]
+    enc_outs = [o.name for o in enc.get_outputs()]
+
+    def encode(feeds: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(enc_outs, enc.run(None, {n: feeds[n] for n in enc_ins})))
 
     def decode(feeds: dict[str, Any]) -> dict[str, Any]:
         return dict(zip(dec_outs, dec.run(None, {n: feeds[n] for n in dec_ins})))
@@ -375,10 +471,11 @@ def torch_runner(model: Any) -> tuple[Any, Any]:
     encoder, decoder = wrap(model)
     contract = io_contract(model.config)
     enc_ins, dec_ins, outs = contract["encoder"]["inputs"], contract["decoder"]["inputs"], contract["decoder"]["outputs"]
+    enc_outs = contract["encoder"]["outputs"]
 
-    def encode(feeds: dict[str, Any]) -> Any:
+    def encode(feeds: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
-            return encoder(*[torch.from_numpy(feeds[n]) for n in enc_ins]).numpy()
+            return {n: t.numpy() for n, t in zip(enc_outs, encoder(*[torch.from_numpy(feeds[n]) for n in enc_ins]))}
 
     def decode(feeds: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
@@ -388,21 +485,36 @@ def torch_runner(model: Any) -> tuple[Any, Any]:
     return encode, decode
 
 
-def _choose(logits: Any, step: int, plan: dict[str, Any]) -> Any:
-    """The greedy token of one step, with the generation config's suppressed and forced tokens."""
+def _choose(logits: Any, step: int, plan: dict[str, Any], history: Any = None, last: bool = False,
+            no_eos: bool = False) -> Any:
+    """The greedy token of one step, with the generation config's suppressed, banned and forced tokens, as
+    generate()'s logits processors apply them (``history``: the tokens generated so far [batch, step]; ``last``:
+    this token reaches the loop's length limit, where ``forced_eos_token_id`` applies; ``no_eos``: the end token
+    suppressed, as ``min_new_tokens`` does: the check's window of tokens has no early stop)."""
     import numpy as np
 
     if step == 0 and plan.get("forced_bos_token_id") is not None:
         return np.full(logits.shape[0], int(plan["forced_bos_token_id"]), np.int64)
+    if last and plan.get("forced_eos_token_id") is not None:
+        return np.full(logits.shape[0], int(plan["forced_eos_token_id"]), np.int64)
     masked = np.array(logits, np.float32, copy=True)
     masked[:, plan.get("suppress_tokens") or []] = -np.inf
+    eos = plan.get("eos_token_id")
+    if no_eos and eos is not None:
+        masked[:, eos if isinstance(eos, list) else [eos]] = -np.inf
     if step == 0:
         masked[:, plan.get("begin_suppress_tokens") or []] = -np.inf
+    for seq in plan.get("bad_words_ids") or []:
+        if len(seq) == 1:
+            masked[:, seq[0]] = -np.inf
+        elif history is not None and step >= len(seq) - 1:
+            rows = (np.asarray(history)[:, step - len(seq) + 1:step] == np.asarray(seq[:-1])).all(axis=1)
+            masked[rows, seq[-1]] = -np.inf
     return masked.argmax(-1).astype(np.int64)
 
 
 def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: dict[str, Any], steps: int,
-                forced: Any = None, prompt: Any = None) -> tuple[Any, list[Any], Any]:
+                forced: Any = None, prompt: Any = None, no_eos: bool = True) -> tuple[Any, list[Any], Any]:
     """Greedy decoding: encode once, the prompt (its language detected where the contract says so), then
     ``steps`` decoder steps over the self-attention cache. Returns (tokens [batch, steps], each step's raw
     logits [batch, vocab], the prompt [batch, P]); ``forced`` feeds those tokens instead of the chosen ones,
@@ -410,11 +522,11 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
     import numpy as np
 
     cache, plan = contract["cache"], contract["decoding"]
-    hidden = encode(enc_feeds)
-    batch = hidden.shape[0]
-    past_names = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.")]
+    encoded = encode(enc_feeds)
+    batch = encoded["last_hidden_state"].shape[0]
+    past_names = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.") and not is_cross(n)]
     empty = {n: np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32) for n in past_names}
-    context = {"encoder_hidden_states": hidden}
+    context = cross_feeds(encoded)  # the cross-attention cache, computed once by the encoder
     if "encoder_attention_mask" in contract["decoder"]["inputs"]:
         context["encoder_attention_mask"] = enc_feeds["attention_mask"]
     if prompt is None:
@@ -429,7 +541,9 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
     for step in range(steps):
         out = decode(feeds)
         last = np.asarray(out["logits"])[:, -1, :]
-        nxt = _choose(last, step, plan)
+        done = np.stack(tokens, axis=1) if tokens else np.zeros((batch, 0), np.int64)
+        nxt = _choose(last, step, plan, done if forced is None else np.asarray(forced)[:, :step], step == steps - 1,
+                      no_eos)
         tokens.append(nxt)
         logits.append(last)
         if forced is not None:
@@ -440,14 +554,16 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
 
 
 def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Any:
-    """The source's own greedy ``generate()`` (its generation config: prompt, suppressed tokens; no early
-    stop), the ``steps`` new tokens."""
+    """The source's own greedy ``generate()`` (its generation config: prompt, suppressed, banned and forced
+    tokens; beams, sampling and penalties off, ``NEUTRAL``), the ``steps`` new tokens. ``min_new_tokens`` keeps
+    the end token out of the window, so there is no early stop. (The end token is the config's: passing
+    ``eos_token_id=None`` does not hold in Whisper's generate(), whose inner call restores it, and
+    ``min_new_tokens`` then suppressed it there and only there.)"""
     import torch
 
     kwargs = {k: torch.from_numpy(v) for k, v in enc_feeds.items()}
     with torch.no_grad():
-        out = model.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
-                             eos_token_id=None)
+        out = model.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, **NEUTRAL)
     out = out if isinstance(out, torch.Tensor) else out["sequences"]
     return out[:, -steps:].numpy()
 
@@ -469,6 +585,7 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
         ref_tokens, ref_logits, ref_prompt = greedy_loop(t_enc, t_dec, contract, feeds, steps)
         cand_tokens, _, cand_prompt = greedy_loop(o_enc, o_dec, contract, feeds, steps)
         _, cand_logits, _ = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref_tokens, prompt=ref_prompt)
+        ref_encoded, cand_encoded = t_enc(feeds), o_enc(feeds)
     except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
         return {**result, "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"}
     gen_tokens = reference_generate(model, feeds, steps)
@@ -479,15 +596,26 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
         if rel > worst:
             worst, worst_step = rel, step
     reasons = []
+    rtol = LOGIT_RTOL.get(precision, 0.1)
+    # every encoder output against PyTorch's: the cross-attention cache drives the decoder, and
+    # last_hidden_state, which no decode step reads, is checked here or nowhere
+    encoder_diff = {}
+    for name, ref in ref_encoded.items():
+        r, c = ref.astype(np.float64), np.asarray(cand_encoded[name], np.float64)
+        encoder_diff[name] = float(np.abs(r - c).max()) / max(float(r.max() - r.min()), 1e-12) \
+            if r.shape == c.shape else float("inf")
+    name, diff = max(encoder_diff.items(), key=lambda kv: kv[1])
+    if diff > rtol:
+        reasons.append(f"encoder output {name} differs by {diff:.2e} of its range > {rtol:.0e}")
     if not np.array_equal(gen_tokens, ref_tokens):
         reasons.append("the reference's decode loop does not reproduce generate() "
                        f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
     if not np.array_equal(ref_prompt, cand_prompt):
         reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs {ref_prompt.tolist()}")
-    rtol = LOGIT_RTOL.get(precision, 0.1)
     need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
     matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == gen_tokens)]
-    chosen = np.stack([_choose(c, i, contract["decoding"]) for i, c in enumerate(cand_logits)], axis=1)
+    chosen = np.stack([_choose(c, i, contract["decoding"], ref_tokens[:, :i], i == steps - 1, True)
+                       for i, c in enumerate(cand_logits)], axis=1)
     agreement = float((chosen == ref_tokens).mean())  # the candidate's choice on the reference's path
     if precision in EXACT and min(matched) < steps:
         row = int(np.argmin(matched))
@@ -500,6 +628,7 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
     figures = {"samples": int(cand_tokens.shape[0]), "new_tokens": steps, "tokens_matched": matched,
                "next_token_agreement": agreement, "precision": precision,
                "identical": bool(np.array_equal(cand_tokens, gen_tokens)), "max_logit_rel_diff": worst,
+               "max_encoder_rel_diff": diff,
                "reference": "generate()", "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
                "prompt": cand_prompt.tolist(), "generated": cand_tokens.tolist()}
     if not speech:
