@@ -13,6 +13,8 @@ tensor is assembled, hashed and written at a time (``stream.write``)."""
 
 from __future__ import annotations
 
+import io
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import errors
 from zoo.registry.checkpoints.common import Checkpoint, stub
-from zoo.registry.checkpoints.stream import Parts, meta_tensor
+from zoo.registry.checkpoints.stream import Parts, meta_tensor, release
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -100,9 +102,10 @@ def read(path: Path, settings: Settings) -> Checkpoint:
         try:
             for fqn in declared:
                 yield fqn, _assemble(path, fqn, entries[fqn], by_chunk, handles)
-        finally:
-            for f in handles.values():
-                f.close()
+        finally:  # the shards' mappings go when the last view of them does (the writer may still hold some)
+            for key, f in handles.items():
+                if not key.startswith("mmap:"):
+                    f.close()
 
     info = {"ranks": len({p for p in sizes}), "files": sorted(sizes), "non_tensor_entries": len(skipped),
             "consolidated": {"tensors": len(declared), "streamed": True,
@@ -138,11 +141,7 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
               ) -> Any:
     """One tensor from its chunks (their tiling already checked): each chunk's blob through the opcode walk
     and ``weights_only``, with the dtype and size the metadata says."""
-    import io
-
     import torch
-
-    from zoo.safety import check_pickle_bytes
 
     dtype, size = md.properties.dtype, tuple(md.size)
     # chunks that are whole rows (FSDP shards on the first axis): their bytes in row order are the tensor's,
@@ -154,17 +153,8 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
     for chunk in md.chunks:
         offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
         info = by_chunk[(fqn, offs)]
-        f = handles.get(info.relative_path) or handles.setdefault(info.relative_path,
-                                                                  open(path / info.relative_path, "rb"))  # noqa: SIM115
-        f.seek(info.offset)
-        blob = f.read(info.length)
         where = f"{path.name}/{info.relative_path}[{fqn}@{list(offs)}]"
-        check_pickle_bytes(blob, where)
-        try:
-            part = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
-            raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
-        del blob
+        part = _chunk(path, info, where, handles)
         if not isinstance(part, torch.Tensor) or tuple(part.shape) != csize or part.dtype != dtype:
             got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
             raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
@@ -173,5 +163,73 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
         else:
             full[tuple(slice(o, o + c) for o, c in zip(offs, csize))] = part
     if full is None:  # the tiling check made the row blocks cover the tensor exactly, without overlap
-        return Parts(size, dtype, [p for _, p in sorted(pieces, key=lambda x: x[0]) if p.numel()])
+        parts = [p for _, p in sorted(pieces, key=lambda x: x[0]) if p.numel()]
+        return Parts(size, dtype, parts, lambda: [release(p, 0, p.numel()) for p in parts])
     return full
+
+
+def _chunk(path: Path, info: Any, where: str, handles: dict[str, Any]) -> Any:
+    """A chunk's tensor. Its blob is a ``torch.save`` zip inside the shard file: its directory and pickle are
+    read through a window on the file (opcode walk, then ``weights_only`` onto the meta device: shapes and
+    dtypes, no bytes) and the tensor is a view of the shard's memory-mapped pages at its storage record's
+    offset (which torch's reader notes when it loads to meta), never copied. Where torch does not say, the
+    blob is read whole and loaded by ``torch.load`` instead."""
+    import mmap
+
+    import torch
+
+    from zoo.safety import check_pickle_archive, check_pickle_bytes
+
+    f = handles.get(info.relative_path)
+    if f is None:
+        f = handles[info.relative_path] = open(path / info.relative_path, "rb")  # noqa: SIM115 - closed by items()
+        # copy-on-write (never written to): writable buffers for torch, pages shared with the page cache
+        handles["mmap:" + info.relative_path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    window = _Window(f, info.offset, info.length)
+    check_pickle_archive(window, where)
+    try:
+        window.seek(0)
+        meta = torch.load(window, map_location="meta", weights_only=True)
+        # torch's own reader notes where the storage record's bytes start inside the blob when loading to meta
+        begin = getattr(meta.untyped_storage(), "_checkpoint_offset", None) if isinstance(meta, torch.Tensor) else None
+        nbytes = meta.untyped_storage().nbytes() if begin is not None else 0
+        if isinstance(begin, int) and 0 <= begin and begin + nbytes <= info.length:
+            flat = torch.frombuffer(handles["mmap:" + info.relative_path], dtype=torch.uint8, count=nbytes,
+                                    offset=info.offset + begin) if nbytes else torch.empty(0, dtype=torch.uint8)
+            return flat.view(meta.dtype).as_strided(meta.shape, meta.stride(), meta.storage_offset())
+        f.seek(info.offset)
+        blob = f.read(info.length)
+        check_pickle_bytes(blob, where)
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except errors.ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
+        raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
+
+
+class _Window(io.RawIOBase):
+    """Bytes ``offset .. offset + length`` of an open file, as a seekable read-only file of their own."""
+
+    def __init__(self, f: Any, offset: int, length: int) -> None:
+        self.f, self.offset, self.length, self.pos = f, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = max(0, pos if whence == 0 else self.pos + pos if whence == 1 else self.length + pos)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.length - self.pos))
+        if not n:
+            return 0
+        got = os.preadv(self.f.fileno(), [memoryview(buffer)[:n]], self.offset + self.pos)
+        self.pos += got
+        return got

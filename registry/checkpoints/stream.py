@@ -97,7 +97,7 @@ def write(
     pending: collections.deque[tuple[int, list[Any]]] = collections.deque()
     inflight = 0
     try:
-        _pwrite(fd, memoryview(struct.pack("<Q", len(blob)) + blob), 0)
+        _write_verified(fd, 0, memoryview(struct.pack("<Q", len(blob)) + blob), scratch, "the header")
         for name, tensor in items:
             want_name, want = next(order, (None, None))
             if name != want_name:
