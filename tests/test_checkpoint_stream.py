@@ -160,9 +160,18 @@ def test_blocks_written_in_any_order_by_the_threads_make_the_same_file_and_diges
     assert digests == {k: hashlib.sha256(stream.as_bytes(v)).hexdigest() for k, v in state.items()}
 
 
-def test_parts_after_runs_once_its_bytes_are_in_the_file(tmp_path):
+def test_parts_after_runs_once_its_bytes_are_in_the_file(tmp_path, monkeypatch):
     """``Parts.after`` (ZeRO and DCP hand mapped pages back there) runs once, when the tensor's bytes are written,
-    hashed and compared, never before."""
+    hashed and compared, never before (the writer is slowed down so that too early would show)."""
+    import time
+
+    real = stream._pwrite
+
+    def slow(fd, data, at):
+        time.sleep(0.2)
+        real(fd, data, at)
+
+    monkeypatch.setattr(stream, "_pwrite", slow)
     state = _state()
     out = tmp_path / "m.safetensors"
     w = state["a.weight"]
