@@ -74,8 +74,12 @@ os._exit(0)
 '''
 
 ZOO = r'''
-import sys; sys.path.insert(0, sys.argv[3])
+import importlib.util, sys; sys.path.insert(0, sys.argv[3])
 from pathlib import Path
+# zoo.registry is the checkout's registry/ folder (as pyproject's package-dir maps it), whatever is installed
+spec = importlib.util.spec_from_file_location("zoo.registry", Path(sys.argv[3]) / "registry" / "__init__.py",
+                                              submodule_search_locations=[str(Path(sys.argv[3]) / "registry")])
+sys.modules["zoo.registry"] = registry = importlib.util.module_from_spec(spec); spec.loader.exec_module(registry)
 from zoo.registry.checkpoints import stream
 from zoo.registry.checkpoints.{module} import read
 ckpt = read(Path(sys.argv[1]), None)
@@ -129,17 +133,16 @@ def train(kind: str, out: Path, mb: float, work: Path) -> float:
     return time.perf_counter() - start
 
 
-def consolidate(name: str, src: Path, dest: Path) -> dict[str, float]:
-    """One consolidation in a fresh process; its output is removed afterwards (checked ones are kept by
-    ``keep_output``)."""
+def consolidate(name: str, src: Path, dest: Path, root: Path = ROOT) -> dict[str, float]:
+    """One consolidation in a fresh process (zoo's from the checkout at ``root``), into an emptied ``dest``."""
     import shutil
 
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    code = CONSOLIDATE[name] + "\nprint(next(x for x in open('/proc/self/status') if x.startswith('VmHWM:')), flush=True)\n"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dest), str(ROOT), str(zero_to_fp32_script())],
+    code = CONSOLIDATE[name.split("@")[0]] + "\nprint(next(x for x in open('/proc/self/status') if x.startswith('VmHWM:')), flush=True)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dest), str(root), str(zero_to_fp32_script())],
                             env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
@@ -190,6 +193,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternated zoo / reference runs of each (default 3)")
     ap.add_argument("--only", choices=("zero3", "dcp"), help="one kind of checkpoint only")
     ap.add_argument("--reuse", type=Path, help="a directory an earlier --keep run left (its zero3/ and dcp/)")
+    ap.add_argument("--before", type=Path, help="an older checkout of zoo (git archive COMMIT | tar -x -C DIR): its "
+                    "consolidation runs too, alternated with this one's ('zoo-...@before')")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
@@ -203,10 +208,12 @@ def main() -> int:
         src = work / kind
         if not args.reuse:
             results[f"{kind}_train_s"] = round(train(kind if kind == "zero3" else "fsdp", src, args.mb, work), 1)
-        runs: dict[str, list[dict]] = {ours: [], theirs: []}
+        names = (ours, theirs, f"{ours}@before") if args.before else (ours, theirs)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
         for r in range(args.rounds):
-            for name in (ours, theirs):
-                runs[name].append(consolidate(name, src, work / "out" / name))
+            for name in names:
+                root = args.before.resolve() if name.endswith("@before") else ROOT
+                runs[name].append(consolidate(name, src, work / "out" / name, root))
                 x = runs[name][-1]
                 print(f"{kind:6} round {r + 1} {name:24} wall {x['wall_s']:6.2f} s  cpu {x['cpu_s']:6.2f} s "
                       f"(user {x['user_s']:5.2f} sys {x['sys_s']:5.2f})  VmHWM {x['vmhwm_mb']:7.1f} MB  "

@@ -1,16 +1,20 @@
 """Writing a consolidated checkpoint as it is assembled: the safetensors header first (from the names,
 shapes and dtypes the checkpoint's metadata declares), then each tensor's bytes as its reader yields
-it, hashed on the way. Peak memory is one shard's mapped pages plus one tensor, never the whole model.
+it, hashed on the way. A reader may yield a tensor as ``Parts`` (views of the memory-mapped shards: ZeRO's
+per-rank parts, DCP's row blocks), written from there without an assembled copy. Peak memory is the tensors
+in flight (64 MiB, or the largest tensor and the next), never the whole model.
 
 Every yielded tensor must be the next one declared, with the declared shape and dtype; anything else
 (a missing, extra or reordered tensor) is an error and the partial file is removed.
 
-Each tensor is verified as soon as it is written: its bytes are read back from the file (``pread``, in
-bounded blocks) and compared with the assembled tensor still in memory (``memcmp``), at the offset its
-header entry names. That is the same guarantee as hashing the whole file again afterwards (every tensor of
-the file equals what was assembled from the shards, whose sha256 is recorded) at the cost of one read and
-one comparison instead of one read and a second sha256 of every byte. ``check`` stays for re-verifying a
-written file against recorded digests later."""
+Every block is verified as soon as it is written: its bytes are read back from the file (``preadv``) and
+compared with the bytes it was written from, still in memory (``memcmp``), at the offset its header entry
+names; the header is read back too. That is the same guarantee as hashing the whole file again afterwards
+(every tensor of the file equals what was taken from the shards, whose sha256 is recorded) at the cost of one
+read and one comparison instead of one read and a second sha256 of every byte. The sha256 (one thread, in
+order), the writes and read-backs (two threads, any order: ``pwrite`` at each block's offset) and the reader
+taking the next tensor overlap: hashlib, the syscalls and ``memcmp`` release the GIL. ``check`` stays for
+re-verifying a written file against recorded digests later."""
 
 from __future__ import annotations
 
