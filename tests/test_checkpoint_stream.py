@@ -5,6 +5,8 @@ the assembled bytes, and the later read-back check catches a changed byte."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -114,3 +116,89 @@ def test_a_tensor_given_as_row_pieces_is_written_and_hashed_as_the_whole(tmp_pat
     with pytest.raises(errors.InvalidModelError, match="pieces of a.weight"):
         stream.write(out, _declared(state), iter(short), {k: k for k in state})
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["header", "tensor"])
+def test_a_write_that_stores_other_bytes_is_refused_and_leaves_no_file(tmp_path, monkeypatch, where):
+    """A faulty disk, played by a writer that flips one byte of a block on its way to the file: the read-back
+    (on the writing thread for a tensor's block) sees the difference, ``write`` raises and removes the file."""
+    real = stream._pwrite
+    hits = []
+
+    def faulty(fd, data, at):
+        if (at == 0) == (where == "header") and not hits:  # the header is written first, at 0, whole
+            hits.append(at)
+            bad = bytearray(data)
+            bad[len(bad) // 2] ^= 0x10
+            data = memoryview(bytes(bad))
+        real(fd, data, at)
+
+    monkeypatch.setattr(stream, "_pwrite", faulty)
+    state = {"w": torch.randn(64, 8, generator=torch.Generator().manual_seed(1)), "b": torch.zeros(3)}
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(errors.IntegrityError, match="reads back from the written file differently"):
+        stream.write(out, _declared(state), iter(state.items()), {k: k for k in state})
+    assert hits and not out.exists()
+
+
+@pytest.mark.parametrize(("block", "inflight"), [(7, 1), (64, 200), (1 << 24, 1 << 26)])
+def test_blocks_written_in_any_order_by_the_threads_make_the_same_file_and_digests(tmp_path, monkeypatch, block, inflight):
+    """The threads write blocks at their offsets in whatever order they run; small blocks and a small in-flight
+    budget (many blocks, many waits) give the same tensors and the sha256 of each."""
+    import hashlib
+
+    monkeypatch.setattr(stream, "_BLOCK", block)
+    monkeypatch.setattr(stream, "_INFLIGHT", inflight)
+    g = torch.Generator().manual_seed(2)
+    state = {f"t{i}": torch.randn(5 + i, 3, generator=g) for i in range(12)}
+    w = state["t3"]
+    items = [(k, stream.Parts(w.shape, w.dtype, [w[:2], w[2:]]) if k == "t3" else v) for k, v in state.items()]
+    out = tmp_path / "m.safetensors"
+    digests = stream.write(out, _declared(state), iter(items), {k: k for k in state})
+    back = load_file(str(out))
+    assert all(torch.equal(back[k], v) for k, v in state.items())
+    assert digests == {k: hashlib.sha256(stream.as_bytes(v)).hexdigest() for k, v in state.items()}
+
+
+def test_parts_after_runs_once_its_bytes_are_in_the_file(tmp_path, monkeypatch):
+    """``Parts.after`` (ZeRO and DCP hand mapped pages back there) runs once, when the tensor's bytes are written,
+    hashed and compared, never before (the writer is slowed down so that too early would show)."""
+    import time
+
+    real = stream._pwrite
+
+    def slow(fd, data, at):
+        time.sleep(0.2)
+        real(fd, data, at)
+
+    monkeypatch.setattr(stream, "_pwrite", slow)
+    state = _state()
+    out = tmp_path / "m.safetensors"
+    w = state["a.weight"]
+    seen = []
+
+    def after():
+        raw = out.read_bytes()
+        seen.append(stream.as_bytes(w).tobytes() in raw)
+
+    items = [("a.weight", stream.Parts(w.shape, w.dtype, [w[:1], w[1:]], after))] + list(state.items())[1:]
+    stream.write(out, _declared(state), iter(items), {k: k for k in state})
+    assert seen == [True]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+def test_release_hands_back_only_whole_pages_of_the_range(tmp_path):
+    """``release`` drops the pages behind a consumed range; a page shared with bytes outside the range is kept.
+    On anonymous memory (a shard loaded without mmap) a dropped page reads back as zeros, so the neighbours'
+    values prove which pages were touched."""
+    import mmap
+
+    page = mmap.PAGESIZE // 4  # float32 values per page
+    t = torch.arange(8 * page, dtype=torch.float32) + 1  # no zero anywhere
+    before = t.clone()
+    lo, count = page + 3, 3 * page  # a range that starts and ends inside pages, holding two whole ones
+    stream.release(t, lo, count)
+    outside = torch.ones_like(t, dtype=torch.bool)
+    outside[lo:lo + count] = False
+    assert torch.equal(t[outside], before[outside])  # nothing outside the range changed
+    assert (t[lo:lo + count] == 0).sum() >= 2 * page  # and the whole pages inside were handed back

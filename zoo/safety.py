@@ -151,7 +151,13 @@ def check_pickle_bytes(data: bytes, name: str, *, allow: frozenset[tuple[str, st
                                        hint="the file is corrupt or not a weights file")
 
 
-def _check_torch_zip(path: Path | io.BytesIO, name: str, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
+def check_pickle_archive(stream: Any, name: str, *, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
+    """``check_pickle_weights`` for a torch.save zip read through a seekable binary file object (one item of
+    a larger file): only its directory and its pickles are read, never its storages."""
+    _check_torch_zip(stream, name, allow)
+
+
+def _check_torch_zip(path: Any, name: str, allow: frozenset[tuple[str, str]] = frozenset()) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()

@@ -13,6 +13,8 @@ tensor is assembled, hashed and written at a time (``stream.write``)."""
 
 from __future__ import annotations
 
+import io
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import errors
 from zoo.registry.checkpoints.common import Checkpoint, stub
-from zoo.registry.checkpoints.stream import Parts, meta_tensor
+from zoo.registry.checkpoints.stream import Parts, meta_tensor, release
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -33,14 +35,45 @@ _META_CLASSES = ((_MD, "Metadata"), (_MD, "MetadataIndex"), (_MD, "TensorStorage
 _HINT = "save it again with torch.distributed.checkpoint.save, and copy the whole directory"
 
 
-def _allow() -> dict[tuple[str, str], Any]:
-    import importlib
+class _Record:
+    """An inert stand-in for one of DCP's metadata classes (dataclasses, an enum): the pickled fields become
+    plain attributes and no code of the original runs; zoo never imports ``torch.distributed.checkpoint``
+    (about 1.5 s of CPU) to read a ``.metadata``."""
 
+    _FIELDS: tuple[str, ...] = ()  # a class whose pickle holds a tuple of its fields (TensorProperties)
+
+    def __init__(self, *args: Any) -> None:  # an enum's pickle calls its class with the value
+        self.__dict__["_args"] = args
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, dict):
+            fields = state
+        elif isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict) and (
+                state[0] is None or isinstance(state[0], dict)):  # (__dict__, __slots__ values)
+            fields = {**(state[0] or {}), **state[1]}
+        elif isinstance(state, tuple) and len(state) == len(self._FIELDS):
+            fields = dict(zip(self._FIELDS, state))
+        else:
+            raise errors.InvalidModelError(f".metadata holds a {type(self).__name__} of an unknown form", hint=_HINT)
+        if not all(isinstance(k, str) and k.isidentifier() and not k.startswith("__") for k in fields):
+            raise errors.InvalidModelError(f".metadata holds a {type(self).__name__} with odd field names", hint=_HINT)
+        self.__dict__.update(fields)
+
+
+# the fields a pickle leaves out when they hold the class's default (MetadataIndex sets offset only when given)
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "MetadataIndex": {"offset": None, "index": None},
+    "_StorageInfo": {"transform_descriptors": None},
+    "Metadata": {"state_dict_metadata": None, "storage_data": None, "planner_data": None, "storage_meta": None},
+    "TensorProperties": {"_FIELDS": ("dtype", "layout", "requires_grad", "memory_format", "pin_memory")},
+}
+_STANDIN: dict[str, type] = {name: type(name, (_Record,), dict(_DEFAULTS.get(name, {}))) for _, name in _META_CLASSES}
+
+
+def _allow() -> dict[tuple[str, str], Any]:
     import torch.serialization
 
-    allow: dict[tuple[str, str], Any] = {}
-    for module, name in _META_CLASSES:  # torch's own metadata dataclasses: built field by field, no code
-        allow[(module, name)] = getattr(importlib.import_module(module), name)
+    allow: dict[tuple[str, str], Any] = {(module, name): _STANDIN[name] for module, name in _META_CLASSES}
     allow[("torch.serialization", "_get_layout")] = torch.serialization._get_layout
     for cls in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"):  # storage_meta.checkpoint_id
         allow[("pathlib", cls)] = stub("pathlib", cls)
@@ -48,7 +81,7 @@ def _allow() -> dict[tuple[str, str], Any]:
 
 
 def read(path: Path, settings: Settings) -> Checkpoint:
-    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
+    import torch
 
     from zoo.registry.checkpoints.common import restricted_load
 
@@ -61,6 +94,8 @@ def read(path: Path, settings: Settings) -> Checkpoint:
     by_chunk: dict[tuple[str, tuple[int, ...]], Any] = {}
     sizes: dict[str, int] = {}
     for index, info in storage.items():
+        if not isinstance(getattr(index, "fqn", None), str) or not isinstance(getattr(index, "offset", None) or (), tuple):
+            raise errors.InvalidModelError(f"{path.name}/.metadata names a chunk without a tensor name", hint=_HINT)
         rel = str(getattr(info, "relative_path", ""))
         pure = PurePosixPath(rel.replace("\\", "/"))
         if not rel or "\0" in rel or pure.is_absolute() or len(pure.parts) != 1 or pure.name in (".", "..", ".metadata"):
@@ -87,12 +122,18 @@ def read(path: Path, settings: Settings) -> Checkpoint:
     declared: dict[str, Any] = {}
     skipped = []
     for fqn, md in entries.items():
-        if isinstance(md, BytesStorageMetadata):
+        if isinstance(md, _STANDIN["BytesStorageMetadata"]):
             skipped.append(fqn)  # a non-tensor entry (step counters, RNG state): never unpickled
             continue
-        if not isinstance(md, TensorStorageMetadata):
+        if not isinstance(md, _STANDIN["TensorStorageMetadata"]):
             raise errors.InvalidModelError(f"{path.name}: {fqn} has metadata of type {type(md).__name__}", hint=_HINT)
-        declared[fqn] = meta_tensor(tuple(md.size), md.properties.dtype)
+        dtype, size = getattr(getattr(md, "properties", None), "dtype", None), getattr(md, "size", None)
+        if not isinstance(dtype, torch.dtype) or not isinstance(size, tuple) or not all(
+                isinstance(d, int) and d >= 0 for d in size) or not isinstance(getattr(md, "chunks", None), list) or not all(
+                isinstance(getattr(c, "offsets", None), tuple) and isinstance(getattr(c, "sizes", None), tuple)
+                for c in md.chunks):
+            raise errors.InvalidModelError(f"{path.name}: {fqn} has no dtype, size or chunks in .metadata", hint=_HINT)
+        declared[fqn] = meta_tensor(tuple(size), dtype)
         _check_tiling(path, fqn, md, by_chunk)
 
     def items() -> Iterator[tuple[str, Any]]:
@@ -100,9 +141,10 @@ def read(path: Path, settings: Settings) -> Checkpoint:
         try:
             for fqn in declared:
                 yield fqn, _assemble(path, fqn, entries[fqn], by_chunk, handles)
-        finally:
-            for f in handles.values():
-                f.close()
+        finally:  # the shards' mappings go when the last view of them does (the writer may still hold some)
+            for key, f in handles.items():
+                if not key.startswith("mmap:"):
+                    f.close()
 
     info = {"ranks": len({p for p in sizes}), "files": sorted(sizes), "non_tensor_entries": len(skipped),
             "consolidated": {"tensors": len(declared), "streamed": True,
@@ -138,11 +180,7 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
               ) -> Any:
     """One tensor from its chunks (their tiling already checked): each chunk's blob through the opcode walk
     and ``weights_only``, with the dtype and size the metadata says."""
-    import io
-
     import torch
-
-    from zoo.safety import check_pickle_bytes
 
     dtype, size = md.properties.dtype, tuple(md.size)
     # chunks that are whole rows (FSDP shards on the first axis): their bytes in row order are the tensor's,
@@ -154,17 +192,8 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
     for chunk in md.chunks:
         offs, csize = tuple(chunk.offsets), tuple(chunk.sizes)
         info = by_chunk[(fqn, offs)]
-        f = handles.get(info.relative_path) or handles.setdefault(info.relative_path,
-                                                                  open(path / info.relative_path, "rb"))  # noqa: SIM115
-        f.seek(info.offset)
-        blob = f.read(info.length)
         where = f"{path.name}/{info.relative_path}[{fqn}@{list(offs)}]"
-        check_pickle_bytes(blob, where)
-        try:
-            part = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
-            raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
-        del blob
+        part = _chunk(path, info, where, handles)
         if not isinstance(part, torch.Tensor) or tuple(part.shape) != csize or part.dtype != dtype:
             got = f"{getattr(part, 'dtype', type(part).__name__)}{list(getattr(part, 'shape', []))}"
             raise errors.InvalidModelError(f"{where} holds {got}, the metadata says {dtype}{list(csize)}", hint=_HINT)
@@ -173,5 +202,73 @@ def _assemble(path: Path, fqn: str, md: Any, by_chunk: dict[tuple[str, tuple[int
         else:
             full[tuple(slice(o, o + c) for o, c in zip(offs, csize))] = part
     if full is None:  # the tiling check made the row blocks cover the tensor exactly, without overlap
-        return Parts(size, dtype, [p for _, p in sorted(pieces, key=lambda x: x[0]) if p.numel()])
+        parts = [p for _, p in sorted(pieces, key=lambda x: x[0]) if p.numel()]
+        return Parts(size, dtype, parts, lambda: [release(p, 0, p.numel()) for p in parts])
     return full
+
+
+def _chunk(path: Path, info: Any, where: str, handles: dict[str, Any]) -> Any:
+    """A chunk's tensor. Its blob is a ``torch.save`` zip inside the shard file: its directory and pickle are
+    read through a window on the file (opcode walk, then ``weights_only`` onto the meta device: shapes and
+    dtypes, no bytes) and the tensor is a view of the shard's memory-mapped pages at its storage record's
+    offset (which torch's reader notes when it loads to meta), never copied. Where torch does not say, the
+    blob is read whole and loaded by ``torch.load`` instead."""
+    import mmap
+
+    import torch
+
+    from zoo.safety import check_pickle_archive, check_pickle_bytes
+
+    f = handles.get(info.relative_path)
+    if f is None:
+        f = handles[info.relative_path] = open(path / info.relative_path, "rb")  # noqa: SIM115 - closed by items()
+        # copy-on-write (never written to): writable buffers for torch, pages shared with the page cache
+        handles["mmap:" + info.relative_path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    window = _Window(f, info.offset, info.length)
+    check_pickle_archive(window, where)
+    try:
+        window.seek(0)
+        meta = torch.load(window, map_location="meta", weights_only=True)
+        # torch's own reader notes where the storage record's bytes start inside the blob when loading to meta
+        begin = getattr(meta.untyped_storage(), "_checkpoint_offset", None) if isinstance(meta, torch.Tensor) else None
+        nbytes = meta.untyped_storage().nbytes() if begin is not None else 0
+        if isinstance(begin, int) and 0 <= begin and begin + nbytes <= info.length:
+            flat = torch.frombuffer(handles["mmap:" + info.relative_path], dtype=torch.uint8, count=nbytes,
+                                    offset=info.offset + begin) if nbytes else torch.empty(0, dtype=torch.uint8)
+            return flat.view(meta.dtype).as_strided(meta.shape, meta.stride(), meta.storage_offset())
+        f.seek(info.offset)
+        blob = f.read(info.length)
+        check_pickle_bytes(blob, where)
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except errors.ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt or hostile bytes
+        raise errors.InvalidModelError(f"cannot read {where}: {str(exc)[:200]}", hint=_HINT) from None
+
+
+class _Window(io.RawIOBase):
+    """Bytes ``offset .. offset + length`` of an open file, as a seekable read-only file of their own."""
+
+    def __init__(self, f: Any, offset: int, length: int) -> None:
+        self.f, self.offset, self.length, self.pos = f, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = max(0, pos if whence == 0 else self.pos + pos if whence == 1 else self.length + pos)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.length - self.pos))
+        if not n:
+            return 0
+        got = os.preadv(self.f.fileno(), [memoryview(buffer)[:n]], self.offset + self.pos)
+        self.pos += got
+        return got

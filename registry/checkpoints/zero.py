@@ -17,9 +17,9 @@ elements (the last one padded); rank R's flat vector holds part R of each parame
 The pickles name a few DeepSpeed classes (the ZeRO stage enum, the loss scaler, fragment addresses);
 the opcode walk allows exactly those, and ``torch.load(weights_only=True)`` builds them as inert
 stand-ins (``common.Stub``). The shards are memory-mapped; the output's header is built from
-``param_shapes`` first, then each parameter is assembled from the ranks' parts, checked (shape, dtype),
-hashed and written before the next (``stream.write``), its mapped pages handed back: peak memory stays
-near one tensor, not the model.
+``param_shapes`` first, then each parameter goes to ``stream.write`` as the views of the ranks' parts
+that hold it (``stream.Parts``, never copied into an assembled tensor), checked (shape, dtype), written,
+hashed and read back, its mapped pages handed back: peak memory stays near two tensors, not the model.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import errors
 from zoo.registry.checkpoints.common import Checkpoint, Stub, safe_torch_load, stub
-from zoo.registry.checkpoints.stream import meta_tensor, release
+from zoo.registry.checkpoints.stream import Parts, meta_tensor, release
 
 if TYPE_CHECKING:
     from zoo.settings import Settings
@@ -126,7 +126,7 @@ def read(path: Path, settings: Settings) -> Checkpoint:
         keep = set(shared.values())
         for name, t in itertools.chain(buffers.items(), params, _frozen(stage, frozen, model0, model_files)):
             if name in keep:
-                kept[name] = t.clone()
+                kept[name] = t.materialize() if isinstance(t, Parts) else t.clone()
             yield name, t
         for name, target in shared.items():
             yield name, kept[target]
@@ -236,17 +236,15 @@ def _stream_zero2(shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any
         offset = 0
         for name, shape in group.items():
             n = math.prod(shape)
-            yield name, _gather(parts, sizes, offset, n).view(shape)
+            yield name, _parts(shape, _pieces(parts, sizes, offset, n))
             offset += n
 
 
-def _gather(tensors: list[Any], sizes: list[int], offset: int, n: int, out: Any = None) -> Any:
-    """``n`` values starting at ``offset`` of the virtual concatenation of ``tensors`` (never built); the
-    mapped pages read are handed back once copied."""
-    import torch
-
-    out = torch.empty(n, dtype=torch.float32) if out is None else out
+def _pieces(tensors: list[Any], sizes: list[int], offset: int, n: int) -> list[tuple[Any, int, int]]:
+    """``n`` values starting at ``offset`` of the virtual concatenation of ``tensors`` (never built): the
+    (tensor, start, count) ranges that hold them, in order."""
     starts = [sum(sizes[:r]) for r in range(len(sizes))]
+    out = []
     done = 0
     while done < n:
         at = offset + done
@@ -256,10 +254,21 @@ def _gather(tensors: list[Any], sizes: list[int], offset: int, n: int, out: Any 
         if take <= 0:
             raise errors.InvalidModelError(f"param_shapes ask for values {offset}..{offset + n} past the shards' "
                                            f"{sum(sizes)}", hint=_MIXED)
-        out[done:done + take] = tensors[rank][inside:inside + take]
-        release(tensors[rank], inside, take)
+        out.append((tensors[rank], inside, take))
         done += take
     return out
+
+
+def _parts(shape: tuple[int, ...], ranges: list[tuple[Any, int, int]]) -> Parts:
+    """A parameter as views of the mapped shards, written from there without an assembled copy; their pages
+    are handed back once written (``stream.release``)."""
+    import torch
+
+    def after() -> None:
+        for t, start, count in ranges:
+            release(t, start, count)
+
+    return Parts(shape, torch.float32, [t.narrow(0, start, count) for t, start, count in ranges if count], after)
 
 
 def _plan_zero3(shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]], world: int, where: str
@@ -286,11 +295,14 @@ def _plan_zero3(shapes: list[dict[str, tuple[int, ...]]], ranks: list[list[Any]]
 
 def _stream_zero3(plan: list[tuple[str, tuple[int, ...], int, int]], ranks: list[list[Any]], world: int
                   ) -> Iterator[tuple[str, Any]]:
-    import torch
-
+    """Rank R's part of a parameter follows rank R-1's; the last part's padding is left out."""
     sizes = [[g.numel() for g in r] for r in ranks]
     for name, shape, offset, part in plan:
-        full = torch.empty(world * part, dtype=torch.float32)
+        left = math.prod(shape)
+        ranges = []
         for r, groups in enumerate(ranks):
-            _gather(groups, sizes[r], offset, part, out=full[r * part:(r + 1) * part])
-        yield name, full[:math.prod(shape)].view(shape)
+            take = min(part, left)
+            if take > 0:
+                ranges += _pieces(groups, sizes[r], offset, take)
+            left -= take
+        yield name, _parts(shape, ranges)
