@@ -19,10 +19,13 @@ HF_KERAS = "hf:zoo-test/tiny-keras"
 # (format, model) -> every edge of every plan must be covered by at least one case
 EDGE_CASES = [
     ("onnx", KERAS),
-    ("tflite", KERAS),
+    # the Keras application's tflite/tf/onnx-int8/pt2 edges are slow; the default run takes Keras models along the
+    # same edges elsewhere: keras-model -> tflite / tf in test_tf.py's Hugging Face Keras repo tests, keras-model ->
+    # onnx -> pt2 in FILE_CASES' jax row, onnx-int8 on test_resnet and tiny-bert-sst
+    pytest.param("tflite", KERAS, marks=pytest.mark.slow),
     ("keras", KERAS),
-    ("onnx-int8", KERAS),
-    ("tf", KERAS),
+    pytest.param("onnx-int8", KERAS, marks=pytest.mark.slow),
+    pytest.param("tf", KERAS, marks=pytest.mark.slow),
     pytest.param("tf", "test_resnet", marks=pytest.mark.slow),  # default run: test_tf.py's SavedModel test
     ("tflite", "test_resnet"),
     pytest.param("tf", "test_efficientnet", marks=pytest.mark.slow),
@@ -34,10 +37,12 @@ EDGE_CASES = [
     ("pt2", "test_resnet"),
     ("onnx-fp16", "zoo-test/tiny-bert-sst"),
     ("onnx-int8", "zoo-test/tiny-bert-sst"),
-    ("onnx-opt", "zoo-test/tiny-bert-sst"),
-    ("pt2", "zoo-test/tiny-bert-sst"),
-    ("pt2", KERAS),  # keras-model -> onnx -> pt2: TensorFlow to PyTorch through ONNX
-    ("onnx", "pt2:test_resnet"),  # zoo convert of a .pt2 zoo wrote
+    pytest.param("onnx-opt", "zoo-test/tiny-bert-sst", marks=pytest.mark.slow),  # default: onnx-opt of test_resnet
+    # default: test_onnx_torch's family tests take tiny-bert-sst's ONNX to pt2 with both exporters
+    pytest.param("pt2", "zoo-test/tiny-bert-sst", marks=pytest.mark.slow),
+    pytest.param("pt2", KERAS, marks=pytest.mark.slow),  # keras-model -> onnx -> pt2 (default: FILE_CASES' jax row)
+    # zoo convert of a .pt2 zoo wrote (default: test_onnx_torch's CLI round trip, pt2 -> onnx included)
+    pytest.param("onnx", "pt2:test_resnet", marks=pytest.mark.slow),
     # issue 14's edges; their default tests are in tests/test_targets.py (litert-torch's route there too)
     pytest.param("jax", "test_resnet", marks=pytest.mark.slow),
     pytest.param("tflite-fp16", KERAS, marks=pytest.mark.slow),

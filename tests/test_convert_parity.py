@@ -13,12 +13,25 @@ from conftest import TIMM_REPO, pull_json, run_zoo
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
+@pytest.fixture(scope="session")
+def resnet_onnx_bytes(tmp_path_factory, timm_index_db, tiny_repos) -> bytes:
+    """test_resnet pulled to ONNX once per session (its own ZOO_HOME and HF cache): the file these tests take as
+    their input. Each test still gets the source in its own HF cache and a fresh ZOO_HOME (``resnet_onnx``)."""
+    from builders import write_hf_cache
+
+    home = tmp_path_factory.mktemp("resnet-onnx")
+    (home / "zoo").mkdir()
+    shutil.copyfile(timm_index_db, home / "zoo" / "registry.db")
+    write_hf_cache(home / "hf" / "hub", TIMM_REPO, tiny_repos[TIMM_REPO])
+    out = pull_json("test_resnet", env={**OFFLINE, "ZOO_HOME": str(home / "zoo"), "HF_HOME": str(home / "hf")})
+    return Path(out["path"]).read_bytes()
+
+
 @pytest.fixture
-def resnet_onnx(indexed, cached_repo, tmp_path) -> Path:
+def resnet_onnx(indexed, cached_repo, tmp_path, resnet_onnx_bytes) -> Path:
     cached_repo(TIMM_REPO)
-    out = pull_json("test_resnet", env=OFFLINE)
     path = tmp_path / "resnet.onnx"
-    shutil.copyfile(out["path"], path)
+    path.write_bytes(resnet_onnx_bytes)
     return path
 
 

@@ -106,8 +106,11 @@ def test_info_and_list_answer_offline(indexed, cached_repo):
     [
         ("test_resnet", TIMM_REPO, {"logits"}),
         ("hf:zoo-test/tiny-bert", "zoo-test/tiny-bert", {"last_hidden_state", "pooler_output"}),
-        ("zoo-test/tiny-bert-sst", "zoo-test/tiny-bert-sst", {"logits"}),
-        ("zoo-test/tiny-vit-classifier", "zoo-test/tiny-vit-classifier", {"logits"}),
+        # the same online path for two more families: the default run pulls tiny-bert-sst through the hub server in
+        # test_text_artifact_has_dynamic_axes_and_tokenizer, and ViT classifiers in test_jax2tf / test_onnx_torch
+        pytest.param("zoo-test/tiny-bert-sst", "zoo-test/tiny-bert-sst", {"logits"}, marks=pytest.mark.slow),
+        pytest.param("zoo-test/tiny-vit-classifier", "zoo-test/tiny-vit-classifier", {"logits"},
+                     marks=pytest.mark.slow),
     ],
 )
 def test_pull_online_via_hf_endpoint(indexed, hub_endpoint, hub, name, repo, outputs):
