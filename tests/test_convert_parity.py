@@ -145,6 +145,16 @@ TORCH_CHAINS = {
 }
 
 
+def test_a_pytorch_image_model_reaches_every_written_out_format_by_its_chain():
+    """The formats ``zoo parity --matrix`` walks for a timm model, and the chain planned for each, against the
+    written-out table (the slow test below runs the matrix itself)."""
+    from zoo.converters import graph
+
+    assert graph.reachable("torch", "image-classification") == sorted(TORCH_CHAINS)
+    assert {fmt: graph.chain_name(graph.plan("torch", fmt)) for fmt in TORCH_CHAINS} == TORCH_CHAINS
+
+
+@pytest.mark.slow  # ~1 min: every format converted and checked (each edge has its own default test in test_graph)
 def test_parity_matrix_covers_every_reachable_format(indexed, cached_repo):
     cached_repo(TIMM_REPO)
     proc = run_zoo("parity", "--matrix", "test_resnet", "--json", env=OFFLINE)
