@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from builders import _WORDS, _bert_tokenizer, _bert_vocab, _model_card, _read_dir, write_hf_cache
+from builders import _WORDS, _bert_tokenizer, _bert_vocab, _model_card, _read_dir, _save_transformers, write_hf_cache
 
 EOS = "<|endoftext|>"
 TINY = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 37, "positions": 128}
@@ -185,10 +185,7 @@ def wav2vec2_audio_classifier_repo(seed: int = 0) -> dict[str, bytes]:
         model.classifier.weight.mul_(8.0)
         model.classifier.bias.zero_()
         model.classifier.bias -= model(x).logits.mean(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        extractor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [extractor.save_pretrained])
     files["README.md"] = _model_card("transformers", "audio-classification", ("wav2vec2",))
     return files
 
@@ -231,11 +228,7 @@ def clip_repo(seed: int = 0) -> dict[str, bytes]:
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [tokenizer.save_pretrained, processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "zero-shot-image-classification", ("clip",))
     return files
 
@@ -266,10 +259,7 @@ def yolos_repo(seed: int = 0) -> dict[str, bytes]:
         model.bbox_predictor.layers[-1].weight.mul_(0.05)  # boxes of a few pixels and more, not sigmoid-saturated slivers
         model.bbox_predictor.layers[-1].bias.zero_()
     processor = YolosImageProcessor(size={"height": 64, "width": 64}, do_pad=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "object-detection", ("yolos",))
     return files
 
@@ -291,10 +281,7 @@ def segformer_repo(seed: int = 0) -> dict[str, bytes]:
     torch.manual_seed(seed)
     model = SegformerForSemanticSegmentation(config).eval()
     processor = SegformerImageProcessor(size={"height": 64, "width": 64})
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "image-segmentation", ("segformer",))
     return files
 
@@ -311,10 +298,7 @@ def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
     model = Dinov2Model(config).eval()
     processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
                                   image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "image-feature-extraction", ("dinov2",))
     return files
 
@@ -331,10 +315,7 @@ def resnet_classifier_repo(seed: int = 0) -> dict[str, bytes]:
     torch.manual_seed(seed)
     model = ResNetForImageClassification(config).eval()
     processor = ViTImageProcessor(size={"height": 32, "width": 32})
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "image-classification", ("resnet",))
     return files
 
@@ -370,10 +351,7 @@ def dpt_repo(seed: int = 0) -> dict[str, bytes]:
     model = DPTForDepthEstimation(config).eval()
     _calibrate_depth_head(model, model.head.head[4], 32, seed)
     processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "depth-estimation", ("dpt",))
     return files
 
@@ -395,10 +373,7 @@ def depth_anything_repo(seed: int = 0) -> dict[str, bytes]:
     _calibrate_depth_head(model, model.head.conv3, 32, seed)
     processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=True, ensure_multiple_of=8,
                                   image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "depth-estimation", ("depth_anything",))
     return files
 
@@ -562,9 +537,7 @@ def mt5_repo(seed: int = 0) -> dict[str, bytes]:
     _widen(model, 0.5)
     model.generation_config = GenerationConfig(decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)
     special = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model)
     files["spiece.model"] = spm_bytes
     files["special_tokens_map.json"] = json.dumps(special).encode()
     files["tokenizer_config.json"] = json.dumps({**special, "extra_ids": 0, "additional_special_tokens": None,
@@ -643,11 +616,7 @@ def whisper_repo(seed: int = 0, *, language: str | None = None) -> dict[str, byt
                 param.normal_(0.0, 0.5)
     model.generation_config = generation
     extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        extractor.save_pretrained(tmp)
-        files = _read_dir(Path(tmp))
+    files = _save_transformers(model, [tokenizer.save_pretrained, extractor.save_pretrained])
     files["README.md"] = _model_card("transformers", "automatic-speech-recognition", ("whisper",))
     return files
 
