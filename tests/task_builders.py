@@ -672,6 +672,15 @@ def large_decoder_cache(hub_cache: Path, repo_id: str, *, hidden: int = 2048, vo
     return size
 
 
+def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    """A repo's files written under ``tmp_path/source``, for transformers' own ``from_pretrained`` (the reference)."""
+    root = tmp_path / "source"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
 def scale_output(path: Path, output: str, factor: float) -> None:
     """Rewire the graph output ``output`` of the ONNX file at ``path`` to itself times ``factor`` (same shape and
     dtype): the deliberately broken exports the generation checks must fail."""

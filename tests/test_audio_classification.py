@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import AUDIO_LABELS, in_process_pull, wav2vec2_audio_classifier_repo
+from task_builders import AUDIO_LABELS, in_process_pull, source_dir, wav2vec2_audio_classifier_repo
 
 REPO = "zoo-test/tiny-wav2vec2-audio-classifier"
 
@@ -49,10 +49,7 @@ def test_audio_classifier_labels_every_clip_as_the_source_does(pull, repos, tmp_
     clips = [synthetic_clip(s, 16000, seed) for seed, s in enumerate((0.9, 1.7, 0.4, 1.2), start=20)]
     x = extractor(clips, sampling_rate=16000, padding=True, return_tensors="np")["input_values"].astype(np.float32)
     (got,) = session.run(None, {"input_values": x})
-    root = tmp_path / "source"
-    root.mkdir()
-    for name, data in repos[REPO].items():
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, repos[REPO])
     model = transformers.AutoModelForAudioClassification.from_pretrained(str(root)).eval()
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).logits.numpy()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import in_process_pull, marian_repo, mt5_repo
+from task_builders import in_process_pull, marian_repo, mt5_repo, source_dir
 
 REPOS = {"zoo-test/tiny-marian": marian_repo, "zoo-test/tiny-mt5": mt5_repo}
 OTHER_PROMPTS = ["the cat sat on the mat", "hello world and the quick dog", "What time is it"]
@@ -92,10 +92,7 @@ def test_marian_and_mt5_pull_pass_the_generation_check(pull, repos, tmp_path, re
     enc = tok(OTHER_PROMPTS, padding=True, return_tensors="np")
     assert (enc["attention_mask"] == 0).any()
     got = consumer_loop(out_dir, enc, 20)
-    root = tmp_path / "source"
-    root.mkdir()
-    for name, data in repos[repo].items():
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, repos[repo])
     model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(root)).eval()
     feeds = {"input_ids": torch.from_numpy(enc["input_ids"]), "attention_mask": torch.from_numpy(enc["attention_mask"])}
     with torch.no_grad():

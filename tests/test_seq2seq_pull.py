@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import bart_repo, in_process_pull, scale_output, t5_repo
+from task_builders import bart_repo, in_process_pull, scale_output, source_dir, t5_repo
 
 REPOS = {"zoo-test/tiny-t5": t5_repo, "zoo-test/tiny-bart": bart_repo}
 OTHER_PROMPTS = ["the cat sat on the mat", "summarize: hello world and the quick dog", "What time is it"]
@@ -62,10 +62,7 @@ def consumer_loop(directory: Path, enc: dict, steps: int) -> np.ndarray:
 def source_model(tmp_path: Path, files: dict[str, bytes]):
     from transformers import AutoModelForSeq2SeqLM
 
-    root = tmp_path / "source"
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, files)
     return AutoModelForSeq2SeqLM.from_pretrained(str(root), local_files_only=True).eval()
 
 

@@ -14,6 +14,7 @@ from task_builders import (
     bert_head_repo,
     decoder_repo,
     in_process_pull,
+    source_dir,
     wav2vec2_ctc_repo,
 )
 
@@ -38,14 +39,6 @@ def pull(indexed, task_repos, monkeypatch, capsys):
     """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json`."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return in_process_pull(indexed.hub_cache, task_repos, capsys)
-
-
-def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
-    root = tmp_path / "source"
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    return root
 
 
 def ort_session(path: str):

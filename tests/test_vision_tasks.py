@@ -20,6 +20,7 @@ from task_builders import (
     in_process_pull,
     segformer_repo,
     yolos_repo,
+    source_dir,
 )
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
@@ -89,10 +90,7 @@ def test_clip_zero_shot_labels_the_photographs_as_the_source_does(pull, vision_r
     feeds = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64),
              "pixel_values": processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)}
     got = dict(zip(names, session.run(None, feeds)))
-    root = tmp_path / "source"
-    for name, data in vision_repos[repo].items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, vision_repos[repo])
     model = transformers.CLIPModel.from_pretrained(str(root)).eval()
     with torch.no_grad():
         ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
@@ -146,10 +144,7 @@ def test_yolos_detections_on_the_photographs_match(pull, vision_repos, tmp_path)
     photos = [img for _, img in sample_photos(4)][1:]
     pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
     logits, boxes = session.run(None, {"pixel_values": pixels})
-    root = tmp_path / "source"
-    for name, data in vision_repos[repo].items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, vision_repos[repo])
     model = transformers.YolosForObjectDetection.from_pretrained(str(root)).eval()
     with torch.no_grad():
         ref = model(pixel_values=torch.from_numpy(pixels))
@@ -235,10 +230,7 @@ def test_segformer_masks_on_the_photographs_match(pull, vision_repos, tmp_path):
     pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
     session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"pixel_values": pixels})
-    root = tmp_path / "source"
-    for name, data in vision_repos[repo].items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, vision_repos[repo])
     model = transformers.SegformerForSemanticSegmentation.from_pretrained(str(root)).eval()
     with torch.no_grad():
         ref = model(pixel_values=torch.from_numpy(pixels))
@@ -273,10 +265,7 @@ def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path
     session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
     (hidden,) = session.run(None, {"pixel_values": pixels})
-    root = tmp_path / "source"
-    for name, data in vision_repos[repo].items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, vision_repos[repo])
     with torch.no_grad():
         ref = transformers.Dinov2Model.from_pretrained(str(root)).eval()(pixel_values=torch.from_numpy(pixels))
     np.testing.assert_allclose(hidden, ref.last_hidden_state.numpy(), atol=1e-4, rtol=1e-4)
@@ -321,10 +310,7 @@ def test_depth_estimation_predicts_the_source_depth_on_the_photographs(pull, vis
     x = processor(photos, return_tensors="np", size={"height": 32, "width": 32},
                   keep_aspect_ratio=False)["pixel_values"].astype(np.float32)
     (got,) = session.run(None, {"pixel_values": x[:3]})
-    root = tmp_path / "source"
-    for name, data in vision_repos[repo].items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = source_dir(tmp_path, vision_repos[repo])
     model = transformers.AutoModelForDepthEstimation.from_pretrained(str(root)).eval()
     with torch.no_grad():
         ref = model(pixel_values=torch.from_numpy(x[:3])).predicted_depth.numpy()
