@@ -238,6 +238,12 @@ HTTP_STATUSES: list[tuple[type[BaseException], int]] = [
 ]
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``exc``'s message, stripped and cut at ``limit`` characters ("" if none): what
+    an error message quotes of a third-party tool's failure (their messages run to pages of traceback or IR)."""
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:limit]
+
+
 def http_status_for(exc: BaseException) -> int:
     for cls, status in HTTP_STATUSES:
         if isinstance(exc, cls):

@@ -78,7 +78,7 @@ def jax_to_onnx(jf: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     except errors.ZooError:
         raise
     except Exception as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:400]
+        first = errors.first_line(exc, 400)
         raise errors.ConversionError(f"jax2onnx could not convert {jf.label}: {type(exc).__name__}: {first}",
                                      edge="jax-fn->onnx", hint="a primitive jax2onnx lacks: see its supported list, "
                                      "or report the model with this message") from exc

@@ -187,14 +187,14 @@ def export_jax(tm: Any, example: tuple, static: bool, seq_max: int | None = None
     except Exception as direct:
         if static:
             raise
-        first = next((ln.strip() for ln in str(direct).splitlines() if ln.strip()), "")[:200]
+        first = errors.first_line(direct, 200)
         try:
             module = _traced_by_export(tm, example, seq_max)
             return _export(module, specs), (f"torch.export (dynamic shapes), then torchax on its graph (torchax on "
                                             f"the module: {type(direct).__name__}: {first})")
         except Exception as exc:
             raise RuntimeError(f"torchax on the module: {type(direct).__name__}: {first}; torchax on the torch.export "
-                               f"graph: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}") from exc
+                               f"graph: {type(exc).__name__}: {errors.first_line(exc, 200)}") from exc
 
 
 def io_contract(tm: Any, example: tuple, exported: Any, limits: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def _export_to(tm: Any, example: tuple, out_dir: Path, ctx: EdgeContext, name: s
     except errors.ZooError:
         raise
     except Exception as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:400]
+        first = errors.first_line(exc, 400)
         raise errors.ConversionError(f"torchax/jax.export could not convert the model with {'static' if static else 'dynamic'} "
                                      f"shapes: {type(exc).__name__}: {first}", edge=name,
                                      hint="zoo tries static shapes next; convert to onnx or pt2 if that fails too") from exc

@@ -210,7 +210,7 @@ def jax_to_tf(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     except errors.ZooError:
         raise
     except Exception as exc:  # noqa: BLE001
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+        first = errors.first_line(exc)
         raise errors.ConversionError(f"jax2tf could not convert the jax export: {type(exc).__name__}: {first}",
                                      edge="jax->tf", hint="the onnx2tf route is tried before this one; "
                                      "convert to jax, onnx or pt2 if both fail") from exc
