@@ -221,6 +221,20 @@ def is_cross(name: str) -> bool:
     return ".encoder." in name
 
 
+def self_cache_inputs(contract: dict[str, Any]) -> list[str]:
+    """The decoder's self-attention cache inputs (``past_key_values.N.key|value``), in its input order."""
+    return [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.") and not is_cross(n)]
+
+
+def empty_self_cache(contract: dict[str, Any], batch: int) -> dict[str, Any]:
+    """The first step's self-attention cache: every ``past_key_values.N.key|value`` of length 0."""
+    import numpy as np
+
+    cache = contract["cache"]
+    return {n: np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32)
+            for n in self_cache_inputs(contract)}
+
+
 def input_spec(contract: dict[str, Any]) -> list[dict[str, Any]]:
     """The decoder's inputs (what the primary file takes) as a record's ``input_spec``."""
     cache = contract["cache"]
@@ -348,13 +362,11 @@ def sample_set(pair: Pair) -> Any:
     with torch.no_grad():
         outs = pair.encoder(*[torch.from_numpy(feeds[n]) for n in contract["encoder"]["inputs"]])
     encoded = {n: t.numpy() for n, t in zip(contract["encoder"]["outputs"], outs)}
-    plan, cache, batch = contract["decoding"], contract["cache"], encoded["last_hidden_state"].shape[0]
+    plan, batch = contract["decoding"], encoded["last_hidden_state"].shape[0]
     first = (plan.get("language_ids") or [0])[0]
     step = {"input_ids": np.array([[first if t is None else t for t in plan["prompt"]]] * batch, np.int64),
             "encoder_attention_mask": feeds.get("attention_mask"), **cross_feeds(encoded)}
-    for n in contract["decoder"]["inputs"]:
-        if n.startswith("past_key_values.") and not is_cross(n):
-            step[n] = np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32)
+    step.update(empty_self_cache(contract, batch))
     speech = "input_features" in contract["encoder"]["inputs"]
     return InputSet("sample-audio" if speech else "sample-prompts",
                     {n: step[n] for n in contract["decoder"]["inputs"]}, kind="sample")
@@ -378,7 +390,7 @@ def make_pair(model: Any, preprocess: Any, contract: dict[str, Any]) -> Pair:
     else:
         enc_axes = {n: {0: "batch", 1: "encoder_sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")}
         enc_axes.update({n: {0: "batch", 2: "encoder_sequence"} for n in cross_out})
-    past = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.") and not is_cross(n)]
+    past = self_cache_inputs(contract)
     cross = [n for n in contract["decoder"]["inputs"] if is_cross(n)]
     dec_axes = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
                 **{n: {0: "batch", 2: "past_sequence"} for n in past},
@@ -521,11 +533,10 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
     ``prompt`` that prompt (teacher forcing: the reference's path, language included)."""
     import numpy as np
 
-    cache, plan = contract["cache"], contract["decoding"]
+    plan = contract["decoding"]
     encoded = encode(enc_feeds)
     batch = encoded["last_hidden_state"].shape[0]
-    past_names = [n for n in contract["decoder"]["inputs"] if n.startswith("past_key_values.") and not is_cross(n)]
-    empty = {n: np.zeros((batch, cache["num_heads"], 0, cache["head_dim"]), np.float32) for n in past_names}
+    empty = empty_self_cache(contract, batch)
     context = cross_feeds(encoded)  # the cross-attention cache, computed once by the encoder
     if "encoder_attention_mask" in contract["decoder"]["inputs"]:
         context["encoder_attention_mask"] = enc_feeds["attention_mask"]
@@ -549,7 +560,7 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
         if forced is not None:
             nxt = np.asarray(forced)[:, step].astype(np.int64)
         feeds = {**feeds, "input_ids": nxt[:, None],
-                 **{n: out[n.replace("past_key_values", "present")] for n in past_names}}
+                 **{n: out[n.replace("past_key_values", "present")] for n in empty}}
     return np.stack(tokens, axis=1), logits, prompt
 
 
