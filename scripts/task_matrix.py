@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from zoo.converters.parity.report import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 MARK = "## Task families, every ONNX format (generated)"
@@ -99,7 +101,7 @@ def main() -> int:
                     out = json.loads(proc.stdout.strip().splitlines()[-1])
                     p = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())["parity"]  # the full report
                     lines.append(f"| {family} | {fmt} | {'yes' if p['passed'] else 'NO'} | {task_summary(p)} | "
-                                 f"{p.get('max_abs_diff') or 0:.2e} | {p.get('tolerance', {}).get('atol', '')} | "
+                                 f"{figure(p.get('max_abs_diff'), '.2e')} | {p.get('tolerance', {}).get('atol', '')} | "
                                  f"{out['size'] / 1e6:.2f} MB | {seconds:.1f} s |")
                 print(lines[-1], file=sys.stderr, flush=True)
     text = args.out.read_text() if args.out.exists() else ""

@@ -21,6 +21,7 @@ from zoo.converters.parity.check import (
     default_tolerance,
 )
 from zoo.converters.parity.inputs import random_input_sets
+from zoo.converters.parity.report import figure
 from zoo.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +134,38 @@ def test_candidate_raising_gives_a_failed_report_not_an_exception():
     assert report.checks[0].reason == "candidate raised: RuntimeError: kernel not implemented: Foo"
     assert report.checks[0].ref_shape == [2, 4]
     assert "kernel not implemented" in report.summary_line()
+
+
+def test_a_candidate_that_raised_on_one_set_leaves_the_worst_figures_unknown_not_zero():
+    """Matched on one set, raised on the other: the worst figures are unknown (NaN, "not measured"), never the
+    0.0 of the set that ran (GPT-2 pt2 in the parity matrix read "NO | 0.00e+00")."""
+    def candidate(feeds):
+        if feeds["x"][0, 0] == first:
+            return _model(feeds)
+        raise RuntimeError("Guard failed: attention_mask.size()[1] != input_ids.size()[1]")
+
+    sets = _sets(2)
+    first = sets[0].feeds["x"][0, 0]
+    report = check_parity(_model, candidate, sets, output_names=["act", "total"])
+    assert not report.passed
+    assert [c.max_abs_diff for c in report.checks[:2]] == [0.0, 0.0]  # the set that ran matched
+    assert math.isnan(report.max_abs_diff)
+    for name in ("act", "total"):
+        figures = report.outputs[name]
+        assert math.isnan(figures["max_abs_diff"]) and math.isnan(figures["cosine"])
+        assert figures["unmeasured"] == 1 and figures["checks"] == 2 and not figures["passed"]
+    data = report.to_dict()
+    assert data["max_abs_diff"] == "nan" and data["outputs"]["act"]["max_abs_diff"] == "nan"
+    assert figure(data["max_abs_diff"]) == figure(report.max_abs_diff) == "not measured"
+    assert figure(1.5e-7, ".2e") == "1.50e-07" and figure(None) == ""
+    from zoo.comparison import matrix_markdown
+
+    row = {"format": "pt2", "chain": "onnx -> pt2", "passed": False, "max_abs_diff": data["max_abs_diff"],
+           "top1_agreement": None, "atol": 1e-4, "size": 1e6, "seconds": 1.0, "cached": False}
+    assert "| pt2 | onnx -> pt2 | NO | not measured |" in matrix_markdown("gpt2", [row])
+    # every set measured: the figures are the worst of them, as before
+    both = check_parity(_model, _shifted(1, 0.5), sets, output_names=["act", "total"])
+    assert both.max_abs_diff == pytest.approx(0.5) and both.outputs["act"]["unmeasured"] == 0
 
 
 def test_reference_raising_sets_error():

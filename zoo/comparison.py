@@ -236,6 +236,8 @@ def won_route(conversion: dict[str, Any]) -> str | None:
 
 
 def matrix_markdown(name: str, rows: list[dict[str, Any]]) -> str:
+    from zoo.converters.parity.report import figure
+
     lines = [f"| {name} | chain | passed | max abs diff | top-1 agreement | atol | size | time |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -245,6 +247,6 @@ def matrix_markdown(name: str, rows: list[dict[str, Any]]) -> str:
             continue
         top1 = "" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}"
         chain = r["chain"] + (f" ({r['route']})" if r.get("route") else "")
-        lines.append(f"| {r['format']} | {chain} | {'yes' if r['passed'] else 'NO'} | {r['max_abs_diff']:.2e} | "
+        lines.append(f"| {r['format']} | {chain} | {'yes' if r['passed'] else 'NO'} | {figure(r['max_abs_diff'], '.2e')} | "
                      f"{top1} | {r['atol']:g} | {r['size'] / 1e6:.2f} MB | {r['seconds']:.1f} s{' (cached)' if r['cached'] else ''} |")
     return "\n".join(lines)

@@ -570,13 +570,14 @@ def write_onnx_metadata(path: Path, source: Source, opened: Opened, conversion: 
     An ONNX source's own ``zoo.*`` entries travel on, so its file is rewritten; otherwise the entries
     are appended to the file without touching the graph's bytes."""
     from zoo.converters.edges.torch_onnx import write_metadata
+    from zoo.converters.parity.report import json_safe
 
     props = {**source.onnx_metadata(), "zoo.version": __version__,
-             "zoo.parity": json.dumps({"passed": report.passed, "max_abs_diff": report.max_abs_diff,
+             "zoo.parity": json.dumps(json_safe({"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                                        "atol": report.tolerance.atol, "rtol": report.tolerance.rtol,
                                        "inputs_sha256": report.inputs_sha256, "reference": source.kind,
                                        "outputs": {k: {"max_abs_diff": v.get("max_abs_diff"), "passed": v.get("passed")}
-                                                   for k, v in report.outputs.items()}})}
+                                                   for k, v in report.outputs.items()}}))}
     if conversion.get("exporter"):
         props["zoo.exporter"] = conversion["exporter"]
     if opened.labels:

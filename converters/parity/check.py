@@ -28,7 +28,7 @@ from zoo.converters.parity.report import (
     aggregate,
     describe_set,
     hash_inputs,
-    nanmax,
+    worst_max,
 )
 from zoo.converters.parity.tolerance import (
     DEFAULT_TOLERANCES,
@@ -146,7 +146,7 @@ def check_parity(
         tolerance=base,
         checks=checks,
         outputs=outputs,
-        max_abs_diff=nanmax(c.max_abs_diff for c in checks),
+        max_abs_diff=worst_max(c.max_abs_diff for c in checks),
         inputs_sha256=inputs_sha256,
         input_sets=[describe_set(s) for s in sets],
         elapsed_s=time.perf_counter() - started,

@@ -64,7 +64,7 @@ class ParityReport:
     tolerance: Tolerance  # the requested base tolerance
     checks: list[OutputMetrics]
     outputs: dict[str, dict]  # output name -> worst figures over the input sets
-    max_abs_diff: float  # worst over everything (NaN-valued checks ignored)
+    max_abs_diff: float  # worst over everything; NaN when a check measured nothing (a side raised, shapes differ)
     inputs_sha256: str  # over every input array: names, dtypes, shapes, bytes, in order
     input_sets: list[dict]  # name, kind, shapes and dtypes per input
     elapsed_s: float
@@ -153,16 +153,18 @@ class ParityReport:
 
 
 def aggregate(checks: list[OutputMetrics]) -> dict[str, dict]:
-    """Worst figures per output name over all input sets."""
+    """Worst figures per output name over all input sets. A check that measured nothing (a side raised, the
+    shapes differ) makes the worst figures unknown (NaN), never the worst of the others: a candidate that
+    raised on one set and matched on another must not read as "max abs diff 0". ``unmeasured`` counts them."""
     names = list(dict.fromkeys(c.output for c in checks))
     outputs = {}
     for name in names:
         mine = [c for c in checks if c.output == name]
         outputs[name] = {
-            "max_abs_diff": nanmax(c.max_abs_diff for c in mine),
-            "max_rel_diff": nanmax(c.max_rel_diff for c in mine),
-            "mean_abs_diff": nanmax(c.mean_abs_diff for c in mine),
-            "cosine": nanmin(c.cosine for c in mine),
+            "max_abs_diff": worst_max(c.max_abs_diff for c in mine),
+            "max_rel_diff": worst_max(c.max_rel_diff for c in mine),
+            "mean_abs_diff": worst_max(c.mean_abs_diff for c in mine),
+            "cosine": worst_min(c.cosine for c in mine),
             "top1_agreement": min_present(c.top1_agreement for c in mine),
             "top5_agreement": min_present(c.top5_agreement for c in mine),
             "checks": len(mine),
@@ -171,6 +173,7 @@ def aggregate(checks: list[OutputMetrics]) -> dict[str, dict]:
             "atol_min": nanmin(c.atol if math.isnan(c.atol_min) else c.atol_min for c in mine),
             "scale": _scale_label(mine),
             "masked": max(c.masked for c in mine),
+            "unmeasured": sum(1 for c in mine if unmeasured(c)),
         }
     return outputs
 
@@ -207,6 +210,32 @@ def hash_inputs(np: Any, sets: list[InputSet]) -> str:
 
 
 # --- small helpers ---------------------------------------------------------------
+def unmeasured(check: OutputMetrics) -> bool:
+    """A check with no figures: a side raised, an output is missing, the shapes differ."""
+    return math.isnan(check.max_abs_diff)
+
+
+def worst_max(values: Iterable[float]) -> float:
+    """The largest value; NaN (unknown) when any value is NaN or there are none."""
+    values = list(values)
+    return math.nan if not values or any(v is None or math.isnan(v) for v in values) else max(values)
+
+
+def worst_min(values: Iterable[float]) -> float:
+    """The smallest value; NaN (unknown) when any value is NaN or there are none."""
+    values = list(values)
+    return math.nan if not values or any(v is None or math.isnan(v) for v in values) else min(values)
+
+
+def figure(value: Any, spec: str = ".3g", unknown: str = "not measured") -> str:
+    """A parity figure for people: ``unknown`` for NaN (a float, or the ``"nan"`` string of a JSON report),
+    an empty string for None."""
+    if value is None:
+        return ""
+    number = float_in(value)
+    return unknown if math.isnan(number) else format(number, spec)
+
+
 def nanmax(values: Iterable[float]) -> float:
     present = [v for v in values if v is not None and not math.isnan(v)]
     return max(present) if present else math.nan

@@ -176,10 +176,12 @@ def _report_error(exc: ZooError, args: argparse.Namespace, debug: bool) -> int:
     print(f"zoo: error: {exc.message}", file=sys.stderr)
     worst = exc.details.get("worst")
     if worst:
+        from zoo.converters.parity.report import figure
+
         print("zoo: worst outputs:", file=sys.stderr)
         for m in worst:
-            print(f"  {m['output']} on {m['input_set']}: max abs {m['max_abs_diff']:.3g} (atol {m['atol']:.3g}), "
-                  f"max rel {m['max_rel_diff']:.3g}, cosine {m['cosine']:.6f}"
+            print(f"  {m['output']} on {m['input_set']}: max abs {figure(m['max_abs_diff'])} (atol {figure(m['atol'])}), "
+                  f"max rel {figure(m['max_rel_diff'])}, cosine {figure(m['cosine'], '.6f')}"
                   f"{'' if m.get('reason') is None else ' - ' + m['reason']}", file=sys.stderr)
     divergence = exc.details.get("divergence")
     if divergence and divergence.get("module"):
@@ -264,8 +266,10 @@ def _print_result(args: argparse.Namespace, result) -> int:
 
 
 def _parity_line(parity: dict[str, Any]) -> str:
+    from zoo.converters.parity.report import figure
+
     status = "passed" if parity.get("passed") else "FAILED"
-    return f"parity {status}: max abs diff {parity.get('max_abs_diff', float('nan')):.3g} over {len(parity.get('outputs', {}))} output(s)"
+    return f"parity {status}: max abs diff {figure(parity.get('max_abs_diff', 'nan'))} over {len(parity.get('outputs', {}))} output(s)"
 
 
 def cmd_list(args: argparse.Namespace, settings) -> int:
