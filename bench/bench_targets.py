@@ -3,8 +3,11 @@ pass/fail, max abs diff against PyTorch and wall time of
 
 - ``litert``: litert-torch alone (dynamic axes, as a user would call it first; static shapes when that fails),
 - ``onnx2tf``: torch.onnx then onnx2tf alone (zoo's onnx -> tflite edge),
-- ``zoo``: zoo's ladder for tflite, in its order: litert-torch with dynamic axes, onnx2tf, litert-torch with
-  static shapes, the first that passes (the same rungs as above, timed as zoo runs them: the sum up to the winner),
+- ``jax2tf tflite``: torchax + jax.export, jax2tf's SavedModel, then the TFLite converter (zoo's last route,
+  ``graph.DETOURS``), with the source's dynamic axes, then static shapes,
+- ``zoo``: zoo's ladder for tflite, in its order (``graph.routes``, ``graph.ladder``): onnx2tf, litert-torch with
+  dynamic axes, the jax2tf detour, then the static-shapes rungs (litert-torch, the detour), the first that passes
+  (the same rungs as above, timed as zoo runs them: the sum up to the winner),
 - ``jax``: torchax + jax.export (symbolic batch/sequence, static when that fails),
 
 then inference latency at batch 1 of each target in its own runtime (onnxruntime, the LiteRT interpreter,
@@ -99,8 +102,9 @@ def run_family(name, module, inputs, outputs, axes, example, root: Path, reps: i
     from zoo import errors
     from zoo.converters.edges.from_torch import torch_to_onnx
     from zoo.converters.edges.jax_export import torch_to_jax
+    from zoo.converters.edges.jax_tf import jax_to_tf
     from zoo.converters.edges.litert import torch_to_tflite
-    from zoo.converters.edges.tf import onnx_to_tflite
+    from zoo.converters.edges.tf import onnx_to_tflite, saved_model_to_tflite
     from zoo.converters.graph import EdgeContext
     from zoo.converters.loaders.torch_models import TorchModel
     from zoo.converters.parity.runners import artifact_runner, torch_runner
@@ -141,9 +145,23 @@ def run_family(name, module, inputs, outputs, axes, example, root: Path, reps: i
     if not jax_row["passed"]:
         jax_row = {**attempt("jax (static)", lambda d: torch_to_jax(tm, d, ctx(True))), "after": jax_row}
     rows["jax"] = jax_row
-    # zoo's ladder for tflite: its order, the sum of the rungs' times up to the first that passes
-    ladder, spent, won = [("litert (dynamic)", rows["litert (dynamic)"]), ("onnx2tf", rows["onnx2tf"]),
-                          ("litert (static)", rows["litert (static)"])], 0.0, None
+    for label, static in (("jax2tf tflite (dynamic)", False), ("jax2tf tflite (static)", True)):
+        c = ctx(static)
+
+        def detour(d: Path, c=c) -> Path:  # torch -> jax -> tf -> tflite, graph.DETOURS
+            (d / "jax").mkdir()
+            (d / "tf").mkdir()
+            (d / "tflite").mkdir()
+            return saved_model_to_tflite(jax_to_tf(torch_to_jax(tm, d / "jax", c), d / "tf", c), d / "tflite", c)
+
+        rows[label] = attempt(label, detour)
+    # zoo's ladder for tflite (graph.routes + graph.ladder): every route with the source's dynamic axes, in order
+    # (onnx2tf, litert-torch, the jax2tf detour), then the static-shapes rungs; the sum of the rungs' times up to
+    # the first that passes
+    ladder, spent, won = [("onnx2tf", rows["onnx2tf"]), ("litert (dynamic)", rows["litert (dynamic)"]),
+                          ("jax2tf tflite (dynamic)", rows["jax2tf tflite (dynamic)"]),
+                          ("litert (static)", rows["litert (static)"]),
+                          ("jax2tf tflite (static)", rows["jax2tf tflite (static)"])], 0.0, None
     for label, row in ladder:
         spent += row["seconds"]
         if row["passed"]:
