@@ -197,7 +197,10 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
 
         layers = int(record.extra["io"]["cache"]["num_layers"])
         names, outs, axes = text_generation.io_names(layers)
-        return TorchModel(text_generation.wrap(model, layers), names, outs, axes, tokenizer=tokenizer)
+        # the generation check applies the rules the contract records (a record made before they were: the model's)
+        rules = record.extra["io"].get("decoding") or text_generation.decoding(model.config,
+                                                                               model.generation_config.to_dict())
+        return TorchModel(text_generation.wrap(model, layers, rules), names, outs, axes, tokenizer=tokenizer)
     if record.task in ("automatic-speech-recognition", "audio-classification"):
         extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), trust_remote_code=False,
                                                                       local_files_only=True)

@@ -468,7 +468,7 @@ def check_generation(ctx: TaskContext) -> list[TaskResult]:
     if ctx.reference is None or ctx.candidate is None:
         return []
     return [TaskResult(**r) for r in generation_results(ctx.names, ctx.ran, ctx.precision, ctx.reference,
-                                                         ctx.candidate)]
+                                                         ctx.candidate, metadata=ctx.metadata)]
 
 
 @register_task_check("audio-classification")
