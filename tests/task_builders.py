@@ -39,11 +39,12 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
 
 
 def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *, hidden: int | None = None,
-                 init: float = 0.2) -> dict[str, bytes]:
+                 init: float = 0.2, generation: dict | None = None) -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
     attention; ``falcon``: FalconForCausalLM, multi-query) with seeded weights, wide enough at init that greedy decoding does not repeat one token.
     ``hidden``/``init``: a wider model at a trained model's weight scale (transformers' default 0.02), whose
-    MatMuls dominate its size (the int4 tests: 4-bit weights are measurable there)."""
+    MatMuls dominate its size (the int4 tests: 4-bit weights are measurable there). ``generation``: settings of
+    its ``generation_config.json`` (a repetition penalty, an n-gram ban, ...)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -79,6 +80,8 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *
             raise ValueError(f"family must be gpt2, llama or falcon, not {family!r}")
         torch.manual_seed(seed)
         model = cls(config).eval()
+        for key, value in (generation or {}).items():
+            setattr(model.generation_config, key, value)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
@@ -423,9 +426,10 @@ def t5_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
-def bart_repo(seed: int = 0) -> dict[str, bytes]:
+def bart_repo(seed: int = 0, generation: dict | None = None) -> dict[str, bytes]:
     """A tiny BartForConditionalGeneration (2 + 2 layers, d_model 32) with the Unigram tokenizer above
-    (``<pad>`` 0, ``</s>`` 1 as eos and decoder start, as BART starts the decoder from its eos)."""
+    (``<pad>`` 0, ``</s>`` 1 as eos and decoder start, as BART starts the decoder from its eos); ``generation``:
+    settings of its ``generation_config.json`` (facebook/bart-large-cnn's n-gram ban, minimum length, beams, ...)."""
     import torch
     from transformers import BartConfig, BartForConditionalGeneration
 
@@ -438,7 +442,10 @@ def bart_repo(seed: int = 0) -> dict[str, bytes]:
                             decoder_start_token_id=1, forced_bos_token_id=None, forced_eos_token_id=None,
                             init_std=0.2)
         torch.manual_seed(seed)
-        BartForConditionalGeneration(config).eval().save_pretrained(tmp)
+        model = BartForConditionalGeneration(config).eval()
+        for key, value in (generation or {}).items():
+            setattr(model.generation_config, key, value)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = _read_dir(Path(tmp))
     files["README.md"] = _model_card("transformers", "text2text-generation", ("bart", "safetensors"))
