@@ -289,6 +289,35 @@ def segformer_repo(seed: int = 0) -> dict[str, bytes]:
     return files
 
 
+def mask2former_repo(seed: int = 0) -> dict[str, bytes]:
+    """A tiny Mask2FormerForUniversalSegmentation (a Swin backbone of four one-block stages, embed dim 16, built from
+    config; a pixel decoder and a transformer decoder of one and two layers, hidden 32, ten queries, the four labels
+    above) with Mask2Former's image processor at 64 x 64 px; weights widened (std 0.5) so that the photographs'
+    semantic maps hold several classes."""
+    import torch
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
+
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                          window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
+                               encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
+                               num_attention_heads=2, num_queries=10, num_labels=len(SEGMENTATION_LABELS),
+                               id2label=SEGMENTATION_LABELS, label2id={v: k for k, v in SEGMENTATION_LABELS.items()},
+                               use_pretrained_backbone=False, backbone=None)
+    torch.manual_seed(seed)
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    _widen(model, 0.5)
+    processor = Mask2FormerImageProcessor(size={"height": 64, "width": 64}, num_labels=len(SEGMENTATION_LABELS))
+    files = _save_transformers(model, [processor.save_pretrained])
+    files["README.md"] = _model_card("transformers", "image-segmentation", ("mask2former",))
+    return files
+
+
 def dinov2_repo(seed: int = 0) -> dict[str, bytes]:
     """A tiny Dinov2Model (32 px, patch 8, two layers) with DINOv2's image processor (resize, centre crop 32,
     ImageNet mean/std) and a card saying ``pipeline_tag: image-feature-extraction``, seeded."""

@@ -61,7 +61,8 @@ HEADS = (
     ("ForSpeechSeq2Seq", "text2text-generation"),
     ("ForConditionalGeneration", "text2text-generation"), ("MarianMTModel", "text2text-generation"),
     ("ForObjectDetection", "object-detection"),
-    ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
+    ("ForSemanticSegmentation", "image-segmentation"), ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip
 
@@ -177,6 +178,13 @@ def _falcon_kv_heads(config: dict[str, Any]) -> int | None:
     return config.get("num_kv_heads")
 
 
+def vision_universal(config: dict[str, Any]) -> bool:
+    """A Mask2Former-style universal segmentation head (a class and a mask per query)."""
+    from zoo.converters.tasks import vision
+
+    return any(vision.is_universal(a) for a in config.get("architectures") or [])
+
+
 def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``
     (``generation``: the repo's generation_config.json: how an encoder-decoder starts decoding, and the rules a
@@ -223,6 +231,10 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
         from zoo.converters.tasks import vision
 
         return vision.detection_contract(config)
+    if task == "image-segmentation" and vision_universal(config):
+        from zoo.converters.tasks import vision
+
+        return vision.universal_contract(config)
     if task == "depth-estimation":
         from zoo.converters.tasks import depth
 
