@@ -292,8 +292,10 @@ def segformer_repo(seed: int = 0) -> dict[str, bytes]:
 def mask2former_repo(seed: int = 0) -> dict[str, bytes]:
     """A tiny Mask2FormerForUniversalSegmentation (a Swin backbone of four one-block stages, embed dim 16, built from
     config; a pixel decoder and a transformer decoder of one and two layers, hidden 32, ten queries, the four labels
-    above) with Mask2Former's image processor at 64 x 64 px; weights widened (std 0.5) so that the photographs'
-    semantic maps hold several classes."""
+    above) with Mask2Former's image processor at 64 x 64 px; weights widened (std 0.2) so that the photographs'
+    semantic maps hold two classes each (at init: one class on all four). Measured against onnxruntime, the largest
+    difference over the output's largest value: 1e-7 at init, 1e-5 at 0.2, 2.6e-3 at 0.5 (float32 rounding
+    amplified through the wide random layers, in every exporter: not a conversion error, but past 1e-4)."""
     import torch
     from transformers import (
         Mask2FormerConfig,
@@ -311,7 +313,7 @@ def mask2former_repo(seed: int = 0) -> dict[str, bytes]:
                                use_pretrained_backbone=False, backbone=None)
     torch.manual_seed(seed)
     model = Mask2FormerForUniversalSegmentation(config).eval()
-    _widen(model, 0.5)
+    _widen(model, 0.2)
     processor = Mask2FormerImageProcessor(size={"height": 64, "width": 64}, num_labels=len(SEGMENTATION_LABELS))
     files = _save_transformers(model, [processor.save_pretrained])
     files["README.md"] = _model_card("transformers", "image-segmentation", ("mask2former",))

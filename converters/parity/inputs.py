@@ -57,11 +57,7 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
             "class_queries_logits":
         from zoo.converters.tasks.vision import image_sets
 
-        # here the repo's image processor (Mask2Former's). The first set is the export example: traced at batch 1,
-        # Mask2Former's TorchScript graph keeps that batch somewhere and is wrong at batches 2 and 3 (measured: 7 of
-        # 8 checks off by up to 1.18); traced at batch 2 it holds at 1, 2, 3 and 4
-        sets = image_sets(record, tokenizer)
-        return sorted(sets, key=lambda s: s.name != "random-b2")
+        return image_sets(record, tokenizer)  # here the repo's image processor (Mask2Former's)
     if record.task == "depth-estimation" and record.library == "transformers":
         from zoo.converters.tasks.depth import input_sets as depth_sets
 
