@@ -169,11 +169,11 @@ def test_the_greedy_choice_applies_generate_token_rules():
     logits = np.tile(np.arange(10, dtype=np.float32), (2, 1))  # token 9 best, then 8, 7, ...
     plan = {"bad_words_ids": [[9], [3, 8]], "eos_token_id": 7, "suppress_tokens": [], "begin_suppress_tokens": [6],
             "forced_bos_token_id": None, "forced_eos_token_id": 2}
-    history = np.array([[1, 3], [1, 4]])
+    ids = np.array([[0, 1, 3], [0, 1, 4]])  # the decoder's tokens so far: the start token 0, then two generated
     choose = seq2seq._choose
-    assert choose(logits, 2, plan, history).tolist() == [7, 8]  # row 0 just generated 3: 8 banned
-    assert choose(logits, 2, plan, history, no_eos=True).tolist() == [6, 8]  # the end token 7 kept out
+    assert choose(logits, plan, ids, 1, 20).tolist() == [7, 8]  # row 0 just generated 3: 8 banned
+    assert choose(logits, plan, ids, 1, 20, no_eos=True).tolist() == [6, 8]  # the end token 7 kept out
     start = {**plan, "bad_words_ids": [[9], [8]]}  # 9, 8 banned, 7 the end token, 6 suppressed at the start
-    assert choose(logits, 0, start, history[:, :0], no_eos=True).tolist() == [5, 5]
-    assert choose(logits, 5, plan, history, last=True).tolist() == [2, 2]  # forced_eos at the length limit
-    assert choose(logits, 0, {**plan, "forced_bos_token_id": 4}, history[:, :0]).tolist() == [4, 4]
+    assert choose(logits, start, ids[:, :1], 1, 20, no_eos=True).tolist() == [5, 5]
+    assert choose(logits, plan, ids, 1, 4).tolist() == [2, 2]  # forced_eos at the length limit
+    assert choose(logits, {**plan, "forced_bos_token_id": 4}, ids[:, :1], 1, 20).tolist() == [4, 4]

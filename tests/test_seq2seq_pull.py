@@ -15,11 +15,17 @@ from task_builders import bart_repo, in_process_pull, scale_output, source_dir, 
 
 REPOS = {"zoo-test/tiny-t5": t5_repo, "zoo-test/tiny-bart": bart_repo}
 OTHER_PROMPTS = ["the cat sat on the mat", "summarize: hello world and the quick dog", "What time is it"]
+# facebook/bart-large-cnn's generation rules (its n-gram ban, minimum length, beams and length penalty) with the
+# repetition penalty chat models carry: each of the two greedy rules alone changes this tiny BART's tokens on
+# every prompt (measured; without them it repeats one token)
+CNN_RULES = {"no_repeat_ngram_size": 3, "repetition_penalty": 1.5, "min_length": 56, "num_beams": 4,
+             "length_penalty": 2.0, "early_stopping": True}
+RULES_REPO = "zoo-test/tiny-bart-cnn-rules"
 
 
 @pytest.fixture(scope="module")
 def repos() -> dict[str, dict[str, bytes]]:
-    return {repo: build() for repo, build in REPOS.items()}
+    return {**{repo: build() for repo, build in REPOS.items()}, RULES_REPO: bart_repo(generation=CNN_RULES)}
 
 
 @pytest.fixture
@@ -105,6 +111,56 @@ def test_pull_encoder_decoder_is_one_verified_directory_artifact(pull, repos, tm
     assert len({int(t) for t in want.reshape(-1)}) >= 3  # not one token repeated
     again = pull(repo)  # a repeated pull answers from the cache with the same artifact
     assert again["cached"] and again["digest"] == out["digest"]
+
+
+def test_the_repo_generation_rules_are_applied_checked_and_recorded(pull, repos, tmp_path):
+    """The check's decode loops apply the repo's greedy rules and generate() runs under them: the artifact verifies,
+    its contract lists what a consumer applies (in order) and what greedy decoding cannot (beams, their length
+    penalty); checked here again: generate() with the rules gives the check's tokens, and without them others."""
+    import torch
+    import transformers
+
+    from zoo.converters.tasks import seq2seq
+
+    out_dir = tmp_path / "out"
+    out = pull(RULES_REPO, "-o", str(out_dir))
+    assert out["verified"]
+    plan = manifest_of(out)["record"]["extra"]["io"]["decoding"]
+    assert plan["apply"] == ["repetition_penalty", "no_repeat_ngram_size", "min_length"]
+    assert plan["repetition_penalty"] == 1.5 and plan["no_repeat_ngram_size"] == 3 and plan["min_length"] == 56
+    assert plan["not_applied"] == {"num_beams": 4, "length_penalty": 2.0, "early_stopping": True}
+    gen = [t for t in manifest_of(out)["parity"]["tasks"] if t["check"] == "text2text-generation"][0]
+    assert gen["passed"] and gen["figures"]["identical"] and gen["figures"]["rules_applied"] == plan["apply"]
+    tok = transformers.AutoTokenizer.from_pretrained(str(out_dir))
+    enc = tok(seq2seq.PROMPTS, padding=True, return_tensors="pt")
+    model = source_model(tmp_path, repos[RULES_REPO])
+    greedy = {"max_new_tokens": 20, "min_new_tokens": 20, "num_beams": 1, "do_sample": False}
+    with torch.no_grad():
+        ruled = model.generate(**enc, **greedy)[:, -20:].numpy()
+        free = model.generate(**enc, **greedy, repetition_penalty=1.0, no_repeat_ngram_size=0)[:, -20:].numpy()
+    assert (ruled != free).any(axis=1).any()  # the rules change the tokens
+    np.testing.assert_array_equal(np.array(gen["figures"]["generated"]), ruled)
+
+
+def _one_behind(real):
+    return lambda s, ids, n: real(s, ids[:, :-1], n)
+
+
+def _every_token(real):
+    return lambda s, ids, penalty: real(s, np.arange(s.shape[1])[None, :], penalty)
+
+
+@pytest.mark.parametrize("name, mutate", [("_ban_ngrams", _one_behind), ("_penalize", _every_token)])
+def test_a_wrong_rule_in_the_decode_loop_fails_the_check(pull, monkeypatch, name, mutate):
+    """A decode loop that applies a rule wrongly (the n-gram ban a token behind, the penalty on every token) no
+    longer reproduces generate(): exit 6, nothing published."""
+    from zoo.converters.tasks import generation_rules
+
+    monkeypatch.setattr(generation_rules, name, mutate(getattr(generation_rules, name)))
+    err = pull(RULES_REPO, code=6)
+    assert err["error"] == "parity_failed"
+    gen = [t for t in err["report"]["tasks"] if t["check"] == "text2text-generation"][0]
+    assert not gen["passed"] and "does not reproduce generate()" in gen["reason"], gen["reason"]
 
 
 def test_zoo_convert_of_one_file_of_the_pair_is_refused(pull, capsys):

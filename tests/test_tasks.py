@@ -26,12 +26,16 @@ GPT2_CLASSIFIER = {"zoo-test/tiny-gpt2-sst": lambda: decoder_repo("gpt2", head="
 HEADS = {f"zoo-test/tiny-bert-{h}": (lambda h=h: bert_head_repo(h))
          for h in ("fill-mask", "token-classification", "question-answering", "sentence-similarity", "multiple-choice")}
 SPEECH = {"zoo-test/tiny-wav2vec2-ctc": wav2vec2_ctc_repo}
+# a chat model's generation config: a repetition penalty and an n-gram ban (each alone changes this tiny GPT-2's
+# tokens, measured), sampled at temperature 0.7 (which greedy decoding cannot apply)
+CHAT_RULES = {"repetition_penalty": 1.5, "no_repeat_ngram_size": 3, "do_sample": True, "temperature": 0.7}
+RULES = {"zoo-test/tiny-gpt2-chat-rules": lambda: decoder_repo("gpt2", generation=CHAT_RULES)}
 PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
 
 
 @pytest.fixture(scope="session")
 def task_repos() -> dict[str, dict[str, bytes]]:
-    return {repo: build() for repo, build in {**DECODERS, **FALCON, **HEADS, **SPEECH, **GPT2_CLASSIFIER}.items()}
+    return {repo: build() for repo, build in {**DECODERS, **FALCON, **HEADS, **SPEECH, **GPT2_CLASSIFIER, **RULES}.items()}
 
 
 @pytest.fixture
@@ -179,6 +183,52 @@ def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
     gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
     assert gen and gen[0]["passed"] is False and not gen[0]["figures"]["identical"], gen
     assert "diverge" in gen[0]["reason"] or "logits" in gen[0]["reason"]
+
+
+def test_decoder_generation_rules_are_applied_checked_and_recorded(pull, task_repos, tmp_path):
+    """The repo's repetition penalty and n-gram ban: applied by the check's decode loops, generate() run under
+    them greedily, recorded in the contract for consumers (sampling listed as not applied); checked here again:
+    generate() with the rules gives the check's tokens, without them others."""
+    import torch
+    import transformers
+
+    from zoo.converters.tasks import text_generation
+
+    repo = "zoo-test/tiny-gpt2-chat-rules"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = manifest_of(out)
+    plan = manifest["record"]["extra"]["io"]["decoding"]
+    assert plan["apply"] == ["repetition_penalty", "no_repeat_ngram_size"]
+    assert plan["not_applied"] == {"do_sample": True, "temperature": 0.7}
+    meta = ort_session(out["path"]).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["zoo.io"])["decoding"]["apply"] == plan["apply"]
+    gen = task_result(manifest, "text-generation")
+    assert gen["passed"] and gen["figures"]["identical"] and gen["figures"]["reference"] == "generate()"
+    assert gen["figures"]["rules_applied"] == plan["apply"]
+    tok = transformers.AutoTokenizer.from_pretrained(out["artifact_dir"])
+    tok.pad_token, tok.padding_side = tok.eos_token, "left"
+    enc = tok(text_generation.PROMPTS, padding=True, return_tensors="pt")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source_dir(tmp_path, task_repos[repo]))).eval()
+    greedy = {"max_new_tokens": 20, "min_new_tokens": 20, "num_beams": 1, "do_sample": False,
+              "pad_token_id": tok.pad_token_id}
+    with torch.no_grad():
+        ruled = model.generate(**enc, **greedy)[:, -20:].numpy()
+        free = model.generate(**enc, **greedy, repetition_penalty=1.0, no_repeat_ngram_size=0)[:, -20:].numpy()
+    assert (ruled != free).any(axis=1).any()  # the rules change the tokens
+    np.testing.assert_array_equal(np.array(gen["figures"]["generated"]), ruled)
+
+
+def test_a_penalty_on_every_token_fails_the_decoder_check(pull, monkeypatch):
+    """The decode loop's repetition penalty applied to every token, not the ones so far: exit 6."""
+    from zoo.converters.tasks import generation_rules
+
+    real = generation_rules._penalize
+    monkeypatch.setattr(generation_rules, "_penalize",
+                        lambda s, ids, penalty: real(s, np.arange(s.shape[1])[None, :], penalty))
+    err = pull("zoo-test/tiny-gpt2-chat-rules", code=6)
+    gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
+    assert gen and gen[0]["passed"] is False and "does not reproduce generate()" in gen[0]["reason"], gen
 
 
 # --- the task: from the repo, --task, and what zoo does not convert ------------------------------------

@@ -18,13 +18,15 @@ from task_builders import (
     dpt_repo,
     resnet_classifier_repo,
     in_process_pull,
+    mask2former_repo,
+    scale_output,
     segformer_repo,
     yolos_repo,
     source_dir,
 )
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
-         "zoo-test/tiny-segformer": segformer_repo,
+         "zoo-test/tiny-segformer": segformer_repo, "zoo-test/tiny-mask2former": mask2former_repo,
          "zoo-test/tiny-dinov2": dinov2_repo, "zoo-test/tiny-dpt": dpt_repo,
          "zoo-test/tiny-depth-anything": depth_anything_repo, "zoo-test/tiny-resnet": resnet_classifier_repo}
 
@@ -240,6 +242,70 @@ def test_segformer_masks_on_the_photographs_match(pull, vision_repos, tmp_path):
     got = processor.post_process_semantic_segmentation(type(ref)(logits=torch.from_numpy(logits)), target_sizes=sizes)
     for w, g in zip(want, got):
         assert (w.numpy() == g.numpy()).mean() >= 0.999
+
+
+# --- universal segmentation: Mask2Former ----------------------------------------------------------------
+def test_mask2former_queries_on_the_photographs_match(pull, vision_repos, tmp_path):
+    """Mask2Former (a Swin backbone built from config) exports with its two outputs, a class and a mask per query;
+    zoo's segmentation check decodes both on the photographs through the repo's image processor; checked here
+    again with the processor's own semantic, instance and panoptic post-processing of the ONNX outputs."""
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    from zoo.converters.parity.samples import sample_photos
+    from zoo.converters.tasks import detect_task
+
+    assert detect_task("m", "Mask2FormerForUniversalSegmentation")[0] == "image-segmentation"
+    repo = "zoo-test/tiny-mask2former"
+    out = pull(repo)
+    assert out["verified"]
+    manifest = _manifest(out)
+    assert manifest["record"]["task"] == "image-segmentation"
+    assert manifest["record"]["extra"]["io"]["outputs"] == ["class_queries_logits", "masks_queries_logits"]
+    seg = [t for t in manifest["parity"]["tasks"] if t["check"] == "segmentation" and t["input_set"] == "sample-photos"]
+    assert seg and seg[0]["passed"] is True, manifest["parity"]["tasks"]
+    figures = seg[0]["figures"]
+    assert figures["classes"] >= 2 and figures["mean_iou"] >= 0.995 and figures["query_mask_iou"] >= 0.995
+    assert figures["query_label_agreement"] == 1.0 and figures["queries"] == 10
+    processor = transformers.AutoImageProcessor.from_pretrained(out["artifact_dir"])
+    photos = [img for _, img in sample_photos(4)]
+    pixels = processor(photos, return_tensors="np")["pixel_values"].astype(np.float32)
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    classes, masks = session.run(None, {"pixel_values": pixels})
+    assert classes.shape == (4, 10, len(SEGMENTATION_LABELS) + 1) and masks.shape == (4, 10, 16, 16)
+    model = transformers.AutoModelForUniversalSegmentation.from_pretrained(
+        str(source_dir(tmp_path, vision_repos[repo]))).eval()
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(pixels))
+    got = type(ref)(class_queries_logits=torch.from_numpy(classes), masks_queries_logits=torch.from_numpy(masks))
+    sizes = [img.size[::-1] for img in photos]
+    for w, g in zip(processor.post_process_semantic_segmentation(ref, target_sizes=sizes),
+                    processor.post_process_semantic_segmentation(got, target_sizes=sizes)):
+        assert len(np.unique(w.numpy())) >= 1 and (w.numpy() == g.numpy()).mean() >= 0.999
+    for post in ("post_process_instance_segmentation", "post_process_panoptic_segmentation"):
+        want = getattr(processor, post)(ref, threshold=0.1, target_sizes=sizes)
+        have = getattr(processor, post)(got, threshold=0.1, target_sizes=sizes)
+        for w, g in zip(want, have):
+            assert [s["label_id"] for s in w["segments_info"]] == [s["label_id"] for s in g["segments_info"]]
+            assert (w["segmentation"].numpy() == g["segmentation"].numpy()).mean() >= 0.999
+
+
+def test_mask2former_with_negated_class_logits_fails_the_segmentation_check(pull, monkeypatch):
+    """An export whose class logits come out negated: the segmentation check fails (exit 6) on the query labels."""
+    from zoo.converters.edges import torch_onnx
+
+    real_export = torch_onnx.export_onnx
+
+    def broken_export(tm, example, out_path, **kwargs):
+        info = real_export(tm, example, out_path, **kwargs)
+        scale_output(out_path, "class_queries_logits", -1.0)
+        return info
+
+    monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)
+    err = pull("zoo-test/tiny-mask2former", "--exporter", "torchscript", code=6)
+    seg = [t for t in err["report"]["tasks"] if t["check"] == "segmentation" and t["input_set"] == "sample-photos"]
+    assert seg and seg[0]["passed"] is False and "query label agreement" in seg[0]["reason"], seg
 
 
 # --- image feature extraction: DINOv2 -----------------------------------------------------------------

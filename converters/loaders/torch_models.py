@@ -151,6 +151,8 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
     auto_name = SUPPORTED_TASKS.get(record.task or "", "AutoModel")
     if io.get("files"):  # an encoder-decoder (tasks/seq2seq.py)
         auto_name = "AutoModelForSpeechSeq2Seq" if "input_features" in io["encoder"]["inputs"] else "AutoModelForSeq2SeqLM"
+    if record.task == "image-segmentation" and (io.get("outputs") or [None])[0] == "class_queries_logits":
+        auto_name = "AutoModelForUniversalSegmentation"  # Mask2Former (tasks/vision.py)
     auto = getattr(transformers, auto_name)
     try:
         model = auto.from_pretrained(str(root), trust_remote_code=False, local_files_only=True,
@@ -173,6 +175,12 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
         images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
         return TorchModel(_tuple_outputs(torch, model, input_names, vision.DETECTION_OUTPUTS), input_names,
                           list(vision.DETECTION_OUTPUTS), vision.detection_axes(), labels=record.labels, processor=images)
+    if auto_name == "AutoModelForUniversalSegmentation":
+        from zoo.converters.tasks import vision
+
+        images = transformers.AutoImageProcessor.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
+        return TorchModel(_tuple_outputs(torch, model, input_names, vision.UNIVERSAL_OUTPUTS), input_names,
+                          list(vision.UNIVERSAL_OUTPUTS), vision.universal_axes(), labels=record.labels, processor=images)
     if record.task == "depth-estimation":
         from zoo.converters.tasks.depth import OUTPUT
 
@@ -197,7 +205,10 @@ def build_transformers(record: ModelRecord, root: Path, weights: list[str], weig
 
         layers = int(record.extra["io"]["cache"]["num_layers"])
         names, outs, axes = text_generation.io_names(layers)
-        return TorchModel(text_generation.wrap(model, layers), names, outs, axes, tokenizer=tokenizer)
+        # the generation check applies the rules the contract records (a record made before they were: the model's)
+        rules = record.extra["io"].get("decoding") or text_generation.decoding(model.config,
+                                                                               model.generation_config.to_dict())
+        return TorchModel(text_generation.wrap(model, layers, rules), names, outs, axes, tokenizer=tokenizer)
     if record.task in ("automatic-speech-recognition", "audio-classification"):
         extractor = transformers.AutoFeatureExtractor.from_pretrained(str(root), trust_remote_code=False,
                                                                       local_files_only=True)

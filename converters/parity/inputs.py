@@ -53,6 +53,11 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
         from zoo.converters.tasks.vision import detection_sets
 
         return detection_sets(record, tokenizer)  # here the repo's image processor
+    if record.task == "image-segmentation" and ((record.extra.get("io") or {}).get("outputs") or [None])[0] == \
+            "class_queries_logits":
+        from zoo.converters.tasks.vision import image_sets
+
+        return image_sets(record, tokenizer)  # here the repo's image processor (Mask2Former's)
     if record.task == "depth-estimation" and record.library == "transformers":
         from zoo.converters.tasks.depth import input_sets as depth_sets
 

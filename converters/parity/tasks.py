@@ -283,6 +283,10 @@ def detection_reasons(lost: int, confident: int, spurious: int, figures: dict[st
 def check_segmentation(ctx: TaskContext) -> list[TaskResult]:
     np = _np()
     limit = bounds(ctx.precision)["seg_iou"]
+    if "class_queries_logits" in ctx.names:  # Mask2Former: a class and a mask per query (tasks/vision.py)
+        from zoo.converters.tasks.vision import universal_results
+
+        return [TaskResult(**r) for r in universal_results(ctx.names, ctx.ran, limit)]
     results = []
     for input_set, refs, outs in ctx.samples():
         for name, r, c in zip(ctx.names, refs, outs):
@@ -468,7 +472,7 @@ def check_generation(ctx: TaskContext) -> list[TaskResult]:
     if ctx.reference is None or ctx.candidate is None:
         return []
     return [TaskResult(**r) for r in generation_results(ctx.names, ctx.ran, ctx.precision, ctx.reference,
-                                                         ctx.candidate)]
+                                                         ctx.candidate, metadata=ctx.metadata)]
 
 
 @register_task_check("audio-classification")

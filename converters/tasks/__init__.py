@@ -61,7 +61,8 @@ HEADS = (
     ("ForSpeechSeq2Seq", "text2text-generation"),
     ("ForConditionalGeneration", "text2text-generation"), ("MarianMTModel", "text2text-generation"),
     ("ForObjectDetection", "object-detection"),
-    ("ForSemanticSegmentation", "image-segmentation"), ("ForDepthEstimation", "depth-estimation"),
+    ("ForSemanticSegmentation", "image-segmentation"), ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip
 
@@ -177,9 +178,17 @@ def _falcon_kv_heads(config: dict[str, Any]) -> int | None:
     return config.get("num_kv_heads")
 
 
+def vision_universal(config: dict[str, Any]) -> bool:
+    """A Mask2Former-style universal segmentation head (a class and a mask per query)."""
+    from zoo.converters.tasks import vision
+
+    return any(vision.is_universal(a) for a in config.get("architectures") or [])
+
+
 def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a consumer of the ONNX file needs beside its names: recorded in zoo.json and ``zoo.io``
-    (``generation``: the repo's generation_config.json, which says how an encoder-decoder starts decoding)."""
+    (``generation``: the repo's generation_config.json: how an encoder-decoder starts decoding, and the rules a
+    greedy decode loop applies to the logits)."""
     if task == "text2text-generation" or (task == "automatic-speech-recognition" and config.get("is_encoder_decoder")):
         from zoo.converters.tasks import seq2seq
 
@@ -189,6 +198,8 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
                                           hint=f"supported tasks: {supported_list()}; pass --task to pick another")
         return seq2seq.io_contract(config, generation)
     if task == "text-generation":
+        from zoo.converters.tasks import text_generation
+
         layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
         heads = config.get("num_attention_heads") or config.get("n_head")
         hidden = config.get("hidden_size") or config.get("n_embd")
@@ -210,6 +221,7 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
                       "padding_positions": "present.* hold zeros where attention_mask is 0"},
             "padding": "left", "pad_token_id": config.get("pad_token_id"), "eos_token_id": config.get("eos_token_id"),
             "vocab_size": config.get("vocab_size"),
+            "decoding": text_generation.decoding(config, generation),
         }
     if task == "zero-shot-image-classification":
         from zoo.converters.tasks import vision
@@ -219,6 +231,10 @@ def io_contract(task: str, config: dict[str, Any], generation: dict[str, Any] | 
         from zoo.converters.tasks import vision
 
         return vision.detection_contract(config)
+    if task == "image-segmentation" and vision_universal(config):
+        from zoo.converters.tasks import vision
+
+        return vision.universal_contract(config)
     if task == "depth-estimation":
         from zoo.converters.tasks import depth
 

@@ -53,15 +53,6 @@ CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks
 # share of their range
 
 
-# generation_config.json settings that change what greedy decoding picks but are not part of the graphs' check
-# (a search or penalty policy the consumer applies over the logits): the reference generate() runs without them
-# and the contract lists them under decoding.not_applied; beam search (num_beams) and sampling likewise
-NOT_APPLIED = ("num_beams", "repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
-               "encoder_repetition_penalty", "length_penalty", "min_length", "do_sample")
-NEUTRAL = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
-           "encoder_repetition_penalty": 1.0, "do_sample": False}
-
-
 def _get(config: Any, key: str, default: Any = None) -> Any:
     value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
     return default if value is None else value
@@ -88,8 +79,11 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
     by that file alone (config.json's legacy ``suppress_tokens``, ``forced_decoder_ids``, ... are not read
     then); a repo without one by ``GenerationConfig.from_model_config``, the generation keys of config.json.
     The decoder starts from ``decoder_start_token_id``, else (not Whisper) ``bos_token_id``; a repo that names
-    neither cannot be decoded by ``generate()`` and is refused (exit 7) before anything is downloaded further."""
+    neither cannot be decoded by ``generate()`` and is refused (exit 7) before anything is downloaded further.
+    The logits rules (penalties, n-gram bans, minimum lengths, ...: generation_rules.plan) come from the same
+    source; a speech encoder takes no ids, so its encoder rules are not applied, by generate() either."""
     from zoo import errors
+    from zoo.converters.tasks import generation_rules
 
     gen = dict(generation or {})
     source = gen if generation is not None else config
@@ -129,20 +123,8 @@ def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
         if not gen.get("return_timestamps") and stamp is not None and prompt[-1] != stamp:
             prompt.append(stamp)
         prompt = [t for i, t in enumerate(prompt) if t is not None or (languages and i == 1)]
-    return {"prompt": prompt, "language_ids": languages, "suppress_tokens": list(pick("suppress_tokens") or []),
-            "begin_suppress_tokens": list(pick("begin_suppress_tokens") or []),
-            "bad_words_ids": _bad_words(pick("bad_words_ids"), pick("eos_token_id")),
-            "forced_bos_token_id": pick("forced_bos_token_id"), "forced_eos_token_id": pick("forced_eos_token_id"),
-            "eos_token_id": pick("eos_token_id"),
-            "max_length": pick("max_length"),
-            "not_applied": {k: gen[k] for k in NOT_APPLIED if gen.get(k) not in (None, 0, 1.0, 1)}}
-
-
-def _bad_words(bad: Any, eos: Any) -> list[list[int]]:
-    """``bad_words_ids`` as generate()'s NoBadWordsLogitsProcessor keeps them: a ban of the end token alone is
-    dropped."""
-    ends = [[int(e)] for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-    return [list(map(int, seq)) for seq in bad or [] if list(map(int, seq)) not in ends]
+    rules = generation_rules.plan(source, encoder_ids=not is_speech(config))
+    return {"prompt": prompt, "language_ids": languages, **rules, "max_length": pick("max_length")}
 
 
 def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -150,6 +132,7 @@ def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[s
     and in both files' ``zoo.io`` metadata. A speech encoder other than Whisper's (filterbank features,
     Speech2Text, SpeechT5) is refused (exit 5): its inputs are not what this contract describes."""
     from zoo import errors
+    from zoo.converters.tasks import generation_rules
 
     kind = _get(config, "model_type")
     if not is_speech(config) and (_get(config, "input_feat_per_channel") is not None
@@ -197,11 +180,8 @@ def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[s
                   "cross_attention": "cached: encoder.onnx outputs each layer's keys and values "
                                      "(present.N.encoder.key|value, computed once per input); the decoder takes them "
                                      "as past_key_values.N.encoder.key|value and never recomputes them"},
-        "decoding": {**plan, "greedy": "argmax of the last position's logits after setting suppress_tokens (every "
-                                       "step), begin_suppress_tokens (first generated token) and bad_words_ids (the "
-                                       "last token of a listed sequence whose other tokens were just generated) to "
-                                       "-inf; forced_bos_token_id is the first token, forced_eos_token_id the token "
-                                       "that reaches max_length (the loop's own length limit)"},
+        "decoding": {**plan, "greedy": generation_rules.GREEDY + " (the tokens so far: the decoder's, from the "
+                                                                 "prompt on; the encoder's input ids: the text's)"},
         "padding": "right", "hidden_size": _get(config, "d_model"),
         "decoder_start_token_id": _get(config, "decoder_start_token_id"),
         "pad_token_id": _get(config, "pad_token_id"), "eos_token_id": _get(config, "eos_token_id"),
@@ -497,32 +477,17 @@ def torch_runner(model: Any) -> tuple[Any, Any]:
     return encode, decode
 
 
-def _choose(logits: Any, step: int, plan: dict[str, Any], history: Any = None, last: bool = False,
-            no_eos: bool = False) -> Any:
-    """The greedy token of one step, with the generation config's suppressed, banned and forced tokens, as
-    generate()'s logits processors apply them (``history``: the tokens generated so far [batch, step]; ``last``:
-    this token reaches the loop's length limit, where ``forced_eos_token_id`` applies; ``no_eos``: the end token
-    suppressed, as ``min_new_tokens`` does: the check's window of tokens has no early stop)."""
-    import numpy as np
+def _choose(logits: Any, plan: dict[str, Any], ids: Any, prompt_length: int, max_length: int,
+            encoder_ids: Any = None, no_eos: bool = False) -> Any:
+    """The greedy token of one step under the generation config's rules (generation_rules.apply_rules, as
+    generate()'s logits processors apply them): ``ids`` every decoder token so far, the prompt first;
+    ``max_length`` the loop's length limit (where ``forced_eos_token_id`` applies); ``encoder_ids`` the text
+    encoder's input ids; ``no_eos``: the end token suppressed, as ``min_new_tokens`` does: the check's window of
+    tokens has no early stop."""
+    from zoo.converters.tasks.generation_rules import apply_rules
 
-    if step == 0 and plan.get("forced_bos_token_id") is not None:
-        return np.full(logits.shape[0], int(plan["forced_bos_token_id"]), np.int64)
-    if last and plan.get("forced_eos_token_id") is not None:
-        return np.full(logits.shape[0], int(plan["forced_eos_token_id"]), np.int64)
-    masked = np.array(logits, np.float32, copy=True)
-    masked[:, plan.get("suppress_tokens") or []] = -np.inf
-    eos = plan.get("eos_token_id")
-    if no_eos and eos is not None:
-        masked[:, eos if isinstance(eos, list) else [eos]] = -np.inf
-    if step == 0:
-        masked[:, plan.get("begin_suppress_tokens") or []] = -np.inf
-    for seq in plan.get("bad_words_ids") or []:
-        if len(seq) == 1:
-            masked[:, seq[0]] = -np.inf
-        elif history is not None and step >= len(seq) - 1:
-            rows = (np.asarray(history)[:, step - len(seq) + 1:step] == np.asarray(seq[:-1])).all(axis=1)
-            masked[rows, seq[-1]] = -np.inf
-    return masked.argmax(-1).astype(np.int64)
+    return apply_rules(logits, plan, ids, prompt_length, max_length=max_length, encoder_ids=encoder_ids,
+                       no_eos=no_eos).argmax(-1).astype("int64")
 
 
 def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: dict[str, Any], steps: int,
@@ -548,33 +513,35 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
         first = decode({**context, "input_ids": prompt[:, :at], **empty})
         prompt[:, at] = langs[np.asarray(first["logits"])[:, -1, langs].argmax(-1)]
     feeds = {**context, "input_ids": prompt, **empty}
+    ids, limit = prompt, prompt.shape[1] + steps  # the decoder's tokens so far; the loop's length limit
     tokens, logits = [], []
-    for step in range(steps):
+    for _ in range(steps):
         out = decode(feeds)
         last = np.asarray(out["logits"])[:, -1, :]
-        done = np.stack(tokens, axis=1) if tokens else np.zeros((batch, 0), np.int64)
-        nxt = _choose(last, step, plan, done if forced is None else np.asarray(forced)[:, :step], step == steps - 1,
-                      no_eos)
+        nxt = _choose(last, plan, ids, prompt.shape[1], limit, enc_feeds.get("input_ids"), no_eos)
         tokens.append(nxt)
         logits.append(last)
         if forced is not None:
-            nxt = np.asarray(forced)[:, step].astype(np.int64)
+            nxt = np.asarray(forced)[:, len(tokens) - 1].astype(np.int64)
+        ids = np.concatenate([ids, nxt[:, None]], axis=1)
         feeds = {**feeds, "input_ids": nxt[:, None],
                  **{n: out[n.replace("past_key_values", "present")] for n in empty}}
     return np.stack(tokens, axis=1), logits, prompt
 
 
 def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Any:
-    """The source's own greedy ``generate()`` (its generation config: prompt, suppressed, banned and forced
-    tokens; beams, sampling and penalties off, ``NEUTRAL``), the ``steps`` new tokens. ``min_new_tokens`` keeps
-    the end token out of the window, so there is no early stop. (The end token is the config's: passing
+    """The source's own greedy ``generate()`` (its generation config: prompt and every rule greedy decoding can
+    apply; beams and sampling off, generation_rules.greedy_kwargs), the ``steps`` new tokens. ``min_new_tokens``
+    keeps the end token out of the window, so there is no early stop. (The end token is the config's: passing
     ``eos_token_id=None`` does not hold in Whisper's generate(), whose inner call restores it, and
     ``min_new_tokens`` then suppressed it there and only there.)"""
     import torch
 
+    from zoo.converters.tasks.generation_rules import greedy_kwargs
+
     kwargs = {k: torch.from_numpy(v) for k, v in enc_feeds.items()}
     with torch.no_grad():
-        out = model.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, **NEUTRAL)
+        out = model.generate(**kwargs, **greedy_kwargs(steps))
     out = out if isinstance(out, torch.Tensor) else out["sequences"]
     return out[:, -steps:].numpy()
 
@@ -595,7 +562,9 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
         o_enc, o_dec = onnx_runner(directory, contract)
         ref_tokens, ref_logits, ref_prompt = greedy_loop(t_enc, t_dec, contract, feeds, steps)
         cand_tokens, _, cand_prompt = greedy_loop(o_enc, o_dec, contract, feeds, steps)
-        _, cand_logits, _ = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref_tokens, prompt=ref_prompt)
+        # the reference's path: the candidate's choice at each step, and its logits
+        chosen, cand_logits, _ = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref_tokens,
+                                             prompt=ref_prompt.copy())
         ref_encoded, cand_encoded = t_enc(feeds), o_enc(feeds)
     except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
         return {**result, "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"}
@@ -625,8 +594,6 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
         reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs {ref_prompt.tolist()}")
     need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
     matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == gen_tokens)]
-    chosen = np.stack([_choose(c, i, contract["decoding"], ref_tokens[:, :i], i == steps - 1, True)
-                       for i, c in enumerate(cand_logits)], axis=1)
     agreement = float((chosen == ref_tokens).mean())  # the candidate's choice on the reference's path
     if precision in EXACT and min(matched) < steps:
         row = int(np.argmin(matched))
@@ -641,6 +608,7 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
                "identical": bool(np.array_equal(cand_tokens, gen_tokens)), "max_logit_rel_diff": worst,
                "max_encoder_rel_diff": diff,
                "reference": "generate()", "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
+               "rules_applied": list(contract["decoding"].get("apply") or []),
                "prompt": cand_prompt.tolist(), "generated": cand_tokens.tolist()}
     if not speech:
         figures["prompts"] = figures["samples"]

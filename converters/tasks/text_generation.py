@@ -10,7 +10,9 @@ inside the graph from the attention mask, so left-padded batches need nothing el
 Parity beyond the elementwise check (``generation_results``, registered as the ``text-generation``
 task check): greedy generation of ``NEW_TOKENS`` tokens from real-tokenizer prompts, the candidate's
 decode loop over its own cache against the source's ``generate()`` (tokens identical at float32) and
-against the reference's own decode loop (logits compared at the prefill and at every decode step).
+against the reference's own decode loop (logits compared at the prefill and at every decode step). Both loops
+apply the repo's generation rules (``decoding`` in the contract: repetition penalty, n-gram bans, ...,
+generation_rules.py) and ``generate()`` runs under the same rules, greedily.
 """
 
 from __future__ import annotations
@@ -45,9 +47,19 @@ def cache_names(layers: int) -> tuple[list[str], list[str]]:
     return past, present
 
 
-def wrap(model: Any, layers: int) -> Any:
+def decoding(config: Any, generation: dict[str, Any] | None) -> dict[str, Any]:
+    """The contract's ``decoding``: the repo's greedy-compatible generation rules (generation_config.json, else
+    config.json's generation keys, as transformers reads them) and how a consumer's loop applies them."""
+    from zoo.converters.tasks import generation_rules
+
+    rules = generation_rules.plan(generation if generation is not None else config)
+    return {**rules, "greedy": generation_rules.GREEDY}
+
+
+def wrap(model: Any, layers: int, decoding: dict[str, Any] | None = None) -> Any:
     """``model`` (a transformers ``*ForCausalLM``) as ``forward(input_ids, attention_mask, *past) ->
-    (logits, *present)`` over plain tensors: what the ONNX graph's inputs and outputs are."""
+    (logits, *present)`` over plain tensors: what the ONNX graph's inputs and outputs are. ``decoding``: the
+    record's generation rules (the contract's), which the generation check's decode loops apply."""
     import torch
     from transformers import DynamicCache
 
@@ -58,6 +70,7 @@ def wrap(model: Any, layers: int) -> Any:
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
+            self.decoding = decoding
 
         def forward(self, input_ids: Any, attention_mask: Any, *past: Any) -> tuple:
             cache = DynamicCache(config=self.inner.config)
@@ -147,25 +160,34 @@ def input_sets(record: Any, tokenizer: Any) -> list[InputSet]:
 
 # --- the generation check ----------------------------------------------------------------------------
 def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any], steps: int,
-                forced: Any = None) -> tuple[Any, list[Any]]:
-    """Greedy decoding over a model's own cache: ``feeds`` is the prefill (past of length 0); ``forced``
-    ([batch, steps]) feeds those tokens instead of the argmax (teacher forcing, to compare logits at every
-    step even after the two models chose differently). Returns (tokens [batch, steps], the last-position
-    logits of each step)."""
+                forced: Any = None, rules: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
+    """Greedy decoding over a model's own cache: ``feeds`` is the prefill (past of length 0); ``rules`` the
+    contract's generation rules (generation_rules.apply_rules: penalties, bans, ..., the end token kept out of the
+    window), else a plain argmax; ``forced`` ([batch, steps]) feeds those tokens instead of the chosen ones (teacher
+    forcing, to compare logits at every step even after the two models chose differently). Returns (the chosen
+    tokens [batch, steps], the raw last-position logits of each step)."""
     import numpy as np
+
+    from zoo.converters.tasks.generation_rules import apply_rules
 
     past_names = [n for n in feeds if n.startswith("past_key_values.")]
     mask = np.asarray(feeds["attention_mask"], np.int64)
+    prompt = np.asarray(feeds["input_ids"], np.int64)
+    ids, pads = prompt, (mask != 0).argmax(axis=1)  # every token so far; each row's left padding
     current = dict(feeds)
     tokens, logits = [], []
-    for _ in range(steps):
+    for step in range(steps):
         out = run(current)
         last = np.asarray(out[0])[:, -1, :]
-        nxt = last.argmax(-1).astype(np.int64)
+        scores = last if rules is None else apply_rules(
+            last, rules, ids, prompt.shape[1], max_length=prompt.shape[1] + steps, pad_lengths=pads,
+            encoder_ids=prompt, no_eos=True)
+        nxt = scores.argmax(-1).astype(np.int64)
         tokens.append(nxt)
         if forced is not None:
-            nxt = np.asarray(forced)[:, len(tokens) - 1].astype(np.int64)
+            nxt = np.asarray(forced)[:, step].astype(np.int64)
         logits.append(last)
+        ids = np.concatenate([ids, nxt[:, None]], axis=1)
         mask = np.concatenate([mask, np.ones((mask.shape[0], 1), np.int64)], axis=1)
         current = {"input_ids": nxt[:, None], "attention_mask": mask}
         current.update({n: np.asarray(p) for n, p in zip(past_names, out[1:])})
@@ -173,8 +195,12 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
 
 
 def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> Any:
-    """The source's own ``generate()`` (greedy, no early stop) on the prompts: the tokens users get."""
+    """The source's own ``generate()`` on the prompts, greedy, under its generation config's rules (those greedy
+    decoding can apply, generation_rules.greedy_kwargs), ``steps`` new tokens without an early stop: the tokens
+    users get."""
     import torch
+
+    from zoo.converters.tasks.generation_rules import greedy_kwargs
 
     inner = torch_model.module.inner
     ids, mask = torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])
@@ -183,13 +209,26 @@ def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> A
     if isinstance(pad, list):
         pad = pad[0]
     with torch.no_grad():
-        out = inner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps,
-                             do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=None)
+        out = inner.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad, **greedy_kwargs(steps))
     return out[:, ids.shape[1]:].numpy()
 
 
+def check_rules(reference: Any, metadata: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The generation rules the check's loops apply: the record's contract (the PyTorch source carries it), else
+    the ``zoo.io`` contract of a zoo ONNX file, else None (a plain argmax: a file that says nothing)."""
+    import json
+
+    module = getattr(getattr(reference, "torch_model", None), "module", None)
+    if getattr(module, "decoding", None) is not None:
+        return module.decoding
+    try:
+        return json.loads((metadata or {}).get("zoo.io") or "{}").get("decoding")
+    except (ValueError, AttributeError):
+        return None
+
+
 def generation_results(names: list[str], ran: list, precision: str, reference: Any, candidate: Any,
-                       steps: int = NEW_TOKENS) -> list[dict[str, Any]]:
+                       steps: int = NEW_TOKENS, metadata: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Per sample set of prompts: the candidate's greedy tokens against ``generate()`` and the reference's
     decode loop, and the logits of every step. Dicts with TaskResult's fields."""
     import numpy as np
@@ -200,6 +239,7 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
     rtol = LOGIT_RTOL.get(precision, 0.1)
     need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
     has_sample = any(s.kind == "sample" for s, _, _ in ran)
+    rules = check_rules(reference, metadata)
     for input_set, _refs, _outs in ran:
         feeds = input_set.feeds
         if (has_sample and input_set.kind != "sample") or "attention_mask" not in feeds:
@@ -207,9 +247,10 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
         if any(np.asarray(v).shape[2] for k, v in feeds.items() if k.startswith("past_key_values.")):
             continue  # a decode step, not a prefill
         try:
-            ref_tokens, ref_logits = greedy_loop(reference, feeds, steps)
-            cand_tokens, _ = greedy_loop(candidate, feeds, steps)
-            _, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens)  # the reference's path
+            ref_tokens, ref_logits = greedy_loop(reference, feeds, steps, rules=rules)
+            cand_tokens, _ = greedy_loop(candidate, feeds, steps, rules=rules)
+            # the reference's path: the candidate's choice at each step, and its logits
+            forced, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens, rules=rules)
         except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
             results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
@@ -230,7 +271,6 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
                            f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
         target = gen_tokens if gen_tokens is not None else ref_tokens
         matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
-        forced = np.stack([c.argmax(-1) for c in cand_logits], axis=1)  # the candidate's choice on the reference's path
         forced_top1 = float((forced == ref_tokens).mean())
         if precision in EXACT and min(matched) < steps:
             row = int(np.argmin(matched))
@@ -244,6 +284,7 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
                    "next_token_agreement": forced_top1,
                    "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
                    "reference": "generate()" if gen_tokens is not None else "reference decode loop",
+                   "rules_applied": list((rules or {}).get("apply") or []),
                    "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
                    "generated": cand_tokens.tolist()}
         results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",

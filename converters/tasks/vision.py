@@ -259,3 +259,83 @@ def detection_results(names: list[str], ran: list, precision: str, checks: Any) 
         results.append({"check": "object-detection", "input_set": input_set.name, "output": "logits,pred_boxes",
                         "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
     return results
+
+
+# --- universal segmentation: Mask2Former (``*ForUniversalSegmentation``) ------------------------------
+UNIVERSAL_ARCHS = ("ForUniversalSegmentation",)  # Mask2Former; OneFormer's also takes a task text: not this contract
+UNIVERSAL_OUTPUTS = ["class_queries_logits", "masks_queries_logits"]
+UNIVERSAL_AXES = {"pixel_values": ["batch", "channels", "height", "width"],
+                  "class_queries_logits": ["batch", "queries", "labels + 1"],
+                  "masks_queries_logits": ["batch", "queries", "height / 4", "width / 4"]}
+
+
+def is_universal(arch: str | None) -> bool:
+    return bool(arch) and arch.endswith(UNIVERSAL_ARCHS)
+
+
+def universal_contract(config: dict[str, Any]) -> dict[str, Any]:
+    return {"inputs": ["pixel_values"], "outputs": UNIVERSAL_OUTPUTS, "axes": UNIVERSAL_AXES,
+            "decoding": "per query a class (softmax over class_queries_logits, the last class is 'no object') and a "
+                        "mask (sigmoid of masks_queries_logits, at a quarter of the input's size): semantic = argmax "
+                        "over classes of sum_q softmax(class)[q, :-1] * sigmoid(mask)[q] (the image processor's "
+                        "post_process_semantic_segmentation); instance and panoptic keep the confident queries "
+                        "(post_process_instance_segmentation, post_process_panoptic_segmentation)"}
+
+
+def universal_axes() -> dict[str, dict[int, str]]:
+    return {"pixel_values": {0: "batch"}, **{n: {0: "batch"} for n in UNIVERSAL_OUTPUTS}}
+
+
+def semantic_map(class_logits: Any, mask_logits: Any) -> Any:
+    """post_process_semantic_segmentation at the masks' own size: argmax over classes of the query-weighted masks."""
+    import numpy as np
+
+    c = np.asarray(class_logits, np.float64)
+    probs = np.exp(c - c.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True))[..., :-1]
+    masks = 1 / (1 + np.exp(-np.asarray(mask_logits, np.float64)))
+    return np.einsum("bqc,bqhw->bchw", probs, masks).argmax(1)
+
+
+def _class_ious(a: Any, b: Any) -> dict[int, float]:
+    import numpy as np
+
+    ious = {}
+    for k in np.union1d(np.unique(a), np.unique(b)):
+        inter, union = int(((a == k) & (b == k)).sum()), int(((a == k) | (b == k)).sum())
+        ious[int(k)] = inter / union if union else 1.0
+    return ious
+
+
+def universal_results(names: list[str], ran: list, limit: float) -> list[dict[str, Any]]:
+    """Mask2Former's two outputs on the real samples, as users decode them: the semantic map (mean IoU over classes
+    >= ``limit``, the SegFormer check's bound), each query's class (argmax, 'no object' included) and each query's
+    binary mask (sigmoid > 0.5: what instance and panoptic decoding keep), mean IoU of the masks >= ``limit`` and
+    the classes agreeing at >= ``limit`` of the queries. Dicts with TaskResult's fields."""
+    import numpy as np
+
+    if not set(UNIVERSAL_OUTPUTS) <= set(names):
+        return []
+    ci, mi = names.index(UNIVERSAL_OUTPUTS[0]), names.index(UNIVERSAL_OUTPUTS[1])
+    results = []
+    for input_set, refs, outs in ran:
+        if input_set.kind != "sample":
+            continue
+        rc, rm, cc, cm = (np.asarray(x) for x in (refs[ci], refs[mi], outs[ci], outs[mi]))
+        if rc.shape != cc.shape or rm.shape != cm.shape:
+            continue  # the elementwise check reports the shapes
+        ious = _class_ious(semantic_map(rc, rm), semantic_map(cc, cm))
+        ra, ca = rm > 0, cm > 0
+        inter, union = (ra & ca).sum((2, 3)), (ra | ca).sum((2, 3))
+        mask_iou = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
+        label_agreement = float((rc.argmax(-1) == cc.argmax(-1)).mean())
+        mean = float(np.mean(list(ious.values())))
+        figures = {"classes": len(ious), "mean_iou": mean, "min_class_iou": min(ious.values()),
+                   "query_mask_iou": mask_iou, "query_label_agreement": label_agreement,
+                   "queries": int(rc.shape[1]), "bound": limit}
+        reasons = [f"{what} {value:.3f} < {limit}" for what, value in
+                   (("semantic mean IoU over classes", mean), ("mean IoU of the query masks", mask_iou),
+                    ("query label agreement", label_agreement)) if value < limit]
+        results.append({"check": "segmentation", "input_set": input_set.name, "output": UNIVERSAL_OUTPUTS[1],
+                        "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
+    return results
