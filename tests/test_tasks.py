@@ -460,3 +460,37 @@ def test_decoder_through_the_dynamo_exporter(pull):
     manifest = manifest_of(out)
     assert out["verified"] and manifest["conversion"]["exporter"] == "dynamo"
     assert task_result(manifest, "text-generation")["figures"]["identical"]
+
+
+def test_the_real_prompts_as_one_decode_step_of_the_export_shape(task_repos, tmp_path):
+    """sample_step_set: the prompts, padded or truncated by the tokenizer to the export example's past + sequence
+    (5 + 3), their first 5 tokens' cache computed by the source: the step's logits are those of the same 8 tokens
+    run as one prefill (a cache that is not the prompts' own would differ), at the example's shapes."""
+    import torch
+    import transformers
+
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.tasks import prepare_tokenizer, text_generation
+
+    root = source_dir(tmp_path, task_repos["zoo-test/tiny-gpt2"])
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(root), attn_implementation="eager").eval()
+    tok = prepare_tokenizer(transformers.AutoTokenizer.from_pretrained(str(root)), "text-generation", lambda _: None)
+    module = text_generation.wrap(model, 2)
+    past = text_generation.cache_names(2)[0]
+    rng = np.random.default_rng(0)
+    example = InputSet("random-b2-s3-past5", {"input_ids": np.zeros((2, 3), np.int64), "attention_mask": np.ones((2, 8), np.int64),
+                                               **{n: rng.standard_normal((2, 4, 5, 8)).astype(np.float32) for n in past}})
+    step = text_generation.sample_step_set(module, tok, example)
+    assert step.kind == "sample" and step.name == "sample-prompts-step-s3-past5"
+    assert {n: a.shape[1:] for n, a in step.feeds.items()} == {n: a.shape[1:] for n, a in example.feeds.items()}
+    mask = step.feeds["attention_mask"]
+    assert len(mask) == len(text_generation.PROMPTS) and mask.all(axis=1).any() and not mask.all()  # truncated and padded rows
+    full = tok(text_generation.PROMPTS, padding="max_length", truncation=True, max_length=8, return_tensors="np")
+    assert np.array_equal(full["input_ids"][:, 5:], step.feeds["input_ids"])
+    empty = [torch.zeros((4, 4, 0, 8)) for _ in past]
+    with torch.no_grad():
+        whole = module(torch.from_numpy(full["input_ids"]), torch.from_numpy(mask), *empty)
+        stepped = module(*(torch.from_numpy(step.feeds[n]) for n in ["input_ids", "attention_mask", *past]))
+    real = mask[:, 5:].astype(bool)  # the step's real tokens (a padded position's logits are masked out)
+    assert real.sum() > 4
+    np.testing.assert_allclose(stepped[0].numpy()[real], whole[0].numpy()[:, 5:][real], atol=1e-5)
