@@ -494,3 +494,32 @@ def test_the_real_prompts_as_one_decode_step_of_the_export_shape(task_repos, tmp
     real = mask[:, 5:].astype(bool)  # the step's real tokens (a padded position's logits are masked out)
     assert real.sum() > 4
     np.testing.assert_allclose(stepped[0].numpy()[real], whole[0].numpy()[:, 5:][real], atol=1e-5)
+
+
+def test_a_static_decoder_is_held_to_the_generation_bounds_on_the_prompts_step():
+    """A candidate that takes no prefill (a static file) gets no greedy loop: the next token at every real position
+    of the prompts' decode step must agree at the precision's share, and its logits within the precision's bound;
+    padded positions do not count; with no such step, the check says it compared nothing (a warning)."""
+    from zoo.converters.parity.report import InputSet
+    from zoo.converters.tasks.text_generation import generation_results
+
+    rng = np.random.default_rng(1)
+    mask = np.ones((4, 8), np.int64)
+    mask[2, :7] = 0  # a short prompt: one real position of three in the step
+    step = InputSet("sample-prompts-step-s3-past5", {"input_ids": np.zeros((4, 3), np.int64), "attention_mask": mask,
+                                                      "past_key_values.0.key": np.zeros((4, 1, 5, 2), np.float32)}, kind="sample")
+    ref = rng.standard_normal((4, 3, 50)).astype(np.float32)
+    flipped = ref.copy()
+    flipped[2, 0] = -flipped[2, 0]  # a padded position: ignored
+    (same,) = generation_results(["logits"], [(step, [ref], [flipped])], "int8", object(), object())
+    assert same["passed"] and same["figures"]["positions"] == 10 and same["figures"]["next_token_agreement"] == 1.0
+    wrong = flipped.copy()
+    wrong[0] = -wrong[0]  # 3 of 10 real positions now pick another token: 70% < int8's 80%
+    (bad,) = generation_results(["logits"], [(step, [ref], [wrong])], "int8", object(), object())
+    assert bad["passed"] is False and "agrees at 70%" in bad["reason"] and "of their range" in bad["reason"]
+    near = ref + 1e-3 * rng.standard_normal(ref.shape).astype(np.float32)  # same tokens, logits 1e-3 apart
+    (fp32,) = generation_results(["logits"], [(step, [ref], [near])], "float32", object(), object())
+    assert fp32["passed"] is False and "of their range > 1e-04" in fp32["reason"]
+    random_step = InputSet("random-b2-s3-past5", step.feeds)
+    (nothing,) = generation_results(["logits"], [(random_step, [ref], [ref])], "int8", object(), object())
+    assert nothing["passed"] is None and "not checked" in nothing["reason"]
