@@ -523,3 +523,45 @@ def test_a_static_decoder_is_held_to_the_generation_bounds_on_the_prompts_step()
     random_step = InputSet("random-b2-s3-past5", step.feeds)
     (nothing,) = generation_results(["logits"], [(random_step, [ref], [ref])], "int8", object(), object())
     assert nothing["passed"] is None and "not checked" in nothing["reason"]
+
+
+@pytest.mark.slow  # ~1.5 min on 2 busy cores (onnx2tf fails twice first); the fast ones: test_jax2tf.py::
+# test_dotted_input_names_stay_the_saved_models_contract and test_the_real_prompts_as_one_decode_step_of_the_export_shape
+def test_gpt2_reaches_tf_with_its_cache_names(pull):
+    """GPT-2's SavedModel (jax2tf, static shapes) keeps ``past_key_values.0.key`` in its SignatureDef; zoo binds
+    the sanitised Python keywords back (before: refused), checks it on the prompts' real decode step too."""
+    from tensorflow.python.tools import saved_model_utils
+
+    out = pull("zoo-test/tiny-gpt2", "--format", "tf")
+    manifest = manifest_of(out)
+    assert out["verified"] and manifest["conversion"]["chain"] == "torch -> jax -> tf"
+    contract = manifest["conversion"]["details"]["jax->tf"]["io_contract"]
+    past = [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
+    assert [i["name"] for i in contract["inputs"]] == ["input_ids", "attention_mask", *past]
+    assert contract["python_keywords"] == {n: n.replace(".", "_") for n in past}
+    signature = saved_model_utils.get_meta_graph_def(out["artifact_dir"], "serve").signature_def["serving_default"]
+    assert sorted(signature.inputs) == sorted(["input_ids", "attention_mask", *past])
+    assert sorted(signature.outputs) == sorted(["logits", *[n.replace("past_key_values", "present") for n in past]])
+    sets = [s["name"] for s in manifest["parity"]["input_sets"]]
+    assert "sample-prompts-step-s3-past5[0:2]" in sets and "sample-prompts-step-s3-past5[2:4]" in sets
+    gen = task_result(manifest, "text-generation")
+    assert gen["passed"] and gen["figures"]["next_token_agreement"] == 1.0 and gen["figures"]["positions"] >= 8
+
+
+@pytest.mark.slow  # ~3 min each on 2 busy cores (three routes fail before litert-torch's static one)
+@pytest.mark.parametrize("fmt, precision", [("tflite-fp16", "float16"), ("tflite-int8", "int8")])
+def test_quantised_tflite_of_a_static_gpt2_is_checked_on_the_prompts(pull, fmt, precision):
+    """GPT-2's only tflite is static (litert-torch: 3 new tokens after a cache of 5): its quantised variants are
+    checked on the real prompts' decode step at that shape (before: refused, no samples) with the generation
+    bounds of their precision on that step's next tokens."""
+    from zoo.converters.tasks.text_generation import TOKEN_AGREEMENT
+
+    out = pull("zoo-test/tiny-gpt2", "--format", fmt)
+    manifest = manifest_of(out)
+    assert out["verified"] and manifest["conversion"]["chain"] == f"torch -> tflite -> {fmt}"
+    assert manifest["parity"]["precision"] == precision
+    samples = [s for s in manifest["parity"]["input_sets"] if s["kind"] == "sample"]
+    assert [s["name"] for s in samples] == ["sample-prompts-step-s3-past5[0:2]", "sample-prompts-step-s3-past5[2:4]"]
+    gen = task_result(manifest, "text-generation")
+    assert gen["passed"] and gen["figures"]["next_token_agreement"] >= TOKEN_AGREEMENT[precision]
+    assert gen["figures"]["bounds"]["token_agreement"] == TOKEN_AGREEMENT[precision]
