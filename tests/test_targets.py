@@ -188,7 +188,7 @@ def test_quantised_tflite_of_a_cnn(indexed, cached_repo, tiny_repos, fmt, dtype)
     assert tflite_precision(Path(out["path"])) == dtype
 
 
-@pytest.mark.slow  # ~1.5 min each on 2 busy cores (onnx2tf, litert-torch and jax2tf fail first); the fast ones:
+@pytest.mark.slow  # 12.6 min for both at load average ~11 on 2 cores (onnx2tf, litert-torch, jax2tf fail first); fast:
 # tests/test_samples.py::test_sentences_at_the_export_length_fit_a_static_text_model and the CNN test above
 @pytest.mark.parametrize("fmt, dtype", [("tflite-fp16", "float16"), ("tflite-int8", "int8")])
 def test_quantised_tflite_of_a_static_bert_is_checked_on_real_sentences(zoo_env, cached_repo, fmt, dtype):

@@ -525,8 +525,9 @@ def test_a_static_decoder_is_held_to_the_generation_bounds_on_the_prompts_step()
     assert nothing["passed"] is None and "not checked" in nothing["reason"]
 
 
-@pytest.mark.slow  # ~1.5 min on 2 busy cores (onnx2tf fails twice first); the fast ones: test_jax2tf.py::
-# test_dotted_input_names_stay_the_saved_models_contract and test_the_real_prompts_as_one_decode_step_of_the_export_shape
+@pytest.mark.slow  # with the two below, 11.8 min at load average ~10 on 2 cores (onnx2tf fails twice first); fast:
+# tests/test_jax2tf.py::test_dotted_input_names_stay_the_saved_models_contract, and here
+# test_the_real_prompts_as_one_decode_step_of_the_export_shape, test_a_static_decoder_is_held_to_the_generation_bounds...
 def test_gpt2_reaches_tf_with_its_cache_names(pull):
     """GPT-2's SavedModel (jax2tf, static shapes) keeps ``past_key_values.0.key`` in its SignatureDef; zoo binds
     the sanitised Python keywords back (before: refused), checks it on the prompts' real decode step too."""
@@ -548,7 +549,7 @@ def test_gpt2_reaches_tf_with_its_cache_names(pull):
     assert gen["passed"] and gen["figures"]["next_token_agreement"] == 1.0 and gen["figures"]["positions"] >= 8
 
 
-@pytest.mark.slow  # ~3 min each on 2 busy cores (three routes fail before litert-torch's static one)
+@pytest.mark.slow  # three routes fail before litert-torch's static one; the fast ones are named above
 @pytest.mark.parametrize("fmt, precision", [("tflite-fp16", "float16"), ("tflite-int8", "int8")])
 def test_quantised_tflite_of_a_static_gpt2_is_checked_on_the_prompts(pull, fmt, precision):
     """GPT-2's only tflite is static (litert-torch: 3 new tokens after a cache of 5): its quantised variants are
