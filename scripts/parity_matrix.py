@@ -7,9 +7,11 @@ weights) into a temporary, offline Hugging Face cache, runs
     .venv/bin/python scripts/parity_matrix.py [--out docs/parity-matrix.md] [--rows DIR]
     .venv/bin/python scripts/parity_matrix.py --only NAME [--only NAME ...] --rows DIR   # a part, its rows kept
     .venv/bin/python scripts/parity_matrix.py --merge DIR [--merge DIR ...]              # the doc from kept rows
+    .venv/bin/python scripts/parity_matrix.py --update DIR                               # those families' tables only
 
 Runs split by family (``--only``, each with ``--rows``) can go side by side; ``--merge`` then writes the doc from
-their rows, in the families' order (a family's rows from the last folder that has them).
+their rows, in the families' order (a family's rows from the last folder that has them). ``--update`` replaces,
+in the doc as it stands (its written sections kept), the tables of the families whose rows DIR holds.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="run only this family (repeatable); prints its tables")
     parser.add_argument("--rows", type=Path, help="also write each family's rows (zoo parity --matrix --json) into this folder")
     parser.add_argument("--merge", type=Path, action="append", help="write the doc from rows kept by --rows (repeatable)")
+    parser.add_argument("--update", type=Path, help="replace in --out the tables of the families whose rows this folder holds")
     args = parser.parse_args()
+    if args.update:
+        return update(args.update, args.out)
     if args.merge:
         return merge(args.merge, args.out)
     from builders import write_hf_cache
@@ -136,6 +141,32 @@ def merge(folders: list[Path], out: Path) -> int:
         return 2
     out.write_text(make_header() + "\n\n".join(sections) + "\n")
     print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def update(folder: Path, out: Path) -> int:
+    """In ``out`` as it stands, each family's table (from its ``| NAME | chain |`` line to the blank line after it)
+    replaced by the one its rows in ``folder`` make; every other line kept."""
+    from zoo.comparison import matrix_markdown
+
+    lines = out.read_text().splitlines()
+    done = []
+    for name, _, _ in FAMILIES:
+        rows = rows_file(folder, name)
+        if not rows.is_file():
+            continue
+        start = next((i for i, line in enumerate(lines) if line.startswith(f"| {name} | chain |")), None)
+        if start is None:
+            print(f"{out} has no table for {name}: run --merge with every family's rows", file=sys.stderr)
+            return 2
+        end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+        lines[start:end] = matrix_markdown(name, json.loads(rows.read_text())["rows"]).strip().splitlines()
+        done.append(name)
+    if not done:
+        print(f"no rows in {folder}", file=sys.stderr)
+        return 2
+    out.write_text("\n".join(lines) + "\n")
+    print(f"updated {', '.join(done)} in {out}", file=sys.stderr)
     return 0
 
 

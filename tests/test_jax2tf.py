@@ -257,3 +257,36 @@ def test_convnext_reaches_tflite_through_jax2tf_with_a_dynamic_batch(indexed, tm
     ref = source_outputs(files, CONVNEXT.split("/", 1)[1], x)
     assert ref.std() > 0
     np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+
+
+def test_dotted_input_names_stay_the_saved_models_contract(tmp_path):
+    """A cache input named ``past_key_values.0.key`` (GPT-2's contract): the jax2tf SavedModel's SignatureDef
+    keeps the dotted name (what TF Serving reads), Python's loaded signature sanitises only its keyword, recorded
+    in the io_contract; zoo's runner and its SavedModel loader bind by the SignatureDef's names, so the check
+    and a SavedModel opened as a source keep the contract (before, the runner refused the sanitised keys)."""
+    require("jax")
+    import jax
+    import jax.numpy as jnp
+    from tensorflow.python.tools import saved_model_utils
+
+    from zoo.converters.edges.jax_tf import convert_saved_model
+    from zoo.converters.loaders.files import open_saved_model
+    from zoo.converters.parity.runners import saved_model_runner
+
+    def step(ids, past):
+        return ids.astype(jnp.float32).sum(-1)[:, None, None, None] + past, past * 2.0
+
+    args = (jax.ShapeDtypeStruct((2, 3), jnp.int32), jax.ShapeDtypeStruct((2, 4, 5, 8), jnp.float32))
+    names = ["input_ids", "past_key_values.0.key"]
+    contract = {"inputs": [{"name": names[0], "dtype": "int64"}, {"name": names[1], "dtype": "float32"}],
+                "outputs": ["logits", "present.0.key"]}
+    info = convert_saved_model(jax.export.export(jax.jit(step))(*args), contract, tmp_path)
+    assert info["io_contract"]["python_keywords"] == {"past_key_values.0.key": "past_key_values_0_key"}
+    signature = saved_model_utils.get_meta_graph_def(str(tmp_path), "serve").signature_def["serving_default"]
+    assert sorted(signature.inputs) == sorted(names) and sorted(signature.outputs) == ["logits", "present.0.key"]
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": rng.integers(0, 9, (2, 3)), "past_key_values.0.key": rng.standard_normal((2, 4, 5, 8)).astype(np.float32)}
+    logits, present = saved_model_runner(tmp_path, names[::-1], ["logits", "present.0.key"])(feeds)
+    np.testing.assert_allclose(logits, feeds["input_ids"].sum(-1)[:, None, None, None] + feeds[names[1]], rtol=1e-6)
+    np.testing.assert_allclose(present, feeds[names[1]] * 2.0, rtol=1e-6)
+    assert sorted(s["name"] for s in open_saved_model(tmp_path).spec) == names  # as a source: the contract's names

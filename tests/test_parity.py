@@ -407,3 +407,30 @@ def test_one_constant_output_among_others_is_a_warning():
     report = check_parity(model, model, sets, output_names=["y", "bias"])
     assert report.passed and report.warnings == ["output 'bias' is the same for every input: it cannot show a conversion error"]
     assert ParityReport.from_dict(json.loads(json.dumps(report.to_dict()))).warnings == report.warnings
+
+
+def test_parity_matrix_update_replaces_only_the_tables_it_has_rows_for(tmp_path):
+    """scripts/parity_matrix.py --update DIR: the tables of the families DIR holds rows for are rewritten in the
+    doc as it stands; the written sections and every other family's table stay byte for byte."""
+    doc = tmp_path / "parity-matrix.md"
+    old_bert = "| zoo-test/tiny-bert | chain | passed | max abs diff | top-1 agreement | atol | size | time |\n|---|---|---|---|---|---|---|---|\n| tflite-fp16 | torch -> tflite -> tflite-fp16 | NO | 1.12e-03 |  | 0.01 | 0.16 MB | 210.4 s |\n"
+    other = "| zoo-test/gpt2-256 | chain | passed | max abs diff | top-1 agreement | atol | size | time |\n|---|---|---|---|---|---|---|---|\n| tf | | error: refused | | | | | 96.5 s |\n"
+    doc.write_text("# Parity matrix\n\nWritten prose, kept.\n\n" + old_bert + "\nBetween the tables.\n\n" + other)
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    row = {"format": "tflite-fp16", "chain": "torch -> tflite -> tflite-fp16", "passed": True, "max_abs_diff": 1.1e-3,
+           "top1_agreement": None, "atol": 0.01, "size": 1.6e5, "seconds": 90.0, "cached": False}
+    (rows / "zoo-test_tiny-bert.json").write_text(json.dumps({"rows": [row]}))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "parity_matrix.py"
+    proc = subprocess.run([sys.executable, str(script), "--update", str(rows), "--out", str(doc)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    text = doc.read_text()
+    assert "| tflite-fp16 | torch -> tflite -> tflite-fp16 | yes | 1.10e-03 |  | 0.01 | 0.16 MB | 90.0 s |" in text
+    assert "210.4 s" not in text and text.count("| zoo-test/tiny-bert | chain |") == 1
+    assert text.startswith("# Parity matrix\n\nWritten prose, kept.\n\n") and "\n\nBetween the tables.\n\n" + other in text
+    (rows / "zoo-test_tiny-bert.json").unlink()
+    (rows / "test_vit.json").write_text(json.dumps({"rows": [row]}))  # a family the doc has no table for
+    again = subprocess.run([sys.executable, str(script), "--update", str(rows), "--out", str(doc)], capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 2 and "no table for test_vit" in again.stderr and doc.read_text() == text

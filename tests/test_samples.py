@@ -106,3 +106,37 @@ def test_preprocess_rejects_what_it_cannot_replicate(kwargs, error):
 def test_preprocess_images_needs_images():
     with pytest.raises(UsageError):
         preprocess_images([])
+
+
+def test_sentences_at_the_export_length_fit_a_static_text_model(tmp_path):
+    """A static-shape export (litert-torch's BERT tflite) takes only the export example's (batch 2, length 16):
+    the real sentences come again at that length, padded or truncated by the tokenizer ([SEP] kept), and
+    static_sets feeds them to such a file a batch at a time, so its fp16/int8 variants meet real text."""
+    from types import SimpleNamespace
+
+    from builders import bert_repo
+    from task_builders import source_dir
+    from transformers import AutoTokenizer
+
+    from zoo.converters.parity.inputs import parity_input_sets
+    from zoo.pipeline import static_sets
+    from zoo.registry.records import ModelRecord
+
+    tok = AutoTokenizer.from_pretrained(str(source_dir(tmp_path, bert_repo("base"))))
+    names = ["input_ids", "token_type_ids", "attention_mask"]
+    record = ModelRecord(id="zoo-test/tiny-bert", source="hf", name="zoo-test/tiny-bert", library="transformers",
+                         input_spec=[{"name": n, "shape": ["batch", "sequence"], "dtype": "int64"} for n in names])
+    sets = parity_input_sets(record, tok)
+    example = sets[0].feeds["input_ids"].shape
+    step = next(s for s in sets if s.name == f"sample-sentences-s{example[1]}")
+    assert step.kind == "sample" and {a.shape for a in step.feeds.values()} == {(len(SAMPLE_SENTENCES), example[1])}
+    ids, mask = step.feeds["input_ids"], step.feeds["attention_mask"]
+    assert (ids[:, -1][mask[:, -1] == 1] == tok.sep_token_id).all() and mask[:, -1].any()  # truncated, [SEP] last
+    assert not mask.all()  # and padded rows
+    longest = next(s for s in sets if s.name == "sample-sentences")
+    assert longest.feeds["input_ids"].shape[1] > example[1]
+    ctx = SimpleNamespace(info={"torch->tflite": {"io_contract": {"shapes": "static", "inputs": [
+        {"name": n, "shape": list(example)} for n in names]}}})
+    kept, skipped, _ = static_sets(ctx, sets, names)
+    assert "sample-sentences" in skipped
+    assert sum(s.kind == "sample" for s in kept) == len(SAMPLE_SENTENCES) // example[0]

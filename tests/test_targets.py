@@ -188,6 +188,26 @@ def test_quantised_tflite_of_a_cnn(indexed, cached_repo, tiny_repos, fmt, dtype)
     assert tflite_precision(Path(out["path"])) == dtype
 
 
+@pytest.mark.slow  # 12.6 min for both at load average ~11 on 2 cores (onnx2tf, litert-torch, jax2tf fail first); fast:
+# tests/test_samples.py::test_sentences_at_the_export_length_fit_a_static_text_model and the CNN test above
+@pytest.mark.parametrize("fmt, dtype", [("tflite-fp16", "float16"), ("tflite-int8", "int8")])
+def test_quantised_tflite_of_a_static_bert_is_checked_on_real_sentences(zoo_env, cached_repo, fmt, dtype):
+    """BERT's only tflite is litert-torch's static (batch 2, length 16) file: its quantised variants are checked
+    on the sample sentences padded or truncated to 16 tokens by the tokenizer (before: refused, no samples)."""
+    require("litert")
+    cached_repo("zoo-test/tiny-bert")
+    out = pull_json("zoo-test/tiny-bert", "--format", fmt, env=OFFLINE)
+    from zoo.converters.parity.tolerance import default_tolerance
+
+    assert out["verified"] and out["parity"]["passed"] and out["conversion"]["chain"] == f"torch -> tflite -> {fmt}"
+    assert out["parity"]["tolerance"]["atol"] == default_tolerance(dtype).atol
+    checked = json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())["parity"]
+    samples = [s for s in checked["input_sets"] if s["kind"] == "sample"]
+    assert len(samples) == 4 and all(s["name"].startswith("sample-sentences-s16[") for s in samples)
+    assert all(s["shapes"]["input_ids"] == [2, 16] for s in samples)
+    assert checked["tasks"] and all(t["passed"] for t in checked["tasks"])  # the embedding check, on those sentences
+
+
 # --- JAX ------------------------------------------------------------------------------------------------
 def test_cnn_to_jax_with_a_dynamic_batch(indexed, cached_repo, tiny_repos):
     require("jax")

@@ -20,7 +20,9 @@ the StableHLO portable-artifact version (jax serialises "4 weeks old" StableHLO,
 ``_tf_stablehlo_version`` asks this TensorFlow, once per process, which versions it deserialises, newest first,
 and the conversion serialises at that version, without Shardy attributes (TF 2.19's XLA predates them).
 
-The signature keeps the source's I/O contract: the model's input names and dtypes (int64 ids and masks are cast
+The signature keeps the source's I/O contract: the model's input names (dots included: the SignatureDef holds
+``past_key_values.0.key``; only the Python keyword of a loaded signature is sanitised, recorded in
+``io_contract["python_keywords"]``) and dtypes (int64 ids and masks are cast
 to the int32 the export takes inside the graph, refused by an ``Assert`` when a value does not fit), its output
 names, and the export's symbolic axes (batch, sequence) as ``None`` dimensions; a static export stays static.
 """
@@ -156,6 +158,8 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     import tensorflow as tf
     from jax.experimental import jax2tf
 
+    from zoo.converters.parity.runners import python_keyword
+
     names, specs, outputs = _specs(exported, contract)
     target, convention = _tf_stablehlo_version(), _tf_convention()
     polymorphic = [", ".join(str(d) for d in a.shape) for a in exported.in_avals]
@@ -176,6 +180,9 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     static = all(isinstance(d, int) for a in exported.in_avals for d in a.shape)
     dynamic = {i["name"]: {k: d for k, d in enumerate(i["shape"]) if isinstance(d, str)} for i in inputs}
     differs = [] if contract.get("inputs") else ["inputs named args_N (the jax export carries no names)"]
+    # the SignatureDef (TF Serving, saved_model_cli) keeps a name such as past_key_values.0.key; Python's
+    # tf.saved_model.load exposes it as a keyword with the dots made underscores (it accepts either spelling)
+    keywords = {n: python_keyword(n) for n in names if python_keyword(n) != n}
     if static:
         differs.append("static shapes: the SavedModel takes exactly the shapes above (the jax export is static)")
     return {"exporter": "jax2tf", "serialization": f"native: one XlaCallModule op (StableHLO {target}, "
@@ -184,7 +191,8 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
                       "TFLite lowers its XlaCallModule for some families only",
             "io_contract": {"shapes": "static" if static else "dynamic", "inputs": inputs, "outputs": outputs,
                             "dynamic_axes": {n: a for n, a in dynamic.items() if a},
-                            "constraints": [] if static else list(contract.get("constraints") or ()), "differs": differs}}
+                            "constraints": [] if static else list(contract.get("constraints") or ()), "differs": differs,
+                            "python_keywords": keywords}}
 
 
 @edge("jax", "tf", name="jax2tf", primary=SAVED_MODEL, tools=("jax", "jaxlib", "tensorflow"), alternative=True)

@@ -87,14 +87,16 @@ def open_saved_model(path: Path) -> OpenedSource:
     from zoo.converters.loaders.saved_model_check import check_saved_model
     from zoo.converters.parity.runners import (
         load_serving_signature,
+        signature_input_names,
         signature_output_order,
         signature_runner,
     )
 
     check_saved_model(saved_model_dir(path))  # read as data first: no file or Python ops
     fn = load_serving_signature(path)
-    spec = [{"name": name, "shape": s.shape.as_list() if s.shape.rank is not None else [None], "dtype": s.dtype.name}
-            for name, s in fn.structured_input_signature[1].items()]
+    named = signature_input_names(fn)  # the SignatureDef's names (past_key_values.0.key), not Python's keywords
+    spec = [{"name": named[key], "shape": s.shape.as_list() if s.shape.rank is not None else [None], "dtype": s.dtype.name}
+            for key, s in fn.structured_input_signature[1].items()]
     outputs = signature_output_order(list(fn.structured_outputs), None)
     return OpenedSource(saved_model_dir(path) / SAVED_MODEL, spec, outputs, signature_runner(fn, [s["name"] for s in spec], outputs))
 

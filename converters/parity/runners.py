@@ -191,18 +191,22 @@ def load_serving_signature(path: Path) -> Any:
 
 
 def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | None = None) -> Runner:
-    """Run a SavedModel signature. Inputs are matched by name (or, for one input,
-    whatever its key); outputs come back in ``output_names`` order when the
+    """Run a SavedModel signature. Inputs are matched by their SignatureDef names (``signature_input_names``),
+    else by their Python keywords, or, for one input, whatever its key; outputs come back in ``output_names`` order when the
     signature uses those keys, else in ``output_N`` order."""
     import tensorflow as tf
 
-    keys = list(fn.structured_input_signature[1])
-    if sorted(keys) == sorted(input_names):
+    named = signature_input_names(fn)
+    keys = list(named)
+    if sorted(named.values()) == sorted(input_names):
+        bind = dict(named)
+    elif sorted(keys) == sorted(input_names):
         bind = {k: k for k in keys}
     elif len(keys) == len(input_names) == 1:
         bind = {keys[0]: input_names[0]}
     else:
-        raise errors.UnsupportedError(f"the SavedModel's inputs {keys} do not match the model's {input_names}")
+        raise errors.UnsupportedError(f"the SavedModel's inputs {sorted(named.values())} do not match the model's "
+                                      f"{input_names}")
     order = signature_output_order(list(fn.structured_outputs), output_names)
 
     def run(feeds: dict[str, Any]) -> list[Any]:
@@ -210,6 +214,23 @@ def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | 
         return [out[k].numpy() for k in order]
 
     return run
+
+
+def python_keyword(name: str) -> str:
+    """The keyword TensorFlow gives a signature input in Python (``tf.saved_model.load``): every character that
+    is not a letter or digit becomes ``_``, and a name not starting with a letter gets ``arg_`` (TF's
+    ``function_type.sanitize_arg_name``): ``past_key_values.0.key`` -> ``past_key_values_0_key``."""
+    swapped = "".join(c if c.isalnum() else "_" for c in name)
+    return swapped if swapped[:1].isalpha() else "arg_" + swapped
+
+
+def signature_input_names(fn: Any) -> dict[str, str]:
+    """A loaded signature's Python keyword for each input -> the input's name in the SignatureDef. The
+    SignatureDef (what TF Serving and ``saved_model_cli`` read) keeps a name such as ``past_key_values.0.key``, and
+    so does the input's TensorSpec; only the Python keyword is sanitised. A keyword whose spec name does not
+    sanitise to it (keras names its specs apart from its keys) is its own name."""
+    specs = fn.structured_input_signature[1]
+    return {k: s.name if getattr(s, "name", None) and python_keyword(s.name) == k else k for k, s in specs.items()}
 
 
 def saved_model_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:

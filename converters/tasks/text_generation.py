@@ -158,6 +158,28 @@ def input_sets(record: Any, tokenizer: Any) -> list[InputSet]:
     return sets
 
 
+def sample_step_set(module: Any, tokenizer: Any, example: InputSet) -> InputSet:
+    """The real prompts as one decode step of the export example's shape (``example``: ``seq`` new tokens after
+    a cache of ``past``): the tokenizer pads (on the left) or truncates ``PROMPTS`` to past + seq tokens, the
+    source (``module``, ``wrap``'s) computes the cache of the first ``past``, and the step feeds the last ``seq``
+    with it. A static-shape export (litert-torch's tflite, a static jax export) takes only that shape, so its
+    float16 and int8 variants are checked on real text and a real cache (check_parity's require_samples)."""
+    import numpy as np
+    import torch
+
+    seq, total = int(example.feeds["input_ids"].shape[1]), int(example.feeds["attention_mask"].shape[1])
+    past = total - seq
+    enc = tokenizer(PROMPTS, padding="max_length", truncation=True, max_length=total, return_tensors="np")
+    ids, mask = np.asarray(enc["input_ids"], np.int64), np.asarray(enc["attention_mask"], np.int64)
+    past_names = [n for n in example.feeds if n.startswith("past_key_values.")]
+    empty = [torch.zeros((len(PROMPTS), example.feeds[n].shape[1], 0, example.feeds[n].shape[3])) for n in past_names]
+    with torch.no_grad():
+        out = module(torch.from_numpy(ids[:, :past]), torch.from_numpy(mask[:, :past]), *empty)
+    cache = {n: t.numpy() for n, t in zip(past_names, out[1:])}
+    return InputSet(f"sample-prompts-step-s{seq}-past{past}", {"input_ids": ids[:, past:], "attention_mask": mask, **cache},
+                    kind="sample")
+
+
 # --- the generation check ----------------------------------------------------------------------------
 def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any], steps: int,
                 forced: Any = None, rules: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
@@ -289,4 +311,41 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
                    "generated": cand_tokens.tolist()}
         results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                         "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
+    if not results and ran:
+        results.append(step_result(ran, precision, rtol, need))
     return results
+
+
+def step_result(ran: list, precision: str, rtol: float, need: float) -> dict[str, Any]:
+    """For a candidate that takes no prefill (a static-shape file: one decode step of its exported shape), the
+    next token at every real position of the real prompts' decode steps (``sample_step_set``: the prompts' own
+    tokens and cache, so teacher-forced as the greedy check's agreement is), against the reference's, with the
+    same bounds; without such a step, nothing to compare (a warning)."""
+    import numpy as np
+
+    agree, worst, where = [], 0.0, None
+    for input_set, refs, outs in ran:
+        feeds = input_set.feeds
+        if input_set.kind != "sample" or not any(np.asarray(v).shape[2] for k, v in feeds.items()
+                                                 if k.startswith("past_key_values.")):
+            continue
+        seq = np.asarray(feeds["input_ids"]).shape[1]
+        real = np.asarray(feeds["attention_mask"])[:, -seq:].astype(bool)
+        r, c = np.asarray(refs[0], np.float64)[real], np.asarray(outs[0], np.float64)[real]
+        agree.extend((r.argmax(-1) == c.argmax(-1)).tolist())
+        rel = float(np.abs(r - c).max()) / max(float(r.max() - r.min()), 1e-12) if r.size else 0.0
+        if rel >= worst:
+            worst, where = rel, input_set.name
+    if not agree:
+        return {"check": "text-generation", "input_set": "every set", "output": "logits", "passed": None,
+                "reason": "greedy generation not checked: the candidate takes none of the prefill sets (past of "
+                          "length 0) and no real prompts' decode step"}
+    share = float(np.mean(agree))
+    reasons = [f"the next token agrees at {share:.0%} of the prompts' real positions < {need:.0%}"] if share < need else []
+    if worst > rtol:
+        reasons.append(f"logits on {where} differ by {worst:.2e} of their range > {rtol:.0e}")
+    return {"check": "text-generation", "input_set": "sample-prompts-step", "output": "logits", "passed": not reasons,
+            "reason": "; ".join(reasons) or None,
+            "figures": {"mode": "one decode step of the real prompts (the candidate takes no prefill: static shapes); "
+                                "no greedy loop", "positions": len(agree), "next_token_agreement": share,
+                        "max_logit_rel_diff": worst, "bounds": {"logit_rel_diff": rtol, "token_agreement": need}}}

@@ -159,6 +159,10 @@ class RecordSource(Source):
                 from zoo.converters.tasks.seq2seq import sample_set
 
                 sets.append(sample_set(tm.seq2seq))
+            if record.task == "text-generation" and tm.tokenizer is not None and record.extra.get("io"):
+                from zoo.converters.tasks.text_generation import sample_step_set
+
+                sets.append(sample_step_set(tm.module, tm.tokenizer, sets[0]))  # real prompts at the export's shape
             return Opened(tm, torch_runner(tm), sets, tm.input_names,
                           tm.output_names, tm.classifier_outputs, labels=tm.labels, torch_model=tm,
                           seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
