@@ -25,6 +25,9 @@ REPOS = {
     "zoo-test/tiny-falcon": lambda: decoder_repo("falcon"),
     "zoo-test/tiny-gpt2-eos": lambda: decoder_repo("gpt2", generation=EOS_RULE),
     "zoo-test/tiny-gpt2-chat-rules": lambda: decoder_repo("gpt2", generation=CHAT_RULES),
+    # each rule alone: the tiny Llama repeats token 266 on a prompt, the tiny Falcon ends one after 2 new tokens
+    "zoo-test/tiny-llama-ngram": lambda: decoder_repo("llama", generation={"no_repeat_ngram_size": 2}),
+    "zoo-test/tiny-falcon-min-length": lambda: decoder_repo("falcon", generation={"min_length": 30}),
 }
 
 
@@ -97,13 +100,17 @@ def check_config(art: Path, manifest: dict) -> dict:
     return config
 
 
-KV_HEADS = {"zoo-test/tiny-gpt2": 4, "zoo-test/tiny-llama": 2, "zoo-test/tiny-falcon": 1, "zoo-test/tiny-gpt2-chat-rules": 4}
+KV_HEADS = {"zoo-test/tiny-gpt2": 4, "zoo-test/tiny-llama": 2, "zoo-test/tiny-falcon": 1, "zoo-test/tiny-gpt2-chat-rules": 4,
+            "zoo-test/tiny-llama-ngram": 2, "zoo-test/tiny-falcon-min-length": 1}
 
 
 @pytest.mark.parametrize("repo", sorted(KV_HEADS))
 def test_genai_runs_the_artifact_with_generate_tokens(pull, genai_repos, tmp_path, repo):
     """GPT-2 (genai's own "gpt2" type is another cache layout), Llama (grouped-query), Falcon (multi-query, a type
-    genai does not know), and a chat model's repetition penalty and n-gram ban, which genai applies itself."""
+    genai does not know), and the repo rules genai applies itself: a chat model's repetition penalty and n-gram ban,
+    an n-gram ban alone, a minimum length (the end token held back)."""
+    import onnxruntime as ort
+
     out = pull(repo)
     art = Path(out["artifact_dir"])
     manifest = json.loads((art / "zoo.json").read_text())
@@ -111,6 +118,11 @@ def test_genai_runs_the_artifact_with_generate_tokens(pull, genai_repos, tmp_pat
     io = manifest["record"]["extra"]["io"]
     decoder = config["model"]["decoder"]
     assert decoder["num_key_value_heads"] == io["cache"]["num_key_value_heads"] == KV_HEADS[repo]
+    # genai 0.18 takes the cache's shape from the graph (a wrong count here still ran, measured): checked against it
+    past = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"]).get_inputs()[2]
+    assert past.shape[1] == decoder["num_key_value_heads"] and past.shape[3] == decoder["head_size"]
+    assert config["model"]["eos_token_id"] == config["model"]["pad_token_id"] == 0  # no pad token: generate() pads with eos
+    assert decoder["num_attention_heads"] == 4 and decoder["num_hidden_layers"] == 2 and config["model"]["vocab_size"] == 400
     assert decoder["inputs"]["past_key_names"] == "past_key_values.%d.key" and "position_ids" not in decoder["inputs"]
     assert config["search"]["past_present_share_buffer"] is False
     assert config["model"]["type"] == "llama" and manifest["conversion"]["genai"]["repo_model_type"] in repo
