@@ -197,3 +197,34 @@ def test_genai_runs_every_onnx_variant_as_a_plain_loop_does(pull, args):
     got = genai_generate(str(art), PROMPTS, NEW)
     plain = [plain_loop(out["path"], tokenizer.encode(p).tolist(), NEW, 0) for p in PROMPTS]
     assert got == plain
+
+
+def test_genai_config_says_what_genai_cannot_do_and_refuses_what_is_not_true(pull):
+    """From the pulled file and its contract: a rule genai has no option for is listed, not silently dropped; a
+    contract that disagrees with the graph, a config without a context length or an end token is refused."""
+    from zoo import errors
+    from zoo.converters.tasks import genai
+
+    out = pull("zoo-test/tiny-llama")
+    art, path = Path(out["artifact_dir"]), Path(out["path"])
+    manifest = json.loads((art / "zoo.json").read_text())
+    assert manifest["conversion"]["genai"]["type_note"] is None  # llama stays llama
+    io = manifest["record"]["extra"]["io"]
+    config = json.loads((art / "config.json").read_text())
+    rules = {**io["decoding"], "apply": ["repetition_penalty", "suppress_tokens"], "repetition_penalty": 1.2}
+    content, notes = genai.build({**io, "decoding": rules}, config, None, path)
+    assert content["search"]["repetition_penalty"] == 1.2 and notes["rules_not_in_genai"] == ["suppress_tokens"]
+    gpt2 = {**config, "model_type": "gpt2"}
+    assert genai.build(io, gpt2, None, path)[0]["model"]["type"] == "llama"
+    assert "split" in genai.build(io, gpt2, None, path)[1]["type_note"]
+    wrong_kv = {**io, "cache": {**io["cache"], "num_key_value_heads": 4}}
+    with pytest.raises(errors.ConversionError, match="contract says"):
+        genai.build(wrong_kv, config, None, path)
+    with pytest.raises(errors.ConversionError, match="context length"):
+        genai.build(io, {k: v for k, v in config.items() if k != "max_position_embeddings"}, None, path)
+    no_eos = {**io, "eos_token_id": None, "decoding": {**io["decoding"], "eos_token_id": None}}
+    with pytest.raises(errors.ConversionError, match="eos_token_id"):
+        genai.build(no_eos, config, None, path)
+    # the generation config's end tokens win over config.json's, a list stays a list
+    listed = {**io, "decoding": {**io["decoding"], "eos_token_id": [5, 7]}}
+    assert genai.build(listed, config, None, path)[0]["model"]["eos_token_id"] == [5, 7]
