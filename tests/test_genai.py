@@ -199,7 +199,7 @@ def test_genai_runs_every_onnx_variant_as_a_plain_loop_does(pull, args):
     assert got == plain
 
 
-def test_genai_config_says_what_genai_cannot_do_and_refuses_what_is_not_true(pull):
+def test_genai_config_says_what_genai_cannot_do_and_refuses_what_is_not_true(pull, tmp_path):
     """From the pulled file and its contract: a rule genai has no option for is listed, not silently dropped; a
     contract that disagrees with the graph, a config without a context length or an end token is refused."""
     from zoo import errors
@@ -222,6 +222,12 @@ def test_genai_config_says_what_genai_cannot_do_and_refuses_what_is_not_true(pul
         genai.build(wrong_kv, config, None, path)
     with pytest.raises(errors.ConversionError, match="context length"):
         genai.build(io, {k: v for k, v in config.items() if k != "max_position_embeddings"}, None, path)
+    # through the pipeline's entry: a repo that lacks it gets no genai_config.json (the model is fine) and a reason
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "max_position_embeddings"}))
+    skipped = genai.write_config(tmp_path, path, io)
+    assert skipped["file"] is None and "context length" in skipped["reason"] and not (tmp_path / genai.FILENAME).exists()
+    with pytest.raises(errors.ConversionError, match="contract says"):  # a zoo bug is not skipped
+        genai.write_config(tmp_path, path, wrong_kv)
     no_eos = {**io, "eos_token_id": None, "decoding": {**io["decoding"], "eos_token_id": None}}
     with pytest.raises(errors.ConversionError, match="eos_token_id"):
         genai.build(no_eos, config, None, path)

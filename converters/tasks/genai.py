@@ -94,7 +94,8 @@ def build(contract: dict[str, Any], config: dict[str, Any], generation: dict[str
     context = next((_int(config[k]) for k in CONTEXT_KEYS if _int(config.get(k))), None)
     if context is None:
         raise errors.ConversionError("config.json names no context length (" + ", ".join(CONTEXT_KEYS) + "): "
-                                     "onnxruntime-genai needs one", hint="add max_position_embeddings to config.json")
+                                     "onnxruntime-genai needs one", hint="add max_position_embeddings to config.json",
+                                     repo_lacks="context_length")
     rules = contract.get("decoding") or {}
     # the end token(s) generate() stops at: generation_config.json's (the contract's decoding), else config.json's
     eos = _token_ids(rules.get("eos_token_id"))
@@ -103,7 +104,8 @@ def build(contract: dict[str, Any], config: dict[str, Any], generation: dict[str
     if eos is None:
         raise errors.ConversionError("neither generation_config.json nor config.json names an eos_token_id: "
                                      "onnxruntime-genai cannot tell where generation ends",
-                                     hint="add eos_token_id to the repo's generation_config.json")
+                                     hint="add eos_token_id to the repo's generation_config.json",
+                                     repo_lacks="eos_token_id")
     first_eos = eos[0] if isinstance(eos, list) else eos
     pad = _token_ids(gen.get("pad_token_id")) if gen.get("pad_token_id") is not None else _token_ids(contract.get("pad_token_id"))
     bos = _token_ids(gen.get("bos_token_id")) if gen.get("bos_token_id") is not None else _token_ids(config.get("bos_token_id"))
@@ -160,6 +162,12 @@ def write_config(directory: Path, onnx_path: Path, contract: dict[str, Any]) -> 
     config = json.loads(config_path.read_text())
     generation_path = directory / "generation_config.json"
     generation = json.loads(generation_path.read_text()) if generation_path.is_file() else None
-    content, notes = build(contract, config, generation, onnx_path)
+    try:
+        content, notes = build(contract, config, generation, onnx_path)
+    except errors.ConversionError as exc:
+        if not exc.details.get("repo_lacks"):
+            raise  # the contract and the graph disagree: a zoo bug, not a missing genai sidecar
+        # the model itself is fine (the plain loop needs neither): no genai_config.json, and zoo.json says why
+        return {"file": None, "reason": f"{exc.message}; {exc.hint}"}
     (directory / FILENAME).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     return notes
