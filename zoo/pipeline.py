@@ -481,9 +481,22 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
                 write_onnx_metadata(current.parent / beside, source, opened, conversion, report)
     for rel in source.sidecar_files():
         shutil.copyfile(source.root / rel, current.parent / rel)
+    io = (source.record.extra.get("io") or {}) if source.record is not None else {}
+    if current.suffix == ".onnx" and io.get("cache", {}).get("num_key_value_heads") is not None:
+        conversion["genai"] = _genai_config(current, io, ctx)
     if sandbox is not None:
         conversion["sandbox"] = sandbox
     return Made(current, report, parity, conversion)
+
+
+def _genai_config(current: Path, io: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A text-generation file's ``genai_config.json`` (onnxruntime-genai's loop), written beside it with the
+    tokenizer and config files, hashed with them at publish; what zoo.json says about it."""
+    from zoo.converters.tasks import genai
+
+    if any(isinstance(v, dict) and (v.get("io_contract") or {}).get("shapes") == "static" for v in ctx.info.values()):
+        return {"file": None, "reason": "the graph was exported at static shapes: genai's cache grows each step"}
+    return genai.write_config(current.parent, current, io)
 
 
 def task_check(record: Any) -> str | None:
