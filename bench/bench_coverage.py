@@ -82,7 +82,11 @@ def run_zoo(name: str, env: dict, template: Path, tmp: Path) -> dict:
     row["exported"] = bool(onnx)
     row["validated"] = r["rc"] == 0 and bool(out.get("verified"))
     if out:
-        parity = out.get("parity") or {}
+        # the CLI's JSON carries a summary of the parity report; the whole report (input sets, task checks) is in
+        # the artifact's zoo.json, or, when parity failed, in the error's "report"
+        manifest = Path(out.get("artifact_dir") or home / "none") / "zoo.json"
+        parity = (json.loads(manifest.read_text()).get("parity") if manifest.is_file() else out.get("report")) \
+            or out.get("parity") or {}
         row["checks"] = sorted({t.get("check") for t in parity.get("tasks", []) if t.get("check")}) \
             if isinstance(parity.get("tasks"), list) else []
         row["input_sets"] = len(parity.get("input_sets", []))

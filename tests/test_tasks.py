@@ -231,6 +231,41 @@ def test_a_penalty_on_every_token_fails_the_decoder_check(pull, monkeypatch):
     assert gen and gen[0]["passed"] is False and "does not reproduce generate()" in gen[0]["reason"], gen
 
 
+def test_the_candidates_logits_are_those_on_the_references_path(pull, tmp_path):
+    """The generation check compares the candidate's logits along the reference's tokens. The same graph as
+    candidate: its own loop's logits are the teacher-forced loop's bit for bit (so that loop is not run
+    again); a cache output shifted (other tokens): the figures reported are the forced loop's."""
+    import shutil
+
+    import onnx
+
+    from zoo.converters.parity.runners import onnx_runner
+    from zoo.converters.tasks.text_generation import contract_input_sets, generation_results, greedy_loop
+
+    good = Path(pull("zoo-test/tiny-llama", "--exporter", "torchscript")["path"])
+    shifted = tmp_path / "shifted.onnx"
+    shutil.copyfile(good, shifted)
+    _shift_cache_output(shifted, "present.1.value")
+    sets = contract_input_sets({p.key: p.value for p in onnx.load(str(good)).metadata_props})
+    prefill = [s for s in sets if not any(v.shape[2] for k, v in s.feeds.items() if k.startswith("past_key_values."))]
+    assert len(prefill) == 1
+    feeds, reference = prefill[0].feeds, onnx_runner(good)
+    ref_tokens, ref_logits = greedy_loop(reference, feeds, 20)
+    for path, same in ((good, True), (shifted, False)):
+        candidate = onnx_runner(path)
+        own_tokens, own_logits = greedy_loop(candidate, feeds, 20)
+        _, forced_logits = greedy_loop(candidate, feeds, 20, forced=ref_tokens)
+        assert np.array_equal(own_tokens, ref_tokens) == same
+        if same:
+            assert all(np.array_equal(a, b) for a, b in zip(own_logits, forced_logits))
+        worst = max(float(np.abs(r - c).max()) / float(r.max() - r.min())
+                    for r, c in ((r.astype(np.float64), c.astype(np.float64)) for r, c in zip(ref_logits, forced_logits)))
+        agreement = float((np.stack([c.argmax(-1) for c in forced_logits], axis=1) == ref_tokens).mean())
+        [result] = generation_results(["logits"], [(s, [], []) for s in sets], "float32", reference, candidate)
+        assert result["figures"]["max_logit_rel_diff"] == pytest.approx(worst, rel=1e-9)
+        assert result["figures"]["next_token_agreement"] == agreement and result["passed"] == same
+
+
 # --- the task: from the repo, --task, and what zoo does not convert ------------------------------------
 def test_task_detection_from_architectures_card_and_modules():
     from zoo.converters.tasks import card_pipeline_tag, check_task, detect_task

@@ -270,9 +270,10 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             continue  # a decode step, not a prefill
         try:
             ref_tokens, ref_logits = greedy_loop(reference, feeds, steps, rules=rules)
-            cand_tokens, _ = greedy_loop(candidate, feeds, steps, rules=rules)
-            # the reference's path: the candidate's choice at each step, and its logits
-            forced, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens, rules=rules)
+            cand_tokens, cand_logits = greedy_loop(candidate, feeds, steps, rules=rules)
+            forced = cand_tokens  # on the reference's path the forced loop would feed the same inputs: these choices
+            if not np.array_equal(cand_tokens, ref_tokens):  # the reference's path: the candidate's choices, logits
+                forced, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens, rules=rules)
         except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
             results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
