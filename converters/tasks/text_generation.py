@@ -172,8 +172,10 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
     return np.stack(tokens, axis=1), logits
 
 
-def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> Any:
-    """The source's own ``generate()`` (greedy, no early stop) on the prompts: the tokens users get."""
+def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> tuple[Any, list[Any]]:
+    """The source's own ``generate()`` (greedy, no early stop) on the prompts: the tokens users get
+    ([batch, steps]) and the logits it chose each of them from (``output_logits``: before any logits
+    processor), in ``greedy_loop``'s form."""
     import torch
 
     inner = torch_model.module.inner
@@ -184,8 +186,9 @@ def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> A
         pad = pad[0]
     with torch.no_grad():
         out = inner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps,
-                             do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=None)
-    return out[:, ids.shape[1]:].numpy()
+                             do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=None,
+                             return_dict_in_generate=True, output_logits=True)
+    return out.sequences[:, ids.shape[1]:].numpy(), [step.float().numpy() for step in out.logits]
 
 
 def generation_results(names: list[str], ran: list, precision: str, reference: Any, candidate: Any,
@@ -206,16 +209,21 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             continue  # without real prompts (a file known by its signature), random prompts are decoded
         if any(np.asarray(v).shape[2] for k, v in feeds.items() if k.startswith("past_key_values.")):
             continue  # a decode step, not a prefill
+        torch_model = getattr(reference, "torch_model", None)
         try:
-            ref_tokens, ref_logits = greedy_loop(reference, feeds, steps)
-            cand_tokens, _ = greedy_loop(candidate, feeds, steps)
-            _, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens)  # the reference's path
+            # the reference: generate() itself, its tokens and logits (the source's own decode loop over the
+            # wrapped graph only without it: a file known by its signature)
+            ref_tokens, ref_logits = reference_generate(torch_model, feeds, steps) if torch_model is not None \
+                else greedy_loop(reference, feeds, steps)
+            # the candidate fed the reference's tokens: its logits at every step, and its own choice at each
+            choices, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens)
+            # while its choices are the reference's, its free run is this very run (the same feeds): decode it
+            # on its own only when they part, to see where its own text goes
+            cand_tokens = choices if np.array_equal(choices, ref_tokens) else greedy_loop(candidate, feeds, steps)[0]
         except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
             results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
             continue
-        torch_model = getattr(reference, "torch_model", None)
-        gen_tokens = reference_generate(torch_model, feeds, steps) if torch_model is not None else None
         worst_step = None
         worst = 0.0
         for step in range(steps):  # logits at the prefill and every decode step, both fed the same tokens
@@ -225,13 +233,9 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             if rel > worst:
                 worst, worst_step = rel, step
         reasons = []
-        if gen_tokens is not None and not np.array_equal(gen_tokens, ref_tokens):
-            reasons.append("the reference's decode loop over its cache does not reproduce generate() "
-                           f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
-        target = gen_tokens if gen_tokens is not None else ref_tokens
+        target = ref_tokens
         matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
-        forced = np.stack([c.argmax(-1) for c in cand_logits], axis=1)  # the candidate's choice on the reference's path
-        forced_top1 = float((forced == ref_tokens).mean())
+        forced_top1 = float((choices == ref_tokens).mean())  # the candidate's choice on the reference's path
         if precision in EXACT and min(matched) < steps:
             row = int(np.argmin(matched))
             reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
@@ -243,7 +247,7 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
         figures = {"prompts": int(target.shape[0]), "new_tokens": steps, "tokens_matched": matched,
                    "next_token_agreement": forced_top1,
                    "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
-                   "reference": "generate()" if gen_tokens is not None else "reference decode loop",
+                   "reference": "generate()" if torch_model is not None else "reference decode loop",
                    "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
                    "generated": cand_tokens.tolist()}
         results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
