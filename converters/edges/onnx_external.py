@@ -23,14 +23,28 @@ def data_name(model_path: Path) -> str:
 
 
 def tensor_bytes(model: Any) -> int:
-    """Bytes of the model's initializers, loaded or external (the size its weights take on disk)."""
+    """Bytes of the model's initializers, loaded or external (the size its weights take on disk). An external
+    tensor without a ``length`` entry (TorchScript's one file per tensor names only the file) counts its shape
+    times its element size."""
+    import math
+
+    from onnx import helper
+
     total = 0
     for t in model.graph.initializer:
         if t.external_data:
-            total += int({e.key: e.value for e in t.external_data}.get("length") or 0)
+            length = {e.key: e.value for e in t.external_data}.get("length")
+            total += int(length) if length else math.prod(t.dims) * _itemsize(helper, t.data_type)
         else:
             total += len(t.raw_data) or t.ByteSize()
     return total
+
+
+def _itemsize(helper: Any, data_type: int) -> int:
+    try:
+        return helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    except (KeyError, TypeError, ValueError):  # a type numpy lacks (the 4-bit ones): a byte is the upper bound
+        return 1
 
 
 def uses_external(path: Path) -> bool:
