@@ -112,6 +112,9 @@ EXIT_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from zoo.settings import quiet_openmp
+
+    quiet_openmp()  # before anything imports torch
     args = _parser().parse_args(argv)
     try:
         with json_output(getattr(args, "json", False) and argv is None):  # a real process, not an in-process call
