@@ -50,9 +50,9 @@ def auto_order(external: bool = False) -> list[str]:
     parity). Measured on 2 cores: resnet50 exports in 0.8 s with TorchScript against 5.2 s with dynamo, a
     BERT-base encoder in 3.1 s against 8.7 s, both within 1e-7 of each other; parity decides, not the exporter's
     reputation. The same order above the protobuf limit (``external``): TorchScript's one file per tensor is
-    streamed into one data file (``onnx_external.consolidate``), and a 1.1B-parameter Llama exports in
-    about a third of dynamo's time, whose capture, decompositions and rewrites grow with the layers
-    (bench/README.md, ``bench_llm.py``)."""
+    streamed into one data file (``onnx_external.consolidate``), and a 1.1B-parameter Llama exports in about
+    half of dynamo's time (70 s of py-spy samples against 122 s, most of it writing), whose capture,
+    decompositions and rewrites grow with the layers (bench/README.md, ``bench_llm.py``)."""
     return ["torchscript", "dynamo"]
 
 
