@@ -183,6 +183,19 @@ def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
     gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
     assert gen and gen[0]["passed"] is False and not gen[0]["figures"]["identical"], gen
     assert "diverge" in gen[0]["reason"] or "logits" in gen[0]["reason"]
+    # the tokens reported are the broken graph's own greedy text (decoded again here, outside zoo), not the
+    # choices it made while fed the reference's tokens: the check decodes on its own once they part
+    import transformers
+
+    from zoo.converters.tasks.text_generation import NEW_TOKENS
+    from zoo.converters.tasks.text_generation import PROMPTS as SAMPLE_PROMPTS
+
+    art = Path(err["quarantined"])
+    tok = transformers.AutoTokenizer.from_pretrained(str(art))
+    tok.pad_token, tok.padding_side = tok.pad_token or tok.eos_token, "left"
+    enc = {k: v.astype(np.int64) for k, v in tok(SAMPLE_PROMPTS, padding=True, return_tensors="np").items()}
+    got = onnx_greedy(ort_session(str(art / "model.onnx")), enc, NEW_TOKENS)
+    assert gen[0]["figures"]["generated"] == got.tolist()
 
 
 def test_decoder_generation_rules_are_applied_checked_and_recorded(pull, task_repos, tmp_path):

@@ -9,6 +9,7 @@ archive). Every edge that writes ONNX saves through ``save_model`` here, so the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,28 @@ def data_name(model_path: Path) -> str:
 
 
 def tensor_bytes(model: Any) -> int:
-    """Bytes of the model's initializers, loaded or external (the size its weights take on disk)."""
+    """Bytes of the model's initializers, loaded or external (the size its weights take on disk). An external
+    tensor without a ``length`` entry (TorchScript's one file per tensor names only the file) counts its shape
+    times its element size."""
+    import math
+
+    from onnx import helper
+
     total = 0
     for t in model.graph.initializer:
         if t.external_data:
-            total += int({e.key: e.value for e in t.external_data}.get("length") or 0)
+            length = {e.key: e.value for e in t.external_data}.get("length")
+            total += int(length) if length else math.prod(t.dims) * _itemsize(helper, t.data_type)
         else:
             total += len(t.raw_data) or t.ByteSize()
     return total
+
+
+def _itemsize(helper: Any, data_type: int) -> int:
+    try:
+        return helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    except (KeyError, TypeError, ValueError):  # a type numpy lacks (the 4-bit ones): a byte is the upper bound
+        return 1
 
 
 def uses_external(path: Path) -> bool:
@@ -67,9 +82,122 @@ def data_files(path: Path) -> list[str]:
     """The distinct external data locations the ONNX file at ``path`` names (relative, as written)."""
     import onnx
 
-    from zoo.safety import onnx_tensors
+    return _locations(onnx.load(str(path), load_external_data=False))
+
+
+def consolidate(path: Path, threshold: int | None) -> bool:
+    """Rewrite an exported ``path`` into zoo's layout: one data file named ``path.data`` when the weights
+    exceed ``threshold``, else one file. Exporters that write one file per tensor (TorchScript above 2 GiB),
+    another name, or the weights inline are brought to it by ``stream_external``, a tensor at a time; a file
+    already in the layout is left as it is (no copy). Returns whether the result keeps external data."""
+    import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    locations = _locations(model)
+    wanted = external(model, threshold)
+    if locations == ([data_name(path)] if wanted else []):
+        return wanted
+    if wanted:
+        stream_external(path, model, locations)
+        return True
+    full = onnx.load(str(path))  # under the threshold, which is under protobuf's limit: it fits in one message
+    for location in locations:
+        (path.parent / location).unlink(missing_ok=True)
+    return save_model(full, path, threshold)
+
+
+def stream_external(path: Path, model: Any, locations: list[str]) -> None:
+    """Write every tensor of ``model`` (``path`` loaded without its external data) of ``INLINE_BELOW`` bytes or
+    more into one ``path.data``, copying external ones from their files in chunks, then ``path`` itself and
+    remove the old files: memory holds the graph and one chunk, never the weights (``onnx.load`` with its
+    external data would hold them all, and ``onnx.save`` a serialised copy besides). Every location is first
+    checked to be a plain file inside the folder whose bytes cover the tensor (``zoo.safety``)."""
+    import onnx
+
+    from zoo.safety import check_onnx_external_data, onnx_tensors
+
+    folder = path.parent
+    check_onnx_external_data(path)
+    data = folder / data_name(path)
+    partial = folder / (data.name + ".partial")
+    sources: dict[str, Any] = {}
+    try:
+        with open(partial, "wb") as out:
+            for tensor in onnx_tensors(model):
+                entries = {e.key: e.value for e in tensor.external_data}
+                if tensor.data_location == onnx.TensorProto.EXTERNAL or entries:
+                    src = sources.get(entries["location"]) or sources.setdefault(
+                        entries["location"], open(folder / entries["location"], "rb"))
+                    offset = int(entries.get("offset") or 0)
+                    length = int(entries["length"]) if entries.get("length") else os.fstat(src.fileno()).st_size - offset
+                    if length < INLINE_BELOW:  # small tensors live in the graph, as onnx.save_model puts them
+                        src.seek(offset)
+                        _set_inline(tensor, src.read(length))
+                        continue
+                    start = _pad_to(out, length)
+                    _copy_span(src, offset, length, out)
+                elif tensor.HasField("raw_data") and len(tensor.raw_data) >= INLINE_BELOW:
+                    start = _pad_to(out, len(tensor.raw_data))
+                    out.write(tensor.raw_data)
+                    length = len(tensor.raw_data)
+                    tensor.ClearField("raw_data")
+                else:
+                    continue
+                del tensor.external_data[:]
+                for key, value in (("location", data.name), ("offset", str(start)), ("length", str(length))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        for f in sources.values():
+            f.close()
+    for location in locations:
+        (folder / location).unlink(missing_ok=True)
+    os.replace(partial, data)
+    onnx.save_model(model, str(path))
+
+
+ALIGN = 4096  # tensors of a megabyte or more start on a page boundary (what onnxruntime can map directly)
+_CHUNK = 16 * 1024 * 1024
+
+
+def _pad_to(out: Any, length: int) -> int:
+    """Pad ``out`` to the next ``ALIGN`` boundary for a tensor of ``length`` bytes of 1 MiB or more; the offset."""
+    start = out.tell()
+    if length >= 1 << 20 and start % ALIGN:
+        out.write(b"\0" * (ALIGN - start % ALIGN))
+        start = out.tell()
+    return start
+
+
+def _copy_span(src: Any, offset: int, length: int, out: Any) -> None:
+    src.seek(offset)
+    left = length
+    while left:
+        chunk = src.read(min(left, _CHUNK))
+        if not chunk:
+            raise OSError(f"{src.name} ends {left} bytes before the tensor it holds")
+        out.write(chunk)
+        left -= len(chunk)
+
+
+def _set_inline(tensor: Any, raw: bytes) -> None:
+    import onnx
+
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    tensor.raw_data = raw
+
+
+def _locations(model: Any) -> list[str]:
+    """The distinct external data locations ``model``'s tensors name (relative, as written)."""
+    import onnx
+
+    from zoo.safety import onnx_tensors
+
     found: list[str] = []
     for tensor in onnx_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
@@ -77,21 +205,3 @@ def data_files(path: Path) -> list[str]:
             if location not in found:
                 found.append(location)
     return found
-
-
-def consolidate(path: Path, threshold: int | None) -> bool:
-    """Rewrite an exported ``path`` into zoo's layout: one data file named ``path.data`` when the weights
-    exceed ``threshold``, else one file. Exporters that write one file per tensor (TorchScript above 2 GiB)
-    or another name are brought to it; a file already in the layout is left as it is (no copy). Returns
-    whether the result keeps external data."""
-    import onnx
-
-    locations = data_files(path)
-    model = onnx.load(str(path), load_external_data=False)
-    wanted = external(model, threshold)
-    if locations == ([data_name(path)] if wanted else []):
-        return wanted
-    full = onnx.load(str(path))  # with its external data
-    for location in locations:
-        (path.parent / location).unlink(missing_ok=True)
-    return save_model(full, path, threshold, force=wanted)

@@ -216,10 +216,11 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
     return np.stack(tokens, axis=1), logits
 
 
-def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> Any:
+def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> tuple[Any, list[Any]]:
     """The source's own ``generate()`` on the prompts, greedy, under its generation config's rules (those greedy
     decoding can apply, generation_rules.greedy_kwargs), ``steps`` new tokens without an early stop: the tokens
-    users get."""
+    users get ([batch, steps]) and the logits it chose each of them from (``output_logits``: before any logits
+    processor), in ``greedy_loop``'s form."""
     import torch
 
     from zoo.converters.tasks.generation_rules import greedy_kwargs
@@ -231,8 +232,9 @@ def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> A
     if isinstance(pad, list):
         pad = pad[0]
     with torch.no_grad():
-        out = inner.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad, **greedy_kwargs(steps))
-    return out[:, ids.shape[1]:].numpy()
+        out = inner.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad, return_dict_in_generate=True,
+                             output_logits=True, **greedy_kwargs(steps))
+    return out.sequences[:, ids.shape[1]:].numpy(), [step.float().numpy() for step in out.logits]
 
 
 def check_rules(reference: Any, metadata: dict[str, str] | None = None) -> dict[str, Any] | None:
@@ -268,18 +270,22 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             continue  # without real prompts (a file known by its signature), random prompts are decoded
         if any(np.asarray(v).shape[2] for k, v in feeds.items() if k.startswith("past_key_values.")):
             continue  # a decode step, not a prefill
+        torch_model = getattr(reference, "torch_model", None)
         try:
-            ref_tokens, ref_logits = greedy_loop(reference, feeds, steps, rules=rules)
-            cand_tokens, cand_logits = greedy_loop(candidate, feeds, steps, rules=rules)
-            forced = cand_tokens  # on the reference's path the forced loop would feed the same inputs: these choices
-            if not np.array_equal(cand_tokens, ref_tokens):  # the reference's path: the candidate's choices, logits
-                forced, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens, rules=rules)
+            # the reference: generate() itself, its tokens and logits (the source's own decode loop over the
+            # wrapped graph only without it: a file known by its signature)
+            ref_tokens, ref_logits = reference_generate(torch_model, feeds, steps) if torch_model is not None \
+                else greedy_loop(reference, feeds, steps, rules=rules)
+            # the candidate fed the reference's tokens: its logits at every step, and its own choice at each
+            choices, cand_logits = greedy_loop(candidate, feeds, steps, forced=ref_tokens, rules=rules)
+            # while its choices are the reference's, its free run is this very run (the same feeds): decode it
+            # on its own only when they part, to see where its own text goes
+            cand_tokens = choices if np.array_equal(choices, ref_tokens) \
+                else greedy_loop(candidate, feeds, steps, rules=rules)[0]
         except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
             results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
             continue
-        torch_model = getattr(reference, "torch_model", None)
-        gen_tokens = reference_generate(torch_model, feeds, steps) if torch_model is not None else None
         worst_step = None
         worst = 0.0
         for step in range(steps):  # logits at the prefill and every decode step, both fed the same tokens
@@ -289,12 +295,9 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             if rel > worst:
                 worst, worst_step = rel, step
         reasons = []
-        if gen_tokens is not None and not np.array_equal(gen_tokens, ref_tokens):
-            reasons.append("the reference's decode loop over its cache does not reproduce generate() "
-                           f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
-        target = gen_tokens if gen_tokens is not None else ref_tokens
+        target = ref_tokens
         matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
-        forced_top1 = float((forced == ref_tokens).mean())
+        forced_top1 = float((choices == ref_tokens).mean())  # the candidate's choice on the reference's path
         if precision in EXACT and min(matched) < steps:
             row = int(np.argmin(matched))
             reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
@@ -306,7 +309,7 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
         figures = {"prompts": int(target.shape[0]), "new_tokens": steps, "tokens_matched": matched,
                    "next_token_agreement": forced_top1,
                    "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
-                   "reference": "generate()" if gen_tokens is not None else "reference decode loop",
+                   "reference": "generate()" if torch_model is not None else "reference decode loop",
                    "rules_applied": list((rules or {}).get("apply") or []),
                    "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
                    "generated": cand_tokens.tolist()}

@@ -117,9 +117,9 @@ def tune_process(one_shot: bool) -> None:
     a shared machine, that doubled the CPU time of a pull and slowed its wall time); onnxruntime's sessions
     are made without spinning already (converters/parity/runners.py). A value the user set is kept. A
     one-shot command also raises the garbage collector's threshold (``ONE_SHOT_GC_THRESHOLD``)."""
-    import os
+    from zoo.settings import quiet_openmp
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_openmp()
     if one_shot:
         import gc
 
