@@ -158,7 +158,7 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     import tensorflow as tf
     from jax.experimental import jax2tf
 
-    from zoo.converters.parity.runners import python_keyword
+    from zoo.converters.edges.tf import python_keyword
 
     names, specs, outputs = _specs(exported, contract)
     target, convention = _tf_stablehlo_version(), _tf_convention()

@@ -33,6 +33,14 @@ def saved_model_dir(path: Path) -> Path:
     return path.parent if path.name == SAVED_MODEL else path
 
 
+def python_keyword(name: str) -> str:
+    """The keyword TensorFlow gives a signature input in Python (``tf.saved_model.load``): every character that
+    is not a letter or digit becomes ``_``, and a name not starting with a letter gets ``arg_`` (TF's
+    ``function_type.sanitize_arg_name``): ``past_key_values.0.key`` -> ``past_key_values_0_key``."""
+    swapped = "".join(c if c.isalnum() else "_" for c in name)
+    return swapped if swapped[:1].isalpha() else "arg_" + swapped
+
+
 def _fail(tool: str, exc: BaseException | str, hint: str = "the model may use an operation this converter lacks") -> errors.ConversionError:
     what = exc if isinstance(exc, str) else f"{type(exc).__name__}: {str(exc)[:300]}"
     return errors.ConversionError(f"{tool} failed: {what}", hint=hint)

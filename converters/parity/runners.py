@@ -216,19 +216,13 @@ def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | 
     return run
 
 
-def python_keyword(name: str) -> str:
-    """The keyword TensorFlow gives a signature input in Python (``tf.saved_model.load``): every character that
-    is not a letter or digit becomes ``_``, and a name not starting with a letter gets ``arg_`` (TF's
-    ``function_type.sanitize_arg_name``): ``past_key_values.0.key`` -> ``past_key_values_0_key``."""
-    swapped = "".join(c if c.isalnum() else "_" for c in name)
-    return swapped if swapped[:1].isalpha() else "arg_" + swapped
-
-
 def signature_input_names(fn: Any) -> dict[str, str]:
     """A loaded signature's Python keyword for each input -> the input's name in the SignatureDef. The
     SignatureDef (what TF Serving and ``saved_model_cli`` read) keeps a name such as ``past_key_values.0.key``, and
     so does the input's TensorSpec; only the Python keyword is sanitised. A keyword whose spec name does not
     sanitise to it (keras names its specs apart from its keys) is its own name."""
+    from zoo.converters.edges.tf import python_keyword
+
     specs = fn.structured_input_signature[1]
     return {k: s.name if getattr(s, "name", None) and python_keyword(s.name) == k else k for k, s in specs.items()}
 

@@ -61,7 +61,9 @@ HEADS = (
     ("ForSpeechSeq2Seq", "text2text-generation"),
     ("ForConditionalGeneration", "text2text-generation"), ("MarianMTModel", "text2text-generation"),
     ("ForObjectDetection", "object-detection"),
-    ("ForSemanticSegmentation", "image-segmentation"), ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForSemanticSegmentation", "image-segmentation"),
+    # Mask2Former only: OneFormer's *ForUniversalSegmentation also takes a task text (exit 5 until converted)
+    ("Mask2FormerForUniversalSegmentation", "image-segmentation"),
     ("ForDepthEstimation", "depth-estimation"),
     ("ForAudioClassification", "audio-classification"), ("ForPreTraining", "feature-extraction"),
 )  # fmt: skip

@@ -262,7 +262,7 @@ def detection_results(names: list[str], ran: list, precision: str, checks: Any) 
 
 
 # --- universal segmentation: Mask2Former (``*ForUniversalSegmentation``) ------------------------------
-UNIVERSAL_ARCHS = ("ForUniversalSegmentation",)  # Mask2Former; OneFormer's also takes a task text: not this contract
+UNIVERSAL_ARCHS = ("Mask2FormerForUniversalSegmentation",)  # OneFormer's also takes a task text: not this contract
 UNIVERSAL_OUTPUTS = ["class_queries_logits", "masks_queries_logits"]
 UNIVERSAL_AXES = {"pixel_values": ["batch", "channels", "height", "width"],
                   "class_queries_logits": ["batch", "queries", "labels + 1"],
