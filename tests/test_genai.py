@@ -230,6 +230,13 @@ def test_genai_config_says_what_genai_cannot_do_and_refuses_what_is_not_true(pul
     assert skipped["file"] is None and "context length" in skipped["reason"] and not (tmp_path / genai.FILENAME).exists()
     with pytest.raises(errors.ConversionError, match="contract says"):  # a zoo bug is not skipped
         genai.write_config(tmp_path, path, wrong_kv)
+    # a rule genai cannot apply: its tokens would not be the verified ones, so no file, and zoo.json says why
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    unsupported = genai.write_config(tmp_path, path, {**io, "decoding": rules})
+    assert unsupported["file"] is None and "suppress_tokens" in unsupported["reason"]
+    assert unsupported["rules_not_in_genai"] == ["suppress_tokens"] and not (tmp_path / genai.FILENAME).exists()
+    assert genai.write_config(tmp_path, path, io)["file"] == genai.FILENAME  # the repo's own rules: written
+    assert (tmp_path / genai.FILENAME).exists()
     no_eos = {**io, "eos_token_id": None, "decoding": {**io["decoding"], "eos_token_id": None}}
     with pytest.raises(errors.ConversionError, match="eos_token_id"):
         genai.build(no_eos, config, None, path)

@@ -16,7 +16,8 @@ What zoo's graph is to genai (measured with onnxruntime-genai 0.18.0, docs/tasks
   plain loop is written as ``llama`` (``TYPE_FALLBACK``), and zoo.json says so;
 - search options: greedy (what zoo's check verified), with the repo's rules genai applies as transformers does
   (``repetition_penalty``, ``no_repeat_ngram_size``, ``min_length``); rules genai has no option for are listed in
-  zoo.json (``conversion.genai.rules_not_in_genai``): genai's tokens then differ from ``generate()``'s.
+  zoo.json (``conversion.genai.rules_not_in_genai``), and then no ``genai_config.json`` is written: genai's tokens
+  would differ from ``generate()``'s, which zoo verified.
 """
 
 from __future__ import annotations
@@ -169,5 +170,11 @@ def write_config(directory: Path, onnx_path: Path, contract: dict[str, Any]) -> 
             raise  # the contract and the graph disagree: a zoo bug, not a missing genai sidecar
         # the model itself is fine (the plain loop needs neither): no genai_config.json, and zoo.json says why
         return {"file": None, "reason": f"{exc.message}; {exc.hint}"}
+    if notes["rules_not_in_genai"]:  # genai would decode other tokens than the ones zoo verified: no file
+        missing = ", ".join(notes["rules_not_in_genai"])
+        return {**notes, "file": None,
+                "reason": f"onnxruntime-genai has no search option for the repo's {missing}: its tokens would differ "
+                          f"from generate()'s, which zoo verified; no {FILENAME} (a loop that applies the contract's "
+                          "decoding rules, as docs/tasks.md shows, decodes this model)"}
     (directory / FILENAME).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     return notes
