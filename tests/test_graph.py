@@ -61,6 +61,21 @@ def test_plan_is_the_shortest_chain(target, chain):
                                                                                                           "float32")
 
 
+def test_a_tools_failure_is_quoted_by_its_first_line():
+    """What an edge's error quotes of a converter's pages-long failure: its first non-empty line, cut; torch.onnx's
+    ``#`` comment lines passed over; the exception's type in front where asked (alone for an empty message)."""
+    from zoo.converters.edges.torch_onnx import _first_line
+
+    exc = RuntimeError("\n  # the exporter's comment\n  Unsupported: aten::foo  \n" + "IR " * 500)
+    assert errors.first_line(exc) == "# the exporter's comment"
+    assert errors.first_line(exc, skip="  #") == "Unsupported: aten::foo"
+    assert errors.first_line(RuntimeError("x" * 500), 40) == "x" * 40
+    assert errors.first_line(exc, 11, skip="  #", typed=True) == "RuntimeError: Unsupported"
+    assert errors.first_line(ValueError(""), typed=True) == "ValueError" and errors.first_line(ValueError("")) == ""
+    assert _first_line(RuntimeError("# comment\nreal line")) == "real line"
+    assert _first_line(RuntimeError("# only a comment")) == "# only a comment"
+
+
 def test_unreachable_format_names_the_reachable_ones():
     with pytest.raises(errors.UnsupportedFormatError) as info:
         graph.plan("torch", "caffe")

@@ -238,10 +238,14 @@ HTTP_STATUSES: list[tuple[type[BaseException], int]] = [
 ]
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
+def first_line(exc: BaseException, limit: int = 300, *, skip: str | None = None, typed: bool = False) -> str:
     """The first non-empty line of ``exc``'s message, stripped and cut at ``limit`` characters ("" if none): what
-    an error message quotes of a third-party tool's failure (their messages run to pages of traceback or IR)."""
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:limit]
+    an error message quotes of a third-party tool's failure (their messages run to pages of traceback or IR).
+    ``skip``: lines starting with it are passed over (torch.onnx's ``#`` comment lines); ``typed``: prefixed with
+    the exception's type (the type alone when the message is empty)."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip() and not (skip and ln.startswith(skip))),
+                "")[:limit]
+    return (f"{type(exc).__name__}: {line}" if line else type(exc).__name__) if typed else line
 
 
 def http_status_for(exc: BaseException) -> int:

@@ -34,13 +34,6 @@ def _require(module: str, extra: str) -> Any:
                                             hint=f"pip install 'zoo-hub[{extra}]'") from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return f"{type(exc).__name__}: {line.strip()[:300]}"
-    return type(exc).__name__
-
-
 def io_contract(tm: Any, example: tuple, static: bool) -> dict[str, Any]:
     """How the ``.tflite`` file's inputs and outputs differ from the source's, said exactly."""
     inputs = []
@@ -89,7 +82,7 @@ def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     except Exception as exc:  # noqa: BLE001 - litert-torch fails in many ways (a missing lowering, export)
         out.unlink(missing_ok=True)
         raise errors.ConversionError(f"litert-torch could not convert the model with {'static' if static else 'dynamic'} "
-                                     f"shapes: {_first_line(exc)}", edge="torch->tflite",
+                                     f"shapes: {errors.first_line(exc, typed=True)}", edge="torch->tflite",
                                      hint="zoo tries the other routes and rungs next; convert to onnx or pt2 if all fail") from exc
     info["io_contract"] = io_contract(tm, ctx.example, static)
     info["shapes"] = "static" if static else "dynamic"
@@ -134,7 +127,7 @@ def _quantize_edge(kind: str, src: Path, out_dir: Path, ctx: EdgeContext) -> Pat
     except errors.ZooError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise errors.ConversionError(f"ai-edge-quantizer failed ({kind}): {_first_line(exc)}", hint=QUANT_HINT) from exc
+        raise errors.ConversionError(f"ai-edge-quantizer failed ({kind}): {errors.first_line(exc, typed=True)}", hint=QUANT_HINT) from exc
     return out
 
 

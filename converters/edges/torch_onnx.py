@@ -127,11 +127,8 @@ def convert_opset(path: Path, got: int, opset: int, kind: str, threshold: int | 
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if line.strip() and not line.startswith("#"):
-            return line.strip()[:300]
-    return text[:300]
+    """What torch.onnx's failure says first: its ``#`` comment lines skipped (the whole text when it is nothing else)."""
+    return errors.first_line(exc, skip="#") or str(exc).strip()[:300]
 
 
 def write_metadata(path: Path, props: dict[str, str]) -> None:
