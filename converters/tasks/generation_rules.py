@@ -37,8 +37,12 @@ SAMPLING = {"do_sample": False, "temperature": 1.0, "top_k": None, "top_p": 1.0,
             "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
 
 
-def _get(source: Any, key: str) -> Any:
-    return source.get(key) if isinstance(source, dict) else getattr(source, key, None)
+def config_value(source: Any, key: str, default: Any = None) -> Any:
+    """``key`` of a config as a dict (config.json, generation_config.json) or an object (a transformers config),
+    ``default`` where it is missing or null."""
+    value = source.get(key) if isinstance(source, dict) else getattr(source, key, None)
+    return default if value is None else value
+
 
 
 def _active(key: str, value: Any) -> bool:
@@ -71,15 +75,15 @@ def plan(source: Any, *, encoder_ids: bool = True) -> dict[str, Any]:
     active ones in the order a consumer applies them, and ``not_applied``: the settings greedy decoding cannot
     apply. ``encoder_ids=False`` (Whisper: the encoder takes features, not ids) moves the encoder rules, which
     generate() then ignores, to ``not_applied``."""
-    eos = _get(source, "eos_token_id")
-    rules: dict[str, Any] = {k: _get(source, k) for k in RULES}
+    eos = config_value(source, "eos_token_id")
+    rules: dict[str, Any] = {k: config_value(source, k) for k in RULES}
     rules["bad_words_ids"] = bad_words(rules["bad_words_ids"], eos)
     rules["suppress_tokens"] = list(rules["suppress_tokens"] or [])
     rules["begin_suppress_tokens"] = list(rules["begin_suppress_tokens"] or [])
     rules["sequence_bias"] = sequence_bias(rules["sequence_bias"]) or None
-    not_applied = {k: _get(source, k) for k in SEARCH if _get(source, k) not in (None, SEARCH[k])}
-    if _get(source, "do_sample"):
-        not_applied.update({k: _get(source, k) for k in SAMPLING if _get(source, k) not in (None, SAMPLING[k])})
+    not_applied = {k: config_value(source, k) for k in SEARCH if config_value(source, k) not in (None, SEARCH[k])}
+    if config_value(source, "do_sample"):
+        not_applied.update({k: config_value(source, k) for k in SAMPLING if config_value(source, k) not in (None, SAMPLING[k])})
     for key in ENCODER_RULES if not encoder_ids else ():
         if _active(key, rules[key]):
             not_applied[key] = rules[key]

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.tasks.text_generation import EXACT, LOGIT_RTOL, TOKEN_AGREEMENT
+from zoo.converters.tasks.generation_rules import config_value as _get
+from zoo.converters.tasks.text_generation import LOGIT_RTOL, range_share, token_verdict
 
 NEW_TOKENS = 20
 PROMPTS = [
@@ -51,11 +52,6 @@ CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks
 # LOGIT_RTOL): a near-tie flips one token and the rest of the text with it, so the candidate is fed the
 # reference's tokens and must choose the same next token at that share of the steps, its logits within that
 # share of their range
-
-
-def _get(config: Any, key: str, default: Any = None) -> Any:
-    value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
-    return default if value is None else value
 
 
 def is_speech(config: Any) -> bool:
@@ -588,21 +584,12 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
     except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
         return {**result, "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"}
     gen_tokens = reference_generate(model, feeds, steps)
-    worst, worst_step = 0.0, None
-    for step in range(steps):
-        r, c = ref_logits[step].astype(np.float64), cand_logits[step].astype(np.float64)
-        rel = float(np.abs(r - c).max()) / max(float(r.max() - r.min()), 1e-12)
-        if rel > worst:
-            worst, worst_step = rel, step
     reasons = []
     rtol = LOGIT_RTOL.get(precision, 0.1)
     # every encoder output against PyTorch's: the cross-attention cache drives the decoder, and
     # last_hidden_state, which no decode step reads, is checked here or nowhere
-    encoder_diff = {}
-    for name, ref in ref_encoded.items():
-        r, c = ref.astype(np.float64), np.asarray(cand_encoded[name], np.float64)
-        encoder_diff[name] = float(np.abs(r - c).max()) / max(float(r.max() - r.min()), 1e-12) \
-            if r.shape == c.shape else float("inf")
+    encoder_diff = {name: range_share(ref, cand_encoded[name]) if ref.shape == np.shape(cand_encoded[name])
+                    else float("inf") for name, ref in ref_encoded.items()}
     name, diff = max(encoder_diff.items(), key=lambda kv: kv[1])
     if diff > rtol:
         reasons.append(f"encoder output {name} differs by {diff:.2e} of its range > {rtol:.0e}")
@@ -611,22 +598,11 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
                        f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
     if not np.array_equal(ref_prompt, cand_prompt):
         reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs {ref_prompt.tolist()}")
-    need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
-    matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == gen_tokens)]
-    agreement = float((chosen == ref_tokens).mean())  # the candidate's choice on the reference's path
-    if precision in EXACT and min(matched) < steps:
-        row = int(np.argmin(matched))
-        reasons.append(f"greedy tokens diverge at step {matched[row]} of sample {row} "
-                       f"(expected {gen_tokens[row].tolist()}, got {cand_tokens[row].tolist()})")
-    elif precision not in EXACT and agreement < need:
-        reasons.append(f"the next token agrees at {agreement:.0%} of the steps on the reference's path < {need:.0%}")
-    if worst > rtol:
-        reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
-    figures = {"samples": int(cand_tokens.shape[0]), "new_tokens": steps, "tokens_matched": matched,
-               "next_token_agreement": agreement, "precision": precision,
-               "identical": bool(np.array_equal(cand_tokens, gen_tokens)), "max_logit_rel_diff": worst,
-               "max_encoder_rel_diff": diff,
-               "reference": "generate()", "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
+    verdict, figures = token_verdict(gen_tokens, cand_tokens, chosen, ref_logits, cand_logits, precision, "sample",
+                                     path=ref_tokens)
+    reasons += verdict
+    figures = {"samples": int(cand_tokens.shape[0]), **figures, "precision": precision,
+               "max_encoder_rel_diff": diff, "reference": "generate()",
                "rules_applied": list(contract["decoding"].get("apply") or []),
                "prompt": cand_prompt.tolist(), "generated": cand_tokens.tolist()}
     if not speech:

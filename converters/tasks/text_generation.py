@@ -9,9 +9,10 @@ inside the graph from the attention mask, so left-padded batches need nothing el
 
 Parity beyond the elementwise check (``generation_results``, registered as the ``text-generation``
 task check): greedy generation of ``NEW_TOKENS`` tokens from real-tokenizer prompts, the candidate's
-decode loop over its own cache against the source's ``generate()`` (tokens identical at float32) and
-against the reference's own decode loop (logits compared at the prefill and at every decode step). Both loops
-apply the repo's generation rules (``decoding`` in the contract: repetition penalty, n-gram bans, ...,
+decode loop over its own cache against the source's ``generate()``: tokens identical at float32, and the logits
+``generate()`` chose from (``output_logits``) against the candidate's fed the same tokens, at the prefill and at
+every decode step (a file known only by its signature: the reference's own decode loop instead). The candidate's
+loop applies the repo's generation rules (``decoding`` in the contract: repetition penalty, n-gram bans, ...,
 generation_rules.py) and ``generate()`` runs under the same rules, greedily.
 """
 
@@ -251,6 +252,49 @@ def check_rules(reference: Any, metadata: dict[str, str] | None = None) -> dict[
         return None
 
 
+def range_share(ref: Any, cand: Any) -> float:
+    """The largest difference of ``cand`` from ``ref`` as a share of ``ref``'s range (max - min): how the
+    generation checks compare logits, and seq2seq's encoder outputs."""
+    import numpy as np
+
+    r, c = np.asarray(ref, np.float64), np.asarray(cand, np.float64)
+    return float(np.abs(r - c).max()) / max(float(r.max() - r.min()), 1e-12)
+
+
+def token_verdict(target: Any, cand_tokens: Any, choices: Any, ref_logits: list[Any], cand_logits: list[Any],
+                  precision: str, unit: str, path: Any = None) -> tuple[list[str], dict[str, Any]]:
+    """What both generation checks (this one and seq2seq's) decide from the decoded tokens: ``target`` the tokens
+    ``generate()`` gave ([batch, steps]), ``cand_tokens`` the candidate's own, ``choices`` the candidate's choice at
+    each step of the reference's path ``path`` (teacher forced; default ``target``), whose logits ``cand_logits``
+    are compared with ``ref_logits`` step by step; ``unit`` names a row ("prompt", "sample"). Returns the reasons
+    it fails (tokens first, then logits) and the figures."""
+    import numpy as np
+
+    steps = int(target.shape[1])
+    rtol = LOGIT_RTOL.get(precision, 0.1)
+    need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
+    worst, worst_step = 0.0, None
+    for step in range(steps):  # logits at the first step and every decode step, both fed the same tokens
+        rel = range_share(ref_logits[step], cand_logits[step])
+        if rel > worst:
+            worst, worst_step = rel, step
+    matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
+    agreement = float((choices == (target if path is None else path)).mean())  # its choice on the reference's path
+    reasons = []
+    if precision in EXACT and min(matched) < steps:
+        row = int(np.argmin(matched))
+        reasons.append(f"greedy tokens diverge at step {matched[row]} of {unit} {row} "
+                       f"(expected {target[row].tolist()}, got {cand_tokens[row].tolist()})")
+    elif precision not in EXACT and agreement < need:
+        reasons.append(f"the next token agrees at {agreement:.0%} of the steps on the reference's path < {need:.0%}")
+    if worst > rtol:
+        reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
+    figures = {"new_tokens": steps, "tokens_matched": matched, "next_token_agreement": agreement,
+               "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
+               "bounds": {"logit_rel_diff": rtol, "token_agreement": need}}
+    return reasons, figures
+
+
 def generation_results(names: list[str], ran: list, precision: str, reference: Any, candidate: Any,
                        steps: int = NEW_TOKENS, metadata: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Per sample set of prompts: the candidate's greedy tokens against ``generate()`` and the reference's
@@ -286,33 +330,10 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
             results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
             continue
-        worst_step = None
-        worst = 0.0
-        for step in range(steps):  # logits at the prefill and every decode step, both fed the same tokens
-            r, c = ref_logits[step].astype(np.float64), cand_logits[step].astype(np.float64)
-            spread = max(float(r.max() - r.min()), 1e-12)
-            rel = float(np.abs(r - c).max()) / spread
-            if rel > worst:
-                worst, worst_step = rel, step
-        reasons = []
-        target = ref_tokens
-        matched = [int(np.argmin(row)) if not row.all() else steps for row in (cand_tokens == target)]
-        forced_top1 = float((choices == ref_tokens).mean())  # the candidate's choice on the reference's path
-        if precision in EXACT and min(matched) < steps:
-            row = int(np.argmin(matched))
-            reasons.append(f"greedy tokens diverge at step {matched[row]} of prompt {row} "
-                           f"(expected {target[row].tolist()}, got {cand_tokens[row].tolist()})")
-        elif precision not in EXACT and forced_top1 < need:
-            reasons.append(f"the next token agrees at {forced_top1:.0%} of the steps on the reference's path < {need:.0%}")
-        if worst > rtol:
-            reasons.append(f"logits at decode step {worst_step} differ by {worst:.2e} of their range > {rtol:.0e}")
-        figures = {"prompts": int(target.shape[0]), "new_tokens": steps, "tokens_matched": matched,
-                   "next_token_agreement": forced_top1,
-                   "identical": bool(np.array_equal(cand_tokens, target)), "max_logit_rel_diff": worst,
+        reasons, figures = token_verdict(ref_tokens, cand_tokens, choices, ref_logits, cand_logits, precision, "prompt")
+        figures = {"prompts": int(ref_tokens.shape[0]), **figures,
                    "reference": "generate()" if torch_model is not None else "reference decode loop",
-                   "rules_applied": list((rules or {}).get("apply") or []),
-                   "bounds": {"logit_rel_diff": rtol, "token_agreement": need},
-                   "generated": cand_tokens.tolist()}
+                   "rules_applied": list((rules or {}).get("apply") or []), "generated": cand_tokens.tolist()}
         results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                         "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
     if not results and ran:
@@ -337,7 +358,7 @@ def step_result(ran: list, precision: str, rtol: float, need: float) -> dict[str
         real = np.asarray(feeds["attention_mask"])[:, -seq:].astype(bool)
         r, c = np.asarray(refs[0], np.float64)[real], np.asarray(outs[0], np.float64)[real]
         agree.extend((r.argmax(-1) == c.argmax(-1)).tolist())
-        rel = float(np.abs(r - c).max()) / max(float(r.max() - r.min()), 1e-12) if r.size else 0.0
+        rel = range_share(r, c) if r.size else 0.0
         if rel >= worst:
             worst, where = rel, input_set.name
     if not agree:
