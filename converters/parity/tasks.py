@@ -287,6 +287,8 @@ def check_segmentation(ctx: TaskContext) -> list[TaskResult]:
         from zoo.converters.tasks.vision import universal_results
 
         return [TaskResult(**r) for r in universal_results(ctx.names, ctx.ran, limit)]
+    from zoo.converters.tasks.vision import class_ious
+
     results = []
     for input_set, refs, outs in ctx.samples():
         for name, r, c in zip(ctx.names, refs, outs):
@@ -294,10 +296,7 @@ def check_segmentation(ctx: TaskContext) -> list[TaskResult]:
             if r.ndim != 4 or r.shape != c.shape or r.shape[1] < 2:
                 continue
             a, b = r.argmax(1), c.argmax(1)
-            per_class = {}
-            for k in np.union1d(np.unique(a), np.unique(b)):
-                inter, union = int(((a == k) & (b == k)).sum()), int(((a == k) | (b == k)).sum())
-                per_class[int(k)] = inter / union if union else 1.0
+            per_class = class_ious(a, b)
             worst = min(per_class.values())
             mean = float(np.mean(list(per_class.values())))
             figures = {"classes": len(per_class), "mean_iou": mean, "min_class_iou": worst,

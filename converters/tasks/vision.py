@@ -297,7 +297,9 @@ def semantic_map(class_logits: Any, mask_logits: Any) -> Any:
     return np.einsum("bqc,bqhw->bchw", probs, masks).argmax(1)
 
 
-def _class_ious(a: Any, b: Any) -> dict[int, float]:
+def class_ious(a: Any, b: Any) -> dict[int, float]:
+    """Per class present in either of two label maps, its IoU (1.0 where neither has it after all): the
+    segmentation checks' per-class figures, SegFormer's argmax maps and Mask2Former's semantic maps alike."""
     import numpy as np
 
     ious = {}
@@ -324,7 +326,7 @@ def universal_results(names: list[str], ran: list, limit: float) -> list[dict[st
         rc, rm, cc, cm = (np.asarray(x) for x in (refs[ci], refs[mi], outs[ci], outs[mi]))
         if rc.shape != cc.shape or rm.shape != cm.shape:
             continue  # the elementwise check reports the shapes
-        ious = _class_ious(semantic_map(rc, rm), semantic_map(cc, cm))
+        ious = class_ious(semantic_map(rc, rm), semantic_map(cc, cm))
         ra, ca = rm > 0, cm > 0
         inter, union = (ra & ca).sum((2, 3)), (ra | ca).sum((2, 3))
         mask_iou = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
