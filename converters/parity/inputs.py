@@ -148,18 +148,18 @@ def _text_sets(record: ModelRecord, tokenizer: Any) -> list[InputSet]:
              "high": ranges[s["name"]][1]} for s in record.input_spec]
     sets = random_input_sets(spec, seq_lens=(16, 7, 33))
     if tokenizer is not None:
-        enc = tokenizer(SAMPLE_SENTENCES, padding=True, truncation=True, max_length=128, return_tensors="np")
-        feeds = {s["name"]: np.asarray(enc[s["name"]], dtype=np.int64) for s in record.input_spec if s["name"] in enc}
-        if len(feeds) == len(record.input_spec):
-            sets.append(InputSet("sample-sentences", feeds, kind="sample"))
-        # the sentences again at the export example's length (the first set's), padded or truncated by the
-        # tokenizer: a static-shape export (litert-torch's tflite) takes only that length, and its float16 and
-        # int8 variants must be checked on real text (check_parity's require_samples), not on random ids alone
+        # the sentences as the tokenizer pads them, then again at the export example's length (the first set's),
+        # padded or truncated: a static-shape export (litert-torch's tflite) takes only that length, and its
+        # float16 and int8 variants must be checked on real text (check_parity's require_samples), not on random
+        # ids alone
         length = int(sets[0].feeds["input_ids"].shape[1])
-        enc = tokenizer(SAMPLE_SENTENCES, padding="max_length", truncation=True, max_length=length, return_tensors="np")
-        feeds = {s["name"]: np.asarray(enc[s["name"]], dtype=np.int64) for s in record.input_spec if s["name"] in enc}
-        if len(feeds) == len(record.input_spec):
-            sets.append(InputSet(f"sample-sentences-s{length}", feeds, kind="sample"))
+        for name, padding, limit in (("sample-sentences", True, 128),
+                                     (f"sample-sentences-s{length}", "max_length", length)):
+            enc = tokenizer(SAMPLE_SENTENCES, padding=padding, truncation=True, max_length=limit, return_tensors="np")
+            feeds = {s["name"]: np.asarray(enc[s["name"]], dtype=np.int64) for s in record.input_spec
+                     if s["name"] in enc}
+            if len(feeds) == len(record.input_spec):
+                sets.append(InputSet(name, feeds, kind="sample"))
     return sets
 
 
