@@ -45,11 +45,11 @@ def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:
     return per_input
 
 
-def auto_order(external: bool = False) -> list[str]:
+def auto_order() -> list[str]:
     """``--exporter auto``: TorchScript first, dynamo when it raises (or, in the pipeline, when its result fails
     parity). Measured on 2 cores: resnet50 exports in 0.8 s with TorchScript against 5.2 s with dynamo, a
     BERT-base encoder in 3.1 s against 8.7 s, both within 1e-7 of each other; parity decides, not the exporter's
-    reputation. The same order above the protobuf limit (``external``): TorchScript's one file per tensor is
+    reputation. The same order above the protobuf limit (external data): TorchScript's one file per tensor is
     streamed into one data file (``onnx_external.consolidate``), and a 1.1B-parameter Llama exports in about
     half of dynamo's time (70 s of py-spy samples against 122 s, most of it writing), whose capture,
     decompositions and rewrites grow with the layers (bench/README.md, ``bench_llm.py``)."""
@@ -69,7 +69,7 @@ def export_onnx(tm: TorchModel, example: tuple, out_path: Path, *, opset: int, e
     external = n_bytes > threshold
     info: dict[str, Any] = {"opset": opset, "external_data": external, "versions": exporter_versions()}
     failures = []
-    order = auto_order(external) if exporter == "auto" else [exporter]
+    order = auto_order() if exporter == "auto" else [exporter]
     for kind in order:
         out_path.unlink(missing_ok=True)
         try:
