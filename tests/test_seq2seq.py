@@ -127,27 +127,43 @@ def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, 
 
 @pytest.mark.parametrize("factor", [1.0, 0.5])
 def test_the_candidates_logits_are_those_on_the_references_path(t5, tmp_path, factor):
-    """The check compares the candidate's logits along the reference's tokens. On the same path (factor 1) its
-    own loop's logits are those of the teacher-forced loop, bit for bit, so the forced loop is not run again;
-    off the path (a cache output halved: other tokens) the forced loop's figures are the ones reported."""
+    """The check compares the candidate's logits along generate()'s tokens, with generate()'s own (output_logits).
+    On the same path (factor 1) the candidate's own loop's logits are those of the teacher-forced loop, bit for bit,
+    so its own loop is not run again; off the path (a cache output halved: other tokens) the forced loop's figures
+    are the ones reported."""
     model, tokenizer, out, contract = t5
     broken = tmp_path / "pair"
     shutil.copytree(out, broken)
     if factor != 1.0:
         scale_output(broken / contract["files"]["decoder"], "present.1.value", factor)
     feeds = seq2seq.encoder_feeds(contract, tokenizer)
-    ref_tokens, ref_logits, ref_prompt = seq2seq.greedy_loop(*seq2seq.torch_runner(model), contract, feeds, 20)
+    ref = seq2seq.reference_generate(model, feeds, 20)
+    # generate()'s logits are the raw ones: the wrapped decoder's own loop (no processor) gives them, bit for bit
+    loop_tokens, loop_logits, loop_prompt = seq2seq.greedy_loop(*seq2seq.torch_runner(model), contract, feeds, 20)
+    assert np.array_equal(loop_tokens, ref.tokens) and np.array_equal(loop_prompt, ref.prompt)
+    assert all(np.array_equal(a, b) for a, b in zip(loop_logits, ref.logits))
     o_enc, o_dec = seq2seq.onnx_runner(broken, contract)
     own_tokens, own_logits, _ = seq2seq.greedy_loop(o_enc, o_dec, contract, feeds, 20)
-    _, forced_logits, _ = seq2seq.greedy_loop(o_enc, o_dec, contract, feeds, 20, forced=ref_tokens, prompt=ref_prompt)
-    assert np.array_equal(own_tokens, ref_tokens) == (factor == 1.0)
+    _, forced_logits, _ = seq2seq.greedy_loop(o_enc, o_dec, contract, feeds, 20, forced=ref.tokens, prompt=ref.prompt)
+    assert np.array_equal(own_tokens, ref.tokens) == (factor == 1.0)
     if factor == 1.0:
         assert all(np.array_equal(a, b) for a, b in zip(own_logits, forced_logits))
     worst = max(float(np.abs(r.astype(np.float64) - c).max()) / float(r.max() - r.min())
-                for r, c in zip(ref_logits, forced_logits))
+                for r, c in zip(ref.logits, forced_logits))
     result = seq2seq.generation_results(model, tokenizer, broken, contract)
     assert result["figures"]["max_logit_rel_diff"] == pytest.approx(worst, rel=1e-5)  # torch runs apart: ~1e-7
     assert result["passed"] == (factor == 1.0)
+
+
+def test_a_contract_that_starts_decoding_elsewhere_fails_the_check(t5):
+    """The candidate is fed generate()'s prompt on its reference path; the prompt it gives itself comes from the
+    contract (what a consumer starts from) and must be generate()'s: a wrong start token fails the check."""
+    model, tokenizer, out, contract = t5
+    start = contract["decoding"]["prompt"][0]
+    wrong = {**contract, "decoding": {**contract["decoding"], "prompt": [start + 1]}}
+    result = seq2seq.generation_results(model, tokenizer, out, wrong)
+    assert not result["passed"] and "the prompts differ" in result["reason"], result["reason"]
+    assert result["figures"]["prompt"] == [[start + 1]] * 4
 
 
 def test_the_decoding_prompt_follows_the_generation_config():

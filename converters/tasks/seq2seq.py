@@ -486,12 +486,27 @@ def _choose(logits: Any, plan: dict[str, Any], ids: Any, prompt_length: int, max
                        no_eos=no_eos).argmax(-1).astype("int64")
 
 
+def own_prompt(decode: Any, context: dict[str, Any], empty: dict[str, Any], plan: dict[str, Any], batch: int) -> Any:
+    """The decoding prompt [batch, P] a model gives itself: the contract's, its language slot (a null entry) filled
+    by the decoder's argmax over ``language_ids`` of the logits after the tokens before it (one decoder step)."""
+    import numpy as np
+
+    prompt = np.array([[t if t is not None else -1 for t in plan["prompt"]]] * batch, np.int64)
+    if (prompt < 0).any():
+        at = int(np.argmax(prompt[0] < 0))
+        langs = np.asarray(plan["language_ids"], np.int64)
+        first = decode({**context, "input_ids": prompt[:, :at], **empty})
+        prompt[:, at] = langs[np.asarray(first["logits"])[:, -1, langs].argmax(-1)]
+    return prompt
+
+
 def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: dict[str, Any], steps: int,
                 forced: Any = None, prompt: Any = None, no_eos: bool = True) -> tuple[Any, list[Any], Any]:
-    """Greedy decoding: encode once, the prompt (its language detected where the contract says so), then
-    ``steps`` decoder steps over the self-attention cache. Returns (tokens [batch, steps], each step's raw
-    logits [batch, vocab], the prompt [batch, P]); ``forced`` feeds those tokens instead of the chosen ones,
-    ``prompt`` that prompt (teacher forcing: the reference's path, language included)."""
+    """Greedy decoding: encode once, the prompt, then ``steps`` decoder steps over the self-attention cache.
+    Returns (tokens [batch, steps], each step's raw logits [batch, vocab], the model's own prompt [batch, P]: its
+    language detected where the contract says so); ``forced`` feeds those tokens instead of the chosen ones,
+    ``prompt`` that prompt (teacher forcing: the reference's path, language included; the model's own prompt is
+    still the one returned)."""
     import numpy as np
 
     plan = contract["decoding"]
@@ -501,20 +516,15 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
     context = cross_feeds(encoded)  # the cross-attention cache, computed once by the encoder
     if "encoder_attention_mask" in contract["decoder"]["inputs"]:
         context["encoder_attention_mask"] = enc_feeds["attention_mask"]
-    if prompt is None:
-        prompt = np.array([[t if t is not None else -1 for t in plan["prompt"]]] * batch, np.int64)
-    if (prompt < 0).any():  # the language: the decoder's own choice among the language tokens after the start
-        at = int(np.argmax(prompt[0] < 0))
-        langs = np.asarray(plan["language_ids"], np.int64)
-        first = decode({**context, "input_ids": prompt[:, :at], **empty})
-        prompt[:, at] = langs[np.asarray(first["logits"])[:, -1, langs].argmax(-1)]
-    feeds = {**context, "input_ids": prompt, **empty}
-    ids, limit = prompt, prompt.shape[1] + steps  # the decoder's tokens so far; the loop's length limit
+    own = own_prompt(decode, context, empty, plan, batch)
+    fed = own if prompt is None else np.asarray(prompt, np.int64)
+    feeds = {**context, "input_ids": fed, **empty}
+    ids, limit = fed, fed.shape[1] + steps  # the decoder's tokens so far; the loop's length limit
     tokens, logits = [], []
     for _ in range(steps):
         out = decode(feeds)
         last = np.asarray(out["logits"])[:, -1, :]
-        nxt = _choose(last, plan, ids, prompt.shape[1], limit, enc_feeds.get("input_ids"), no_eos)
+        nxt = _choose(last, plan, ids, fed.shape[1], limit, enc_feeds.get("input_ids"), no_eos)
         tokens.append(nxt)
         logits.append(last)
         if forced is not None:
@@ -522,7 +532,7 @@ def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: d
         ids = np.concatenate([ids, nxt[:, None]], axis=1)
         feeds = {**feeds, "input_ids": nxt[:, None],
                  **{n: out[n.replace("past_key_values", "present")] for n in empty}}
-    return np.stack(tokens, axis=1), logits, prompt
+    return np.stack(tokens, axis=1), logits, own
 
 
 def _encoded_once(encode: Any, feeds: dict[str, Any]) -> Any:
@@ -540,66 +550,108 @@ def _encoded_once(encode: Any, feeds: dict[str, Any]) -> Any:
     return run
 
 
-def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Any:
+@dataclass
+class Generated:
+    """What the source's ``generate()`` gave on the samples: the reference of the generation check."""
+
+    tokens: Any  # the ``steps`` new tokens [batch, steps]
+    prompt: Any  # the decoding prompt it started from [batch, P] (Whisper: with the language it detected)
+    logits: list[Any]  # the raw logits each new token was chosen from ([batch, vocab] per step, output_logits)
+    encoded: dict[str, Any]  # the encoder's outputs by the encoder.onnx names (last_hidden_state, present.N.encoder.*)
+
+
+def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Generated:
     """The source's own greedy ``generate()`` (its generation config: prompt and every rule greedy decoding can
-    apply; beams and sampling off, generation_rules.greedy_kwargs), the ``steps`` new tokens. ``min_new_tokens``
-    keeps the end token out of the window, so there is no early stop. (The end token is the config's: passing
-    ``eos_token_id=None`` does not hold in Whisper's generate(), whose inner call restores it, and
-    ``min_new_tokens`` then suppressed it there and only there.)"""
+    apply; beams and sampling off, generation_rules.greedy_kwargs) on the samples: the ``steps`` new tokens, the
+    prompt, the logits it chose them from (``output_logits``: before any logits processor, the raw logits the
+    decode loops return too), and the encoder's outputs: ``last_hidden_state`` from the model's encoder, run once
+    here and handed to generate() (``encoder_outputs``: Whisper's generate() otherwise runs its encoder twice, for
+    the language and for the decoding), each layer's cross-attention keys and values from the cache generate()'s
+    decoder filled from it. ``min_new_tokens`` keeps the end token out of the window, so there is no early stop.
+    (The end token is the config's: passing ``eos_token_id=None`` does not hold in Whisper's generate(), whose
+    inner call restores it, and ``min_new_tokens`` then suppressed it there and only there.)"""
+    import numpy as np
     import torch
 
     from zoo.converters.tasks.generation_rules import greedy_kwargs
 
     kwargs = {k: torch.from_numpy(v) for k, v in enc_feeds.items()}
+    speech = "input_features" in kwargs
+    layers = _layers(model.config)[0]
     with torch.no_grad():
-        out = model.generate(**kwargs, **greedy_kwargs(steps))
-    out = out if isinstance(out, torch.Tensor) else out["sequences"]
-    return out[:, -steps:].numpy()
+        encoded = model.get_encoder()(**kwargs, return_dict=True)
+        # the text's ids and mask go along: the mask for the cross-attention, the ids for the encoder rules
+        out = model.generate(**({} if speech else kwargs), encoder_outputs=encoded, return_dict_in_generate=True,
+                             output_logits=True, **greedy_kwargs(steps))
+    sequences = out.sequences.numpy()
+    cross = out.past_key_values.cross_attention_cache.layers[:layers]
+    enc = {"last_hidden_state": encoded.last_hidden_state.numpy(),
+           **{f"present.{i}.encoder.{k}": getattr(layer, f"{k}s").numpy() for i, layer in enumerate(cross)
+              for k in ("key", "value")}}
+    return Generated(sequences[:, -steps:], sequences[:, :-steps].astype(np.int64),
+                     [step.float().numpy() for step in out.logits], enc)
+
+
+def rules_break(plan: dict[str, Any], ref: Generated, encoder_ids: Any = None) -> int | None:
+    """The first step at which the contract's decoding rules (what a consumer's loop applies: _choose), applied to
+    ``generate()``'s own logits on its own path, do not choose ``generate()``'s token; None when they choose it at
+    every step. No model runs: this checks the contract and the rules' code against generate()."""
+    import numpy as np
+
+    steps, start = ref.tokens.shape[1], ref.prompt.shape[1]
+    ids = np.concatenate([ref.prompt, ref.tokens], axis=1).astype(np.int64)
+    for step in range(steps):
+        chosen = _choose(ref.logits[step], plan, ids[:, :start + step], start, start + steps, encoder_ids, True)
+        if not np.array_equal(chosen, ref.tokens[:, step]):
+            return step
+    return None
 
 
 def generation_results(model: Any, preprocess: Any, directory: Path, contract: dict[str, Any],
                        prompts: list[str] | None = None, steps: int = NEW_TOKENS,
                        precision: str = "float32") -> dict[str, Any]:
-    """The exported pair against the PyTorch model: TaskResult-like dict (check, passed, reason, figures).
-    At float32 the tokens must be identical; below, the next-token agreement on the reference's path."""
+    """The exported pair against the PyTorch model's ``generate()``: TaskResult-like dict (check, passed, reason,
+    figures). The reference is generate() itself (its tokens, prompt, logits and encoder outputs:
+    reference_generate); the candidate runs once fed generate()'s prompt and tokens (teacher forcing: its logits
+    and its own choice at every step), and on its own (its own prompt and choices) only where these part, to
+    report its text. At float32 the tokens must be identical; below, the next-token agreement on the reference's
+    path (text_generation.token_verdict)."""
     import numpy as np
 
     speech = "input_features" in contract["encoder"]["inputs"]
     result: dict[str, Any] = {"check": CHECK, "input_set": "sample-audio" if speech else "sample-prompts",
                               "output": "logits"}
+    feeds = encoder_feeds(contract, preprocess, prompts)
+    ref = reference_generate(model, feeds, steps)
     try:
-        feeds = encoder_feeds(contract, preprocess, prompts)
-        t_enc, t_dec = torch_runner(model)
         o_enc, o_dec = onnx_runner(directory, contract)
-        t_enc, o_enc = _encoded_once(t_enc, feeds), _encoded_once(o_enc, feeds)  # each loop encodes the same feeds
-        ref_tokens, ref_logits, ref_prompt = greedy_loop(t_enc, t_dec, contract, feeds, steps)
-        cand_tokens, cand_logits, cand_prompt = greedy_loop(o_enc, o_dec, contract, feeds, steps)
-        chosen = cand_tokens  # on the reference's path the forced loop would feed the very same inputs: these choices
-        if not (np.array_equal(cand_tokens, ref_tokens) and np.array_equal(cand_prompt, ref_prompt)):
-            # the reference's path differs from the candidate's own: its choices and logits along that path
-            # (teacher forcing)
-            chosen, cand_logits, _ = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref_tokens,
-                                                 prompt=ref_prompt.copy())
-        ref_encoded, cand_encoded = t_enc(feeds), o_enc(feeds)
+        o_enc = _encoded_once(o_enc, feeds)  # each loop and the encoder comparison encode the same feeds
+        # the candidate on generate()'s path: its choice and logits at every step, and the prompt it gives itself
+        choices, cand_logits, cand_prompt = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref.tokens,
+                                                        prompt=ref.prompt)
+        cand_tokens = choices  # on generate()'s path its own loop would feed the very same inputs: these choices
+        if not (np.array_equal(choices, ref.tokens) and np.array_equal(cand_prompt, ref.prompt)):
+            cand_tokens = greedy_loop(o_enc, o_dec, contract, feeds, steps)[0]  # where its own text goes
+        cand_encoded = o_enc(feeds)
     except Exception as exc:  # noqa: BLE001 - a loop that cannot run is the finding
         return {**result, "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"}
-    gen_tokens = reference_generate(model, feeds, steps)
     reasons = []
     rtol = LOGIT_RTOL.get(precision, 0.1)
     # every encoder output against PyTorch's: the cross-attention cache drives the decoder, and
     # last_hidden_state, which no decode step reads, is checked here or nowhere
-    encoder_diff = {name: range_share(ref, cand_encoded[name]) if ref.shape == np.shape(cand_encoded[name])
-                    else float("inf") for name, ref in ref_encoded.items()}
+    encoder_diff = {name: range_share(r, cand_encoded[name]) if r.shape == np.shape(cand_encoded.get(name))
+                    else float("inf") for name, r in ref.encoded.items()}
     name, diff = max(encoder_diff.items(), key=lambda kv: kv[1])
     if diff > rtol:
         reasons.append(f"encoder output {name} differs by {diff:.2e} of its range > {rtol:.0e}")
-    if not np.array_equal(gen_tokens, ref_tokens):
-        reasons.append("the reference's decode loop does not reproduce generate() "
-                       f"(first tokens {gen_tokens[0][:6].tolist()} vs {ref_tokens[0][:6].tolist()})")
-    if not np.array_equal(ref_prompt, cand_prompt):
-        reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs {ref_prompt.tolist()}")
-    verdict, figures = token_verdict(gen_tokens, cand_tokens, chosen, ref_logits, cand_logits, precision, "sample",
-                                     path=ref_tokens)
+    broken = rules_break(contract["decoding"], ref, feeds.get("input_ids"))
+    if broken is not None:
+        reasons.append(f"the greedy choice under the contract's decoding rules, on generate()'s own logits, does not "
+                       f"reproduce generate() at step {broken} (generate()'s tokens {ref.tokens[0][:6].tolist()}...)")
+    if not np.array_equal(ref.prompt, cand_prompt):
+        reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs generate()'s "
+                       f"{ref.prompt.tolist()}")
+    verdict, figures = token_verdict(ref.tokens, cand_tokens, choices, ref.logits, cand_logits, precision, "sample")
     reasons += verdict
     figures = {"samples": int(cand_tokens.shape[0]), **figures, "precision": precision,
                "max_encoder_rel_diff": diff, "reference": "generate()",
