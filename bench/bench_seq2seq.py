@@ -26,9 +26,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+def torch_runner(model: Any) -> tuple[Any, Any]:
+    """``seq2seq.onnx_runner``'s callables over the PyTorch wrappers (seq2seq.wrap): the same loop in eager PyTorch."""
+    import numpy as np
+    import torch
+
+    from zoo.converters.tasks.seq2seq import io_contract, wrap
+
+    encoder, decoder = wrap(model)
+    contract = io_contract(model.config)
+    enc_ins, dec_ins, outs = contract["encoder"]["inputs"], contract["decoder"]["inputs"], contract["decoder"]["outputs"]
+    enc_outs = contract["encoder"]["outputs"]
+
+    def encode(feeds: dict[str, Any]) -> dict[str, Any]:
+        with torch.no_grad():
+            return {n: t.numpy() for n, t in zip(enc_outs, encoder(*[torch.from_numpy(feeds[n]) for n in enc_ins]))}
+
+    def decode(feeds: dict[str, Any]) -> dict[str, Any]:
+        with torch.no_grad():
+            out = decoder(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in dec_ins])
+        return {n: t.numpy() for n, t in zip(outs, out)}
+
+    return encode, decode
 
 
 def timed_loop(encode, decode, contract, feeds, steps):
@@ -95,7 +120,7 @@ def main() -> int:
         contract = seq2seq.export(model, preprocess, Path(tmp))
         feeds = seq2seq.encoder_feeds(contract, preprocess, samples=1)
         o_enc, o_dec = seq2seq.onnx_runner(Path(tmp))
-        t_enc, t_dec = seq2seq.torch_runner(model)
+        t_enc, t_dec = torch_runner(model)
         best = {"onnxruntime": float("inf"), "torch_eager": float("inf")}
         tokens = {}
         for _ in range(args.repeat):

@@ -719,6 +719,33 @@ def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
+def shift_output(path: Path, output: str) -> None:
+    """Rewire ``output`` to its own value shifted by one position along the sequence axis (same shape):
+    the kind of off-by-one a broken cache export makes."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inner = f"{output}__unshifted"
+    for node in graph.node:
+        node.output[:] = [inner if o == output else o for o in node.output]
+        node.input[:] = [inner if i == output else i for i in node.input]
+
+    def const(name, v):
+        return numpy_helper.from_array(np.array(v, np.int64), name)
+
+    graph.initializer.extend([const("shift_s0", [0]), const("shift_s1", [1]), const("shift_end", [-1]),
+                              const("shift_big", [2**62]), const("shift_ax", [2])])
+    graph.node.extend([
+        helper.make_node("Slice", [inner, "shift_s0", "shift_s1", "shift_ax"], [f"{inner}_first"]),
+        helper.make_node("Slice", [inner, "shift_s0", "shift_end", "shift_ax"], [f"{inner}_head"]),
+        helper.make_node("Concat", [f"{inner}_first", f"{inner}_head"], [output], axis=2),
+    ])
+    onnx.save(model, str(path))
+
+
 def scale_output(path: Path, output: str, factor: float) -> None:
     """Rewire the graph output ``output`` of the ONNX file at ``path`` to itself times ``factor`` (same shape and
     dtype): the deliberately broken exports the generation checks must fail."""

@@ -14,6 +14,7 @@ from task_builders import (
     bert_head_repo,
     decoder_repo,
     in_process_pull,
+    shift_output,
     source_dir,
     wav2vec2_ctc_repo,
 )
@@ -142,31 +143,6 @@ def test_falcon_multi_query_cache_has_one_head(pull, task_repos, tmp_path):
         np.testing.assert_array_equal(got, seq[0, ids.shape[1]:].numpy())
 
 
-def _shift_cache_output(path: Path, output: str) -> None:
-    """Rewire ``output`` to its own value shifted by one position along the sequence axis (same shape):
-    the kind of off-by-one a broken cache export makes."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    inner = f"{output}__unshifted"
-    for node in graph.node:
-        node.output[:] = [inner if o == output else o for o in node.output]
-        node.input[:] = [inner if i == output else i for i in node.input]
-    def const(name, v):
-        return numpy_helper.from_array(np.array(v, np.int64), name)
-
-    graph.initializer.extend([const("shift_s0", [0]), const("shift_s1", [1]), const("shift_end", [-1]),
-                              const("shift_big", [2**62]), const("shift_ax", [2])])
-    graph.node.extend([
-        helper.make_node("Slice", [inner, "shift_s0", "shift_s1", "shift_ax"], [f"{inner}_first"]),
-        helper.make_node("Slice", [inner, "shift_s0", "shift_end", "shift_ax"], [f"{inner}_head"]),
-        helper.make_node("Concat", [f"{inner}_first", f"{inner}_head"], [output], axis=2),
-    ])
-    onnx.save(model, str(path))
-
-
 def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
     from zoo.converters.edges import torch_onnx
 
@@ -174,7 +150,7 @@ def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
 
     def broken_export(tm, example, out_path, **kwargs):
         info = real_export(tm, example, out_path, **kwargs)
-        _shift_cache_output(out_path, "present.1.value")
+        shift_output(out_path, "present.1.value")
         return info
 
     monkeypatch.setattr(torch_onnx, "export_onnx", broken_export)
@@ -258,7 +234,7 @@ def test_the_candidates_logits_are_those_on_the_references_path(pull, tmp_path):
     good = Path(pull("zoo-test/tiny-llama", "--exporter", "torchscript")["path"])
     shifted = tmp_path / "shifted.onnx"
     shutil.copyfile(good, shifted)
-    _shift_cache_output(shifted, "present.1.value")
+    shift_output(shifted, "present.1.value")
     sets = contract_input_sets({p.key: p.value for p in onnx.load(str(good)).metadata_props})
     prefill = [s for s in sets if not any(v.shape[2] for k, v in s.feeds.items() if k.startswith("past_key_values."))]
     assert len(prefill) == 1

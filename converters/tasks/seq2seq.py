@@ -18,12 +18,15 @@ language, task and no-timestamps tokens its generation config forces, the langua
 where the config leaves it open) with past of length 0.
 
 Parity (``generation_results``, the ``text2text-generation`` task check): greedy generation of ``NEW_TOKENS``
-tokens from real samples (real-tokenizer prompts, right-padded; for speech, synthetic speech-like clips
-through the repo's feature extractor): the ONNX loop's tokens identical to the source's ``generate()`` and the
-ONNX logits at every step, fed the reference's tokens (teacher forcing), within ``1e-4`` of their range of
-the PyTorch model's, and every encoder output (the cross-attention cache, and ``last_hidden_state``, which no
-decode step reads) within the same share of its range. This is a check of the pair: an encoder whose output is
-off fails it as a decoder would.
+tokens from real samples (real-tokenizer prompts, right-padded; for speech, synthetic speech-like clips through the
+repo's feature extractor), against the source's ``generate()`` itself (``output_logits``: the raw logits it chose
+each token from; the encoder run once and handed to it). The ONNX pair runs once fed generate()'s prompt and
+tokens (teacher forcing): its choice at every step identical to generate()'s token at float32, its logits within
+``1e-4`` of their range of generate()'s, and every encoder output (the cross-attention cache generate() filled, and
+``last_hidden_state``, which no decode step reads) within the same share of its range; its own prompt (Whisper:
+the language it detects) must be generate()'s, and where its choices part it decodes on its own once more, to
+report its own text. The contract's decoding rules applied to generate()'s own logits must choose generate()'s
+tokens (no model run). This is a check of the pair: an encoder whose output is off fails it as a decoder would.
 """
 
 from __future__ import annotations
@@ -451,28 +454,6 @@ def onnx_runner(directory: Path, contract: dict[str, Any] | None = None) -> tupl
     return encode, decode
 
 
-def torch_runner(model: Any) -> tuple[Any, Any]:
-    """The same callables over the PyTorch wrappers (the reference loop)."""
-    import numpy as np
-    import torch
-
-    encoder, decoder = wrap(model)
-    contract = io_contract(model.config)
-    enc_ins, dec_ins, outs = contract["encoder"]["inputs"], contract["decoder"]["inputs"], contract["decoder"]["outputs"]
-    enc_outs = contract["encoder"]["outputs"]
-
-    def encode(feeds: dict[str, Any]) -> dict[str, Any]:
-        with torch.no_grad():
-            return {n: t.numpy() for n, t in zip(enc_outs, encoder(*[torch.from_numpy(feeds[n]) for n in enc_ins]))}
-
-    def decode(feeds: dict[str, Any]) -> dict[str, Any]:
-        with torch.no_grad():
-            out = decoder(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in dec_ins])
-        return {n: t.numpy() for n, t in zip(outs, out)}
-
-    return encode, decode
-
-
 def _choose(logits: Any, plan: dict[str, Any], ids: Any, prompt_length: int, max_length: int,
             encoder_ids: Any = None, no_eos: bool = False) -> Any:
     """The greedy token of one step under the generation config's rules (generation_rules.apply_rules, as
@@ -503,10 +484,8 @@ def own_prompt(decode: Any, context: dict[str, Any], empty: dict[str, Any], plan
 def greedy_loop(encode: Any, decode: Any, contract: dict[str, Any], enc_feeds: dict[str, Any], steps: int,
                 forced: Any = None, prompt: Any = None, no_eos: bool = True) -> tuple[Any, list[Any], Any]:
     """Greedy decoding: encode once, the prompt, then ``steps`` decoder steps over the self-attention cache.
-    Returns (tokens [batch, steps], each step's raw logits [batch, vocab], the model's own prompt [batch, P]: its
-    language detected where the contract says so); ``forced`` feeds those tokens instead of the chosen ones,
-    ``prompt`` that prompt (teacher forcing: the reference's path, language included; the model's own prompt is
-    still the one returned)."""
+    Returns (tokens [batch, steps], each step's raw logits [batch, vocab], the model's own prompt [batch, P]);
+    ``forced`` feeds those tokens instead of the chosen ones, ``prompt`` that prompt (teacher forcing)."""
     import numpy as np
 
     plan = contract["decoding"]
@@ -561,15 +540,13 @@ class Generated:
 
 
 def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int) -> Generated:
-    """The source's own greedy ``generate()`` (its generation config: prompt and every rule greedy decoding can
-    apply; beams and sampling off, generation_rules.greedy_kwargs) on the samples: the ``steps`` new tokens, the
-    prompt, the logits it chose them from (``output_logits``: before any logits processor, the raw logits the
-    decode loops return too), and the encoder's outputs: ``last_hidden_state`` from the model's encoder, run once
-    here and handed to generate() (``encoder_outputs``: Whisper's generate() otherwise runs its encoder twice, for
-    the language and for the decoding), each layer's cross-attention keys and values from the cache generate()'s
-    decoder filled from it. ``min_new_tokens`` keeps the end token out of the window, so there is no early stop.
-    (The end token is the config's: passing ``eos_token_id=None`` does not hold in Whisper's generate(), whose
-    inner call restores it, and ``min_new_tokens`` then suppressed it there and only there.)"""
+    """The source's own greedy ``generate()`` on the samples (its generation config's rules; beams and sampling off:
+    generation_rules.greedy_kwargs): the ``steps`` new tokens, its prompt, the raw logits it chose them from
+    (``output_logits``), and the encoder's outputs: ``last_hidden_state`` from the model's encoder, run once here and
+    handed to generate() (Whisper's generate() runs it twice otherwise, for the language and for decoding), each
+    layer's cross-attention keys and values from the cache generate() filled. ``min_new_tokens`` keeps the end token
+    out of the window: no early stop. (``eos_token_id=None`` would not hold in Whisper's generate(), whose inner call
+    restores it.)"""
     import numpy as np
     import torch
 
@@ -610,12 +587,8 @@ def rules_break(plan: dict[str, Any], ref: Generated, encoder_ids: Any = None) -
 def generation_results(model: Any, preprocess: Any, directory: Path, contract: dict[str, Any],
                        prompts: list[str] | None = None, steps: int = NEW_TOKENS,
                        precision: str = "float32") -> dict[str, Any]:
-    """The exported pair against the PyTorch model's ``generate()``: TaskResult-like dict (check, passed, reason,
-    figures). The reference is generate() itself (its tokens, prompt, logits and encoder outputs:
-    reference_generate); the candidate runs once fed generate()'s prompt and tokens (teacher forcing: its logits
-    and its own choice at every step), and on its own (its own prompt and choices) only where these part, to
-    report its text. At float32 the tokens must be identical; below, the next-token agreement on the reference's
-    path (text_generation.token_verdict)."""
+    """The exported pair against the PyTorch model's ``generate()`` (the module docstring says how): a TaskResult-like
+    dict (check, passed, reason, figures)."""
     import numpy as np
 
     speech = "input_features" in contract["encoder"]["inputs"]
