@@ -38,15 +38,25 @@ def bpe_tokenizer(tmp: str, vocab_size: int = 400):
     return GPT2TokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
 
 
+# decoder_repo's families built like its Llama (grouped-query, 2 key/value heads): config class, model class, the
+# config's other settings (head_dim where the family's default is not hidden / heads; Gemma's embeddings untied: tied,
+# the tiny random Gemma repeats one token on every prompt whatever the seed or init scale, measured)
+LLAMA_LIKE = {"llama": ("LlamaConfig", "LlamaForCausalLM", {}), "mistral": ("MistralConfig", "MistralForCausalLM", {}),
+              "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 8}),
+              "phi": ("PhiConfig", "PhiForCausalLM", {}), "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 8, "tie_word_embeddings": False})}
+
+
 def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *, hidden: int | None = None,
                  init: float = 0.2, generation: dict | None = None) -> dict[str, bytes]:
     """A tiny decoder-only LM (``gpt2``: GPT2LMHeadModel; ``llama``: LlamaForCausalLM with grouped-query
-    attention; ``falcon``: FalconForCausalLM, multi-query) with seeded weights, wide enough at init that greedy decoding does not repeat one token.
+    attention, and the Llama-like ``mistral``, ``qwen2``, ``qwen3``, ``phi``, ``gemma`` (``LLAMA_LIKE``), each with 2
+    key/value heads; ``falcon``: FalconForCausalLM, multi-query) with seeded weights, wide enough at init that greedy
+    decoding does not repeat one token.
     ``hidden``/``init``: a wider model at a trained model's weight scale (transformers' default 0.02), whose
     MatMuls dominate its size (the int4 tests: 4-bit weights are measurable there). ``generation``: settings of
     its ``generation_config.json`` (a repetition penalty, an n-gram ban, ...)."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = bpe_tokenizer(tmp)
@@ -62,13 +72,17 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *
 
                 config.num_labels = 3
                 cls = GPT2ForSequenceClassification
-        elif family == "llama":
-            config = LlamaConfig(vocab_size=vocab, hidden_size=hidden or TINY["hidden"], num_hidden_layers=TINY["layers"],
-                                 num_attention_heads=TINY["heads"], num_key_value_heads=2,
-                                 intermediate_size=(hidden * 11 // 4) if hidden else TINY["intermediate"],
-                                 max_position_embeddings=TINY["positions"], bos_token_id=eos, eos_token_id=eos,
-                                 initializer_range=init)
-            cls = LlamaForCausalLM
+        elif family in LLAMA_LIKE:
+            import transformers
+
+            config_name, model_name, extra = LLAMA_LIKE[family]
+            config = getattr(transformers, config_name)(
+                vocab_size=vocab, hidden_size=hidden or TINY["hidden"], num_hidden_layers=TINY["layers"],
+                num_attention_heads=TINY["heads"], num_key_value_heads=2,
+                intermediate_size=(hidden * 11 // 4) if hidden else TINY["intermediate"],
+                max_position_embeddings=TINY["positions"], bos_token_id=eos, eos_token_id=eos, initializer_range=init,
+                **extra)
+            cls = getattr(transformers, model_name)
         elif family == "falcon":  # falcon-7b's multi-query layout: one cached key/value head
             from transformers import FalconConfig, FalconForCausalLM
 
@@ -77,7 +91,7 @@ def decoder_repo(family: str = "gpt2", seed: int = 0, head: str = "causal-lm", *
                                   bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
             cls = FalconForCausalLM
         else:
-            raise ValueError(f"family must be gpt2, llama or falcon, not {family!r}")
+            raise ValueError(f"family must be gpt2, falcon or one of {sorted(LLAMA_LIKE)}, not {family!r}")
         torch.manual_seed(seed)
         model = cls(config).eval()
         for key, value in (generation or {}).items():

@@ -14,6 +14,9 @@ from task_builders import decoder_repo, in_process_pull, source_dir
 
 PROMPTS = ["My favourite movie is about a", "the cat sat on", "Where do you want to go today and why"]
 NEW = 20
+# families whose own model type genai runs through its decoder-only loop over zoo's split cache: genai_config.json
+# keeps their type (genai.TYPES_KEPT)
+GENAI_TYPED = ("mistral", "qwen2", "qwen3", "phi", "gemma")
 # generation_config.json ends generation at token 220, which the tiny GPT-2 emits early on some prompts (checked in
 # the test); config.json's eos stays 0: only a genai_config.json that reads the repo's generation config stops there
 EOS_RULE = {"eos_token_id": 220}
@@ -23,6 +26,7 @@ REPOS = {
     "zoo-test/tiny-gpt2": lambda: decoder_repo("gpt2"),
     "zoo-test/tiny-llama": lambda: decoder_repo("llama"),
     "zoo-test/tiny-falcon": lambda: decoder_repo("falcon"),
+    **{f"zoo-test/tiny-{family}": (lambda family=family: decoder_repo(family)) for family in GENAI_TYPED},
     "zoo-test/tiny-gpt2-eos": lambda: decoder_repo("gpt2", generation=EOS_RULE),
     "zoo-test/tiny-gpt2-chat-rules": lambda: decoder_repo("gpt2", generation=CHAT_RULES),
     # each rule alone: the tiny Llama repeats token 266 on a prompt, the tiny Falcon ends one after 2 new tokens
@@ -133,6 +137,28 @@ def test_genai_runs_the_artifact_with_generate_tokens(pull, genai_repos, tmp_pat
     # genai's own batch (it pads on the right; the graph's positions come from the attention mask)
     batched = genai_generate(str(art), PROMPTS, NEW, batch=True)
     assert until_eos(batched, 0) == until_eos(expected, 0)
+
+
+@pytest.mark.parametrize("family", GENAI_TYPED)
+def test_genai_runs_the_families_it_knows_under_their_own_type(pull, genai_repos, tmp_path, family):
+    """Mistral, Qwen2, Qwen3, Phi and Gemma (tiny real configs, 2 key/value heads): genai_config.json keeps the repo's
+    model type, one genai runs through its plain decoder-only loop over zoo's split cache, and genai's own loop gives
+    generate()'s tokens, each prompt alone and in genai's right-padded batch."""
+    repo = f"zoo-test/tiny-{family}"
+    out = pull(repo)
+    art = Path(out["artifact_dir"])
+    manifest = json.loads((art / "zoo.json").read_text())
+    config = check_config(art, manifest)
+    notes = manifest["conversion"]["genai"]
+    assert config["model"]["type"] == notes["repo_model_type"] == family and notes["type_note"] is None
+    decoder = config["model"]["decoder"]
+    io = manifest["record"]["extra"]["io"]
+    assert decoder["num_key_value_heads"] == io["cache"]["num_key_value_heads"] == 2
+    assert decoder["head_size"] == io["cache"]["head_dim"] == 8 and decoder["num_attention_heads"] == 4
+    expected = reference(genai_repos[repo], tmp_path, PROMPTS, NEW)
+    assert len({t for row in expected for t in row}) > 5  # the tiny model does not just repeat one token
+    assert genai_generate(str(art), PROMPTS, NEW) == until_eos(expected, 0)
+    assert until_eos(genai_generate(str(art), PROMPTS, NEW, batch=True), 0) == until_eos(expected, 0)
 
 
 def test_genai_stops_at_the_generation_configs_end_token(pull, genai_repos, tmp_path):

@@ -30,7 +30,7 @@ from zoo import errors
 
 FILENAME = "genai_config.json"
 # repo model types onnxruntime-genai runs through its plain decoder-only loop over a split cache (DecoderOnly_Model)
-TYPES_KEPT = ("llama", "mistral", "qwen2", "qwen3")
+TYPES_KEPT = ("llama", "mistral", "qwen2", "qwen3", "phi", "gemma")
 TYPE_FALLBACK = "llama"
 # the contract's generation rules genai has a search option for, applied as transformers applies them
 GENAI_RULES = ("repetition_penalty", "no_repeat_ngram_size", "min_length")
