@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def torch_runner(model: Any) -> tuple[Any, Any]:
-    """``seq2seq.onnx_runner``'s callables over the PyTorch wrappers (seq2seq.wrap): the same loop in eager PyTorch."""
+    """``seq2seq_check.onnx_runner``'s callables over the PyTorch wrappers (seq2seq.wrap): the same loop in eager PyTorch."""
     import numpy as np
     import torch
 
@@ -59,7 +59,7 @@ def torch_runner(model: Any) -> tuple[Any, Any]:
 def timed_loop(encode, decode, contract, feeds, steps):
     import numpy as np
 
-    from zoo.converters.tasks import seq2seq
+    from zoo.converters.tasks import seq2seq_check
 
     times = []
 
@@ -69,7 +69,7 @@ def timed_loop(encode, decode, contract, feeds, steps):
         times.append(time.perf_counter() - start)
         return out
 
-    tokens, _, _ = seq2seq.greedy_loop(encode, timed, contract, feeds, steps)
+    tokens, _, _ = seq2seq_check.greedy_loop(encode, timed, contract, feeds, steps)
     return np.asarray(tokens), statistics.median(times[1:])
 
 
@@ -112,14 +112,14 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
-    from zoo.converters.tasks import seq2seq
+    from zoo.converters.tasks import seq2seq, seq2seq_check
 
     torch.set_num_threads(args.threads)
     model, preprocess = (build_whisper if args.family == "whisper" else build_t5)(args)
     with tempfile.TemporaryDirectory() as tmp:
         contract = seq2seq.export(model, preprocess, Path(tmp))
         feeds = seq2seq.encoder_feeds(contract, preprocess, samples=1)
-        o_enc, o_dec = seq2seq.onnx_runner(Path(tmp))
+        o_enc, o_dec = seq2seq_check.onnx_runner(Path(tmp))
         t_enc, t_dec = torch_runner(model)
         best = {"onnxruntime": float("inf"), "torch_eager": float("inf")}
         tokens = {}

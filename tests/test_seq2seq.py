@@ -15,7 +15,7 @@ import pytest
 from builders import write_hf_cache
 from task_builders import bart_repo, scale_output, shift_output, t5_repo
 
-from zoo.converters.tasks import seq2seq
+from zoo.converters.tasks import seq2seq, seq2seq_check
 
 REPOS = {"zoo-test/tiny-t5": (t5_repo, "T5ForConditionalGeneration"),
          "zoo-test/tiny-bart": (bart_repo, "BartForConditionalGeneration")}
@@ -71,7 +71,7 @@ def test_encoder_decoder_greedy_generation_matches_generate(t5):
     import torch
 
     model, tokenizer, out, contract = t5
-    result = seq2seq.generation_results(model, tokenizer, out, contract)
+    result = seq2seq_check.generation_results(model, tokenizer, out, contract)
     assert result["passed"], result["reason"]
     figures = result["figures"]
     assert figures["identical"] and figures["tokens_matched"] == [20] * 4 and figures["max_logit_rel_diff"] < 1e-4
@@ -113,7 +113,7 @@ def test_a_broken_export_fails_the_generation_check(t5, tmp_path, part, output, 
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
     scale_output(broken / contract["files"][part], output, factor)
-    result = seq2seq.generation_results(model, tokenizer, broken, contract)
+    result = seq2seq_check.generation_results(model, tokenizer, broken, contract)
     assert not result["passed"]
     if output == "last_hidden_state":
         assert "encoder output last_hidden_state differs" in result["reason"]
@@ -133,15 +133,15 @@ def test_a_shifted_self_attention_cache_fails_and_its_own_text_is_reported(t5, t
     broken = tmp_path / "shifted"
     shutil.copytree(out, broken)
     shift_output(broken / contract["files"]["decoder"], "present.1.value")
-    result = seq2seq.generation_results(model, tokenizer, broken, contract)
+    result = seq2seq_check.generation_results(model, tokenizer, broken, contract)
     assert not result["passed"] and not result["figures"]["identical"]
     assert "greedy tokens diverge" in result["reason"] and "logits at decode step" in result["reason"]
     assert "decode step 0 " not in result["reason"]  # the first step reads no cache
     feeds = seq2seq.encoder_feeds(contract, tokenizer)
-    runner = seq2seq.onnx_runner(broken, contract)
-    own, _, _ = seq2seq.greedy_loop(*runner, contract, feeds, 20)
-    ref = seq2seq.reference_generate(model, feeds, 20)
-    forced, _, _ = seq2seq.greedy_loop(*runner, contract, feeds, 20, forced=ref.tokens, prompt=ref.prompt)
+    runner = seq2seq_check.onnx_runner(broken, contract)
+    own, _, _ = seq2seq_check.greedy_loop(*runner, contract, feeds, 20)
+    ref = seq2seq_check.reference_generate(model, feeds, 20)
+    forced, _, _ = seq2seq_check.greedy_loop(*runner, contract, feeds, 20, forced=ref.tokens, prompt=ref.prompt)
     assert result["figures"]["generated"] == own.tolist() and not np.array_equal(own, forced)
 
 
@@ -157,18 +157,18 @@ def test_the_candidates_logits_are_those_on_the_references_path(t5, tmp_path, fa
     if factor != 1.0:
         scale_output(broken / contract["files"]["decoder"], "present.1.value", factor)
     feeds = seq2seq.encoder_feeds(contract, tokenizer)
-    ref = seq2seq.reference_generate(model, feeds, 20)
+    ref = seq2seq_check.reference_generate(model, feeds, 20)
     # generate()'s logits are the raw ones (min_new_tokens sets the end token's to -inf only after them)
     assert all(np.isfinite(step).all() for step in ref.logits)
-    o_enc, o_dec = seq2seq.onnx_runner(broken, contract)
-    own_tokens, own_logits, _ = seq2seq.greedy_loop(o_enc, o_dec, contract, feeds, 20)
-    _, forced_logits, _ = seq2seq.greedy_loop(o_enc, o_dec, contract, feeds, 20, forced=ref.tokens, prompt=ref.prompt)
+    o_enc, o_dec = seq2seq_check.onnx_runner(broken, contract)
+    own_tokens, own_logits, _ = seq2seq_check.greedy_loop(o_enc, o_dec, contract, feeds, 20)
+    _, forced_logits, _ = seq2seq_check.greedy_loop(o_enc, o_dec, contract, feeds, 20, forced=ref.tokens, prompt=ref.prompt)
     assert np.array_equal(own_tokens, ref.tokens) == (factor == 1.0)
     if factor == 1.0:
         assert all(np.array_equal(a, b) for a, b in zip(own_logits, forced_logits))
     worst = max(float(np.abs(r.astype(np.float64) - c).max()) / float(r.max() - r.min())
                 for r, c in zip(ref.logits, forced_logits))
-    result = seq2seq.generation_results(model, tokenizer, broken, contract)
+    result = seq2seq_check.generation_results(model, tokenizer, broken, contract)
     assert result["figures"]["max_logit_rel_diff"] == pytest.approx(worst, rel=1e-5)  # torch runs apart: ~1e-7
     assert result["passed"] == (factor == 1.0)
 
@@ -179,7 +179,7 @@ def test_a_contract_that_starts_decoding_elsewhere_fails_the_check(t5):
     model, tokenizer, out, contract = t5
     start = contract["decoding"]["prompt"][0]
     wrong = {**contract, "decoding": {**contract["decoding"], "prompt": [start + 1]}}
-    result = seq2seq.generation_results(model, tokenizer, out, wrong)
+    result = seq2seq_check.generation_results(model, tokenizer, out, wrong)
     assert not result["passed"] and "the prompts differ" in result["reason"], result["reason"]
     assert result["figures"]["prompt"] == [[start + 1]] * 4
 
@@ -229,7 +229,7 @@ def test_the_greedy_choice_applies_generate_token_rules():
     plan = {"bad_words_ids": [[9], [3, 8]], "eos_token_id": 7, "suppress_tokens": [], "begin_suppress_tokens": [6],
             "forced_bos_token_id": None, "forced_eos_token_id": 2}
     ids = np.array([[0, 1, 3], [0, 1, 4]])  # the decoder's tokens so far: the start token 0, then two generated
-    choose = seq2seq._choose
+    choose = seq2seq_check._choose
     assert choose(logits, plan, ids, 1, 20).tolist() == [7, 8]  # row 0 just generated 3: 8 banned
     assert choose(logits, plan, ids, 1, 20, no_eos=True).tolist() == [6, 8]  # the end token 7 kept out
     start = {**plan, "bad_words_ids": [[9], [8]]}  # 9, 8 banned, 7 the end token, 6 suppressed at the start

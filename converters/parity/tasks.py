@@ -489,7 +489,7 @@ def check_seq2seq(ctx: TaskContext) -> list[TaskResult]:
     source's ``generate()``; T5/BART prompts or Whisper clips through the repo's own preprocessing."""
     from pathlib import Path
 
-    from zoo.converters.tasks.seq2seq import generation_results
+    from zoo.converters.tasks.seq2seq_check import generation_results
 
     pair = getattr(getattr(ctx.reference, "torch_model", None), "seq2seq", None)
     path = getattr(ctx.candidate, "path", None)
@@ -498,7 +498,7 @@ def check_seq2seq(ctx: TaskContext) -> list[TaskResult]:
                            "the generation check needs the PyTorch source and the ONNX pair (encoder.onnx beside "
                            "decoder.onnx); only the decoder was given")]
     return [TaskResult(**generation_results(pair.model, pair.preprocess, Path(path).parent, pair.contract,
-                                            precision=ctx.precision))]
+                                            precision=ctx.precision, samples=pair.samples))]
 
 
 # --- encoder heads (zoo.converters.tasks.heads) ------------------------------------------------------
