@@ -34,9 +34,7 @@ def onnx_runner(directory: Path, contract: dict[str, Any] | None = None) -> tupl
     enc = ort.InferenceSession(str(directory / files["encoder"]), opts, providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(directory / files["decoder"]), opts, providers=["CPUExecutionProvider"])
     enc_ins, dec_ins = [i.name for i in enc.get_inputs()], [i.name for i in dec.get_inputs()]
-    dec_outs = [o.name for o in dec.get_outputs()]
-
-    enc_outs = [o.name for o in enc.get_outputs()]
+    dec_outs, enc_outs = [o.name for o in dec.get_outputs()], [o.name for o in enc.get_outputs()]
 
     def encode(feeds: dict[str, Any]) -> dict[str, Any]:
         return dict(zip(enc_outs, enc.run(None, {n: feeds[n] for n in enc_ins})))
@@ -218,8 +216,8 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
         reasons.append(f"the greedy choice under the contract's decoding rules, on generate()'s own logits, does not "
                        f"reproduce generate() at step {broken} (generate()'s tokens {ref.tokens[0][:6].tolist()}...)")
     if not np.array_equal(ref.prompt, cand_prompt):
-        reasons.append(f"the prompts differ (detected language): {cand_prompt.tolist()} vs generate()'s "
-                       f"{ref.prompt.tolist()}")
+        reasons.append(f"the prompts differ: the pair's own (decoding.prompt, the language it detects) "
+                       f"{cand_prompt.tolist()} vs generate()'s {ref.prompt.tolist()}")
     verdict, figures = token_verdict(ref.tokens, cand_tokens, choices, ref.logits, cand_logits, precision, "sample")
     reasons += verdict
     figures = {"samples": int(cand_tokens.shape[0]), **figures, "precision": precision,
