@@ -75,6 +75,9 @@ def _check_route(out: dict, axes: dict) -> dict:
     assert not any("static shapes" in w for w in manifest["parity"]["warnings"])
     assert not any("[" in s["name"] for s in manifest["parity"]["input_sets"])  # no set cut into chunks
     assert "XlaCallModule" in _saved_model_ops(Path(out["artifact_dir"]))
+    # the weights once: the SavedModel is within a few percent of the jax export it wraps (it was twice its size)
+    sizes = {f["path"]: f["size"] for f in manifest["files"]}
+    assert sizes["saved_model.pb"] < 1.1 * info["jax_export_bytes"], (sizes, info["jax_export_bytes"])
     from zoo.converters.loaders.saved_model_check import check_saved_model
 
     check_saved_model(Path(out["artifact_dir"]))  # zoo's own allow-list takes it back (zoo diff, zoo convert)

@@ -5,6 +5,7 @@ and after; a location outside the folder or a span past its file's end is refuse
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,19 @@ def _write(folder: Path, layout: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize("copy", ["kernel", "chunks"])
 @pytest.mark.parametrize("layout", ["per-tensor", "torchscript", "another-name", "inline"])
-def test_consolidate_streams_every_layout_into_one_data_file(tmp_path, layout):
+def test_consolidate_streams_every_layout_into_one_data_file(tmp_path, layout, copy, monkeypatch):
+    """``copy``: copy_file_range, or the chunked copy of a filesystem that refuses it (EXDEV)."""
+    import errno
+
     from zoo.converters.edges.onnx_external import INLINE_BELOW, consolidate
 
+    if copy == "chunks":
+        def refuse(*args):
+            raise OSError(errno.EXDEV, "cross-device copy refused")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
     path = _write(tmp_path, layout)
     before = _run(path)
     assert consolidate(path, 1_000_000) is True  # 1.03 MB of weights, told by their shapes when no length is written

@@ -116,6 +116,83 @@ def test_a_write_between_hash_and_rename_publishes_nothing(tmp_path, monkeypatch
     assert not (tmp_path / "artifacts").exists() or not any((tmp_path / "artifacts").iterdir())
 
 
+def _publish_tampering(store_module, monkeypatch, staged, tamper):
+    """Publish ``staged`` with ``tamper(path)`` run on model.onnx right after zoo hashed the tree."""
+    from zoo.storage.artifacts import ArtifactStore
+
+    hash_tree = store_module.hash_tree
+
+    def hash_then_tamper(root):
+        files = hash_tree(root)
+        tamper(root / "model.onnx")
+        return files
+
+    monkeypatch.setattr(store_module, "hash_tree", hash_then_tamper)
+    return ArtifactStore(staged.parent.parent).publish(staged, "model.onnx", {"model": "m"}, verified=True)
+
+
+def _old(path, seconds=3600):
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9))
+
+
+def test_a_large_file_is_hashed_once_and_a_later_write_to_it_still_refuses_the_publish(tmp_path, monkeypatch):
+    """A file over REHASH_BELOW written well before the publish is hashed once: its unchanged stat signature
+    stands for the second look (a 4 GB model's weights are not read and hashed twice). A write after the hash
+    moves its mtime and ctime: the publish is refused, nothing becomes visible."""
+    from zoo import errors, hashing
+    from zoo.storage import artifacts as store_module
+
+    monkeypatch.setattr(store_module, "REHASH_BELOW", 16)
+    store = ArtifactStore(tmp_path)
+    ctx, staged = _stage(store, {"model.onnx": os.urandom(4096), "vocab.txt": b"a\nb\n"})
+    _old(staged / "model.onnx")
+    _old(staged / "vocab.txt")
+    reads = []
+    sha256_file = hashing.sha256_file
+    monkeypatch.setattr(store_module, "sha256_file", lambda path: reads.append(path.name) or sha256_file(path))
+    art = store.publish(staged, "model.onnx", {"model": "m"}, verified=True)
+    ctx.__exit__(None, None, None)
+    assert reads.count("model.onnx") == 1 and reads.count("vocab.txt") == 2  # the small one is hashed again, old or not
+    assert store.verify(art) == []
+
+    ctx, staged = _stage(store, {"model.onnx": os.urandom(4096)})
+    _old(staged / "model.onnx")
+
+    def overwrite_and_put_mtime_back(path):  # the same size, the same mtime: only ctime can tell
+        st = path.stat()
+        with open(path, "r+b") as f:
+            f.write(b"THE")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    with pytest.raises(errors.IntegrityError, match="changed while it was being published"):
+        _publish_tampering(store_module, monkeypatch, staged, overwrite_and_put_mtime_back)
+    ctx.__exit__(None, None, None)
+    assert not (tmp_path / "quarantine").exists() and [p.name for p in (tmp_path / "artifacts").iterdir()] == [art.digest]
+
+
+def test_a_write_the_timestamps_do_not_show_is_caught_by_hashing_a_recent_file_again(tmp_path, monkeypatch):
+    """The kernel's timestamps are coarse: a write in the same clock tick as a file's last one can leave its stat
+    signature unchanged. A file whose content was written within RACY_NS of the hash is hashed again whatever
+    its size. (The signature here is taken after the write, as such a tick would leave it.)"""
+    import time
+
+    from zoo.storage import artifacts as store_module
+
+    monkeypatch.setattr(store_module, "REHASH_BELOW", 16)
+    root = tmp_path / "staged"
+    root.mkdir()
+    (root / "model.onnx").write_bytes(os.urandom(4096))
+    hashed_at = time.time_ns()
+    files = store_module.hash_tree(root)
+    with open(root / "model.onnx", "r+b") as f:
+        f.write(b"THE")
+    assert store_module._changed_since(root, files, store_module._signatures(root), hashed_at)
+    _old(root / "model.onnx")  # the same signature on a file written long before the hash is trusted
+    assert not store_module._changed_since(root, store_module.hash_tree(root), store_module._signatures(root),
+                                           time.time_ns())
+
+
 def test_publish_moves_the_staged_directory_into_place(tmp_path):
     """Publishing is one rename of the complete staging directory: the store's files are the very
     inodes that were staged, and the staging directory is gone. A copy would show a half artifact

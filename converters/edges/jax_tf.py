@@ -171,10 +171,11 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
         def serve(*args: Any) -> dict[str, Any]:
             return dict(zip(outputs, fn(*[_fit(tf, x, k) for x, k in zip(args, kinds)])))
 
-        holder = tf.Module()
-        holder.serve = tf.function(serve, input_signature=specs, autograph=False)
-        concrete = holder.serve.get_concrete_function()
-        tf.saved_model.save(holder, str(out_dir), signatures={"serving_default": concrete})
+        # the signature only: a tf.function also kept as an attribute of the saved object is a second function
+        # in the library, with a second copy of the XlaCallModule op and the weights inside it (measured: a
+        # SavedModel twice the size of the weights)
+        concrete = tf.function(serve, input_signature=specs, autograph=False).get_concrete_function()
+        tf.saved_model.save(tf.Module(), str(out_dir), signatures={"serving_default": concrete})
     inputs = [{"name": n, "dtype": s.dtype.name, "shape": [str(d) if not isinstance(d, int) else d for d in a.shape]}
               for n, s, a in zip(names, specs, exported.in_avals)]
     static = all(isinstance(d, int) for a in exported.in_avals for d in a.shape)
@@ -222,5 +223,6 @@ def jax_to_tf(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise errors.ConversionError(f"jax2tf could not convert the jax export: {type(exc).__name__}: {first}",
                                      edge="jax->tf", hint="the onnx2tf route is tried before this one; "
                                      "convert to jax, onnx or pt2 if both fail") from exc
-    ctx.info["jax->tf"] = {**info, "versions": dist_versions(("jax", "jaxlib", "tensorflow"))}
+    ctx.info["jax->tf"] = {**info, "jax_export_bytes": Path(src).stat().st_size,
+                           "versions": dist_versions(("jax", "jaxlib", "tensorflow"))}
     return out_dir / SAVED_MODEL

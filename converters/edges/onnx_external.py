@@ -9,6 +9,7 @@ archive). Every edge that writes ONNX saves through ``save_model`` here, so the 
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,26 @@ def _pad_to(out: Any, length: int) -> int:
 
 
 def _copy_span(src: Any, offset: int, length: int, out: Any) -> None:
-    src.seek(offset)
-    left = length
+    """``length`` bytes of ``src`` from ``offset`` appended to ``out``: inside the kernel where it can
+    (``copy_file_range``: one page-cache copy instead of a read and a write through Python, ~1 s less CPU
+    per 4 GB), else in chunks."""
+    out.flush()
+    start = out.tell()
+    done = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < length:
+                n = os.copy_file_range(src.fileno(), out.fileno(), min(length - done, 1 << 30), offset + done,
+                                       start + done)
+                if not n:
+                    break  # the source ends early: the loop below says so
+                done += n
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                raise
+    out.seek(start + done)  # explicit offsets move neither file position: put out's after what was copied
+    src.seek(offset + done)
+    left = length - done
     while left:
         chunk = src.read(min(left, _CHUNK))
         if not chunk:

@@ -79,6 +79,8 @@ class ArtifactStore:
     def publish(self, staged: Path, primary: str, manifest: dict[str, Any], *, verified: bool) -> Artifact:
         """Hash every staged file, write ``zoo.json``, rename into place."""
         _seal(staged)
+        hashed_at = time.time_ns()
+        signatures = _signatures(staged)
         files = hash_tree(staged)
         if not any(f["path"] == primary for f in files):
             raise errors.ConversionError(f"the converter did not write {primary}")
@@ -87,7 +89,7 @@ class ArtifactStore:
         manifest = {**manifest, "digest": digest, "primary": primary, "files": files, "verified": verified, "mtimes": mtimes}
         _write_json_durably(staged / MANIFEST, manifest)
         _fsync_tree(staged)
-        if hash_tree(staged) != files:  # re-hash what is about to become visible
+        if _changed_since(staged, files, signatures, hashed_at):  # what is about to become visible is what was hashed
             raise errors.IntegrityError("a staged file changed while it was being published; nothing was published",
                                         hint="another process is writing into zoo's staging directory: run the command again")
         hooks.pause_at("publish.staged")
@@ -221,6 +223,43 @@ def hash_tree(root: Path) -> list[dict[str, Any]]:
             continue
         files.append({"path": rel, "sha256": sha256_file(path), "size": path.stat().st_size})
     return files
+
+
+# A staged file is checked again before it becomes visible. Files under REHASH_BELOW bytes are hashed again; a
+# larger one is trusted unchanged when its stat signature (size, inode, mtime and ctime to the nanosecond) is the
+# one taken before it was hashed, unless its content was written within RACY_NS of that moment: the kernel's
+# timestamps are coarse (a clock tick), so a write in the same tick as the file's last one leaves its mtime equal
+# (git's "racy git" problem, solved the same way). A write long after the last one moves mtime; ctime, which a
+# program cannot set (utime sets it to now), catches a write that puts mtime back. For a 4 GB model this saves a
+# second full read and hash of the weights (~2-3 s) at publish.
+REHASH_BELOW = 64 << 20
+RACY_NS = 2_000_000_000
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _signatures(root: Path) -> dict[str, tuple[int, ...]]:
+    return {p.relative_to(root).as_posix(): _signature(p.stat())
+            for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def _changed_since(root: Path, files: list[dict[str, Any]], signatures: dict[str, tuple[int, ...]],
+                   hashed_at: int) -> bool:
+    """Whether any file hashed into ``files`` changed (or a file came or went) since ``signatures`` were taken."""
+    now = _signatures(root)
+    now.pop(MANIFEST, None)
+    if set(now) != {f["path"] for f in files}:
+        return True
+    for f in files:
+        sig = now[f["path"]]
+        if sig != signatures.get(f["path"]):
+            return True
+        racy = hashed_at - sig[3] < RACY_NS  # content written lately (ctime is _seal's chmod: always recent)
+        if (f["size"] < REHASH_BELOW or racy) and sha256_file(root / f["path"]) != f["sha256"]:
+            return True
+    return False
 
 
 def _seal(root: Path) -> None:
