@@ -407,7 +407,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         if skipped:
             report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
                                    f"not on {', '.join(skipped)}")
-        unchecked_samples(report, opened.input_sets, sets)
+        unchecked_samples(report, opened.input_sets, sets, task_check(source.record))
         return hops, report
 
     attempts: list[dict[str, Any]] = []
@@ -567,14 +567,20 @@ def export_set(input_sets: list, input_names: list[str], rung: str) -> Any:
     return first if any(fits(s) for s in samples) else samples[0]
 
 
-def unchecked_samples(report: Any, input_sets: list, checked: list) -> None:
-    """Fail ``report`` when the source has real samples and none of them reached the candidate (a static export
-    of other shapes): its task check (labels, detections, masks, ...) would not have run, and a candidate is
-    verified only with it."""
+def unchecked_samples(report: Any, input_sets: list, checked: list, task: str | None) -> None:
+    """Fail ``report`` when its task's check gave no verdict though the source has real samples: none of them
+    reached the candidate (a static export of other shapes), or the check found nothing it knows in the outputs.
+    A candidate of any format is verified only with its task's check (labels, detections, masks, ...)."""
+    from zoo.converters.parity.tasks import TASK_ALIASES
+
     samples = [s.name for s in input_sets if s.kind == "sample"]
+    why = None
     if samples and not any(s.kind == "sample" for s in checked):
         why = (f"the real samples ({', '.join(samples)}) do not fit the static shapes the candidate takes, so its "
                "sample and task checks could not run")
+    elif samples and (task or "").lower() in TASK_ALIASES and not report.tasks:
+        why = f"the {task} check gave no verdict on the real samples ({', '.join(samples)})"
+    if why:
         report.passed = False
         report.error = f"{report.error}; {why}" if report.error else why
 
