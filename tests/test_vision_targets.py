@@ -115,6 +115,10 @@ SLOW = pytest.mark.slow
 TARGETS = [
     ("zoo-test/tiny-clip", "jax", "zero-shot", ("label_agreement", 1.0), "route"),
     ("zoo-test/tiny-dinov2", "jax", "embedding", ("min_token_cosine", 0.9999), "route"),
+    # a dynamic batch: torch.export traces batch 2, bilinear upsampling decomposed in its graph (edges/jax_export.py)
+    ("zoo-test/tiny-yolos", "jax", "object-detection", ("mean_iou", 0.99), "route"),
+    ("zoo-test/tiny-segformer", "jax", "segmentation", ("mean_iou", 0.995), "route"),
+    ("zoo-test/tiny-dpt", "jax", "depth", ("pair_order_agreement", 1.0), "route"),
     pytest.param("zoo-test/tiny-clip", "tf", "zero-shot", ("label_agreement", 1.0), "route", marks=SLOW),
     # litert-torch at the photographs' shapes (6 prompts x 4 images): no route keeps CLIP's dynamic axes to tflite
     pytest.param("zoo-test/tiny-clip", "tflite", "zero-shot", ("label_agreement", 1.0), "static shapes", marks=SLOW),
@@ -155,6 +159,9 @@ def break_exports(monkeypatch, index: int) -> None:
 @pytest.mark.parametrize("repo, fmt, index, check, reason", [
     ("zoo-test/tiny-clip", "jax", 0, "zero-shot", "the label of each image agrees on"),
     ("zoo-test/tiny-dinov2", "jax", 0, "embedding", "cosine"),
+    ("zoo-test/tiny-yolos", "jax", 1, "object-detection", "lost"),  # pred_boxes negated
+    ("zoo-test/tiny-segformer", "jax", 0, "segmentation", "mean IoU over classes"),
+    ("zoo-test/tiny-dpt", "jax", 0, "depth", "ordered alike"),
 ])
 def test_a_broken_non_onnx_candidate_fails_its_task_check(pull, monkeypatch, repo, fmt, index, check, reason):
     require("jax")
