@@ -162,9 +162,11 @@ def break_exports(monkeypatch, index: int) -> None:
     ("zoo-test/tiny-yolos", "jax", 1, "object-detection", "lost"),  # pred_boxes negated
     ("zoo-test/tiny-segformer", "jax", 0, "segmentation", "mean IoU over classes"),
     ("zoo-test/tiny-dpt", "jax", 0, "depth", "ordered alike"),
+    # litert-torch's static file at the photographs' shapes, run through its args_N/output_N signature
+    pytest.param("zoo-test/tiny-clip", "tflite", 0, "zero-shot", "the label of each image agrees on", marks=SLOW),
 ])
 def test_a_broken_non_onnx_candidate_fails_its_task_check(pull, monkeypatch, repo, fmt, index, check, reason):
-    require("jax")
+    require("jax" if fmt == "jax" else "ai_edge_litert")
     break_exports(monkeypatch, index)
     err = pull(repo, "--format", fmt, code=6)
     assert err["error"] == "parity_failed"
