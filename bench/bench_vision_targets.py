@@ -9,6 +9,7 @@ where ``tflite`` passed (``--all`` runs them anyway).
 
     nice .venv/bin/python bench/bench_vision_targets.py [--families clip,yolos] [--formats jax,tflite] \
         [--out bench/results-vision-targets.json]
+    .venv/bin/python bench/bench_vision_targets.py --markdown   # the table of docs/parity-matrix.md
 """
 
 from __future__ import annotations
@@ -74,6 +75,37 @@ def run_cell(repo: str, fmt: str, env: dict, timeout: int) -> dict:
     return cell
 
 
+def verdict(cell: dict) -> str:
+    """The task checks on the real samples: ``check passed/run`` per check, the first failure's reason."""
+    counts: dict[str, list] = {}
+    for t in cell.get("tasks") or []:
+        if t["input_set"].startswith("sample"):
+            counts.setdefault(t["check"], []).append(t["passed"])
+    parts = [f"{name} {sum(1 for p in got if p)}/{len(got)}" for name, got in counts.items()]
+    failed = [t for t in cell.get("tasks") or [] if t["passed"] is False]
+    if failed:
+        parts.append(f"({failed[0]['reason']})")
+    return ", ".join(parts) or "none"
+
+
+def markdown(results: dict) -> str:
+    """One row per family and format, as docs/parity-matrix.md shows them."""
+    rows = ["| family | format | passed | max abs diff | task check on the photographs (passed/run) | route that won "
+            "(tools; rung) | time | reason when red |", "|---|---|---|---|---|---|---|---|"]
+    for family, cells in results.items():
+        for fmt in FORMATS:
+            c = cells.get(fmt)
+            if c is None:
+                continue
+            passed = "yes" if c.get("passed") else f"NO (exit {c.get('exit')})" if c.get("exit") is not None else "not run"
+            diff = f"{c['max_abs_diff']:.1e}" if isinstance(c.get("max_abs_diff"), float) else "-"
+            seconds = f"{c['seconds']:.0f} s" if c.get("seconds") is not None else "-"
+            reason = "" if c.get("passed") else str(c.get("error") or "").replace("|", "/")[:300]
+            rows.append(f"| {family} | {fmt} | {passed} | {diff} | {verdict(c)} | {c.get('route') or '-'} | {seconds} | "
+                        f"{reason} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -81,7 +113,11 @@ def main() -> int:
     parser.add_argument("--all", action="store_true", help="run the tflite variants even where tflite failed")
     parser.add_argument("--timeout", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-vision-targets.json")
+    parser.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     import task_builders as tb
     from builders import write_hf_cache
 
