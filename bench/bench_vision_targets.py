@@ -90,7 +90,7 @@ def verdict(cell: dict) -> str:
 
 def markdown(results: dict) -> str:
     """One row per family and format, as docs/parity-matrix.md shows them."""
-    rows = ["| family | format | passed | max abs diff | task check on the photographs (passed/run) | route that won "
+    rows = ["| family | format | passed | max abs diff | task check on the samples (passed/run) | route that won "
             "(tools; rung) | time | reason when red |", "|---|---|---|---|---|---|---|---|"]
     for family, cells in results.items():
         for fmt in FORMATS:
