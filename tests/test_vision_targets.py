@@ -124,6 +124,13 @@ TARGETS = [
     pytest.param("zoo-test/tiny-clip", "tflite", "zero-shot", ("label_agreement", 1.0), "static shapes", marks=SLOW),
     pytest.param("zoo-test/tiny-dinov2", "tf", "embedding", ("min_token_cosine", 0.9999), "route", marks=SLOW),
     pytest.param("zoo-test/tiny-dinov2", "tflite", "embedding", ("min_token_cosine", 0.9999), "route", marks=SLOW),
+    # tf through jax2tf with a dynamic batch; tflite is litert-torch's static file (batch 1, 2, 1): docs/parity-matrix.md
+    pytest.param("zoo-test/tiny-yolos", "tf", "object-detection", ("mean_iou", 0.99), "route", marks=SLOW),
+    pytest.param("zoo-test/tiny-segformer", "tf", "segmentation", ("mean_iou", 0.995), "route", marks=SLOW),
+    pytest.param("zoo-test/tiny-dpt", "tf", "depth", ("pair_order_agreement", 1.0), "route", marks=SLOW),
+    pytest.param("zoo-test/tiny-yolos", "tflite", "object-detection", ("mean_iou", 0.99), "static shapes", marks=SLOW),
+    pytest.param("zoo-test/tiny-segformer", "tflite", "segmentation", ("mean_iou", 0.995), "static shapes", marks=SLOW),
+    pytest.param("zoo-test/tiny-dpt", "tflite", "depth", ("pair_order_agreement", 1.0), "static shapes", marks=SLOW),
 ]
 
 
