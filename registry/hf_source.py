@@ -382,7 +382,10 @@ def _describe_transformers(base: ModelRecord, config: dict[str, Any], preproc: d
         rec.input_spec = vision.input_spec(config)
         rec.preprocessing = {k: preproc[k] for k in ("image_mean", "image_std", "size", "crop_size") if k in (preproc or {})}
         rec.preprocessing["tokenizer"] = [f for f in files if f.startswith(("tokenizer", "vocab", "merges", "special_tokens"))]
-        rec.extra["vocab_size"] = (config.get("text_config") or {}).get("vocab_size") or config.get("vocab_size")
+        text = config.get("text_config") or {}
+        rec.extra["vocab_size"] = text.get("vocab_size") or config.get("vocab_size")
+        # the text tower's position table bounds the prompts: the sequence axis' bound in the jax export
+        rec.preprocessing["max_length"] = text.get("max_position_embeddings") or config.get("max_position_embeddings")
     elif task == "object-detection":
         from zoo.converters.tasks import vision
 

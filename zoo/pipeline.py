@@ -407,6 +407,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         if skipped:
             report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
                                    f"not on {', '.join(skipped)}")
+        unchecked_samples(report, opened.input_sets, sets, task_check(source.record))
         return hops, report
 
     attempts: list[dict[str, Any]] = []
@@ -416,7 +417,8 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         into = staging if len(rungs) == 1 else staging / f"rung-{i}"
         into.mkdir(exist_ok=True)
         ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
-                                example=torch_inputs(opened.input_sets[0].feeds, opened.input_names)
+                                example=torch_inputs(export_set(opened.input_sets, opened.input_names, rung).feeds,
+                                                     opened.input_names)
                                 if source.node == "torch" else (), static_shapes=rung == "static shapes",
                                 task=task, external_data_bytes=options.external_data_above)
         dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
@@ -548,6 +550,39 @@ def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[lis
         else:
             skipped.append(s.name)
     return kept, skipped, rebatched
+
+
+def export_set(input_sets: list, input_names: list[str], rung: str) -> Any:
+    """The input set an export traces: the first; on the static-shapes rung, the first real sample set when the
+    samples would not fit the first set's shapes (CLIP's photographs against its label prompts: other image and
+    text counts than the random sets), so the static candidate is checked on the samples and by its task check."""
+    first = input_sets[0]
+    samples = [s for s in input_sets if s.kind == "sample" and all(n in s.feeds for n in input_names)]
+    if rung != "static shapes" or not samples:
+        return first
+
+    def fits(s: Any) -> bool:  # the same shapes, but for one shared batch (static_sets re-batches those)
+        a, b = ([tuple(x.feeds[n].shape) for n in input_names] for x in (s, first))
+        return all(x[1:] == y[1:] for x, y in zip(a, b)) and len({x[0] for x in a if x}) <= 1
+    return first if any(fits(s) for s in samples) else samples[0]
+
+
+def unchecked_samples(report: Any, input_sets: list, checked: list, task: str | None) -> None:
+    """Fail ``report`` when its task's check gave no verdict though the source has real samples: none of them
+    reached the candidate (a static export of other shapes), or the check found nothing it knows in the outputs.
+    A candidate of any format is verified only with its task's check (labels, detections, masks, ...)."""
+    from zoo.converters.parity.tasks import TASK_ALIASES
+
+    samples = [s.name for s in input_sets if s.kind == "sample"]
+    why = None
+    if samples and not any(s.kind == "sample" for s in checked):
+        why = (f"the real samples ({', '.join(samples)}) do not fit the static shapes the candidate takes, so its "
+               "sample and task checks could not run")
+    elif samples and (task or "").lower() in TASK_ALIASES and not report.tasks:
+        why = f"the {task} check gave no verdict on the real samples ({', '.join(samples)})"
+    if why:
+        report.passed = False
+        report.error = f"{report.error}; {why}" if report.error else why
 
 
 def rebatch(input_set: Any, batch: int, own: int) -> list:

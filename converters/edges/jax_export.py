@@ -133,10 +133,15 @@ def graph_module(program: Any) -> Any:
     with its defaults left out, which torchax's conv2d lowering cannot take), as torchax can run it: a
     ``_to_copy`` that names the CPU device (transformers' ``mask.to(device=...)``) would make torchax hand the
     tensor back to PyTorch, which a traced value cannot be, so the device argument is dropped (torchax keeps every
-    tensor on its one device anyway)."""
+    tensor on its one device anyway). Bilinear upsampling (SegFormer's and DPT's heads) is decomposed here: torchax
+    would run PyTorch's Python decomposition of it, which reads ``input.shape`` into a ``torch.Size`` that a symbolic
+    batch cannot be; in the graph its shapes are ``sym_size`` ops."""
     import torch
 
-    gm = program.run_decompositions().module()
+    table = torch.export.default_decompositions()
+    aten = torch.ops.aten
+    table.update(torch._decomp.get_decompositions([getattr(aten.upsample_bilinear2d, o) for o in ("vec", "default")]))
+    gm = program.run_decompositions(table).module()
     to_copy = torch.ops.aten._to_copy.default
     for node in gm.graph.nodes:
         if node.op == "call_function" and node.target is to_copy and "device" in node.kwargs:
@@ -166,6 +171,21 @@ def as_module(inner: Any) -> Any:
     return Program(inner)
 
 
+def widened(tm: Any, example: tuple) -> tuple:
+    """``example`` with each dynamic axis of size 1 doubled (its rows repeated): ``torch.export`` specialises a
+    dimension it sees at 1 to the constant 1 and then reports the dynamic batch violated (YOLOS and DPT at the
+    first input set, batch 1)."""
+    import torch
+
+    out = []
+    for name, t in zip(tm.input_names, example):
+        for axis in tm.dynamic_axes.get(name, {}):
+            if t.shape[axis] == 1:
+                t = torch.cat([t, t], dim=axis)
+        out.append(t)
+    return tuple(out)
+
+
 def _traced_by_export(tm: Any, example: tuple, seq_max: int | None) -> Any:
     """``tm``'s module captured by ``torch.export`` with the source's dynamic axes, as a module torchax runs."""
     import torch
@@ -174,7 +194,7 @@ def _traced_by_export(tm: Any, example: tuple, seq_max: int | None) -> Any:
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.export(tm.module.eval(), tuple(example), dynamic_shapes=dynamic_shapes(tm, seq_max))
+        program = torch.export.export(tm.module.eval(), widened(tm, example), dynamic_shapes=dynamic_shapes(tm, seq_max))
     return as_module(graph_module(program))
 
 

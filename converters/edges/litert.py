@@ -58,12 +58,14 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
     import torch
 
     litert_torch = _require("litert_torch", "litert")
+    from zoo.converters.edges.jax_export import widened
     from zoo.converters.edges.torch_onnx import dynamic_shapes
 
     shapes = None if static else dynamic_shapes(tm, seq_max)
+    example = tuple(example) if static else widened(tm, example)  # torch.export fixes a dynamic axis it sees at 1
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        model = litert_torch.convert(tm.module.eval(), tuple(example), dynamic_shapes=shapes)
+        model = litert_torch.convert(tm.module.eval(), example, dynamic_shapes=shapes)
         model.export(str(out))
 
 

@@ -165,7 +165,8 @@ class RecordSource(Source):
                 sets.append(sample_step_set(tm.module, tm.tokenizer, sets[0]))  # real prompts at the export's shape
             return Opened(tm, torch_runner(tm), sets, tm.input_names,
                           tm.output_names, tm.classifier_outputs, labels=tm.labels, torch_model=tm,
-                          seq_max=record.preprocessing.get("max_length") if tm.tokenizer is not None else None)
+                          seq_max=record.preprocessing.get("max_length")
+                          if tm.tokenizer is not None or getattr(tm.processor, "tokenizer", None) is not None else None)
 
     def tools(self) -> tuple[str, ...]:
         from zoo.sources.jax_fn import JAX_TOOLS
