@@ -199,7 +199,7 @@ def test_a_static_candidate_takes_every_set_of_its_other_dims_a_batch_at_a_time(
     from types import SimpleNamespace
 
     from zoo.converters.parity.report import InputSet
-    from zoo.pipeline import static_sets
+    from zoo.converters.parity.static_sets import static_sets
 
     ctx = SimpleNamespace(info={"jax->tf": {"io_contract": {"shapes": "static",
                                                             "inputs": [{"name": "x", "shape": [2, 3, 8]}]}}})

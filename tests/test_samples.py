@@ -119,7 +119,7 @@ def test_sentences_at_the_export_length_fit_a_static_text_model(tmp_path):
     from transformers import AutoTokenizer
 
     from zoo.converters.parity.inputs import parity_input_sets
-    from zoo.pipeline import static_sets
+    from zoo.converters.parity.static_sets import static_sets
     from zoo.registry.records import ModelRecord
 
     tok = AutoTokenizer.from_pretrained(str(source_dir(tmp_path, bert_repo("base"))))

@@ -75,7 +75,7 @@ def test_a_static_export_of_a_two_batch_model_takes_the_photographs_shape():
     import numpy as np
 
     from zoo.converters.parity.report import InputSet
-    from zoo.pipeline import export_set
+    from zoo.converters.parity.static_sets import export_set
 
     names = ["input_ids", "pixel_values"]
     random = InputSet("random", {"input_ids": np.zeros((3, 7), np.int64), "pixel_values": np.zeros((2, 3, 8, 8), np.float32)})
@@ -92,7 +92,7 @@ def test_a_candidate_whose_samples_or_task_check_did_not_run_is_not_verified():
     import numpy as np
 
     from zoo.converters.parity.report import InputSet
-    from zoo.pipeline import unchecked_samples
+    from zoo.converters.parity.static_sets import unchecked_samples
 
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     random, photos = InputSet("random", {"pixel_values": x}), InputSet("sample-photos", {"pixel_values": x}, kind="sample")
