@@ -98,6 +98,16 @@ def constraints(tm: Any, seq_max: int | None) -> tuple[str, ...]:
     return (f"sequence <= {int(seq_max)}",) if seq_max and "sequence" in named else ()
 
 
+# A decoder's cache lengths (tasks/text_generation.io_names) as jax dimension expressions: jax's symbols range
+# over integers >= 1 and a prefill's cache is empty, so the past length is ``past_plus_one - 1``; the mask spans the
+# past and the new tokens, which jax then knows (torch.export found the same relation: torch_onnx.cache_dims).
+SYMBOLS = {"past_sequence": "past_plus_one - 1", "total_sequence": "past_plus_one - 1 + sequence"}
+
+
+def _symbol(axis: str | None) -> str | None:
+    return SYMBOLS.get(axis, axis) if axis else None
+
+
 def _specs(tm: Any, example: tuple, static: bool, seq_max: int | None = None) -> list[Any]:
     """Abstract inputs: the example's shapes and dtypes, the source's dynamic axes as shared symbols."""
     import jax
@@ -106,7 +116,7 @@ def _specs(tm: Any, example: tuple, static: bool, seq_max: int | None = None) ->
     args = [np.zeros(tuple(t.shape), np.dtype(str(t.dtype).removeprefix("torch."))) for t in example]
     if static:
         return [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
-    shapes = [", ".join(tm.dynamic_axes.get(n, {}).get(i) or str(int(d)) for i, d in enumerate(t.shape))
+    shapes = [", ".join(_symbol(tm.dynamic_axes.get(n, {}).get(i)) or str(int(d)) for i, d in enumerate(t.shape))
               for n, t in zip(tm.input_names, example)]
     return list(jax.export.symbolic_args_specs(args, shapes, constraints=constraints(tm, seq_max)))
 
@@ -138,9 +148,18 @@ def graph_module(program: Any) -> Any:
 
     gm = program.run_decompositions().module()
     to_copy = torch.ops.aten._to_copy.default
-    for node in gm.graph.nodes:
+    for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target is to_copy and "device" in node.kwargs:
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
+        elif node.op == "call_module" and node.target == "_guards_fn":
+            gm.graph.erase_node(node)  # see below
+    # The program's input guards (shape relations such as past + sequence <= total) are Python on the input
+    # sizes, and torchax gives a symbolic size as 1 there: a guard that holds failed (``Guard failed: past_0.size()[2]
+    # + input_ids.size()[1] + -1 * attention_mask.size()[1] <= 0``). jax.export checks the shapes at each call
+    # against its own symbolic specs and constraints instead (``_specs``).
+    if hasattr(gm, "_guards_fn"):
+        del gm._guards_fn
+    gm.validate_inputs = False  # the pre-hook that would otherwise check them reads torch.Size of symbolic sizes
     gm.recompile()
     return gm
 
