@@ -185,32 +185,33 @@ def as_module(inner: Any) -> Any:
     return Program(inner)
 
 
-def _traced_by_export(tm: Any, example: tuple, seq_max: int | None) -> Any:
-    """``tm``'s module captured by ``torch.export`` with the source's dynamic axes, as a module torchax runs."""
+def _traced_by_export(tm: Any, example: tuple, seq_max: int | None, static: bool = False) -> Any:
+    """``tm``'s module captured by ``torch.export`` with the source's dynamic axes (none when ``static``), as a
+    module torchax runs."""
     import torch
 
     from zoo.converters.edges.torch_onnx import dynamic_shapes
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.export(tm.module.eval(), tuple(example), dynamic_shapes=dynamic_shapes(tm, seq_max))
+        program = torch.export.export(tm.module.eval(), tuple(example),
+                                      dynamic_shapes=None if static else dynamic_shapes(tm, seq_max))
     return as_module(graph_module(program))
 
 
 def export_jax(tm: Any, example: tuple, static: bool, seq_max: int | None = None) -> tuple[Any, str]:
-    """The ``jax.export`` of ``tm`` and how it was traced. Static: torchax on the module. Dynamic: torchax on the
-    module, else (a ``torch.Size`` of a symbolic dimension) on its ``torch.export`` graph; both failures named."""
+    """The ``jax.export`` of ``tm`` and how it was traced: torchax on the module, else on its ``torch.export`` graph
+    (a ``torch.Size`` of a symbolic dimension; an op torchax cannot lower that the graph decomposes, such as the
+    ``aten.set_`` of Wav2Vec2's weight-norm parametrisation), with the same shapes; both failures named."""
     specs = _specs(tm, example, static, seq_max)
     try:
         return _export(tm.module, specs), "torchax on the module"
     except Exception as direct:
-        if static:
-            raise
         first = errors.first_line(direct, 200)
         try:
-            module = _traced_by_export(tm, example, seq_max)
-            return _export(module, specs), (f"torch.export (dynamic shapes), then torchax on its graph (torchax on "
-                                            f"the module: {type(direct).__name__}: {first})")
+            module = _traced_by_export(tm, example, seq_max, static)
+            return _export(module, specs), (f"torch.export ({'static' if static else 'dynamic'} shapes), then torchax "
+                                            f"on its graph (torchax on the module: {type(direct).__name__}: {first})")
         except Exception as exc:
             raise RuntimeError(f"torchax on the module: {type(direct).__name__}: {first}; torchax on the torch.export "
                                f"graph: {type(exc).__name__}: {errors.first_line(exc, 200)}") from exc
