@@ -233,3 +233,28 @@ def test_a_declared_task_whose_check_compares_nothing_fails():
     assert fill and fill[0]["passed"] is False
     undeclared = check_parity(model, model, sets, output_names=["logits"])
     assert undeclared.passed  # no task declared: the elementwise check alone decides
+
+
+# --- static-shape tflite: the task checks run on real samples of the exported shape ---------------------------
+@pytest.mark.slow  # litert-torch's static BERT: ~4 min on 2 busy cores (the jax2tf route is tried and fails first)
+def test_a_static_tflite_fill_mask_is_held_to_the_masked_token_check(pull):
+    """litert-torch's tflite takes only the export shape (batch 2, 16 tokens): the masked sentences come again at
+    that length (sample-masked-s16, re-batched), so the masked-token check runs on the file itself; before, the one
+    masked set had the tokenizer's length, the file took none of it, and the check compared nothing."""
+    require("litert")
+    out = pull(FILL, "--format", "tflite")
+    assert out["verified"]
+    fill = task_results(manifest_of(out)["parity"], "fill-mask")
+    assert fill and all(c["passed"] for c in fill), fill
+    assert all(c["input_set"].startswith("sample-masked-s16[") for c in fill), [c["input_set"] for c in fill]
+    assert sum(c["figures"]["masked_positions"] for c in fill) >= 8
+
+
+def test_pt2_guard_grammar_admits_sym_max_and_nothing_more():
+    """Wav2Vec2's program guards its convolution stack's output length with torch.sym_max; the safe loader admits
+    that exact function and still refuses any other attribute of torch."""
+    from zoo.converters.loaders.pt2_archive import _GUARD
+
+    assert _GUARD.fullmatch("torch.sym_max(1, (-1) + (L['args'][0].size()[1] // 10))*torch.sym_min(1, 2) >= 0")
+    for hostile in ("torch.os.system('id')", "torch.sym_max.__globals__", "torch.sym_maxx(1, 2)", "getattr(torch, 'os')"):
+        assert not _GUARD.fullmatch(hostile), hostile
