@@ -142,6 +142,7 @@ def test_a_pt2_with_a_shifted_cache_fails_the_generation_check(pull, monkeypatch
     assert gen and gen[0]["passed"] is False and not gen[0]["figures"]["identical"], gen
 
 
+@pytest.mark.slow  # ~3 min on 2 busy cores
 def test_llama_reaches_pt2_and_jax_with_a_dynamic_cache(pull):
     """The jax export keeps the cache lengths symbolic (past = past_plus_one - 1: jax's symbols are >= 1 and a
     prefill's past is 0): greedy generation on the real prompts runs through it and matches generate()."""
@@ -164,7 +165,7 @@ HEAD_CHECKS = {FILL: "fill-mask", TOKENS: "token-classification", QA: "question-
                AUDIO: "audio-classification"}
 
 
-@pytest.mark.parametrize("fmt", ["pt2", "jax"])
+@pytest.mark.parametrize("fmt", ["pt2", pytest.param("jax", marks=pytest.mark.slow)])  # jax: 40-70 s on 2 busy cores
 @pytest.mark.parametrize("repo", sorted(HEAD_CHECKS))
 def test_task_heads_reach_pt2_and_jax_held_to_their_task_check(pull, repo, fmt):
     if fmt == "jax":
@@ -194,6 +195,7 @@ def _boost_token(torch, module, token: int):
     return Boosted(module).eval()
 
 
+@pytest.mark.slow  # ~80 s on 2 busy cores
 def test_a_broken_jax_fill_mask_fails_its_masked_token_check(pull, monkeypatch):
     """A jax candidate (not ONNX) whose masked-token predictions are wrong: the fill-mask check runs on it and fails."""
     require("jax")
