@@ -260,3 +260,20 @@ def test_pt2_guard_grammar_admits_sym_max_and_nothing_more():
     assert _GUARD.fullmatch("torch.sym_max(1, (-1) + (L['args'][0].size()[1] // 10))*torch.sym_min(1, 2) >= 0")
     for hostile in ("torch.os.system('id')", "torch.sym_max.__globals__", "torch.sym_maxx(1, 2)", "getattr(torch, 'os')"):
         assert not _GUARD.fullmatch(hostile), hostile
+
+
+TF_TARGETS = [(FILL, "tf"), (TOKENS, "tf"), (QA, "tf"), (AUDIO, "tf"),
+              (TOKENS, "tflite"), (QA, "tflite"), (CTC, "tflite"), (AUDIO, "tflite")]
+
+
+@pytest.mark.slow  # 2-5 min each on 2 busy cores (jax2tf; litert-torch's static rung after the failed routes)
+@pytest.mark.parametrize(("repo", "fmt"), TF_TARGETS)
+def test_task_heads_reach_tf_and_tflite_held_to_their_task_check(pull, repo, fmt):
+    """The SavedModel (jax2tf) and the .tflite (litert-torch, static shapes) of each head, checked on real samples of
+    the exported shape: the task's own check ran on at least one sample set and passed everywhere it ran."""
+    require("jax" if fmt == "tf" else "litert")
+    out = pull(repo, "--format", fmt)
+    assert out["verified"]
+    checks = task_results(manifest_of(out)["parity"], HEAD_CHECKS[repo])
+    assert checks and all(c["passed"] for c in checks), checks
+    assert all(c["input_set"].startswith("sample-") for c in checks)
