@@ -98,6 +98,16 @@ def constraints(tm: Any, seq_max: int | None) -> tuple[str, ...]:
     return (f"sequence <= {int(seq_max)}",) if seq_max and "sequence" in named else ()
 
 
+# A decoder's cache lengths (tasks/text_generation.io_names) as jax dimension expressions: jax's symbols range
+# over integers >= 1 and a prefill's cache is empty, so the past length is ``past_plus_one - 1``; the mask spans the
+# past and the new tokens, which jax then knows (torch.export found the same relation: torch_onnx.cache_dims).
+SYMBOLS = {"past_sequence": "past_plus_one - 1", "total_sequence": "past_plus_one - 1 + sequence"}
+
+
+def _symbol(axis: str | None) -> str | None:
+    return SYMBOLS.get(axis, axis) if axis else None
+
+
 def _specs(tm: Any, example: tuple, static: bool, seq_max: int | None = None) -> list[Any]:
     """Abstract inputs: the example's shapes and dtypes, the source's dynamic axes as shared symbols."""
     import jax
@@ -106,7 +116,7 @@ def _specs(tm: Any, example: tuple, static: bool, seq_max: int | None = None) ->
     args = [np.zeros(tuple(t.shape), np.dtype(str(t.dtype).removeprefix("torch."))) for t in example]
     if static:
         return [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
-    shapes = [", ".join(tm.dynamic_axes.get(n, {}).get(i) or str(int(d)) for i, d in enumerate(t.shape))
+    shapes = [", ".join(_symbol(tm.dynamic_axes.get(n, {}).get(i)) or str(int(d)) for i, d in enumerate(t.shape))
               for n, t in zip(tm.input_names, example)]
     return list(jax.export.symbolic_args_specs(args, shapes, constraints=constraints(tm, seq_max)))
 
@@ -143,9 +153,18 @@ def graph_module(program: Any) -> Any:
     table.update(torch._decomp.get_decompositions([getattr(aten.upsample_bilinear2d, o) for o in ("vec", "default")]))
     gm = program.run_decompositions(table).module()
     to_copy = torch.ops.aten._to_copy.default
-    for node in gm.graph.nodes:
+    for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target is to_copy and "device" in node.kwargs:
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
+        elif node.op == "call_module" and node.target == "_guards_fn":
+            gm.graph.erase_node(node)  # see below
+    # The program's input guards (shape relations such as past + sequence <= total) are Python on the input
+    # sizes, and torchax gives a symbolic size as 1 there: a guard that holds failed (``Guard failed: past_0.size()[2]
+    # + input_ids.size()[1] + -1 * attention_mask.size()[1] <= 0``). jax.export checks the shapes at each call
+    # against its own symbolic specs and constraints instead (``_specs``).
+    if hasattr(gm, "_guards_fn"):
+        del gm._guards_fn
+    gm.validate_inputs = False  # the pre-hook that would otherwise check them reads torch.Size of symbolic sizes
     gm.recompile()
     return gm
 
@@ -186,32 +205,33 @@ def widened(tm: Any, example: tuple) -> tuple:
     return tuple(out)
 
 
-def _traced_by_export(tm: Any, example: tuple, seq_max: int | None) -> Any:
-    """``tm``'s module captured by ``torch.export`` with the source's dynamic axes, as a module torchax runs."""
+def _traced_by_export(tm: Any, example: tuple, seq_max: int | None, static: bool = False) -> Any:
+    """``tm``'s module captured by ``torch.export`` with the source's dynamic axes (none when ``static``: the
+    example as it is), as a module torchax runs."""
     import torch
 
     from zoo.converters.edges.torch_onnx import dynamic_shapes
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.export(tm.module.eval(), widened(tm, example), dynamic_shapes=dynamic_shapes(tm, seq_max))
+        program = torch.export.export(tm.module.eval(), tuple(example) if static else widened(tm, example),
+                                      dynamic_shapes=None if static else dynamic_shapes(tm, seq_max))
     return as_module(graph_module(program))
 
 
 def export_jax(tm: Any, example: tuple, static: bool, seq_max: int | None = None) -> tuple[Any, str]:
-    """The ``jax.export`` of ``tm`` and how it was traced. Static: torchax on the module. Dynamic: torchax on the
-    module, else (a ``torch.Size`` of a symbolic dimension) on its ``torch.export`` graph; both failures named."""
+    """The ``jax.export`` of ``tm`` and how it was traced: torchax on the module, else on its ``torch.export`` graph
+    (a ``torch.Size`` of a symbolic dimension; an op torchax cannot lower that the graph decomposes, such as the
+    ``aten.set_`` of Wav2Vec2's weight-norm parametrisation), with the same shapes; both failures named."""
     specs = _specs(tm, example, static, seq_max)
     try:
         return _export(tm.module, specs), "torchax on the module"
     except Exception as direct:
-        if static:
-            raise
         first = errors.first_line(direct, 200)
         try:
-            module = _traced_by_export(tm, example, seq_max)
-            return _export(module, specs), (f"torch.export (dynamic shapes), then torchax on its graph (torchax on "
-                                            f"the module: {type(direct).__name__}: {first})")
+            module = _traced_by_export(tm, example, seq_max, static)
+            return _export(module, specs), (f"torch.export ({'static' if static else 'dynamic'} shapes), then torchax "
+                                            f"on its graph (torchax on the module: {type(direct).__name__}: {first})")
         except Exception as exc:
             raise RuntimeError(f"torchax on the module: {type(direct).__name__}: {first}; torchax on the torch.export "
                                f"graph: {type(exc).__name__}: {errors.first_line(exc, 200)}") from exc

@@ -16,7 +16,8 @@ from typing import Any
 from zoo import errors
 from zoo.converters.loaders.torch_models import TorchModel
 
-DIM_MAX = {"batch": 4096, "sequence": None}
+DIM_MAX = {"batch": 4096, "sequence": None, "past_sequence": 8192}
+CACHE_AXES = ("batch", "sequence", "past_sequence", "total_sequence")  # tasks/text_generation.io_names
 
 
 def exporter_versions() -> dict[str, str]:
@@ -34,7 +35,9 @@ def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:
         top = DIM_MAX[name] if name != "sequence" else seq_max
         dims[name] = torch.export.Dim(name, min=1, max=top) if top else torch.export.Dim(name, min=1)
     named = {dim for axes in tm.dynamic_axes.values() for dim in axes.values()}
-    if named - set(dims):  # axes the model relates (a KV cache: past + sequence): torch.export finds how
+    if named == set(CACHE_AXES):  # a decoder's KV cache: one program for the prefill (past 0) and every step
+        dims.update(cache_dims(seq_max))
+    elif named - set(dims):  # other axes the model relates (an encoder-decoder's): torch.export finds how
         dims = {dim: torch.export.Dim.DYNAMIC for dim in named}
     per_input = tuple({axis: dims[dim] for axis, dim in tm.dynamic_axes[name].items()} for name in tm.input_names)
     params = list(inspect.signature(tm.module.forward).parameters.values())
@@ -43,6 +46,19 @@ def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:
         # forward(a, b, *rest): one entry per named parameter, then one holding the rest
         return (*per_input[:len(fixed)], per_input[len(fixed):]) if fixed else (per_input,)
     return per_input
+
+
+def cache_dims(seq_max: int | None) -> dict[str, Any]:
+    """The cache lengths of a text-generation decoder (``tasks/text_generation.io_names``) as named Dims. A past
+    of 0 (the prefill) is in range: with ``Dim.DYNAMIC`` torch.export assumes every size >= 2 (its 0/1
+    specialisation) and a program exported at a decode step refused the prefill and single-token shapes
+    (``Guard failed: attention_mask.size()[1] >= 4``). torch.export finds that ``total_sequence`` is
+    ``past_sequence + sequence`` itself; the example must hold sizes >= 2 (batch 2, 3 new tokens after 5)."""
+    import torch
+
+    top = seq_max or DIM_MAX["past_sequence"]
+    return {"past_sequence": torch.export.Dim("past_sequence", min=0, max=top),
+            "total_sequence": torch.export.Dim("total_sequence", min=1, max=2 * top)}
 
 
 def auto_order() -> list[str]:

@@ -38,9 +38,11 @@ _ALLOWED = re.compile(
     r"|extra/[\w./-]+)$")
 _TARGET = re.compile(r"^(torch\.ops\.(aten|prims)\.\w+\.\w+|_operator\.\w+|math\.\w+|torch\.(_)?sym_\w+)$")
 # Guard code is compiled into Python: allow only size comparisons (``L['inputs'][0].size()[1] <= 128``),
-# integer arithmetic and a few sympy function names; no other names, attributes, strings or calls.
+# integer arithmetic, a few sympy function names and torch's ``sym_max``/``sym_min`` (a convolution stack's output
+# length: ``torch.sym_max(1, (-1) + (L['args'][0].size()[1] // 10))`` in Wav2Vec2's); no other names,
+# attributes, strings or calls.
 _GUARD = re.compile(r"(?:\s+|L(?:\['\w+'\]|\[\d+\])+\.size\(\)\[\d+\]|\d+|<=|>=|==|!=|<|>|//|[-+*%(),]"
-                    r"|\b(?:and|or|not|Mod|Max|Min|Eq|Ne|FloorDiv)\b)*")
+                    r"|\btorch\.sym_(?:max|min)\b|\b(?:and|or|not|Mod|Max|Min|Eq|Ne|FloorDiv)\b)*")
 
 
 def _unsafe(path: Path, what: str) -> errors.UnsafeModelError:

@@ -73,10 +73,9 @@ def parity_input_sets(record: ModelRecord, tokenizer: Any = None) -> list[InputS
     if spec and spec[0]["name"] == "input_ids":
         sets = _text_sets(record, tokenizer)
         if record.task == "fill-mask" and tokenizer is not None:
-            from zoo.converters.tasks.heads import masked_input_set
+            from zoo.converters.tasks.heads import masked_input_sets
 
-            masked = masked_input_set(sets, tokenizer)
-            sets += [masked] if masked is not None else []
+            sets += masked_input_sets(sets, tokenizer)
         return sets
     if record.library == "keras" and spec and spec[0].get("layout") == "NHWC":
         return _keras_sets(record)

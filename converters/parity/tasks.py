@@ -97,8 +97,15 @@ def run_task_checks(task: str | None, names: list[str], ran: list, precision: st
     for name, guess in _GUESSERS.items():
         if name not in chosen and guess(guessing):
             chosen[name] = False
-    return [result for name, explicit in chosen.items()
-            for result in TASK_CHECKS[name](TaskContext(names, ran, precision, metadata, explicit, *runners))]
+    results = []
+    for name, explicit in chosen.items():
+        got = TASK_CHECKS[name](TaskContext(names, ran, precision, metadata, explicit, *runners))
+        if explicit and not got:  # the declared task's check compared nothing: never a silent pass
+            ran_sets = ", ".join(s.name for s, _, _ in ran) or "none"
+            got = [TaskResult(name, "-", "-", False, f"the {name} check of the declared task found nothing to compare "
+                              f"on the input sets both models ran ({ran_sets}): the candidate is unchecked for its task")]
+        results += got
+    return results
 
 
 # Bounds per precision class: what a faithful conversion keeps, with room for its own rounding.

@@ -68,27 +68,41 @@ def sentence_embedding(model: Any, input_names: list[str], st: dict[str, Any]) -
 
 # --- parity inputs and checks of the encoder heads ----------------------------------------------------
 MASKED_SET = "sample-masked"
+SENTENCES = "sample-sentences"  # parity/inputs._text_sets
 
 
-def masked_input_set(sets: list[Any], tokenizer: Any) -> Any:
-    """fill-mask: the sample sentences with every third real word-piece replaced by the mask token."""
+def masked_input_sets(sets: list[Any], tokenizer: Any) -> list[Any]:
+    """fill-mask: each sample sentence set with every third real word-piece replaced by the mask token, named as
+    its source (``sample-sentences-s16`` -> ``sample-masked-s16``): the tokenizer's padding and the export length
+    both, so a static-shape export (litert-torch's tflite) is held to the masked-token check too."""
     import numpy as np
 
     from zoo.converters.parity.report import InputSet
 
     mask_id = getattr(tokenizer, "mask_token_id", None)
-    sample = next((s for s in sets if s.kind == "sample" and "input_ids" in s.feeds), None)
-    if mask_id is None or sample is None:
-        return None
-    ids = np.array(sample.feeds["input_ids"], copy=True)
-    special = np.isin(ids, np.asarray(tokenizer.all_special_ids))
-    real = np.asarray(sample.feeds.get("attention_mask", np.ones_like(ids))).astype(bool) & ~special
-    chosen = np.zeros_like(real)
-    for row in range(ids.shape[0]):
-        cols = np.flatnonzero(real[row])
-        chosen[row, cols[1::3]] = True
-    ids[chosen] = mask_id
-    return InputSet(MASKED_SET, {**sample.feeds, "input_ids": ids}, kind="sample")
+    if mask_id is None:
+        return []
+    out = []
+    for sample in sets:
+        if sample.kind != "sample" or "input_ids" not in sample.feeds or not sample.name.startswith(SENTENCES):
+            continue
+        ids = np.array(sample.feeds["input_ids"], copy=True)
+        special = np.isin(ids, np.asarray(tokenizer.all_special_ids))
+        real = np.asarray(sample.feeds.get("attention_mask", np.ones_like(ids))).astype(bool) & ~special
+        chosen = np.zeros_like(real)
+        for row in range(ids.shape[0]):
+            cols = np.flatnonzero(real[row])
+            chosen[row, cols[1::3]] = True
+        ids[chosen] = mask_id
+        out.append(InputSet(MASKED_SET + sample.name.removeprefix(SENTENCES), {**sample.feeds, "input_ids": ids},
+                            kind="sample"))
+    return out
+
+
+def unmasked_name(name: str) -> str | None:
+    """The sentence set a masked set was made from (``sample-masked-s16[0:2]`` -> ``sample-sentences-s16[0:2]``, a
+    static export's chunk of it), None for a set that is not masked."""
+    return SENTENCES + name.removeprefix(MASKED_SET) if name.startswith(MASKED_SET) else None
 
 
 def _real_tokens(np: Any, feeds: dict[str, Any], shape: tuple[int, ...]) -> Any:
@@ -111,9 +125,9 @@ def head_results(task: str, names: list[str], ran: list, precision: str) -> list
         got = dict(zip(names, zip(refs, outs)))
         figures: dict[str, Any] = {"required_agreement": need}
         if task == "fill-mask":
-            if input_set.name != MASKED_SET or "logits" not in got:
+            if unmasked_name(input_set.name) is None or "logits" not in got:
                 continue
-            before = next((f for n, f in unmasked.items() if n != MASKED_SET), None)
+            before = unmasked.get(unmasked_name(input_set.name))
             ids = np.asarray(input_set.feeds["input_ids"])
             where = ids != np.asarray(before["input_ids"]) if before is not None else None
             if where is None or not where.any():

@@ -44,15 +44,22 @@ def input_sets(record: Any, extractor: Any) -> list[InputSet]:
             feeds["attention_mask"] = np.ones((batch, samples), np.int64)
         sets.append(InputSet(f"random-b{batch}-n{samples}", feeds))
     if extractor is not None:
+        # the clips as the extractor pads them, then again cut (or padded) to the export example's length (the
+        # first set's): a static-shape export (litert-torch's tflite) takes only that length, and its task check
+        # (and its float16/int8 variants' require_samples) must still see real-sample audio
         rate = int(getattr(extractor, "sampling_rate", 16000))
         clips = [synthetic_clip(1.0, rate, 0), synthetic_clip(0.6, rate, 1)]
-        enc = extractor(clips, sampling_rate=rate, padding=True, return_tensors="np")
-        feeds = {"input_values": np.asarray(enc["input_values"], np.float32)}
-        if "attention_mask" in names:
-            mask = enc.get("attention_mask")
-            feeds["attention_mask"] = np.asarray(mask if mask is not None else np.ones_like(feeds["input_values"]),
-                                                 np.int64)
-        sets.append(InputSet("sample-audio", feeds, kind="sample"))
+        length = int(sets[0].feeds["input_values"].shape[1])
+        for name, padding in (("sample-audio", {"padding": True}),
+                              (f"sample-audio-n{length}", {"padding": "max_length", "max_length": length,
+                                                           "truncation": True})):
+            enc = extractor(clips, sampling_rate=rate, return_tensors="np", **padding)
+            feeds = {"input_values": np.asarray(enc["input_values"], np.float32)}
+            if "attention_mask" in names:
+                mask = enc.get("attention_mask")
+                feeds["attention_mask"] = np.asarray(mask if mask is not None else np.ones_like(feeds["input_values"]),
+                                                     np.int64)
+            sets.append(InputSet(name, feeds, kind="sample"))
     return sets
 
 

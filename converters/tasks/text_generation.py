@@ -78,7 +78,11 @@ def wrap(model: Any, layers: int, decoding: dict[str, Any] | None = None) -> Any
             for i in range(layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
             position_ids = attention_mask.long().cumsum(-1) - 1
-            position_ids = position_ids.masked_fill(attention_mask == 0, 1)[:, -input_ids.shape[1]:]
+            # the last `sequence` positions, gathered rather than sliced: torch.export guards a slice's contiguity
+            # (past_sequence != 0), and one program must serve the prefill (past 0) and the decode steps
+            total, seq = attention_mask.shape[1], input_ids.shape[1]
+            last = torch.arange(seq, device=input_ids.device) + (total - seq)
+            position_ids = position_ids.masked_fill(attention_mask == 0, 1).index_select(1, last)
             kwargs = {cache_arg: cache}
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              use_cache=True, return_dict=True, **kwargs)
