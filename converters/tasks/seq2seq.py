@@ -60,7 +60,8 @@ def is_speech(config: Any) -> bool:
     return _get(config, "model_type") == "whisper" or _get(config, "num_mel_bins") is not None
 
 
-def _layers(config: Any) -> tuple[int, int, int]:
+def cache_layout(config: Any) -> tuple[int, int, int]:
+    """The decoder cache's layers, heads and size per head, from any of the config spellings."""
     layers = _get(config, "num_decoder_layers") or _get(config, "decoder_layers") or _get(config, "num_layers")
     heads = _get(config, "num_heads") or _get(config, "decoder_attention_heads")
     d_kv = _get(config, "d_kv") or (_get(config, "d_model") // heads)
@@ -138,7 +139,7 @@ def io_contract(config: Any, generation: dict[str, Any] | None = None) -> dict[s
         raise errors.UnsupportedError(f"{kind}: encoder-decoder speech models other than Whisper are not supported yet",
                                       hint="supported: Whisper (automatic-speech-recognition), T5/BART-style "
                                            "text2text-generation, CTC speech heads")
-    layers, heads, d_kv = _layers(config)
+    layers, heads, d_kv = cache_layout(config)
     speech = is_speech(config)
     self_past, cross_past = self_cache_names(layers), cross_cache_names(layers)
     cross_out = [n.replace("past_key_values", "present") for n in cross_past]
@@ -276,7 +277,7 @@ def wrap(model: Any) -> tuple[Any, Any]:
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
 
-    layers = _layers(model.config)[0]
+    layers = cache_layout(model.config)[0]
     speech = is_speech(model.config)
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -398,7 +399,7 @@ def export(model: Any, preprocess: Any, out_dir: Path, opset: int = 17) -> dict[
     generation = model.generation_config.to_dict() if getattr(model, "generation_config", None) else None
     contract = io_contract(model.config, generation)
     pair = make_pair(model, preprocess, contract)
-    layers, heads, d_kv = _layers(model.config)
+    layers, heads, d_kv = cache_layout(model.config)
     with torch.no_grad():
         hidden, *cross = pair.encoder(*pair.encoder_example)
     batch = hidden.shape[0]

@@ -16,7 +16,7 @@ from zoo.converters.tasks.seq2seq import (
     DECODER,
     ENCODER,
     NEW_TOKENS,
-    _layers,
+    cache_layout,
     cross_feeds,
     empty_self_cache,
     sample_encoding,
@@ -146,7 +146,7 @@ def reference_generate(model: Any, enc_feeds: dict[str, Any], steps: int, encode
 
     kwargs = {k: torch.from_numpy(v) for k, v in enc_feeds.items()}
     speech = "input_features" in kwargs
-    layers = _layers(model.config)[0]
+    layers = cache_layout(model.config)[0]
     with torch.no_grad():
         encoded = encoded if encoded is not None else model.get_encoder()(**kwargs, return_dict=True)
         # the text's ids and mask go along: the mask for the cross-attention, the ids for the encoder rules
