@@ -408,7 +408,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         if skipped:
             report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
                                    f"not on {', '.join(skipped)}")
-        unchecked_samples(report, opened.input_sets, sets, task_check(source.record))
+        unchecked_samples(report, opened.input_sets, sets)
         return hops, report
 
     attempts: list[dict[str, Any]] = []
