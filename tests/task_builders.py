@@ -724,6 +724,13 @@ def large_decoder_cache(hub_cache: Path, repo_id: str, *, hidden: int = 2048, vo
     return size
 
 
+def manifest_of(out: dict) -> dict:
+    """The ``zoo.json`` of the artifact a ``zoo pull --json`` result (``in_process_pull``'s) names."""
+    import json
+
+    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
+
+
 def source_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
     """A repo's files written under ``tmp_path/source``, for transformers' own ``from_pretrained`` (the reference)."""
     root = tmp_path / "source"

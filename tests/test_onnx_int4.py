@@ -4,12 +4,11 @@ generation with the int4 criteria (docs/tasks.md), refused for models that are n
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import decoder_repo, in_process_pull
+from task_builders import decoder_repo, in_process_pull, manifest_of
 
 # GPT-2 layout at hidden 256 and a trained model's weight scale: its MatMuls (Conv1D, exported as Gemm) are
 # most of its bytes, so 4-bit weights show in the file size
@@ -28,10 +27,6 @@ def pull(indexed, int4_repos, monkeypatch, capsys):
     return in_process_pull(indexed.hub_cache, int4_repos, capsys)
 
 
-def _manifest(out: dict) -> dict:
-    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
-
-
 def _generation(manifest: dict) -> dict:
     return next(t for t in manifest["parity"]["tasks"] if t["check"] == "text-generation")
 
@@ -42,7 +37,7 @@ def test_int4_decoder_is_4_bit_and_passes_the_generation_check(pull, int4_repos)
 
     out = pull(INT4_REPO, "--format", "onnx-int4")
     assert out["verified"] and out["format"] == "onnx-int4"
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     gen = _generation(manifest)
     assert gen["passed"] and gen["figures"]["bounds"] == {"logit_rel_diff": 0.2, "token_agreement": 0.7}
     assert gen["figures"]["next_token_agreement"] >= 0.9 and gen["figures"]["new_tokens"] == 20

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_builders import bart_repo, in_process_pull, scale_output, source_dir, t5_repo
+from task_builders import bart_repo, in_process_pull, manifest_of, scale_output, source_dir, t5_repo
 
 REPOS = {"zoo-test/tiny-t5": t5_repo, "zoo-test/tiny-bart": bart_repo}
 OTHER_PROMPTS = ["the cat sat on the mat", "summarize: hello world and the quick dog", "What time is it"]
@@ -32,10 +32,6 @@ def repos() -> dict[str, dict[str, bytes]]:
 def pull(indexed, repos, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return in_process_pull(indexed.hub_cache, repos, capsys)
-
-
-def manifest_of(out: dict) -> dict:
-    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
 
 
 def consumer_loop(directory: Path, enc: dict, steps: int) -> np.ndarray:

@@ -6,7 +6,6 @@ Pulled in-process from a local Hugging Face cache of tiny seeded models (tests/t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from task_builders import (
     bert_head_repo,
     decoder_repo,
     in_process_pull,
+    manifest_of,
     source_dir,
     wav2vec2_audio_classifier_repo,
     wav2vec2_ctc_repo,
@@ -43,10 +43,6 @@ def repos() -> dict[str, dict[str, bytes]]:
 def pull(indexed, repos, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return in_process_pull(indexed.hub_cache, repos, capsys)
-
-
-def manifest_of(out: dict) -> dict:
-    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
 
 
 def task_results(parity: dict, check: str) -> list[dict]:

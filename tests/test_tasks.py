@@ -14,6 +14,7 @@ from task_builders import (
     bert_head_repo,
     decoder_repo,
     in_process_pull,
+    manifest_of,
     shift_output,
     source_dir,
     wav2vec2_ctc_repo,
@@ -50,10 +51,6 @@ def ort_session(path: str):
     import onnxruntime as ort
 
     return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-
-
-def manifest_of(out: dict) -> dict:
-    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
 
 
 def task_result(manifest: dict, check: str) -> dict:

@@ -5,11 +5,8 @@ fails that check. Figures of every cell: docs/parity-matrix.md, bench/bench_visi
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from task_builders import clip_repo, dinov2_repo, dpt_repo, in_process_pull, segformer_repo, yolos_repo
+from task_builders import clip_repo, dinov2_repo, dpt_repo, in_process_pull, manifest_of, segformer_repo, yolos_repo
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-dinov2": dinov2_repo, "zoo-test/tiny-yolos": yolos_repo,
          "zoo-test/tiny-segformer": segformer_repo, "zoo-test/tiny-dpt": dpt_repo}
@@ -52,10 +49,6 @@ def negate_output(module, index: int):
             return tuple(out)
 
     return Negated(module).eval()
-
-
-def _manifest(out: dict) -> dict:
-    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
 
 
 # --- the guard: no verified candidate without its task check on the real samples ---------------------------
@@ -139,7 +132,7 @@ def test_a_vision_family_reaches_the_format_with_its_task_check(pull, repo, fmt,
     require({"jax": "jax", "tf": "tensorflow"}.get(fmt, "ai_edge_litert"))
     out = pull(repo, "--format", fmt)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     parity = manifest["parity"]
     assert parity["passed"] and "sample-photos" in {s["name"].split("[")[0] for s in parity["input_sets"]}
     found = _sample_checks(parity, check)

@@ -4,9 +4,6 @@ from a local Hugging Face cache, checked by zoo on the real photographs and here
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 from task_builders import (
@@ -16,13 +13,14 @@ from task_builders import (
     depth_anything_repo,
     dinov2_repo,
     dpt_repo,
-    resnet_classifier_repo,
     in_process_pull,
+    manifest_of,
     mask2former_repo,
+    resnet_classifier_repo,
     scale_output,
     segformer_repo,
-    yolos_repo,
     source_dir,
+    yolos_repo,
 )
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-yolos": yolos_repo,
@@ -41,10 +39,6 @@ def pull(indexed, vision_repos, monkeypatch, capsys):
     """``(repo, *args, code=0, files=None) -> JSON`` of an in-process offline `zoo pull REPO --json`."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return in_process_pull(indexed.hub_cache, vision_repos, capsys)
-
-
-def _manifest(out: dict) -> dict:
-    return json.loads((Path(out["artifact_dir"]) / "zoo.json").read_text())
 
 
 def _task(manifest: dict, check: str) -> dict:
@@ -73,7 +67,7 @@ def test_clip_zero_shot_labels_the_photographs_as_the_source_does(pull, vision_r
     repo = "zoo-test/tiny-clip"
     out = pull(repo)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["task"] == "zero-shot-image-classification"
     check = _task(manifest, "zero-shot")
     assert check["passed"] is True and check["input_set"] == "sample-photos"
@@ -131,7 +125,7 @@ def test_yolos_detections_on_the_photographs_match(pull, vision_repos, tmp_path)
     repo = "zoo-test/tiny-yolos"
     out = pull(repo)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["task"] == "object-detection"
     assert manifest["record"]["labels"] == list(DETECTION_LABELS.values())
     check = _task(manifest, "object-detection")
@@ -221,7 +215,7 @@ def test_segformer_masks_on_the_photographs_match(pull, vision_repos, tmp_path):
     repo = "zoo-test/tiny-segformer"
     out = pull(repo)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["task"] == "image-segmentation"
     seg = [t for t in manifest["parity"]["tasks"] if t["check"] == "segmentation" and t["input_set"] == "sample-photos"]
     assert seg and seg[0]["passed"] is True and seg[0]["figures"]["classes"] >= 2, manifest["parity"]["tasks"]
@@ -260,7 +254,7 @@ def test_mask2former_queries_on_the_photographs_match(pull, vision_repos, tmp_pa
     repo = "zoo-test/tiny-mask2former"
     out = pull(repo)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["task"] == "image-segmentation"
     assert manifest["record"]["extra"]["io"]["outputs"] == ["class_queries_logits", "masks_queries_logits"]
     seg = [t for t in manifest["parity"]["tasks"] if t["check"] == "segmentation" and t["input_set"] == "sample-photos"]
@@ -319,7 +313,7 @@ def test_dinov2_image_embeddings_on_the_photographs(pull, vision_repos, tmp_path
     repo = "zoo-test/tiny-dinov2"
     out = pull(repo)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["task"] == "image-feature-extraction"
     assert manifest["record"]["extra"]["task_from"] == "model card pipeline_tag"
     emb = {t["output"]: t for t in manifest["parity"]["tasks"] if t["check"] == "embedding"
@@ -362,7 +356,7 @@ def test_depth_estimation_predicts_the_source_depth_on_the_photographs(pull, vis
     assert detect_task("m", arch)[0] == "depth-estimation"
     out = pull(repo)
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["task"] == "depth-estimation"
     check = _task(manifest, "depth")
     assert check["passed"] is True and check["input_set"] == "sample-photos" and check["figures"]["images"] == 4
@@ -395,7 +389,7 @@ def test_a_config_without_image_size_takes_the_processor_size(pull):
     (which exported and then failed on the processed photographs, exit 6)."""
     out = pull("zoo-test/tiny-resnet")
     assert out["verified"]
-    manifest = _manifest(out)
+    manifest = manifest_of(out)
     assert manifest["record"]["input_spec"][0]["shape"][1:] == [3, 32, 32]
     assert "sample-photos" in {s["name"] for s in manifest["parity"]["input_sets"]}
 

@@ -3,7 +3,7 @@
 A static-shape candidate (litert-torch's tflite, a static jax export) takes one shape only: ``static_sets`` feeds
 it the sets of exactly that shape and re-batches those differing only in their batch; ``export_set`` picks what
 the static rung traces (the real samples when they would not fit the first set); ``unchecked_samples`` fails a
-report whose task check gave no verdict on the real samples, whatever the format.
+report none of whose real samples reached the candidate, whatever the format.
 """
 
 from __future__ import annotations
