@@ -8,6 +8,7 @@ the Hugging Face cache and the store: it imports neither torch, timm nor onnxrun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -361,7 +362,14 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
          sandbox: list[str] | None = None) -> Made:
     """The heavy part, in ``staging``: open the source, run it on the inputs, try the routes (each with its
     TorchScript -> dynamo re-export), locate a divergence, write ONNX metadata. ``sandbox``: the walls of
-    the confined process this runs in, recorded in the conversion's details."""
+    the confined process this runs in, recorded in the conversion's details. What ``_make`` starts beside the
+    conversion (a forked reference child and its folder) is stopped and removed before anything is published."""
+    with contextlib.ExitStack() as cleanup:
+        return _make(source, chains, options, staging, progress, cleanup, sandbox=sandbox)
+
+
+def _make(source: Source, chains: list, options: Options, staging: Path, progress: Progress,
+          cleanup: contextlib.ExitStack, *, sandbox: list[str] | None = None) -> Made:
     from zoo.converters import graph
     from zoo.converters.parity.check import (
         check_parity,
@@ -384,6 +392,7 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
         # before any converter: a source that fails on the inputs is the inputs' fault, not a conversion's
         reference_outputs = run_source(opened.reference, opened.input_sets, label=source.label,
                                        notes=opened.input_notes, model=opened.onnx_model)
+    _fork_references(opened, task_check(source.record), staging / ".zoo-reference", cleanup)
     canonical = options.canonical()
     versions = key_versions(source, chains)
 
@@ -490,6 +499,19 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
     if sandbox is not None:
         conversion["sandbox"] = sandbox
     return Made(current, report, parity, conversion)
+
+
+def _fork_references(opened: Opened, check: str | None, folder: Path, cleanup: contextlib.ExitStack) -> None:
+    """A decoder's generate() references, computed in a forked child while the export runs (parity/forked.py)."""
+    from zoo.converters.parity.tasks import TASK_ALIASES
+    from zoo.converters.tasks.text_generation import fork_references
+
+    if TASK_ALIASES.get((check or "").lower()) != "text-generation":
+        return
+    forked = fork_references(opened.reference, opened.input_sets, folder)
+    if forked is not None:
+        cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+        cleanup.callback(forked.close)
 
 
 def _genai_config(current: Path, io: dict[str, Any], ctx: Any) -> dict[str, Any]:

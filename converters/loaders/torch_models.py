@@ -26,6 +26,7 @@ class TorchModel:
     processor: Any = None  # the repo's feature extractor for audio models (parity inputs go through it)
     seq2seq: Any = None  # an encoder-decoder (tasks/seq2seq.Pair): ``module`` is its decoder, encoder.onnx goes beside
     notes: list[str] = field(default_factory=list)
+    forked: Any = None  # generate()'s references computed in a forked child during the export (parity/forked.py)
 
 
 def _require(module: str, extra: str = "torch"):

@@ -230,8 +230,13 @@ def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> t
     processor), in ``greedy_loop``'s form."""
     import torch
 
+    from zoo.converters.parity.forked import feeds_key
     from zoo.converters.tasks.generation_rules import greedy_kwargs
 
+    forked = getattr(torch_model, "forked", None)
+    got = forked.get(feeds_key(feeds, steps)) if forked is not None else None
+    if got is not None:  # computed by fork_references' child while the export ran
+        return got[0], list(got[1:])
     inner = torch_model.module.inner
     ids, mask = torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])
     pad = inner.generation_config.pad_token_id
@@ -301,6 +306,46 @@ def token_verdict(target: Any, cand_tokens: Any, choices: Any, ref_logits: list[
     return reasons, figures
 
 
+def prompt_sets(input_sets: list[InputSet]) -> list[InputSet]:
+    """The sets the generation check decodes from: prefills (no past) with an attention mask, and only the real
+    prompts where there are any (without them, a file known by its signature, random prompts are decoded)."""
+    import numpy as np
+
+    has_sample = any(s.kind == "sample" for s in input_sets)
+    return [s for s in input_sets if not (has_sample and s.kind != "sample") and "attention_mask" in s.feeds
+            and not any(np.asarray(v).shape[2] for k, v in s.feeds.items() if k.startswith("past_key_values."))]
+
+
+def fork_references(reference: Any, input_sets: list[InputSet], folder: Any, steps: int = NEW_TOKENS) -> Any:
+    """Start ``generate()`` on the prompts of ``input_sets`` in a forked child (parity/forked.py) that runs while
+    the parent exports; ``reference_generate`` takes its tokens and logits from there. Returns the child's handle
+    (to close), or None: not a decoder's PyTorch source, or forking off."""
+    from zoo.converters.parity.forked import feeds_key, fork_jobs
+
+    tm = getattr(reference, "torch_model", None)
+    if tm is None or not hasattr(getattr(tm.module, "inner", None), "generate"):
+        return None
+
+    def job(feeds: dict[str, Any]) -> Callable[[], list[Any]]:
+        def run() -> list[Any]:
+            tokens, logits = reference_generate(tm, feeds, steps)
+            return [tokens, *logits]
+        return run
+
+    tm.forked = fork_jobs({feeds_key(s.feeds, steps): job(s.feeds) for s in prompt_sets(input_sets)}, folder)
+    return tm.forked
+
+
+def _reference_process(torch_model: Any, feeds: dict[str, Any], steps: int) -> str | None:
+    """Where generate() ran: in the forked child during the export, or in this process (parity/forked.py)."""
+    from zoo.converters.parity.forked import feeds_key
+
+    if torch_model is None:
+        return None
+    forked = getattr(torch_model, "forked", None)
+    return "forked child" if forked is not None and feeds_key(feeds, steps) in forked.served else "in-process"
+
+
 def generation_results(names: list[str], ran: list, precision: str, reference: Any, candidate: Any,
                        steps: int = NEW_TOKENS, metadata: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Per sample set of prompts: the candidate's greedy tokens against ``generate()`` and the reference's
@@ -312,14 +357,12 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
         return results
     rtol = LOGIT_RTOL.get(precision, 0.1)
     need = 1.0 if precision in EXACT else TOKEN_AGREEMENT.get(precision, 0.7)
-    has_sample = any(s.kind == "sample" for s, _, _ in ran)
     rules = check_rules(reference, metadata)
+    prompts = {id(s) for s in prompt_sets([s for s, _, _ in ran])}
     for input_set, _refs, _outs in ran:
         feeds = input_set.feeds
-        if (has_sample and input_set.kind != "sample") or "attention_mask" not in feeds:
-            continue  # without real prompts (a file known by its signature), random prompts are decoded
-        if any(np.asarray(v).shape[2] for k, v in feeds.items() if k.startswith("past_key_values.")):
-            continue  # a decode step, not a prefill
+        if id(input_set) not in prompts:
+            continue
         torch_model = getattr(reference, "torch_model", None)
         try:
             # the reference: generate() itself, its tokens and logits (the source's own decode loop over the
@@ -339,6 +382,7 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
         reasons, figures = token_verdict(ref_tokens, cand_tokens, choices, ref_logits, cand_logits, precision, "prompt")
         figures = {"prompts": int(ref_tokens.shape[0]), **figures,
                    "reference": "generate()" if torch_model is not None else "reference decode loop",
+                   "reference_process": _reference_process(torch_model, feeds, steps),
                    "rules_applied": list((rules or {}).get("apply") or []), "generated": cand_tokens.tolist()}
         results.append({"check": "text-generation", "input_set": input_set.name, "output": "logits",
                         "passed": not reasons, "reason": "; ".join(reasons) or None, "figures": figures})
