@@ -8,7 +8,6 @@ import os
 import time
 
 import numpy as np
-import pytest
 
 from zoo.converters.parity import forked
 
