@@ -1,6 +1,7 @@
 """``zoo diff A B [--json]``: per-node comparison of two artifacts of the same model (an fp32 ONNX file and
 its fp16 or int8 variant, a .tflite file and its quantised one): every intermediate tensor the two share, in
-A's graph order, with its largest absolute and relative error, so a user sees where a variant loses accuracy.
+A's graph order, with its largest absolute and relative error and how much of it each node adds over its inputs
+(the node where it grows most is named), so a user sees where a variant loses accuracy.
 Both run on the same seeded inputs made from A's input spec, or on ``--inputs FILE.npz``."""
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def make_feeds(spec: list[dict[str, Any]], inputs: Path | None) -> dict[str, Any
 
 
 def diff(a: Path, b: Path, inputs: Path | None = None) -> dict[str, Any]:
-    from zoo.converters.parity.nodediff import compare, values_of
+    from zoo.converters.parity.nodediff import compare, grows_most, values_of
 
     a, b = artifact_file(a), artifact_file(b)
     if a.suffix != b.suffix:
@@ -111,7 +112,7 @@ def diff(a: Path, b: Path, inputs: Path | None = None) -> dict[str, Any]:
                                 hint="zoo diff compares two artifacts of the same model (a format and its variant)")
     worst = max(rows, key=lambda r: r["max_rel_diff"])
     return {"a": str(a), "b": str(b), "inputs": {k: list(v.shape) for k, v in feeds.items()}, "nodes": rows,
-            "matched": len(rows), "worst": worst}
+            "matched": len(rows), "worst": worst, "grows_most": grows_most(rows)}
 
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,4 +127,7 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
     for row in sorted(top, key=lambda r: order[id(r)]):
         say(f"  #{order[id(row)]:<5} {row['op_type']:<22} {row['node'][-48:]:<48} rel {row['max_rel_diff']:.3g}  "
              f"abs {row['max_abs_diff']:.3g}")
+    grows = result["grows_most"]
+    say(f"the error grows most at #{grows['index']} {grows['op_type']} {grows['node'][-48:]}: relative error "
+        f"{grows['input_rel_diff']:.3g} in its inputs, {grows['max_rel_diff']:.3g} out")
     return EXIT_OK

@@ -150,14 +150,9 @@ def pull_failure(label: str, exc: errors.ZooError) -> str:
 
 
 def divergence_lines(divergence: dict[str, Any] | None) -> list[str]:
-    if not divergence:
-        return []
-    if divergence.get("module"):
-        diff = divergence.get("max_abs_diff")
-        return [f"  first diverging layer: {divergence['module']} ({divergence['module_type']}) -> ONNX node "
-                f"{divergence['onnx_node']} ({divergence['op_type']}): {divergence['what']}"
-                + ("" if diff is None else f", max abs diff {diff:.3g}")]
-    return [f"  {divergence.get('note') or divergence.get('error')}"]
+    from zoo.converters.parity.locate import describe
+
+    return [f"  {line}" for line in describe(divergence)]
 
 
 def accuracy_text(label: str, row: dict[str, Any]) -> str:
