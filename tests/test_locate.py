@@ -266,3 +266,35 @@ def test_a_failed_int8_detection_check_is_located_on_its_photograph(indexed, mon
     assert grows["growth"] > 0 and grows["max_rel_diff"] > grows["input_rel_diff"] and grows["op_type"]
     assert "where it diverges" not in out["stderr"] and "grows most at node" in out["stderr"]
     json.dumps(found)  # JSON-safe, as zoo.json stores it
+
+
+def test_a_broken_pt2_pull_names_the_broken_layer(indexed, cached_repo, monkeypatch, capsys):
+    """Through the pipeline: a torch -> pt2 export with one conv's weights 2% off fails parity, and the report
+    names that conv, found on the set that failed."""
+    import torch
+    from conftest import TIMM_REPO
+
+    import zoo.converters.loaders.pt2_archive as pt2_archive
+    from zoo.cli import main as cli
+
+    real_save = pt2_archive.save_program
+    broken: list[str] = []
+
+    def sabotaged_save(program, path, signature):
+        name = next(k for k in program.state_dict if "layer2" in k and "conv" in k and k.endswith("weight"))
+        with torch.no_grad():  # a copy: the program shares its tensors with the source model parity runs
+            program.state_dict[name] = torch.nn.Parameter(program.state_dict[name].detach() * 1.02)
+        broken.append(name.removeprefix("inner.").removesuffix(".weight"))
+        real_save(program, path, signature)
+
+    monkeypatch.setattr(pt2_archive, "save_program", sabotaged_save)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo(TIMM_REPO)
+    code = cli.main(["pull", "test_resnet", "--format", "pt2", "--json"])
+    captured = capsys.readouterr()
+    assert code == 6, captured.err[-2000:]
+    err = json.loads(captured.out.strip().splitlines()[-1])
+    found = err["divergence"]
+    assert found["edge"] == "torch->pt2" and found["module"] == broken[0] and found["module_type"] == "Conv2d"
+    assert found["op_type"].startswith("aten.conv2d") and found["input_set"] in {c["input_set"] for c in err["worst"]}
+    assert f"first diverging layer: {broken[0]} (Conv2d) -> torch->pt2 node" in captured.err
