@@ -298,3 +298,37 @@ def test_a_broken_pt2_pull_names_the_broken_layer(indexed, cached_repo, monkeypa
     assert found["edge"] == "torch->pt2" and found["module"] == broken[0] and found["module_type"] == "Conv2d"
     assert found["op_type"].startswith("aten.conv2d") and found["input_set"] in {c["input_set"] for c in err["worst"]}
     assert f"first diverging layer: {broken[0]} (Conv2d) -> torch->pt2 node" in captured.err
+
+
+# --- onnx -> pt2 (zoo's own compiler) -------------------------------------------------------------------------
+def test_a_broken_onnx_to_pt2_program_is_located_at_the_broken_node(onnx_pair, tmp_path):
+    """The compiler records the ONNX output each traced op computes; a program with one Gemm's weights 5% off is
+    located at that Gemm, by name, against onnxruntime's node outputs."""
+    import torch
+
+    from zoo.converters.edges.pt2 import onnx_to_pt2
+    from zoo.converters.graph import EdgeContext
+    from zoo.converters.loaders.pt2_archive import load_program, save_program
+    from zoo.converters.parity.check import check_parity
+    from zoo.converters.parity.locate import describe, locate
+    from zoo.converters.parity.runners import pt2_runner
+
+    path, _ = onnx_pair
+    good = onnx_to_pt2(path, tmp_path, EdgeContext(opset=18))
+    program, signature = load_program(good)
+    weight = next(k for k in program.state_dict if "7" in k and "weight" in k)
+    with torch.no_grad():
+        program.state_dict[weight].mul_(1.05)
+    bad = tmp_path / "broken.pt2"
+    save_program(program, bad, signature)
+    report = check_parity(_ort(path), pt2_runner(bad, ["x"]), _sets(), output_names=["y"])
+    assert not report.passed
+    found = locate(report, [("onnx", "pt2")], [bad], _sets(), ["x"], None, report.tolerance, source_file=path)
+    assert found["edge"] == "onnx->pt2" and found["input_set"] == "random-b1-s0"
+    assert (found["node"], found["op_type"]) == ("/inner/inner.7/Gemm", "Gemm") and found["compared"] == 10
+    assert found["grows_most"]["node"] == "/inner/inner.7/Gemm" and found["grows_most"]["input_rel_diff"] == 0.0
+    assert "first diverging node of onnx->pt2: /inner/inner.7/Gemm (Gemm)" in describe(found)[0]
+    faithful = check_parity(_ort(path), pt2_runner(good, ["x"]), _sets(), output_names=["y"])
+    assert faithful.passed
+    tight = locate(report, [("onnx", "pt2")], [good], _sets(), ["x"], None, report.tolerance, source_file=path)
+    assert tight["node"] is None and "within tolerance in the .pt2 program" in tight["note"] and tight["compared"] == 10

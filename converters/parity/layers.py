@@ -1,6 +1,7 @@
 """Where a PyTorch -> ``.pt2`` or PyTorch -> ``.tflite`` (litert-torch) conversion goes wrong: the first module,
 in the order PyTorch ran them, whose output differs between the source model (forward hooks, as ``divergence``
-does for ONNX) and the converted file's intermediate tensors on the same inputs.
+does for ONNX) and the converted file's intermediate tensors on the same inputs; and where an ONNX -> ``.pt2``
+conversion (zoo's own compiler) does: the first ONNX node whose output differs in the program.
 
 - ``.pt2``: the ExportedProgram's graph is run node by node (``torch.fx.Interpreter``); ``torch.export`` records
   each node's module path in ``nn_module_stack``, so the last node of every module carries its output.
@@ -8,6 +9,8 @@ does for ONNX) and the converted file's intermediate tensors on the same inputs.
   litert-torch names each tensor by the module path that wrote it (``pkg.Model/pkg.Sequential_inner/
   pkg.Conv2d_0;``; a fused op lists each module it absorbed, the last one first). Convolutions run channels-last
   inside the file, so a tensor is compared with the module's output as it is or moved to channels-last.
+- ONNX -> ``.pt2``: the compiler records, on every op it traces, the ONNX output it computes
+  (``node.meta["custom"]``); those are compared with onnxruntime's node outputs (``nodediff``), by name.
 """
 
 from __future__ import annotations
@@ -54,6 +57,64 @@ def locate_pt2(tm: Any, path: Path, feeds: dict[str, np.ndarray], input_names: l
                 "op_type": str(node.target), "what": what, "max_abs_diff": diff}
 
     return first_off(records, last_node, values.get, atol, rtol, finding)
+
+
+def pt2_onnx_values(path: Path, feeds: dict[str, np.ndarray], input_names: list[str]) -> list[Any]:
+    """The ONNX tensors a ``.pt2`` made by zoo's ONNX -> PyTorch compiler computes, as ``nodediff.Value`` rows named
+    by the ONNX output each traced op records (``onnx_torch.module.ONNX_OUTPUT``): the last op of each ONNX node
+    holds its output. A program without those records gives none."""
+    import torch
+
+    from zoo.converters.loaders.pt2_archive import load_program
+    from zoo.converters.onnx_torch.module import ONNX_OUTPUT
+    from zoo.converters.parity.nodediff import Value
+    from zoo.converters.parity.runners import torch_inputs
+
+    graph_module = load_program(path)[0].module()
+    last: dict[str, Any] = {}
+    for node in graph_module.graph.nodes:
+        name = (node.meta.get("custom") or {}).get(ONNX_OUTPUT)
+        if node.op == "call_function" and name:
+            last[name] = node
+    wanted = {node: name for name, node in last.items()}
+    values: list[Any] = []
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n: Any) -> Any:
+            out = super().run_node(n)
+            if n in wanted and isinstance(out, torch.Tensor):
+                values.append(Value(n.name, str(n.target), wanted[n], out.detach().cpu().numpy().copy()))
+            return out
+
+    with torch.no_grad():
+        Recorder(graph_module).run(*torch_inputs(feeds, input_names))
+    return values
+
+
+def locate_onnx_pt2(onnx_path: Path, path: Path, feeds: dict[str, np.ndarray], input_names: list[str], *,
+                    atol: float, rtol: float, scaled: bool = True) -> dict[str, Any]:
+    """The first ONNX node whose output leaves tolerance in the ``.pt2`` zoo compiled from it, and where the
+    relative error grows most (``nodediff``'s rows, in the ONNX graph's order)."""
+    from zoo.converters.parity.nodediff import compare, first_diverging, grows_most, onnx_values
+
+    ours = pt2_onnx_values(path, feeds, input_names)
+    if not ours:
+        return {"edge": "onnx->pt2", "node": None, "located": False,
+                "note": f"{path.name} records no ONNX node names (a .pt2 zoo's ONNX -> PyTorch compiler made before "
+                        "it recorded them): only the final outputs were compared"}
+    theirs = onnx_values(onnx_path, feeds)
+    found, _ = first_diverging(theirs, ours, atol, rtol, scaled)
+    rows = compare(theirs, ours)
+    grows = grows_most(rows)
+    out: dict[str, Any] = {"edge": "onnx->pt2", "compared": len(rows), "node": None, **(found or {})}
+    if grows is not None:
+        out["grows_most"] = {k: grows[k] for k in ("node", "op_type", "tensor", "max_rel_diff", "input_rel_diff",
+                                                   "growth", "index")}
+    if found is None:
+        out["note"] = f"every one of {len(rows)} matched ONNX node outputs is within tolerance in the .pt2 program"
+    else:
+        out["what"] = "values differ"
+    return out
 
 
 def litert_modules(tensor_name: str, known: dict[str, list[str]]) -> list[str]:

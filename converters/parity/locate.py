@@ -6,9 +6,9 @@
   file (``nodediff``), with where the relative error grows most over its inputs';
 - torch -> onnx: layer by layer with torch hooks (``divergence``);
 - torch -> pt2, torch -> tflite (litert-torch): layer by layer with torch hooks against the program's nodes or the
-  file's tensors (``layers``).
+  file's tensors (``layers``); onnx -> pt2 (zoo's compiler): node by node against onnxruntime (``layers``).
 
-Other edges (onnx2tf, jax2tf, torchax, onnx -> pt2) have no locator: the report says so plainly. The input set is
+Other edges (onnx2tf, jax2tf, torchax) have no locator: the report says so plainly. The input set is
 the one that failed: the first failed task check's set (a detection, mask or CTC check on a photograph or a clip),
 else the set of the worst output out of tolerance, so the locator runs on the feeds that show the error.
 """
@@ -35,9 +35,10 @@ def failing_set(report: Any, sets: list) -> tuple[Any, str]:
 
 
 def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: list, input_names: list[str],
-           torch_model: Any, tolerance: Any) -> dict[str, Any] | None:
+           torch_model: Any, tolerance: Any, source_file: Path | None = None) -> dict[str, Any] | None:
     """The parity report's ``divergence`` for a failed ``report`` of the chain ``edges`` (one file per edge in
-    ``hops``), or None when it passed. Never raises: a diagnostic must not turn a parity failure into a crash."""
+    ``hops``; ``source_file``: the source's own file, an ONNX source's), or None when it passed. Never raises: a
+    diagnostic must not turn a parity failure into a crash."""
     if report.passed or not sets or not hops:
         return None
     chosen, why = failing_set(report, sets)
@@ -48,6 +49,12 @@ def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: li
         return {**where, **_guarded(edge, lambda: _variant(hops[-2], hops[-1], chosen.feeds, input_names, tolerance, edge))}
     first = edges[0]
     edge = f"{first[0]}->{first[1]}"
+    if first == ("onnx", "pt2") and source_file is not None and Path(source_file).suffix == ".onnx":
+        from zoo.converters.parity.layers import locate_onnx_pt2
+
+        return {**where, **_guarded(edge, lambda: locate_onnx_pt2(source_file, hops[0], chosen.feeds, input_names,
+                                                                  atol=tolerance.atol, rtol=tolerance.rtol,
+                                                                  scaled=tolerance.scaled))}
     if first not in LAYERED or torch_model is None:
         return {**where, "edge": edge, "node": None, "located": False,
                 "note": f"zoo cannot compare intermediate tensors across {_edges_text(edges)}: only the final outputs "
