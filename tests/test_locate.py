@@ -86,7 +86,14 @@ def test_a_broken_pt2_is_located_at_the_broken_layer(pt2_files):
 @pytest.fixture(scope="module")
 def litert_files(tmp_path_factory):
     """litert-torch's files of the model and of a copy whose layer 7 is scaled (the reference stays the model)."""
-    pytest.importorskip("litert_torch", reason="litert-torch is part of zoo-hub[all]")
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("litert_torch") is None:  # as test_targets.require: on CI a missing extra fails
+        message = "litert-torch is not installed: pip install -e '.[litert]'"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true: {message}")
+        pytest.skip(message)
     import torch
 
     from zoo.converters.edges.litert import convert_litert
