@@ -339,3 +339,16 @@ def test_a_broken_onnx_to_pt2_program_is_located_at_the_broken_node(onnx_pair, t
     assert faithful.passed
     tight = locate(report, [("onnx", "pt2")], [good], _sets(), ["x"], None, report.tolerance, source_file=path)
     assert tight["node"] is None and "within tolerance in the .pt2 program" in tight["note"] and tight["compared"] == 10
+    # zoo diff matches the two by ONNX name: exact up to the broken Gemm, where the error is born
+    from conftest import run_zoo
+
+    proc = run_zoo("diff", str(path), str(bad), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    rows = result["nodes"]
+    assert [r["node"] for r in rows][:8] == [f"/inner/inner.{i}/{op}" for i, op in enumerate(
+        ["Conv", "Relu", "Conv", "Relu", "Flatten", "Gemm", "Tanh", "Gemm"])]
+    assert all(r["max_abs_diff"] < 1e-5 for r in rows[:7]) and rows[7]["max_abs_diff"] > 1e-3
+    assert result["grows_most"]["node"] == "/inner/inner.7/Gemm"
+    refused = run_zoo("diff", str(bad), str(bad))
+    assert refused.returncode == 2 and "cannot match node by node" in refused.stderr

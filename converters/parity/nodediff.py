@@ -109,8 +109,13 @@ def values_of(path: Path, feeds: dict[str, np.ndarray], input_names: list[str]) 
         return onnx_values(path, feeds)
     if path.suffix == ".tflite":
         return tflite_values(path, feeds, input_names)
-    raise errors.UnsupportedFormatError(f"zoo diff compares .onnx and .tflite artifacts, not {path.name}",
-                                        hint="pull the formats to compare as onnx/onnx-fp16/onnx-int8 or tflite/tflite-int8/tflite-fp16")
+    if path.suffix == ".pt2":  # zoo's ONNX -> PyTorch program: its values by the ONNX outputs they compute
+        from zoo.converters.parity.layers import pt2_onnx_values
+
+        return pt2_onnx_values(path, feeds, input_names)
+    raise errors.UnsupportedFormatError(f"zoo diff compares .onnx, .tflite and .pt2 artifacts, not {path.name}",
+                                        hint="pull the formats to compare as onnx/onnx-fp16/onnx-int8, tflite/tflite-int8/"
+                                             "tflite-fp16, or onnx and the pt2 made from it")
 
 
 def _pairs(a: list[Value], b: list[Value]):

@@ -16,14 +16,15 @@ from zoo.cli.output import print_json, say
 from zoo.errors import EXIT_OK
 from zoo.settings import Settings
 
-SUFFIXES = (".onnx", ".tflite")
+SUFFIXES = (".onnx", ".tflite", ".pt2")
+COMPARABLE = ({".onnx"}, {".tflite"}, {".onnx", ".pt2"})  # an ONNX file and the .pt2 zoo compiled from it, by ONNX names
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("diff", help="per-node comparison of two artifacts of one model (e.g. onnx and onnx-int8)",
                        description="Run both artifacts on the same inputs and compare every intermediate tensor they "
                                    "share by name, in the first one's graph order: the largest relative error per node.")
-    d.add_argument("a", type=Path, help="an artifact file (.onnx or .tflite) or a zoo artifact directory")
+    d.add_argument("a", type=Path, help="an artifact file (.onnx, .tflite, .pt2) or a zoo artifact directory")
     d.add_argument("b", type=Path, help="the artifact to compare with A (same model, same kind of file)")
     d.add_argument("--inputs", type=Path, metavar="FILE.npz", help="the inputs, one array per input name "
                                                                     "(default: seeded random inputs from A's spec)")
@@ -43,11 +44,11 @@ def artifact_file(path: Path) -> Path:
                 return path / primary
         if len(candidates) == 1:
             return candidates[0]
-        raise errors.UsageError(f"{path} holds no single .onnx or .tflite file", hint="pass the file itself")
+        raise errors.UsageError(f"{path} holds no single .onnx, .tflite or .pt2 file", hint="pass the file itself")
     if not path.is_file():
         raise errors.UsageError(f"{path} does not exist", hint="pass an artifact file or directory (zoo cache ls)")
     if path.suffix not in SUFFIXES:
-        raise errors.UnsupportedFormatError(f"zoo diff compares .onnx and .tflite files, not {path.name}")
+        raise errors.UnsupportedFormatError(f"zoo diff compares .onnx, .tflite and .pt2 files, not {path.name}")
     return path
 
 
@@ -56,6 +57,11 @@ def input_spec(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         from zoo.converters.parity.inputs import onnx_signature
 
         spec = onnx_signature(path)[0]
+        return spec, [s["name"] for s in spec]
+    if path.suffix == ".pt2":
+        from zoo.converters.loaders.pt2_archive import pt2_signature
+
+        spec = pt2_signature(path)[0]
         return spec, [s["name"] for s in spec]
     from zoo.converters.loaders.tflite_file import tflite_signature
 
@@ -87,9 +93,9 @@ def diff(a: Path, b: Path, inputs: Path | None = None) -> dict[str, Any]:
     from zoo.converters.parity.nodediff import compare, grows_most, values_of
 
     a, b = artifact_file(a), artifact_file(b)
-    if a.suffix != b.suffix:
-        raise errors.UsageError(f"{a.name} and {b.name} are different kinds of file",
-                                hint="compare two .onnx files or two .tflite files")
+    if not any({a.suffix, b.suffix} <= kinds for kinds in COMPARABLE) or a.suffix == b.suffix == ".pt2":
+        raise errors.UsageError(f"{a.name} and {b.name} are kinds of file zoo diff cannot match node by node",
+                                hint="compare two .onnx files, two .tflite files, or an .onnx file and the .pt2 made from it")
     spec, names = input_spec(a)
     other, _ = input_spec(b)
     if [(s["name"], len(s["shape"])) for s in spec] != [(s["name"], len(s["shape"])) for s in other]:
