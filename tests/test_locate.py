@@ -146,6 +146,17 @@ def test_a_broken_litert_file_is_located_at_the_broken_layer(litert_files):
     first.module = _broken(tm, "inner.0")  # its CONV_2D's output stays channels-last (1, 6, 6, 8) for the next conv
     found = locate_litert(first, good, _feeds(), ["x"], atol=1e-5, rtol=1e-5)
     assert found["module"] == "1" and found["fused"] == ["1", "0"] and found["op_type"] == "CONV_2D"
+    # what the pipeline calls on a failed torch -> tflite report: the same finding, on the set that failed
+    from zoo.converters.parity.check import check_parity
+    from zoo.converters.parity.locate import describe, locate
+    from zoo.converters.parity.runners import tflite_runner, torch_runner
+
+    sets = [InputSet("random-b1-s0", _feeds(), kind="random")]
+    report = check_parity(torch_runner(tm), tflite_runner(bad, ["x"], ["y"]), sets, output_names=["y"])
+    assert not report.passed
+    located = locate(report, [("torch", "tflite")], [bad], sets, ["x"], tm, report.tolerance)
+    assert located["edge"] == "torch->tflite" and located["module"] == "7" and located["input_set"] == "random-b1-s0"
+    assert describe(located)[0].startswith("first diverging layer: 7 (Linear) -> torch->tflite node ")
 
 
 def test_rounding_noise_in_tiny_tensors_is_no_error():
