@@ -222,6 +222,9 @@ def test_a_variant_is_located_on_the_set_that_failed(onnx_pair):
     grows = found["grows_most"]  # the error is born at the broken Conv: its inputs (the image) carry none
     assert grows["node"] == "/inner/inner.0/Conv" and grows["input_rel_diff"] == 0.0 and grows["growth"] > 0.01
     assert found["worst"]["max_rel_diff"] >= grows["max_rel_diff"] and found["compared"] == 10
+    # an ONNX source's own variant: one hop, the source file is the float side
+    alone = locate(report, [("onnx", "onnx-int8")], [broken], _sets(), ["x"], None, report.tolerance, source_file=path)
+    assert {k: alone[k] for k in ("input_set", "node", "index")} == {k: found[k] for k in ("input_set", "node", "index")}
     lines = describe(found)
     assert "first diverging node of onnx->onnx-int8: /inner/inner.0/Conv (Conv)" in lines[0]
     assert "on random-b1-s0" in lines[0] and "grows most at node #0" in lines[1]

@@ -44,9 +44,11 @@ def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: li
     chosen, why = failing_set(report, sets)
     where = {"input_set": chosen.name, "why": why}
     last = edges[-1]
-    if last[1] in VARIANTS and len(hops) >= 2:
+    before = hops[-2] if len(hops) >= 2 else source_file  # a variant of the source file itself (an .onnx source)
+    if last[1] in VARIANTS and before is not None and Path(before).suffix == Path(hops[-1]).suffix:
         edge = f"{last[0]}->{last[1]}"
-        return {**where, **_guarded(edge, lambda: _variant(hops[-2], hops[-1], chosen.feeds, input_names, tolerance, edge))}
+        return {**where, **_guarded(edge, lambda: _variant(Path(before), hops[-1], chosen.feeds, input_names, tolerance,
+                                                           edge))}
     first = edges[0]
     edge = f"{first[0]}->{first[1]}"
     if first == ("onnx", "pt2") and source_file is not None and Path(source_file).suffix == ".onnx":
