@@ -59,43 +59,11 @@ def locate_pt2(tm: Any, path: Path, feeds: dict[str, np.ndarray], input_names: l
     return first_off(records, last_node, values.get, atol, rtol, finding)
 
 
-def pt2_onnx_values(path: Path, feeds: dict[str, np.ndarray], input_names: list[str]) -> list[Any]:
-    """The ONNX tensors a ``.pt2`` made by zoo's ONNX -> PyTorch compiler computes, as ``nodediff.Value`` rows named
-    by the ONNX output each traced op records (``onnx_torch.module.ONNX_OUTPUT``): the last op of each ONNX node
-    holds its output. A program without those records gives none."""
-    import torch
-
-    from zoo.converters.loaders.pt2_archive import load_program
-    from zoo.converters.onnx_torch.module import ONNX_OUTPUT
-    from zoo.converters.parity.nodediff import Value
-    from zoo.converters.parity.runners import torch_inputs
-
-    graph_module = load_program(path)[0].module()
-    last: dict[str, Any] = {}
-    for node in graph_module.graph.nodes:
-        name = (node.meta.get("custom") or {}).get(ONNX_OUTPUT)
-        if node.op == "call_function" and name:
-            last[name] = node
-    wanted = {node: name for name, node in last.items()}
-    values: list[Any] = []
-
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, n: Any) -> Any:
-            out = super().run_node(n)
-            if n in wanted and isinstance(out, torch.Tensor):
-                values.append(Value(n.name, str(n.target), wanted[n], out.detach().cpu().numpy().copy()))
-            return out
-
-    with torch.no_grad():
-        Recorder(graph_module).run(*torch_inputs(feeds, input_names))
-    return values
-
-
 def locate_onnx_pt2(onnx_path: Path, path: Path, feeds: dict[str, np.ndarray], input_names: list[str], *,
                     atol: float, rtol: float, scaled: bool = True) -> dict[str, Any]:
     """The first ONNX node whose output leaves tolerance in the ``.pt2`` zoo compiled from it, and where the
     relative error grows most (``nodediff``'s rows, in the ONNX graph's order)."""
-    from zoo.converters.parity.nodediff import compare, first_diverging, grows_most, onnx_values
+    from zoo.converters.parity.nodediff import compare, first_diverging, grows_most, onnx_values, pt2_onnx_values
 
     ours = pt2_onnx_values(path, feeds, input_names)
     if not ours:

@@ -98,6 +98,37 @@ def tflite_values(path: Path, feeds: dict[str, np.ndarray], input_names: list[st
     return out
 
 
+def pt2_onnx_values(path: Path, feeds: dict[str, np.ndarray], input_names: list[str]) -> list[Any]:
+    """The ONNX tensors a ``.pt2`` made by zoo's ONNX -> PyTorch compiler computes, as ``nodediff.Value`` rows named
+    by the ONNX output each traced op records (``onnx_torch.module.ONNX_OUTPUT``): the last op of each ONNX node
+    holds its output. A program without those records gives none."""
+    import torch
+
+    from zoo.converters.loaders.pt2_archive import load_program
+    from zoo.converters.onnx_torch.module import ONNX_OUTPUT
+    from zoo.converters.parity.runners import torch_inputs
+
+    graph_module = load_program(path)[0].module()
+    last: dict[str, Any] = {}
+    for node in graph_module.graph.nodes:
+        name = (node.meta.get("custom") or {}).get(ONNX_OUTPUT)
+        if node.op == "call_function" and name:
+            last[name] = node
+    wanted = {node: name for name, node in last.items()}
+    values: list[Any] = []
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n: Any) -> Any:
+            out = super().run_node(n)
+            if n in wanted and isinstance(out, torch.Tensor):
+                values.append(Value(n.name, str(n.target), wanted[n], out.detach().cpu().numpy().copy()))
+            return out
+
+    with torch.no_grad():
+        Recorder(graph_module).run(*torch_inputs(feeds, input_names))
+    return values
+
+
 def _fit(feeds: dict[str, np.ndarray], name: str) -> np.ndarray:
     if name not in feeds:
         raise errors.UsageError(f"no input named {name!r} (have {', '.join(feeds)})")
@@ -110,8 +141,6 @@ def values_of(path: Path, feeds: dict[str, np.ndarray], input_names: list[str]) 
     if path.suffix == ".tflite":
         return tflite_values(path, feeds, input_names)
     if path.suffix == ".pt2":  # zoo's ONNX -> PyTorch program: its values by the ONNX outputs they compute
-        from zoo.converters.parity.layers import pt2_onnx_values
-
         return pt2_onnx_values(path, feeds, input_names)
     raise errors.UnsupportedFormatError(f"zoo diff compares .onnx, .tflite and .pt2 artifacts, not {path.name}",
                                         hint="pull the formats to compare as onnx/onnx-fp16/onnx-int8, tflite/tflite-int8/"
