@@ -1,6 +1,7 @@
 """Per-node comparison of two artifacts of one model on the same inputs: every intermediate tensor the two
 share by name (ONNX node outputs through onnxruntime with each one exposed as a graph output; ``.tflite``
-tensors through the LiteRT interpreter with all tensors preserved), in the first artifact's graph order.
+tensors through the LiteRT interpreter with all tensors preserved; a ``.pt2`` zoo compiled from ONNX through
+``torch.fx.Interpreter``, named by the ONNX output each op records), in the first artifact's graph order.
 
 What ``zoo diff A B`` prints, and what locates the first diverging node of an ONNX -> fp16/int8 edge or a
 ``.tflite`` -> quantised ``.tflite`` edge when its parity fails. Names match because those converters keep
