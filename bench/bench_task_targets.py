@@ -87,7 +87,7 @@ def pull(repo: str, fmt: str, env: dict, home: Path, timeout: int) -> dict:
                    atol=(p.get("tolerance") or {}).get("atol"), task=task_verdict(p), route=winner(conversion),
                    error=(p.get("error") or None) and p["error"][:400],
                    routes=[{k: r.get(k) for k in ("route", "rung", "result", "reason")} for r in conversion.get("routes") or []],
-                   warnings=[w[:200] for w in p.get("warnings") or []])
+                   warnings=[w[:200] for w in p.get("warnings") or []], divergence=p.get("divergence"))
     else:
         err = [x for x in proc.stderr.strip().splitlines() if x.startswith("zoo: error") or x.startswith("zoo: hint")]
         row["error"] = " / ".join(err)[:800] or proc.stderr.strip()[-800:]

@@ -66,12 +66,13 @@ def run_cell(repo: str, fmt: str, env: dict, timeout: int) -> dict:
         parity, conversion = manifest["parity"], manifest["conversion"]
         cell.update(passed=bool(parity["passed"]), max_abs_diff=parity.get("max_abs_diff"),
                     tasks=task_verdicts(parity), route=route_won(conversion), size=out.get("size"),
-                    warnings=parity.get("warnings"), routes=conversion.get("routes"))
+                    warnings=parity.get("warnings"), routes=conversion.get("routes"), divergence=parity.get("divergence"))
         return cell
     report = out.get("report") or {}
     cell.update(passed=False, error=out.get("message") or (proc.stderr.strip().splitlines() or ["?"])[-1],
                 error_kind=out.get("error"), hint=out.get("hint"), max_abs_diff=report.get("max_abs_diff"),
-                tasks=task_verdicts(report), routes=out.get("routes"), stderr_tail=proc.stderr[-1500:])
+                tasks=task_verdicts(report), routes=out.get("routes"), divergence=out.get("divergence"),
+                stderr_tail=proc.stderr[-1500:])
     return cell
 
 

@@ -278,12 +278,18 @@ def test_zoo_diff_names_where_int8_loses_accuracy(onnx_variants):
     assert [r["tensor"] for r in rows][-1] == "y" and all(r["max_abs_diff"] > 0 for r in rows)  # int8 from the first Conv
     # the error grows through the quantised layers: the worst is deep in the network, well past fp16's
     assert rows[2]["max_rel_diff"] > rows[0]["max_rel_diff"] and result["worst"]["node"] not in ("/0/Conv", "/1/Relu")
+    # how much each node adds over its inputs: the quantised Conv/Gemm make the error, Flatten passes it on
+    for before, row in zip(rows, rows[1:]):
+        assert row["input_rel_diff"] == before["max_rel_diff"] and row["growth"] == row["max_rel_diff"] - before["max_rel_diff"]
+    assert rows[0]["input_rel_diff"] == 0.0 and rows[4]["growth"] == 0.0  # the image is exact; Flatten adds nothing
+    assert result["grows_most"]["op_type"] in ("Conv", "Gemm") and result["grows_most"]["growth"] > 0
     fp16 = json.loads(run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx-fp16"]), "--json").stdout)
     assert 0 < fp16["worst"]["max_rel_diff"] < result["worst"]["max_rel_diff"]  # fp16 loses less than int8
     same = json.loads(run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx"]), "--json").stdout)
     assert same["worst"]["max_abs_diff"] == 0.0
     text = run_zoo("diff", str(onnx_variants["onnx"]), str(onnx_variants["onnx-int8"]), "--top", "3")
-    assert text.returncode == 0 and "matched nodes" in text.stdout and len(text.stdout.strip().splitlines()) == 4
+    assert text.returncode == 0 and "matched nodes" in text.stdout and len(text.stdout.strip().splitlines()) == 5
+    assert "grows most" in text.stdout.splitlines()[-1]
 
 
 def test_first_diverging_node_of_a_quantised_edge(onnx_variants):
@@ -295,12 +301,12 @@ def test_first_diverging_node_of_a_quantised_edge(onnx_variants):
     found = locate_between(onnx_variants["onnx"], onnx_variants["onnx-int8"], x, ["x"], atol=fp32.atol, rtol=fp32.rtol,
                            edge="onnx->onnx-int8")
     # at float32 tolerance, the first quantised layer (the first Conv) is where it leaves
-    assert found["node"] == "/0/Conv" and found["op_type"] == "Conv" and found["compared"] == 1 and found["elements_out"] > 0
+    assert found["node"] == "/0/Conv" and found["op_type"] == "Conv" and found["index"] == 0 and found["compared"] == 8 and found["elements_out"] > 0
     assert found["max_abs_diff"] > fp32.atol
     loose = default_tolerance("int8")
     ok = locate_between(onnx_variants["onnx"], onnx_variants["onnx-int8"], x, ["x"], atol=loose.atol, rtol=loose.rtol,
                         edge="onnx->onnx-int8")
-    assert ok["node"] is None and "within tolerance" in ok["note"] and ok["compared"] == 8
+    assert ok["node"] is None and "within the elementwise tolerance" in ok["note"] and ok["compared"] == 8
 
 
 def test_zoo_diff_refuses_what_it_cannot_compare(onnx_variants, tmp_path):

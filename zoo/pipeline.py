@@ -371,12 +371,9 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
 def _make(source: Source, chains: list, options: Options, staging: Path, progress: Progress,
           cleanup: contextlib.ExitStack, *, sandbox: list[str] | None = None) -> Made:
     from zoo.converters import graph
-    from zoo.converters.parity.check import (
-        check_parity,
-        default_tolerance,
-        requested_tolerance,
-    )
+    from zoo.converters.parity.check import check_parity, requested_tolerance
     from zoo.converters.parity.inputs import apply_input_request
+    from zoo.converters.parity.locate import locate
     from zoo.converters.parity.reference import run_source
     from zoo.converters.parity.runners import artifact_runner, torch_inputs
     from zoo.converters.parity.static_sets import export_set, static_sets, unchecked_samples
@@ -474,13 +471,12 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     parity = report.to_dict()
     for warning in report.warnings:
         progress.note(f"parity: {warning}")
-    if not report.passed and len(hops) >= 2 and chain[-1].target in VARIANT_FORMATS:
-        with progress.stage("locate", "the first diverging node"):  # the variant against its own float input
-            parity["divergence"] = _variant_divergence(hops[-2], hops[-1], opened, report.tolerance, chain[-1])
-    elif not report.passed and opened.torch_model is not None and (chain[0].source, chain[0].target) == ("torch", "onnx"):
-        with progress.stage("locate", "the first diverging layer"):
-            parity["divergence"] = _divergence(opened.torch_model, hops[0], opened.input_sets[0].feeds,
-                                               default_tolerance(dtype), chain)
+    if not report.passed:
+        with progress.stage("locate", "where it first diverges"):  # on the set that failed (parity/locate.py)
+            parity["divergence"] = locate(report, [(e.source, e.target) for e in chain], hops,
+                                          static_sets(ctx, opened.input_sets, opened.input_names)[0],
+                                          opened.input_names, opened.torch_model, report.tolerance,
+                                          opened.model if isinstance(opened.model, Path) else None)
     first_edge = f"{chain[0].source}->{chain[0].target}"
     conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                   "edges": graph.describe_edges(chain), "details": ctx.info}
@@ -530,37 +526,6 @@ def task_check(record: Any) -> str | None:
     if record is None:
         return None
     return (record.extra.get("io") or {}).get("check") or record.task
-
-
-# Formats made from the previous hop's file by a lossy edge: on a parity failure, their tensors are compared
-# node by node with that file's (converters/parity/nodediff.py).
-VARIANT_FORMATS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
-
-
-def _variant_divergence(before: Path, after: Path, opened: Any, tol: Any, step: Any) -> dict[str, Any]:
-    """Best effort, as ``_divergence``: the first node of a quantised variant that leaves tolerance."""
-    from zoo.converters.parity.nodediff import locate_between
-
-    try:
-        return locate_between(before, after, opened.input_sets[0].feeds, opened.input_names, atol=tol.atol,
-                              rtol=tol.rtol, scaled=tol.scaled, edge=f"{step.source}->{step.target}")
-    except Exception as exc:  # noqa: BLE001
-        return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
-
-
-def _divergence(tm: Any, onnx_path: Path, feeds: dict[str, Any], tol: Any, chain: list) -> dict[str, Any]:
-    """Best effort: a diagnostic must never turn a parity failure into a crash."""
-    from zoo.converters.parity.divergence import locate_divergence
-
-    try:
-        found = locate_divergence(tm, onnx_path, feeds, atol=tol.atol, rtol=tol.rtol)
-    except Exception as exc:  # noqa: BLE001
-        return {"error": f"could not locate: {type(exc).__name__}: {str(exc)[:200]}"}
-    if found is None:
-        later = ", ".join(f"{e.source}->{e.target}" for e in chain[1:])
-        return {"module": None, "note": "every layer of the torch->onnx export matches"
-                + (f"; the difference comes from {later}" if later else "; it appears only in the final outputs")}
-    return found
 
 
 def write_onnx_metadata(path: Path, source: Source, opened: Opened, conversion: dict[str, Any], report: Any) -> None:

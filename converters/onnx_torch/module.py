@@ -132,6 +132,9 @@ def _attr_name(onnx_name: str, taken: set[str]) -> str:
     return name
 
 
+ONNX_OUTPUT = "zoo.onnx_output"  # the key of each exported node's custom metadata: the ONNX output it computes
+
+
 class NodeError(RuntimeError):
     """A handler failed on a node; names the node so the error points at the graph."""
 
@@ -198,13 +201,17 @@ def _module_class() -> type:
             self.release = _release_plan(self.nodes, set(self.output_names))
 
         def forward(self, *inputs: Any) -> tuple:
+            from torch.fx.traceback import annotate
+
             env: dict[str, Any] = dict(self.statics)
             env.update({name: getattr(self, attr) for name, attr in self.tensor_names.items()})
             env.update(zip(self.input_names, inputs))
             for node, dead in zip(self.nodes, self.release):
                 args = [env[n] if n else None for n in node.inputs]
                 try:
-                    out = OPS[node.op_type].fn(node, *args)
+                    # each traced op records the ONNX output it computes (node.meta["custom"]): where it diverges
+                    with annotate({ONNX_OUTPUT: next((o for o in node.outputs if o), node.name)}):
+                        out = OPS[node.op_type].fn(node, *args)
                 except NodeError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - name the node whatever the handler raised
@@ -317,7 +324,8 @@ def export_pt2(onnx_path: Path, out_path: Path) -> dict[str, Any]:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.export.export(module, example, dynamic_shapes=_dynamic_shapes(spec))
+            with torch.fx.traceback.preserve_node_meta():  # keeps forward's ONNX_OUTPUT annotations
+                program = torch.export.export(module, example, dynamic_shapes=_dynamic_shapes(spec))
     except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds
         cause = exc
         while cause.__cause__ is not None and not isinstance(cause, NodeError):

@@ -38,7 +38,9 @@ def _module_of(node: Any) -> str | None:
     return path or None
 
 
-def _torch_outputs(tm: Any, feeds: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
+def torch_outputs(tm: Any, feeds: dict[str, np.ndarray], strip: bool = True) -> list[tuple[str, str, np.ndarray]]:
+    """(module path, module type, output) of every leaf module, in the order PyTorch ran them; ``strip``: paths
+    without the wrapper's ``inner.`` (as exporters name them), else as ``tm.module`` names them."""
     import torch
 
     from zoo.converters.parity.runners import torch_inputs
@@ -47,7 +49,7 @@ def _torch_outputs(tm: Any, feeds: dict[str, np.ndarray]) -> list[tuple[str, str
     records: list[tuple[str, str, np.ndarray]] = []
     seen: set[str] = set()
     handles = []
-    prefix_strip = "inner." if hasattr(inner, "inner") else ""
+    prefix_strip = "inner." if strip and hasattr(inner, "inner") else ""
 
     def hook_for(name: str):
         def hook(module: Any, _inputs: Any, output: Any) -> None:
@@ -82,7 +84,7 @@ def locate_divergence(tm: Any, onnx_path: Path, feeds: dict[str, np.ndarray], *,
         module = _module_of(node)
         if module and node.output:
             last_node[module] = node
-    torch_records = _torch_outputs(tm, feeds)
+    torch_records = torch_outputs(tm, feeds)
     wanted = torch_records_with_nodes(torch_records, last_node)
     if not wanted:
         return None
@@ -97,21 +99,32 @@ def locate_divergence(tm: Any, onnx_path: Path, feeds: dict[str, np.ndarray], *,
     session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     values = dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
-    for name, kind, ref, node in wanted:
-        got = values.get(node.output[0])
+    return first_off(torch_records, last_node, lambda node: values.get(node.output[0]), atol, rtol, _finding)
+
+
+def first_off(records: list[tuple[str, str, np.ndarray]], last_node: dict[str, Any], value_of: Any, atol: float,
+              rtol: float, finding: Any, shape_differs: bool = True) -> dict[str, Any] | None:
+    """The first module (PyTorch's order) whose output leaves tolerance on the other side: ``last_node`` maps a
+    module path to the other side's node carrying it, ``value_of(node)`` gives that node's value (None: not
+    read), ``finding(module, type, node, what, max_abs)`` makes the report. ``shape_differs``: a shape
+    mismatch is itself a finding (else the module is skipped: a layout the other side keeps differently)."""
+    for name, kind, ref, node in torch_records_with_nodes(records, last_node):
+        got = value_of(node)
         if got is None:
             continue
         if got.shape != ref.shape:
-            return _finding(name, kind, node, f"shape {tuple(got.shape)} vs {tuple(ref.shape)}", None)
+            if shape_differs:
+                return finding(name, kind, node, f"shape {tuple(got.shape)} vs {tuple(ref.shape)}", None)
+            continue
         diff = _diff(got, ref, atol, rtol)
         if diff is None:
             continue
         # A module that left no node of its own (a BatchNorm the TorchScript exporter folded into the Conv
         # before it) is carried by this node: its output is what the node's output must match.
-        folded = _folded_after(torch_records, name, last_node)
+        folded = _folded_after(records, name, last_node)
         if any(r.shape == got.shape and _diff(got, r, atol, rtol) is None for r in folded):
             continue
-        return _finding(name, kind, node, "values differ", diff)
+        return finding(name, kind, node, "values differ", diff)
     return None
 
 
@@ -138,5 +151,5 @@ def _diff(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float) -> float |
 
 
 def _finding(module: str, kind: str, node: Any, what: str, max_abs: float | None) -> dict[str, Any]:
-    return {"module": module, "module_type": kind, "onnx_node": node.name, "op_type": node.op_type,
+    return {"edge": "torch->onnx", "module": module, "module_type": kind, "onnx_node": node.name, "op_type": node.op_type,
             "what": what, "max_abs_diff": max_abs}

@@ -1,6 +1,7 @@
 """``zoo diff A B [--json]``: per-node comparison of two artifacts of the same model (an fp32 ONNX file and
 its fp16 or int8 variant, a .tflite file and its quantised one): every intermediate tensor the two share, in
-A's graph order, with its largest absolute and relative error, so a user sees where a variant loses accuracy.
+A's graph order, with its largest absolute and relative error and how much of it each node adds over its inputs
+(the node where it grows most is named), so a user sees where a variant loses accuracy.
 Both run on the same seeded inputs made from A's input spec, or on ``--inputs FILE.npz``."""
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from zoo.cli.output import print_json, say
 from zoo.errors import EXIT_OK
 from zoo.settings import Settings
 
-SUFFIXES = (".onnx", ".tflite")
+SUFFIXES = (".onnx", ".tflite", ".pt2")
+COMPARABLE = ({".onnx"}, {".tflite"}, {".onnx", ".pt2"})  # an ONNX file and the .pt2 zoo compiled from it, by ONNX names
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("diff", help="per-node comparison of two artifacts of one model (e.g. onnx and onnx-int8)",
                        description="Run both artifacts on the same inputs and compare every intermediate tensor they "
                                    "share by name, in the first one's graph order: the largest relative error per node.")
-    d.add_argument("a", type=Path, help="an artifact file (.onnx or .tflite) or a zoo artifact directory")
+    d.add_argument("a", type=Path, help="an artifact file (.onnx, .tflite, .pt2) or a zoo artifact directory")
     d.add_argument("b", type=Path, help="the artifact to compare with A (same model, same kind of file)")
     d.add_argument("--inputs", type=Path, metavar="FILE.npz", help="the inputs, one array per input name "
                                                                     "(default: seeded random inputs from A's spec)")
@@ -42,11 +44,11 @@ def artifact_file(path: Path) -> Path:
                 return path / primary
         if len(candidates) == 1:
             return candidates[0]
-        raise errors.UsageError(f"{path} holds no single .onnx or .tflite file", hint="pass the file itself")
+        raise errors.UsageError(f"{path} holds no single .onnx, .tflite or .pt2 file", hint="pass the file itself")
     if not path.is_file():
         raise errors.UsageError(f"{path} does not exist", hint="pass an artifact file or directory (zoo cache ls)")
     if path.suffix not in SUFFIXES:
-        raise errors.UnsupportedFormatError(f"zoo diff compares .onnx and .tflite files, not {path.name}")
+        raise errors.UnsupportedFormatError(f"zoo diff compares .onnx, .tflite and .pt2 files, not {path.name}")
     return path
 
 
@@ -55,6 +57,11 @@ def input_spec(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         from zoo.converters.parity.inputs import onnx_signature
 
         spec = onnx_signature(path)[0]
+        return spec, [s["name"] for s in spec]
+    if path.suffix == ".pt2":
+        from zoo.converters.loaders.pt2_archive import pt2_signature
+
+        spec = pt2_signature(path)[0]
         return spec, [s["name"] for s in spec]
     from zoo.converters.loaders.tflite_file import tflite_signature
 
@@ -83,12 +90,12 @@ def make_feeds(spec: list[dict[str, Any]], inputs: Path | None) -> dict[str, Any
 
 
 def diff(a: Path, b: Path, inputs: Path | None = None) -> dict[str, Any]:
-    from zoo.converters.parity.nodediff import compare, values_of
+    from zoo.converters.parity.nodediff import compare, grows_most, values_of
 
     a, b = artifact_file(a), artifact_file(b)
-    if a.suffix != b.suffix:
-        raise errors.UsageError(f"{a.name} and {b.name} are different kinds of file",
-                                hint="compare two .onnx files or two .tflite files")
+    if not any({a.suffix, b.suffix} <= kinds for kinds in COMPARABLE) or a.suffix == b.suffix == ".pt2":
+        raise errors.UsageError(f"{a.name} and {b.name} are kinds of file zoo diff cannot match node by node",
+                                hint="compare two .onnx files, two .tflite files, or an .onnx file and the .pt2 made from it")
     spec, names = input_spec(a)
     other, _ = input_spec(b)
     if [(s["name"], len(s["shape"])) for s in spec] != [(s["name"], len(s["shape"])) for s in other]:
@@ -111,7 +118,7 @@ def diff(a: Path, b: Path, inputs: Path | None = None) -> dict[str, Any]:
                                 hint="zoo diff compares two artifacts of the same model (a format and its variant)")
     worst = max(rows, key=lambda r: r["max_rel_diff"])
     return {"a": str(a), "b": str(b), "inputs": {k: list(v.shape) for k, v in feeds.items()}, "nodes": rows,
-            "matched": len(rows), "worst": worst}
+            "matched": len(rows), "worst": worst, "grows_most": grows_most(rows)}
 
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,4 +133,7 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
     for row in sorted(top, key=lambda r: order[id(r)]):
         say(f"  #{order[id(row)]:<5} {row['op_type']:<22} {row['node'][-48:]:<48} rel {row['max_rel_diff']:.3g}  "
              f"abs {row['max_abs_diff']:.3g}")
+    grows = result["grows_most"]
+    say(f"the error grows most at #{grows['index']} {grows['op_type']} {grows['node'][-48:]}: relative error "
+        f"{grows['input_rel_diff']:.3g} in its inputs, {grows['max_rel_diff']:.3g} out")
     return EXIT_OK

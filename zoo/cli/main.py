@@ -217,14 +217,10 @@ def _report_error(exc: ZooError, args: argparse.Namespace, debug: bool) -> int:
             print(f"  {m['output']} on {m['input_set']}: max abs {figure(m['max_abs_diff'])} (atol {figure(m['atol'])}), "
                   f"max rel {figure(m['max_rel_diff'])}, cosine {figure(m['cosine'], '.6f')}"
                   f"{'' if m.get('reason') is None else ' - ' + m['reason']}", file=sys.stderr)
-    divergence = exc.details.get("divergence")
-    if divergence and divergence.get("module"):
-        diff = divergence.get("max_abs_diff")
-        print(f"zoo: first diverging layer: {divergence['module']} ({divergence['module_type']}) -> ONNX node "
-              f"{divergence['onnx_node']} ({divergence['op_type']}): {divergence['what']}"
-              f"{'' if diff is None else f', max abs diff {diff:.3g}'}", file=sys.stderr)
-    elif divergence:
-        print(f"zoo: {divergence.get('note') or divergence.get('error')}", file=sys.stderr)
+    from zoo.converters.parity.locate import describe
+
+    for line in describe(exc.details.get("divergence")):
+        print(f"zoo: {line}", file=sys.stderr)
     if exc.hint:
         print(f"zoo: hint: {exc.hint}", file=sys.stderr)
     return code

@@ -89,7 +89,7 @@ def assert_parity(reference: Any, candidate: Any, *, inputs: Any = None, atol: f
     _record(label, report.to_dict())
     if report.passed:
         return report
-    divergence = _divergence(ref, cand, sets, tolerance) if ref.torch_model is not None and cand.onnx_path else None
+    divergence = _divergence(ref, cand, report, sets, tolerance) if ref.torch_model is not None and cand.onnx_path else None
     raise AssertionError(parity_failure(label, report, divergence))
 
 
@@ -150,14 +150,9 @@ def pull_failure(label: str, exc: errors.ZooError) -> str:
 
 
 def divergence_lines(divergence: dict[str, Any] | None) -> list[str]:
-    if not divergence:
-        return []
-    if divergence.get("module"):
-        diff = divergence.get("max_abs_diff")
-        return [f"  first diverging layer: {divergence['module']} ({divergence['module_type']}) -> ONNX node "
-                f"{divergence['onnx_node']} ({divergence['op_type']}): {divergence['what']}"
-                + ("" if diff is None else f", max abs diff {diff:.3g}")]
-    return [f"  {divergence.get('note') or divergence.get('error')}"]
+    from zoo.converters.parity.locate import describe
+
+    return [f"  {line}" for line in describe(divergence)]
 
 
 def accuracy_text(label: str, row: dict[str, Any]) -> str:
@@ -167,15 +162,18 @@ def accuracy_text(label: str, row: dict[str, Any]) -> str:
             f"  {row['format']} {pct(row['metrics'])}\n  delta {delta} points; top-1 agreement {row['agreement']:.1%}")
 
 
-def _divergence(ref: Any, cand: Any, sets: list[Any], tolerance: Any) -> dict[str, Any] | None:
-    """Best effort: a diagnostic never turns a failed assertion into a crash."""
+def _divergence(ref: Any, cand: Any, report: Any, sets: list[Any], tolerance: Any) -> dict[str, Any] | None:
+    """Best effort, on the input set that failed: a diagnostic never turns a failed assertion into a crash."""
     from zoo.converters.parity.divergence import locate_divergence
+    from zoo.converters.parity.locate import failing_set
 
+    chosen, why = failing_set(report, sets)
+    where = {"input_set": chosen.name, "why": why}
     try:
-        found = locate_divergence(ref.torch_model, cand.onnx_path, sets[0].feeds, atol=tolerance.atol, rtol=tolerance.rtol)
+        found = locate_divergence(ref.torch_model, cand.onnx_path, chosen.feeds, atol=tolerance.atol, rtol=tolerance.rtol)
     except Exception as exc:  # noqa: BLE001
-        return {"error": f"could not locate the first diverging layer: {type(exc).__name__}: {str(exc)[:200]}"}
-    return found or {"note": "every layer matches: the difference appears only in the final outputs"}
+        return {**where, "error": f"could not locate the first diverging layer: {type(exc).__name__}: {str(exc)[:200]}"}
+    return {**where, **(found or {"note": "every layer matches: the difference appears only in the final outputs"})}
 
 
 def _record(label: str, parity: dict[str, Any]) -> None:

@@ -1,0 +1,126 @@
+"""Where a failed conversion first diverges, for every edge zoo can look inside, on the inputs that failed.
+
+``locate`` picks the edge to look at and the input set to look with, then calls the edge's locator:
+
+- a lossy variant (onnx -> onnx-fp16/int8, tflite -> tflite-fp16/int8): node by node against its own float input
+  file (``nodediff``), with where the relative error grows most over its inputs';
+- torch -> onnx: layer by layer with torch hooks (``divergence``);
+- torch -> pt2, torch -> tflite (litert-torch): layer by layer with torch hooks against the program's nodes or the
+  file's tensors (``layers``); onnx -> pt2 (zoo's compiler): node by node against onnxruntime (``layers``).
+
+Other edges (onnx2tf, jax2tf, torchax) have no locator: the report says so plainly. The input set is
+the one that failed: the first failed task check's set (a detection, mask or CTC check on a photograph or a clip),
+else the set of the worst output out of tolerance, so the locator runs on the feeds that show the error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
+LAYERED = {("torch", "onnx"), ("torch", "pt2"), ("torch", "tflite")}
+
+
+def failing_set(report: Any, sets: list) -> tuple[Any, str]:
+    """The input set that shows the failure, and why it was chosen."""
+    by_name = {s.name: s for s in sets}
+    for task in report.tasks:
+        if task.get("passed") is False and task.get("input_set") in by_name:
+            return by_name[task["input_set"]], f"the {task['check']} check failed on {task['input_set']}"
+    for check in report.worst(len(report.checks)):
+        if not check.passed and check.input_set in by_name:
+            return by_name[check.input_set], f"{check.output} left tolerance on {check.input_set}"
+    return sets[0], f"no failing set was recorded: the first set, {sets[0].name}"
+
+
+def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: list, input_names: list[str],
+           torch_model: Any, tolerance: Any, source_file: Path | None = None) -> dict[str, Any] | None:
+    """The parity report's ``divergence`` for a failed ``report`` of the chain ``edges`` (one file per edge in
+    ``hops``; ``source_file``: the source's own file, an ONNX source's), or None when it passed. Never raises: a
+    diagnostic must not turn a parity failure into a crash."""
+    if report.passed or not sets or not hops:
+        return None
+    chosen, why = failing_set(report, sets)
+    where = {"input_set": chosen.name, "why": why}
+    last = edges[-1]
+    before = hops[-2] if len(hops) >= 2 else source_file  # a variant of the source file itself (an .onnx source)
+    if last[1] in VARIANTS and before is not None and Path(before).suffix == Path(hops[-1]).suffix:
+        edge = f"{last[0]}->{last[1]}"
+        return {**where, **_guarded(edge, lambda: _variant(Path(before), hops[-1], chosen.feeds, input_names, tolerance,
+                                                           edge))}
+    first = edges[0]
+    edge = f"{first[0]}->{first[1]}"
+    if first == ("onnx", "pt2") and source_file is not None and Path(source_file).suffix == ".onnx":
+        from zoo.converters.parity.layers import locate_onnx_pt2
+
+        return {**where, **_guarded(edge, lambda: locate_onnx_pt2(source_file, hops[0], chosen.feeds, input_names,
+                                                                  atol=tolerance.atol, rtol=tolerance.rtol,
+                                                                  scaled=tolerance.scaled))}
+    if first not in LAYERED or torch_model is None:
+        return {**where, "edge": edge, "node": None, "located": False,
+                "note": f"zoo cannot compare intermediate tensors across {_edges_text(edges)}: only the final outputs "
+                        "were compared (no locator for this route)"}
+    found = _guarded(edge, lambda: _layered(first, torch_model, hops[0], chosen.feeds, input_names, tolerance))
+    if found is None:
+        later = _edges_text(edges[1:])
+        found = {"edge": edge, "module": None, "located": False,
+                 "note": f"every layer of the {edge} conversion matches" + (f"; the difference comes from {later}, "
+                         "which zoo cannot look inside" if later else "; it appears only in the final outputs")}
+    return {**where, **found}
+
+
+def _variant(before: Path, after: Path, feeds: dict, input_names: list[str], tol: Any, edge: str) -> dict[str, Any]:
+    from zoo.converters.parity.nodediff import locate_between
+
+    return locate_between(before, after, feeds, input_names, atol=tol.atol, rtol=tol.rtol, scaled=tol.scaled, edge=edge)
+
+
+def _layered(edge: tuple[str, str], tm: Any, path: Path, feeds: dict, input_names: list[str], tol: Any) -> dict | None:
+    if edge == ("torch", "onnx"):
+        from zoo.converters.parity.divergence import locate_divergence
+
+        return locate_divergence(tm, path, feeds, atol=tol.atol, rtol=tol.rtol)
+    from zoo.converters.parity.layers import locate_litert, locate_pt2
+
+    fn = locate_pt2 if edge == ("torch", "pt2") else locate_litert
+    return fn(tm, path, feeds, input_names, atol=tol.atol, rtol=tol.rtol)
+
+
+def _guarded(edge: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - best effort, said plainly
+        return {"edge": edge, "node": None, "located": False,
+                "note": f"zoo could not look inside the {edge} conversion: {type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def _edges_text(edges: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{a}->{b}" for a, b in edges)
+
+
+def describe(divergence: dict[str, Any] | None) -> list[str]:
+    """The report's ``divergence`` as lines for people (the CLI's error, ``zoo.testing``'s assertion)."""
+    if not divergence:
+        return []
+    on = f" (on {divergence['input_set']}: {divergence['why']})" if divergence.get("input_set") else ""
+    lines = []
+    if divergence.get("module"):
+        node = divergence.get("onnx_node") or divergence.get("label") or divergence.get("node")
+        diff = divergence.get("max_abs_diff")
+        target = "ONNX node" if divergence.get("onnx_node") else f"{divergence.get('edge', 'the converted')} node"
+        lines.append(f"first diverging layer: {divergence['module']} ({divergence['module_type']}) -> {target} "
+                     f"{node} ({divergence['op_type']}): {divergence['what']}"
+                     f"{'' if diff is None else f', max abs diff {diff:.3g}'}{on}")
+    elif divergence.get("node"):
+        lines.append(f"first diverging node of {divergence['edge']}: {divergence.get('label') or divergence['node']} "
+                     f"({divergence['op_type']}): "
+                     f"max rel diff {divergence['max_rel_diff']:.3g}, {divergence.get('elements_out', '?')} elements out "
+                     f"of tolerance{on}")
+    else:
+        lines.append(f"{divergence.get('note') or divergence.get('error')}{on}")
+    grows = divergence.get("grows_most")
+    if grows:
+        lines.append(f"the error grows most at node #{grows['index']} {grows.get('label') or grows['node']} "
+                     f"({grows['op_type']}): relative error {grows['input_rel_diff']:.3g} in, {grows['max_rel_diff']:.3g} out")
+    return lines
