@@ -235,7 +235,8 @@ def test_decoder_generation_rules_are_applied_checked_and_recorded(pull, task_re
 
 
 def test_a_penalty_on_every_token_fails_the_decoder_check(pull, monkeypatch):
-    """The decode loop's repetition penalty applied to every token, not the ones so far: exit 6."""
+    """The decode loop's repetition penalty applied to every token, not the ones so far: exit 6, and the rules check
+    on generate()'s own logits names the rules as the fault."""
     from zoo.converters.tasks import generation_rules
 
     real = generation_rules._penalize
@@ -244,6 +245,8 @@ def test_a_penalty_on_every_token_fails_the_decoder_check(pull, monkeypatch):
     err = pull("zoo-test/tiny-gpt2-chat-rules", code=6)
     gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
     assert gen and gen[0]["passed"] is False and "greedy tokens diverge" in gen[0]["reason"], gen
+    # and the rules alone, on generate()'s own logits, are found not to reproduce generate() (no model involved)
+    assert "the contract's decoding rules, on generate()'s own logits, does not reproduce" in gen[0]["reason"]
 
 
 def test_the_candidates_logits_are_those_on_the_references_path(pull, tmp_path):

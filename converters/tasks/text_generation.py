@@ -197,8 +197,6 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
     tokens [batch, steps], the raw last-position logits of each step)."""
     import numpy as np
 
-    from zoo.converters.tasks.generation_rules import apply_rules
-
     past_names = [n for n in feeds if n.startswith("past_key_values.")]
     mask = np.asarray(feeds["attention_mask"], np.int64)
     prompt = np.asarray(feeds["input_ids"], np.int64)
@@ -208,10 +206,7 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
     for step in range(steps):
         out = run(current)
         last = np.asarray(out[0])[:, -1, :]
-        scores = last if rules is None else apply_rules(
-            last, rules, ids, prompt.shape[1], max_length=prompt.shape[1] + steps, pad_lengths=pads,
-            encoder_ids=prompt, no_eos=True)
-        nxt = scores.argmax(-1).astype(np.int64)
+        nxt = choose(last, rules, ids, prompt, pads, steps)
         tokens.append(nxt)
         if forced is not None:
             nxt = np.asarray(forced)[:, step].astype(np.int64)
@@ -221,6 +216,38 @@ def greedy_loop(run: Callable[[dict[str, Any]], list[Any]], feeds: dict[str, Any
         current = {"input_ids": nxt[:, None], "attention_mask": mask}
         current.update({n: np.asarray(p) for n, p in zip(past_names, out[1:])})
     return np.stack(tokens, axis=1), logits
+
+
+def choose(last: Any, rules: dict[str, Any] | None, ids: Any, prompt: Any, pads: Any, steps: int) -> Any:
+    """One step's greedy token from its raw logits ``last`` [batch, vocab]: under the contract's rules
+    (generation_rules.apply_rules; ``ids`` every token so far, ``pads`` each row's left padding, the end token kept
+    out of the ``steps`` window), else a plain argmax."""
+    import numpy as np
+
+    from zoo.converters.tasks.generation_rules import apply_rules
+
+    scores = last if rules is None else apply_rules(
+        last, rules, ids, prompt.shape[1], max_length=prompt.shape[1] + steps, pad_lengths=pads,
+        encoder_ids=prompt, no_eos=True)
+    return scores.argmax(-1).astype(np.int64)
+
+
+def rules_break(rules: dict[str, Any] | None, feeds: dict[str, Any], tokens: Any, logits: list[Any]) -> int | None:
+    """The first step at which the contract's rules (what a consumer's loop applies: ``choose``), applied to
+    ``generate()``'s own raw logits on its own path, do not choose ``generate()``'s token; None when they choose
+    it at every step. No model runs: this checks the contract and the rules' code against generate() (a
+    reduced-precision candidate, held only to a share of generate()'s tokens, could hide a wrong rule)."""
+    import numpy as np
+
+    mask = np.asarray(feeds["attention_mask"], np.int64)
+    prompt = np.asarray(feeds["input_ids"], np.int64)
+    pads, steps = (mask != 0).argmax(axis=1), int(tokens.shape[1])
+    ids = prompt
+    for step in range(steps):
+        if not np.array_equal(choose(np.asarray(logits[step]), rules, ids, prompt, pads, steps), tokens[:, step]):
+            return step
+        ids = np.concatenate([ids, tokens[:, step:step + 1].astype(np.int64)], axis=1)
+    return None
 
 
 def reference_generate(torch_model: Any, feeds: dict[str, Any], steps: int) -> tuple[Any, list[Any]]:
@@ -380,6 +407,11 @@ def generation_results(names: list[str], ran: list, precision: str, reference: A
                             "passed": False, "reason": f"the decode loop raised: {type(exc).__name__}: {str(exc)[:300]}"})
             continue
         reasons, figures = token_verdict(ref_tokens, cand_tokens, choices, ref_logits, cand_logits, precision, "prompt")
+        broken = rules_break(rules, feeds, ref_tokens, ref_logits) if torch_model is not None else None
+        if broken is not None:
+            reasons.insert(0, f"the greedy choice under the contract's decoding rules, on generate()'s own logits, does "
+                              f"not reproduce generate() at step {broken} (generate()'s tokens "
+                              f"{ref_tokens[0][:6].tolist()}...): the contract's rules, not the model, are wrong")
         figures = {"prompts": int(ref_tokens.shape[0]), **figures,
                    "reference": "generate()" if torch_model is not None else "reference decode loop",
                    "reference_process": _reference_process(torch_model, feeds, steps),
