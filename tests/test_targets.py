@@ -15,7 +15,8 @@ import pytest
 from conftest import TIMM_REPO, pull_json, run_zoo, source_outputs
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
-NEEDS = {"litert": ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer"), "jax": ("jax", "torchax")}
+NEEDS = {"litert": ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer"), "jax": ("jax", "torchax"),
+         "tf": ("tensorflow",)}
 
 
 def require(extra: str) -> None:

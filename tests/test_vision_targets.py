@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from task_builders import clip_repo, dinov2_repo, dpt_repo, in_process_pull, manifest_of, segformer_repo, yolos_repo
+from test_targets import require
 
 REPOS = {"zoo-test/tiny-clip": clip_repo, "zoo-test/tiny-dinov2": dinov2_repo, "zoo-test/tiny-yolos": yolos_repo,
          "zoo-test/tiny-segformer": segformer_repo, "zoo-test/tiny-dpt": dpt_repo}
@@ -21,13 +22,6 @@ def vision_repos() -> dict[str, dict[str, bytes]]:
 def pull(indexed, vision_repos, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return in_process_pull(indexed.hub_cache, vision_repos, capsys)
-
-
-def require(module: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        pytest.fail(f"{module} is not installed: the vision target tests need it (pip install 'zoo-hub[all]')")
 
 
 def _sample_checks(parity: dict, check: str) -> list[dict]:
@@ -129,7 +123,7 @@ TARGETS = [
 
 @pytest.mark.parametrize("repo, fmt, check, figure, rung", TARGETS)
 def test_a_vision_family_reaches_the_format_with_its_task_check(pull, repo, fmt, check, figure, rung):
-    require({"jax": "jax", "tf": "tensorflow"}.get(fmt, "ai_edge_litert"))
+    require({"jax": "jax", "tf": "tf"}.get(fmt, "litert"))
     out = pull(repo, "--format", fmt)
     assert out["verified"]
     manifest = manifest_of(out)
@@ -166,7 +160,7 @@ def break_exports(monkeypatch, index: int) -> None:
     pytest.param("zoo-test/tiny-clip", "tflite", 0, "zero-shot", "the label of each image agrees on", marks=SLOW),
 ])
 def test_a_broken_non_onnx_candidate_fails_its_task_check(pull, monkeypatch, repo, fmt, index, check, reason):
-    require("jax" if fmt == "jax" else "ai_edge_litert")
+    require("jax" if fmt == "jax" else "litert")
     break_exports(monkeypatch, index)
     err = pull(repo, "--format", fmt, code=6)
     assert err["error"] == "parity_failed"
