@@ -63,3 +63,16 @@ def test_the_key_is_the_prompts_content_and_the_steps():
     assert forked.feeds_key(feeds, 20) != forked.feeds_key(feeds, 19)
     assert forked.feeds_key(feeds, 20) != forked.feeds_key({**feeds, "input_ids": np.array([[1, 2, 4]])}, 20)
     assert forked.feeds_key(feeds, 20) != forked.feeds_key({**feeds, "input_ids": np.array([[1, 2, 3]], np.int32)}, 20)
+
+
+def test_the_child_keeps_no_inherited_descriptor_open(tmp_path):
+    """A job runner's event pipe reaches end-of-file when the runner closes it, even while the child still works."""
+    read, write = os.pipe()
+    child = forked.fork_jobs({"a": lambda: time.sleep(30) or []}, tmp_path / "ref")
+    try:
+        os.close(write)
+        start = time.monotonic()
+        assert os.read(read, 1) == b"" and time.monotonic() - start < 5  # EOF now, not when the child ends
+    finally:
+        child.close()
+        os.close(read)

@@ -129,11 +129,15 @@ def _child(jobs: dict[str, Callable[[], list[Any]]], folder: Path) -> None:
 
 
 def _quiet_child() -> None:
-    """Output to /dev/null (the parent's progress owns the terminal) and die with the parent."""
+    """Output to /dev/null (the parent's progress owns the terminal), no inherited descriptor kept open (a job
+    runner's event pipe must reach end-of-file when the runner exits, a server's socket must close with it), and
+    die with the parent."""
     import ctypes
+    import resource
 
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
+    os.closerange(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536))
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
