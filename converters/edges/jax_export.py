@@ -153,11 +153,15 @@ def graph_module(program: Any) -> Any:
     table.update(torch._decomp.get_decompositions([getattr(aten.upsample_bilinear2d, o) for o in ("vec", "default")]))
     gm = program.run_decompositions(table).module()
     to_copy = torch.ops.aten._to_copy.default
+    aranges = (aten.arange.default, aten.arange.start, aten.arange.start_step)
     for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target is to_copy and "device" in node.kwargs:
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
         elif node.op == "call_module" and node.target == "_guards_fn":
             gm.graph.erase_node(node)  # see below
+        elif node.op == "call_function" and node.target in aranges and node.kwargs.get("dtype") is not None \
+                and any(isinstance(a, torch.fx.Node) for a in node.args):
+            _cast_after(gm, node)
     # The program's input guards (shape relations such as past + sequence <= total) are Python on the input
     # sizes, and torchax gives a symbolic size as 1 there: a guard that holds failed (``Guard failed: past_0.size()[2]
     # + input_ids.size()[1] + -1 * attention_mask.size()[1] <= 0``). jax.export checks the shapes at each call
@@ -167,6 +171,20 @@ def graph_module(program: Any) -> Any:
     gm.validate_inputs = False  # the pre-hook that would otherwise check them reads torch.Size of symbolic sizes
     gm.recompile()
     return gm
+
+
+def _cast_after(gm: Any, node: Any) -> None:
+    """An ``arange`` of a symbolic length with a ``dtype`` (T5's and BART's positions, ``arange(query_length,
+    dtype=long)``): torchax makes its bounds numpy scalars of that dtype, which a symbolic dimension cannot be
+    (``Symbolic dimension 'encoder_sequence' used in a context that requires a constant``); the arange is made
+    without the dtype and cast to it after, the same values."""
+    import torch
+
+    dtype = node.kwargs["dtype"]
+    node.kwargs = {k: v for k, v in node.kwargs.items() if k != "dtype"}
+    with gm.graph.inserting_after(node):
+        cast = gm.graph.call_function(torch.ops.aten._to_copy.default, (node,), {"dtype": dtype})
+    node.replace_all_uses_with(cast, delete_user_cb=lambda user: user is not cast)
 
 
 def as_module(inner: Any) -> Any:
@@ -259,8 +277,12 @@ def io_contract(tm: Any, example: tuple, exported: Any, limits: tuple[str, ...] 
 
 
 @edge("torch", "jax", name="torchax + jax.export", primary=PRIMARY, tools=("torchax", "jax", "jaxlib", "torch"),
-      static_shapes=True)
+      static_shapes=True, pairs=True)
 def torch_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.jax beside decoder.jax
+        from zoo.converters.tasks.seq2seq_export import to_jax
+
+        return to_jax(tm, out_dir, ctx)
     return _export_to(tm, ctx.example, out_dir, ctx, "torch->jax")
 
 
