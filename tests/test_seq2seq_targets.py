@@ -110,3 +110,100 @@ def _consumer_tokens(runner, io: dict, model, steps: int = 12) -> np.ndarray:
         tokens.append(nxt)
         step.update({"input_ids": nxt[:, None], **{n: out[n.replace("past_key_values", "present")] for n in past}})
     return np.stack(tokens, axis=1)
+
+
+@pytest.mark.slow
+def test_t5_pair_to_tf_is_one_saved_model_with_two_signatures(pull, tmp_path):
+    """tf: jax2tf of the jax pair, one SavedModel: serving_default (the decoder) and encoder; a consumer's loop over
+    the two signatures gives generate()'s tokens."""
+    out = pull("zoo-test/tiny-t5", "--format", "tf")
+    manifest = assert_verified_pair(out, "tf")
+    io = manifest["record"]["extra"]["io"]
+    assert io["signatures"] == {"encoder": "encoder", "decoder": "serving_default"}
+    assert manifest["conversion"]["chain"] == "torch -> jax -> tf"
+    routes = manifest["conversion"].get("routes") or []
+    assert all("onnx" not in r["route"] for r in routes)  # onnx2tf converts one graph: not a route for a pair
+    from zoo.converters.tasks import seq2seq_check
+
+    model = _source_model(tmp_path, "zoo-test/tiny-t5")
+    got = _consumer_tokens(seq2seq_check.pair_runner(Path(out["path"]), io), io, model, steps=6)
+    np.testing.assert_array_equal(got, _generate(model, 6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repo", ["zoo-test/tiny-bart", "zoo-test/tiny-marian", "zoo-test/tiny-mt5",
+                                  "zoo-test/tiny-whisper"])
+@pytest.mark.parametrize("fmt", ["pt2", "jax"])
+def test_other_families_verified_by_generation(pull, repo, fmt):
+    out = pull(repo, "--format", fmt)
+    assert_verified_pair(out, fmt)
+    if "whisper" in repo:  # the prompt the pair gives itself (the language its decoder detects) is generate()'s
+        assert generation(out)["figures"]["prompt"]
+
+
+# --- deliberately broken candidates: each runtime's check must fail them ------------------------------------------
+def _broken(inner, input_names: list[str], output_names: list[str], output: str, how: str):
+    """A module around one of the pair's modules that breaks one output: ``scale`` it (a scaled cross-attention
+    cache), or hand back the past given in place of the present (``drop``: a dropped self-cache update)."""
+    import torch
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            out = list(self.inner(*args))
+            at = output_names.index(output)
+            if how == "scale":
+                out[at] = out[at] * 0.99
+            else:  # the new tokens' keys never appended to the cache
+                out[at] = args[input_names.index(output.replace("present", "past_key_values"))] * 1.0
+            return tuple(out)
+
+    return Broken().eval()
+
+
+def _break(monkeypatch, part: str, output: str, how: str) -> None:
+    from zoo.converters.loaders.torch_models import TorchModel
+    from zoo.converters.tasks import seq2seq_export
+
+    real = seq2seq_export.parts
+
+    def parts(tm, ctx):
+        got = []
+        for name, model, example in real(tm, ctx):
+            if name == part:
+                model = TorchModel(_broken(model.module, model.input_names, model.output_names, output, how),
+                                   model.input_names, model.output_names, model.dynamic_axes)
+            got.append((name, model, example))
+        return got
+
+    monkeypatch.setattr(seq2seq_export, "parts", parts)
+
+
+def _assert_failed_and_nothing_published(err: dict, indexed, words: str) -> None:
+    assert err["error"] == "parity_failed"
+    gen = [t for t in err["report"]["tasks"] if t["check"] == "text2text-generation"]
+    assert gen and gen[0]["passed"] is False and words in gen[0]["reason"], gen
+    assert not (indexed.home / "artifacts").exists() or not any((indexed.home / "artifacts").iterdir())
+
+
+def test_pt2_with_a_scaled_cross_attention_cache_fails_with_exit_6(pull, indexed, monkeypatch):
+    _break(monkeypatch, "encoder", "present.1.encoder.value", "scale")
+    err = pull("zoo-test/tiny-t5", "--format", "pt2", code=6)
+    _assert_failed_and_nothing_published(err, indexed, "encoder output present.1.encoder.value")
+
+
+@pytest.mark.slow
+def test_jax_with_a_dropped_self_cache_update_fails_with_exit_6(pull, indexed, monkeypatch):
+    _break(monkeypatch, "decoder", "present.0.key", "drop")
+    err = pull("zoo-test/tiny-t5", "--format", "jax", code=6)
+    _assert_failed_and_nothing_published(err, indexed, "decode step")
+
+
+@pytest.mark.slow
+def test_tf_with_a_scaled_cross_attention_cache_fails_with_exit_6(pull, indexed, monkeypatch):
+    _break(monkeypatch, "encoder", "present.0.encoder.key", "scale")
+    err = pull("zoo-test/tiny-t5", "--format", "tf", code=6)
+    _assert_failed_and_nothing_published(err, indexed, "encoder output present.0.encoder.key")

@@ -42,7 +42,7 @@ def encoder_model(pair: Any) -> Any:
     return TorchModel(pair.encoder, list(enc["inputs"]), list(enc["outputs"]), pair.encoder_axes)
 
 
-def _parts(tm: Any, ctx: Any) -> list[tuple[str, Any, tuple]]:
+def parts(tm: Any, ctx: Any) -> list[tuple[str, Any, tuple]]:
     """(part, TorchModel, example) of the encoder and the decoder; static shapes refused."""
     if ctx.static_shapes:
         raise errors.ConversionError("an encoder-decoder is not exported with static shapes: its decoder's "
@@ -69,7 +69,7 @@ def to_pt2(tm: Any, out_dir: Path, ctx: Any) -> Path:
 
     files = files_of("pt2")
     contract = {**tm.seq2seq.contract, "files": files}
-    for part, model, example in _parts(tm, ctx):
+    for part, model, example in parts(tm, ctx):
         try:
             program = _program(model, example, ctx.seq_max)
         except Exception as exc:  # noqa: BLE001
@@ -95,7 +95,7 @@ def to_jax(tm: Any, out_dir: Path, ctx: Any) -> Path:
     files = files_of("jax")
     info: dict[str, Any] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
                             "files": files, "versions": dist_versions(("torchax", "jax", "jaxlib", "torch"))}
-    for part, model, example in _parts(tm, ctx):
+    for part, model, example in parts(tm, ctx):
         try:
             exported, traced = export_jax(model, example, False, ctx.seq_max)
         except Exception as exc:  # noqa: BLE001
