@@ -16,7 +16,7 @@ from task_builders import bart_repo, in_process_pull, manifest_of, marian_repo, 
 REPOS = {"zoo-test/tiny-t5": t5_repo, "zoo-test/tiny-bart": bart_repo, "zoo-test/tiny-marian": marian_repo,
          "zoo-test/tiny-mt5": mt5_repo, "zoo-test/tiny-whisper": whisper_repo}
 FILES = {"pt2": ("encoder.pt2", "decoder.pt2"), "jax": ("encoder.jax", "decoder.jax"),
-         "tf": ("saved_model.pb", "saved_model.pb")}
+         "tf": ("saved_model.pb", "saved_model.pb"), "tflite": ("encoder.tflite", "decoder.tflite")}
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,32 @@ def _consumer_tokens(runner, io: dict, model, steps: int = 12) -> np.ndarray:
         tokens.append(nxt)
         step.update({"input_ids": nxt[:, None], **{n: out[n.replace("past_key_values", "present")] for n in past}})
     return np.stack(tokens, axis=1)
+
+
+def test_t5_pair_to_tflite_is_static_and_says_so(pull, tmp_path):
+    """tflite: litert-torch, static (batch 1, the text padded to 128 tokens, a decoder without cache re-run over its
+    tokens padded to 64), the contract says so; the generation check ran the real prompts through the two files, and
+    the elementwise check only the sets with an empty past (a random cache cannot be re-run)."""
+    import json
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = pull("zoo-test/tiny-t5", "--format", "tflite")
+    manifest = assert_verified_pair(out, "tflite")
+    contract = manifest["conversion"]["io_contract"]
+    assert contract["self_cache"] == "recomputed" and contract["decoder_sequence"] == 64 and contract["batch"] == 1
+    assert any("no self-attention cache" in d for d in contract["differs"])
+    checked = [s["name"] for s in manifest["parity"]["input_sets"]]
+    assert "sample-prompts" in checked and not any("past3" in n or "past9" in n for n in checked)
+    decoder = Interpreter(model_path=str(Path(out["artifact_dir"]) / "decoder.tflite")).get_signature_list()
+    assert len(decoder["serving_default"]["inputs"]) == 2 + 2 * 2  # ids, mask, 2 layers' cross key and value
+    json.dumps(contract)
+    from zoo.converters.tasks import seq2seq_check
+
+    io = manifest["record"]["extra"]["io"]
+    model = _source_model(tmp_path, "zoo-test/tiny-t5")
+    got = _consumer_tokens(seq2seq_check.pair_runner(Path(out["path"]), io), io, model)
+    np.testing.assert_array_equal(got, _generate(model, 12))
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP
 QUANT_HINT = "the float .tflite model is unaffected: use it, or try onnx-int8 / onnx-fp16"
 
 
-def _require(module: str, extra: str) -> Any:
+def require(module: str, extra: str) -> Any:
+    """``module``, or MissingDependencyError naming the extra that installs it."""
     import importlib
 
     try:
@@ -57,7 +58,7 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
     """One litert-torch conversion of ``tm.module`` into ``out``."""
     import torch
 
-    litert_torch = _require("litert_torch", "litert")
+    litert_torch = require("litert_torch", "litert")
     from zoo.converters.edges.jax_export import widened
     from zoo.converters.edges.torch_onnx import dynamic_shapes
 
@@ -70,8 +71,12 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
 
 
 @edge("torch", "tflite", name="litert-torch", primary="model.tflite", tools=("litert-torch", "torch", "litert-converter"),
-      alternative=True, static_shapes=True)
+      alternative=True, static_shapes=True, pairs=True)
 def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.tflite beside decoder.tflite, static
+        from zoo.converters.tasks.seq2seq_lite import to_tflite
+
+        return to_tflite(tm, out_dir, ctx)
     from zoo.versions import dist_versions
 
     out = out_dir / "model.tflite"
@@ -97,7 +102,7 @@ def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
 
 # --- .tflite -> quantised .tflite (ai-edge-quantizer) -------------------------------------------------------
 def _quantize(src: Path, out: Path, kind: str) -> dict[str, Any]:
-    quantizer = _require("ai_edge_quantizer.quantizer", "litert")
+    quantizer = require("ai_edge_quantizer.quantizer", "litert")
     from ai_edge_quantizer import qtyping, recipe
 
     if kind == "int8":

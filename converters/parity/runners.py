@@ -279,6 +279,11 @@ def _runner_of(path: Path, input_names: list[str], output_names: list[str] | Non
         return onnx_runner(path)
     if path.suffix == ".pt2":
         return pt2_runner(path, input_names)
+    if path.suffix == ".tflite" and path.name == "decoder.tflite" and (path.parent / "encoder.tflite").is_file() \
+            and any(n.startswith("past_key_values.") for n in input_names):
+        from zoo.converters.tasks.seq2seq_lite import PairLite  # an encoder-decoder's static decoder
+
+        return PairLite(path, {"decoder": {"inputs": list(input_names), "outputs": list(output_names or [])}}).run
     if path.suffix == ".tflite":
         return tflite_runner(path, input_names, output_names)
     if path.suffix == ".keras":

@@ -58,6 +58,11 @@ def pair_runner(primary: Path, contract: dict[str, Any]) -> tuple[Any, Any]:
     primary = Path(primary)
     if primary.suffix == ".onnx":
         return onnx_runner(primary.parent, contract)
+    if primary.suffix == ".tflite":  # static files, driven under this contract (tasks/seq2seq_lite.py)
+        from zoo.converters.tasks.seq2seq_lite import PairLite
+
+        lite = PairLite(primary, contract)
+        return lite.encode, lite.decode
     enc, dec = contract["encoder"], contract["decoder"]
     if runners.is_saved_model(primary):
         loaded = runners.load_saved_model(primary)
