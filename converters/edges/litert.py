@@ -128,6 +128,15 @@ def _quantize(src: Path, out: Path, kind: str) -> dict[str, Any]:
 
 
 def _quantize_edge(kind: str, src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    files = (ctx.info.get("torch->tflite") or {}).get("files") or {}
+    if src.name in files.values():  # an encoder-decoder's static pair (tasks/seq2seq_lite.py): both files, same names
+        try:
+            info = {name: _quantize(src.parent / name, out_dir / name, kind) for name in files.values()}
+        except Exception as exc:  # noqa: BLE001
+            raise errors.ConversionError(f"ai-edge-quantizer failed ({kind}): {errors.first_line(exc, typed=True)}",
+                                         hint=QUANT_HINT) from exc
+        ctx.info[f"tflite->tflite-{kind}"] = {**info[src.name], "files": dict(files), "per_file": info}
+        return out_dir / src.name
     out = out_dir / "model.tflite"
     try:
         ctx.info[f"tflite->tflite-{kind}"] = _quantize(src, out, kind)
@@ -139,12 +148,12 @@ def _quantize_edge(kind: str, src: Path, out_dir: Path, ctx: EdgeContext) -> Pat
 
 
 @edge("tflite", "tflite-int8", name="ai-edge-quantizer (dynamic int8)", dtype="int8", primary="model.tflite",
-      tools=("ai-edge-quantizer",))
+      tools=("ai-edge-quantizer",), pairs=True)
 def tflite_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return _quantize_edge("int8", src, out_dir, ctx)
 
 
 @edge("tflite", "tflite-fp16", name="ai-edge-quantizer (fp16 weights)", dtype="float16", primary="model.tflite",
-      tools=("ai-edge-quantizer",))
+      tools=("ai-edge-quantizer",), pairs=True)
 def tflite_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return _quantize_edge("fp16", src, out_dir, ctx)
