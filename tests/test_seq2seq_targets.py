@@ -170,7 +170,7 @@ def test_other_families_verified_by_generation(pull, repo, fmt):
 # --- deliberately broken candidates: each runtime's check must fail them ------------------------------------------
 def _broken(inner, input_names: list[str], output_names: list[str], output: str, how: str):
     """A module around one of the pair's modules that breaks one output: ``scale`` it (a scaled cross-attention
-    cache), or hand back the past given in place of the present (``drop``: a dropped self-cache update)."""
+    cache), or ``drop`` the self-cache update: the present keeps the past and its shape, the new tokens' keys zero."""
     import torch
 
     class Broken(torch.nn.Module):
@@ -183,8 +183,10 @@ def _broken(inner, input_names: list[str], output_names: list[str], output: str,
             at = output_names.index(output)
             if how == "scale":
                 out[at] = out[at] * 0.99
-            else:  # the new tokens' keys never appended to the cache
-                out[at] = args[input_names.index(output.replace("present", "past_key_values"))] * 1.0
+            else:  # the new tokens' keys never written into the cache (its length grows as it should)
+                past = args[input_names.index(output.replace("present", "past_key_values"))].shape[2]
+                kept = torch.arange(out[at].shape[2]) < past
+                out[at] = out[at] * kept[None, None, :, None].to(out[at].dtype)
             return tuple(out)
 
     return Broken().eval()

@@ -435,6 +435,8 @@ def make(source: Source, chains: list, options: Options, staging: Path, progress
     attempts: list[dict[str, Any]] = []
     outcome = None
     rungs = graph.ladder(chains)
+    if _is_pair(source):  # an encoder-decoder's decoder cache grows each step: no static-shapes rung (tflite's is static)
+        rungs = [(c, rung) for c, rung in rungs if rung != "static shapes"]
     for i, (chain, rung) in enumerate(rungs):
         into = staging if len(rungs) == 1 else staging / f"rung-{i}"
         into.mkdir(exist_ok=True)
