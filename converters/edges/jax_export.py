@@ -280,10 +280,34 @@ def io_contract(tm: Any, example: tuple, exported: Any, limits: tuple[str, ...] 
       static_shapes=True, pairs=True)
 def torch_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.jax beside decoder.jax
-        from zoo.converters.tasks.seq2seq_export import to_jax
-
-        return to_jax(tm, out_dir, ctx)
+        return _pair_to_jax(tm, out_dir, ctx)
     return _export_to(tm, ctx.example, out_dir, ctx, "torch->jax")
+
+
+def _pair_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    """An encoder-decoder (tasks/seq2seq_export.py): ``encoder.jax`` beside ``decoder.jax`` (the primary file), each
+    with its I/O contract in ``ctx.info`` (symbolic batch, sequence, encoder_sequence and the past from 0)."""
+    from zoo.converters.tasks import seq2seq_export
+    from zoo.versions import dist_versions
+
+    files = seq2seq_export.files_of("jax")
+    info: dict[str, Any] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
+                            "files": files, "versions": dist_versions(("torchax", "jax", "jaxlib", "torch"))}
+    for part, model, example in seq2seq_export.parts(tm, ctx):
+        try:
+            exported, traced = export_jax(model, example, False, ctx.seq_max)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.ConversionError(f"torchax/jax.export could not convert the {part}: "
+                                         f"{errors.first_line(exc, 400, typed=True)}", edge="torch->jax",
+                                         hint="pull the model as onnx or pt2") from exc
+        (out_dir / files[part]).write_bytes(bytes(exported.serialize()))
+        contract = io_contract(model, example, exported, constraints(model, ctx.seq_max))
+        if part == "decoder":
+            info.update({"traced": traced, "io_contract": contract, "shapes": contract["shapes"]})
+        else:
+            info["encoder"] = {"traced": traced, "io_contract": contract}
+    ctx.info["torch->jax"] = info
+    return out_dir / files["decoder"]
 
 
 def _export_to(tm: Any, example: tuple, out_dir: Path, ctx: EdgeContext, name: str) -> Path:

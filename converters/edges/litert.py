@@ -74,9 +74,7 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
       alternative=True, static_shapes=True, pairs=True)
 def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.tflite beside decoder.tflite, static
-        from zoo.converters.tasks.seq2seq_lite import to_tflite
-
-        return to_tflite(tm, out_dir, ctx)
+        return _pair_to_tflite(tm, out_dir, ctx)
     from zoo.versions import dist_versions
 
     out = out_dir / "model.tflite"
@@ -98,6 +96,33 @@ def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
                          "(no route converted the dynamic axes)")
     ctx.info["torch->tflite"] = info
     return out
+
+
+def _pair_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    """An encoder-decoder: ``encoder.tflite`` beside ``decoder.tflite`` (the primary file), both static, the decoder
+    without a self-attention cache (tasks/seq2seq_lite.py says how and why)."""
+    import torch
+
+    from zoo.converters.tasks import seq2seq_lite
+    from zoo.versions import dist_versions
+
+    litert_torch = require("litert_torch", "litert")
+    pair = tm.seq2seq
+    enc_example, dec_example = seq2seq_lite.examples(pair)
+    for part, module, example in (("encoder", pair.encoder, enc_example),
+                                  ("decoder", seq2seq_lite.no_cache_decoder(pair), dec_example)):
+        try:
+            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                litert_torch.convert(module.eval(), example).export(str(out_dir / seq2seq_lite.FILES[part]))
+        except Exception as exc:  # noqa: BLE001 - litert-torch fails in many ways
+            raise errors.ConversionError(f"litert-torch could not convert the {part}: {errors.first_line(exc, typed=True)}",
+                                         edge="torch->tflite", hint="pull the model as onnx, pt2 or jax") from exc
+    ctx.info["torch->tflite"] = {"exporter": "litert-torch", "files": dict(seq2seq_lite.FILES),
+                                 "versions": dist_versions(("litert-torch", "litert-converter", "torch")),
+                                 "io_contract": seq2seq_lite.io_contract(pair.contract, enc_example, dec_example),
+                                 "shapes": "static"}
+    return out_dir / seq2seq_lite.FILES["decoder"]
 
 
 # --- .tflite -> quantised .tflite (ai-edge-quantizer) -------------------------------------------------------

@@ -283,7 +283,8 @@ def _runner_of(path: Path, input_names: list[str], output_names: list[str] | Non
             and any(n.startswith("past_key_values.") for n in input_names):
         from zoo.converters.tasks.seq2seq_lite import PairLite  # an encoder-decoder's static decoder
 
-        return PairLite(path, {"decoder": {"inputs": list(input_names), "outputs": list(output_names or [])}}).run
+        contract = {"decoder": {"inputs": list(input_names), "outputs": list(output_names or [])}}
+        return PairLite(path, contract, tflite_interpreter).run
     if path.suffix == ".tflite":
         return tflite_runner(path, input_names, output_names)
     if path.suffix == ".keras":

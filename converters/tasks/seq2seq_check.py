@@ -61,7 +61,7 @@ def pair_runner(primary: Path, contract: dict[str, Any]) -> tuple[Any, Any]:
     if primary.suffix == ".tflite":  # static files, driven under this contract (tasks/seq2seq_lite.py)
         from zoo.converters.tasks.seq2seq_lite import PairLite
 
-        lite = PairLite(primary, contract)
+        lite = PairLite(primary, contract, runners.tflite_interpreter)
         return lite.encode, lite.decode
     enc, dec = contract["encoder"], contract["decoder"]
     if runners.is_saved_model(primary):

@@ -51,7 +51,8 @@ def parts(tm: Any, ctx: Any) -> list[tuple[str, Any, tuple]]:
     return [("encoder", encoder_model(pair), tuple(pair.encoder_example)), ("decoder", tm, tuple(ctx.example))]
 
 
-def _program(tm: Any, example: tuple, seq_max: int | None) -> Any:
+def program(tm: Any, example: tuple, seq_max: int | None) -> Any:
+    """``torch.export`` of one part with its named dynamic dims."""
     import torch
 
     from zoo.converters.edges.torch_onnx import dynamic_shapes
@@ -71,42 +72,18 @@ def to_pt2(tm: Any, out_dir: Path, ctx: Any) -> Path:
     contract = {**tm.seq2seq.contract, "files": files}
     for part, model, example in parts(tm, ctx):
         try:
-            program = _program(model, example, ctx.seq_max)
+            exported = program(model, example, ctx.seq_max)
         except Exception as exc:  # noqa: BLE001
             raise errors.ConversionError(f"torch.export could not export the {part}: {errors.first_line(exc, typed=True)}",
                                          edge="torch->pt2", hint="pull the model as onnx") from exc
-        save_program(program, out_dir / files[part], {"inputs": _input_spec(model, example), "outputs": model.output_names,
+        save_program(exported, out_dir / files[part], {"inputs": input_spec(model, example), "outputs": model.output_names,
                                                        "source": "torch", "metadata": {"zoo.io": json.dumps(contract)}})
     ctx.info["torch->pt2"] = {"torch": torch.__version__, "files": files, "dynamic_axes": "batch, sequence, "
                               "encoder_sequence and the self-attention past (from 0) as torch.export dims"}
     return out_dir / files["decoder"]
 
 
-def _input_spec(tm: Any, example: tuple) -> list[dict[str, Any]]:
+def input_spec(tm: Any, example: tuple) -> list[dict[str, Any]]:
+    """Name, shape (dynamic axes by name) and dtype of each input, for the program's signature file."""
     return [{"name": name, "shape": [tm.dynamic_axes.get(name, {}).get(i, d) for i, d in enumerate(t.shape)],
              "dtype": str(t.dtype).removeprefix("torch.")} for name, t in zip(tm.input_names, example)]
-
-
-def to_jax(tm: Any, out_dir: Path, ctx: Any) -> Path:
-    """``encoder.jax`` beside ``decoder.jax`` (the primary file), each with its I/O contract in ``ctx.info``."""
-    from zoo.converters.edges.jax_export import constraints, export_jax, io_contract
-    from zoo.versions import dist_versions
-
-    files = files_of("jax")
-    info: dict[str, Any] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
-                            "files": files, "versions": dist_versions(("torchax", "jax", "jaxlib", "torch"))}
-    for part, model, example in parts(tm, ctx):
-        try:
-            exported, traced = export_jax(model, example, False, ctx.seq_max)
-        except Exception as exc:  # noqa: BLE001
-            raise errors.ConversionError(f"torchax/jax.export could not convert the {part}: "
-                                         f"{errors.first_line(exc, 400, typed=True)}", edge="torch->jax",
-                                         hint="pull the model as onnx or pt2") from exc
-        (out_dir / files[part]).write_bytes(bytes(exported.serialize()))
-        contract = io_contract(model, example, exported, constraints(model, ctx.seq_max))
-        if part == "decoder":
-            info.update({"traced": traced, "io_contract": contract, "shapes": contract["shapes"]})
-        else:
-            info["encoder"] = {"traced": traced, "io_contract": contract}
-    ctx.info["torch->jax"] = info
-    return out_dir / files["decoder"]

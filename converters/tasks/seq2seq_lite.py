@@ -23,9 +23,6 @@ sets whose past is empty (the real prompts) reach it (``static_sets``: ``self_ca
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +33,7 @@ DECODER_LENGTH = 64  # the decoder's static length: the prompt and the tokens ge
 FILES = {"encoder": "encoder.tflite", "decoder": "decoder.tflite"}
 
 
-def _no_cache_decoder(pair: Any) -> Any:
+def no_cache_decoder(pair: Any) -> Any:
     """The pair's decoder without a self-attention cache: (input_ids, [encoder_attention_mask], cross caches) ->
     (logits, present.N.key|value), the past of length 0 made inside."""
     import torch
@@ -67,7 +64,7 @@ def decoder_inputs(contract: dict[str, Any]) -> list[str]:
     return [n for n in contract["decoder"]["inputs"] if not (n.startswith("past_key_values.") and ".encoder." not in n)]
 
 
-def _examples(pair: Any) -> tuple[tuple, tuple]:
+def examples(pair: Any) -> tuple[tuple, tuple]:
     """Batch-1 examples at the static lengths: a real sample padded (encoder), and the decoder's start token."""
     import torch
 
@@ -84,33 +81,6 @@ def _examples(pair: Any) -> tuple[tuple, tuple]:
     ids = torch.zeros(1, DECODER_LENGTH, dtype=torch.long)
     context = () if "attention_mask" not in contract["encoder"]["inputs"] else (first[1],)
     return first, (ids, *context, *cross)
-
-
-def to_tflite(tm: Any, out_dir: Path, ctx: Any) -> Path:
-    """``encoder.tflite`` beside ``decoder.tflite`` (the primary file), both static (this module's docstring)."""
-    import torch
-
-    from zoo.converters.edges.litert import require
-    from zoo.versions import dist_versions
-
-    if ctx.static_shapes:
-        raise errors.ConversionError("the encoder-decoder's tflite pair is static already: no other rung to try",
-                                     edge="torch->tflite")
-    litert_torch = require("litert_torch", "litert")
-    pair = tm.seq2seq
-    enc_example, dec_example = _examples(pair)
-    for part, module, example in (("encoder", pair.encoder, enc_example), ("decoder", _no_cache_decoder(pair), dec_example)):
-        try:
-            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                litert_torch.convert(module.eval(), example).export(str(out_dir / FILES[part]))
-        except Exception as exc:  # noqa: BLE001 - litert-torch fails in many ways
-            raise errors.ConversionError(f"litert-torch could not convert the {part}: {errors.first_line(exc, typed=True)}",
-                                         edge="torch->tflite", hint="pull the model as onnx, pt2 or jax") from exc
-    ctx.info["torch->tflite"] = {"exporter": "litert-torch", "files": dict(FILES),
-                                 "versions": dist_versions(("litert-torch", "litert-converter", "torch")),
-                                 "io_contract": io_contract(pair.contract, enc_example, dec_example), "shapes": "static"}
-    return out_dir / FILES["decoder"]
 
 
 def io_contract(contract: dict[str, Any], enc_example: tuple, dec_example: tuple) -> dict[str, Any]:
@@ -139,13 +109,12 @@ def io_contract(contract: dict[str, Any], enc_example: tuple, dec_example: tuple
 class PairLite:
     """The two static files driven under the ONNX pair's contract (the module docstring says how)."""
 
-    def __init__(self, decoder: Path, contract: dict[str, Any]) -> None:
-        from zoo.converters.parity.runners import tflite_interpreter
-
+    def __init__(self, decoder: Path, contract: dict[str, Any], interpreter: Any) -> None:
+        """``interpreter(path)``: a LiteRT interpreter of the file (parity.runners.tflite_interpreter)."""
         self.contract = contract
         encoder = decoder.parent / FILES["encoder"]
-        self.enc = tflite_interpreter(encoder).get_signature_runner("serving_default") if encoder.is_file() else None
-        self.dec = tflite_interpreter(decoder).get_signature_runner("serving_default")
+        self.enc = interpreter(encoder).get_signature_runner("serving_default") if encoder.is_file() else None
+        self.dec = interpreter(decoder).get_signature_runner("serving_default")
         self.dec_names = decoder_inputs(contract)
         self.kinds = {k: d["dtype"] for k, d in self.dec.get_input_details().items()}
         self.shapes = {k: tuple(d["shape"]) for k, d in self.dec.get_input_details().items()}
