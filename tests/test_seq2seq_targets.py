@@ -56,7 +56,7 @@ def assert_verified_pair(out: dict, fmt: str) -> dict:
 
 
 @pytest.mark.parametrize("fmt", ["pt2", pytest.param("jax", marks=pytest.mark.slow)])
-def test_t5_pair_verified_by_generation(pull, tmp_path, fmt):
+def test_t5_pair_verified_by_generation(pull, tmp_path, capsys, fmt):
     """The artifact holds both files; a consumer's loop over them alone (the contract from zoo.json, the past from 0)
     gives generate()'s tokens on other prompts. (jax: about 100 s on 2 cores, a third of it XLA compiling the
     decoder once per past length the check meets: slow.)"""
@@ -70,6 +70,18 @@ def test_t5_pair_verified_by_generation(pull, tmp_path, fmt):
     steps = 12 if fmt == "pt2" else 5
     got = _consumer_tokens(seq2seq_check.pair_runner(Path(out["path"]), io), io, model, steps)
     np.testing.assert_array_equal(got, _generate(model, steps))
+    if fmt == "pt2":  # one file of the pair alone cannot be checked by generation: zoo convert refuses it (exit 5)
+        _assert_one_file_refused(out["path"], capsys)
+
+
+def _assert_one_file_refused(path: str, capsys) -> None:
+    import json
+
+    from zoo.cli import main as cli
+
+    code = cli.main(["convert", path, "--to", "onnx", "--json"])
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 5 and err["error"] == "unsupported" and "encoder-decoder" in err["message"], err
 
 
 def _source_model(tmp_path: Path, repo: str):
@@ -161,7 +173,7 @@ def test_t5_pair_to_tf_is_one_saved_model_with_two_signatures(pull, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("repo", ["zoo-test/tiny-bart", "zoo-test/tiny-marian", "zoo-test/tiny-mt5",
                                   "zoo-test/tiny-whisper"])
-@pytest.mark.parametrize("fmt", ["pt2", "jax"])
+@pytest.mark.parametrize("fmt", ["pt2", "jax", "tflite"])
 def test_other_families_verified_by_generation(pull, repo, fmt):
     out = pull(repo, "--format", fmt)
     assert_verified_pair(out, fmt)
