@@ -7,7 +7,8 @@ generation check as the ONNX pair (seq2seq_check.pair_runner runs each format's 
   dims (batch, sequence, encoder_sequence, and the self-attention past from 0: the first step and every later one
   through one program; ``torch_onnx.dynamic_shapes``), written with zoo's signature (names, axes, and the pair's
   contract as ``zoo.io``, which refuses ``zoo convert`` of one file).
-- ``jax``: ``encoder.jax`` and ``decoder.jax``, each program run through torchax and serialised by ``jax.export``
+- ``jax`` (``edges/jax_export._pair_to_jax``, with ``parts`` and ``files_of`` from here): ``encoder.jax`` and
+  ``decoder.jax``, each program run through torchax and serialised by ``jax.export``
   with the same symbolic axes (the past as ``past_plus_one - 1``: jax's symbols are >= 1); int64 ids and masks are
   int32 there (jax without x64), which the runner casts, refusing values beyond int32.
 - ``tf``: one SavedModel (jax2tf of the jax pair, ``edges/jax_tf.py``) with two signatures: ``serving_default``

@@ -3,7 +3,8 @@ generation check as every other format.
 
 litert-torch exports static shapes only (no family measured got a dynamic batch through it), and a decoder whose
 self-attention cache grows every step has a new shape each step. So the ``.tflite`` pair differs from the ONNX one,
-and its contract says how (``io_contract`` in zoo.json's ``conversion``):
+and its contract says how (``io_contract`` in zoo.json's ``conversion``; the conversion itself is
+``edges/litert._pair_to_tflite``, with ``examples`` and ``no_cache_decoder`` from here):
 
 - ``encoder.tflite``: batch 1, the text padded to ``ENCODER_LENGTH`` tokens (``attention_mask`` 0 on the padding; a
   longer text is refused), or Whisper's 30 s of log-mel frames as they are; outputs ``last_hidden_state`` and each
