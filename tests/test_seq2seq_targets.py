@@ -237,6 +237,23 @@ def test_pt2_with_a_scaled_cross_attention_cache_fails_with_exit_6(pull, indexed
     _assert_failed_and_nothing_published(err, indexed, "encoder output present.1.encoder.value")
 
 
+def test_tflite_with_a_scaled_cross_attention_cache_fails_with_exit_6(pull, indexed, monkeypatch):
+    """The static pair's encoder file with one cross-attention cache output scaled by 0.99."""
+    from zoo.converters.tasks import seq2seq_lite
+
+    real = seq2seq_lite.modules
+
+    def modules(pair):
+        made = real(pair)
+        enc = pair.contract["encoder"]
+        made["encoder"] = _broken(made["encoder"], enc["inputs"], enc["outputs"], "present.1.encoder.value", "scale")
+        return made
+
+    monkeypatch.setattr(seq2seq_lite, "modules", modules)
+    err = pull("zoo-test/tiny-t5", "--format", "tflite", code=6)
+    _assert_failed_and_nothing_published(err, indexed, "encoder output present.1.encoder.value")
+
+
 @pytest.mark.slow
 def test_jax_with_a_dropped_self_cache_update_fails_with_exit_6(pull, indexed, monkeypatch):
     _break(monkeypatch, "decoder", "present.0.key", "drop")

@@ -109,8 +109,8 @@ def _pair_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     litert_torch = require("litert_torch", "litert")
     pair = tm.seq2seq
     enc_example, dec_example = seq2seq_lite.examples(pair)
-    for part, module, example in (("encoder", pair.encoder, enc_example),
-                                  ("decoder", seq2seq_lite.no_cache_decoder(pair), dec_example)):
+    made = seq2seq_lite.modules(pair)
+    for part, module, example in (("encoder", made["encoder"], enc_example), ("decoder", made["decoder"], dec_example)):
         try:
             with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")

@@ -60,6 +60,11 @@ def no_cache_decoder(pair: Any) -> Any:
     return NoCache().eval()
 
 
+def modules(pair: Any) -> dict[str, Any]:
+    """The two modules the static files are made of: the pair's encoder, and its decoder without cache."""
+    return {"encoder": pair.encoder, "decoder": no_cache_decoder(pair)}
+
+
 def decoder_inputs(contract: dict[str, Any]) -> list[str]:
     """The static decoder's inputs: the contract's decoder inputs without the self-attention past."""
     return [n for n in contract["decoder"]["inputs"] if not (n.startswith("past_key_values.") and ".encoder." not in n)]
