@@ -46,6 +46,7 @@ class Edge:
     run: Callable[[Any, Path, EdgeContext], Path]
     tools: tuple[str, ...] = ()  # the packages whose versions decide its output (part of the cache key)
     tasks: tuple[str, ...] = ()  # the only tasks it converts (empty: any); checked before a chain runs
+    pairs: bool = False  # it converts an encoder-decoder's two files together (tasks/seq2seq.py)
 
 
 EDGES: dict[tuple[str, str], Edge] = {}
@@ -73,14 +74,15 @@ RUNTIMES = {"onnx": ("onnxruntime",), "onnx-fp16": ("onnxruntime",), "onnx-int8"
 
 def edge(source: str, target: str, *, name: str, dtype: str = "float32", primary: str,
          tools: tuple[str, ...] = (), alternative: bool = False, static_shapes: bool = False,
-         tasks: tuple[str, ...] = ()) -> Callable:
+         tasks: tuple[str, ...] = (), pairs: bool = False) -> Callable:
     """Register ``fn`` as the converter from ``source`` to ``target``; ``tools``: the packages it uses.
     ``alternative``: one more route for the pair, tried before the planned chain (``routes``);
     ``static_shapes``: it honours ``EdgeContext.static_shapes`` (the ladder's last rung); ``tasks``: the only
-    tasks whose models it converts (``require_tasks``)."""
+    tasks whose models it converts (``require_tasks``); ``pairs``: it converts both files of an encoder-decoder
+    (``pair_routes``)."""
 
     def register(fn: Callable[[Any, Path, EdgeContext], Path]) -> Callable:
-        made = Edge(source, target, name, dtype, primary, fn, tools, tasks)
+        made = Edge(source, target, name, dtype, primary, fn, tools, tasks, pairs)
         if static_shapes:
             STATIC_CAPABLE.add(name)
         if alternative:
@@ -208,6 +210,11 @@ def routes(source: str, target: str) -> list[list[Edge]]:
             elif any((source, e.target, alt.name) in DETOURS for e in tail):
                 detours.append(chain)
     return [base] + found + detours
+
+
+def pair_routes(chains: list[list[Edge]]) -> list[list[Edge]]:
+    """The routes that keep an encoder-decoder's two files together: every edge converts the pair (``pairs``)."""
+    return [c for c in chains if all(e.pairs for e in c)]
 
 
 def require_format(target: str) -> None:

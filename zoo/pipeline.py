@@ -163,6 +163,8 @@ def run(source: Source, options: Options, *, registry: Registry, settings: Setti
         source.fetch(progress)
     require_format_of(source, options.format)
     chains = graph.routes(source.node, options.format)  # in the order tried: see graph.routes
+    if _is_pair(source):  # an encoder-decoder: only the routes whose every edge converts both files
+        chains = graph.pair_routes(chains)
     key = cache_key(source, canonical, chains)
     store = ArtifactStore(settings.home)
     result = lookup(registry, store, key)
@@ -196,11 +198,16 @@ def require_format_of(source: Source, fmt: str) -> None:
     from zoo.converters.tasks.seq2seq import FORMATS
 
     io = (source.record.extra.get("io") or {}) if source.record is not None else {}
-    if io.get("files") and graph.canonical_format(fmt) not in FORMATS:
+    if io.get("files") and (graph.canonical_format(fmt) not in FORMATS
+                            or not graph.pair_routes(graph.routes(source.node, graph.canonical_format(fmt)))):
         raise errors.UnsupportedError(
-            f"{source.label}: an encoder-decoder model ({source.record.task}) is two ONNX graphs "
-            f"({', '.join(io['files'].values())}); --format {fmt} cannot hold them",
+            f"{source.label}: an encoder-decoder model ({source.record.task}) is two graphs, an encoder and a "
+            f"decoder with its cache; no route to --format {fmt} converts and checks them together",
             hint=f"formats that work for it: {', '.join(FORMATS)}", model=source.model_id)
+
+
+def _is_pair(source: Source) -> bool:
+    return source.record is not None and bool((source.record.extra.get("io") or {}).get("files"))
 
 
 def _refuse_one_of_a_pair(source: Source, opened: Opened) -> None:
@@ -338,7 +345,7 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
         manifest = {"model": source.model_id, "revision": source.revision, "format": options.format, "key": key,
                     "converter": chain_name, "options": canonical, "conversion": conversion,
                     "parity": parity, "source": source.describe(), "source_files": [f.__dict__ for f in source.files],
-                    "record": source.record.to_dict() if source.record else None,
+                    "record": _record_of(source, conversion),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with progress.stage("publish"):
             art = store.publish(current.parent, current.name, manifest, verified=report.passed)
@@ -356,6 +363,20 @@ def convert(source: Source, chains: list, options: Options, key: str, registry: 
             divergence=parity.get("divergence"),
         )
     return result
+
+
+def _record_of(source: Source, conversion: dict[str, Any]) -> dict[str, Any] | None:
+    """The source's record for zoo.json; an encoder-decoder's I/O contract names the files of the format made
+    (``encoder.pt2``, one SavedModel's two signatures, ...), not the ONNX pair's."""
+    if source.record is None:
+        return None
+    record = source.record.to_dict()
+    io = (record.get("extra") or {}).get("io") or {}
+    if io.get("files") and conversion.get("files"):
+        record["extra"]["io"] = {**io, "files": dict(conversion["files"])}
+        if conversion.get("signatures_of"):
+            record["extra"]["io"]["signatures"] = dict(conversion["signatures_of"])
+    return record
 
 
 def make(source: Source, chains: list, options: Options, staging: Path, progress: Progress, *,
@@ -420,6 +441,8 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     attempts: list[dict[str, Any]] = []
     outcome = None
     rungs = graph.ladder(chains)
+    if _is_pair(source):  # an encoder-decoder's decoder cache grows each step: no static-shapes rung (tflite's is static)
+        rungs = [(c, rung) for c, rung in rungs if rung != "static shapes"]
     for i, (chain, rung) in enumerate(rungs):
         into = staging if len(rungs) == 1 else staging / f"rung-{i}"
         into.mkdir(exist_ok=True)
@@ -480,6 +503,11 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     first_edge = f"{chain[0].source}->{chain[0].target}"
     conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                   "edges": graph.describe_edges(chain), "details": ctx.info}
+    last = ctx.info.get(f"{chain[-1].source}->{chain[-1].target}") or {}
+    if isinstance(last, dict) and last.get("files"):  # an encoder-decoder's files in the target format
+        conversion["files"] = last["files"]
+        if last.get("signatures_of"):
+            conversion["signatures_of"] = last["signatures_of"]
     if len(rungs) > 1:
         conversion["routes"] = attempts  # in the order tried (graph.routes): which won, why the others lost
     if current.suffix == ".onnx":

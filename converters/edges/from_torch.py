@@ -11,7 +11,7 @@ from zoo import errors
 from zoo.converters.graph import EdgeContext, edge
 
 
-@edge("torch", "onnx", name="torch.onnx", primary="model.onnx", tools=("torch", "onnx", "onnxscript"))
+@edge("torch", "onnx", name="torch.onnx", primary="model.onnx", tools=("torch", "onnx", "onnxscript"), pairs=True)
 def torch_to_onnx(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.converters.edges.torch_onnx import export_onnx
 
@@ -49,13 +49,17 @@ def _encoder_decoder(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     return out_dir / files["decoder"]
 
 
-@edge("torch", "pt2", name="torch.export", primary="model.pt2", tools=("torch",))
+@edge("torch", "pt2", name="torch.export", primary="model.pt2", tools=("torch",), pairs=True)
 def torch_to_pt2(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     import torch
 
     from zoo.converters.edges.torch_onnx import dynamic_shapes
     from zoo.converters.loaders.pt2_archive import save_program
 
+    if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.pt2 beside decoder.pt2
+        from zoo.converters.tasks.seq2seq_export import to_pt2
+
+        return to_pt2(tm, out_dir, ctx)
     path = out_dir / "model.pt2"
     try:
         with torch.no_grad(), warnings.catch_warnings():

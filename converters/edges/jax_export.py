@@ -153,11 +153,15 @@ def graph_module(program: Any) -> Any:
     table.update(torch._decomp.get_decompositions([getattr(aten.upsample_bilinear2d, o) for o in ("vec", "default")]))
     gm = program.run_decompositions(table).module()
     to_copy = torch.ops.aten._to_copy.default
+    aranges = (aten.arange.default, aten.arange.start, aten.arange.start_step)
     for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target is to_copy and "device" in node.kwargs:
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "device"}
         elif node.op == "call_module" and node.target == "_guards_fn":
             gm.graph.erase_node(node)  # see below
+        elif node.op == "call_function" and node.target in aranges and node.kwargs.get("dtype") is not None \
+                and any(isinstance(a, torch.fx.Node) for a in node.args):
+            _cast_after(gm, node)
     # The program's input guards (shape relations such as past + sequence <= total) are Python on the input
     # sizes, and torchax gives a symbolic size as 1 there: a guard that holds failed (``Guard failed: past_0.size()[2]
     # + input_ids.size()[1] + -1 * attention_mask.size()[1] <= 0``). jax.export checks the shapes at each call
@@ -167,6 +171,20 @@ def graph_module(program: Any) -> Any:
     gm.validate_inputs = False  # the pre-hook that would otherwise check them reads torch.Size of symbolic sizes
     gm.recompile()
     return gm
+
+
+def _cast_after(gm: Any, node: Any) -> None:
+    """An ``arange`` of a symbolic length with a ``dtype`` (T5's and BART's positions, ``arange(query_length,
+    dtype=long)``): torchax makes its bounds numpy scalars of that dtype, which a symbolic dimension cannot be
+    (``Symbolic dimension 'encoder_sequence' used in a context that requires a constant``); the arange is made
+    without the dtype and cast to it after, the same values."""
+    import torch
+
+    dtype = node.kwargs["dtype"]
+    node.kwargs = {k: v for k, v in node.kwargs.items() if k != "dtype"}
+    with gm.graph.inserting_after(node):
+        cast = gm.graph.call_function(torch.ops.aten._to_copy.default, (node,), {"dtype": dtype})
+    node.replace_all_uses_with(cast, delete_user_cb=lambda user: user is not cast)
 
 
 def as_module(inner: Any) -> Any:
@@ -259,9 +277,37 @@ def io_contract(tm: Any, example: tuple, exported: Any, limits: tuple[str, ...] 
 
 
 @edge("torch", "jax", name="torchax + jax.export", primary=PRIMARY, tools=("torchax", "jax", "jaxlib", "torch"),
-      static_shapes=True)
+      static_shapes=True, pairs=True)
 def torch_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.jax beside decoder.jax
+        return _pair_to_jax(tm, out_dir, ctx)
     return _export_to(tm, ctx.example, out_dir, ctx, "torch->jax")
+
+
+def _pair_to_jax(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    """An encoder-decoder (tasks/seq2seq_export.py): ``encoder.jax`` beside ``decoder.jax`` (the primary file), each
+    with its I/O contract in ``ctx.info`` (symbolic batch, sequence, encoder_sequence and the past from 0)."""
+    from zoo.converters.tasks import seq2seq_export
+    from zoo.versions import dist_versions
+
+    files = seq2seq_export.files_of("jax")
+    info: dict[str, Any] = {"exporter": "torchax + jax.export", "serialization": "jax.export (StableHLO)",
+                            "files": files, "versions": dist_versions(("torchax", "jax", "jaxlib", "torch"))}
+    for part, model, example in seq2seq_export.parts(tm, ctx):
+        try:
+            exported, traced = export_jax(model, example, False, ctx.seq_max)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.ConversionError(f"torchax/jax.export could not convert the {part}: "
+                                         f"{errors.first_line(exc, 400, typed=True)}", edge="torch->jax",
+                                         hint="pull the model as onnx or pt2") from exc
+        (out_dir / files[part]).write_bytes(bytes(exported.serialize()))
+        contract = io_contract(model, example, exported, constraints(model, ctx.seq_max))
+        if part == "decoder":
+            info.update({"traced": traced, "io_contract": contract, "shapes": contract["shapes"]})
+        else:
+            info["encoder"] = {"traced": traced, "io_contract": contract}
+    ctx.info["torch->jax"] = info
+    return out_dir / files["decoder"]
 
 
 def _export_to(tm: Any, example: tuple, out_dir: Path, ctx: EdgeContext, name: str) -> Path:

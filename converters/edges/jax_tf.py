@@ -153,29 +153,50 @@ def _fit(tf: Any, x: Any, dtype: Any) -> Any:
     return tf.cast(x, dtype)
 
 
-def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Write the SavedModel of ``exported`` under ``out_dir``; what was chosen, for ``ctx.info``."""
+def _concrete(tf: Any, jax2tf: Any, exported: Any, contract: dict[str, Any]) -> Any:
+    """The signature function of one export: its inputs by name (int64 cast in the graph), its outputs by name."""
+    names, specs, outputs = _specs(exported, contract)
+    polymorphic = [", ".join(str(d) for d in a.shape) for a in exported.in_avals]
+    kinds = [tf.as_dtype(a.dtype) for a in exported.in_avals]
+    # the export's own constraints (sequence <= seq_max) hold inside its call; the SavedModel needs none of its own
+    fn = jax2tf.convert(exported.call, polymorphic_shapes=polymorphic, with_gradient=False)
+
+    def serve(*args: Any) -> dict[str, Any]:
+        return dict(zip(outputs, fn(*[_fit(tf, x, k) for x, k in zip(args, kinds)])))
+
+    return tf.function(serve, input_signature=specs, autograph=False).get_concrete_function()
+
+
+def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path,
+                        more: dict[str, tuple[Any, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Write the SavedModel of ``exported`` (its ``serving_default`` signature) under ``out_dir``; ``more``: further
+    signatures of the same SavedModel, by name (an encoder-decoder's ``encoder``: tasks/seq2seq_export.py); what was
+    chosen, for ``ctx.info``."""
     import tensorflow as tf
     from jax.experimental import jax2tf
 
-    from zoo.converters.edges.tf import python_keyword
-
-    names, specs, outputs = _specs(exported, contract)
     target, convention = _tf_stablehlo_version(), _tf_convention()
-    polymorphic = [", ".join(str(d) for d in a.shape) for a in exported.in_avals]
-    kinds = [tf.as_dtype(a.dtype) for a in exported.in_avals]
     with _serialization(target, convention):
-        # the export's own constraints (sequence <= seq_max) hold inside its call; the SavedModel needs none of its own
-        fn = jax2tf.convert(exported.call, polymorphic_shapes=polymorphic, with_gradient=False)
-
-        def serve(*args: Any) -> dict[str, Any]:
-            return dict(zip(outputs, fn(*[_fit(tf, x, k) for x, k in zip(args, kinds)])))
-
-        # the signature only: a tf.function also kept as an attribute of the saved object is a second function
+        # the signatures only: a tf.function also kept as an attribute of the saved object is a second function
         # in the library, with a second copy of the XlaCallModule op and the weights inside it (measured: a
         # SavedModel twice the size of the weights)
-        concrete = tf.function(serve, input_signature=specs, autograph=False).get_concrete_function()
-        tf.saved_model.save(tf.Module(), str(out_dir), signatures={"serving_default": concrete})
+        signatures = {"serving_default": _concrete(tf, jax2tf, exported, contract)}
+        for name, (other, other_contract) in (more or {}).items():
+            signatures[name] = _concrete(tf, jax2tf, other, other_contract)
+        tf.saved_model.save(tf.Module(), str(out_dir), signatures=signatures)
+    info = {"exporter": "jax2tf", "serialization": f"native: one XlaCallModule op (StableHLO {target}, "
+            f"calling convention v{convention}); graph mode (native_serialization=False) is gone from jax 0.10",
+            "tflite": "tflite comes from this SavedModel only as the last route (after onnx2tf and litert-torch): "
+                      "TFLite lowers its XlaCallModule for some families only",
+            "io_contract": signature_contract(exported, contract)}
+    if more:
+        info["signatures"] = {name: signature_contract(other, c) for name, (other, c) in more.items()}
+    return info
+
+
+def signature_contract(exported: Any, contract: dict[str, Any]) -> dict[str, Any]:
+    """A signature's I/O contract: names, dtypes, the export's symbolic axes (``None`` dims in TF)."""
+    names, specs, outputs = _specs(exported, contract)
     inputs = [{"name": n, "dtype": s.dtype.name, "shape": [str(d) if not isinstance(d, int) else d for d in a.shape]}
               for n, s, a in zip(names, specs, exported.in_avals)]
     static = all(isinstance(d, int) for a in exported.in_avals for d in a.shape)
@@ -183,20 +204,19 @@ def convert_saved_model(exported: Any, contract: dict[str, Any], out_dir: Path) 
     differs = [] if contract.get("inputs") else ["inputs named args_N (the jax export carries no names)"]
     # the SignatureDef (TF Serving, saved_model_cli) keeps a name such as past_key_values.0.key; Python's
     # tf.saved_model.load exposes it as a keyword with the dots made underscores (it accepts either spelling)
+    from zoo.converters.edges.tf import python_keyword
+
     keywords = {n: python_keyword(n) for n in names if python_keyword(n) != n}
     if static:
         differs.append("static shapes: the SavedModel takes exactly the shapes above (the jax export is static)")
-    return {"exporter": "jax2tf", "serialization": f"native: one XlaCallModule op (StableHLO {target}, "
-            f"calling convention v{convention}); graph mode (native_serialization=False) is gone from jax 0.10",
-            "tflite": "tflite comes from this SavedModel only as the last route (after onnx2tf and litert-torch): "
-                      "TFLite lowers its XlaCallModule for some families only",
-            "io_contract": {"shapes": "static" if static else "dynamic", "inputs": inputs, "outputs": outputs,
-                            "dynamic_axes": {n: a for n, a in dynamic.items() if a},
-                            "constraints": [] if static else list(contract.get("constraints") or ()), "differs": differs,
-                            "python_keywords": keywords}}
+    return {"shapes": "static" if static else "dynamic", "inputs": inputs, "outputs": outputs,
+            "dynamic_axes": {n: a for n, a in dynamic.items() if a},
+            "constraints": [] if static else list(contract.get("constraints") or ()), "differs": differs,
+            "python_keywords": keywords}
 
 
-@edge("jax", "tf", name="jax2tf", primary=SAVED_MODEL, tools=("jax", "jaxlib", "tensorflow"), alternative=True)
+@edge("jax", "tf", name="jax2tf", primary=SAVED_MODEL, tools=("jax", "jaxlib", "tensorflow"), alternative=True,
+      pairs=True)
 def jax_to_tf(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     from zoo.converters.loaders.keras_models import import_keras
     from zoo.versions import dist_versions
@@ -213,9 +233,14 @@ def jax_to_tf(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     except Exception as exc:  # noqa: BLE001
         raise errors.ConversionError(f"{Path(src).name} is not a jax.export artifact: {type(exc).__name__}: "
                                      f"{str(exc)[:200]}", edge="jax->tf") from exc
-    contract = (ctx.info.get("torch->jax") or ctx.info.get("pt2->jax") or {}).get("io_contract", {})
+    made = ctx.info.get("torch->jax") or ctx.info.get("pt2->jax") or {}
+    contract = made.get("io_contract", {})
+    more = {}
+    if (made.get("files") or {}).get("encoder"):  # an encoder-decoder (tasks/seq2seq_export.py): one more signature
+        encoder = Path(src).parent / made["files"]["encoder"]
+        more["encoder"] = (jax.export.deserialize(bytearray(encoder.read_bytes())), made["encoder"]["io_contract"])
     try:
-        info = convert_saved_model(exported, contract, out_dir)
+        info = convert_saved_model(exported, contract, out_dir, more)
     except errors.ZooError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -223,6 +248,9 @@ def jax_to_tf(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
         raise errors.ConversionError(f"jax2tf could not convert the jax export: {type(exc).__name__}: {first}",
                                      edge="jax->tf", hint="the onnx2tf route is tried before this one; "
                                      "convert to jax, onnx or pt2 if both fail") from exc
+    if more:
+        info["files"] = {"encoder": SAVED_MODEL, "decoder": SAVED_MODEL}
+        info["signatures_of"] = {"encoder": "encoder", "decoder": "serving_default"}
     ctx.info["jax->tf"] = {**info, "jax_export_bytes": Path(src).stat().st_size,
                            "versions": dist_versions(("jax", "jaxlib", "tensorflow"))}
     return out_dir / SAVED_MODEL

@@ -24,7 +24,8 @@ FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP
 QUANT_HINT = "the float .tflite model is unaffected: use it, or try onnx-int8 / onnx-fp16"
 
 
-def _require(module: str, extra: str) -> Any:
+def require(module: str, extra: str) -> Any:
+    """``module``, or MissingDependencyError naming the extra that installs it."""
     import importlib
 
     try:
@@ -57,7 +58,7 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
     """One litert-torch conversion of ``tm.module`` into ``out``."""
     import torch
 
-    litert_torch = _require("litert_torch", "litert")
+    litert_torch = require("litert_torch", "litert")
     from zoo.converters.edges.jax_export import widened
     from zoo.converters.edges.torch_onnx import dynamic_shapes
 
@@ -70,8 +71,10 @@ def convert_litert(tm: Any, example: tuple, out: Path, *, seq_max: int | None, s
 
 
 @edge("torch", "tflite", name="litert-torch", primary="model.tflite", tools=("litert-torch", "torch", "litert-converter"),
-      alternative=True, static_shapes=True)
+      alternative=True, static_shapes=True, pairs=True)
 def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    if getattr(tm, "seq2seq", None) is not None:  # an encoder-decoder: encoder.tflite beside decoder.tflite, static
+        return _pair_to_tflite(tm, out_dir, ctx)
     from zoo.versions import dist_versions
 
     out = out_dir / "model.tflite"
@@ -95,9 +98,36 @@ def torch_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
     return out
 
 
+def _pair_to_tflite(tm: Any, out_dir: Path, ctx: EdgeContext) -> Path:
+    """An encoder-decoder: ``encoder.tflite`` beside ``decoder.tflite`` (the primary file), both static, the decoder
+    without a self-attention cache (tasks/seq2seq_lite.py says how and why)."""
+    import torch
+
+    from zoo.converters.tasks import seq2seq_lite
+    from zoo.versions import dist_versions
+
+    litert_torch = require("litert_torch", "litert")
+    pair = tm.seq2seq
+    enc_example, dec_example = seq2seq_lite.examples(pair)
+    made = seq2seq_lite.modules(pair)
+    for part, module, example in (("encoder", made["encoder"], enc_example), ("decoder", made["decoder"], dec_example)):
+        try:
+            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                litert_torch.convert(module.eval(), example).export(str(out_dir / seq2seq_lite.FILES[part]))
+        except Exception as exc:  # noqa: BLE001 - litert-torch fails in many ways
+            raise errors.ConversionError(f"litert-torch could not convert the {part}: {errors.first_line(exc, typed=True)}",
+                                         edge="torch->tflite", hint="pull the model as onnx, pt2 or jax") from exc
+    ctx.info["torch->tflite"] = {"exporter": "litert-torch", "files": dict(seq2seq_lite.FILES),
+                                 "versions": dist_versions(("litert-torch", "litert-converter", "torch")),
+                                 "io_contract": seq2seq_lite.io_contract(pair.contract, enc_example, dec_example),
+                                 "shapes": "static"}
+    return out_dir / seq2seq_lite.FILES["decoder"]
+
+
 # --- .tflite -> quantised .tflite (ai-edge-quantizer) -------------------------------------------------------
 def _quantize(src: Path, out: Path, kind: str) -> dict[str, Any]:
-    quantizer = _require("ai_edge_quantizer.quantizer", "litert")
+    quantizer = require("ai_edge_quantizer.quantizer", "litert")
     from ai_edge_quantizer import qtyping, recipe
 
     if kind == "int8":
@@ -123,6 +153,15 @@ def _quantize(src: Path, out: Path, kind: str) -> dict[str, Any]:
 
 
 def _quantize_edge(kind: str, src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
+    files = (ctx.info.get("torch->tflite") or {}).get("files") or {}
+    if src.name in files.values():  # an encoder-decoder's static pair (tasks/seq2seq_lite.py): both files, same names
+        try:
+            info = {name: _quantize(src.parent / name, out_dir / name, kind) for name in files.values()}
+        except Exception as exc:  # noqa: BLE001
+            raise errors.ConversionError(f"ai-edge-quantizer failed ({kind}): {errors.first_line(exc, typed=True)}",
+                                         hint=QUANT_HINT) from exc
+        ctx.info[f"tflite->tflite-{kind}"] = {**info[src.name], "files": dict(files), "per_file": info}
+        return out_dir / src.name
     out = out_dir / "model.tflite"
     try:
         ctx.info[f"tflite->tflite-{kind}"] = _quantize(src, out, kind)
@@ -134,12 +173,12 @@ def _quantize_edge(kind: str, src: Path, out_dir: Path, ctx: EdgeContext) -> Pat
 
 
 @edge("tflite", "tflite-int8", name="ai-edge-quantizer (dynamic int8)", dtype="int8", primary="model.tflite",
-      tools=("ai-edge-quantizer",))
+      tools=("ai-edge-quantizer",), pairs=True)
 def tflite_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return _quantize_edge("int8", src, out_dir, ctx)
 
 
 @edge("tflite", "tflite-fp16", name="ai-edge-quantizer (fp16 weights)", dtype="float16", primary="model.tflite",
-      tools=("ai-edge-quantizer",))
+      tools=("ai-edge-quantizer",), pairs=True)
 def tflite_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     return _quantize_edge("fp16", src, out_dir, ctx)

@@ -91,7 +91,7 @@ def load_with_shapes(src: Path) -> Any:
 
 
 @edge("onnx", "onnx-fp16", name="onnxruntime.transformers.float16", dtype="float16", primary="model.onnx",
-       tools=("onnx", "onnxruntime"))
+       tools=("onnx", "onnxruntime"), pairs=True)
 def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -109,7 +109,7 @@ def onnx_to_fp16(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
 
 
 @edge("onnx", "onnx-int8", name="onnxruntime.quantization", dtype="int8", primary="model.onnx",
-       tools=("onnx", "onnxruntime"))
+       tools=("onnx", "onnxruntime"), pairs=True)
 def onnx_to_int8(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     folded, outside = 0, False
     for one, out in _outputs(src, out_dir, ctx):
@@ -182,7 +182,8 @@ def constants_as_initializers(model: Any) -> int:
     return len(moved)
 
 
-@edge("onnx", "onnx-opt", name="onnxruntime graph optimizer", primary="model.onnx", tools=("onnx", "onnxruntime"))
+@edge("onnx", "onnx-opt", name="onnxruntime graph optimizer", primary="model.onnx", tools=("onnx", "onnxruntime"),
+      pairs=True)
 def onnx_to_optimized(src: Path, out_dir: Path, ctx: EdgeContext) -> Path:
     import onnx
     import onnxruntime as ort

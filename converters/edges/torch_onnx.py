@@ -42,6 +42,11 @@ def dynamic_shapes(tm: TorchModel, seq_max: int | None) -> Any:
     named = {dim for axes in tm.dynamic_axes.values() for dim in axes.values()}
     if named == set(CACHE_AXES):  # a decoder's KV cache: one program for the prefill (past 0) and every step
         dims.update(cache_dims(seq_max))
+    elif "encoder_sequence" in named and named <= {*CACHE_AXES, "encoder_sequence"}:
+        # an encoder-decoder's encoder, or its decoder with the self-attention cache (tasks/seq2seq.py): named Dims,
+        # the past from 0 as a text decoder's, the encoder's length its own
+        dims.update(cache_dims(seq_max))
+        dims["encoder_sequence"] = torch.export.Dim("encoder_sequence", min=1, max=seq_max or DIM_MAX["past_sequence"])
     elif named - set(dims):  # other axes the model relates (an encoder-decoder's): torch.export finds how
         dims = {dim: torch.export.Dim.DYNAMIC for dim in named}
     per_input = tuple({axis: dims[dim] for axis, dim in tm.dynamic_axes[name].items()} for name in tm.input_names)

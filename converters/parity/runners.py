@@ -171,8 +171,8 @@ def jax_runner(path: Path, input_names: list[str]) -> Runner:
     return run
 
 
-def load_serving_signature(path: Path) -> Any:
-    """The ``serving_default`` function of a SavedModel (its directory or ``saved_model.pb``).
+def load_saved_model(path: Path) -> Any:
+    """A SavedModel (its directory or ``saved_model.pb``), loaded: its ``signatures`` by name.
     A SavedModel is a program: only the conversion that checks it loads it."""
     from zoo.converters.edges.tf import saved_model_dir
     from zoo.converters.loaders.keras_models import import_keras
@@ -182,12 +182,21 @@ def load_serving_signature(path: Path) -> Any:
 
     directory = saved_model_dir(path)
     try:
-        return tf.saved_model.load(str(directory)).signatures["serving_default"]
+        return tf.saved_model.load(str(directory))
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def load_serving_signature(path: Path) -> Any:
+    """The ``serving_default`` function of a SavedModel (its directory or ``saved_model.pb``)."""
+    from zoo.converters.edges.tf import saved_model_dir
+
+    directory = saved_model_dir(path)
+    try:
+        return load_saved_model(path).signatures["serving_default"]
     except KeyError as exc:
         raise errors.InvalidModelError(f"{directory} has no serving_default signature",
                                        hint="export it with one: keras Model.export, or tf.saved_model.save(..., signatures=...)") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise errors.InvalidModelError(f"cannot load {directory} as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 def signature_runner(fn: Any, input_names: list[str], output_names: list[str] | None = None) -> Runner:
@@ -248,12 +257,34 @@ def is_saved_model(path: Path) -> bool:
 
 
 def artifact_runner(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
+    """The runner of the file at ``path``, whatever its format; it carries ``path`` (task checks reach the files
+    beside it: an encoder-decoder's encoder)."""
+    run = _runner_of(path, input_names, output_names)
+    try:
+        run.path = path  # type: ignore[attr-defined]
+    except AttributeError:  # a bound method or builtin: wrap it
+        inner = run
+
+        def run(feeds: dict[str, Any]) -> list[Any]:
+            return inner(feeds)
+
+        run.path = path  # type: ignore[attr-defined]
+    return run
+
+
+def _runner_of(path: Path, input_names: list[str], output_names: list[str] | None = None) -> Runner:
     if is_saved_model(path):
         return saved_model_runner(path, input_names, output_names)
     if path.suffix == ".onnx":
         return onnx_runner(path)
     if path.suffix == ".pt2":
         return pt2_runner(path, input_names)
+    if path.suffix == ".tflite" and path.name == "decoder.tflite" and (path.parent / "encoder.tflite").is_file() \
+            and any(n.startswith("past_key_values.") for n in input_names):
+        from zoo.converters.tasks.seq2seq_lite import PairLite  # an encoder-decoder's static decoder
+
+        contract = {"decoder": {"inputs": list(input_names), "outputs": list(output_names or [])}}
+        return PairLite(path, contract, tflite_interpreter).run
     if path.suffix == ".tflite":
         return tflite_runner(path, input_names, output_names)
     if path.suffix == ".keras":

@@ -17,6 +17,9 @@ def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[lis
     re-batched to the exported batch (so a static batch-2 model still sees batch 1 and 3 and the real
     samples, a chunk at a time). Returns (sets, names of the sets it cannot take, names re-batched)."""
     contracts = [v["io_contract"] for v in ctx.info.values() if isinstance(v, dict) and isinstance(v.get("io_contract"), dict)]
+    recomputed = [c for c in contracts if c.get("self_cache") == "recomputed"]
+    if recomputed:
+        return _empty_past(input_sets, input_names, recomputed[0])
     static = [c for c in contracts if c.get("shapes") == "static"]
     if not static:
         return list(input_sets), [], []
@@ -36,6 +39,18 @@ def static_sets(ctx: Any, input_sets: list, input_names: list[str]) -> tuple[lis
         else:
             skipped.append(s.name)
     return kept, skipped, rebatched
+
+
+def _empty_past(input_sets: list, input_names: list[str], contract: dict) -> tuple[list, list[str], list[str]]:
+    """A decoder without a self-attention cache (an encoder-decoder's static tflite: tasks/seq2seq_lite.py) re-runs
+    the tokens so far: it takes the sets whose self-attention past is empty (the real prompts), not a random cache;
+    without an encoder mask (Whisper) only a cross-attention cache of the static encoder length."""
+    past = [n for n in input_names if n.startswith("past_key_values.") and ".encoder." not in n]
+    cross = [n for n in input_names if n.startswith("past_key_values.") and ".encoder." in n]
+    fixed = None if "encoder_attention_mask" in input_names else contract.get("encoder_sequence")
+    kept = [s for s in input_sets if all(s.feeds[n].shape[2] == 0 for n in past)
+            and (fixed is None or all(s.feeds[n].shape[2] == fixed for n in cross))]
+    return kept, [s.name for s in input_sets if s not in kept], []
 
 
 def export_set(input_sets: list, input_names: list[str], rung: str) -> Any:

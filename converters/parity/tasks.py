@@ -502,9 +502,9 @@ def check_seq2seq(ctx: TaskContext) -> list[TaskResult]:
     path = getattr(ctx.candidate, "path", None)
     if pair is None or path is None:
         return [TaskResult("text2text-generation", "sample-prompts", "logits", False,
-                           "the generation check needs the PyTorch source and the ONNX pair (encoder.onnx beside "
-                           "decoder.onnx); only the decoder was given")]
-    return [TaskResult(**generation_results(pair.model, pair.preprocess, Path(path).parent, pair.contract,
+                           "the generation check needs the PyTorch source and the pair (the encoder beside the "
+                           "decoder); only the decoder was given")]
+    return [TaskResult(**generation_results(pair.model, pair.preprocess, Path(path), pair.contract,
                                             precision=ctx.precision, samples=pair.samples))]
 
 

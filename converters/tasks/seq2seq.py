@@ -47,8 +47,10 @@ PROMPTS = [
 ]
 CLIP_SECONDS = (2.0, 1.3, 3.1)  # synthetic clips of the speech check (each padded to 30 s by Whisper's extractor)
 ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
-# the formats whose artifact holds both graphs (the ONNX variants convert each; other runtimes take one file)
-FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "onnx-opt")
+# the formats whose artifact holds both graphs (the ONNX variants convert each; pt2 and jax: two files, tf: one SavedModel
+# with two signatures: tasks/seq2seq_export.py; tflite and its quantised variants: two static files,
+# tasks/seq2seq_lite.py), each checked by the same generation check (seq2seq_check.pair_runner)
+FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "onnx-opt", "pt2", "jax", "tf", "tflite", "tflite-fp16", "tflite-int8")
 CHECK = "text2text-generation"  # the task check's name (converters/parity/tasks.py) for both families
 # below float32 (onnx-fp16, onnx-int8), as text-generation and with its bounds (text_generation.TOKEN_AGREEMENT,
 # LOGIT_RTOL): a near-tie flips one token and the rest of the text with it, so the candidate is fed the

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo import errors
 from zoo.converters.tasks.seq2seq import (
     CHECK,
     DECODER,
@@ -41,6 +42,46 @@ def onnx_runner(directory: Path, contract: dict[str, Any] | None = None) -> tupl
 
     def decode(feeds: dict[str, Any]) -> dict[str, Any]:
         return dict(zip(dec_outs, dec.run(None, {n: feeds[n] for n in dec_ins})))
+
+    return encode, decode
+
+
+def pair_runner(primary: Path, contract: dict[str, Any]) -> tuple[Any, Any]:
+    """(encode, decode) callables over the pair whose decoder is ``primary``, in its own runtime: the two
+    onnxruntime sessions (``onnx_runner``); ``decoder.pt2`` / ``decoder.jax`` with ``encoder.pt2`` / ``encoder.jax``
+    beside it (zoo's safe pt2 loader, ``jax.export.deserialize``); a SavedModel's ``serving_default`` (the decoder)
+    and ``encoder`` signatures (tasks/seq2seq_export.py). Each takes and gives the contract's names."""
+    import numpy as np
+
+    from zoo.converters.parity import runners
+
+    primary = Path(primary)
+    if primary.suffix == ".onnx":
+        return onnx_runner(primary.parent, contract)
+    if primary.suffix == ".tflite":  # static files, driven under this contract (tasks/seq2seq_lite.py)
+        from zoo.converters.tasks.seq2seq_lite import PairLite
+
+        lite = PairLite(primary, contract, runners.tflite_interpreter)
+        return lite.encode, lite.decode
+    enc, dec = contract["encoder"], contract["decoder"]
+    if runners.is_saved_model(primary):
+        loaded = runners.load_saved_model(primary)
+        if "encoder" not in loaded.signatures:
+            raise errors.InvalidModelError(f"{primary.parent.name}: the SavedModel has no encoder signature")
+        enc_run = runners.signature_runner(loaded.signatures["encoder"], enc["inputs"], enc["outputs"])
+        dec_run = runners.signature_runner(loaded.signatures["serving_default"], dec["inputs"], dec["outputs"])
+    else:
+        encoder = primary.parent / primary.name.replace("decoder", "encoder", 1)
+        if encoder == primary or not encoder.is_file():
+            raise errors.InvalidModelError(f"{primary.name}: no encoder file beside it ({encoder.name})")
+        enc_run = runners.artifact_runner(encoder, enc["inputs"], enc["outputs"])
+        dec_run = runners.artifact_runner(primary, dec["inputs"], dec["outputs"])
+
+    def encode(feeds: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(enc["outputs"], (np.asarray(o) for o in enc_run(feeds))))
+
+    def decode(feeds: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(dec["outputs"], (np.asarray(o) for o in dec_run(feeds))))
 
     return encode, decode
 
@@ -180,7 +221,8 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
                        prompts: list[str] | None = None, steps: int = NEW_TOKENS,
                        precision: str = "float32", samples: Any = None) -> dict[str, Any]:
     """The exported pair against the PyTorch model's ``generate()`` (the module docstring says how): a TaskResult-like
-    dict (check, passed, reason, figures). ``samples``: sample_encoding's of the default samples, where already made
+    dict (check, passed, reason, figures). ``directory``: the ONNX pair's directory, or the decoder's file of any
+    format (``pair_runner``). ``samples``: sample_encoding's of the default samples, where already made
     (Pair.samples)."""
     import numpy as np
 
@@ -191,7 +233,7 @@ def generation_results(model: Any, preprocess: Any, directory: Path, contract: d
         sample_encoding(model, contract, preprocess, prompts)
     ref = reference_generate(model, feeds, steps, encoded)
     try:
-        o_enc, o_dec = onnx_runner(directory, contract)
+        o_enc, o_dec = onnx_runner(directory, contract) if Path(directory).is_dir() else pair_runner(directory, contract)
         o_enc = _encoded_once(o_enc, feeds)  # each loop and the encoder comparison encode the same feeds
         # the candidate on generate()'s path: its choice and logits at every step, and the prompt it gives itself
         choices, cand_logits, cand_prompt = greedy_loop(o_enc, o_dec, contract, feeds, steps, forced=ref.tokens,
