@@ -1,4 +1,4 @@
-"""torch_onnx.lean_shape_inference: the TorchScript exporter's shape inference without the weights' data must give
+"""torchscript.lean_shape_inference: the TorchScript exporter's shape inference without the weights' data must give
 the exporter's own ONNX file, node for node, on the model families zoo exports (CNN, ViT, BERT, a decoder with its
 KV cache), and leave the exporter as it found it."""
 
@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from zoo.converters.edges import torch_onnx
+from zoo.converters.edges import torchscript
 
 
 def _timm(name: str):
@@ -64,7 +64,7 @@ def _export(built, lean: bool) -> bytes:
 
     model, example, inputs, outputs, axes = built
     buffer = io.BytesIO()
-    with torch.no_grad(), (torch_onnx.lean_shape_inference() if lean else contextlib.nullcontext()):
+    with torch.no_grad(), (torchscript.lean_shape_inference() if lean else contextlib.nullcontext()):
         torch.onnx.export(model, example, buffer, input_names=inputs, output_names=outputs, dynamic_axes=axes,
                           opset_version=18, dynamo=False, do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
@@ -90,6 +90,6 @@ def test_the_pass_sees_integers_and_small_tensors_but_not_weights(monkeypatch):
     monkeypatch.setattr(torch._C, "_jit_pass_onnx_graph_shape_type_inference",
                         lambda graph, params, opset: (seen.append(dict(params)), real(graph, params, opset))[1])
     big, small, index = torch.randn(512, 256), torch.randn(8), torch.arange(70000)
-    with torch_onnx.lean_shape_inference():
+    with torchscript.lean_shape_inference():
         torch._C._jit_pass_onnx_graph_shape_type_inference(torch._C.Graph(), {"w": big, "b": small, "i": index}, 18)
     assert set(seen[0]) == {"b", "i"}

@@ -410,7 +410,9 @@ def export(model: Any, preprocess: Any, out_dir: Path, opset: int = 17) -> dict[
         past += [torch.randn(batch, heads, 3, d_kv), torch.randn(batch, heads, 3, d_kv), cross[2 * i], cross[2 * i + 1]]
     dec_ids = torch.full((batch, 2), int(model.config.decoder_start_token_id), dtype=torch.long)
     context = () if is_speech(model.config) else (pair.encoder_example[1],)
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    from zoo.converters.edges.torchscript import lean_shape_inference
+
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), lean_shape_inference():
         warnings.simplefilter("ignore")
         torch.onnx.export(pair.encoder, pair.encoder_example, str(out_dir / ENCODER),
                           input_names=contract["encoder"]["inputs"], output_names=contract["encoder"]["outputs"],
