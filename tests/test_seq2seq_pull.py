@@ -146,7 +146,10 @@ def _every_token(real):
     return lambda s, ids, penalty: real(s, np.arange(s.shape[1])[None, :], penalty)
 
 
-@pytest.mark.parametrize("name, mutate", [("_ban_ngrams", _one_behind), ("_penalize", _every_token)])
+@pytest.mark.parametrize("name, mutate", [
+    # slow: ~19 s; the same rules path is the default run's through the penalty case below
+    pytest.param("_ban_ngrams", _one_behind, marks=pytest.mark.slow),
+    ("_penalize", _every_token)])
 def test_a_wrong_rule_in_the_decode_loop_fails_the_check(pull, monkeypatch, name, mutate):
     """A decode loop that applies a rule wrongly (the n-gram ban a token behind, the penalty on every token) no
     longer reproduces generate(): exit 6, nothing published."""

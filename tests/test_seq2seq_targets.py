@@ -237,6 +237,7 @@ def test_pt2_with_a_scaled_cross_attention_cache_fails_with_exit_6(pull, indexed
     _assert_failed_and_nothing_published(err, indexed, "encoder output present.1.encoder.value")
 
 
+@pytest.mark.slow  # ~14 s; the default run fails a broken pair through pt2, and verifies the tflite pair's tokens
 def test_tflite_with_a_scaled_cross_attention_cache_fails_with_exit_6(pull, indexed, monkeypatch):
     """The static pair's encoder file with one cross-attention cache output scaled by 0.99."""
     from zoo.converters.tasks import seq2seq_lite
