@@ -89,7 +89,7 @@ def test_decoder_text_generation_with_kv_cache_matches_generate(pull, task_repos
     manifest = manifest_of(out)
     gen = task_result(manifest, "text-generation")
     assert gen["passed"] and gen["figures"]["identical"] and gen["figures"]["reference"] == "generate()"
-    assert gen["figures"]["reference_process"] == "forked child"  # computed beside the export (parity/forked.py)
+    assert gen["figures"]["reference_process"] == "in-process"  # a tiny model: no fork (parity/forked.py)
     assert gen["figures"]["new_tokens"] == 20 and gen["figures"]["prompts"] >= 3
     assert manifest["record"]["task"] == "text-generation"
     assert manifest["record"]["extra"]["io"]["cache"]["num_layers"] == 2
@@ -173,29 +173,34 @@ def test_a_shifted_cache_output_fails_the_generation_check(pull, monkeypatch):
 
 
 def test_the_forked_childs_reference_is_the_one_checked(pull, monkeypatch):
-    """generate() runs in a forked child during the export (parity/forked.py): a child whose tokens are off by one
-    fails the pull (its answer is what the ONNX loop is held to, not a copy made in-process), and with forking off
-    the same pull is verified on an in-process reference."""
+    """generate() runs in a forked child during the export for models of MIN_WEIGHT_BYTES or more (parity/forked.py;
+    lowered here to fork for the tiny model): a child whose tokens are off by one fails the pull (its answer is what
+    the ONNX loop is held to, not a copy made in-process); a faithful child's pull is verified on its answer; at the
+    default threshold the tiny model's reference is computed in-process."""
     from zoo.converters.parity import forked
 
-    real_fork = forked.fork_jobs
+    real_fork, threshold = forked.fork_jobs, forked.MIN_WEIGHT_BYTES
 
-    def off_by_one(jobs, folder):
+    def off_by_one(jobs, folder, weight_bytes):
         def wrong(job):
             def run():
                 tokens, *logits = job()
                 return [tokens + 1, *logits]
             return run
-        return real_fork({key: wrong(job) for key, job in jobs.items()}, folder)
+        return real_fork({key: wrong(job) for key, job in jobs.items()}, folder, weight_bytes)
 
+    monkeypatch.setattr(forked, "MIN_WEIGHT_BYTES", 0)
     monkeypatch.setattr(forked, "fork_jobs", off_by_one)
     err = pull("zoo-test/tiny-gpt2", code=6)
     gen = [t for t in err["report"]["tasks"] if t["check"] == "text-generation"]
     assert gen and not gen[0]["passed"] and gen[0]["figures"]["reference_process"] == "forked child", gen
     assert "diverge" in gen[0]["reason"] or "agrees" in gen[0]["reason"]
     monkeypatch.setattr(forked, "fork_jobs", real_fork)
-    monkeypatch.setenv("ZOO_REFERENCE_FORK", "off")
     out = pull("zoo-test/tiny-gpt2", "--opset", "17")  # another cache key: converted again
+    gen = task_result(manifest_of(out), "text-generation")
+    assert out["verified"] and gen["figures"]["reference_process"] == "forked child" and gen["figures"]["identical"]
+    monkeypatch.setattr(forked, "MIN_WEIGHT_BYTES", threshold)
+    out = pull("zoo-test/tiny-gpt2", "--opset", "16")
     gen = task_result(manifest_of(out), "text-generation")
     assert out["verified"] and gen["figures"]["reference_process"] == "in-process" and gen["figures"]["identical"]
 

@@ -10,7 +10,8 @@ thread (a child of a process whose OpenMP pool ran hangs in its first parallel r
 not fork-safe), writes only ``.npz`` arrays into the staging folder (read back without pickle), never prints, and
 dies with its parent. Whatever goes wrong (no ``fork``, a crash, a child slower than the deadline), ``get``
 answers None and the caller computes the reference in-process as before: the result is the same either way, only
-when it is computed differs. ``ZOO_REFERENCE_FORK=off`` turns it off.
+when it is computed differs. Models under ``MIN_WEIGHT_BYTES`` are not forked for; ``ZOO_REFERENCE_FORK=off`` turns
+it off.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 MIN_WAIT_S = 60.0  # the parent waits for a running child at least this long, or as long as it has run so far
+# Below this many bytes of weights the reference stays in-process: forking costs about 1 s of CPU (copy-on-write
+# faults on both sides of the Python heap), more than a small model's generate() (tiny decoders of the coverage
+# bench: 6.0-7.4 s of CPU a pull with the fork against 4.8-6.7 s without)
+MIN_WEIGHT_BYTES = 256 * 2**20
 _PR_SET_PDEATHSIG = 1
 
 
@@ -96,9 +101,10 @@ def enabled() -> bool:
     return hasattr(os, "fork") and os.environ.get("ZOO_REFERENCE_FORK", "on").strip().lower() not in ("off", "0", "no")
 
 
-def fork_jobs(jobs: dict[str, Callable[[], list[Any]]], folder: Path) -> Forked | None:
-    """Run ``jobs`` in a forked child; None when forking is off or unavailable (the caller computes in-process)."""
-    if not jobs or not enabled():
+def fork_jobs(jobs: dict[str, Callable[[], list[Any]]], folder: Path, weight_bytes: int) -> Forked | None:
+    """Run ``jobs`` in a forked child; None when forking is off or unavailable, or the model (``weight_bytes``) is
+    too small for it to pay (the caller computes in-process)."""
+    if not jobs or not enabled() or weight_bytes < MIN_WEIGHT_BYTES:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     try:

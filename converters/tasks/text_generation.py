@@ -359,7 +359,9 @@ def fork_references(reference: Any, input_sets: list[InputSet], folder: Any, ste
             return [tokens, *logits]
         return run
 
-    tm.forked = fork_jobs({feeds_key(s.feeds, steps): job(s.feeds) for s in prompt_sets(input_sets)}, folder)
+    weight_bytes = sum(p.numel() * p.element_size() for p in tm.module.parameters())
+    tm.forked = fork_jobs({feeds_key(s.feeds, steps): job(s.feeds) for s in prompt_sets(input_sets)}, folder,
+                          weight_bytes)
     return tm.forked
 
 
