@@ -259,7 +259,7 @@ def test_an_edge_without_a_locator_says_so_plainly(onnx_pair):
 
     path, broken = onnx_pair
     report = check_parity(_ort(path), _ort(broken), _sets(), output_names=["y"])
-    for edges in ([("onnx", "tf")], [("torch", "jax"), ("jax", "tf")], [("onnx", "pt2")]):
+    for edges in ([("onnx", "tf")], [("jax", "tf")], [("onnx", "pt2")]):
         found = locate(report, edges, [broken] * len(edges), _sets(), ["x"], _tiny(), report.tolerance)
         assert found["located"] is False and "error" not in found and "only the final outputs" in found["note"]
         assert "cannot compare intermediate tensors across" in describe(found)[0]
@@ -366,3 +366,97 @@ def test_a_broken_onnx_to_pt2_program_is_located_at_the_broken_node(onnx_pair, t
     assert result["grows_most"]["node"] == "/inner/inner.7/Gemm"
     refused = run_zoo("diff", str(bad), str(bad))
     assert refused.returncode == 2 and "cannot match node by node" in refused.stderr
+
+
+# --- torch -> jax (torchax + jax.export) ----------------------------------------------------------------------
+def _break_lowering(monkeypatch, op, wrong) -> None:
+    """torchax's lowering of ``op`` replaced by ``wrong`` (a jax function) in its environment: what a wrong
+    lowering does to every jax file exported while it is in place."""
+    import dataclasses
+
+    from zoo.converters.edges.jax_export import import_torchax
+
+    env = import_torchax().default_env()
+    monkeypatch.setitem(env._ops, op, dataclasses.replace(env._ops[op], func=wrong))
+
+
+@pytest.fixture
+def broken_tanh(monkeypatch):
+    """aten.tanh lowered 5% high, and the tiny model exported to jax while it is."""
+    from test_targets import require
+
+    require("jax")
+    import jax.numpy as jnp
+    import torch
+
+    _break_lowering(monkeypatch, torch.ops.aten.tanh, lambda x: jnp.tanh(x) * 1.05)
+    return monkeypatch
+
+
+def _jax_file(tm, root):
+    import torch
+
+    from zoo.converters.edges.jax_export import torch_to_jax
+    from zoo.converters.graph import EdgeContext
+
+    return torch_to_jax(tm, root, EdgeContext(opset=18, example=(torch.from_numpy(_feeds()["x"]),)))
+
+
+def test_a_wrong_torchax_lowering_is_located_at_its_first_module(broken_tanh, tmp_path):
+    """Tanh lowered 5% high: the first Tanh PyTorch ran (layer 6, not 8) is named, found in torchax's eager run of
+    the module, with its input still exact (the error is born there); through ``locate`` on the set that failed."""
+    from zoo.converters.parity.check import check_parity
+    from zoo.converters.parity.locate import describe, locate
+    from zoo.converters.parity.runners import jax_runner, torch_runner
+    from zoo.converters.parity.torchax_layers import locate_jax
+
+    tm = _tiny()
+    bad = _jax_file(tm, tmp_path)
+    found = locate_jax(tm, bad, _feeds(), ["x"], atol=1e-5, rtol=1e-5)
+    assert found["edge"] == "torch->jax" and (found["module"], found["module_type"]) == ("6", "Tanh")
+    assert found["what"] == "values differ" and found["max_abs_diff"] > 1e-3 and found["input_rel_diff"] == 0.0
+    assert found["grows_most"]["label"] == "6" and found["grows_most"]["input_rel_diff"] == 0.0
+    assert "not the serialised StableHLO program" in found["compares"]
+    sets = _sets()
+    report = check_parity(torch_runner(tm), jax_runner(bad, ["x"]), sets, output_names=["y"])
+    assert not report.passed
+    located = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
+    assert located["module"] == "6" and located["input_set"] in {s.name for s in sets}
+    assert describe(located)[0].startswith("first diverging layer: 6 (Tanh) -> torchax's eager run")
+    assert "grows most at node #" in describe(located)[1] and json.dumps(located)
+    # the lowering mended, the file still broken: the eager run matches at every module, which is said plainly,
+    # with how far the serialised program is from that run; never a guessed layer
+    broken_tanh.undo()
+    eager_ok = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
+    assert eager_ok["located"] is False and eager_ok["module"] is None and eager_ok["compared"] == 11
+    assert "did not reproduce eagerly" in eager_ok["note"] and "differ from the eager run's by up to" in eager_ok["note"]
+    chained = locate(report, [("torch", "jax"), ("jax", "tf")], [bad, bad], sets, ["x"], tm, report.tolerance)
+    assert chained["located"] is False and chained["note"].endswith("or it comes from jax->tf, which zoo cannot look inside")
+    good = _jax_file(tm, tmp_path / "good")
+    assert check_parity(torch_runner(tm), jax_runner(good, ["x"]), sets, output_names=["y"]).passed
+
+
+def test_a_wrong_gelu_lowering_fails_a_jax_pull_naming_the_first_gelu(indexed, cached_repo, monkeypatch, capsys):
+    """Through the pipeline: ``zoo pull test_vit --format jax`` with torchax's GELU lowered 5% high exports a wrong
+    file (through the torch.export graph, as a ViT's symbolic batch needs); parity fails (exit 6) and the report
+    names the ViT's first GELU, the MLP activation of block 0, found on the set that failed."""
+    from test_targets import require
+
+    require("jax")
+    import jax
+    import torch
+
+    from zoo.cli import main as cli
+
+    _break_lowering(monkeypatch, torch.ops.aten.gelu, lambda x, approximate="none": jax.nn.gelu(x, approximate=False) * 1.05)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo("timm/test_vit.r160_in1k")
+    code = cli.main(["pull", "test_vit", "--format", "jax", "--json"])
+    captured = capsys.readouterr()
+    assert code == 6, captured.err[-2000:]
+    err = json.loads(captured.out.strip().splitlines()[-1])
+    found = err["divergence"]
+    assert found["edge"] == "torch->jax" and (found["module"], found["module_type"]) == ("blocks.0.mlp.act", "GELU")
+    assert found["input_rel_diff"] == 0.0 and found["input_set"] in {c["input_set"] for c in err["worst"]}
+    assert found["grows_most"]["label"] == "blocks.0.mlp.act"
+    assert "first diverging layer: blocks.0.mlp.act (GELU) -> torchax's eager run" in captured.err
