@@ -380,17 +380,18 @@ def _break_lowering(monkeypatch, op, wrong) -> None:
     monkeypatch.setitem(env._ops, op, dataclasses.replace(env._ops[op], func=wrong))
 
 
-@pytest.fixture
-def broken_tanh(monkeypatch):
-    """aten.tanh lowered 5% high, and the tiny model exported to jax while it is."""
-    from test_targets import require
-
-    require("jax")
-    import jax.numpy as jnp
+def _tanh_inputs(tm, feeds) -> dict[str, float]:
+    """The largest input each Tanh (layers 6 and 8) takes on ``feeds``, in PyTorch."""
     import torch
 
-    _break_lowering(monkeypatch, torch.ops.aten.tanh, lambda x: jnp.tanh(x) * 1.05)
-    return monkeypatch
+    seen: dict[str, float] = {}
+    handles = [tm.module.inner[i].register_forward_hook(
+        lambda m, args, out, i=i: seen.__setitem__(str(i), float(args[0].max()))) for i in (6, 8)]
+    with torch.no_grad():
+        tm.module(torch.from_numpy(feeds["x"]))
+    for h in handles:
+        h.remove()
+    return seen
 
 
 def _jax_file(tm, root):
@@ -399,34 +400,50 @@ def _jax_file(tm, root):
     from zoo.converters.edges.jax_export import torch_to_jax
     from zoo.converters.graph import EdgeContext
 
+    root.mkdir(parents=True, exist_ok=True)
     return torch_to_jax(tm, root, EdgeContext(opset=18, example=(torch.from_numpy(_feeds()["x"]),)))
 
 
-def test_a_wrong_torchax_lowering_is_located_at_its_first_module(broken_tanh, tmp_path):
-    """Tanh lowered 5% high: the first Tanh PyTorch ran (layer 6, not 8) is named, found in torchax's eager run of
-    the module, with its input still exact (the error is born there); through ``locate`` on the set that failed."""
+def test_a_wrong_torchax_lowering_is_located_on_the_set_that_shows_it(tmp_path):
+    """Tanh lowered 5% high above a threshold only the bright set's first Tanh reaches (an approximation valid near
+    zero): parity fails on that set alone, and the locator, run on it, names the first Tanh PyTorch ran (layer 6,
+    not 8) in torchax's eager run, its input still exact (the error is born there). On the all-zero set the same
+    run matches: looking there would find nothing."""
+    from test_targets import require
+
+    require("jax")
+    import jax.numpy as jnp
+    import torch
+
     from zoo.converters.parity.check import check_parity
     from zoo.converters.parity.locate import describe, locate
     from zoo.converters.parity.runners import jax_runner, torch_runner
     from zoo.converters.parity.torchax_layers import locate_jax
 
     tm = _tiny()
-    bad = _jax_file(tm, tmp_path)
-    found = locate_jax(tm, bad, _feeds(), ["x"], atol=1e-5, rtol=1e-5)
-    assert found["edge"] == "torch->jax" and (found["module"], found["module_type"]) == ("6", "Tanh")
-    assert found["what"] == "values differ" and found["max_abs_diff"] > 1e-3 and found["input_rel_diff"] == 0.0
-    assert found["grows_most"]["label"] == "6" and found["grows_most"]["input_rel_diff"] == 0.0
-    assert "not the serialised StableHLO program" in found["compares"]
-    sets = _sets()
-    report = check_parity(torch_runner(tm), jax_runner(bad, ["x"]), sets, output_names=["y"])
-    assert not report.passed
-    located = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
-    assert located["module"] == "6" and located["input_set"] in {s.name for s in sets}
-    assert describe(located)[0].startswith("first diverging layer: 6 (Tanh) -> torchax's eager run")
-    assert "grows most at node #" in describe(located)[1] and json.dumps(located)
+    zeros, bright = _sets()[0], InputSet("random-bright", {"x": _feeds()["x"] * 8}, kind="random")
+    quiet, loud = _tanh_inputs(tm, zeros.feeds), _tanh_inputs(tm, bright.feeds)
+    threshold = max(quiet["6"], quiet["8"], loud["8"]) + 0.5
+    assert loud["6"] > threshold + 0.5, (quiet, loud)
+    with pytest.MonkeyPatch.context() as broken:
+        _break_lowering(broken, torch.ops.aten.tanh, lambda x: jnp.where(x > threshold, jnp.tanh(x) * 1.05, jnp.tanh(x)))
+        bad = _jax_file(tm, tmp_path)
+        found = locate_jax(tm, bad, bright.feeds, ["x"], atol=1e-5, rtol=1e-5)
+        assert found["edge"] == "torch->jax" and (found["module"], found["module_type"]) == ("6", "Tanh")
+        assert found["what"] == "values differ" and found["max_abs_diff"] > 1e-3 and found["input_rel_diff"] == 0.0
+        assert found["grows_most"]["label"] == "6" and found["grows_most"]["input_rel_diff"] == 0.0
+        assert "not the serialised StableHLO program" in found["compares"]
+        sets = [zeros, bright]
+        report = check_parity(torch_runner(tm), jax_runner(bad, ["x"]), sets, output_names=["y"])
+        assert not report.passed and {c.input_set for c in report.checks if not c.passed} == {"random-bright"}
+        located = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
+        assert located["module"] == "6" and located["input_set"] == "random-bright"
+        assert describe(located)[0].startswith("first diverging layer: 6 (Tanh) -> torchax's eager run")
+        assert "grows most at node #" in describe(located)[1] and json.dumps(located)
+        on_zeros = locate_jax(tm, bad, zeros.feeds, ["x"], atol=1e-5, rtol=1e-5)
+        assert on_zeros["located"] is False and "did not reproduce eagerly" in on_zeros["note"]
     # the lowering mended, the file still broken: the eager run matches at every module, which is said plainly,
     # with how far the serialised program is from that run; never a guessed layer
-    broken_tanh.undo()
     eager_ok = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
     assert eager_ok["located"] is False and eager_ok["module"] is None and eager_ok["compared"] == 11
     assert "did not reproduce eagerly" in eager_ok["note"] and "differ from the eager run's by up to" in eager_ok["note"]

@@ -137,8 +137,8 @@ def locate_jax(tm: Any, path: Path, feeds: dict[str, np.ndarray], input_names: l
     def finding(module: str, kind: str, _value: Any, what: str, diff: float | None) -> dict[str, Any]:
         if carried.get(module):  # its input was already off: born in code that ran before it, outside submodules
             what += f" (its input already differs, relative error {carried[module]:.3g})"
-        path = module.removeprefix("inner.")
-        return {"edge": EDGE, "module": path, "module_type": kind, "node": path, "op_type": kind, "against": AGAINST,
+        named = module.removeprefix("inner.")
+        return {"edge": EDGE, "module": named, "module_type": kind, "node": named, "op_type": kind, "against": AGAINST,
                 "what": what, "max_abs_diff": diff, "input_rel_diff": carried.get(module, 0.0)}
 
     found = first_off([(n, k, v) for n, k, _, v in ours], by_name, lambda v: v, atol, rtol, finding)
