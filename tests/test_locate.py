@@ -421,7 +421,7 @@ def test_a_wrong_torchax_lowering_is_located_on_the_set_that_shows_it(tmp_path):
     from zoo.converters.parity.torchax_layers import locate_jax
 
     tm = _tiny()
-    zeros, bright = _sets()[0], InputSet("random-bright", {"x": _feeds()["x"] * 8}, kind="random")
+    zeros, bright = _sets()[0], InputSet("random-bright", {"x": _feeds()["x"] * 30}, kind="random")
     quiet, loud = _tanh_inputs(tm, zeros.feeds), _tanh_inputs(tm, bright.feeds)
     threshold = max(quiet["6"], quiet["8"], loud["8"]) + 0.5
     assert loud["6"] > threshold + 0.5, (quiet, loud)
