@@ -130,7 +130,7 @@ def locate_jax(tm: Any, path: Path, feeds: dict[str, np.ndarray], input_names: l
     if grows is not None:
         extra["grows_most"] = {k: grows[k] for k in ("node", "op_type", "max_abs_diff", "max_rel_diff",
                                                      "input_rel_diff", "growth", "index")}
-        extra["grows_most"]["label"] = grows["node"].removeprefix("inner.")
+        extra["grows_most"]["node"] = extra["grows_most"]["label"] = grows["node"].removeprefix("inner.")
 
     carried = {r["node"]: r["input_rel_diff"] for r in rows}
 
