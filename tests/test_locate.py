@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -451,6 +452,44 @@ def test_a_wrong_torchax_lowering_is_located_on_the_set_that_shows_it(tmp_path):
     assert chained["located"] is False and chained["note"].endswith("or it comes from jax->tf, which zoo cannot look inside")
     good = _jax_file(tm, tmp_path / "good")
     assert check_parity(torch_runner(tm), jax_runner(good, ["x"]), sets, output_names=["y"]).passed
+
+
+def test_a_wrong_op_inside_a_module_with_children_names_that_module(monkeypatch):
+    """A softmax 5% high inside BERT's eager self-attention (functional code, no submodule of its own): the locator
+    names the attention module, recorded when its forward returns, after its query/key/value Linears matched."""
+    from test_targets import require
+
+    require("jax")
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from zoo.converters.loaders.torch_models import TorchModel
+    from zoo.converters.parity.torchax_layers import locate_jax
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=37, attn_implementation="eager")).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = bert
+
+        def forward(self, input_ids, attention_mask):
+            return (self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,)
+
+    tm = TorchModel(Encoder().eval(), ["input_ids", "attention_mask"], ["last_hidden_state"], {})
+    feeds = {"input_ids": np.arange(1, 17, dtype=np.int64).reshape(1, 16), "attention_mask": np.ones((1, 16), np.int64)}
+    faithful = locate_jax(tm, Path("absent.jax"), feeds, tm.input_names, atol=1e-5, rtol=1e-5)
+    assert faithful["located"] is False and "the serialised program could not be run: InvalidModelError" in faithful["note"]
+    softmax = torch.ops.aten._softmax
+    from zoo.converters.edges.jax_export import import_torchax
+
+    real = import_torchax().default_env()._ops[softmax].func
+    _break_lowering(monkeypatch, softmax, lambda *args, **kwargs: real(*args, **kwargs) * 1.05)
+    found = locate_jax(tm, Path("absent.jax"), feeds, tm.input_names, atol=1e-5, rtol=1e-5)
+    assert (found["module"], found["module_type"]) == ("encoder.layer.0.attention.self", "BertSelfAttention")
+    assert found["input_rel_diff"] == 0.0 and found["what"] == "values differ"
 
 
 def test_a_wrong_gelu_lowering_fails_a_jax_pull_naming_the_first_gelu(indexed, cached_repo, monkeypatch, capsys):
