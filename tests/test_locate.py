@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -259,7 +260,7 @@ def test_an_edge_without_a_locator_says_so_plainly(onnx_pair):
 
     path, broken = onnx_pair
     report = check_parity(_ort(path), _ort(broken), _sets(), output_names=["y"])
-    for edges in ([("onnx", "tf")], [("torch", "jax"), ("jax", "tf")], [("onnx", "pt2")]):
+    for edges in ([("onnx", "tf")], [("jax", "tf")], [("onnx", "pt2")]):
         found = locate(report, edges, [broken] * len(edges), _sets(), ["x"], _tiny(), report.tolerance)
         assert found["located"] is False and "error" not in found and "only the final outputs" in found["note"]
         assert "cannot compare intermediate tensors across" in describe(found)[0]
@@ -366,3 +367,152 @@ def test_a_broken_onnx_to_pt2_program_is_located_at_the_broken_node(onnx_pair, t
     assert result["grows_most"]["node"] == "/inner/inner.7/Gemm"
     refused = run_zoo("diff", str(bad), str(bad))
     assert refused.returncode == 2 and "cannot match node by node" in refused.stderr
+
+
+# --- torch -> jax (torchax + jax.export) ----------------------------------------------------------------------
+def _break_lowering(monkeypatch, op, wrong) -> None:
+    """torchax's lowering of ``op`` replaced by ``wrong`` (a jax function) in its environment: what a wrong
+    lowering does to every jax file exported while it is in place."""
+    import dataclasses
+
+    from zoo.converters.edges.jax_export import import_torchax
+
+    env = import_torchax().default_env()
+    monkeypatch.setitem(env._ops, op, dataclasses.replace(env._ops[op], func=wrong))
+
+
+def _tanh_inputs(tm, feeds) -> dict[str, float]:
+    """The largest input each Tanh (layers 6 and 8) takes on ``feeds``, in PyTorch."""
+    import torch
+
+    seen: dict[str, float] = {}
+    handles = [tm.module.inner[i].register_forward_hook(
+        lambda m, args, out, i=i: seen.__setitem__(str(i), float(args[0].max()))) for i in (6, 8)]
+    with torch.no_grad():
+        tm.module(torch.from_numpy(feeds["x"]))
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def _jax_file(tm, root):
+    import torch
+
+    from zoo.converters.edges.jax_export import torch_to_jax
+    from zoo.converters.graph import EdgeContext
+
+    root.mkdir(parents=True, exist_ok=True)
+    return torch_to_jax(tm, root, EdgeContext(opset=18, example=(torch.from_numpy(_feeds()["x"]),)))
+
+
+def test_a_wrong_torchax_lowering_is_located_on_the_set_that_shows_it(tmp_path):
+    """Tanh lowered 5% high above a threshold only the bright set's first Tanh reaches (an approximation valid near
+    zero): parity fails on that set alone, and the locator, run on it, names the first Tanh PyTorch ran (layer 6,
+    not 8) in torchax's eager run, its input still exact (the error is born there). On the all-zero set the same
+    run matches: looking there would find nothing."""
+    from test_targets import require
+
+    require("jax")
+    import jax.numpy as jnp
+    import torch
+
+    from zoo.converters.parity.check import check_parity
+    from zoo.converters.parity.locate import describe, locate
+    from zoo.converters.parity.runners import jax_runner, torch_runner
+    from zoo.converters.parity.torchax_layers import locate_jax
+
+    tm = _tiny()
+    zeros, bright = _sets()[0], InputSet("random-bright", {"x": _feeds()["x"] * 30}, kind="random")
+    quiet, loud = _tanh_inputs(tm, zeros.feeds), _tanh_inputs(tm, bright.feeds)
+    threshold = max(quiet["6"], quiet["8"], loud["8"]) + 0.5
+    assert loud["6"] > threshold + 0.5, (quiet, loud)
+    with pytest.MonkeyPatch.context() as broken:
+        _break_lowering(broken, torch.ops.aten.tanh, lambda x: jnp.where(x > threshold, jnp.tanh(x) * 1.05, jnp.tanh(x)))
+        bad = _jax_file(tm, tmp_path)
+        found = locate_jax(tm, bad, bright.feeds, ["x"], atol=1e-5, rtol=1e-5)
+        assert found["edge"] == "torch->jax" and (found["module"], found["module_type"]) == ("6", "Tanh")
+        assert found["what"] == "values differ" and found["max_abs_diff"] > 1e-3 and found["input_rel_diff"] == 0.0
+        assert found["grows_most"]["label"] == "6" and found["grows_most"]["input_rel_diff"] == 0.0
+        assert "not the serialised StableHLO program" in found["compares"]
+        sets = [zeros, bright]
+        report = check_parity(torch_runner(tm), jax_runner(bad, ["x"]), sets, output_names=["y"])
+        assert not report.passed and {c.input_set for c in report.checks if not c.passed} == {"random-bright"}
+        located = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
+        assert located["module"] == "6" and located["input_set"] == "random-bright"
+        assert describe(located)[0].startswith("first diverging layer: 6 (Tanh) -> torchax's eager run")
+        assert "grows most at node #" in describe(located)[1] and json.dumps(located)
+        on_zeros = locate_jax(tm, bad, zeros.feeds, ["x"], atol=1e-5, rtol=1e-5)
+        assert on_zeros["located"] is False and "did not reproduce eagerly" in on_zeros["note"]
+    # the lowering mended, the file still broken: the eager run matches at every module, which is said plainly,
+    # with how far the serialised program is from that run; never a guessed layer
+    eager_ok = locate(report, [("torch", "jax")], [bad], sets, ["x"], tm, report.tolerance)
+    assert eager_ok["located"] is False and eager_ok["module"] is None and eager_ok["compared"] == 11
+    assert "did not reproduce eagerly" in eager_ok["note"] and "differ from the eager run's by up to" in eager_ok["note"]
+    chained = locate(report, [("torch", "jax"), ("jax", "tf")], [bad, bad], sets, ["x"], tm, report.tolerance)
+    assert chained["located"] is False and chained["note"].endswith("or it comes from jax->tf, which zoo cannot look inside")
+    good = _jax_file(tm, tmp_path / "good")
+    assert check_parity(torch_runner(tm), jax_runner(good, ["x"]), sets, output_names=["y"]).passed
+
+
+def test_a_wrong_op_inside_a_module_with_children_names_that_module(monkeypatch):
+    """A softmax 5% high inside BERT's eager self-attention (functional code, no submodule of its own): the locator
+    names the attention module, recorded when its forward returns, after its query/key/value Linears matched."""
+    from test_targets import require
+
+    require("jax")
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from zoo.converters.loaders.torch_models import TorchModel
+    from zoo.converters.parity.torchax_layers import locate_jax
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=37, attn_implementation="eager")).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = bert
+
+        def forward(self, input_ids, attention_mask):
+            return (self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,)
+
+    tm = TorchModel(Encoder().eval(), ["input_ids", "attention_mask"], ["last_hidden_state"], {})
+    feeds = {"input_ids": np.arange(1, 17, dtype=np.int64).reshape(1, 16), "attention_mask": np.ones((1, 16), np.int64)}
+    faithful = locate_jax(tm, Path("absent.jax"), feeds, tm.input_names, atol=1e-5, rtol=1e-5)
+    assert faithful["located"] is False and "the serialised program could not be run: InvalidModelError" in faithful["note"]
+    softmax = torch.ops.aten._softmax
+    from zoo.converters.edges.jax_export import import_torchax
+
+    real = import_torchax().default_env()._ops[softmax].func
+    _break_lowering(monkeypatch, softmax, lambda *args, **kwargs: real(*args, **kwargs) * 1.05)
+    found = locate_jax(tm, Path("absent.jax"), feeds, tm.input_names, atol=1e-5, rtol=1e-5)
+    assert (found["module"], found["module_type"]) == ("encoder.layer.0.attention.self", "BertSelfAttention")
+    assert found["input_rel_diff"] == 0.0 and found["what"] == "values differ"
+
+
+def test_a_wrong_gelu_lowering_fails_a_jax_pull_naming_the_first_gelu(indexed, cached_repo, monkeypatch, capsys):
+    """Through the pipeline: ``zoo pull test_vit --format jax`` with torchax's GELU lowered 5% high exports a wrong
+    file (through the torch.export graph, as a ViT's symbolic batch needs); parity fails (exit 6) and the report
+    names the ViT's first GELU, the MLP activation of block 0, found on the set that failed."""
+    from test_targets import require
+
+    require("jax")
+    import jax
+    import torch
+
+    from zoo.cli import main as cli
+
+    _break_lowering(monkeypatch, torch.ops.aten.gelu, lambda x, approximate="none": jax.nn.gelu(x, approximate=False) * 1.05)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo("timm/test_vit.r160_in1k")
+    code = cli.main(["pull", "test_vit", "--format", "jax", "--json"])
+    captured = capsys.readouterr()
+    assert code == 6, captured.err[-2000:]
+    err = json.loads(captured.out.strip().splitlines()[-1])
+    found = err["divergence"]
+    assert found["edge"] == "torch->jax" and (found["module"], found["module_type"]) == ("blocks.0.mlp.act", "GELU")
+    assert found["input_rel_diff"] == 0.0 and found["input_set"] in {c["input_set"] for c in err["worst"]}
+    assert found["grows_most"]["label"] == "blocks.0.mlp.act"
+    assert "first diverging layer: blocks.0.mlp.act (GELU) -> torchax's eager run" in captured.err

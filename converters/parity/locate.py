@@ -6,9 +6,12 @@
   file (``nodediff``), with where the relative error grows most over its inputs';
 - torch -> onnx: layer by layer with torch hooks (``divergence``);
 - torch -> pt2, torch -> tflite (litert-torch): layer by layer with torch hooks against the program's nodes or the
-  file's tensors (``layers``); onnx -> pt2 (zoo's compiler): node by node against onnxruntime (``layers``).
+  file's tensors (``layers``); onnx -> pt2 (zoo's compiler): node by node against onnxruntime (``layers``);
+- torch -> jax (torchax + jax.export): module by module against torchax's eager run of the module, the function the
+  export traced (``torchax_layers``); the serialised StableHLO keeps no intermediate values, so when the eager run
+  matches, the report says the failure did not reproduce eagerly and how far the file is from that run.
 
-Other edges (onnx2tf, jax2tf, torchax) have no locator: the report says so plainly. The input set is
+Other edges (onnx2tf's onnx -> tf/tflite, jax2tf's jax -> tf) have no locator: the report says so plainly. The input set is
 the one that failed: the first failed task check's set (a detection, mask or CTC check on a photograph or a clip),
 else the set of the worst output out of tolerance, so the locator runs on the feeds that show the error.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
-LAYERED = {("torch", "onnx"), ("torch", "pt2"), ("torch", "tflite")}
+LAYERED = {("torch", "onnx"), ("torch", "pt2"), ("torch", "tflite"), ("torch", "jax")}
 
 
 def failing_set(report: Any, sets: list) -> tuple[Any, str]:
@@ -62,11 +65,13 @@ def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: li
                 "note": f"zoo cannot compare intermediate tensors across {_edges_text(edges)}: only the final outputs "
                         "were compared (no locator for this route)"}
     found = _guarded(edge, lambda: _layered(first, torch_model, hops[0], chosen.feeds, input_names, tolerance))
+    later = _edges_text(edges[1:])
     if found is None:
-        later = _edges_text(edges[1:])
         found = {"edge": edge, "module": None, "located": False,
                  "note": f"every layer of the {edge} conversion matches" + (f"; the difference comes from {later}, "
                          "which zoo cannot look inside" if later else "; it appears only in the final outputs")}
+    elif later and found.get("located") is False and found.get("compared"):  # every layer of this edge matched
+        found["note"] += f"; or it comes from {later}, which zoo cannot look inside"
     return {**where, **found}
 
 
@@ -81,6 +86,10 @@ def _layered(edge: tuple[str, str], tm: Any, path: Path, feeds: dict, input_name
         from zoo.converters.parity.divergence import locate_divergence
 
         return locate_divergence(tm, path, feeds, atol=tol.atol, rtol=tol.rtol)
+    if edge == ("torch", "jax"):
+        from zoo.converters.parity.torchax_layers import locate_jax
+
+        return locate_jax(tm, path, feeds, input_names, atol=tol.atol, rtol=tol.rtol)
     from zoo.converters.parity.layers import locate_litert, locate_pt2
 
     fn = locate_pt2 if edge == ("torch", "pt2") else locate_litert
@@ -109,8 +118,9 @@ def describe(divergence: dict[str, Any] | None) -> list[str]:
         node = divergence.get("onnx_node") or divergence.get("label") or divergence.get("node")
         diff = divergence.get("max_abs_diff")
         target = "ONNX node" if divergence.get("onnx_node") else f"{divergence.get('edge', 'the converted')} node"
-        lines.append(f"first diverging layer: {divergence['module']} ({divergence['module_type']}) -> {target} "
-                     f"{node} ({divergence['op_type']}): {divergence['what']}"
+        against = divergence.get("against") or f"{target} {node} ({divergence['op_type']})"
+        lines.append(f"first diverging layer: {divergence['module']} ({divergence['module_type']}) -> {against}: "
+                     f"{divergence['what']}"
                      f"{'' if diff is None else f', max abs diff {diff:.3g}'}{on}")
     elif divergence.get("node"):
         lines.append(f"first diverging node of {divergence['edge']}: {divergence.get('label') or divergence['node']} "
