@@ -201,4 +201,5 @@ def test_a_decoder_over_2_gb(indexed, tmp_path):
     assert files[DATA] > 2**31 and files["model.onnx"] < 50_000_000 and _locations(art / "model.onnx") == {DATA}
     gen = next(t for t in manifest["parity"]["tasks"] if t["check"] == "text-generation")
     assert gen["passed"] and gen["figures"]["identical"] and gen["figures"]["reference"] == "generate()"
+    assert gen["figures"]["reference_process"] == "forked child"  # computed during the export (parity/forked.py)
     assert peak < 4 * weights, f"peak RSS {peak / 1e9:.2f} GB for {weights / 1e9:.2f} GB of weights"
