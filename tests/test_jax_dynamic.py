@@ -19,7 +19,7 @@ def _close(got, ref) -> None:
     np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
 
 
-def _bert():
+def tiny_bert_encoder():
     """A tiny transformers BERT encoder, its two outputs as a tuple, and feeds with padding that matters."""
     import torch
     from transformers import BertConfig, BertModel
@@ -66,7 +66,7 @@ def bert_jax(tmp_path_factory):
     from zoo.converters.loaders.torch_models import TorchModel
     from zoo.converters.parity.runners import torch_inputs
 
-    module = _bert()
+    module = tiny_bert_encoder()
     names = ["input_ids", "attention_mask"]
     tm = TorchModel(module, names, ["last_hidden_state", "pooler_output"],
                     {n: {0: "batch", 1: "sequence"} for n in names})

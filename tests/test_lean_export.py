@@ -22,24 +22,11 @@ def _timm(name: str):
 
 def _bert():
     import torch
-    from transformers import BertConfig, BertModel
+    from test_jax_dynamic import tiny_bert_encoder
 
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    bert = BertModel(config).eval()
-
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask):
-            out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
-            return out.last_hidden_state, out.pooler_output
-
-    ids = torch.randint(0, 300, (2, 7))
+    ids = torch.randint(0, 99, (2, 7))
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    return Encoder().eval(), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], ["last_hidden_state", "pooler"], axes
+    return tiny_bert_encoder(), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], ["last_hidden_state", "pooler"], axes
 
 
 def _gpt2():
