@@ -163,17 +163,12 @@ def accuracy_text(label: str, row: dict[str, Any]) -> str:
 
 
 def _divergence(ref: Any, cand: Any, report: Any, sets: list[Any], tolerance: Any) -> dict[str, Any] | None:
-    """Best effort, on the input set that failed: a diagnostic never turns a failed assertion into a crash."""
-    from zoo.converters.parity.divergence import locate_divergence
-    from zoo.converters.parity.locate import failing_set
+    """Where the torch -> onnx candidate first diverges, on the input set that failed: the pipeline's locator
+    (parity/locate.py), which never raises."""
+    from zoo.converters.parity.locate import locate
 
-    chosen, why = failing_set(report, sets)
-    where = {"input_set": chosen.name, "why": why}
-    try:
-        found = locate_divergence(ref.torch_model, cand.onnx_path, chosen.feeds, atol=tolerance.atol, rtol=tolerance.rtol)
-    except Exception as exc:  # noqa: BLE001
-        return {**where, "error": f"could not locate the first diverging layer: {type(exc).__name__}: {str(exc)[:200]}"}
-    return {**where, **(found or {"note": "every layer matches: the difference appears only in the final outputs"})}
+    return locate(report, [("torch", "onnx")], [Path(cand.onnx_path)], sets, list(sets[0].feeds), ref.torch_model,
+                  tolerance)
 
 
 def _record(label: str, parity: dict[str, Any]) -> None:
