@@ -197,9 +197,8 @@ def require_format_of(source: Source, fmt: str) -> None:
     from zoo.converters import graph
     from zoo.converters.tasks.seq2seq import FORMATS
 
-    io = (source.record.extra.get("io") or {}) if source.record is not None else {}
-    if io.get("files") and (graph.canonical_format(fmt) not in FORMATS
-                            or not graph.pair_routes(graph.routes(source.node, graph.canonical_format(fmt)))):
+    if _is_pair(source) and (graph.canonical_format(fmt) not in FORMATS
+                             or not graph.pair_routes(graph.routes(source.node, graph.canonical_format(fmt)))):
         raise errors.UnsupportedError(
             f"{source.label}: an encoder-decoder model ({source.record.task}) is two graphs, an encoder and a "
             f"decoder with its cache; no route to --format {fmt} converts and checks them together",
@@ -414,7 +413,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     canonical = options.canonical()
     versions = key_versions(source, chains)
 
-    def run_and_check(chain: list, ctx: Any, into: Path, dtype: str) -> tuple[list[Path], Any]:
+    def run_and_check(chain: list, ctx: Any, into: Path, dtype: str) -> tuple[list[Path], Any, list]:
         hops = graph.run_chain(chain, opened.model, into, ctx, progress)
         hooks.pause_at("convert.exported")
         for note in ctx.notes:
@@ -436,7 +435,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
             report.warnings.append(f"static shapes: parity checked on the {len(sets)} input sets of the exported shape; "
                                    f"not on {', '.join(skipped)}")
         unchecked_samples(report, opened.input_sets, sets)
-        return hops, report
+        return hops, report, sets
 
     attempts: list[dict[str, Any]] = []
     outcome = None
@@ -454,7 +453,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
         dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
         route = {"route": graph.chain_name(chain), "tools": [e.name for e in chain], "rung": rung}
         try:
-            hops, report = run_and_check(chain, ctx, into, dtype)
+            hops, report, sets = run_and_check(chain, ctx, into, dtype)
             exported = ctx.info.get("torch->onnx", {})
             if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
                 # TorchScript traces one shape; parity on other shapes is what catches what it baked in
@@ -462,7 +461,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
                 progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
                 ctx.exporter = "dynamo"
                 (into / "dynamo").mkdir()
-                hops, report = run_and_check(chain, ctx, into / "dynamo", dtype)
+                hops, report, sets = run_and_check(chain, ctx, into / "dynamo", dtype)
                 ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
         except (errors.ConversionError, errors.MissingDependencyError) as exc:  # a route without its extra: the next
             if len(rungs) == 1:
@@ -474,7 +473,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
         attempts.append({**route, "result": "passed" if report.passed else "failed parity",
                          "reason": report.summary_line(), "max_abs_diff": report.max_abs_diff})
         if outcome is None or report.passed:
-            outcome = (chain, ctx, hops, report, dtype)
+            outcome = (chain, ctx, hops, report, dtype, sets)
         if report.passed:
             break
         if i + 1 < len(rungs):
@@ -485,7 +484,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
             "every route to " + options.format + " failed: "
             + "; ".join(f"{a['route']} ({', '.join(a['tools'])}): {a['reason'][:200]}" for a in attempts),
             hint="convert to onnx or pt2 instead, or report the model with this message", routes=attempts)
-    chain, ctx, hops, report, dtype = outcome
+    chain, ctx, hops, report, dtype, sets = outcome
     if len(rungs) > 1:
         won = next((a for a in attempts if a["result"] == "passed"), None)
         for a in attempts:
@@ -496,8 +495,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
         progress.note(f"parity: {warning}")
     if not report.passed:
         with progress.stage("locate", "where it first diverges"):  # on the set that failed (parity/locate.py)
-            parity["divergence"] = locate(report, [(e.source, e.target) for e in chain], hops,
-                                          static_sets(ctx, opened.input_sets, opened.input_names)[0],
+            parity["divergence"] = locate(report, [(e.source, e.target) for e in chain], hops, sets,
                                           opened.input_names, opened.torch_model, report.tolerance,
                                           opened.model if isinstance(opened.model, Path) else None)
     first_edge = f"{chain[0].source}->{chain[0].target}"
