@@ -22,7 +22,7 @@ from zoo.converters.tasks.seq2seq import (
     empty_self_cache,
     sample_encoding,
 )
-from zoo.converters.tasks.text_generation import LOGIT_RTOL, range_share, token_verdict
+from zoo.converters.tasks.text_generation import LOGIT_RTOL, first_departure, range_share, token_verdict
 
 
 def onnx_runner(directory: Path, contract: dict[str, Any] | None = None) -> tuple[Any, Any]:
@@ -206,15 +206,9 @@ def rules_break(plan: dict[str, Any], ref: Generated, encoder_ids: Any = None) -
     """The first step at which the contract's decoding rules (what a consumer's loop applies: _choose), applied to
     ``generate()``'s own logits on its own path, do not choose ``generate()``'s token; None when they choose it at
     every step. No model runs: this checks the contract and the rules' code against generate()."""
-    import numpy as np
-
     steps, start = ref.tokens.shape[1], ref.prompt.shape[1]
-    ids = np.concatenate([ref.prompt, ref.tokens], axis=1).astype(np.int64)
-    for step in range(steps):
-        chosen = _choose(ref.logits[step], plan, ids[:, :start + step], start, start + steps, encoder_ids, True)
-        if not np.array_equal(chosen, ref.tokens[:, step]):
-            return step
-    return None
+    return first_departure(ref.tokens, ref.logits, ref.prompt,
+                           lambda last, ids: _choose(last, plan, ids, start, start + steps, encoder_ids, True))
 
 
 def generation_results(model: Any, preprocess: Any, directory: Path, contract: dict[str, Any],

@@ -242,9 +242,17 @@ def rules_break(rules: dict[str, Any] | None, feeds: dict[str, Any], tokens: Any
     mask = np.asarray(feeds["attention_mask"], np.int64)
     prompt = np.asarray(feeds["input_ids"], np.int64)
     pads, steps = (mask != 0).argmax(axis=1), int(tokens.shape[1])
-    ids = prompt
-    for step in range(steps):
-        if not np.array_equal(choose(np.asarray(logits[step]), rules, ids, prompt, pads, steps), tokens[:, step]):
+    return first_departure(tokens, logits, prompt, lambda last, ids: choose(last, rules, ids, prompt, pads, steps))
+
+
+def first_departure(tokens: Any, logits: list[Any], prompt: Any, pick: Callable[[Any, Any], Any]) -> int | None:
+    """The first step at which ``pick(logits of the step, every token so far)`` is not ``tokens``' token, walking
+    ``tokens``' own path from ``prompt``; None when it never departs (both generation checks' rules check)."""
+    import numpy as np
+
+    ids = np.asarray(prompt, np.int64)
+    for step in range(int(tokens.shape[1])):
+        if not np.array_equal(pick(np.asarray(logits[step]), ids), tokens[:, step]):
             return step
         ids = np.concatenate([ids, tokens[:, step:step + 1].astype(np.int64)], axis=1)
     return None
