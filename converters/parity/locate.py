@@ -10,8 +10,10 @@
 - torch -> jax (torchax + jax.export): module by module against torchax's eager run of the module, the function the
   export traced (``torchax_layers``); the serialised StableHLO keeps no intermediate values, so when the eager run
   matches, the report says the failure did not reproduce eagerly and how far the file is from that run.
+- onnx -> tf, onnx -> tflite (onnx2tf): node by node against onnxruntime, every node output exposed and the graph
+  converted again (``onnx2tf_layers``); after a torch -> onnx edge whose layers all match, on that edge's ONNX file.
 
-Other edges (onnx2tf's onnx -> tf/tflite, jax2tf's jax -> tf) have no locator: the report says so plainly. The input set is
+jax2tf's jax -> tf has no locator (one XlaCallModule op, no intermediate values): the report says so plainly. The input set is
 the one that failed: the first failed task check's set (a detection, mask or CTC check on a photograph or a clip),
 else the set of the worst output out of tolerance, so the locator runs on the feeds that show the error.
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 VARIANTS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
 LAYERED = {("torch", "onnx"), ("torch", "pt2"), ("torch", "tflite"), ("torch", "jax")}
+ONNX2TF = {("onnx", "tf"), ("onnx", "tflite")}
 
 
 def failing_set(report: Any, sets: list) -> tuple[Any, str]:
@@ -60,11 +63,24 @@ def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: li
         return {**where, **_guarded(edge, lambda: locate_onnx_pt2(source_file, hops[0], chosen.feeds, input_names,
                                                                   atol=tolerance.atol, rtol=tolerance.rtol,
                                                                   scaled=tolerance.scaled))}
+    k = next((i for i, e in enumerate(edges) if e in ONNX2TF), None)
+    onnx_in = (hops[k - 1] if k else source_file) if k is not None else None
+    if k is not None and (onnx_in is None or Path(onnx_in).suffix != ".onnx" or k >= len(hops)):
+        k = None  # no ONNX file to hold the converted one against
     if first not in LAYERED or torch_model is None:
+        if k == 0:
+            return {**where, **_guarded(edges[0][0] + "->" + edges[0][1], lambda: _onnx2tf(
+                Path(onnx_in), hops[0], edges[0][1], chosen.feeds, input_names, tolerance))}
         return {**where, "edge": edge, "node": None, "located": False,
                 "note": f"zoo cannot compare intermediate tensors across {_edges_text(edges)}: only the final outputs "
                         "were compared (no locator for this route)"}
     found = _guarded(edge, lambda: _layered(first, torch_model, hops[0], chosen.feeds, input_names, tolerance))
+    if k and (found is None or found.get("located") is False and not found.get("module")):  # torch -> onnx matched
+        later_edge = f"{edges[k][0]}->{edges[k][1]}"
+        inside = _guarded(later_edge, lambda: _onnx2tf(Path(onnx_in), hops[k], edges[k][1], chosen.feeds, input_names,
+                                                       tolerance))
+        inside["before"] = (f"every layer of the {edge} conversion matches" if found is None else found.get("note"))
+        return {**where, **inside}
     later = _edges_text(edges[1:])
     if found is None:
         found = {"edge": edge, "module": None, "located": False,
@@ -94,6 +110,16 @@ def _layered(edge: tuple[str, str], tm: Any, path: Path, feeds: dict, input_name
 
     fn = locate_pt2 if edge == ("torch", "pt2") else locate_litert
     return fn(tm, path, feeds, input_names, atol=tol.atol, rtol=tol.rtol)
+
+
+def _onnx2tf(onnx_path: Path, artifact: Path, target: str, feeds: dict, input_names: list[str], tol: Any) -> dict:
+    import onnx
+
+    from zoo.converters.parity.onnx2tf_layers import locate_onnx2tf
+
+    outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    return locate_onnx2tf(onnx_path, artifact, feeds, input_names, outputs, target=target, atol=tol.atol,
+                          rtol=tol.rtol, scaled=tol.scaled)
 
 
 def _guarded(edge: str, fn: Any) -> Any:
@@ -127,6 +153,8 @@ def describe(divergence: dict[str, Any] | None) -> list[str]:
                      f"({divergence['op_type']}): "
                      f"max rel diff {divergence['max_rel_diff']:.3g}, {divergence.get('elements_out', '?')} elements out "
                      f"of tolerance{on}")
+        if divergence.get("note"):  # what qualifies the finding (a conversion that changed when its tensors were exposed)
+            lines.append(divergence["note"])
     else:
         lines.append(f"{divergence.get('note') or divergence.get('error')}{on}")
     grows = divergence.get("grows_most")
