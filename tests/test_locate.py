@@ -599,6 +599,50 @@ def test_a_wrong_torchax_lowering_is_located_on_the_set_that_shows_it(tmp_path):
     assert check_parity(torch_runner(tm), jax_runner(good, ["x"]), sets, output_names=["y"]).passed
 
 
+def test_a_wrong_jax2tf_file_is_pinned_on_its_edge(tmp_path):
+    """jax2tf's SavedModel is one XlaCallModule op and keeps no intermediate values: when every torchax layer and the
+    .jax file match the source on the failing set and the SavedModel does not, each file of the chain is run on that
+    set and the note names jax->tf as the edge whose output leaves tolerance first."""
+    from test_targets import require
+
+    require("jax")
+    require("tf")
+    import jax.numpy as jnp
+    import torch
+
+    from zoo.converters.edges.jax_export import torch_to_jax
+    from zoo.converters.edges.jax_tf import jax_to_tf
+    from zoo.converters.graph import EdgeContext
+    from zoo.converters.parity.check import check_parity
+    from zoo.converters.parity.locate import describe, locate
+    from zoo.converters.parity.runners import saved_model_runner, torch_runner
+
+    tm = _tiny()
+    good = _jax_file(tm, tmp_path / "good")
+    with pytest.MonkeyPatch.context() as broken:  # a .jax file made while Tanh lowers 5% high, converted by jax2tf
+        _break_lowering(broken, torch.ops.aten.tanh, lambda x: jnp.tanh(x) * 1.05)
+        ctx = EdgeContext(opset=18, example=(torch.from_numpy(_feeds()["x"]),))
+        (tmp_path / "bad").mkdir()
+        bad_jax = torch_to_jax(tm, tmp_path / "bad", ctx)
+    (tmp_path / "tf").mkdir()
+    bad_tf = jax_to_tf(bad_jax, tmp_path / "tf", ctx)
+    sets = [InputSet("random-b1-s0", _feeds(), kind="random")]
+    report = check_parity(torch_runner(tm), saved_model_runner(bad_tf, ["x"], ["y"]), sets, output_names=["y"])
+    assert not report.passed
+    found = locate(report, [("torch", "jax"), ("jax", "tf")], [good, bad_tf], sets, ["x"], tm, report.tolerance,
+                   output_names=["y"])
+    assert found["located"] is False and found["module"] is None and found["edge_out"] == "jax->tf"
+    assert [(h["edge"], h["within"]) for h in found["hops"]] == [("torch->jax", True), ("jax->tf", False)]
+    assert found["hops"][1]["max_abs_diff"] > 1e-3 > found["hops"][0]["max_abs_diff"]
+    assert "the error is in jax->tf" in found["note"] and "the error is in jax->tf" in describe(found)[0]
+    # the .jax file itself off: its edge is the first out, and the note stays the torchax locator's own
+    both_bad = locate(report, [("torch", "jax"), ("jax", "tf")], [bad_jax, bad_tf], sets, ["x"], tm, report.tolerance,
+                      output_names=["y"])
+    assert [h["within"] for h in both_bad["hops"]] == [False, False] and "edge_out" not in both_bad
+    assert "did not reproduce eagerly" in both_bad["note"]
+    json.dumps(found)
+
+
 def test_a_wrong_op_inside_a_module_with_children_names_that_module(monkeypatch):
     """A softmax 5% high inside BERT's eager self-attention (functional code, no submodule of its own): the locator
     names the attention module, recorded when its forward returns, after its query/key/value Linears matched."""

@@ -497,7 +497,8 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
         with progress.stage("locate", "where it first diverges"):  # on the set that failed (parity/locate.py)
             parity["divergence"] = locate(report, [(e.source, e.target) for e in chain], hops, sets,
                                           opened.input_names, opened.torch_model, report.tolerance,
-                                          opened.model if isinstance(opened.model, Path) else None)
+                                          opened.model if isinstance(opened.model, Path) else None,
+                                          output_names=opened.output_names)
     first_edge = f"{chain[0].source}->{chain[0].target}"
     conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                   "edges": graph.describe_edges(chain), "details": ctx.info}

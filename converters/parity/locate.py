@@ -13,7 +13,9 @@
 - onnx -> tf, onnx -> tflite (onnx2tf): node by node against onnxruntime, every node output exposed and the graph
   converted again (``onnx2tf_layers``); after a torch -> onnx edge whose layers all match, on that edge's ONNX file.
 
-jax2tf's jax -> tf has no locator (one XlaCallModule op, no intermediate values): the report says so plainly. The input set is
+jax2tf's jax -> tf has no locator (one XlaCallModule op, no intermediate values): the report says so plainly, and when
+no earlier edge was found wrong, each file of the chain is run on the set so the note names the edge whose output
+leaves tolerance first (``hops``, ``edge_out``). The input set is
 the one that failed: the first failed task check's set (a detection, mask or CTC check on a photograph or a clip),
 else the set of the worst output out of tolerance, so the locator runs on the feeds that show the error.
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 VARIANTS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
 LAYERED = {("torch", "onnx"), ("torch", "pt2"), ("torch", "tflite"), ("torch", "jax")}
@@ -41,10 +45,12 @@ def failing_set(report: Any, sets: list) -> tuple[Any, str]:
 
 
 def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: list, input_names: list[str],
-           torch_model: Any, tolerance: Any, source_file: Path | None = None) -> dict[str, Any] | None:
+           torch_model: Any, tolerance: Any, source_file: Path | None = None,
+           output_names: list[str] | None = None) -> dict[str, Any] | None:
     """The parity report's ``divergence`` for a failed ``report`` of the chain ``edges`` (one file per edge in
-    ``hops``; ``source_file``: the source's own file, an ONNX source's), or None when it passed. Never raises: a
-    diagnostic must not turn a parity failure into a crash."""
+    ``hops``; ``source_file``: the source's own file, an ONNX source's; ``output_names``: the source's, to run the
+    chain's files by), or None when it passed. Never raises: a diagnostic must not turn a parity failure into a
+    crash."""
     if report.passed or not sets or not hops:
         return None
     chosen, why = failing_set(report, sets)
@@ -88,7 +94,44 @@ def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: li
                          "which zoo cannot look inside" if later else "; it appears only in the final outputs")}
     elif later and found.get("located") is False and found.get("compared"):  # every layer of this edge matched
         found["note"] += f"; or it comes from {later}, which zoo cannot look inside"
+    if later and found.get("located") is False and not found.get("module"):
+        _which_edge(found, edges, hops, torch_model, chosen.feeds, input_names, output_names, tolerance)
     return {**where, **found}
+
+
+def _which_edge(found: dict, edges: list, hops: list[Path], torch_model: Any, feeds: dict, input_names: list[str],
+                output_names: list[str] | None, tol: Any) -> None:
+    """When no edge could be looked inside far enough: each file of the chain run on the set against the source,
+    so the note says which edge's output is the first to leave tolerance (``hops``)."""
+    from zoo.converters.parity.runners import artifact_runner, torch_runner
+
+    try:
+        reference = torch_runner(torch_model)(feeds)
+        table = []
+        for (a, b), hop in zip(edges, hops):
+            got = artifact_runner(Path(hop), input_names, output_names)(feeds)
+            pairs = [(np.asarray(r, np.float64), np.asarray(g, np.float64)) for r, g in zip(reference, got)
+                     if np.shape(r) == np.shape(g) and np.size(r)]
+            worst = max((float(np.abs(r - g).max()) for r, g in pairs), default=None)
+            within = bool(pairs) and all(bool(np.all(np.abs(g - r) <= tol.atol * (max(1.0, float(np.abs(r).max()))
+                                                                                  if tol.scaled else 1.0)
+                                                     + tol.rtol * np.abs(r))) for r, g in pairs)
+            table.append({"edge": f"{a}->{b}", "file": Path(hop).name, "max_abs_diff": worst, "within": within,
+                          "compared": len(pairs)})
+    except Exception as exc:  # noqa: BLE001 - the note stands without the table
+        found["hops_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return
+    found["hops"] = table
+    first_out = next((h for h in table if not h["within"]), None)
+    if first_out is None or first_out is table[0] or not all(h["compared"] for h in table):
+        return
+    before = table[table.index(first_out) - 1]
+    found["edge_out"] = first_out["edge"]
+    found["note"] = (f"every layer of the {found['edge']} conversion matches and its file's outputs are within tolerance "
+                     f"of the source's on this set ({before['file']}: max abs diff {before['max_abs_diff']:.3g}); "
+                     f"{first_out['edge']}'s file is the first out of it ({first_out['file']}: max abs diff "
+                     f"{first_out['max_abs_diff']:.3g}): the error is in {first_out['edge']}, which keeps no "
+                     "intermediate values zoo can compare")
 
 
 def _variant(before: Path, after: Path, feeds: dict, input_names: list[str], tol: Any, edge: str) -> dict[str, Any]:
