@@ -305,7 +305,8 @@ def _onnx2tf_file(path: Path, target: str, into: Path) -> Path:
     return (onnx_to_saved_model if target == "tf" else onnx_to_tflite)(path, into, EdgeContext(opset=17))
 
 
-@pytest.mark.parametrize("target", ["tf", pytest.param("tflite", marks=pytest.mark.slow)])  # tflite: the pull below
+@pytest.mark.slow  # ~20 s each; through the pipeline: test_when_every_route_fails_each_is_located (tf), the convert (tflite)
+@pytest.mark.parametrize("target", ["tf", "tflite"])
 def test_a_wrong_onnx2tf_conversion_is_located_at_the_onnx_node(onnx_pair, tmp_path, monkeypatch, target):
     """onnx2tf's files carry Keras names; zoo exposes every node output, converts again and compares by ONNX name:
     the broken Conv is named (its NHWC tensor compared in the ONNX layout), after a torch -> onnx edge whose
@@ -465,6 +466,52 @@ def test_a_broken_pt2_pull_names_the_broken_layer(indexed, cached_repo, monkeypa
     assert found["edge"] == "torch->pt2" and found["module"] == broken[0] and found["module_type"] == "Conv2d"
     assert found["op_type"].startswith("aten.conv2d") and found["input_set"] in {c["input_set"] for c in err["worst"]}
     assert f"first diverging layer: {broken[0]} (Conv2d) -> torch->pt2 node" in captured.err
+
+
+def test_when_every_route_fails_each_is_located(indexed, cached_repo, monkeypatch, capsys):
+    """A pull whose every rung fails parity says where each one diverges, in ``conversion.routes``, not only the
+    first: onnx2tf's at the Conv it converted wrong (by ONNX name, after the torch -> onnx layers matched), torchax's
+    at the first ReLU it lowers wrong (~35 s: test_resnet through both routes to tf, each located)."""
+    import jax.numpy as jnp
+    import torch
+    from conftest import TIMM_REPO
+    from test_targets import require
+
+    require("tf")
+    require("jax")
+    from zoo.cli import main as cli
+
+    import zoo.converters.edges.tf as tf_edges
+
+    broken: list[str] = []
+
+    def broken_copy(src: Path, dst: Path) -> None:  # the second Conv (the stem's weights are not all zero-initialised)
+        model = onnx.load(str(src))
+        conv = [n for n in model.graph.node if n.op_type == "Conv"][1]
+        broken.append(conv.name)
+        for init in model.graph.initializer:
+            if init.name == conv.input[1]:
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.05), init.name))
+        onnx.save(model, str(dst))
+
+    monkeypatch.setattr(tf_edges, "_copy_onnx", broken_copy)
+    _break_lowering(monkeypatch, torch.ops.aten.relu, lambda x: jnp.maximum(x, 0) * 1.05)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo(TIMM_REPO)
+    code = cli.main(["pull", "test_resnet", "--format", "tf", "--json"])
+    captured = capsys.readouterr()
+    assert code == 6, captured.err[-2000:]
+    err = json.loads(captured.out.strip().splitlines()[-1])
+    routes = json.loads((Path(err["quarantined"]) / "zoo.json").read_text())["conversion"]["routes"]
+    assert len(routes) >= 2 and all(r["result"] == "failed parity" for r in routes), routes
+    by_tool = {r["tools"][-1]: r["divergence"] for r in routes if r["rung"] == "route"}
+    broken_conv = by_tool["onnx2tf"]["node"]  # the exporter's name for it (the dynamo re-export's, TorchScript's failed too)
+    assert by_tool["onnx2tf"]["edge"] == "onnx->tf" and broken_conv in broken and by_tool["onnx2tf"]["op_type"] == "Conv"
+    assert by_tool["onnx2tf"]["before"] == "every layer of the torch->onnx conversion matches"
+    assert by_tool["jax2tf"]["edge"] == "torch->jax" and by_tool["jax2tf"]["module_type"] == "ReLU"
+    assert err["divergence"] == routes[0]["divergence"]  # the report's: the first route's
+    assert f"first diverging node of onnx->tf: {broken_conv} (Conv)" in captured.err
+    assert "route torch -> jax -> tf (torchax + jax.export, jax2tf): first diverging layer:" in captured.err
 
 
 # --- onnx -> pt2 (zoo's own compiler) -------------------------------------------------------------------------

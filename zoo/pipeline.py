@@ -393,7 +393,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     from zoo.converters import graph
     from zoo.converters.parity.check import check_parity, requested_tolerance
     from zoo.converters.parity.inputs import apply_input_request
-    from zoo.converters.parity.locate import locate
+    from zoo.converters.parity.locate import describe, locate
     from zoo.converters.parity.reference import run_source
     from zoo.converters.parity.runners import artifact_runner, torch_inputs
     from zoo.converters.parity.static_sets import export_set, static_sets, unchecked_samples
@@ -438,6 +438,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
         return hops, report, sets
 
     attempts: list[dict[str, Any]] = []
+    lost: list[tuple] = []  # the rungs that failed parity: (their attempt, chain, files, report, sets)
     outcome = None
     rungs = graph.ladder(chains)
     if _is_pair(source):  # an encoder-decoder's decoder cache grows each step: no static-shapes rung (tflite's is static)
@@ -472,6 +473,8 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
             continue
         attempts.append({**route, "result": "passed" if report.passed else "failed parity",
                          "reason": report.summary_line(), "max_abs_diff": report.max_abs_diff})
+        if not report.passed:
+            lost.append((attempts[-1], chain, hops, report, sets))
         if outcome is None or report.passed:
             outcome = (chain, ctx, hops, report, dtype, sets)
         if report.passed:
@@ -493,12 +496,19 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     parity = report.to_dict()
     for warning in report.warnings:
         progress.note(f"parity: {warning}")
-    if not report.passed:
+    if not report.passed:  # every rung failed: each one that failed parity is located, in the order tried
         with progress.stage("locate", "where it first diverges"):  # on the set that failed (parity/locate.py)
-            parity["divergence"] = locate(report, [(e.source, e.target) for e in chain], hops, sets,
-                                          opened.input_names, opened.torch_model, report.tolerance,
-                                          opened.model if isinstance(opened.model, Path) else None,
-                                          output_names=opened.output_names)
+            for attempt, lost_chain, lost_hops, lost_report, lost_sets in lost:
+                attempt["divergence"] = locate(lost_report, [(e.source, e.target) for e in lost_chain], lost_hops,
+                                               lost_sets, opened.input_names, opened.torch_model,
+                                               lost_report.tolerance,
+                                               opened.model if isinstance(opened.model, Path) else None,
+                                               output_names=opened.output_names)
+                if lost_report is report:
+                    parity["divergence"] = attempt["divergence"]
+                elif attempt["divergence"]:
+                    progress.note(f"route {attempt['route']} ({', '.join(attempt['tools'])}): "
+                                  + "; ".join(describe(attempt["divergence"])))
     first_edge = f"{chain[0].source}->{chain[0].target}"
     conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                   "edges": graph.describe_edges(chain), "details": ctx.info}
