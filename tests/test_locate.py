@@ -342,7 +342,9 @@ def test_a_wrong_onnx2tf_conversion_is_located_at_the_onnx_node(onnx_pair, tmp_p
 def _real_onnx2tf_bug(kind: str, path: Path) -> Path:
     """A small CNN that onnx2tf 1.28.8 converts wrong, found by trying ops on it (``bench/bench_onnx2tf_locate.py``):
     ``channel-std``: a standardisation over the channels, whose element count (``Shape`` -> ``Gather(1)``) onnx2tf
-    reads from its channels-last tensor (H instead of C); ``cumsum-h``: a cumulative sum down the rows."""
+    reads from its channels-last tensor (H instead of C); ``cumsum-h``: a cumulative sum down the rows;
+    ``reflect-pad``: a reflection pad of H and W, which onnx2tf applies to the wrong axes (the SavedModel raises at
+    run time, the ``.tflite`` file pads the batch)."""
     import torch
 
     class Net(torch.nn.Module):
@@ -354,6 +356,8 @@ def _real_onnx2tf_bug(kind: str, path: Path) -> Path:
             y = torch.relu(self.c1(x))
             if kind == "channel-std":
                 y = (y - y.mean(1, keepdim=True)) / (y.std(1, keepdim=True) + 1e-5)
+            elif kind == "reflect-pad":
+                y = torch.nn.functional.pad(y, (2, 1, 1, 2), mode="reflect")
             else:
                 y = torch.cumsum(y, dim=2)
             y = self.c2(y)
@@ -365,12 +369,13 @@ def _real_onnx2tf_bug(kind: str, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, target, node", [("channel-std", "tflite", "/Gather"),
+@pytest.mark.parametrize("kind, target, node", [("channel-std", "tflite", "/Gather"), ("reflect-pad", "tf", "/Pad"),
+                                                pytest.param("reflect-pad", "tflite", "/Pad", marks=pytest.mark.slow),
                                                 pytest.param("cumsum-h", "tf", "/CumSum", marks=pytest.mark.slow)])
 def test_onnx2tfs_own_mistakes_fail_the_convert_naming_the_node(tmp_path, capsys, zoo_env, kind, target, node):
     """Through the pipeline, on mistakes onnx2tf really makes (no sabotage): ``zoo convert model.onnx --to tflite``
     (onnx2tf, the one route from ONNX) exits 6, nothing published, and the report and the error name the node
-    onnx2tf got wrong, by its ONNX name."""
+    onnx2tf got wrong, by its ONNX name: values off, an op that raises, a shape no layout explains."""
     from test_targets import require
 
     require("tf")
@@ -381,9 +386,15 @@ def test_onnx2tfs_own_mistakes_fail_the_convert_naming_the_node(tmp_path, capsys
     captured = capsys.readouterr()
     assert code == 6, captured.err[-2000:]
     found = json.loads(captured.out.strip().splitlines()[-1])["divergence"]
-    assert found["edge"] == f"onnx->{target}" and found["node"] == node and found["reproduced"] is True
-    assert found["grows_most"]["node"] == node and found["grows_most"]["input_rel_diff"] == 0.0
+    assert found["edge"] == f"onnx->{target}" and found["node"] == node
     assert f"first diverging node of onnx->{target}: {node} ({node[1:]})" in captured.err
+    if kind != "reflect-pad":  # values off
+        assert found["reproduced"] is True and found["what"] == "values differ"
+        assert found["grows_most"]["node"] == node and found["grows_most"]["input_rel_diff"] == 0.0
+    elif target == "tf":  # the SavedModel raises: TensorFlow's error names onnx2tf's op, which carries the ONNX name
+        assert found["what"].startswith("raised at run time: InvalidArgumentError: paddings must be less than")
+    else:  # the .tflite file pads the wrong axes: a shape no layout explains, before any value differs
+        assert found["shape"] == [1, 8, 35, 35] and found["what"].startswith("shape (4, 35, 32, 8) in the converted")
     assert not any((zoo_env.home / "artifacts").glob("*/zoo.json"))  # nothing published
 
 

@@ -192,10 +192,11 @@ def describe(divergence: dict[str, Any] | None) -> list[str]:
                      f"{divergence['what']}"
                      f"{'' if diff is None else f', max abs diff {diff:.3g}'}{on}")
     elif divergence.get("node"):
+        figures = (f"max rel diff {divergence['max_rel_diff']:.3g}, {divergence.get('elements_out', '?')} elements out "
+                   "of tolerance" if divergence.get("max_rel_diff") is not None
+                   else divergence.get("what") or "differs")  # a shape no layout explains, an op that raised
         lines.append(f"first diverging node of {divergence['edge']}: {divergence.get('label') or divergence['node']} "
-                     f"({divergence['op_type']}): "
-                     f"max rel diff {divergence['max_rel_diff']:.3g}, {divergence.get('elements_out', '?')} elements out "
-                     f"of tolerance{on}")
+                     f"({divergence['op_type']}): {figures}{on}")
         if divergence.get("note"):  # what qualifies the finding (a conversion that changed when its tensors were exposed)
             lines.append(divergence["note"])
     else:

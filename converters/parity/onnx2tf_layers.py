@@ -97,12 +97,21 @@ def locate_onnx2tf(onnx_path: Path, artifact: Path, feeds: dict[str, np.ndarray]
                    output_names: list[str], *, target: str, atol: float, rtol: float,
                    scaled: bool = True) -> dict[str, Any]:
     """The first ONNX node whose output leaves tolerance in onnx2tf's conversion of ``onnx_path`` to ``target``
-    (``artifact``: the file that failed), and where the relative error grows most, in the ONNX graph's order."""
+    (``artifact``: the file that failed), or whose shape no layout explains, and where the relative error grows
+    most, in the ONNX graph's order. An artifact that raises on the feeds is located from TensorFlow's error, which
+    names the op by the ONNX name onnx2tf gave it."""
     from zoo.converters.parity.nodediff import compare, first_diverging, grows_most, onnx_values
     from zoo.converters.parity.runners import artifact_runner
 
     edge = f"onnx->{target}"
     theirs_ref = onnx_values(onnx_path, feeds)
+    try:
+        shipped = artifact_runner(artifact, input_names, output_names)(feeds)
+    except Exception as exc:  # noqa: BLE001 - a file that cannot run on the feeds: its error names the op
+        raised = raised_at(exc, onnx_path, edge)
+        if raised is not None:
+            return raised
+        raise
     work = Path(tempfile.mkdtemp(prefix="zoo-onnx2tf-locate-"))
     try:
         marked = work / "marked.onnx"
@@ -111,21 +120,26 @@ def locate_onnx2tf(onnx_path: Path, artifact: Path, feeds: dict[str, np.ndarray]
         (work / "out").mkdir()
         converted = convert_marked(marked, target, work / "out")
         got = artifact_runner(converted, input_names, names)(feeds)
-        shipped = artifact_runner(artifact, input_names, output_names)(feeds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     by_name = dict(zip(names, got))
     reference = {v.tensor: v.value for v in theirs_ref}
-    ours = [Value(v.node, v.op, v.tensor, as_laid(np.asarray(by_name[v.tensor]), v.value), v.inputs)
-            for v in theirs_ref if v.tensor in by_name]
+    laid = [(v, as_laid(np.asarray(by_name[v.tensor]), v.value)) for v in theirs_ref if v.tensor in by_name]
+    ours = [Value(v.node, v.op, v.tensor, value, v.inputs) for v, value in laid]
     # does the marked conversion compute what the artifact does? (exposing tensors can change a conversion)
+    finals = list(zip(got[:len(output_names)], shipped))
     drift = max((float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-                 for a, b in zip(got[:len(output_names)], shipped) if np.shape(a) == np.shape(b) and np.size(a)),
-                default=0.0)
+                 for a, b in finals if np.shape(a) == np.shape(b) and np.size(a)), default=0.0)
     scale = max((float(np.max(np.abs(reference[n]))) for n in output_names if n in reference and reference[n].size),
                 default=1.0)
-    reproduced = drift <= atol * max(1.0, scale)
+    reproduced = drift <= atol * max(1.0, scale) and all(np.shape(a) == np.shape(b) for a, b in finals)
     found, _ = first_diverging(theirs_ref, ours, atol, rtol, scaled)
+    order = {v.tensor: i for i, v in enumerate(theirs_ref)}
+    reshaped = next(((v, value) for v, value in laid if value.shape != v.value.shape), None)
+    if reshaped is not None and (found is None or order[reshaped[0].tensor] < order[found["tensor"]]):
+        v, value = reshaped  # a tensor no layout explains comes first: its shape is the finding
+        found = {"node": v.node, "op_type": v.op, "tensor": v.tensor, "shape": list(v.value.shape),
+                 "converted_shape": list(value.shape), "index": order[v.tensor]}
     rows = compare(theirs_ref, ours)
     grows = grows_most(rows)
     out: dict[str, Any] = {"edge": edge, "compared": len(rows), "marked": len(added), "reproduced": reproduced,
@@ -134,10 +148,12 @@ def locate_onnx2tf(onnx_path: Path, artifact: Path, feeds: dict[str, np.ndarray]
         out["grows_most"] = {k: grows[k] for k in ("node", "op_type", "tensor", "max_rel_diff", "input_rel_diff",
                                                    "growth", "index")}
     if found is not None:
-        out["what"] = "values differ"
+        out["what"] = (f"shape {tuple(found['converted_shape'])} in the converted model, {tuple(found['shape'])} in "
+                       "ONNX, in any layout" if "converted_shape" in found else "values differ")
         if not reproduced:
             out["note"] = (f"exposing the intermediate tensors changed onnx2tf's conversion (its outputs differ from the "
-                           f"artifact's by up to {drift:.3g}): the node found is where the marked conversion diverges")
+                           f"artifact's by up to {drift:.3g}, or in shape): the node found is where the marked "
+                           "conversion diverges")
     elif reproduced:
         out["note"] = (f"every one of {len(rows)} matched ONNX node outputs is within tolerance in onnx2tf's {target} "
                        "conversion; the difference appears only in the final outputs or the task's own check")
@@ -146,3 +162,27 @@ def locate_onnx2tf(onnx_path: Path, artifact: Path, feeds: dict[str, np.ndarray]
                        f"the marked graph matches at every one of {len(rows)} node outputs, while the artifact's "
                        f"outputs differ from it by up to {drift:.3g}")
     return out
+
+
+def raised_at(exc: BaseException, onnx_path: Path, edge: str) -> dict[str, Any] | None:
+    """The ONNX node a TensorFlow run-time error names: onnx2tf names each TF op after its ONNX node or output,
+    a leading ``/`` written ``wa/`` (``model_2/tf.compat.v1.pad/wa/Pad``: node ``/Pad``)."""
+    import re
+
+    import onnx
+
+    message = str(exc)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    by_node = {n.name: n for n in graph.node}
+    by_output = {o: n for n in graph.node for o in n.output if o}
+    for match in re.finditer(r"wa/([\w.\-/]+)", message):  # the longest ``/``-prefix that names a node or output
+        parts = match.group(1).split("/")
+        node = next((found for k in range(len(parts), 0, -1)
+                     if (found := by_node.get("/" + "/".join(parts[:k])) or by_output.get("/" + "/".join(parts[:k])))),
+                    None)
+        if node is not None:
+            first = next((line.strip() for line in message.splitlines() if "must" in line or "Error" in line), "")
+            return {"edge": edge, "node": node.name, "op_type": node.op_type, "tensor": node.output[0], "index":
+                    list(graph.node).index(node), "what": f"raised at run time: {type(exc).__name__}: "
+                    f"{(first or message.splitlines()[0])[:200]}", "compared": 0}
+    return None
