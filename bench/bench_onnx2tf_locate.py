@@ -10,7 +10,7 @@ layout-sensitive ones in its middle, exported to ONNX (TorchScript, opset 17). F
 - onnx2tf's own per-op check (``-cotof``, needs ``pip install sne4onnx``): the first op it reports Unmatched.
 
 Part 2, ``size``: timm resnet50 (random weights, 224x224, exported by zoo's own edge) with one conv's weights made
-5% off in the copy onnx2tf converts (as tests/test_locate.py does on a tiny model), to tf and to tflite: the
+5% off in the copy onnx2tf converts (as tests/test_locate_onnx2tf.py does on a tiny model), to tf and to tflite: the
 conversion time, the locator's time, how many tensors it marked and compared, and the node it names.
 
     OMP_NUM_THREADS=1 nice .venv/bin/python bench/bench_onnx2tf_locate.py [--parts ops,size] \
@@ -31,53 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-OPS = ["nearest-x1.5", "bilinear-align-corners", "bicubic", "softmax-channels", "channel-std", "pixel-shuffle",
-       "group-norm", "cumsum-h", "avgpool-ceil", "reflect-pad", "argmax-channels", "flip-h"]
-
-
-def build_op_model(kind: str, path: Path) -> None:
-    import torch
-    import torch.nn.functional as F
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.c1, self.c2 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
-
-        def forward(self, x):
-            y = torch.relu(self.c1(x))
-            if kind == "nearest-x1.5":
-                y = F.interpolate(y, scale_factor=1.5, mode="nearest")
-            elif kind == "bilinear-align-corners":
-                y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=True)
-            elif kind == "bicubic":
-                y = F.interpolate(y, scale_factor=2, mode="bicubic", align_corners=False)
-            elif kind == "softmax-channels":
-                y = torch.softmax(y, dim=1)
-            elif kind == "channel-std":
-                y = (y - y.mean(1, keepdim=True)) / (y.std(1, keepdim=True) + 1e-5)
-            elif kind == "pixel-shuffle":
-                y = F.pixel_shuffle(torch.cat([y, y * 0.5, y * 2, -y], 1), 2)
-            elif kind == "group-norm":
-                y = F.group_norm(y, 2)
-            elif kind == "cumsum-h":
-                y = torch.cumsum(y, dim=2)
-            elif kind == "avgpool-ceil":
-                y = F.avg_pool2d(y, 3, stride=2, ceil_mode=True, count_include_pad=False)
-            elif kind == "reflect-pad":
-                y = F.pad(y, (2, 1, 1, 2), mode="reflect")
-            elif kind == "argmax-channels":
-                y = y * (y.argmax(1, keepdim=True).float() + 1)
-            elif kind == "flip-h":
-                y = y[:, :, torch.arange(y.shape[2] - 1, -1, -1)]
-            y = self.c2(y)
-            return y.flatten(1).mean(1, keepdim=True) + y.amax((2, 3))
-
-    torch.manual_seed(0)
-    torch.onnx.export(Net().eval(), (torch.randn(1, 3, 32, 32),), str(path), input_names=["x"], output_names=["y"],
-                      opset_version=17, dynamo=False)
-
-
+sys.path.insert(0, str(ROOT / "tests"))
+from onnx2tf_cases import OPS, build_op_model  # noqa: E402 - the models tests/test_locate_onnx2tf.py checks
 def stage_times(err: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"zoo: (\w+) done in ([\d.]+)s", err)}
 
