@@ -21,7 +21,7 @@ LAYERS = [
     ("ground", ["zoo", "zoo.errors", "zoo.settings", "zoo.hashing", "zoo.versions", "zoo.progress", "zoo.hooks",
                 "zoo.db", "zoo.safety", "zoo.archives", "zoo.sandbox", "zoo.storage", "zoo.storage.*"]),
     ("registry and converters", ["zoo.registry", "zoo.registry.*", "zoo.converters", "zoo.converters.*"]),
-    ("orchestrator", ["zoo.options", "zoo.sources", "zoo.sources.*", "zoo.pipeline", "zoo.pullmemo", "zoo.catalog",
+    ("orchestrator", ["zoo.options", "zoo.sources", "zoo.sources.*", "zoo.pipeline", "zoo.ladder", "zoo.pullmemo", "zoo.catalog",
                       "zoo.comparison", "zoo.integrity", "zoo.remote", "zoo.eval", "zoo.eval.*", "zoo.check",
                       "zoo.check.manifest", "zoo.check.checks", "zoo.check.run", "zoo.check.reports", "zoo.testing",
                       "zoo.testing.api", "zoo.testing.sides", "zoo.testing.recorder"]),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import __version__, errors, hooks, pullmemo
+from zoo.ladder import Rung, climb, locate_lost
 from zoo.options import Options
 from zoo.progress import Progress, quiet
 from zoo.registry.names import parse_name
@@ -393,7 +394,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
     from zoo.converters import graph
     from zoo.converters.parity.check import check_parity, requested_tolerance
     from zoo.converters.parity.inputs import apply_input_request
-    from zoo.converters.parity.locate import describe, locate
+    from zoo.converters.parity.locate import locate
     from zoo.converters.parity.reference import run_source
     from zoo.converters.parity.runners import artifact_runner, torch_inputs
     from zoo.converters.parity.static_sets import export_set, static_sets, unchecked_samples
@@ -437,13 +438,7 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
         unchecked_samples(report, opened.input_sets, sets)
         return hops, report, sets
 
-    attempts: list[dict[str, Any]] = []
-    lost: list[tuple] = []  # the rungs that failed parity: (their attempt, chain, files, report, sets)
-    outcome = None
-    rungs = graph.ladder(chains)
-    if _is_pair(source):  # an encoder-decoder's decoder cache grows each step: no static-shapes rung (tflite's is static)
-        rungs = [(c, rung) for c, rung in rungs if rung != "static shapes"]
-    for i, (chain, rung) in enumerate(rungs):
+    def try_rung(i: int, chain: list, rung: str) -> Rung:
         into = staging if len(rungs) == 1 else staging / f"rung-{i}"
         into.mkdir(exist_ok=True)
         ctx = graph.EdgeContext(opset=canonical["opset"], exporter=options.exporter, seq_max=opened.seq_max,
@@ -452,63 +447,35 @@ def _make(source: Source, chains: list, options: Options, staging: Path, progres
                                 if source.node == "torch" else (), static_shapes=rung == "static shapes",
                                 task=task, external_data_bytes=options.external_data_above)
         dtype = max(graph.chain_dtype(chain), opened.dtype, key=graph.DTYPE_ORDER.index)
-        route = {"route": graph.chain_name(chain), "tools": [e.name for e in chain], "rung": rung}
-        try:
-            hops, report, sets = run_and_check(chain, ctx, into, dtype)
-            exported = ctx.info.get("torch->onnx", {})
-            if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
-                # TorchScript traces one shape; parity on other shapes is what catches what it baked in
-                first = report.summary_line()
-                progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
-                ctx.exporter = "dynamo"
-                (into / "dynamo").mkdir()
-                hops, report, sets = run_and_check(chain, ctx, into / "dynamo", dtype)
-                ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
-        except (errors.ConversionError, errors.MissingDependencyError) as exc:  # a route without its extra: the next
-            if len(rungs) == 1:
-                raise
-            attempts.append({**route, "result": "conversion failed" if isinstance(exc, errors.ConversionError)
-                             else "not installed", "reason": exc.message[:500]})
-            progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed: {exc.message[:200]}")
-            continue
-        attempts.append({**route, "result": "passed" if report.passed else "failed parity",
-                         "reason": report.summary_line(), "max_abs_diff": report.max_abs_diff})
-        if not report.passed:
-            lost.append((attempts[-1], chain, hops, report, sets))
-        if outcome is None or report.passed:
-            outcome = (chain, ctx, hops, report, dtype, sets)
-        if report.passed:
-            break
-        if i + 1 < len(rungs):
-            progress.note(f"route {route['route']} ({', '.join(route['tools'])}) failed parity "
-                          f"({report.summary_line()}); trying the next route")
-    if outcome is None:
-        raise errors.ConversionError(
-            "every route to " + options.format + " failed: "
-            + "; ".join(f"{a['route']} ({', '.join(a['tools'])}): {a['reason'][:200]}" for a in attempts),
-            hint="convert to onnx or pt2 instead, or report the model with this message", routes=attempts)
-    chain, ctx, hops, report, dtype, sets = outcome
-    if len(rungs) > 1:
-        won = next((a for a in attempts if a["result"] == "passed"), None)
-        for a in attempts:
-            a["won"] = a is won
+        hops, report, sets = run_and_check(chain, ctx, into, dtype)
+        exported = ctx.info.get("torch->onnx", {})
+        if not report.passed and options.exporter == "auto" and exported.get("exporter") == "torchscript":
+            # TorchScript traces one shape; parity on other shapes is what catches what it baked in
+            first = report.summary_line()
+            progress.note(f"the TorchScript export failed parity ({first}); exporting with dynamo")
+            ctx.exporter = "dynamo"
+            (into / "dynamo").mkdir()
+            hops, report, sets = run_and_check(chain, ctx, into / "dynamo", dtype)
+            ctx.info["torch->onnx"]["fallback_reason"] = f"torchscript: failed parity: {first}"
+        return Rung(chain, ctx, hops, report, dtype, sets)
+
+    def locate_rung(rung: Rung) -> dict[str, Any] | None:  # on the set that failed (parity/locate.py)
+        return locate(rung.report, [(e.source, e.target) for e in rung.chain], rung.hops, rung.sets,
+                      opened.input_names, opened.torch_model, rung.report.tolerance,
+                      opened.model if isinstance(opened.model, Path) else None, output_names=opened.output_names)
+
+    rungs = graph.ladder(chains)
+    if _is_pair(source):  # an encoder-decoder's decoder cache grows each step: no static-shapes rung (tflite's is static)
+        rungs = [(c, rung) for c, rung in rungs if rung != "static shapes"]
+    kept, attempts, lost = climb(rungs, try_rung, options.format, progress)
+    chain, ctx, hops, report = kept.chain, kept.ctx, kept.hops, kept.report
     current = hops[-1]
     parity = report.to_dict()
     for warning in report.warnings:
         progress.note(f"parity: {warning}")
     if not report.passed:  # every rung failed: each one that failed parity is located, in the order tried
-        with progress.stage("locate", "where it first diverges"):  # on the set that failed (parity/locate.py)
-            for attempt, lost_chain, lost_hops, lost_report, lost_sets in lost:
-                attempt["divergence"] = locate(lost_report, [(e.source, e.target) for e in lost_chain], lost_hops,
-                                               lost_sets, opened.input_names, opened.torch_model,
-                                               lost_report.tolerance,
-                                               opened.model if isinstance(opened.model, Path) else None,
-                                               output_names=opened.output_names)
-                if lost_report is report:
-                    parity["divergence"] = attempt["divergence"]
-                elif attempt["divergence"]:
-                    progress.note(f"route {attempt['route']} ({', '.join(attempt['tools'])}): "
-                                  + "; ".join(describe(attempt["divergence"])))
+        with progress.stage("locate", "where it first diverges"):
+            parity["divergence"] = locate_lost(lost, kept, locate_rung, progress)
     first_edge = f"{chain[0].source}->{chain[0].target}"
     conversion = {**ctx.info.get(first_edge, {}), "chain": graph.chain_name(chain), "source": source.kind,
                   "edges": graph.describe_edges(chain), "details": ctx.info}
