@@ -25,8 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 VARIANTS = ("onnx-fp16", "onnx-int8", "tflite-int8", "tflite-fp16")
 LAYERED = {("torch", "onnx"), ("torch", "pt2"), ("torch", "tflite"), ("torch", "jax")}
 ONNX2TF = {("onnx", "tf"), ("onnx", "tflite")}
@@ -95,29 +93,27 @@ def locate(report: Any, edges: list[tuple[str, str]], hops: list[Path], sets: li
     elif later and found.get("located") is False and found.get("compared"):  # every layer of this edge matched
         found["note"] += f"; or it comes from {later}, which zoo cannot look inside"
     if later and found.get("located") is False and not found.get("module"):
-        _which_edge(found, edges, hops, torch_model, chosen.feeds, input_names, output_names, tolerance)
+        _which_edge(found, edges, hops, torch_model, chosen, input_names, output_names, tolerance)
     return {**where, **found}
 
 
-def _which_edge(found: dict, edges: list, hops: list[Path], torch_model: Any, feeds: dict, input_names: list[str],
+def _which_edge(found: dict, edges: list, hops: list[Path], torch_model: Any, chosen: Any, input_names: list[str],
                 output_names: list[str] | None, tol: Any) -> None:
-    """When no edge could be looked inside far enough: each file of the chain run on the set against the source,
-    so the note says which edge's output is the first to leave tolerance (``hops``)."""
+    """When no edge could be looked inside far enough: each file of the chain checked against the source on the
+    set that failed, by parity's own rule (``check_parity``), so the note says which edge's output is the first to
+    leave tolerance (``hops``)."""
+    from zoo.converters.parity.check import check_parity
     from zoo.converters.parity.runners import artifact_runner, torch_runner
 
     try:
-        reference = torch_runner(torch_model)(feeds)
+        reference = {chosen.name: torch_runner(torch_model)(chosen.feeds)}
         table = []
         for (a, b), hop in zip(edges, hops):
-            got = artifact_runner(Path(hop), input_names, output_names)(feeds)
-            pairs = [(np.asarray(r, np.float64), np.asarray(g, np.float64)) for r, g in zip(reference, got)
-                     if np.shape(r) == np.shape(g) and np.size(r)]
-            worst = max((float(np.abs(r - g).max()) for r, g in pairs), default=None)
-            within = bool(pairs) and all(bool(np.all(np.abs(g - r) <= tol.atol * (max(1.0, float(np.abs(r).max()))
-                                                                                  if tol.scaled else 1.0)
-                                                     + tol.rtol * np.abs(r))) for r, g in pairs)
-            table.append({"edge": f"{a}->{b}", "file": Path(hop).name, "max_abs_diff": worst, "within": within,
-                          "compared": len(pairs)})
+            report = check_parity(None, artifact_runner(Path(hop), input_names, output_names), [chosen],
+                                  output_names=output_names, tolerance=tol, reference_outputs=reference)
+            measured = [c.max_abs_diff for c in report.checks if c.max_abs_diff == c.max_abs_diff]  # not NaN
+            table.append({"edge": f"{a}->{b}", "file": Path(hop).name, "max_abs_diff": max(measured, default=None),
+                          "within": report.passed, "compared": len(measured)})
     except Exception as exc:  # noqa: BLE001 - the note stands without the table
         found["hops_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return
