@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -26,19 +27,26 @@ def onnx_pair(tmp_path_factory):
 BROKEN_CONV = "/inner/inner.2/Conv"  # the second Conv: onnx2tf runs it channels-last (NHWC)
 
 
-def _sabotage(monkeypatch, only_one_output: bool = False) -> list[int]:
-    """Make onnx2tf convert ``BROKEN_CONV`` wrong: the private copy the onnx2tf edge hands it gets that Conv's
-    weights 5% off (what a wrong transposition or constant inside the converter does), in every conversion (the
-    artifact's and the locator's marked one) or, ``only_one_output``, only in a graph with one output (the artifact's:
-    the locator's marked graph exposes more). Returns the output counts of the graphs it saw."""
+class Sabotage(NamedTuple):
+    outputs: list[int]  # the output count of each graph handed to onnx2tf
+    convs: list[str]  # the name of the Conv broken in each
+
+
+def _sabotage(monkeypatch, only_one_output: bool = False) -> Sabotage:
+    """Make onnx2tf convert the graph's second Conv wrong (``BROKEN_CONV`` in the tiny model; the first of a timm
+    ResNet, its stem, is not the one to break): the private copy the onnx2tf edge hands it gets that Conv's weights
+    5% off (what a wrong transposition or constant inside the converter does), in every conversion (the artifact's
+    and the locator's marked one) or, ``only_one_output``, only in a graph with one output (the artifact's: the
+    locator's marked graph exposes more)."""
     import zoo.converters.edges.tf as tf_edges
 
-    seen: list[int] = []
+    seen = Sabotage([], [])
 
     def broken_copy(src: Path, dst: Path) -> None:
         model = onnx.load(str(src))
-        seen.append(len(model.graph.output))
-        conv = next(n for n in model.graph.node if n.name == BROKEN_CONV)
+        conv = [n for n in model.graph.node if n.op_type == "Conv"][1]
+        seen.outputs.append(len(model.graph.output))
+        seen.convs.append(conv.name)
         for init in model.graph.initializer:
             if init.name == conv.input[1] and (len(model.graph.output) == 1 or not only_one_output):
                 init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.05), init.name))
@@ -70,7 +78,7 @@ def test_a_wrong_onnx2tf_conversion_is_located_at_the_onnx_node(onnx_pair, tmp_p
     from zoo.converters.parity.runners import artifact_runner
 
     path, _ = onnx_pair
-    seen = _sabotage(monkeypatch)
+    seen = _sabotage(monkeypatch).outputs
     artifact = _onnx2tf_file(path, target, tmp_path / "out")
     sets = _sets()
     report = check_parity(_ort(path), artifact_runner(artifact, ["x"], ["y"]), sets, output_names=["y"])
@@ -167,20 +175,7 @@ def test_when_every_route_fails_each_is_located(indexed, cached_repo, monkeypatc
     require("jax")
     from zoo.cli import main as cli
 
-    import zoo.converters.edges.tf as tf_edges
-
-    broken: list[str] = []
-
-    def broken_copy(src: Path, dst: Path) -> None:  # the second Conv (the stem's weights are not all zero-initialised)
-        model = onnx.load(str(src))
-        conv = [n for n in model.graph.node if n.op_type == "Conv"][1]
-        broken.append(conv.name)
-        for init in model.graph.initializer:
-            if init.name == conv.input[1]:
-                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.05), init.name))
-        onnx.save(model, str(dst))
-
-    monkeypatch.setattr(tf_edges, "_copy_onnx", broken_copy)
+    broken = _sabotage(monkeypatch).convs
     _break_lowering(monkeypatch, torch.ops.aten.relu, lambda x: jnp.maximum(x, 0) * 1.05)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cached_repo(TIMM_REPO)
